@@ -1,0 +1,30 @@
+"""rerankpd: rerank the rows of a pandas DataFrame by relevance to a query, in one line.
+
+>>> import pandas as pd, rerankpd
+>>> df = pd.DataFrame({"text": ["预防感冒应勤洗手、戴口罩", "今天天气很好"]})
+>>> df.rerank("如何预防感冒", reranker="bm25", cache=False, progress=False)["rerank_rank"].tolist()
+[1, 2]
+
+``import rerankpd`` registers the ``DataFrame.rerank`` accessor and imports no optional dependency.
+"""
+from __future__ import annotations
+
+from . import accessor as _accessor  # noqa: F401  (registers DataFrame.rerank)
+from .cache import cache_info, clear_cache
+from .errors import RerankError
+from .pipeline import rerank, scores
+from .rerankers import Reranker, available_rerankers, get_reranker
+
+__version__ = "0.1.0"
+
+__all__ = sorted([
+    "RerankError",
+    "Reranker",
+    "__version__",
+    "available_rerankers",
+    "cache_info",
+    "clear_cache",
+    "get_reranker",
+    "rerank",
+    "scores",
+])

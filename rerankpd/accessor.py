@@ -1,0 +1,39 @@
+"""``DataFrame.rerank``: the accessor. Argument handling only; the work is :func:`rerankpd.rerank`.
+
+pandas may build a new accessor on every attribute access, so it holds nothing but the frame.
+
+Examples
+--------
+>>> import pandas as pd, rerankpd
+>>> df = pd.DataFrame({"text": ["cats purr", "dogs bark"]})
+>>> df.rerank("cats", reranker="bm25", cache=False, progress=False)["rerank_rank"].tolist()
+[1, 2]
+"""
+from __future__ import annotations
+
+import functools
+
+import pandas as pd
+
+from . import pipeline
+
+__all__ = ["RerankAccessor"]
+
+
+@pd.api.extensions.register_dataframe_accessor("rerank")
+class RerankAccessor:
+    """``df.rerank(query, column="text", ...)`` ranks rows by relevance; see :func:`rerankpd.rerank`."""
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        self._df = df
+
+    @functools.wraps(pipeline.rerank, assigned=("__doc__",))
+    def __call__(self, query=None, column="text", **kwargs) -> pd.DataFrame:
+        return pipeline.rerank(self._df, query, column, **kwargs)
+
+    def scores(self, query=None, column="text", **kwargs) -> pd.Series:
+        """The scores alone, a float Series aligned to the frame's index; see :func:`rerankpd.scores`."""
+        return pipeline.scores(self._df, query, column, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<rerankpd accessor over a frame of {len(self._df)} rows: call df.rerank(query, column=...)>"

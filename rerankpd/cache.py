@@ -1,0 +1,150 @@
+"""The score cache: finished scores on disk, so a rerun costs nothing and an interrupted run loses nothing.
+
+A thin layer over :mod:`diskcache`. Keys are SHA-256 digests of the reranker's identity (provider, endpoint,
+model and every option that changes scores, never the API key), the query and the text. Values are JSON
+text; the cache's :class:`JSONOnlyDisk` refuses to pickle or unpickle anything, so a shared cache directory
+is never a way to run code. The directory is created private to the user (0700).
+
+Examples
+--------
+>>> import tempfile
+>>> cache = ScoreCache(tempfile.mkdtemp())
+>>> key = cache.key(identity_digest({"provider": "demo"}), "q", "text")
+>>> cache.set_many({key: 0.5})
+>>> list(cache.get_many([key, "missing"]).values())
+[0.5]
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from typing import Iterable, Mapping
+
+import diskcache
+from diskcache.core import MODE_PICKLE
+
+from . import config
+
+__all__ = ["JSONOnlyDisk", "ScoreCache", "cache_info", "clear_cache", "identity_digest"]
+
+logger = logging.getLogger(__name__)
+
+
+class JSONOnlyDisk(diskcache.Disk):
+    """A diskcache ``Disk`` that stores only text keys and JSON text values, and never unpickles."""
+
+    def put(self, key):
+        if not isinstance(key, str):
+            raise TypeError(f"score cache keys are str, got {type(key).__name__}")
+        return super().put(key)
+
+    def get(self, key, raw):
+        if not raw:
+            raise ValueError("refusing to unpickle a score cache key")
+        return super().get(key, raw)
+
+    def store(self, value, read, key=diskcache.core.UNKNOWN):
+        if not isinstance(value, str):
+            raise TypeError(f"score cache values are JSON text, got {type(value).__name__}")
+        return super().store(value, read, key=key)
+
+    def fetch(self, mode, filename, value, read):
+        if mode == MODE_PICKLE:
+            raise ValueError("refusing to unpickle a score cache value")
+        return super().fetch(mode, filename, value, read)
+
+
+def identity_digest(identity: Mapping) -> str:
+    """A stable digest of a reranker's identity dict (sorted JSON, SHA-256)."""
+    text = json.dumps(identity, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class ScoreCache:
+    """Scores of (reranker, query, text) on disk.
+
+    Parameters
+    ----------
+    directory
+        Where the cache lives; created (0700) if missing. None means :func:`rerankpd.config.cache_dir`.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None) -> None:
+        self.directory = os.fspath(directory) if directory is not None else config.cache_dir()
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        self._cache = diskcache.Cache(self.directory, disk=JSONOnlyDisk)
+
+    def __repr__(self) -> str:
+        return f"ScoreCache({self.directory!r})"
+
+    @staticmethod
+    def key(identity_digest: str, query: str, text: str) -> str:
+        """The cache key of one pair under one reranker identity."""
+        h = hashlib.sha256(identity_digest.encode("ascii"))
+        h.update(b"\x00")
+        h.update(query.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+        h.update(text.encode("utf-8", "surrogatepass"))
+        return h.hexdigest()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, float]:
+        """The cached scores of those keys that are present."""
+        found: dict[str, float] = {}
+        get = self._cache.get
+        with self._cache.transact():
+            for key in keys:
+                value = get(key)
+                if value is not None:
+                    found[key] = json.loads(value)
+        return found
+
+    def set_many(self, scores: Mapping[str, float]) -> None:
+        """Store scores, all in one transaction."""
+        if not scores:
+            return
+        with self._cache.transact():
+            for key, score in scores.items():
+                self._cache.set(key, json.dumps(float(score)))
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def volume(self) -> int:
+        """Bytes the cache takes on disk."""
+        return self._cache.volume()
+
+    def clear(self) -> int:
+        """Remove every entry; returns how many there were."""
+        return self._cache.clear()
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def __enter__(self) -> "ScoreCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def cache_info(directory: str | os.PathLike | None = None) -> dict:
+    """Where the score cache is, how many scores it holds and how many bytes it takes.
+
+    Examples
+    --------
+    >>> import rerankpd
+    >>> sorted(rerankpd.cache_info())
+    ['directory', 'entries', 'size_bytes']
+    """
+    with ScoreCache(directory) as cache:
+        return {"directory": cache.directory, "entries": len(cache), "size_bytes": cache.volume()}
+
+
+def clear_cache(directory: str | os.PathLike | None = None) -> int:
+    """Remove every cached score; returns how many were removed."""
+    with ScoreCache(directory) as cache:
+        removed = cache.clear()
+    logger.info("cleared %d cached scores from %s", removed, cache.directory)
+    return removed

@@ -1,0 +1,117 @@
+"""The exceptions rerankpd raises.
+
+Everything rerankpd raises on its own account derives from :class:`RerankError`::
+
+    RerankError
+    ├── ConfigurationError          (also a ValueError) no key, a bad option, an unknown reranker
+    │   └── MissingDependencyError  an optional extra is not installed; names the ``pip install``
+    ├── RunCancelled                the run was cancelled (the panel's Cancel); finished scores are cached
+    └── APIError                    a provider answered, or failed to; carries status_code and message
+        ├── AuthenticationError     401 / 403 (DMXAPI also answers 401 when the quota is exhausted)
+        ├── RateLimitError          429, after the retries ran out; ``retry_after`` if the server said
+        ├── BadRequestError         400 / 404 / 413 / 422: the request itself is wrong, never retried
+        ├── ServerError             5xx, after the retries ran out
+        ├── BadResponseError        an answer that is not valid JSON or does not cover the documents sent
+        └── APIConnectionError      the connection failed or dropped
+            └── APITimeoutError     connect or read timeout
+
+Caller mistakes stay ordinary Python exceptions: ``KeyError`` for a missing column, ``TypeError`` for a
+cell that is not text, ``ValueError`` for bad arguments; each message names the column, row or parameter.
+
+When a run fails, the exception that ends it carries what was finished as ``exc.partial``: a DataFrame
+shaped like the result, with NaN scores for the rows that were not scored. Every finished request has
+reached the cache by then, so a rerun sends only what is missing.
+
+Examples
+--------
+>>> import rerankpd
+>>> issubclass(rerankpd.errors.RateLimitError, rerankpd.RerankError)
+True
+"""
+from __future__ import annotations
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BadResponseError",
+    "ConfigurationError",
+    "MissingDependencyError",
+    "RateLimitError",
+    "RerankError",
+    "RunCancelled",
+    "ServerError",
+]
+
+
+class RerankError(Exception):
+    """Root of every exception rerankpd raises on its own account."""
+
+    #: The partial result of the run this error ended, when there was one (a DataFrame), else None.
+    partial = None
+
+
+class ConfigurationError(RerankError, ValueError):
+    """The configuration cannot work: no API key, an unknown reranker, an option out of range."""
+
+
+class MissingDependencyError(ConfigurationError, ImportError):
+    """An optional dependency is not installed; the message names the ``pip install`` that fixes it."""
+
+
+class RunCancelled(RerankError):
+    """The run was cancelled between requests; ``partial`` holds what was finished (and cached)."""
+
+
+class APIError(RerankError):
+    """A rerank service failed to give scores.
+
+    Parameters
+    ----------
+    message
+        What went wrong, in plain words, including the provider's own message when it sent one.
+    status_code
+        The HTTP status, or None when no answer arrived.
+    provider
+        The reranker's name, e.g. ``"dmxapi"``.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, provider: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.provider = provider
+
+
+class AuthenticationError(APIError):
+    """401 or 403: the key is wrong, missing, or (DMXAPI) its quota is used up."""
+
+
+class RateLimitError(APIError):
+    """429 after every retry; ``retry_after`` is the server's last Retry-After in seconds, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class BadRequestError(APIError):
+    """400, 404, 413 or 422: the service rejected the request itself; retrying would not help."""
+
+
+class ServerError(APIError):
+    """5xx after every retry."""
+
+
+class BadResponseError(APIError):
+    """The answer was not valid JSON, or did not score exactly the documents that were sent."""
+
+
+class APIConnectionError(APIError):
+    """No answer: the connection could not be made, or it dropped."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The connect or read timeout ran out."""

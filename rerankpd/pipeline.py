@@ -1,0 +1,476 @@
+"""``rerankpd.rerank``: the one real entry point behind ``df.rerank``.
+
+The flow of one call (``design.md``): validate, build unique pairs, look them up in the score cache, plan
+the requests for the misses, score them (up to the reranker's ``max_concurrency`` in flight, each finished
+request written to the cache at once), then assemble a new frame. This module only orchestrates; the pure
+steps live in :mod:`rerankpd.pairs`, the cache in :mod:`rerankpd.cache`, scoring in the rerankers.
+
+Examples
+--------
+>>> import pandas as pd, rerankpd
+>>> df = pd.DataFrame({"text": ["预防感冒应勤洗手", "今天天气很好", None]})
+>>> out = rerankpd.rerank(df, "如何预防感冒", reranker="bm25", cache=False, progress=False)
+>>> out["rerank_rank"].tolist()
+[1, 2, <NA>]
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from . import config
+from .cache import ScoreCache, identity_digest
+from .errors import BadResponseError, RunCancelled
+from .pairs import Pairs, build_pairs, plan_batches, rank_within_groups, scatter, sort_order, top_n_mask
+from .rerankers import Reranker, get_reranker
+from .rerankers.base import BatchResult
+
+__all__ = ["rerank", "scores"]
+
+logger = logging.getLogger(__name__)
+
+SCORE, RANK, ERROR = "rerank_score", "rerank_rank", "rerank_error"
+_ERRORS = ("raise", "coerce")
+ProgressCallback = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------------------------- validate
+def _check_arguments(df: Any, query: Any, column: Any, query_column: Any, top_n: Any, errors: Any) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"rerank expects a pandas DataFrame, got {type(df).__name__}")
+    if errors not in _ERRORS:
+        raise ValueError(f"errors must be 'raise' or 'coerce', got {errors!r}")
+    if top_n is not None and (not isinstance(top_n, (int, np.integer)) or isinstance(top_n, bool) or top_n < 1):
+        raise ValueError(f"top_n must be a whole number >= 1 or None, got {top_n!r}")
+    if (query is None) == (query_column is None):
+        raise ValueError("give exactly one of query (one query for every row) and query_column "
+                         "(a column holding each row's query)"
+                         + ("; got both" if query is not None else "; got neither"))
+    if query is not None:
+        if not isinstance(query, str):
+            raise ValueError(f"query must be a string, got {type(query).__name__}; "
+                             "for a query per row use query_column=")
+        if not query.strip():
+            raise ValueError("query is empty")
+    for name, value in (("column", column), ("query_column", query_column)):
+        if value is not None and value not in df.columns:
+            raise KeyError(f"{name} {value!r} is not a column of the frame; its columns are {list(df.columns)!r}")
+    if query_column is not None and query_column == column:
+        raise ValueError(f"query_column and column are both {column!r}; they must be different columns")
+
+
+def _text_cells(series: pd.Series, column: Any) -> list[str | None]:
+    """The column's cells as str, None where missing or blank; TypeError naming the first non-text row."""
+    values = series.to_numpy(dtype=object, na_value=None)
+    missing = pd.isna(values)
+    out: list[str | None] = values.tolist()
+    for i, value in enumerate(out):
+        if missing[i]:
+            out[i] = None
+        elif type(value) is not str:
+            if isinstance(value, str):
+                value = out[i] = str(value)
+            else:
+                raise TypeError(
+                    f"column {column!r} must hold text (str) or missing values; the row with index "
+                    f"{series.index[i]!r} holds {type(value).__name__} {value!r:.60}")
+        if value is not None and not value.strip():
+            out[i] = None
+    return out
+
+
+# --------------------------------------------------------------------------------------------- reranker
+def resolve_reranker(reranker: Any) -> tuple[Reranker, bool]:
+    """The reranker object to use, and whether this call made it (and so should close it)."""
+    if reranker is None:
+        return get_reranker(config.default_reranker_name()), True
+    if isinstance(reranker, str):
+        return get_reranker(reranker), True
+    if callable(getattr(reranker, "score", None)):
+        return reranker, False
+    raise ValueError(f"reranker must be a name ({', '.join(_names())}) or an object with a "
+                     f"score(query, documents) method, got {type(reranker).__name__}")
+
+
+def _names() -> list[str]:
+    from .rerankers import available_rerankers
+
+    return available_rerankers()
+
+
+def _open_cache(cache: Any) -> ScoreCache | None:
+    if cache is False or cache is None:
+        return None
+    if cache is True:
+        directory = None
+    elif isinstance(cache, (str, os.PathLike)):
+        directory = cache
+    else:
+        raise ValueError(f"cache must be True, False or a directory path, got {cache!r}")
+    try:
+        return ScoreCache(directory)
+    except (OSError, sqlite3.Error) as exc:
+        warnings.warn(f"rerankpd: the score cache could not be opened ({exc}); scoring without it",
+                      RuntimeWarning, stacklevel=4)
+        return None
+
+
+# --------------------------------------------------------------------------------------------- the run
+@dataclass
+class _Run:
+    """Everything one call knows, from plan to assembly."""
+
+    df: pd.DataFrame
+    column: Any
+    query: str | None
+    query_column: Any
+    reranker: Any
+    pairs: Pairs
+    errors: str
+    cache: ScoreCache | None = None
+    keys: list[str] | None = None
+    pair_scores: np.ndarray = field(default_factory=lambda: np.empty(0))
+    pair_errors: dict[int, str] = field(default_factory=dict)
+    batches: list[list[int]] = field(default_factory=list)
+    from_cache: int = 0
+    sent: int = 0
+    requests: int = 0
+    usage: Counter = field(default_factory=Counter)
+    started: float = field(default_factory=time.perf_counter)
+    cache_write_failed: bool = False
+
+    @property
+    def to_score(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+def _plan(df, query, column, query_column, reranker, cache, errors) -> _Run:
+    texts = _text_cells(df[column], column)
+    row_queries = query if query is not None else _text_cells(df[query_column], query_column)
+    pairs = build_pairs(row_queries, texts)
+    model = reranker
+    run = _Run(df=df, column=column, query=query, query_column=query_column, reranker=model, pairs=pairs,
+               errors=errors, pair_scores=np.full(pairs.n_pairs, np.nan))
+    pairwise = getattr(model, "pairwise", True)
+    identity = getattr(model, "identity", None)
+    if pairs.n_pairs and pairwise and callable(identity):
+        run.cache = _open_cache(cache)
+    if run.cache is not None:
+        digest = identity_digest(identity())
+        key = ScoreCache.key
+        run.keys = [key(digest, pairs.queries[g], pairs.texts[t]) for g, t in zip(pairs.pair_group, pairs.pair_text)]
+        found = _cache_read(run)
+        if found:
+            hit = np.fromiter((k in found for k in run.keys), dtype=bool, count=len(run.keys))
+            run.pair_scores[hit] = [found[k] for k, h in zip(run.keys, hit) if h]
+            run.from_cache = int(hit.sum())
+    todo = np.flatnonzero(np.isnan(run.pair_scores))
+    batch_size = getattr(model, "batch_size", 64) if pairwise else None
+    run.batches = plan_batches(todo, pairs.pair_group, batch_size)
+    return run
+
+
+def _cache_read(run: _Run) -> dict[str, float]:
+    try:
+        return run.cache.get_many(run.keys)
+    except (OSError, sqlite3.Error, ValueError) as exc:
+        warnings.warn(f"rerankpd: the score cache could not be read ({exc}); scoring without it",
+                      RuntimeWarning, stacklevel=5)
+        run.cache = None
+        return {}
+
+
+def _cache_write(run: _Run, batch: list[int], values: list[float]) -> None:
+    if run.cache is None or run.cache_write_failed:
+        return
+    try:
+        run.cache.set_many({run.keys[p]: v for p, v in zip(batch, values)})
+    except (OSError, sqlite3.Error) as exc:
+        run.cache_write_failed = True
+        warnings.warn(f"rerankpd: the score cache at {run.cache.directory} could not be written ({exc}); "
+                      "scoring goes on, but this run's scores will not be cached", RuntimeWarning, stacklevel=5)
+
+
+def _score_one(reranker: Any, query: str, documents: list[str]) -> BatchResult:
+    score_batch = getattr(reranker, "score_batch", None)
+    result = score_batch(query, documents) if callable(score_batch) else BatchResult(
+        list(reranker.score(query, documents)))
+    values = [float(s) for s in result.scores]
+    if len(values) != len(documents):
+        raise BadResponseError(f"{getattr(reranker, 'name', 'reranker')} returned {len(values)} scores "
+                               f"for {len(documents)} documents", provider=getattr(reranker, "name", None))
+    return BatchResult(values, dict(result.usage))
+
+
+def _make_bar(run: _Run, progress: Any):
+    if progress is False or run.to_score == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    name = getattr(run.reranker, "name", type(run.reranker).__name__)
+    bar = tqdm(total=run.to_score, desc=f"rerank [{name}]", unit="pair", delay=0 if progress else 1.0,
+               dynamic_ncols=True, leave=bool(progress))
+    if run.from_cache:
+        bar.set_postfix(cached=run.from_cache, refresh=False)
+    return bar
+
+
+def _execute(run: _Run, progress: Any, cancel: threading.Event | None,
+             on_progress: ProgressCallback | None) -> BaseException | None:
+    """Score every planned batch; returns the error that stopped the run (errors='raise'), if any."""
+    batches = iter(run.batches)
+    total, done = run.to_score, 0
+    pairs = run.pairs
+    concurrency = max(1, int(getattr(run.reranker, "max_concurrency", 1) or 1))
+    first_error: BaseException | None = None
+    bar = _make_bar(run, progress)
+    if on_progress is not None:
+        on_progress(0, total)
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rerankpd")
+    pending: dict[Future, list[int]] = {}
+
+    def submit_next() -> bool:
+        batch = next(batches, None)
+        if batch is None:
+            return False
+        query = pairs.queries[pairs.pair_group[batch[0]]]
+        documents = [pairs.texts[pairs.pair_text[p]] for p in batch]
+        pending[pool.submit(_score_one, run.reranker, query, documents)] = batch
+        return True
+
+    def collect(future: Future, batch: list[int]) -> BaseException | None:
+        nonlocal done
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded or re-raised below
+            message = str(exc) or type(exc).__name__
+            for p in batch:
+                run.pair_errors[p] = message
+            outcome = exc
+        else:
+            run.pair_scores[batch] = result.scores
+            run.requests += 1
+            run.sent += len(batch)
+            run.usage.update(result.usage)
+            _cache_write(run, batch, result.scores)
+            outcome = None
+        done += len(batch)
+        if bar is not None:
+            bar.update(len(batch))
+        if on_progress is not None:
+            on_progress(done, total)
+        return outcome
+
+    try:
+        while len(pending) < concurrency and submit_next():
+            pass
+        while pending:
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in finished:
+                error = collect(future, pending.pop(future))
+                if error is not None and first_error is None and run.errors == "raise":
+                    first_error = error
+            stopping = first_error is not None or (cancel is not None and cancel.is_set())
+            while not stopping and len(pending) < concurrency and submit_next():
+                pass
+        if first_error is None and cancel is not None and cancel.is_set() and done < total:
+            first_error = RunCancelled(f"cancelled after {done} of {total} pairs; finished scores are cached")
+    except BaseException:
+        # Ctrl-C or a failure of our own: keep what is already in flight, then let the exception go on.
+        for future, batch in list(pending.items()):
+            try:
+                future.result()
+            except BaseException:  # noqa: BLE001
+                continue
+            collect(future, batch)
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        if bar is not None:
+            bar.close()
+    return first_error
+
+
+# --------------------------------------------------------------------------------------------- assemble
+def _assemble(run: _Run, top_n: int | None, sort: bool) -> pd.DataFrame:
+    pairs = run.pairs
+    row_scores = scatter(run.pair_scores, pairs.row_pair)
+    ranks = rank_within_groups(row_scores, pairs.row_group)
+    out = run.df.copy(deep=False)
+    out[SCORE] = row_scores.astype(np.float64, copy=False)
+    out[RANK] = pd.arrays.IntegerArray(ranks, mask=ranks == 0)
+    failed_rows = 0
+    if run.errors == "coerce" or run.pair_errors:
+        messages = np.full(pairs.n_pairs, None, dtype=object)
+        for p, message in run.pair_errors.items():
+            messages[p] = message
+        row_errors = scatter(messages, pairs.row_pair, fill=None)
+        out[ERROR] = row_errors
+        failed_rows = int(pd.notna(row_errors).sum())
+    keep = top_n_mask(ranks, top_n)
+    order = np.flatnonzero(keep)
+    if sort:
+        order = order[sort_order(pairs.row_group[order], ranks[order])]
+    if len(order) != len(out) or sort:
+        out = out.iloc[order]
+    out.attrs = dict(run.df.attrs)
+    out.attrs["rerank"] = _summary(run, failed_rows)
+    return out
+
+
+def _summary(run: _Run, failed_rows: int) -> dict:
+    reranker = run.reranker
+    return {
+        "reranker": getattr(reranker, "name", type(reranker).__name__),
+        "model": getattr(reranker, "model", None),
+        "query": run.query,
+        "query_column": run.query_column,
+        "column": run.column,
+        "rows": len(run.df),
+        "unique_pairs": run.pairs.n_pairs,
+        "from_cache": run.from_cache,
+        "sent": run.sent,
+        "missing": int((run.pairs.row_pair < 0).sum()),
+        "failed": failed_rows,
+        "requests": run.requests,
+        "usage": dict(run.usage),
+        "seconds": round(time.perf_counter() - run.started, 3),
+        "cache_dir": run.cache.directory if run.cache is not None else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------- public
+def _run(df, query, column, query_column, reranker, cache, progress, errors, top_n, cancel, on_progress):
+    _check_arguments(df, query, column, query_column, top_n, errors)
+    model, owned = resolve_reranker(reranker)
+    try:
+        run = _plan(df, query, column, query_column, model, cache, errors)
+        try:
+            failure = _execute(run, progress, cancel, on_progress)
+        except BaseException as exc:
+            _attach_partial(exc, run)
+            raise
+        return run, failure
+    finally:
+        if owned and callable(getattr(model, "close", None)):
+            model.close()
+
+
+def _attach_partial(exc: BaseException, run: _Run) -> None:
+    for p in range(run.pairs.n_pairs):
+        if math.isnan(run.pair_scores[p]) and p not in run.pair_errors:
+            run.pair_errors[p] = "not scored: the run stopped first"
+    try:
+        exc.partial = _assemble(run, None, True)
+    except Exception:  # noqa: BLE001 - never hide the real error behind a failure to attach
+        logger.debug("could not attach a partial result", exc_info=True)
+
+
+def rerank(
+    df: pd.DataFrame,
+    query: str | None = None,
+    column: Any = "text",
+    *,
+    query_column: Any = None,
+    top_n: int | None = None,
+    reranker: Any = None,
+    sort: bool = True,
+    cache: bool | str | os.PathLike = True,
+    progress: bool | None = None,
+    errors: str = "raise",
+    _cancel: threading.Event | None = None,
+    _on_progress: ProgressCallback | None = None,
+) -> pd.DataFrame:
+    """Score each row's text against a query and rank the rows.
+
+    Parameters
+    ----------
+    df
+        The frame; it is not modified.
+    query
+        One query for every row. Give this or ``query_column``, not both.
+    column
+        The column holding the text to score.
+    query_column
+        A column holding each row's query; ranks, ``top_n`` and sorting then apply within each query.
+    top_n
+        Keep only the ``top_n`` best rows of each query.
+    reranker
+        A name from :func:`rerankpd.available_rerankers` or a reranker object. None: ``RERANKPD_RERANKER``,
+        else ``"dmxapi"`` when ``DMXAPI_API_KEY`` is set, else the embedded offline reranker.
+    sort
+        True orders rows by query (first appearance) then rank; False keeps input order.
+    cache
+        True uses the score cache in the default directory, a path uses that directory, False bypasses it.
+    progress
+        None shows a progress bar for work that takes more than a moment, True always, False never.
+    errors
+        ``"raise"``: a failure raises, with the partial result as ``exc.partial``. ``"coerce"``: failed rows
+        get NaN and a message in a ``rerank_error`` column.
+
+    Returns
+    -------
+    DataFrame
+        A new frame with the input's columns and index labels plus ``rerank_score`` (float64) and
+        ``rerank_rank`` (Int64, 1 = most relevant within its query). Rows with missing or blank text keep
+        NaN and <NA> and sort last. ``out.attrs["rerank"]`` says which reranker ran and what it cost.
+
+    Examples
+    --------
+    >>> import pandas as pd, rerankpd
+    >>> df = pd.DataFrame({"text": ["cats purr", "dogs bark", "cats and dogs"]})
+    >>> rerankpd.rerank(df, "cats", reranker="bm25", cache=False, progress=False).index.tolist()
+    [0, 2, 1]
+    """
+    run, failure = _run(df, query, column, query_column, reranker, cache, progress, errors, top_n,
+                        _cancel, _on_progress)
+    if failure is not None:
+        _attach_partial(failure, run)
+        raise failure
+    return _assemble(run, top_n, sort)
+
+
+def scores(
+    df: pd.DataFrame,
+    query: str | None = None,
+    column: Any = "text",
+    *,
+    query_column: Any = None,
+    reranker: Any = None,
+    cache: bool | str | os.PathLike = True,
+    progress: bool | None = None,
+    errors: str = "raise",
+    _cancel: threading.Event | None = None,
+    _on_progress: ProgressCallback | None = None,
+) -> pd.Series:
+    """The scores alone: a float Series named ``rerank_score`` aligned to ``df.index``.
+
+    Same arguments as :func:`rerank` without ``top_n`` and ``sort``.
+
+    Examples
+    --------
+    >>> import pandas as pd, rerankpd
+    >>> df = pd.DataFrame({"text": ["cats purr", "dogs bark"]}, index=["a", "b"])
+    >>> s = rerankpd.scores(df, "cats", reranker="bm25", cache=False, progress=False)
+    >>> s.index.tolist(), bool(s["a"] > s["b"])
+    (['a', 'b'], True)
+    """
+    run, failure = _run(df, query, column, query_column, reranker, cache, progress, errors, None,
+                        _cancel, _on_progress)
+    if failure is not None:
+        _attach_partial(failure, run)
+        raise failure
+    return pd.Series(scatter(run.pair_scores, run.pairs.row_pair), index=df.index, name=SCORE, dtype="float64")
+

@@ -1,0 +1,54 @@
+"""The rerankers, found by name through a registry that imports lazily.
+
+``import rerankpd`` imports none of them; :func:`get_reranker` imports the one asked for, so an optional
+dependency is needed only by the reranker that uses it.
+
+Examples
+--------
+>>> from rerankpd.rerankers import available_rerankers
+>>> "bm25" in available_rerankers()
+True
+"""
+from __future__ import annotations
+
+import importlib
+
+from ..errors import ConfigurationError
+from .base import BatchResult, Reranker
+
+__all__ = ["REGISTRY", "BatchResult", "Reranker", "available_rerankers", "get_reranker"]
+
+#: name -> "module:Class"; modules are imported only when their reranker is asked for.
+REGISTRY: dict[str, str] = {
+    "bm25": "rerankpd.rerankers.bm25:BM25Reranker",
+    "dmxapi": "rerankpd.rerankers.dmxapi:DMXAPIReranker",
+    "e5": "rerankpd.rerankers.e5:E5Reranker",
+}
+
+
+def available_rerankers() -> list[str]:
+    """The names :func:`get_reranker` accepts, sorted."""
+    return sorted(REGISTRY)
+
+
+def reranker_class(name: str) -> type[Reranker]:
+    """The class registered under ``name``; ValueError naming the known ones if there is none."""
+    try:
+        target = REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ConfigurationError(
+            f"unknown reranker {name!r}; choose one of {', '.join(available_rerankers())}"
+        ) from None
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def get_reranker(name: str, **options) -> Reranker:
+    """Make the reranker registered under ``name`` with ``options``.
+
+    Examples
+    --------
+    >>> get_reranker("bm25").name
+    'bm25'
+    """
+    return reranker_class(name)(**options)

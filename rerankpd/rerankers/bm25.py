@@ -1,0 +1,94 @@
+"""BM25 with :mod:`bm25s`: lexical, offline, no model, fast on any machine.
+
+BM25's IDF depends on the whole candidate set, so a query's candidates are scored together in one call
+(``pairwise = False``): the pipeline sends all of a query's distinct texts at once and does not cache
+them per pair. The tokenizer handles space-separated languages (lower-cased words) and Chinese, Japanese
+and Korean (each run of CJK characters becomes its characters and character bigrams), so it needs no
+dictionary.
+
+Examples
+--------
+>>> r = BM25Reranker()
+>>> s = r.score("如何预防感冒", ["预防感冒应勤洗手", "流感疫苗每年接种", "今天天气很好"])
+>>> s[0] > s[1] > s[2]
+True
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+
+from ..errors import MissingDependencyError
+from .base import Reranker
+
+__all__ = ["BM25Reranker", "tokenize"]
+
+
+
+def _bm25s():
+    """Import bm25s; it sets its own logger to DEBUG at import, so quiet its per-call chatter after."""
+    try:
+        import bm25s
+    except ImportError as exc:  # pragma: no cover - bm25s is a core dependency
+        raise MissingDependencyError("the bm25 reranker needs bm25s: pip install bm25s") from exc
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+", re.UNICODE)
+_CJK_RUN = re.compile(rf"[{_CJK}]")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words, plus characters and character bigrams of CJK runs.
+
+    >>> tokenize("Hello, 感冒预防!")
+    ['hello', '感', '冒', '预', '防', '感冒', '冒预', '预防']
+    """
+    tokens: list[str] = []
+    for match in _TOKEN.finditer(text.lower()):
+        run = match.group()
+        if _CJK_RUN.match(run):
+            tokens.extend(run)
+            tokens.extend(run[i:i + 2] for i in range(len(run) - 1))
+        else:
+            tokens.append(run)
+    return tokens
+
+
+class BM25Reranker(Reranker):
+    """Okapi BM25 over each query's candidate documents.
+
+    Parameters
+    ----------
+    k1, b
+        BM25's term-frequency saturation and length normalisation.
+    method
+        The bm25s variant (``"lucene"``, ``"robertson"``, ``"atire"``, ``"bm25l"``, ``"bm25+"``).
+    """
+
+    name = "bm25"
+    model = None
+    batch_size = None
+    max_concurrency = 1
+    pairwise = False
+
+    def __init__(self, k1: float = 1.5, b: float = 0.75, method: str = "lucene") -> None:
+        self._bm25s = _bm25s()
+        self.k1, self.b, self.method = k1, b, method
+        self.model = f"bm25s-{method}"
+
+    def identity(self) -> dict:
+        return {"reranker": self.name, "k1": self.k1, "b": self.b, "method": self.method}
+
+    def score(self, query: str, documents: list[str]) -> list[float]:
+        if not documents:
+            return []
+        retriever = self._bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+        retriever.index([tokenize(d) for d in documents], show_progress=False)
+        query_tokens = [t for t in tokenize(query) if t in retriever.vocab_dict]
+        if not query_tokens:
+            return [0.0] * len(documents)
+        return np.asarray(retriever.get_scores(query_tokens), dtype=np.float64).tolist()

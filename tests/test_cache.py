@@ -1,0 +1,80 @@
+"""The score cache: JSON only, never the key, private directory, info and clear."""
+from __future__ import annotations
+
+import os
+import pathlib
+import pickle
+import stat
+
+import pandas as pd
+import pytest
+
+import rerankpd
+from rerankpd.cache import ScoreCache, identity_digest
+from rerankpd.testing import LoopbackRerankServer
+from tests.conftest import API_KEY
+
+
+def test_roundtrip_and_keys(tmp_path):
+    cache = ScoreCache(tmp_path / "c")
+    digest = identity_digest({"provider": "x", "model": "m"})
+    k1, k2 = cache.key(digest, "q", "a"), cache.key(digest, "q", "b")
+    assert k1 != k2 and k1 == cache.key(digest, "q", "a")
+    cache.set_many({k1: 0.25})
+    assert cache.get_many([k1, k2]) == {k1: 0.25}
+    assert len(cache) == 1
+    assert identity_digest({"a": 1, "b": 2}) == identity_digest({"b": 2, "a": 1})
+    assert identity_digest({"model": "m1"}) != identity_digest({"model": "m2"})
+
+
+def test_refuses_pickle(tmp_path):
+    cache = ScoreCache(tmp_path / "c")
+    with pytest.raises(TypeError):
+        cache._cache.set("k", {"not": "json text"})
+    with pytest.raises(TypeError):
+        cache._cache.set(("tuple", "key"), "1.0")
+    # a pickled value planted by someone else is never unpickled
+    import diskcache
+    plain = diskcache.Cache(str(tmp_path / "c"))
+    plain.set("planted", pickle.dumps(object) and ["a", "list"])   # stored pickled by plain diskcache
+    plain.close()
+    with pytest.raises(ValueError, match="unpickle"):
+        cache.get_many(["planted"])
+
+
+def test_directory_is_private(tmp_path):
+    ScoreCache(tmp_path / "private")
+    mode = stat.S_IMODE(os.stat(tmp_path / "private").st_mode)
+    assert mode & 0o077 == 0
+
+
+def test_default_directory_from_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("RERANKPD_CACHE_DIR", str(tmp_path / "envdir"))
+    assert rerankpd.cache_info()["directory"] == str(tmp_path / "envdir")
+    monkeypatch.delenv("RERANKPD_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert rerankpd.cache_info()["directory"].startswith(str(tmp_path / "xdg"))
+
+
+def test_info_and_clear_after_a_run_and_no_key_on_disk(tmp_path):
+    df = pd.DataFrame({"text": ["alpha", "beta", "gamma"]})
+    with LoopbackRerankServer(api_key=API_KEY) as srv:
+        r = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=srv.url)
+        df.rerank("alpha", reranker=r, progress=False)
+    info = rerankpd.cache_info()
+    assert info["entries"] == 3 and info["size_bytes"] > 0
+    for path in pathlib.Path(info["directory"]).rglob("*"):
+        if path.is_file():
+            assert API_KEY.encode() not in path.read_bytes()
+    assert rerankpd.clear_cache() == 3
+    assert rerankpd.cache_info()["entries"] == 0
+
+
+def test_unwritable_cache_warns_and_keeps_scoring(tmp_path):
+    target = tmp_path / "not-a-dir"
+    target.write_text("a file where the cache directory should be")
+    df = pd.DataFrame({"text": ["a b", "c"]})
+    from rerankpd.rerankers.e5 import E5Reranker  # a pairwise reranker, which uses the cache
+    with pytest.warns(RuntimeWarning, match="score cache could not be opened"):
+        out = df.rerank("a", reranker=E5Reranker(), cache=target / "sub", progress=False)
+    assert out["rerank_score"].notna().all()
