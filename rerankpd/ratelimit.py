@@ -1,0 +1,466 @@
+"""Client-side rate limiting: a shared request/token budget and adaptive concurrency.
+
+Two independent, thread-safe tools, both free of third-party dependencies:
+
+``RateLimiter``
+    Spaces requests so that a provider's published limits -- requests per minute
+    and (estimated) tokens per minute -- are never exceeded.  One instance is
+    shared by every in-flight request of a reranker.  It is a generic cell rate
+    algorithm (GCRA, a token bucket written as "the earliest time the next unit
+    may go"): each call *reserves* its slot under a lock and then sleeps outside
+    it, so waiting threads never block each other and are served first come,
+    first served.
+
+``AdaptiveConcurrency``
+    Additive-increase / multiplicative-decrease on the number of requests in
+    flight: a 429 halves the allowed count (down to 1), a run of successes raises
+    it by one (up to the configured maximum).  A long run therefore settles just
+    under the provider's real limit instead of hammering it.
+
+Both take an injectable clock (and sleep) so tests run on a fake clock.
+
+Examples
+--------
+>>> limiter = RateLimiter(requests_per_minute=600, tokens_per_minute=60_000)
+>>> waited = limiter.acquire(n_tokens=120)        # first call goes at once
+>>> waited
+0.0
+>>> gate = AdaptiveConcurrency(max_concurrency=8)
+>>> with gate.acquire() as slot:
+...     slot.succeeded()                          # or slot.rate_limited() on a 429
+>>> gate.limit
+8
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+
+__all__ = [
+    "AdaptiveConcurrency",
+    "RateLimitWaitTooLong",
+    "RateLimiter",
+    "Slot",
+    "estimate_tokens",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Default ceiling on one wait, in seconds.  A wait longer than this means the
+#: configured limits cannot serve the work in any reasonable time.
+DEFAULT_MAX_WAIT = 600.0
+
+
+class RateLimitWaitTooLong(TimeoutError):
+    """A wait for the rate limiter or a concurrency slot would exceed its bound.
+
+    Raised *before* anything is reserved, so the limiter's state is unchanged.
+    """
+
+
+def _check_rate(value: float | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a positive number or None, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number or None, got {value!r}")
+    return float(value)
+
+
+def _check_wait(value: float | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number or None, got {value!r}")
+    return float(value)
+
+
+def _bound(default: float | None, override: float | None, name: str) -> float | None:
+    """The effective wait bound: the per-call override, else the default; inf -> None."""
+    value = default if override is None else _check_wait(override, name)
+    return None if value is None or math.isinf(value) else value
+
+
+def estimate_tokens(query: str, documents: Iterable[str]) -> int:
+    """Estimate the tokens a rerank request consumes, for ``tokens_per_minute``.
+
+    Rerank APIs bill every (query, document) pair, so the query counts once per
+    document.  ASCII text is counted at ~4 characters per token; any other
+    character (CJK, emoji, ...) as one token each, which errs on the high side.
+
+    Parameters
+    ----------
+    query : str
+        The query text.
+    documents : iterable of str
+        The documents sent in one request.
+
+    Returns
+    -------
+    int
+        Estimated token count, at least 1 per document.
+
+    Examples
+    --------
+    >>> estimate_tokens("cold", ["wash hands", "预防感冒"])
+    9
+    """
+    q = _text_tokens(query)
+    return sum(q + _text_tokens(doc) for doc in documents)
+
+
+def _text_tokens(text: str) -> int:
+    n_ascii = len(text.encode("ascii", "ignore"))
+    return max(1, -(-n_ascii // 4) + (len(text) - n_ascii))
+
+
+class RateLimiter:
+    """A thread-safe budget of requests and tokens per minute, shared by all requests.
+
+    Each :meth:`acquire` reserves one request and ``n_tokens`` tokens and sleeps
+    until both budgets allow it.  Without burst tolerance requests are spaced
+    evenly (``60 / requests_per_minute`` seconds apart, or longer when a request
+    carries many tokens), which keeps every sliding window of the provider under
+    its limit.
+
+    Parameters
+    ----------
+    requests_per_minute : float, optional
+        Request budget; ``None`` means unlimited.
+    tokens_per_minute : float, optional
+        Token budget; ``None`` means unlimited.
+    burst_seconds : float, default 0.0
+        How far ahead of the even schedule a request may go, in seconds of
+        budget (e.g. ``1.0`` lets one second's worth of requests go at once).
+    max_wait : float or None, default 600.0
+        Longest a single :meth:`acquire` may wait; a longer wait raises
+        :class:`RateLimitWaitTooLong` without reserving anything.  ``None``
+        waits as long as it takes.
+    clock : callable, default time.monotonic
+        Returns the current time in seconds.
+    sleep : callable, default time.sleep
+        Sleeps for a number of seconds.
+
+    Examples
+    --------
+    >>> t = [0.0]
+    >>> limiter = RateLimiter(requests_per_minute=60, clock=lambda: t[0], sleep=lambda s: None)
+    >>> limiter.reserve(), limiter.reserve(), limiter.reserve()
+    (0.0, 1.0, 2.0)
+    """
+
+    def __init__(
+        self,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        *,
+        burst_seconds: float = 0.0,
+        max_wait: float | None = DEFAULT_MAX_WAIT,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
+        self.requests_per_minute = _check_rate(requests_per_minute, "requests_per_minute")
+        self.tokens_per_minute = _check_rate(tokens_per_minute, "tokens_per_minute")
+        tau = _check_wait(burst_seconds, "burst_seconds")
+        self.burst_seconds = 0.0 if tau is None else tau
+        self.max_wait = _check_wait(max_wait, "max_wait")
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        start = clock()
+        # Theoretical arrival time per budget: when it is fully "paid off".
+        self._next_request = start
+        self._next_token = start
+        self._paused_until = start
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one budget is set."""
+        return self.requests_per_minute is not None or self.tokens_per_minute is not None
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimiter(requests_per_minute={self.requests_per_minute!r}, "
+            f"tokens_per_minute={self.tokens_per_minute!r})"
+        )
+
+    def reserve(self, n_tokens: int = 0, *, max_wait: float | None = None) -> float:
+        """Reserve one request and ``n_tokens`` tokens; return the delay before it may go.
+
+        Does not sleep: the caller must wait the returned number of seconds.
+
+        Parameters
+        ----------
+        n_tokens : int, default 0
+            Tokens this request consumes (see :func:`estimate_tokens`).
+        max_wait : float, optional
+            Overrides the instance's ``max_wait`` for this call (``math.inf``:
+            no bound).
+
+        Returns
+        -------
+        float
+            Seconds to wait, ``>= 0``.
+
+        Raises
+        ------
+        RateLimitWaitTooLong
+            If the delay would exceed ``max_wait``; nothing is reserved then.
+        """
+        if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 0:
+            raise ValueError(f"n_tokens must be a non-negative integer, got {n_tokens!r}")
+        bound = _bound(self.max_wait, max_wait, "max_wait")
+        rpm, tpm, tau = self.requests_per_minute, self.tokens_per_minute, self.burst_seconds
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._paused_until)
+            if rpm is not None:
+                start = max(start, self._next_request - tau)
+            if tpm is not None:
+                start = max(start, self._next_token - tau)
+            delay = start - now
+            if bound is not None and delay > bound:
+                raise RateLimitWaitTooLong(
+                    f"rate limiter would wait {delay:.1f}s (> max_wait={bound:g}s); "
+                    f"raise requests_per_minute/tokens_per_minute or max_wait, or lower concurrency"
+                )
+            if rpm is not None:
+                self._next_request = max(self._next_request, start) + 60.0 / rpm
+            if tpm is not None:
+                self._next_token = max(self._next_token, start) + 60.0 * n_tokens / tpm
+        return delay
+
+    def acquire(self, n_tokens: int = 0, *, max_wait: float | None = None) -> float:
+        """Block until one request carrying ``n_tokens`` tokens may go.
+
+        Parameters
+        ----------
+        n_tokens : int, default 0
+            Tokens this request consumes.
+        max_wait : float, optional
+            Overrides the instance's ``max_wait`` for this call (``math.inf``:
+            no bound).
+
+        Returns
+        -------
+        float
+            Seconds waited.
+
+        Raises
+        ------
+        RateLimitWaitTooLong
+            If the wait would exceed ``max_wait``; nothing is reserved then.
+
+        Examples
+        --------
+        >>> RateLimiter(requests_per_minute=6000).acquire()
+        0.0
+        """
+        delay = self.reserve(n_tokens, max_wait=max_wait)
+        if delay > 0:
+            logger.debug("rate limiter: waiting %.3fs", delay)
+            self._sleep(delay)
+        return delay
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request for ``seconds`` from now (e.g. a 429's Retry-After).
+
+        Pauses never shorten an earlier pause.
+
+        Examples
+        --------
+        >>> t = [0.0]
+        >>> limiter = RateLimiter(clock=lambda: t[0])
+        >>> limiter.pause(2.5)
+        >>> limiter.reserve()
+        2.5
+        """
+        secs = _check_wait(seconds, "seconds") or 0.0
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + secs)
+
+
+class Slot:
+    """One granted place in an :class:`AdaptiveConcurrency` gate.
+
+    A context manager: leaving the ``with`` block releases it.  Report the
+    outcome with :meth:`succeeded` or :meth:`rate_limited` before releasing.
+    """
+
+    __slots__ = ("_gate", "_epoch", "_released")
+
+    def __init__(self, gate: AdaptiveConcurrency, epoch: int) -> None:
+        self._gate = gate
+        self._epoch = epoch
+        self._released = False
+
+    def succeeded(self) -> None:
+        """Count a successful request towards raising the limit."""
+        self._gate._on_success()
+
+    def rate_limited(self) -> None:
+        """Report a 429: halve the limit (once per congestion episode)."""
+        self._gate._on_rate_limited(self._epoch)
+
+    def release(self) -> None:
+        """Give the place back; calling it twice is harmless."""
+        if not self._released:
+            self._released = True
+            self._gate._release()
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class AdaptiveConcurrency:
+    """A thread-safe gate on requests in flight whose width adapts to 429s (AIMD).
+
+    On a 429 the limit halves (never below 1).  After ``increase_after``
+    consecutive successes it grows by one (never above ``max_concurrency``).
+    Several 429s from requests that were already in flight when the limit was
+    cut count as one congestion signal, so a burst of 429s halves the limit
+    once, not once per request.
+
+    Parameters
+    ----------
+    max_concurrency : int
+        Upper bound and starting value of the limit.
+    increase_after : int or None, default None
+        Successes needed to raise the limit by one; ``None`` means "the current
+        limit", i.e. about one full round of requests per step (like TCP's
+        congestion avoidance).
+    max_wait : float or None, default 600.0
+        Longest :meth:`acquire` waits for a place before raising
+        :class:`RateLimitWaitTooLong`; ``None`` waits indefinitely.
+
+    Examples
+    --------
+    >>> gate = AdaptiveConcurrency(max_concurrency=4, increase_after=2)
+    >>> with gate.acquire() as slot:
+    ...     slot.rate_limited()
+    >>> gate.limit
+    2
+    >>> for _ in range(2):
+    ...     with gate.acquire() as slot:
+    ...         slot.succeeded()
+    >>> gate.limit
+    3
+    """
+
+    def __init__(
+        self,
+        max_concurrency: int,
+        *,
+        increase_after: int | None = None,
+        max_wait: float | None = DEFAULT_MAX_WAIT,
+    ) -> None:
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
+        if increase_after is not None and (
+            isinstance(increase_after, bool) or not isinstance(increase_after, int) or increase_after < 1
+        ):
+            raise ValueError(f"increase_after must be an integer >= 1 or None, got {increase_after!r}")
+        self.max_concurrency = max_concurrency
+        self.increase_after = increase_after
+        self.max_wait = _check_wait(max_wait, "max_wait")
+        self._cond = threading.Condition(threading.Lock())
+        self._limit = max_concurrency
+        self._in_flight = 0
+        self._successes = 0
+        self._epoch = 0  # bumped on every decrease
+        self.decreases = 0  #: number of times the limit was cut (for reporting)
+
+    @property
+    def limit(self) -> int:
+        """Requests currently allowed in flight."""
+        return self._limit
+
+    @property
+    def in_flight(self) -> int:
+        """Requests currently holding a slot."""
+        return self._in_flight
+
+    def __repr__(self) -> str:
+        return (
+            f"AdaptiveConcurrency(limit={self._limit}, max_concurrency={self.max_concurrency}, "
+            f"in_flight={self._in_flight})"
+        )
+
+    def try_acquire(self) -> Slot | None:
+        """Take a slot if one is free now, else return ``None`` without waiting."""
+        with self._cond:
+            if self._in_flight < self._limit:
+                self._in_flight += 1
+                return Slot(self, self._epoch)
+        return None
+
+    def acquire(self, timeout: float | None = None) -> Slot:
+        """Wait for a slot; use the result as a context manager.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Overrides ``max_wait`` for this call (``math.inf``: no bound).
+
+        Returns
+        -------
+        Slot
+            Release it by leaving its ``with`` block (or calling ``release()``).
+
+        Raises
+        ------
+        RateLimitWaitTooLong
+            If no slot frees up within the timeout.
+        """
+        bound = _bound(self.max_wait, timeout, "timeout")
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._in_flight < self._limit, timeout=bound):
+                raise RateLimitWaitTooLong(
+                    f"no concurrency slot freed within {bound:g}s "
+                    f"(limit={self._limit}, in flight={self._in_flight})"
+                )
+            self._in_flight += 1
+            return Slot(self, self._epoch)
+
+    def _release(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._cond.notify()
+
+    def _on_success(self) -> None:
+        with self._cond:
+            if self._limit >= self.max_concurrency:
+                self._successes = 0
+                return
+            self._successes += 1
+            if self._successes >= (self.increase_after or self._limit):
+                self._limit += 1
+                self._successes = 0
+                logger.debug("adaptive concurrency: limit raised to %d", self._limit)
+                self._cond.notify()
+
+    def _on_rate_limited(self, epoch: int) -> None:
+        with self._cond:
+            self._successes = 0
+            if epoch != self._epoch:
+                return  # already cut for this episode
+            self._epoch += 1
+            self.decreases += 1
+            new = max(1, self._limit // 2)
+            if new != self._limit:
+                logger.info("adaptive concurrency: 429 received, limit %d -> %d", self._limit, new)
+            self._limit = new
