@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 
 __all__ = [
+    "PUBLISHED_LIMITS",
     "AdaptiveConcurrency",
     "RateLimitWaitTooLong",
     "RateLimiter",
@@ -54,6 +55,20 @@ logger = logging.getLogger(__name__)
 #: Default ceiling on one wait, in seconds.  A wait longer than this means the
 #: configured limits cannot serve the work in any reasonable time.
 DEFAULT_MAX_WAIT = 600.0
+
+
+#: Published rerank limits of hosted services, as (requests per minute, tokens per minute) for the
+#: entry-level paid tier; HTTP rerankers of these names use them unless told otherwise. Sources: each
+#: service's rate-limit page (SiliconFlow: reranker RPM 2000 / TPM 500k; Cohere: rerank 1000/min on a
+#: production key, 10/min on a trial key; Jina: 500 RPM / 1M TPM with a key; Voyage: rerank-2 tier 1
+#: 2000 RPM / 2M TPM). Services without a published figure (DMXAPI, DashScope) and self-hosted servers
+#: (TEI, Infinity, vLLM) have none: there only the adaptive concurrency reacts to 429s.
+PUBLISHED_LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "siliconflow": (2000, 500_000),
+    "cohere": (1000, None),
+    "jina": (500, 1_000_000),
+    "voyage": (2000, 2_000_000),
+}
 
 
 class RateLimitWaitTooLong(TimeoutError):

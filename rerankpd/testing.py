@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import json
+import math
 import random
 import socket
 import threading
@@ -128,6 +129,7 @@ class _State:
     queued_faults: list[Fault] = field(default_factory=list)
     scheduled_faults: dict[int, Fault] = field(default_factory=dict)
     faults_served: int = 0
+    rate_limited: int = 0
 
 
 class LoopbackRerankServer:
@@ -141,6 +143,12 @@ class LoopbackRerankServer:
         ``score_fn(query, document) -> float``; default :func:`overlap_score`.
     latency
         Seconds each answer waits before it is sent.
+    latency_per_document
+        Further seconds per document in the request (the cost of scoring).
+    rate_limit, rate_limit_burst
+        Admit at most ``rate_limit`` requests per second (a token bucket holding ``rate_limit_burst``
+        requests, one second's worth by default); any request above it is answered at once with 429 and a
+        ``Retry-After`` of the seconds until the next one would be admitted. ``rate_limited`` counts them.
     fault_rate, fault_kinds, seed
         The share of requests that meet a random fault drawn from ``fault_kinds`` (seeded, repeatable).
     dialect
@@ -149,10 +157,18 @@ class LoopbackRerankServer:
 
     def __init__(self, *, api_key: str | None = None, score_fn: Callable[[str, str], float] = overlap_score,
                  latency: float = 0.0, fault_rate: float = 0.0, fault_kinds: tuple[str, ...] = FAULT_KINDS,
-                 seed: int = 0, dialect: Any = None, stall_seconds: float = 2.0) -> None:
+                 seed: int = 0, dialect: Any = None, stall_seconds: float = 2.0,
+                 latency_per_document: float = 0.0, rate_limit: float | None = None,
+                 rate_limit_burst: float | None = None) -> None:
         self.api_key = api_key
         self.score_fn = score_fn
         self.latency = latency
+        self.latency_per_document = latency_per_document
+        if rate_limit is not None and not rate_limit > 0:
+            raise ValueError(f"rate_limit must be a positive number of requests per second, got {rate_limit!r}")
+        self.rate_limit = rate_limit
+        self.rate_limit_burst = max(1.0, rate_limit_burst or rate_limit or 1.0)
+        self._bucket = (self.rate_limit_burst, time.monotonic())  # (tokens, at)
         self.fault_rate = fault_rate
         self.fault_kinds = tuple(fault_kinds)
         self.stall_seconds = stall_seconds
@@ -218,6 +234,26 @@ class LoopbackRerankServer:
     def faults_served(self) -> int:
         return self._state.faults_served
 
+    @property
+    def rate_limited(self) -> int:
+        """Requests answered 429 because they came above ``rate_limit``."""
+        return self._state.rate_limited
+
+    def _admit(self) -> float | None:
+        """None if the request is within ``rate_limit``, else the seconds until one would be."""
+        if self.rate_limit is None:
+            return None
+        with self._state.lock:
+            tokens, at = self._bucket
+            now = time.monotonic()
+            tokens = min(self.rate_limit_burst, tokens + (now - at) * self.rate_limit)
+            if tokens >= 1.0:
+                self._bucket = (tokens - 1.0, now)
+                return None
+            self._bucket = (tokens, now)
+            self._state.rate_limited += 1
+            return (1.0 - tokens) / self.rate_limit
+
     def documents_received(self) -> list[str]:
         """Every document of every recorded request, in arrival order."""
         out: list[str] = []
@@ -244,6 +280,7 @@ class LoopbackRerankServer:
             self._state.scheduled_faults.clear()
             self._state.max_in_flight = 0
             self._state.faults_served = 0
+            self._state.rate_limited = 0
 
     def _next_fault(self) -> Fault | None:
         with self._state.lock:
@@ -301,6 +338,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, owner: LoopbackRerankServer, body: Any) -> None:
         dialect = owner.dialect
+        over = owner._admit()
+        if over is not None:
+            self._json(429, dialect.error_body(429, "rate limit exceeded"),
+                       {"Retry-After": f"{math.ceil(over * 100) / 100:.2f}"})
+            return
         if owner.latency:
             time.sleep(owner.latency)
         if self.path != dialect.path:
@@ -314,6 +356,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._json(400, dialect.error_body(400, str(exc)))
             return
+        if owner.latency_per_document:
+            time.sleep(owner.latency_per_document * len(documents))
         fault = owner._next_fault()
         if fault is not None and self._serve_fault(fault, dialect, documents):
             return

@@ -39,6 +39,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .. import config
+from ..ratelimit import PUBLISHED_LIMITS, AdaptiveConcurrency, RateLimiter, RateLimitWaitTooLong, estimate_tokens
 from ..errors import (
     APIConnectionError,
     APIError,
@@ -176,6 +177,13 @@ class HTTPReranker(Reranker):
         Further attempts after the first, for retryable failures.
     auth_scheme
         Prefix of the key in the ``Authorization`` header (``"Bearer"``); ``""`` sends the bare key.
+    requests_per_minute, tokens_per_minute
+        A budget shared by every request of this reranker (tokens are estimated from the text, see
+        :func:`rerankpd.ratelimit.estimate_tokens`). None: the service's published limit where known
+        (:data:`rerankpd.ratelimit.PUBLISHED_LIMITS`), else unlimited; 0: unlimited.
+    adaptive_concurrency
+        On a 429, halve the requests allowed in flight (down to 1) and raise them again by one after a run
+        of successes, up to ``max_concurrency``; a 429's ``Retry-After`` also holds every request back.
     """
 
     name = "http"
@@ -189,6 +197,8 @@ class HTTPReranker(Reranker):
     default_max_concurrency = 4
     default_auth_scheme = "Bearer"
     default_timeout: tuple[float, float] = (10.0, 60.0)
+    default_requests_per_minute: float | None = None  # None: PUBLISHED_LIMITS[name], if any
+    default_tokens_per_minute: float | None = None
 
     def __init__(
         self,
@@ -204,6 +214,9 @@ class HTTPReranker(Reranker):
         backoff_base: float = 0.5,
         backoff_cap: float = 20.0,
         retry_after_cap: float = 60.0,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        adaptive_concurrency: bool = True,
     ) -> None:
         self._api_key = self._resolve_key(api_key)
         base = base_url or (config.env(self.base_url_env) if self.base_url_env else None) or self.default_base_url
@@ -222,6 +235,7 @@ class HTTPReranker(Reranker):
         self.backoff_base, self.backoff_cap, self.retry_after_cap = backoff_base, backoff_cap, retry_after_cap
         self._session: requests.Session | None = None
         self._session_lock = threading.Lock()
+        self._init_rate_limits(requests_per_minute, tokens_per_minute, adaptive_concurrency)
         parts = urlsplit(self.base_url)
         if self._api_key and parts.scheme == "http" and not _is_loopback(parts.hostname):
             warnings.warn(
@@ -229,6 +243,21 @@ class HTTPReranker(Reranker):
                 "use https://", stacklevel=3)
 
     # ----------------------------------------------------------------- configuration
+    def _init_rate_limits(self, rpm: float | None, tpm: float | None, adaptive: bool) -> None:
+        published_rpm, published_tpm = PUBLISHED_LIMITS.get(self.name, (None, None))
+        if rpm is None:
+            rpm = self.default_requests_per_minute or published_rpm
+        if tpm is None:
+            tpm = self.default_tokens_per_minute or published_tpm
+        try:
+            #: The request/token budget shared by all requests of this reranker.
+            self.rate_limiter = RateLimiter(rpm or None, tpm or None)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(str(exc)) from None
+        self.adaptive_concurrency = bool(adaptive)
+        #: Requests in flight, narrowed on 429s when ``adaptive_concurrency`` (see rerankpd.ratelimit).
+        self.concurrency_gate = AdaptiveConcurrency(self.max_concurrency, max_wait=None)
+
     def _resolve_key(self, api_key: str | config.Secret | None) -> config.Secret | None:
         if isinstance(api_key, config.Secret):
             key = api_key.reveal()
@@ -302,7 +331,8 @@ class HTTPReranker(Reranker):
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:
         if not documents:
             return BatchResult([])
-        return self._request(self.build_payload(query, documents), len(documents))
+        tokens = estimate_tokens(query, documents) if self.rate_limiter.tokens_per_minute else 0
+        return self._request(self.build_payload(query, documents), len(documents), tokens)
 
     # ----------------------------------------------------------------- transport
     def _headers(self) -> dict[str, str]:
@@ -335,11 +365,11 @@ class HTTPReranker(Reranker):
             text = text.replace(self._api_key.reveal(), "***")
         return text
 
-    def _request(self, payload: dict, n_documents: int) -> BatchResult:
+    def _request(self, payload: dict, n_documents: int, n_tokens: int = 0) -> BatchResult:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         for attempt in range(self.max_retries + 1):
             try:
-                return self._attempt(body, n_documents)
+                return self._attempt(body, n_documents, n_tokens)
             except _RetryableFailure as failure:
                 if attempt >= self.max_retries:
                     raise failure.error from failure.__cause__
@@ -351,10 +381,28 @@ class HTTPReranker(Reranker):
                 time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, body: bytes, n_documents: int) -> BatchResult:
+    def _send(self, body: bytes, n_tokens: int) -> requests.Response:
+        """One POST inside a concurrency slot and the rate budget; a 429 narrows the slot gate."""
+        with self.concurrency_gate.acquire() as slot:
+            try:
+                self.rate_limiter.acquire(n_tokens)
+            except RateLimitWaitTooLong as exc:
+                raise RateLimitError(f"{self.name}: {exc}", provider=self.name) from None
+            response = self.session().post(self.endpoint, data=body, headers=self._headers(), timeout=self.timeout)
+            if response.status_code == 429:
+                wait = parse_retry_after(response.headers.get("Retry-After"), self.retry_after_cap)
+                if wait:
+                    self.rate_limiter.pause(wait)
+                if self.adaptive_concurrency:
+                    slot.rate_limited()
+            elif response.status_code < 300:
+                slot.succeeded()
+            return response
+
+    def _attempt(self, body: bytes, n_documents: int, n_tokens: int = 0) -> BatchResult:
         logger.debug("%s: POST %s with %d documents", self.name, self.endpoint, n_documents)
         try:
-            response = self.session().post(self.endpoint, data=body, headers=self._headers(), timeout=self.timeout)
+            response = self._send(body, n_tokens)
         except requests.Timeout as exc:
             raise _RetryableFailure(APITimeoutError(
                 f"{self.name}: no answer from {self.endpoint} within {self.timeout[1]:g}s "
