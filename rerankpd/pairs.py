@@ -64,7 +64,9 @@ class Pairs:
         return self.queries[self.pair_group[i]], self.texts[self.pair_text[i]]
 
 
-def _codes(values: Sequence[str | None]) -> tuple[np.ndarray, list[str]]:
+def _codes(values: Sequence[str | None] | pd.Categorical) -> tuple[np.ndarray, list[str]]:
+    if isinstance(values, pd.Categorical):  # already factorized (the pipeline does this without per-row str)
+        return values.codes.astype(np.int64, copy=False), list(values.categories)
     codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
     return codes.astype(np.int64, copy=False), list(uniques)
 
@@ -78,6 +80,7 @@ def build_pairs(queries: str | Sequence[str | None], texts: Sequence[str | None]
         One query for every row, or a sequence with each row's query (None where missing).
     texts
         Each row's text, None where missing or blank (those rows get no pair and are never sent).
+        Either sequence may also be a ``pandas.Categorical`` of distinct texts (code -1 where missing).
 
     Returns
     -------

@@ -71,24 +71,48 @@ def _check_arguments(df: Any, query: Any, column: Any, query_column: Any, top_n:
         raise ValueError(f"query_column and column are both {column!r}; they must be different columns")
 
 
-def _text_cells(series: pd.Series, column: Any) -> list[str | None]:
-    """The column's cells as str, None where missing or blank; TypeError naming the first non-text row."""
-    values = series.to_numpy(dtype=object, na_value=None)
-    missing = pd.isna(values)
-    out: list[str | None] = values.tolist()
-    for i, value in enumerate(out):
-        if missing[i]:
-            out[i] = None
-        elif type(value) is not str:
-            if isinstance(value, str):
-                value = out[i] = str(value)
-            else:
-                raise TypeError(
-                    f"column {column!r} must hold text (str) or missing values; the row with index "
-                    f"{series.index[i]!r} holds {type(value).__name__} {value!r:.60}")
-        if value is not None and not value.strip():
-            out[i] = None
-    return out
+def _text_cells(series: pd.Series, column: Any) -> pd.Categorical:
+    """The column's distinct texts and each row's code into them (-1 where missing or blank).
+
+    Only the distinct values become Python strings, so a large column of repeated or Arrow-backed text
+    costs a code per row, not a string object per row. TypeError names the first row that is not text.
+    """
+    try:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    except TypeError:  # unhashable cells (lists, dicts): find and name the first one
+        codes, uniques = None, None
+    if codes is None:
+        for label, value in series.items():
+            if not isinstance(value, str) and not _is_missing(value):
+                _not_text(column, label, value)
+        raise AssertionError("unreachable")  # pragma: no cover
+    values = np.asarray(uniques, dtype=object)
+    keep = np.ones(len(values), dtype=bool)
+    for j, value in enumerate(values):
+        if type(value) is not str:
+            if not isinstance(value, str):
+                _not_text(column, series.index[int(np.flatnonzero(codes == j)[0])], value)
+            value = values[j] = str(value)
+        if not value.strip():
+            keep[j] = False
+    codes = np.asarray(codes, dtype=np.int64)
+    if not keep.all():
+        remap = np.where(keep, np.cumsum(keep) - 1, -1)
+        codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(values[keep], dtype=object), validate=False)
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _not_text(column: Any, label: Any, value: Any):
+    raise TypeError(
+        f"column {column!r} must hold text (str) or missing values; the row with index "
+        f"{label!r} holds {type(value).__name__} {value!r:.60}")
 
 
 # --------------------------------------------------------------------------------------------- reranker
@@ -169,8 +193,8 @@ def _plan(df, query, column, query_column, reranker, cache, errors) -> _Run:
         run.cache = _open_cache(cache)
     if run.cache is not None:
         digest = identity_digest(identity())
-        key = ScoreCache.key
-        run.keys = [key(digest, pairs.queries[g], pairs.texts[t]) for g, t in zip(pairs.pair_group, pairs.pair_text)]
+        run.keys = ScoreCache.keys(digest, pairs.queries, pairs.texts, pairs.pair_group.tolist(),
+                                   pairs.pair_text.tolist())
         found = _cache_read(run)
         if found:
             hit = np.fromiter((k in found for k in run.keys), dtype=bool, count=len(run.keys))

@@ -300,6 +300,7 @@ class LoopbackRerankServer:
 class _Handler(BaseHTTPRequestHandler):
     owner: LoopbackRerankServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes; Nagle + delayed ACK would add ~40 ms
 
     def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
         pass

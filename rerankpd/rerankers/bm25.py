@@ -86,8 +86,11 @@ class BM25Reranker(Reranker):
     def score(self, query: str, documents: list[str]) -> list[float]:
         if not documents:
             return []
+        corpus = [tokenize(d) for d in documents]
+        if not any(corpus):  # only punctuation or symbols: no term can match (bm25s cannot index it)
+            return [0.0] * len(documents)
         retriever = self._bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
-        retriever.index([tokenize(d) for d in documents], show_progress=False)
+        retriever.index(corpus, show_progress=False)
         query_tokens = [t for t in tokenize(query) if t in retriever.vocab_dict]
         if not query_tokens:
             return [0.0] * len(documents)
