@@ -16,6 +16,7 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -82,7 +83,8 @@ class ScoreCache:
     def __init__(self, directory: str | os.PathLike | None = None) -> None:
         self.directory = os.fspath(directory) if directory is not None else config.cache_dir()
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        self._cache = diskcache.Cache(self.directory, disk=JSONOnlyDisk, **_SQLITE_SETTINGS)
+        with _busy_is_timeout(self.directory):
+            self._cache = diskcache.Cache(self.directory, disk=JSONOnlyDisk, **_SQLITE_SETTINGS)
 
     def __repr__(self) -> str:
         return f"ScoreCache({self.directory!r})"
@@ -131,7 +133,10 @@ class ScoreCache:
         One SQL query per chunk of keys (not one lookup per key): a 50,000-pair rerun reads its scores in
         a few dozen queries. Only raw text keys and JSON text values are read; a pickled value raises.
         """
-        keys = list(keys)
+        with _busy_is_timeout(self.directory):
+            return self._get_many(list(keys))
+
+    def _get_many(self, keys: list[str]) -> dict[str, float]:
         found: dict[str, float] = {}
         cache = self._cache
         disk = cache.disk
@@ -155,7 +160,7 @@ class ScoreCache:
         """Store scores, all in one transaction."""
         if not scores:
             return
-        with self._cache.transact():
+        with _busy_is_timeout(self.directory), self._cache.transact():
             for key, score in scores.items():
                 self._cache.set(key, json.dumps(float(score)))
 
@@ -178,6 +183,16 @@ class ScoreCache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _busy_is_timeout(directory: str):
+    """diskcache raises its own ``Timeout`` (not an OSError) when another process holds the database
+    locked; raise it as :class:`TimeoutError` (an OSError) so callers treat it like any unusable cache."""
+    try:
+        yield
+    except diskcache.Timeout:
+        raise TimeoutError(f"the score cache at {directory} is locked by another process") from None
 
 
 def cache_info(directory: str | os.PathLike | None = None) -> dict:
