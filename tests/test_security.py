@@ -1,0 +1,202 @@
+"""Security: the API key never shows (canary grep everywhere), the cache is JSON in a private directory,
+plain http to a remote host warns, redirects never carry the key to another host, TLS is verified."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import re
+import shutil
+import sqlite3
+import ssl
+import stat
+import subprocess
+import threading
+import traceback
+import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+import requests
+
+import rerankpd
+from rerankpd import cli, errors
+from rerankpd.testing import LoopbackRerankServer
+
+from .conftest import API_KEY
+
+CANARY = API_KEY  # "sk-canary-..." - must appear nowhere but in the Authorization header
+
+
+def _leaks(text: str) -> bool:
+    return CANARY in text or CANARY[3:] in text
+
+
+def _error_text(exc: BaseException) -> str:
+    return str(exc) + repr(exc) + "".join(traceback.format_exception(exc))
+
+
+def test_canary_key_never_appears_in_reprs_errors_logs_progress_cli_or_cache(tmp_path, caplog, capsys,
+                                                                             monkeypatch):
+    caplog.set_level(logging.DEBUG)  # every logger, urllib3's included
+    cache_dir = tmp_path / "cache"
+    seen: list[str] = []
+    df = pd.DataFrame({"text": [f"text {i} about colds" for i in range(40)]})
+    with LoopbackRerankServer(api_key=CANARY) as server, \
+            LoopbackRerankServer(api_key="sk-some-other-key") as refusing:
+        r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=server.url, batch_size=10,
+                                  backoff_base=0.001, backoff_cap=0.002, max_retries=2)
+        seen += [repr(r), str(r), repr(vars(r)), repr(r._api_key), f"{r._api_key}"]
+        # a run with the progress bar forced on, retries and DEBUG logs
+        server.fail_next("503")
+        server.fail_next("html")
+        out = rerankpd.rerank(df, "colds", reranker=r, cache=cache_dir, progress=True)
+        seen.append(repr(out.attrs))
+        # errors and their tracebacks: a refused key, a dead port, exhausted retries with a partial result
+        bad = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=refusing.url, max_retries=0)
+        with pytest.raises(errors.AuthenticationError) as refused:
+            bad.score("q", ["a"])
+        seen.append(_error_text(refused.value))
+        dead = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url="http://127.0.0.1:9/v1", max_retries=0,
+                                     timeout=(0.5, 0.5))
+        with pytest.raises(errors.APIConnectionError) as unreachable:
+            dead.score("q", ["a"])
+        seen.append(_error_text(unreachable.value))
+        server.fail_next("500", count=10)
+        r2 = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=server.url, max_retries=1,
+                                   backoff_base=0.001, backoff_cap=0.002)
+        with pytest.raises(errors.ServerError) as failed:
+            rerankpd.rerank(pd.DataFrame({"text": ["x", "y"]}), "colds", reranker=r2, cache=False, progress=False)
+        seen.append(_error_text(failed.value) + repr(failed.value.partial.attrs) + failed.value.partial.to_string())
+        with pytest.raises(TypeError) as pickled:
+            pickle.dumps(r)
+        seen.append(_error_text(pickled.value))
+        # the command line, verbose, with the key in the environment; then a refused key
+        table = tmp_path / "in.csv"
+        df.to_csv(table, index=False)
+        monkeypatch.setenv("DMXAPI_API_KEY", CANARY)
+        monkeypatch.setenv("DMXAPI_BASE_URL", server.url)
+        assert cli.main(["-v", "rank", str(table), "--query", "more colds", "--cache-dir", str(cache_dir)]) == 0
+        monkeypatch.setenv("DMXAPI_BASE_URL", refusing.url)
+        assert cli.main(["-v", "rank", str(table), "--query", "colds", "--no-cache"]) == 1
+        assert server.requests and all(req.headers.get("Authorization") == CANARY for req in server.requests)
+    captured = capsys.readouterr()
+    seen += [captured.out, captured.err, caplog.text]
+    assert "rerank [dmxapi]" in captured.err  # the progress bar did draw
+    assert "DEBUG" in caplog.text or caplog.records  # DEBUG logging was on
+    for text in seen:
+        assert not _leaks(text), text[:2000]
+    files = [os.path.join(d, f) for d, _, fs in os.walk(cache_dir) for f in fs]
+    assert files
+    for path in files:
+        with open(path, "rb") as fh:
+            assert CANARY.encode() not in fh.read(), path
+    assert stat.S_IMODE(os.stat(cache_dir).st_mode) == 0o700
+
+
+def test_cache_values_are_json_text_never_pickle(tmp_path):
+    cache_dir = tmp_path / "c"
+    with LoopbackRerankServer(api_key=CANARY) as server:
+        r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=server.url)
+        rerankpd.rerank(pd.DataFrame({"text": ["a b", "c d", "预防感冒"]}), "q", reranker=r, cache=cache_dir,
+                        progress=False)
+    con = sqlite3.connect(cache_dir / "cache.db")
+    try:
+        rows = con.execute("SELECT key, raw, mode, filename, value FROM Cache").fetchall()
+    finally:
+        con.close()
+    assert len(rows) == 3
+    for key, raw, mode, filename, value in rows:
+        assert raw == 1 and re.fullmatch(r"[0-9a-f]{64}", key)  # text keys, digests of the pair
+        assert mode == 1 and filename is None  # diskcache MODE_RAW: the value is inline text
+        assert isinstance(value, str) and isinstance(json.loads(value), float)
+
+
+def test_plain_http_to_a_remote_host_warns_but_not_to_loopback_or_https():
+    with pytest.warns(UserWarning, match="unencrypted"):
+        rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url="http://rerank.example.com/v1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url="https://rerank.example.com/v1")
+        rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url="http://127.0.0.1:8080/v1")
+        rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url="http://localhost:8080/v1")
+        rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url="http://[::1]:8080/v1")
+
+
+class _Redirector(BaseHTTPRequestHandler):
+    target = ""
+    seen: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).seen.append(dict(self.headers.items()))
+        self.send_response(307)
+        self.send_header("Location", self.target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.mark.parametrize("target_host", ["localhost", "127.0.0.1"])
+def test_redirect_never_carries_the_key_to_another_host(target_host):
+    """A 307 to another host (or another port) is followed without the Authorization header."""
+    with LoopbackRerankServer() as other:  # accepts any caller, records headers
+        handler = type("R", (_Redirector,), {"target": f"http://{target_host}:{other.port}", "seen": []})
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=f"http://127.0.0.1:{httpd.server_port}/v1",
+                                      max_retries=0)
+            scores = r.score("q", ["a", "b"])
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+        assert len(scores) == 2
+        assert handler.seen[0].get("Authorization") == CANARY  # the configured host got the key
+        assert len(other.requests) == 1
+        assert "Authorization" not in other.requests[0].headers  # the other one did not
+        assert all(CANARY not in v for v in other.requests[0].headers.values())
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory):
+    openssl = shutil.which("openssl")
+    assert openssl, "the openssl command (Debian package openssl) is needed to make a test certificate"
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "key.pem"),
+                    "-out", str(d / "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    return d / "cert.pem", d / "key.pem"
+
+
+def test_tls_is_verified(self_signed):
+    cert, key = self_signed
+    with LoopbackRerankServer(api_key=CANARY) as plain:
+        handler = plain._httpd.RequestHandlerClass
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        url = f"https://127.0.0.1:{httpd.server_port}/v1"
+        try:
+            r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=url, max_retries=0, timeout=(2, 5))
+            assert r.session().verify is True
+            with pytest.raises(errors.APIConnectionError) as info:
+                r.score("q", ["a"])
+            assert "SSLError" in str(info.value)
+            assert plain.requests == []  # nothing (and no key) was sent to the unverified server
+            # The server itself works: trusting its certificate explicitly, the same request succeeds.
+            body = {"model": "m", "query": "q", "documents": ["a"]}
+            ok = requests.post(url + "/rerank", json=body, headers={"Authorization": CANARY}, verify=str(cert),
+                               timeout=5)
+            assert ok.status_code == 200
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
