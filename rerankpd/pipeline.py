@@ -271,7 +271,15 @@ def _execute(run: _Run, progress: Any, cancel: threading.Event | None,
             return False
         query = pairs.queries[pairs.pair_group[batch[0]]]
         documents = [pairs.texts[pairs.pair_text[p]] for p in batch]
-        pending[pool.submit(_score_one, run.reranker, query, documents)] = batch
+        if concurrency == 1:  # one at a time: score right here, without a hand-off to a worker thread
+            future: Future = Future()
+            try:
+                future.set_result(_score_one(run.reranker, query, documents))
+            except Exception as exc:  # noqa: BLE001 - recorded by collect() like a worker's failure
+                future.set_exception(exc)
+            pending[future] = batch
+        else:
+            pending[pool.submit(_score_one, run.reranker, query, documents)] = batch
         return True
 
     def collect(future: Future, batch: list[int]) -> BaseException | None:
