@@ -153,7 +153,7 @@ class ScoreCache:
                         value = disk.fetch(mode, filename, value, False)
                     except OSError:  # removed by another process meanwhile: a miss
                         continue
-                found[key] = float(json.loads(value))
+                found[key] = _number(value)
         return found
 
     def set_many(self, scores: Mapping[str, float]) -> None:
@@ -183,6 +183,17 @@ class ScoreCache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _number(text: str) -> float:
+    """A cached value: JSON text of one number (float() reads JSON numbers exactly, and fast)."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        value = json.loads(text)  # anything else must still be JSON; a number is all we accept
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"score cache value is not a number: {text!r:.40}") from None
+        return float(value)
 
 
 @contextlib.contextmanager

@@ -197,9 +197,9 @@ def _plan(df, query, column, query_column, reranker, cache, errors) -> _Run:
                                    pairs.pair_text.tolist())
         found = _cache_read(run)
         if found:
-            hit = np.fromiter((k in found for k in run.keys), dtype=bool, count=len(run.keys))
-            run.pair_scores[hit] = [found[k] for k, h in zip(run.keys, hit) if h]
-            run.from_cache = int(hit.sum())
+            get, nan = found.get, math.nan
+            run.pair_scores = np.fromiter((get(k, nan) for k in run.keys), dtype=np.float64, count=len(run.keys))
+            run.from_cache = int(np.count_nonzero(~np.isnan(run.pair_scores)))
     todo = np.flatnonzero(np.isnan(run.pair_scores))
     batch_size = getattr(model, "batch_size", 64) if pairwise else None
     run.batches = plan_batches(todo, pairs.pair_group, batch_size)
