@@ -114,7 +114,17 @@ class ScoreCache:
         """
         prefixes: dict[int, "hashlib._Hash"] = {}
         out: list[str] = []
-        for g, t in zip(pair_group, pair_text):
+        pair_group, pair_text = _as_list(pair_group), _as_list(pair_text)
+        for start in range(0, len(pair_text), 8192):  # texts may be Arrow-backed: make str in chunks
+            out.extend(ScoreCache._keys_chunk(identity_digest, queries, prefixes, pair_group[start:start + 8192],
+                                              _texts_at(texts, pair_text[start:start + 8192])))
+        return out
+
+    @staticmethod
+    def _keys_chunk(identity_digest: str, queries: Sequence[str], prefixes: dict, groups: list[int],
+                    texts: list[str]) -> list[str]:
+        out: list[str] = []
+        for g, text in zip(groups, texts):
             base = prefixes.get(g)
             if base is None:
                 base = hashlib.sha256(identity_digest.encode("ascii"))
@@ -123,7 +133,7 @@ class ScoreCache:
                 base.update(b"\x00")
                 prefixes[g] = base
             h = base.copy()
-            h.update(texts[t].encode("utf-8", "surrogatepass"))
+            h.update(text.encode("utf-8", "surrogatepass"))
             out.append(h.hexdigest())
         return out
 
@@ -183,6 +193,16 @@ class ScoreCache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _as_list(values: Iterable[int]) -> list[int]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def _texts_at(texts: Sequence[str], positions: list[int]) -> list[str]:
+    if isinstance(texts, list):
+        return [texts[i] for i in positions]
+    return [str(t) for t in texts.take(positions).tolist()]  # a pandas Index (Arrow-backed text)
 
 
 def _number(text: str) -> float:

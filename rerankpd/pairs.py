@@ -21,12 +21,14 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "Factorized",
     "Pairs",
     "build_pairs",
     "plan_batches",
     "rank_within_groups",
     "scatter",
     "sort_order",
+    "take_texts",
     "top_n_mask",
 ]
 
@@ -38,7 +40,9 @@ class Pairs:
     Attributes
     ----------
     queries, texts
-        The distinct queries in order of first appearance, and the distinct texts likewise.
+        The distinct queries in order of first appearance, and the distinct texts likewise (``texts`` is
+        a list, or a pandas Index of Arrow-backed strings when built from a factorized text column; read
+        many at once with :func:`take_texts`).
     pair_group, pair_text
         For each unique pair, the index of its query in ``queries`` and of its text in ``texts``.
         Pairs are numbered in order of their first row.
@@ -64,9 +68,24 @@ class Pairs:
         return self.queries[self.pair_group[i]], self.texts[self.pair_text[i]]
 
 
-def _codes(values: Sequence[str | None] | pd.Categorical) -> tuple[np.ndarray, list[str]]:
-    if isinstance(values, pd.Categorical):  # already factorized (the pipeline does this without per-row str)
-        return values.codes.astype(np.int64, copy=False), list(values.categories)
+@dataclass(frozen=True)
+class Factorized:
+    """A column already factorized: each row's code into ``uniques`` (-1 where missing or blank).
+
+    ``uniques`` may be a pandas Index of Arrow-backed strings: a Python str is then made per request
+    (:func:`take_texts`), not per distinct text.
+    """
+
+    codes: np.ndarray
+    uniques: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+def _codes(values: Sequence[str | None] | Factorized) -> tuple[np.ndarray, Sequence[str]]:
+    if isinstance(values, Factorized):
+        return values.codes, values.uniques
     codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
     return codes.astype(np.int64, copy=False), list(uniques)
 
@@ -80,7 +99,7 @@ def build_pairs(queries: str | Sequence[str | None], texts: Sequence[str | None]
         One query for every row, or a sequence with each row's query (None where missing).
     texts
         Each row's text, None where missing or blank (those rows get no pair and are never sent).
-        Either sequence may also be a ``pandas.Categorical`` of distinct texts (code -1 where missing).
+        Either may also be a :class:`Factorized` column (the pipeline's, made without a str per row).
 
     Returns
     -------
@@ -110,6 +129,17 @@ def build_pairs(queries: str | Sequence[str | None], texts: Sequence[str | None]
         row_pair=row_pair,
         row_group=query_codes,
     )
+
+
+def take_texts(texts: Sequence[str], positions: Sequence[int] | np.ndarray) -> list[str]:
+    """``[texts[i] for i in positions]`` as Python strings, fast for a list and for a pandas Index.
+
+    >>> take_texts(["a", "b", "c"], [2, 0]), take_texts(pd.Index(["a", "b"], dtype="string"), [1])
+    (['c', 'a'], ['b'])
+    """
+    if isinstance(texts, list):
+        return [texts[i] for i in positions]
+    return [str(t) for t in texts.take(np.asarray(positions, dtype=np.int64)).tolist()]
 
 
 def plan_batches(pair_ids: Iterable[int], pair_group: np.ndarray, batch_size: int | None) -> list[list[int]]:

@@ -33,7 +33,8 @@ import pandas as pd
 from . import config
 from .cache import ScoreCache, identity_digest
 from .errors import BadResponseError, RunCancelled
-from .pairs import Pairs, build_pairs, plan_batches, rank_within_groups, scatter, sort_order, top_n_mask
+from .pairs import (Factorized, Pairs, build_pairs, plan_batches, rank_within_groups, scatter, sort_order, take_texts,
+                    top_n_mask)
 from .rerankers import Reranker, get_reranker
 from .rerankers.base import BatchResult
 
@@ -71,7 +72,11 @@ def _check_arguments(df: Any, query: Any, column: Any, query_column: Any, top_n:
         raise ValueError(f"query_column and column are both {column!r}; they must be different columns")
 
 
-def _text_cells(series: pd.Series, column: Any) -> pd.Categorical:
+#: A blank text, exactly as ``not text.strip()`` decides it (Python's own whitespace characters).
+_BLANK = "[" + "".join(chr(c) for c in range(0x110000) if chr(c).isspace()) + "]*"
+
+
+def _text_cells(series: pd.Series, column: Any) -> Factorized:
     """The column's distinct texts and each row's code into them (-1 where missing or blank).
 
     Only the distinct values become Python strings, so a large column of repeated or Arrow-backed text
@@ -86,6 +91,10 @@ def _text_cells(series: pd.Series, column: Any) -> pd.Categorical:
             if not isinstance(value, str) and not _is_missing(value):
                 _not_text(column, label, value)
         raise AssertionError("unreachable")  # pragma: no cover
+    if isinstance(series.dtype, pd.StringDtype):  # every value is a str: check blanks without making one
+        values = pd.Index(uniques)
+        keep = ~np.asarray(values.str.fullmatch(_BLANK), dtype=bool)
+        return _factorized(np.asarray(codes, dtype=np.int64), values if keep.all() else values[keep], keep)
     values = np.asarray(uniques, dtype=object)
     keep = np.ones(len(values), dtype=bool)
     for j, value in enumerate(values):
@@ -95,11 +104,14 @@ def _text_cells(series: pd.Series, column: Any) -> pd.Categorical:
             value = values[j] = str(value)
         if not value.strip():
             keep[j] = False
-    codes = np.asarray(codes, dtype=np.int64)
-    if not keep.all():
+    return _factorized(np.asarray(codes, dtype=np.int64), values[keep].tolist(), keep)
+
+
+def _factorized(codes: np.ndarray, uniques: Any, keep: np.ndarray) -> Factorized:
+    if not keep.all():  # blank texts: their rows get code -1, like missing ones
         remap = np.where(keep, np.cumsum(keep) - 1, -1)
         codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
-    return pd.Categorical.from_codes(codes, categories=pd.Index(values[keep], dtype=object), validate=False)
+    return Factorized(codes, uniques)
 
 
 def _is_missing(value: Any) -> bool:
@@ -193,8 +205,7 @@ def _plan(df, query, column, query_column, reranker, cache, errors) -> _Run:
         run.cache = _open_cache(cache)
     if run.cache is not None:
         digest = identity_digest(identity())
-        run.keys = ScoreCache.keys(digest, pairs.queries, pairs.texts, pairs.pair_group.tolist(),
-                                   pairs.pair_text.tolist())
+        run.keys = ScoreCache.keys(digest, pairs.queries, pairs.texts, pairs.pair_group, pairs.pair_text)
         found = _cache_read(run)
         if found:
             get, nan = found.get, math.nan
@@ -270,7 +281,7 @@ def _execute(run: _Run, progress: Any, cancel: threading.Event | None,
         if batch is None:
             return False
         query = pairs.queries[pairs.pair_group[batch[0]]]
-        documents = [pairs.texts[pairs.pair_text[p]] for p in batch]
+        documents = take_texts(pairs.texts, pairs.pair_text[batch])
         if concurrency == 1:  # one at a time: score right here, without a hand-off to a worker thread
             future: Future = Future()
             try:
