@@ -36,9 +36,9 @@ logger = logging.getLogger(__name__)
 #: Keys per SQL query in :meth:`ScoreCache.get_many` (below SQLite's oldest bound-variable limit, 999).
 _LOOKUP_CHUNK = 900
 
-#: Memory-map nothing and keep SQLite's page cache at 4 MiB (diskcache's defaults, 64 MiB of mmap and a
+#: Memory-map nothing and keep SQLite's page cache at 1 MiB (diskcache's defaults, 64 MiB of mmap and a
 #: 32 MiB page cache, would make a large cached rerun's peak memory several times the frame's own).
-_SQLITE_SETTINGS = {"sqlite_mmap_size": 0, "sqlite_cache_size": 2**10}
+_SQLITE_SETTINGS = {"sqlite_mmap_size": 0, "sqlite_cache_size": 2**8}
 
 
 class JSONOnlyDisk(diskcache.Disk):

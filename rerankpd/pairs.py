@@ -107,9 +107,11 @@ def build_pairs(queries: str | Sequence[str | None], texts: Sequence[str | None]
     """
     n = len(texts)
     text_codes, text_uniques = _codes(texts)
-    if isinstance(queries, str):
-        query_codes = np.zeros(n, dtype=np.int64)
-        query_uniques = [queries]
+    if isinstance(queries, str):  # one query: the pairs are the distinct texts, already in first-row order
+        n_texts = len(text_uniques)
+        return Pairs(queries=[queries], texts=text_uniques, pair_group=np.zeros(n_texts, dtype=np.int64),
+                     pair_text=np.arange(n_texts, dtype=np.int64), row_pair=text_codes,
+                     row_group=np.zeros(n, dtype=np.int64))
     else:
         if len(queries) != n:
             raise ValueError(f"queries has {len(queries)} entries but texts has {n}")

@@ -204,22 +204,34 @@ def _plan(df, query, column, query_column, reranker, cache, errors) -> _Run:
     if pairs.n_pairs and pairwise and callable(identity):
         run.cache = _open_cache(cache)
     if run.cache is not None:
-        digest = identity_digest(identity())
-        run.keys = ScoreCache.keys(digest, pairs.queries, pairs.texts, pairs.pair_group, pairs.pair_text)
-        found = _cache_read(run)
-        if found:
-            get, nan = found.get, math.nan
-            run.pair_scores = np.fromiter((get(k, nan) for k in run.keys), dtype=np.float64, count=len(run.keys))
-            run.from_cache = int(np.count_nonzero(~np.isnan(run.pair_scores)))
+        _cache_lookup(run, identity_digest(identity()))
     todo = np.flatnonzero(np.isnan(run.pair_scores))
     batch_size = getattr(model, "batch_size", 64) if pairwise else None
     run.batches = plan_batches(todo, pairs.pair_group, batch_size)
     return run
 
 
-def _cache_read(run: _Run) -> dict[str, float]:
+def _cache_lookup(run: _Run, digest: str, chunk: int = 8192) -> None:
+    """Fill cached scores in chunks of pairs, keeping the keys of the misses only (to write their scores)."""
+    pairs = run.pairs
+    run.keys = [None] * pairs.n_pairs  # type: ignore[list-item]
+    for start in range(0, pairs.n_pairs, chunk):
+        stop = min(start + chunk, pairs.n_pairs)
+        keys = ScoreCache.keys(digest, pairs.queries, pairs.texts, pairs.pair_group[start:stop],
+                               pairs.pair_text[start:stop])
+        found = _cache_read(run, keys) if run.cache is not None else {}
+        for i, key in enumerate(keys, start):
+            score = found.get(key)
+            if score is None:
+                run.keys[i] = key
+            else:
+                run.pair_scores[i] = score
+                run.from_cache += 1
+
+
+def _cache_read(run: _Run, keys: list[str]) -> dict[str, float]:
     try:
-        return run.cache.get_many(run.keys)
+        return run.cache.get_many(keys)
     except (OSError, sqlite3.Error, ValueError) as exc:
         warnings.warn(f"rerankpd: the score cache could not be read ({exc}); scoring without it",
                       RuntimeWarning, stacklevel=5)
@@ -405,6 +417,9 @@ def _run(df, query, column, query_column, reranker, cache, progress, errors, top
         except BaseException as exc:
             _attach_partial(exc, run)
             raise
+        finally:
+            if run.cache is not None:
+                run.cache.close()  # every score is written; release SQLite's connection and page cache
         return run, failure
     finally:
         if owned and callable(getattr(model, "close", None)):
