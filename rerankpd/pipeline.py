@@ -289,6 +289,9 @@ def _execute(run: _Run, progress: Any, cancel: threading.Event | None,
             first_error = RunCancelled(f"cancelled after {done} of {total} pairs; finished scores are cached")
     except BaseException:
         # Ctrl-C or a failure of our own: keep what is already in flight, then let the exception go on.
+        if pending:
+            logger.warning("rerankpd: waiting for %d requests in flight so their scores are kept "
+                           "(interrupt again to abandon them)", len(pending))
         for future, batch in list(pending.items()):
             try:
                 future.result()
@@ -439,7 +442,15 @@ def rerank(
     if failure is not None:
         _attach_partial(failure, run)
         raise failure
-    return _assemble(run, top_n, sort)
+    out = _assemble(run, top_n, sort)
+    _log_summary(out.attrs["rerank"])
+    return out
+
+
+def _log_summary(info: dict) -> None:
+    logger.info("reranked %d rows with %s (%s): %d pairs, %d from cache, %d sent in %d requests, %.2fs",
+                info["rows"], info["reranker"], info["model"], info["unique_pairs"], info["from_cache"],
+                info["sent"], info["requests"], info["seconds"])
 
 
 def scores(
