@@ -16,6 +16,7 @@ import inspect
 
 import pandas as pd
 
+from . import estimate as _estimate
 from . import pipeline
 
 __all__ = ["RerankAccessor"]
@@ -43,9 +44,15 @@ class RerankAccessor:
         """The scores alone, a float Series aligned to the frame's index; see :func:`rerankpd.scores`."""
         return pipeline.scores(self._df, query, column, **kwargs)
 
+    def estimate(self, query=None, column="text", **kwargs) -> "_estimate.Estimate":
+        """What ``df.rerank(...)`` with the same arguments would send, without sending anything; see
+        :func:`rerankpd.estimate`."""
+        return _estimate.estimate(self._df, query, column, **kwargs)
+
     # Show the real keyword arguments (for tab completion and help()), without the frame and private hooks.
     __call__.__signature__ = _without_frame(pipeline.rerank)  # type: ignore[attr-defined]
     scores.__signature__ = _without_frame(pipeline.scores)  # type: ignore[attr-defined]
+    estimate.__signature__ = _without_frame(_estimate.estimate)  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"<rerankpd accessor over a frame of {len(self._df)} rows: call df.rerank(query, column=...)>"
