@@ -122,3 +122,15 @@ def test_chunking_options_on_a_server_side_chunker_are_passed_through():
         assert server.documents_received() == [LONG]             # the server cuts it, not us
         assert server.requests[0].body["max_chunks_per_doc"] == 3
         assert "rerank_chunk" not in out.columns
+
+
+def test_a_failed_chunked_run_attaches_a_document_level_partial(server):
+    server.fail_on_request(2, "status", status=400, message="second request rejected")
+    df = pd.DataFrame({"text": [LONG, SHORT]}, index=["long", "short"])
+    with pytest.raises(rerankpd.RerankError) as info:
+        df.rerank(QUERY, reranker=jina(server, max_chunks_per_doc=8, chunk_tokens=12, batch_size=1,
+                                       max_concurrency=1), cache=False, progress=False)
+    partial = info.value.partial
+    assert sorted(partial.index) == ["long", "short"]            # one row per document, not per chunk
+    assert "rerank_chunk" in partial.columns
+    assert partial.loc["long", "rerank_score"] != partial.loc["long", "rerank_score"]  # NaN: not fully scored
