@@ -17,16 +17,17 @@ Examples
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import BadResponseError, ConfigurationError
 from .base import BatchResult
-from .http import HTTPReranker, scores_from_results, usage_counts
+from .http import scores_from_results, usage_counts
+from .server_chunked import ServerChunkedReranker
 
 __all__ = ["SiliconFlowReranker"]
 
 
-class SiliconFlowReranker(HTTPReranker):
+class SiliconFlowReranker(ServerChunkedReranker):
     """SiliconFlow's rerank API (``bge-reranker-v2-m3``, ``bce-reranker-base_v1``, Qwen3 rerankers).
 
     Parameters
@@ -51,28 +52,11 @@ class SiliconFlowReranker(HTTPReranker):
     default_model = "BAAI/bge-reranker-v2-m3"
     default_batch_size = 64
 
-    def __init__(self, *, max_chunks_per_doc: int | None = None, overlap_tokens: int | None = None,
-                 instruction: str | None = None, **options) -> None:
-        if max_chunks_per_doc is not None and (
-                not isinstance(max_chunks_per_doc, int) or isinstance(max_chunks_per_doc, bool)
-                or max_chunks_per_doc < 1):
-            raise ConfigurationError(f"max_chunks_per_doc must be a whole number >= 1, got {max_chunks_per_doc!r}")
-        if overlap_tokens is not None and (
-                not isinstance(overlap_tokens, int) or isinstance(overlap_tokens, bool)
-                or not 0 <= overlap_tokens <= 80):
-            raise ConfigurationError(f"overlap_tokens must be a whole number from 0 to 80, got {overlap_tokens!r}")
+    def __init__(self, *, instruction: str | None = None, **options) -> None:
         if instruction is not None and (not isinstance(instruction, str) or not instruction.strip()):
             raise ConfigurationError(f"instruction must be a non-empty string, got {instruction!r}")
-        self.max_chunks_per_doc = max_chunks_per_doc
-        self.overlap_tokens = overlap_tokens
         self.instruction = instruction
         super().__init__(**options)
-
-    def build_payload(self, query: str, documents: Sequence[str]) -> dict:
-        body = {"model": self.model, "query": query, "documents": list(documents),
-                "top_n": len(documents), "return_documents": False}
-        body.update(self.score_options())
-        return body
 
     def parse_response(self, data: Any, n_documents: int) -> BatchResult:
         if not isinstance(data, dict):
@@ -80,11 +64,7 @@ class SiliconFlowReranker(HTTPReranker):
         return BatchResult(scores_from_results(data.get("results"), n_documents), usage_counts(data.get("tokens")))
 
     def score_options(self) -> dict:
-        options: dict = {}
-        if self.max_chunks_per_doc is not None:
-            options["max_chunks_per_doc"] = self.max_chunks_per_doc
-        if self.overlap_tokens is not None:
-            options["overlap_tokens"] = self.overlap_tokens
+        options = super().score_options()
         if self.instruction is not None:
             options["instruction"] = self.instruction
         return options
