@@ -54,5 +54,12 @@ class RerankAccessor:
     scores.__signature__ = _without_frame(pipeline.scores)  # type: ignore[attr-defined]
     estimate.__signature__ = _without_frame(_estimate.estimate)  # type: ignore[attr-defined]
 
+    def panel(self, column=None, **defaults):
+        """An ipywidgets panel over this frame: query, columns, reranker, top_n, Run; see
+        :class:`rerankpd.RerankPanel`."""
+        from .widget import RerankPanel
+
+        return RerankPanel(self._df, column, **defaults)
+
     def __repr__(self) -> str:
         return f"<rerankpd accessor over a frame of {len(self._df)} rows: call df.rerank(query, column=...)>"
