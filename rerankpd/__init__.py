@@ -11,20 +11,27 @@ from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers DataFrame.rerank)
 from .cache import cache_info, clear_cache
+from .display import show
 from .errors import RerankError
+from .estimate import Estimate, estimate
 from .pipeline import rerank, scores
 from .rerankers import Reranker, available_rerankers, get_reranker
+from .widget import RerankPanel
 
 __version__ = "0.1.0"
 
 __all__ = sorted([
+    "Estimate",
     "RerankError",
+    "RerankPanel",
     "Reranker",
     "__version__",
     "available_rerankers",
     "cache_info",
     "clear_cache",
+    "estimate",
     "get_reranker",
     "rerank",
     "scores",
+    "show",
 ])

@@ -12,12 +12,21 @@ Examples
 from __future__ import annotations
 
 import functools
+import inspect
 
 import pandas as pd
 
+from . import estimate as _estimate
 from . import pipeline
 
 __all__ = ["RerankAccessor"]
+
+
+def _without_frame(func) -> inspect.Signature:
+    signature = inspect.signature(func)
+    params = [p for name, p in signature.parameters.items() if name != "df" and not name.startswith("_")]
+    return signature.replace(parameters=[inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                                         *params])
 
 
 @pd.api.extensions.register_dataframe_accessor("rerank")
@@ -34,6 +43,23 @@ class RerankAccessor:
     def scores(self, query=None, column="text", **kwargs) -> pd.Series:
         """The scores alone, a float Series aligned to the frame's index; see :func:`rerankpd.scores`."""
         return pipeline.scores(self._df, query, column, **kwargs)
+
+    def estimate(self, query=None, column="text", **kwargs) -> "_estimate.Estimate":
+        """What ``df.rerank(...)`` with the same arguments would send, without sending anything; see
+        :func:`rerankpd.estimate`."""
+        return _estimate.estimate(self._df, query, column, **kwargs)
+
+    # Show the real keyword arguments (for tab completion and help()), without the frame and private hooks.
+    __call__.__signature__ = _without_frame(pipeline.rerank)  # type: ignore[attr-defined]
+    scores.__signature__ = _without_frame(pipeline.scores)  # type: ignore[attr-defined]
+    estimate.__signature__ = _without_frame(_estimate.estimate)  # type: ignore[attr-defined]
+
+    def panel(self, column=None, **defaults):
+        """An ipywidgets panel over this frame: query, columns, reranker, top_n, Run; see
+        :class:`rerankpd.RerankPanel`."""
+        from .widget import RerankPanel
+
+        return RerankPanel(self._df, column, **defaults)
 
     def __repr__(self) -> str:
         return f"<rerankpd accessor over a frame of {len(self._df)} rows: call df.rerank(query, column=...)>"

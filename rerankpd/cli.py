@@ -5,6 +5,7 @@ Examples
 $ rerankpd demo
 $ rerankpd rank docs.csv --query "如何预防感冒" --top-n 10 -o ranked.parquet
 $ rerankpd rank qa.jsonl --query-column question --column passage > ranked.csv
+$ rerankpd rank docs.csv --query "如何预防感冒" --reranker cohere --dry-run
 $ rerankpd cache info
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 from . import __version__, config
 from .cache import cache_info, clear_cache
 from .errors import RerankError
+from .estimate import estimate
 from .pipeline import rerank
 from .rerankers import available_rerankers
 
@@ -90,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     rank.add_argument("--errors", choices=("raise", "coerce"), default="raise",
                       help="coerce: failed rows get NaN and a rerank_error message")
     rank.add_argument("--output", "-o", help="output file by extension; CSV to stdout if omitted")
+    rank.add_argument("--dry-run", action="store_true",
+                      help="send nothing: print what the run would send (pairs, requests, ~tokens) as JSON")
 
     demo = commands.add_parser("demo", help="rank the DMXAPI page's example offline and print it")
     demo.add_argument("--reranker", "-r", choices=available_rerankers(), help="default: the embedded one")
@@ -103,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
 def _rank(args: argparse.Namespace) -> int:
     df = read_table(args.input)
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
+    if args.dry_run:
+        est = estimate(df, args.query, args.column, query_column=args.query_column, top_n=args.top_n,
+                       reranker=args.reranker, cache=cache, errors=args.errors)
+        print(json.dumps(est.to_dict(), indent=2, ensure_ascii=False))
+        print(f"rerankpd: dry run, nothing sent: {est}", file=sys.stderr)
+        return 0
     out = rerank(df, args.query, args.column, query_column=args.query_column, top_n=args.top_n,
                  reranker=args.reranker, sort=not args.no_sort, cache=cache, errors=args.errors)
     write_table(out, args.output)

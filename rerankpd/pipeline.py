@@ -32,6 +32,7 @@ import pandas as pd
 
 from . import config
 from .cache import ScoreCache, identity_digest
+from .chunking import ChunkPlan, plan_chunks
 from .errors import BadResponseError, RunCancelled
 from .pairs import (Factorized, Pairs, build_pairs, plan_batches, rank_within_groups, scatter, sort_order, take_texts,
                     top_n_mask)
@@ -42,7 +43,7 @@ __all__ = ["rerank", "scores"]
 
 logger = logging.getLogger(__name__)
 
-SCORE, RANK, ERROR = "rerank_score", "rerank_rank", "rerank_error"
+SCORE, RANK, ERROR, CHUNK = "rerank_score", "rerank_rank", "rerank_error", "rerank_chunk"
 _ERRORS = ("raise", "coerce")
 ProgressCallback = Callable[[int, int], None]
 
@@ -186,6 +187,7 @@ class _Run:
     usage: Counter = field(default_factory=Counter)
     started: float = field(default_factory=time.perf_counter)
     cache_write_failed: bool = False
+    chunks: ChunkPlan | None = None  # set when the reranker cuts documents on the client; pairs are then chunks
 
     @property
     def to_score(self) -> int:
@@ -197,9 +199,13 @@ def _plan(df, query, column, query_column, reranker, cache, errors) -> _Run:
     row_queries = query if query is not None else _text_cells(df[query_column], query_column)
     pairs = build_pairs(row_queries, texts)
     model = reranker
-    run = _Run(df=df, column=column, query=query, query_column=query_column, reranker=model, pairs=pairs,
-               errors=errors, pair_scores=np.full(pairs.n_pairs, np.nan))
     pairwise = getattr(model, "pairwise", True)
+    spec = getattr(model, "chunking", None) if pairwise else None
+    chunks = plan_chunks(pairs, spec) if spec is not None else None
+    if chunks is not None:
+        pairs = chunks.work  # the (query, chunk) pairs are what is cached, batched and sent
+    run = _Run(df=df, column=column, query=query, query_column=query_column, reranker=model, pairs=pairs,
+               errors=errors, pair_scores=np.full(pairs.n_pairs, np.nan), chunks=chunks)
     identity = getattr(model, "identity", None)
     if pairs.n_pairs and pairwise and callable(identity):
         run.cache = _open_cache(cache)
@@ -344,6 +350,9 @@ def _execute(run: _Run, progress: Any, cancel: threading.Event | None,
             first_error = RunCancelled(f"cancelled after {done} of {total} pairs; finished scores are cached")
     except BaseException:
         # Ctrl-C or a failure of our own: keep what is already in flight, then let the exception go on.
+        if pending:
+            logger.warning("rerankpd: waiting for %d requests in flight so their scores are kept "
+                           "(interrupt again to abandon them)", len(pending))
         for future, batch in list(pending.items()):
             try:
                 future.result()
@@ -359,17 +368,28 @@ def _execute(run: _Run, progress: Any, cancel: threading.Event | None,
 
 
 # --------------------------------------------------------------------------------------------- assemble
+def _doc_level(run: _Run) -> tuple[Pairs, np.ndarray, dict[int, str], np.ndarray | None]:
+    """The frame's pairs with their scores and errors; with chunking, each document's best chunk and which."""
+    if run.chunks is None:
+        return run.pairs, run.pair_scores, run.pair_errors, None
+    scores, errors, chunk = run.chunks.reduce(run.pair_scores, run.pair_errors)
+    return run.chunks.doc_pairs, scores, errors, chunk
+
+
 def _assemble(run: _Run, top_n: int | None, sort: bool) -> pd.DataFrame:
-    pairs = run.pairs
-    row_scores = scatter(run.pair_scores, pairs.row_pair)
+    pairs, pair_scores, pair_errors, pair_chunk = _doc_level(run)
+    row_scores = scatter(pair_scores, pairs.row_pair)
     ranks = rank_within_groups(row_scores, pairs.row_group)
     out = run.df.copy(deep=False)
     out[SCORE] = row_scores.astype(np.float64, copy=False)
     out[RANK] = pd.arrays.IntegerArray(ranks, mask=ranks == 0)
+    if pair_chunk is not None:
+        row_chunk = scatter(pair_chunk, pairs.row_pair, fill=-1)
+        out[CHUNK] = pd.arrays.IntegerArray(row_chunk, mask=row_chunk < 0)
     failed_rows = 0
-    if run.errors == "coerce" or run.pair_errors:
+    if run.errors == "coerce" or pair_errors:
         messages = np.full(pairs.n_pairs, None, dtype=object)
-        for p, message in run.pair_errors.items():
+        for p, message in pair_errors.items():
             messages[p] = message
         row_errors = scatter(messages, pairs.row_pair, fill=None)
         out[ERROR] = row_errors
@@ -387,6 +407,7 @@ def _assemble(run: _Run, top_n: int | None, sort: bool) -> pd.DataFrame:
 
 def _summary(run: _Run, failed_rows: int) -> dict:
     reranker = run.reranker
+    pairs = run.chunks.doc_pairs if run.chunks is not None else run.pairs
     return {
         "reranker": getattr(reranker, "name", type(reranker).__name__),
         "model": getattr(reranker, "model", None),
@@ -394,10 +415,11 @@ def _summary(run: _Run, failed_rows: int) -> dict:
         "query_column": run.query_column,
         "column": run.column,
         "rows": len(run.df),
-        "unique_pairs": run.pairs.n_pairs,
+        "unique_pairs": pairs.n_pairs,
+        "chunks": run.chunks.n_chunks if run.chunks is not None else None,
         "from_cache": run.from_cache,
         "sent": run.sent,
-        "missing": int((run.pairs.row_pair < 0).sum()),
+        "missing": int((pairs.row_pair < 0).sum()),
         "failed": failed_rows,
         "requests": run.requests,
         "usage": dict(run.usage),
@@ -497,7 +519,15 @@ def rerank(
     if failure is not None:
         _attach_partial(failure, run)
         raise failure
-    return _assemble(run, top_n, sort)
+    out = _assemble(run, top_n, sort)
+    _log_summary(out.attrs["rerank"])
+    return out
+
+
+def _log_summary(info: dict) -> None:
+    logger.info("reranked %d rows with %s (%s): %d pairs, %d from cache, %d sent in %d requests, %.2fs",
+                info["rows"], info["reranker"], info["model"], info["unique_pairs"], info["from_cache"],
+                info["sent"], info["requests"], info["seconds"])
 
 
 def scores(
@@ -530,5 +560,6 @@ def scores(
     if failure is not None:
         _attach_partial(failure, run)
         raise failure
-    return pd.Series(scatter(run.pair_scores, run.pairs.row_pair), index=df.index, name=SCORE, dtype="float64")
+    pairs, pair_scores, _, _ = _doc_level(run)
+    return pd.Series(scatter(pair_scores, pairs.row_pair), index=df.index, name=SCORE, dtype="float64")
 

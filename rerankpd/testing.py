@@ -31,7 +31,23 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-__all__ = ["DMXAPIDialect", "Fault", "LoopbackRerankServer", "RecordedRequest", "overlap_score"]
+__all__ = [
+    "DIALECTS",
+    "CohereDialect",
+    "DMXAPIDialect",
+    "DashScopeDialect",
+    "Fault",
+    "InfinityDialect",
+    "JinaDialect",
+    "LoopbackRerankServer",
+    "RecordedRequest",
+    "RequestRejected",
+    "SiliconFlowDialect",
+    "TEIDialect",
+    "VLLMDialect",
+    "VoyageDialect",
+    "overlap_score",
+]
 
 FAULT_KINDS = ("429", "500", "502", "503", "html", "truncated", "missing_index", "stall", "drop")
 
@@ -80,6 +96,14 @@ class Fault:
     stall_seconds: float = 2.0
 
 
+class RequestRejected(ValueError):
+    """A request the service would refuse; ``status`` is the HTTP status it answers with (400 by default)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class DMXAPIDialect:
     """DMXAPI's (and Cohere-style) request and answer shape; other dialects override these four methods."""
 
@@ -120,6 +144,286 @@ class DMXAPIDialect:
         return header in (api_key, f"Bearer {api_key}")
 
 
+def _bearer(header: str | None, api_key: str) -> bool:
+    return header == f"Bearer {api_key}"
+
+
+def _object(body: Any, allowed: set[str], required: tuple[str, ...]) -> dict:
+    """The body as a dict with only ``allowed`` fields and every ``required`` one (RequestRejected if not)."""
+    if not isinstance(body, dict):
+        raise RequestRejected("request body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise RequestRejected(f"unknown field(s) {', '.join(unknown)}", 422)
+    for name in required:
+        if body.get(name) in (None, ""):
+            raise RequestRejected(f"{name} is required")
+    return body
+
+
+def _texts(query: Any, documents: Any, field: str = "documents", limit: int | None = None,
+           limit_status: int = 400) -> tuple[str, list[str]]:
+    if not isinstance(query, str) or not query:
+        raise RequestRejected("query must be a non-empty string")
+    if not isinstance(documents, list) or not documents or not all(isinstance(d, str) for d in documents):
+        raise RequestRejected(f"{field} must be a non-empty list of strings")
+    if limit is not None and len(documents) > limit:
+        raise RequestRejected(f"{field}: {len(documents)} items, at most {limit} per request", limit_status)
+    return query, documents
+
+
+def _top(value: Any, name: str, allow_zero: bool = False) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+        raise RequestRejected(f"{name} must be a positive integer")
+    return value or None
+
+
+def _cohere_results(ranked, documents, return_documents, document_as="object") -> list[dict]:
+    results = []
+    for index, score in ranked:
+        item: dict[str, Any] = {"index": index, "relevance_score": score}
+        if return_documents:
+            item["document"] = {"text": documents[index]} if document_as == "object" else documents[index]
+        results.append(item)
+    return results
+
+
+class SiliconFlowDialect(DMXAPIDialect):
+    """SiliconFlow: https://docs.siliconflow.cn/en/api-reference/rerank/create-rerank. Usage in ``tokens``,
+    errors ``{"code", "message", "data"}``, Bearer auth, ``overlap_tokens`` at most 80."""
+
+    path = "/v1/rerank"
+    fields = {"model", "query", "documents", "top_n", "return_documents", "max_chunks_per_doc",
+              "overlap_tokens", "instruction"}
+
+    def parse_request(self, body):
+        body = _object(body, self.fields, ("model",))
+        query, documents = _texts(body.get("query"), body.get("documents"))
+        overlap = body.get("overlap_tokens")
+        if overlap is not None and (not isinstance(overlap, int) or not 0 <= overlap <= 80):
+            raise RequestRejected("overlap_tokens must be between 0 and 80")
+        return query, documents, _top(body.get("top_n"), "top_n"), bool(body.get("return_documents", False))
+
+    def render(self, ranked, documents, return_documents, tokens):
+        return {"id": "loopback-siliconflow", "results": _cohere_results(ranked, documents, return_documents),
+                "tokens": {"input_tokens": tokens, "output_tokens": 0}}
+
+    def error_body(self, status, message):
+        return {"code": 20000 + status, "message": message, "data": None}
+
+    def check_auth(self, header, api_key):
+        return _bearer(header, api_key)
+
+
+class CohereDialect(DMXAPIDialect):
+    """Cohere v2: https://docs.cohere.com/reference/rerank. No ``return_documents`` in v2; usage in
+    ``meta.billed_units``; errors ``{"message"}``."""
+
+    path = "/v2/rerank"
+    fields = {"model", "query", "documents", "top_n", "max_tokens_per_doc"}
+
+    def parse_request(self, body):
+        body = _object(body, self.fields, ("model",))
+        query, documents = _texts(body.get("query"), body.get("documents"))
+        return query, documents, _top(body.get("top_n"), "top_n"), False
+
+    def render(self, ranked, documents, return_documents, tokens):
+        return {"results": _cohere_results(ranked, documents, False), "id": "loopback-cohere",
+                "meta": {"api_version": {"version": "2", "is_experimental": False},
+                         "billed_units": {"search_units": 1}}}
+
+    def error_body(self, status, message):
+        return {"id": "loopback-cohere-error", "message": f"invalid request: {message}"}
+
+    def check_auth(self, header, api_key):
+        return _bearer(header, api_key)
+
+
+class JinaDialect(DMXAPIDialect):
+    """Jina: https://jina.ai/reranker/ and https://api.jina.ai/openapi.json. Errors ``{"detail"}``."""
+
+    path = "/v1/rerank"
+    fields = {"model", "query", "documents", "top_n", "return_documents"}
+
+    def parse_request(self, body):
+        body = _object(body, self.fields, ("model",))
+        query, documents = _texts(body.get("query"), body.get("documents"))
+        return query, documents, _top(body.get("top_n"), "top_n"), bool(body.get("return_documents", True))
+
+    def render(self, ranked, documents, return_documents, tokens):
+        return {"model": "jina-reranker-v2-base-multilingual",
+                "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
+                "results": _cohere_results(ranked, documents, return_documents)}
+
+    def error_body(self, status, message):
+        return {"detail": message}
+
+    def check_auth(self, header, api_key):
+        return _bearer(header, api_key)
+
+
+class VoyageDialect(DMXAPIDialect):
+    """Voyage: https://docs.voyageai.com/reference/reranker-api. ``top_k``, at most 1,000 documents,
+    results in ``data``; errors ``{"detail"}``."""
+
+    path = "/v1/rerank"
+    fields = {"query", "documents", "model", "top_k", "return_documents", "truncation"}
+    max_documents = 1000
+
+    def parse_request(self, body):
+        body = _object(body, self.fields, ("model",))
+        query, documents = _texts(body.get("query"), body.get("documents"), limit=self.max_documents)
+        if "truncation" in body and not isinstance(body["truncation"], bool):
+            raise RequestRejected("truncation must be a boolean")
+        return query, documents, _top(body.get("top_k"), "top_k"), bool(body.get("return_documents", False))
+
+    def render(self, ranked, documents, return_documents, tokens):
+        data = []
+        for index, score in ranked:
+            item: dict[str, Any] = {"index": index, "relevance_score": score}
+            if return_documents:
+                item["document"] = documents[index]
+            data.append(item)
+        return {"object": "list", "data": data, "model": "rerank-2.5", "usage": {"total_tokens": tokens}}
+
+    def error_body(self, status, message):
+        return {"detail": message}
+
+    def check_auth(self, header, api_key):
+        return _bearer(header, api_key)
+
+
+class DashScopeDialect(DMXAPIDialect):
+    """DashScope: https://help.aliyun.com/zh/model-studio/text-rerank-api. ``input``/``parameters`` in,
+    ``output.results`` out, at most 500 documents; errors ``{"code", "message", "request_id"}``."""
+
+    path = "/api/v1/services/rerank/text-rerank/text-rerank"
+    base_path = "/api/v1"
+    max_documents = 500
+    codes = {400: "InvalidParameter", 401: "InvalidApiKey", 403: "AccessDenied", 404: "InvalidURL",
+             429: "Throttling.RateQuota", 500: "InternalError"}
+
+    def parse_request(self, body):
+        body = _object(body, {"model", "input", "parameters"}, ("model", "input"))
+        given = body["input"]
+        if not isinstance(given, dict) or set(given) - {"query", "documents"}:
+            raise RequestRejected("input must be an object with query and documents")
+        query, documents = _texts(given.get("query"), given.get("documents"), limit=self.max_documents)
+        parameters = body.get("parameters") or {}
+        if not isinstance(parameters, dict) or set(parameters) - {"top_n", "return_documents"}:
+            raise RequestRejected("parameters may hold only top_n and return_documents")
+        return query, documents, _top(parameters.get("top_n"), "top_n"), bool(parameters.get("return_documents"))
+
+    def render(self, ranked, documents, return_documents, tokens):
+        return {"output": {"results": _cohere_results(ranked, documents, return_documents)},
+                "usage": {"total_tokens": tokens}, "request_id": "loopback-dashscope"}
+
+    def error_body(self, status, message):
+        return {"code": self.codes.get(status, "InternalError"), "message": message,
+                "request_id": "loopback-dashscope-error"}
+
+    def check_auth(self, header, api_key):
+        return _bearer(header, api_key)
+
+
+class TEIDialect(DMXAPIDialect):
+    """Text Embeddings Inference: ``POST /rerank`` with ``texts``; a bare array of ``{index, score}``;
+    errors ``{"error", "error_type"}``; more than ``max_client_batch_size`` texts (32) is a 413."""
+
+    path = "/rerank"
+    base_path = ""
+    max_client_batch_size = 32
+    fields = {"query", "texts", "truncate", "truncation_direction", "raw_scores", "return_text"}
+
+    def parse_request(self, body):
+        body = _object(body, self.fields, ())
+        query, documents = _texts(body.get("query"), body.get("texts"), field="texts",
+                                  limit=self.max_client_batch_size, limit_status=413)
+        return query, documents, None, bool(body.get("return_text", False))
+
+    def render(self, ranked, documents, return_documents, tokens):
+        out = []
+        for index, score in ranked:
+            item: dict[str, Any] = {"index": index, "score": score}
+            if return_documents:
+                item["text"] = documents[index]
+            out.append(item)
+        return out
+
+    def error_body(self, status, message):
+        kind = {413: "validation", 422: "tokenizer", 424: "backend", 429: "overloaded", 503: "unhealthy"}
+        return {"error": message, "error_type": kind.get(status, "validation" if status < 500 else "backend")}
+
+    def check_auth(self, header, api_key):
+        return _bearer(header, api_key)
+
+
+class InfinityDialect(DMXAPIDialect):
+    """Infinity: ``RerankInput``/``ReRankResult`` of michaelfeil/infinity. At most 2048 documents (422);
+    OpenAI-style errors."""
+
+    path = "/rerank"
+    base_path = ""
+    max_documents = 2048
+    fields = {"query", "documents", "return_documents", "raw_scores", "model", "top_n"}
+
+    def parse_request(self, body):
+        body = _object(body, self.fields, ())
+        query, documents = _texts(body.get("query"), body.get("documents"), limit=self.max_documents,
+                                  limit_status=422)
+        return query, documents, _top(body.get("top_n"), "top_n"), bool(body.get("return_documents", False))
+
+    def render(self, ranked, documents, return_documents, tokens):
+        results = [{"relevance_score": score, "index": index,
+                    "document": documents[index] if return_documents else None} for index, score in ranked]
+        return {"object": "rerank", "results": results, "model": "loopback-model",
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}, "id": "infinity-loopback",
+                "created": 0}
+
+    def check_auth(self, header, api_key):
+        return _bearer(header, api_key)
+
+
+class VLLMDialect(DMXAPIDialect):
+    """vLLM's ``/v1/rerank``: ``top_n`` 0 means all; the answer always echoes each document's text."""
+
+    path = "/v1/rerank"
+    fields = {"model", "query", "documents", "top_n", "truncate_prompt_tokens"}
+
+    def parse_request(self, body):
+        body = _object(body, self.fields, ())
+        query, documents = _texts(body.get("query"), body.get("documents"))
+        return query, documents, _top(body.get("top_n"), "top_n", allow_zero=True), True
+
+    def render(self, ranked, documents, return_documents, tokens):
+        return {"id": "rerank-loopback", "model": "loopback-model",
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                "results": _cohere_results(ranked, documents, True)}
+
+    def error_body(self, status, message):
+        return {"error": {"message": message, "type": "BadRequestError" if status < 500 else "InternalServerError",
+                          "param": None, "code": status}}
+
+    def check_auth(self, header, api_key):
+        return _bearer(header, api_key)
+
+
+#: Dialect classes by reranker name.
+DIALECTS: dict[str, type] = {
+    "cohere": CohereDialect,
+    "dashscope": DashScopeDialect,
+    "dmxapi": DMXAPIDialect,
+    "infinity": InfinityDialect,
+    "jina": JinaDialect,
+    "siliconflow": SiliconFlowDialect,
+    "tei": TEIDialect,
+    "vllm": VLLMDialect,
+    "voyage": VoyageDialect,
+}
+
+
 @dataclass
 class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -152,7 +456,8 @@ class LoopbackRerankServer:
     fault_rate, fault_kinds, seed
         The share of requests that meet a random fault drawn from ``fault_kinds`` (seeded, repeatable).
     dialect
-        The wire format; :class:`DMXAPIDialect` by default.
+        The wire format: a dialect object or a name from :data:`DIALECTS` (``"cohere"``, ``"tei"``, ...);
+        :class:`DMXAPIDialect` by default.
     """
 
     def __init__(self, *, api_key: str | None = None, score_fn: Callable[[str, str], float] = overlap_score,
@@ -172,6 +477,11 @@ class LoopbackRerankServer:
         self.fault_rate = fault_rate
         self.fault_kinds = tuple(fault_kinds)
         self.stall_seconds = stall_seconds
+        if isinstance(dialect, str):
+            try:
+                dialect = DIALECTS[dialect]()
+            except KeyError:
+                raise ValueError(f"unknown dialect {dialect!r}; choose one of {', '.join(sorted(DIALECTS))}") from None
         self.dialect = dialect or DMXAPIDialect()
         self._rng = random.Random(seed)
         self._state = _State()
@@ -217,8 +527,9 @@ class LoopbackRerankServer:
 
     @property
     def url(self) -> str:
-        """The base URL to give a reranker (the dialect's path minus its last part)."""
-        return self.root + self.dialect.path.rsplit("/", 1)[0]
+        """The base URL to give a reranker: the dialect's ``base_path``, else its path minus the last part."""
+        base = getattr(self.dialect, "base_path", None)
+        return self.root + (base if base is not None else self.dialect.path.rsplit("/", 1)[0])
 
     # ------------------------------------------------------------------ observation and faults
     @property
@@ -365,7 +676,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             query, documents, top_n, return_documents = dialect.parse_request(body)
         except ValueError as exc:
-            self._json(400, dialect.error_body(400, str(exc)))
+            status = getattr(exc, "status", 400)
+            self._json(status, dialect.error_body(status, str(exc)))
             return
         if owner.latency_per_document:
             time.sleep(owner.latency_per_document * len(documents))

@@ -21,8 +21,16 @@ __all__ = ["REGISTRY", "BatchResult", "Reranker", "available_rerankers", "get_re
 #: name -> "module:Class"; modules are imported only when their reranker is asked for.
 REGISTRY: dict[str, str] = {
     "bm25": "rerankpd.rerankers.bm25:BM25Reranker",
+    "cohere": "rerankpd.rerankers.cohere:CohereReranker",
+    "dashscope": "rerankpd.rerankers.dashscope:DashScopeReranker",
     "dmxapi": "rerankpd.rerankers.dmxapi:DMXAPIReranker",
     "e5": "rerankpd.rerankers.e5:E5Reranker",
+    "infinity": "rerankpd.rerankers.infinity:InfinityReranker",
+    "jina": "rerankpd.rerankers.jina:JinaReranker",
+    "siliconflow": "rerankpd.rerankers.siliconflow:SiliconFlowReranker",
+    "tei": "rerankpd.rerankers.tei:TEIReranker",
+    "vllm": "rerankpd.rerankers.vllm:VLLMReranker",
+    "voyage": "rerankpd.rerankers.voyage:VoyageReranker",
 }
 
 

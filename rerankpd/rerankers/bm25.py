@@ -87,11 +87,10 @@ class BM25Reranker(Reranker):
         if not documents:
             return []
         corpus = [tokenize(d) for d in documents]
-        if not any(corpus):  # only punctuation or symbols: no term can match (bm25s cannot index it)
-            return [0.0] * len(documents)
+        query_tokens = tokenize(query)
+        if not any(set(query_tokens).intersection(tokens) for tokens in corpus):
+            return [0.0] * len(documents)       # nothing in common (or no words at all): no evidence
         retriever = self._bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
         retriever.index(corpus, show_progress=False)
-        query_tokens = [t for t in tokenize(query) if t in retriever.vocab_dict]
-        if not query_tokens:
-            return [0.0] * len(documents)
-        return np.asarray(retriever.get_scores(query_tokens), dtype=np.float64).tolist()
+        present = [t for t in query_tokens if t in retriever.vocab_dict]
+        return np.asarray(retriever.get_scores(present), dtype=np.float64).tolist()

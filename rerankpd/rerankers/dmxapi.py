@@ -19,15 +19,12 @@ DMXAPIReranker(endpoint='http://127.0.0.1:9/v1/rerank', model='bge-reranker-v2-m
 """
 from __future__ import annotations
 
-from typing import Sequence
-
-from ..errors import ConfigurationError
-from .http import HTTPReranker
+from .server_chunked import ServerChunkedReranker
 
 __all__ = ["DMXAPIReranker"]
 
 
-class DMXAPIReranker(HTTPReranker):
+class DMXAPIReranker(ServerChunkedReranker):
     """DMXAPI's rerank API.
 
     Parameters
@@ -51,39 +48,6 @@ class DMXAPIReranker(HTTPReranker):
     default_batch_size = 32
     default_max_concurrency = 4
     default_auth_scheme = ""
-
-    def __init__(self, *, max_chunks_per_doc: int | None = None, overlap_tokens: int | None = None,
-                 **options) -> None:
-        if max_chunks_per_doc is not None and (
-                not isinstance(max_chunks_per_doc, int) or isinstance(max_chunks_per_doc, bool)
-                or max_chunks_per_doc < 1):
-            raise ConfigurationError(f"max_chunks_per_doc must be a whole number >= 1, got {max_chunks_per_doc!r}")
-        if overlap_tokens is not None and (
-                not isinstance(overlap_tokens, int) or isinstance(overlap_tokens, bool)
-                or not 0 <= overlap_tokens <= 80):
-            raise ConfigurationError(f"overlap_tokens must be a whole number from 0 to 80, got {overlap_tokens!r}")
-        self.max_chunks_per_doc = max_chunks_per_doc
-        self.overlap_tokens = overlap_tokens
-        super().__init__(**options)
-
-    def build_payload(self, query: str, documents: Sequence[str]) -> dict:
-        body = {
-            "model": self.model,
-            "query": query,
-            "documents": list(documents),
-            "top_n": len(documents),
-            "return_documents": False,
-        }
-        body.update(self.score_options())
-        return body
-
-    def score_options(self) -> dict:
-        options = {}
-        if self.max_chunks_per_doc is not None:
-            options["max_chunks_per_doc"] = self.max_chunks_per_doc
-        if self.overlap_tokens is not None:
-            options["overlap_tokens"] = self.overlap_tokens
-        return options
 
     def auth_hint(self, status: int) -> str:
         return (" (check DMXAPI_API_KEY; DMXAPI also answers 401 when the account's quota is used up: "

@@ -225,3 +225,15 @@ def test_reranker_is_usable_from_many_threads(dmxapi, server):
     for t in threads:
         t.join(10)
     assert len(results) == 8 and all(len(x) == 2 for x in results)
+
+
+def test_per_row_queries_over_http_one_query_per_request(dmxapi, server):
+    df = pd.DataFrame({"q": ["cold", "flu", "cold", "flu", "cold"],
+                       "text": ["a cold day", "flu shot", "cold hands", "a cold day", "cold hands"]})
+    out = df.rerank(query_column="q", reranker=dmxapi(batch_size=10), progress=False, sort=False)
+    bodies = [r.body for r in server.requests]
+    assert sorted((b["query"], tuple(b["documents"])) for b in bodies) == [
+        ("cold", ("a cold day", "cold hands")), ("flu", ("flu shot", "a cold day"))]
+    assert out.loc[2, "rerank_score"] == out.loc[4, "rerank_score"]
+    assert out.loc[0, "rerank_score"] != out.loc[3, "rerank_score"]    # same text, different query
+    assert out.attrs["rerank"]["usage"]["total_tokens"] > 0

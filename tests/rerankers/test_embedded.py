@@ -42,3 +42,11 @@ def test_e5_is_cached_and_identity_names_model(tmp_path):
     df.rerank(SEED_QUERY, reranker=r, cache=tmp_path, progress=False)
     out = df.rerank(SEED_QUERY, reranker=r, cache=tmp_path, progress=False)
     assert out.attrs["rerank"]["from_cache"] == 3 and out.attrs["rerank"]["sent"] == 0
+
+
+def test_bm25_documents_without_words():
+    r = rerankpd.get_reranker("bm25")
+    assert r.score("cold", ["\x1b", "!!!"]) == [0.0, 0.0]
+    assert r.score("!!!", ["cold", "warm"]) == [0.0, 0.0]
+    s = r.score("cold", ["\x1b", "a cold day"])
+    assert s[0] == 0.0 and s[1] > 0

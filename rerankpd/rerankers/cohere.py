@@ -1,0 +1,71 @@
+"""Cohere's Rerank API v2: ``POST https://api.cohere.com/v2/rerank``.
+
+API reference: https://docs.cohere.com/reference/rerank (errors: https://docs.cohere.com/reference/errors,
+limits: https://docs.cohere.com/v2/docs/rate-limits). The body is ``model``, ``query``, ``documents``,
+``top_n`` and the optional ``max_tokens_per_doc`` (Cohere truncates longer documents to it, default 4096);
+v2 has no ``return_documents``. The answer is ``{"id", "results": [{"index", "relevance_score"}], "meta":
+{"billed_units": {"search_units"}, "tokens": {...}}}``; an error is ``{"message": "..."}``. Cohere
+recommends at most 1000 documents per request; trial keys get 10 rerank calls a minute.
+
+Examples
+--------
+>>> r = CohereReranker(api_key="k")
+>>> r.endpoint, r.model, r.batch_size
+('https://api.cohere.com/v2/rerank', 'rerank-v3.5', 1000)
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..errors import BadResponseError, ConfigurationError
+from .base import BatchResult
+from .chunked import ClientChunkedReranker
+from .http import scores_from_results, usage_counts
+
+__all__ = ["CohereReranker"]
+
+
+class CohereReranker(ClientChunkedReranker):
+    """Cohere's rerank models (``rerank-v3.5``, ``rerank-v4.0-pro``, ...).
+
+    Parameters
+    ----------
+    max_tokens_per_doc
+        Cohere's own truncation length (server side); None leaves Cohere's default.
+    **options
+        ``api_key`` (default ``COHERE_API_KEY``, else ``CO_API_KEY``), ``base_url`` (default
+        ``COHERE_BASE_URL``, else ``https://api.cohere.com/v2``), ``model``, ``batch_size`` (default 1000),
+        client chunking (``max_chunks_per_doc``, ``chunk_tokens``, ``overlap_tokens``) and the shared options.
+    """
+
+    name = "cohere"
+    default_base_url = "https://api.cohere.com/v2"
+    base_url_env = "COHERE_BASE_URL"
+    path = "/rerank"
+    key_env = ("COHERE_API_KEY", "CO_API_KEY")
+    default_model = "rerank-v3.5"
+    default_batch_size = 1000
+
+    def __init__(self, *, max_tokens_per_doc: int | None = None, **options) -> None:
+        if max_tokens_per_doc is not None and (
+                not isinstance(max_tokens_per_doc, int) or isinstance(max_tokens_per_doc, bool)
+                or max_tokens_per_doc < 1):
+            raise ConfigurationError(f"max_tokens_per_doc must be a whole number >= 1, got {max_tokens_per_doc!r}")
+        self.max_tokens_per_doc = max_tokens_per_doc
+        super().__init__(**options)
+
+    def build_payload(self, query: str, documents: Sequence[str]) -> dict:
+        body = {"model": self.model, "query": query, "documents": list(documents), "top_n": len(documents)}
+        body.update(self.score_options())
+        return body
+
+    def parse_response(self, data: Any, n_documents: int) -> BatchResult:
+        if not isinstance(data, dict):
+            raise BadResponseError(f"expected a JSON object, got {type(data).__name__}")
+        meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        usage = usage_counts(meta.get("billed_units"))
+        usage.update(usage_counts(meta.get("tokens")))
+        return BatchResult(scores_from_results(data.get("results"), n_documents), usage)
+
+    def score_options(self) -> dict:
+        return {} if self.max_tokens_per_doc is None else {"max_tokens_per_doc": self.max_tokens_per_doc}
