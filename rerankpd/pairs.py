@@ -141,7 +141,7 @@ def take_texts(texts: Sequence[str], positions: Sequence[int] | np.ndarray) -> l
     """
     if isinstance(texts, list):
         return [texts[i] for i in positions]
-    return [str(t) for t in texts.take(np.asarray(positions, dtype=np.int64)).tolist()]
+    return texts.array.take(np.asarray(positions, dtype=np.int64)).tolist()  # a pandas Index of str
 
 
 def plan_batches(pair_ids: Iterable[int], pair_group: np.ndarray, batch_size: int | None) -> list[list[int]]:

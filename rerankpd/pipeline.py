@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 SCORE, RANK, ERROR, CHUNK = "rerank_score", "rerank_rank", "rerank_error", "rerank_chunk"
 _ERRORS = ("raise", "coerce")
 ProgressCallback = Callable[[int, int], None]
+#: Distinct texts held by Arrow are turned into Python strings all at once when there are at most this
+#: many to score from (about 13 MB of str); beyond it, per request, so memory stays near the frame's.
+_LIST_TEXTS_UP_TO = 100_000
 
 
 # --------------------------------------------------------------------------------------------- validate
@@ -293,13 +296,16 @@ def _execute(run: _Run, progress: Any, cancel: threading.Event | None,
         on_progress(0, total)
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rerankpd")
     pending: dict[Future, list[int]] = {}
+    texts = pairs.texts
+    if not isinstance(texts, list) and total and len(texts) <= _LIST_TEXTS_UP_TO:
+        texts = texts.tolist()  # few enough to hold as str at once: cheaper than a take per request
 
     def submit_next() -> bool:
         batch = next(batches, None)
         if batch is None:
             return False
         query = pairs.queries[pairs.pair_group[batch[0]]]
-        documents = take_texts(pairs.texts, pairs.pair_text[batch])
+        documents = take_texts(texts, pairs.pair_text[batch])
         if concurrency == 1:  # one at a time: score right here, without a hand-off to a worker thread
             future: Future = Future()
             try:
