@@ -200,3 +200,21 @@ def test_tls_is_verified(self_signed):
         finally:
             httpd.shutdown()
             httpd.server_close()
+
+
+def test_canary_key_never_appears_in_the_panel():
+    df = pd.DataFrame({"text": ["cats purr", "dogs bark", "cats and dogs"]})
+    shown: list[str] = []
+    with LoopbackRerankServer(api_key=CANARY) as server, LoopbackRerankServer(api_key="sk-other") as refusing:
+        for url in (server.url, refusing.url):
+            r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=url, max_retries=0)
+            panel = df.rerank.panel(query="cats", reranker=r, cache=False)
+            panel.run_button.click()
+            panel.wait(30)
+            shown += [panel.status.value, panel.results.value, panel.progress_text.value, repr(panel),
+                      repr(panel.call_arguments()), repr(panel._repr_mimebundle_())]
+            if panel.error is not None:
+                shown.append(_error_text(panel.error))
+    assert any("Failed" in text for text in shown)  # the refused run did fail, visibly
+    for text in shown:
+        assert not _leaks(text), text[:2000]
