@@ -197,8 +197,9 @@ def _memory_child(kind: str, rows: int) -> dict:
                     return int(line.split()[1]) * 1024
         raise RuntimeError(field)
 
-    if kind == "bm25":
-        queries = max(1, rows // 1000)  # 1000 candidates per query, as a retriever would hand over
+    if kind in ("bm25", "bm25one"):
+        # bm25: 1000 candidates per query, as a retriever would hand over; bm25one: one query over every row
+        queries = max(1, rows // 1000) if kind == "bm25" else 1
         body = texts(rows, seed=4, words=8)
         df = pd.DataFrame({"question": [f"{QUERY} {i}" for i in range(queries) for _ in range(rows // queries)],
                            "text": body[: queries * (rows // queries)]})
@@ -243,11 +244,12 @@ def run_child(kind: str, rows: int, env: dict | None = None) -> dict:
 def bench_memory(sizes: dict) -> list[dict]:
     results = []
     bm = run_child("bm25", sizes["memory_bm25_rows"])
+    bm_one = run_child("bm25one", sizes["memory_bm25_rows"])
     with tempfile.TemporaryDirectory() as cache_dir, server() as (url, _):
         env = {"RERANKPD_BENCH_CACHE": cache_dir, "RERANKPD_BENCH_URL": url}
         run_child("cached", sizes["cached_rows"], env)  # fills the cache
         cached = run_child("cached", sizes["cached_rows"], env)
-    for label, m in (("bm25", bm), ("cached rerun", cached)):
+    for label, m in (("bm25", bm), ("bm25, one query", bm_one), ("cached rerun", cached)):
         ratio = m["extra"] / m["frame_bytes"]
         results.append(dict(
             name=f"5. memory, {label} (peak extra RSS / frame)", value=f"{m['extra'] / m['rows']:.0f} B/row",

@@ -263,7 +263,7 @@ def _score_one(reranker: Any, query: str, documents: list[str]) -> BatchResult:
     score_batch = getattr(reranker, "score_batch", None)
     result = score_batch(query, documents) if callable(score_batch) else BatchResult(
         list(reranker.score(query, documents)))
-    values = [float(s) for s in result.scores]
+    values = np.asarray(result.scores, dtype=np.float64).reshape(-1)   # also reads lists of str/int scores
     if len(values) != len(documents):
         raise BadResponseError(f"{getattr(reranker, 'name', 'reranker')} returned {len(values)} scores "
                                f"for {len(documents)} documents", provider=getattr(reranker, "name", None))

@@ -50,3 +50,36 @@ def test_bm25_documents_without_words():
     assert r.score("!!!", ["cold", "warm"]) == [0.0, 0.0]
     s = r.score("cold", ["\x1b", "a cold day"])
     assert s[0] == 0.0 and s[1] > 0
+
+
+@pytest.mark.parametrize("method", ["lucene", "robertson", "atire", "bm25l", "bm25+"])
+def test_bm25_query_view_gives_exactly_the_scores_of_a_full_bm25s_index(method):
+    """Folding the words a query lacks into one id must not change a single score."""
+    import bm25s
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    words = st.sampled_from(["cold", "flu", "hands", "wash", "预防", "感冒", "the", "a", "x"])
+    texts = st.lists(st.lists(words, max_size=12).map(" ".join), min_size=1, max_size=12)
+
+    @settings(max_examples=40, deadline=None)
+    @given(query=st.lists(words, min_size=1, max_size=4).map(" ".join), documents=texts)
+    def check(query, documents):
+        got = rerankpd.get_reranker("bm25", method=method).score(query, documents)
+        corpus = [tokenize(d) for d in documents]
+        q = tokenize(query)
+        if not any(set(q).intersection(doc) for doc in corpus):
+            assert got == [0.0] * len(documents)
+            return
+        full = bm25s.BM25(method=method)
+        full.index(corpus, show_progress=False)
+        want = full.get_scores([t for t in q if t in full.vocab_dict]).tolist()
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-7)
+
+    check()
+
+
+def test_bm25_query_with_many_distinct_terms():
+    query = " ".join(f"w{i}" for i in range(400))
+    s = rerankpd.get_reranker("bm25").score(query, ["w1 w2", "w399 w399 zzz", "nothing here"])
+    assert s[0] > 0 and s[1] > 0 and s[2] == 0.0
