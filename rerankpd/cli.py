@@ -24,7 +24,7 @@ from .cache import cache_info, clear_cache
 from .errors import RerankError
 from .estimate import estimate
 from .pipeline import rerank
-from .rerankers import available_rerankers
+from .rerankers import available_rerankers, get_reranker
 
 __all__ = ["main"]
 
@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     rank.add_argument("--top-n", "-n", type=int, help="keep the n best rows per query")
     rank.add_argument("--reranker", "-r", choices=available_rerankers(),
                       help="default: RERANKPD_RERANKER, else dmxapi with DMXAPI_API_KEY set, else offline")
+    rank.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
+                      help="a reranker option, repeatable: -O model=rerank-v3.5 -O batch_size=50 "
+                           "-O max_chunks_per_doc=4 -O timeout=[5,60] (values read as JSON, else text)")
     rank.add_argument("--no-sort", action="store_true", help="keep input order")
     rank.add_argument("--no-cache", action="store_true", help="bypass the score cache")
     rank.add_argument("--cache-dir", help="score cache directory (default: RERANKPD_CACHE_DIR or user cache)")
@@ -104,9 +107,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def reranker_options(pairs: Sequence[str]) -> dict:
+    """``KEY=VALUE`` strings as reranker options; values are read as JSON when they parse, else as text.
+
+    >>> reranker_options(["batch_size=50", "model=rerank-v3.5", "timeout=[5, 60]", "truncate=true"])
+    {'batch_size': 50, 'model': 'rerank-v3.5', 'timeout': [5, 60], 'truncate': True}
+    """
+    options: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--option {pair!r} is not KEY=VALUE (for example -O batch_size=50)")
+        if key == "api_key":
+            raise ValueError("--option api_key=... would put the key in your shell history and the process "
+                             "list; set the provider's key variable (e.g. DMXAPI_API_KEY) instead")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
 def _rank(args: argparse.Namespace) -> int:
     df = read_table(args.input)
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
+    if args.option:
+        options = reranker_options(args.option)
+        try:
+            args.reranker = get_reranker(args.reranker or config.default_reranker_name(), **options)
+        except TypeError as exc:  # an option the reranker does not take
+            raise ValueError(f"--option: {exc}") from None
     if args.dry_run:
         est = estimate(df, args.query, args.column, query_column=args.query_column, top_n=args.top_n,
                        reranker=args.reranker, cache=cache, errors=args.errors)

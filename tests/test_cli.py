@@ -99,3 +99,23 @@ def test_demo_and_python_m_entry_points():
         assert "如何预防感冒" in lines[0]
         assert SEED_DOCUMENTS[0] in lines[3] and lines[3].split()[1] == "1"
         assert result.stderr == ""
+
+
+def test_reranker_options_on_the_command_line(tmp_path, table, monkeypatch, capsys):
+    src = tmp_path / "in.csv"
+    table.to_csv(src, index=False)
+    with LoopbackRerankServer(api_key=API_KEY) as srv:
+        monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+        assert main(["rank", str(src), "-q", "cats", "-r", "dmxapi", "-O", f"base_url={srv.url}",
+                     "-O", "batch_size=2", "-O", "model=bge-reranker-v2-m3", "-O", "timeout=[2, 5]"]) == 0
+        bodies = [r.body for r in srv.requests]
+    assert [len(b["documents"]) for b in bodies] == [2, 2]
+    assert {b["model"] for b in bodies} == {"bge-reranker-v2-m3"}
+    capsys.readouterr()
+    assert main(["rank", str(src), "-q", "cats", "-r", "dmxapi", "-O", "api_key=sk-secret"]) == 2
+    err = capsys.readouterr().err
+    assert "shell history" in err and "sk-secret" not in err
+    assert main(["rank", str(src), "-q", "cats", "-r", "bm25", "-O", "nonsense"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["rank", str(src), "-q", "cats", "-r", "bm25", "-O", "colour=3"]) == 2
+    assert "colour" in capsys.readouterr().err

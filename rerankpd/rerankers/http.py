@@ -376,8 +376,8 @@ class HTTPReranker(Reranker):
                 wait = failure.wait
                 if wait is None:
                     wait = backoff_delay(attempt, self.backoff_base, self.backoff_cap)
-                logger.warning("%s: %s; retry %d of %d in %.2fs", self.name, failure.error.message,
-                               attempt + 1, self.max_retries, wait)
+                logger.info("%s: %s; retry %d of %d in %.2fs", self.name, failure.error.message,
+                            attempt + 1, self.max_retries, wait)
                 time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
