@@ -81,7 +81,7 @@ class ScoreCache:
     """
 
     def __init__(self, directory: str | os.PathLike | None = None) -> None:
-        self.directory = os.fspath(directory) if directory is not None else config.cache_dir()
+        self.directory = os.path.expanduser(os.fspath(directory) if directory is not None else config.cache_dir())
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         with _busy_is_timeout(self.directory):
             self._cache = diskcache.Cache(self.directory, disk=JSONOnlyDisk, **_SQLITE_SETTINGS)

@@ -91,7 +91,7 @@ def cache_dir() -> str:
     """The score cache directory: ``RERANKPD_CACHE_DIR``, else the user cache dir from platformdirs."""
     chosen = env("RERANKPD_CACHE_DIR")
     if chosen:
-        return os.path.expanduser(chosen)
+        return chosen
     import platformdirs
 
     return os.path.join(platformdirs.user_cache_dir("rerankpd", appauthor=False), "scores")

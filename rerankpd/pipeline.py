@@ -70,8 +70,17 @@ def _check_arguments(df: Any, query: Any, column: Any, query_column: Any, top_n:
         if not query.strip():
             raise ValueError("query is empty")
     for name, value in (("column", column), ("query_column", query_column)):
-        if value is not None and value not in df.columns:
+        if value is None:
+            continue
+        try:
+            present = value in df.columns
+        except TypeError:
+            raise TypeError(f"{name} must be one column label, got {type(value).__name__} {value!r}") from None
+        if not present:
             raise KeyError(f"{name} {value!r} is not a column of the frame; its columns are {list(df.columns)!r}")
+        if not isinstance(df[value], pd.Series):
+            raise ValueError(f"{name} {value!r} names {df[value].shape[1]} columns of the frame "
+                             "(its column labels repeat); give each column a unique name first")
     if query_column is not None and query_column == column:
         raise ValueError(f"query_column and column are both {column!r}; they must be different columns")
 
@@ -106,6 +115,14 @@ def _text_cells(series: pd.Series, column: Any) -> Factorized:
             if not isinstance(value, str):
                 _not_text(column, series.index[int(np.flatnonzero(codes == j)[0])], value)
             value = values[j] = str(value)
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate: no service or model can take it
+                label = series.index[int(np.flatnonzero(codes == j)[0])]
+                raise TypeError(f"column {column!r}: the row with index {label!r} is not valid Unicode (a lone "
+                                f"surrogate {value[exc.start]!r} at position {exc.start}); decode the source "
+                                "text with errors='replace' or drop the row") from None
         if not value.strip():
             keep[j] = False
     return _factorized(np.asarray(codes, dtype=np.int64), values[keep].tolist(), keep)
@@ -138,6 +155,9 @@ def resolve_reranker(reranker: Any) -> tuple[Reranker, bool]:
         return get_reranker(config.default_reranker_name()), True
     if isinstance(reranker, str):
         return get_reranker(reranker), True
+    if isinstance(reranker, type):
+        raise ValueError(f"reranker is the class {reranker.__name__}; pass an object: "
+                         f"reranker={reranker.__name__}(...)")
     if callable(getattr(reranker, "score", None)):
         return reranker, False
     raise ValueError(f"reranker must be a name ({', '.join(_names())}) or an object with a "
@@ -209,11 +229,16 @@ def _plan(df, query, column, query_column, reranker, cache, errors) -> _Run:
         pairs = chunks.work  # the (query, chunk) pairs are what is cached, batched and sent
     run = _Run(df=df, column=column, query=query, query_column=query_column, reranker=model, pairs=pairs,
                errors=errors, pair_scores=np.full(pairs.n_pairs, np.nan), chunks=chunks)
-    identity = getattr(model, "identity", None)
-    if pairs.n_pairs and pairwise and callable(identity):
+    identity_of = getattr(model, "identity", None)
+    identity = identity_of() if pairs.n_pairs and pairwise and callable(identity_of) else None
+    if identity is not None:
         run.cache = _open_cache(cache)
+    elif pairs.n_pairs and pairwise and callable(identity_of) and cache is not False:
+        warnings.warn(f"{getattr(model, 'name', 'reranker')}: scores are not cached because the reranker names "
+                      "no model (a server can change models behind one URL); pass model=... to cache them",
+                      RuntimeWarning, stacklevel=4)
     if run.cache is not None:
-        _cache_lookup(run, identity_digest(identity()))
+        _cache_lookup(run, identity_digest(identity))
     todo = np.flatnonzero(np.isnan(run.pair_scores))
     batch_size = getattr(model, "batch_size", 64) if pairwise else None
     run.batches = plan_batches(todo, pairs.pair_group, batch_size)
@@ -231,7 +256,7 @@ def _cache_lookup(run: _Run, digest: str, chunk: int = 8192) -> None:
         found = _cache_read(run, keys) if run.cache is not None else {}
         for i, key in enumerate(keys, start):
             score = found.get(key)
-            if score is None:
+            if score is None or not math.isfinite(score):
                 run.keys[i] = key
             else:
                 run.pair_scores[i] = score
@@ -244,6 +269,7 @@ def _cache_read(run: _Run, keys: list[str]) -> dict[str, float]:
     except (OSError, sqlite3.Error, ValueError) as exc:
         warnings.warn(f"rerankpd: the score cache could not be read ({exc}); scoring without it",
                       RuntimeWarning, stacklevel=5)
+        run.cache.close()
         run.cache = None
         return {}
 
@@ -264,9 +290,15 @@ def _score_one(reranker: Any, query: str, documents: list[str]) -> BatchResult:
     result = score_batch(query, documents) if callable(score_batch) else BatchResult(
         list(reranker.score(query, documents)))
     values = np.asarray(result.scores, dtype=np.float64).reshape(-1)   # also reads lists of str/int scores
+    name = getattr(reranker, "name", "reranker")
     if len(values) != len(documents):
-        raise BadResponseError(f"{getattr(reranker, 'name', 'reranker')} returned {len(values)} scores "
-                               f"for {len(documents)} documents", provider=getattr(reranker, "name", None))
+        raise BadResponseError(f"{name} returned {len(values)} scores for {len(documents)} documents",
+                               provider=name)
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise BadResponseError(f"{name} returned a score of {values[bad]} for document {bad} of the "
+                               f"{len(documents)} in a request; scores must be finite numbers", provider=name)
     return BatchResult(values, dict(result.usage))
 
 
@@ -353,18 +385,22 @@ def _execute(run: _Run, progress: Any, cancel: threading.Event | None,
             while not stopping and len(pending) < concurrency and submit_next():
                 pass
         if first_error is None and cancel is not None and cancel.is_set() and done < total:
-            first_error = RunCancelled(f"cancelled after {done} of {total} pairs; finished scores are cached")
+            kept = "finished scores are cached" if run.cache is not None else "the cache was off"
+            first_error = RunCancelled(f"cancelled after {done} of {total} pairs; {kept}")
     except BaseException:
         # Ctrl-C or a failure of our own: keep what is already in flight, then let the exception go on.
         if pending:
             logger.warning("rerankpd: waiting for %d requests in flight so their scores are kept "
                            "(interrupt again to abandon them)", len(pending))
-        for future, batch in list(pending.items()):
-            try:
-                future.result()
-            except BaseException:  # noqa: BLE001
-                continue
-            collect(future, batch)
+        try:
+            for future, batch in list(pending.items()):
+                try:
+                    future.result()
+                except Exception:  # noqa: BLE001 - a failed request has nothing to keep
+                    continue
+                collect(future, batch)
+        except KeyboardInterrupt:
+            logger.warning("rerankpd: abandoned the requests still in flight")
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

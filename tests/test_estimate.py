@@ -29,7 +29,7 @@ def server():
 
 
 def tei(server, **options):
-    return rerankpd.get_reranker("tei", api_key=KEY, base_url=server.url, **options)
+    return rerankpd.get_reranker("tei", api_key=KEY, base_url=server.url, model="bge-reranker-v2-m3", **options)
 
 
 def sent_tokens(server) -> int:

@@ -294,3 +294,47 @@ def test_bm25_scores_each_query_in_one_call_and_is_not_cached(tmp_path):
     out = df.rerank(query_column="q", reranker="bm25", cache=tmp_path, progress=False)
     assert out.attrs["rerank"]["requests"] == 2
     assert rerankpd.cache_info(tmp_path)["entries"] == 0
+
+
+# ----------------------------------------------------------------------- review findings, kept fixed
+def test_non_finite_score_is_a_failure_never_cached(tmp_path):
+    class NaNs(Counting):
+        def score(self, query, documents):
+            return [float("nan") if d == "bad" else 1.0 for d in documents]
+
+    df = pd.DataFrame({"text": ["good", "bad"]})
+    out = df.rerank("q", reranker=NaNs(), cache=tmp_path, errors="coerce", progress=False)
+    assert "score of nan for document 1" in out.loc[1, "rerank_error"]
+    assert out["rerank_score"].isna().all()              # the whole request failed, nothing half-kept
+    again = Counting()
+    out = df.rerank("q", reranker=again, cache=tmp_path, progress=False)
+    assert sorted(again.sent) == ["bad", "good"] and out["rerank_score"].notna().all()
+
+
+def test_lone_surrogate_names_the_row():
+    df = pd.DataFrame({"text": pd.Series(["fine", "bad \ud800 cell"], dtype=object, index=["r1", "r2"])})
+    with pytest.raises(TypeError, match=r"column 'text': the row with index 'r2' is not valid Unicode"):
+        df.rerank("q", reranker=Counting())
+
+
+def test_duplicate_column_labels_and_unhashable_column():
+    df = pd.DataFrame([["a", "b"]], columns=["text", "text"])
+    with pytest.raises(ValueError, match="column 'text' names 2 columns"):
+        df.rerank("q", reranker=Counting())
+    with pytest.raises(TypeError, match="column must be one column label"):
+        pd.DataFrame({"text": ["a"]}).rerank("q", column=["text"], reranker=Counting())
+
+
+def test_reranker_class_instead_of_object():
+    from rerankpd.rerankers.bm25 import BM25Reranker
+
+    with pytest.raises(ValueError, match=r"pass an object: reranker=BM25Reranker\(...\)"):
+        pd.DataFrame({"text": ["a"]}).rerank("q", reranker=BM25Reranker)
+
+
+def test_cancel_message_says_whether_scores_were_cached():
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(errors.RunCancelled, match="the cache was off"):
+        rerankpd.rerank(pd.DataFrame({"text": ["a", "b"]}), "q", reranker=Counting(batch_size=1), cache=False,
+                        progress=False, _cancel=cancel, _on_progress=lambda d, t: None)

@@ -56,8 +56,11 @@ class Reranker(abc.ABC):
         """:meth:`score` plus the provider's usage counts (tokens); the pipeline calls this."""
         return BatchResult(list(self.score(query, documents)))
 
-    def identity(self) -> dict:
-        """Everything that decides the scores (never a key): the score cache is keyed on it."""
+    def identity(self) -> dict | None:
+        """Everything that decides the scores (never a key): the score cache is keyed on it.
+
+        None means the scores cannot be tied to what produced them, and are not cached.
+        """
         return {"reranker": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
                 "model": self.model}
 

@@ -273,7 +273,13 @@ class HTTPReranker(Reranker):
                 raise ConfigurationError(
                     f"{self.name} needs an API key: set {where} or pass api_key=... to the reranker")
             return None
-        return config.Secret(key.strip())
+        key = key.strip()
+        if not (key.isascii() and key.isprintable()):
+            source = "api_key=" if api_key is not None else " or ".join(self.key_env)
+            raise ConfigurationError(
+                f"{self.name}: the API key (from {source}) contains a line break, a control character or a "
+                "non-ASCII character (often a stray zero-width space from copy and paste); paste it again")
+        return config.Secret(key)
 
     @property
     def endpoint(self) -> str:
@@ -284,7 +290,11 @@ class HTTPReranker(Reranker):
     def has_key(self) -> bool:
         return bool(self._api_key)
 
-    def identity(self) -> dict:
+    def identity(self) -> dict | None:
+        """Provider, endpoint, model and score options; None when no model is named (a self-hosted server
+        can be restarted with another model behind the same URL, so its scores are not cached)."""
+        if self.model is None:
+            return None
         return {"provider": self.name, "endpoint": self.endpoint, "model": self.model, **self.score_options()}
 
     def __repr__(self) -> str:
@@ -374,7 +384,7 @@ class HTTPReranker(Reranker):
                 if attempt >= self.max_retries:
                     raise failure.error from failure.__cause__
                 wait = failure.wait
-                if wait is None:
+                if not wait:  # no Retry-After, or "0": back off anyway rather than hammer the service
                     wait = backoff_delay(attempt, self.backoff_base, self.backoff_cap)
                 logger.info("%s: %s; retry %d of %d in %.2fs", self.name, failure.error.message,
                             attempt + 1, self.max_retries, wait)
@@ -403,14 +413,22 @@ class HTTPReranker(Reranker):
         logger.debug("%s: POST %s with %d documents", self.name, self.endpoint, n_documents)
         try:
             response = self._send(body, n_tokens)
+        except requests.ConnectTimeout as exc:
+            raise _RetryableFailure(APITimeoutError(
+                f"{self.name}: could not connect to {self.endpoint} within {self.timeout[0]:g}s "
+                f"(timeout={self.timeout})", provider=self.name)) from exc
         except requests.Timeout as exc:
             raise _RetryableFailure(APITimeoutError(
                 f"{self.name}: no answer from {self.endpoint} within {self.timeout[1]:g}s "
                 f"(timeout={self.timeout})", provider=self.name)) from exc
-        except requests.RequestException as exc:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as exc:
             raise _RetryableFailure(APIConnectionError(
                 f"{self.name}: connection to {self.endpoint} failed: {type(exc).__name__}",
                 provider=self.name)) from exc
+        except requests.RequestException as exc:  # an invalid URL or header: retrying cannot help
+            raise ConfigurationError(f"{self.name}: cannot send to {self.endpoint}: {type(exc).__name__}: "
+                                     f"{self._scrub(str(exc))}") from None
         status = response.status_code
         if 200 <= status < 300:
             try:

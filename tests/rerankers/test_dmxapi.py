@@ -237,3 +237,61 @@ def test_per_row_queries_over_http_one_query_per_request(dmxapi, server):
     assert out.loc[2, "rerank_score"] == out.loc[4, "rerank_score"]
     assert out.loc[0, "rerank_score"] != out.loc[3, "rerank_score"]    # same text, different query
     assert out.attrs["rerank"]["usage"]["total_tokens"] > 0
+
+
+# ----------------------------------------------------------------------- review findings, kept fixed
+@pytest.mark.parametrize("key", ["sk-CANARY123\nx", "sk-CANARY123\u200b", "sk-CANARY\x00123"])
+def test_malformed_key_is_refused_without_echoing_it(key, caplog):
+    import traceback
+
+    with pytest.raises(errors.ConfigurationError, match="paste it again") as info:
+        rerankpd.get_reranker("dmxapi", api_key=key)
+    text = "".join(traceback.format_exception(info.value)) + caplog.text
+    assert "CANARY" not in text
+
+
+def test_invalid_url_is_not_retried_and_says_why(dmxapi):
+    r = dmxapi(base_url="https://exa mple.com/v1", max_retries=3, backoff_base=1.0)
+    t0 = time.perf_counter()
+    with pytest.raises(errors.ConfigurationError, match="InvalidURL"):
+        r.score("q", ["a"])
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_retry_after_zero_still_backs_off(dmxapi, server):
+    server.fail_next("429", count=3, retry_after="0")
+    t0 = time.perf_counter()
+    dmxapi(backoff_base=0.2, backoff_cap=0.2, max_retries=3).score("q", ["a"])
+    # full jitter: each wait is uniform in [0, 0.2]; three of them all under 1 ms would be a 1-in-10^7 event
+    assert time.perf_counter() - t0 > 0.003 and len(server.requests) == 4
+
+
+def test_connect_timeout_names_the_connect_timeout():
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    try:  # fill the accept backlog so that a further connect hangs
+        for _ in range(8):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(listener.getsockname())
+            fillers.append(c)
+        r = rerankpd.get_reranker("dmxapi", api_key="k" * 10, max_retries=0, timeout=(0.3, 5.0),
+                                  base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
+        with pytest.raises(errors.APITimeoutError) as info:
+            r.score("q", ["a"])
+        assert "could not connect" in str(info.value) and "within 0.3s" in str(info.value)
+    finally:
+        for c in fillers:
+            c.close()
+        listener.close()
+
+
+def test_cache_directory_with_tilde_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    out = pd.DataFrame({"text": ["a", "b"]}).rerank("a", reranker="e5", cache="~/scores", progress=False)
+    assert out.attrs["rerank"]["cache_dir"] == str(tmp_path / "scores")
+    assert (tmp_path / "scores").is_dir()

@@ -215,7 +215,7 @@ def test_self_hosted_provider_sends_a_bearer_key_only_when_given(spec):
 
 
 def test_key_never_shows_in_repr_or_identity(spec, server):
-    reranker = make(spec, server, api_key=KEY)
+    reranker = make(spec, server, api_key=KEY, model=spec.name + "-model")
     assert KEY not in repr(reranker) and KEY not in str(reranker.identity())
     assert reranker.identity()["provider"] == spec.name
     assert reranker.identity()["endpoint"] == server.url + spec.path.removeprefix(
@@ -240,7 +240,8 @@ def test_cohere_falls_back_to_co_api_key(monkeypatch):
 def test_provider_options_are_sent_and_change_the_cache_identity(name, options, sent):
     spec = BY_NAME[name]
     with LoopbackRerankServer(api_key=KEY if spec.hosted else None, dialect=name) as server:
-        plain, tuned = make(spec, server), make(spec, server, **options)
+        named = {"model": spec.name + "-model"}   # self-hosted rerankers cache only when a model is named
+        plain, tuned = make(spec, server, **named), make(spec, server, **{**named, **options})
         tuned.score(QUERY, DOCS)
         body = server.requests[0].body
         for key, value in sent.items():
@@ -298,3 +299,20 @@ def test_a_result_missing_an_index_is_a_bad_response(spec, server):
     server.fail_next("missing_index", count=2)
     with pytest.raises(BadResponseError, match="without a score"):
         make(spec, server, max_retries=1).score(QUERY, DOCS)
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if not s.hosted], ids=lambda s: s.name)
+def test_self_hosted_without_a_model_name_is_not_cached(spec, tmp_path):
+    """The same URL can serve another model tomorrow: without model= there is nothing to key the cache on."""
+    df = pd.DataFrame({"text": DOCS})
+    with LoopbackRerankServer(dialect=spec.name) as server:
+        anonymous = rerankpd.get_reranker(spec.name, base_url=server.url)
+        assert anonymous.identity() is None
+        with pytest.warns(RuntimeWarning, match="pass model="):
+            df.rerank(QUERY, reranker=anonymous, cache=tmp_path, progress=False)
+        df.rerank(QUERY, reranker=anonymous, cache=tmp_path, progress=False)
+        assert len(server.requests) == 2
+        named = rerankpd.get_reranker(spec.name, base_url=server.url, model="bge-reranker-v2-m3")
+        df.rerank(QUERY, reranker=named, cache=tmp_path, progress=False)
+        out = df.rerank(QUERY, reranker=named, cache=tmp_path, progress=False)
+        assert len(server.requests) == 3 and out.attrs["rerank"]["from_cache"] == len(DOCS)
