@@ -211,7 +211,8 @@ class RerankPanel:
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _active and the end-of-run drawing against cancel()
+        self._active = False
 
         column_options = list(dict.fromkeys([*text_columns, column]))
         style = {"description_width": "100px"}
@@ -290,8 +291,7 @@ class RerankPanel:
     @property
     def running(self) -> bool:
         """True while a run is in progress."""
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+        return self._active
 
     def call_arguments(self) -> dict:
         """The keyword arguments Run passes to :func:`rerankpd.rerank`, read from the controls now.
@@ -344,16 +344,18 @@ class RerankPanel:
             self.progress.bar_style = "info"
             self.progress_text.value = ""
             self._set_status(f"Running {html.escape(self._reranker_label(arguments['reranker']))} \u2026")
+            self._active = True
             self._thread = threading.Thread(target=self._work, args=(arguments, self._cancel),
                                             name="rerankpd-panel", daemon=True)
             self._thread.start()
 
     def cancel(self) -> None:
         """Ask the current run to stop between requests (what the Cancel button does)."""
-        if self.running:
-            self._cancel.set()
-            self.cancel_button.disabled = True
-            self._set_status("Cancelling after the requests in flight \u2026")
+        with self._lock:
+            if self._active:
+                self._cancel.set()
+                self.cancel_button.disabled = True
+                self._set_status("Cancelling after the requests in flight \u2026")
 
     def wait(self, timeout: float | None = None) -> pd.DataFrame | None:
         """Block until the current run ends; return :attr:`result` (None if the run failed).
@@ -374,22 +376,30 @@ class RerankPanel:
         from .pipeline import rerank
 
         started = time.perf_counter()
+        failure: BaseException | None = None
         try:
             out = rerank(self.df, _cancel=cancel, _on_progress=self._progress, **arguments)
         except BaseException as exc:  # noqa: BLE001 - every failure goes to the status line
-            self.error = exc
-            self._show_failure(exc, time.perf_counter() - started)
-            if not isinstance(exc, Exception):  # pragma: no cover - KeyboardInterrupt/SystemExit in a thread
-                raise
-        else:
-            self.result = out
-            self.results.value = to_html(out, max_rows=self.max_rows)
-            self._set_status(self._summary_html(out.attrs.get("rerank", {})))
-            self.progress.bar_style = "success"
-            self.export_button.disabled = False
-        finally:
-            self.run_button.disabled = False
-            self.cancel_button.disabled = True
+            failure = exc
+        # The end of a run is drawn under the lock, so a Cancel click either lands before it (and is
+        # overdrawn by the outcome) or after it (and does nothing); Run is enabled only once the run is over.
+        with self._lock:
+            try:
+                if failure is not None:
+                    self.error = failure
+                    self._show_failure(failure, time.perf_counter() - started)
+                else:
+                    self.result = out
+                    self.results.value = to_html(out, max_rows=self.max_rows)
+                    self._set_status(self._summary_html(out.attrs.get("rerank", {})))
+                    self.progress.bar_style = "success"
+                    self.export_button.disabled = False
+            finally:
+                self.run_button.disabled = False
+                self.cancel_button.disabled = True
+                self._active = False
+        if failure is not None and not isinstance(failure, Exception):  # pragma: no cover - Ctrl-C in a thread
+            raise failure
 
     def _progress(self, done: int, total: int) -> None:
         self.progress.max = max(total, 1)

@@ -237,3 +237,30 @@ def test_constructor_errors_name_the_problem():
         DOCS.rerank.panel(top_n=0)
     with pytest.raises(TypeError, match="DataFrame"):
         RerankPanel([1, 2])
+
+
+def test_cancel_racing_the_end_of_a_run_never_leaves_the_panel_stuck():
+    """A Cancel that lands while the run draws its outcome is either overdrawn by it or does nothing."""
+
+    class Slow(Reranker):
+        name = "slow"
+        batch_size = 10
+
+        def identity(self):
+            return {"reranker": self.name}
+
+        def score(self, query, documents):
+            time.sleep(0.02)
+            return [float(len(d)) for d in documents]
+
+    panel = DOCS.rerank.panel(query="cats", reranker=Slow(), cache=False)
+    for delay in (0.0, 0.01, 0.02, 0.03, 0.05):
+        panel.run_button.click()
+        time.sleep(delay)
+        panel.cancel()
+        panel.wait(30)
+        assert not panel.running and not panel.run_button.disabled and panel.cancel_button.disabled
+        assert "Cancelling" not in panel.status.value
+        assert panel.result is not None or isinstance(panel.error, errors.RunCancelled)
+        panel.cancel()                                   # after the run: nothing happens
+        assert "Cancelling" not in panel.status.value
