@@ -13,7 +13,7 @@ Examples
 >>> df = pd.DataFrame({"text": ["预防感冒应勤洗手", "预防感冒应勤洗手", "wash hands often", None]})
 >>> est = rerankpd.estimate(df, "如何预防感冒", reranker="bm25", cache=False)
 >>> est.pairs, est.to_score, est.requests, est.approx_tokens
-(2, 2, 1, 23)
+(2, 2, 1, 24)
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from .chunking import approx_token_count
 from .pipeline import _check_arguments, _plan, resolve_reranker
+from .ratelimit import text_tokens
 
 __all__ = ["Estimate", "estimate"]
 
@@ -103,7 +103,7 @@ def estimate(
     >>> import pandas as pd, rerankpd
     >>> df = pd.DataFrame({"text": ["a b", "c d e"]})
     >>> print(rerankpd.estimate(df, "q", reranker="bm25", cache=False))
-    bm25 (bm25s-lucene): 2 rows -> 2 unique pairs; 0 cached, 2 to score in 1 request, ~7 tokens
+    bm25 (bm25s-lucene): 2 rows -> 2 unique pairs; 0 cached, 2 to score in 1 request, ~5 tokens
     """
     _check_arguments(df, query, column, query_column, top_n, errors)
     model, owned = resolve_reranker(reranker)
@@ -114,15 +114,15 @@ def estimate(
             model.close()
     try:
         pairs = run.pairs
-        query_tokens = [approx_token_count(q) for q in pairs.queries]
-        text_tokens: dict[int, int] = {}
+        query_tokens = [text_tokens(q) for q in pairs.queries]
+        tokens_of_text: dict[int, int] = {}
         tokens = 0
         for batch in run.batches:
             for p in batch:
                 t = int(pairs.pair_text[p])
-                if t not in text_tokens:
-                    text_tokens[t] = approx_token_count(pairs.texts[t])
-                tokens += query_tokens[int(pairs.pair_group[p])] + text_tokens[t]
+                if t not in tokens_of_text:
+                    tokens_of_text[t] = text_tokens(pairs.texts[t])
+                tokens += query_tokens[int(pairs.pair_group[p])] + tokens_of_text[t]
         doc_pairs = run.chunks.doc_pairs if run.chunks is not None else pairs
         return Estimate(
             reranker=getattr(model, "name", type(model).__name__),

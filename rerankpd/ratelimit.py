@@ -48,6 +48,7 @@ __all__ = [
     "RateLimiter",
     "Slot",
     "estimate_tokens",
+    "text_tokens",
 ]
 
 logger = logging.getLogger(__name__)
@@ -126,11 +127,19 @@ def estimate_tokens(query: str, documents: Iterable[str]) -> int:
     >>> estimate_tokens("cold", ["wash hands", "预防感冒"])
     9
     """
-    q = _text_tokens(query)
-    return sum(q + _text_tokens(doc) for doc in documents)
+    q = text_tokens(query)
+    return sum(q + text_tokens(doc) for doc in documents)
 
 
-def _text_tokens(text: str) -> int:
+def text_tokens(text: str) -> int:
+    """Approximate billed tokens of one text: ~4 ASCII characters per token, any other character one.
+
+    The one token count rerankpd uses for what a request costs (the rate limiter's ``tokens_per_minute``
+    budget and :func:`rerankpd.estimate`); chunk windows are measured in words instead.
+
+    >>> text_tokens("wash your hands"), text_tokens("预防感冒")
+    (4, 4)
+    """
     n_ascii = len(text.encode("ascii", "ignore"))
     return max(1, -(-n_ascii // 4) + (len(text) - n_ascii))
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import rerankpd
-from rerankpd.chunking import approx_token_count
+from rerankpd.ratelimit import text_tokens
 from rerankpd.cli import main
 from rerankpd.testing import LoopbackRerankServer
 
@@ -36,7 +36,7 @@ def sent_tokens(server) -> int:
     total = 0
     for request in server.requests:
         query, documents, _, _ = server.dialect.parse_request(request.body)
-        total += sum(approx_token_count(query) + approx_token_count(d) for d in documents)
+        total += sum(text_tokens(query) + text_tokens(d) for d in documents)
     return total
 
 
@@ -89,8 +89,8 @@ def test_estimate_validates_like_rerank(server):
 def test_estimate_counts_chinese_characters_and_words():
     df = pd.DataFrame({"text": ["预防感冒应勤洗手", "wash your hands"]})
     est = rerankpd.estimate(df, "如何预防感冒", reranker="bm25", cache=False)
-    assert est.approx_tokens == (6 + 8) + (6 + 3)
-    assert est.to_dict()["to_score"] == 2 and "~23 tokens" in str(est)
+    assert est.approx_tokens == (6 + 8) + (6 + 4)      # CJK: a token a character; ASCII: ~4 characters
+    assert est.to_dict()["to_score"] == 2 and "~24 tokens" in str(est)
 
 
 def test_cli_dry_run_prints_the_estimate_and_sends_nothing(server, tmp_path, capsys, monkeypatch):
