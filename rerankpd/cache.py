@@ -28,6 +28,7 @@ import diskcache
 from diskcache.core import MODE_PICKLE, MODE_RAW
 
 from . import config
+from .pairs import take_texts
 
 __all__ = ["JSONOnlyDisk", "ScoreCache", "cache_info", "clear_cache", "identity_digest"]
 
@@ -91,13 +92,8 @@ class ScoreCache:
 
     @staticmethod
     def key(identity_digest: str, query: str, text: str) -> str:
-        """The cache key of one pair under one reranker identity."""
-        h = hashlib.sha256(identity_digest.encode("ascii"))
-        h.update(b"\x00")
-        h.update(query.encode("utf-8", "surrogatepass"))
-        h.update(b"\x00")
-        h.update(text.encode("utf-8", "surrogatepass"))
-        return h.hexdigest()
+        """The cache key of one pair under one reranker identity: SHA-256 of ``digest NUL query NUL text``."""
+        return ScoreCache.keys(identity_digest, [query], [text], [0], [0])[0]
 
     @staticmethod
     def keys(identity_digest: str, queries: Sequence[str], texts: Sequence[str],
@@ -117,7 +113,7 @@ class ScoreCache:
         pair_group, pair_text = _as_list(pair_group), _as_list(pair_text)
         for start in range(0, len(pair_text), 8192):  # texts may be Arrow-backed: make str in chunks
             out.extend(ScoreCache._keys_chunk(identity_digest, queries, prefixes, pair_group[start:start + 8192],
-                                              _texts_at(texts, pair_text[start:start + 8192])))
+                                              take_texts(texts, pair_text[start:start + 8192])))
         return out
 
     @staticmethod
@@ -197,12 +193,6 @@ class ScoreCache:
 
 def _as_list(values: Iterable[int]) -> list[int]:
     return values.tolist() if hasattr(values, "tolist") else list(values)
-
-
-def _texts_at(texts: Sequence[str], positions: list[int]) -> list[str]:
-    if isinstance(texts, list):
-        return [texts[i] for i in positions]
-    return [str(t) for t in texts.take(positions).tolist()]  # a pandas Index (Arrow-backed text)
 
 
 def _number(text: str) -> float:

@@ -78,3 +78,12 @@ def test_unwritable_cache_warns_and_keeps_scoring(tmp_path):
     with pytest.warns(RuntimeWarning, match="score cache could not be opened"):
         out = df.rerank("a", reranker=E5Reranker(), cache=target / "sub", progress=False)
     assert out["rerank_score"].notna().all()
+
+
+def test_key_format_is_stable():
+    """Keys on disk outlive releases: changing how they are made would silently miss every cached score."""
+    import hashlib
+
+    want = hashlib.sha256("digest\x00如何预防感冒\x00text 🙂".encode()).hexdigest()
+    assert ScoreCache.key("digest", "如何预防感冒", "text 🙂") == want
+    assert ScoreCache.keys("digest", ["x", "如何预防感冒"], ["text 🙂"], [1], [0]) == [want]
