@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..errors import BadResponseError, ConfigurationError
+from ..errors import BadResponseError
 from .base import BatchResult
 from .chunked import ClientChunkedReranker
-from .http import scores_from_results, usage_counts
+from .http import _positive_int, scores_from_results, usage_counts
 
 __all__ = ["CohereReranker"]
 
@@ -47,10 +47,8 @@ class CohereReranker(ClientChunkedReranker):
     default_batch_size = 1000
 
     def __init__(self, *, max_tokens_per_doc: int | None = None, **options) -> None:
-        if max_tokens_per_doc is not None and (
-                not isinstance(max_tokens_per_doc, int) or isinstance(max_tokens_per_doc, bool)
-                or max_tokens_per_doc < 1):
-            raise ConfigurationError(f"max_tokens_per_doc must be a whole number >= 1, got {max_tokens_per_doc!r}")
+        if max_tokens_per_doc is not None:
+            _positive_int("max_tokens_per_doc", max_tokens_per_doc)
         self.max_tokens_per_doc = max_tokens_per_doc
         super().__init__(**options)
 

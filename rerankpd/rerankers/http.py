@@ -197,6 +197,10 @@ class HTTPReranker(Reranker):
     default_max_concurrency = 4
     default_auth_scheme = "Bearer"
     default_timeout: tuple[float, float] = (10.0, 60.0)
+    #: Where the common answer shape keeps its results list and its usage object (Voyage: ``data``;
+    #: SiliconFlow: ``tokens``); a dialect whose answer differs more overrides :meth:`parse_response`.
+    results_field = "results"
+    usage_field = "usage"
     default_requests_per_minute: float | None = None  # None: PUBLISHED_LIMITS[name], if any
     default_tokens_per_minute: float | None = None
 
@@ -316,7 +320,8 @@ class HTTPReranker(Reranker):
         """Scores (matched by index) and usage from a successful answer."""
         if not isinstance(data, dict):
             raise BadResponseError(f"expected a JSON object, got {type(data).__name__}")
-        return BatchResult(scores_from_results(data.get("results"), n_documents), usage_counts(data.get("usage")))
+        return BatchResult(scores_from_results(data.get(self.results_field), n_documents),
+                           usage_counts(data.get(self.usage_field)))
 
     def error_message(self, data: Any, text: str) -> str:
         """The provider's own words from an error answer."""

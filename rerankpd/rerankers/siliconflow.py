@@ -17,11 +17,8 @@ Examples
 """
 from __future__ import annotations
 
-from typing import Any
 
-from ..errors import BadResponseError, ConfigurationError
-from .base import BatchResult
-from .http import scores_from_results, usage_counts
+from ..errors import ConfigurationError
 from .server_chunked import ServerChunkedReranker
 
 __all__ = ["SiliconFlowReranker"]
@@ -51,17 +48,13 @@ class SiliconFlowReranker(ServerChunkedReranker):
     key_env = ("SILICONFLOW_API_KEY",)
     default_model = "BAAI/bge-reranker-v2-m3"
     default_batch_size = 64
+    usage_field = "tokens"
 
     def __init__(self, *, instruction: str | None = None, **options) -> None:
         if instruction is not None and (not isinstance(instruction, str) or not instruction.strip()):
             raise ConfigurationError(f"instruction must be a non-empty string, got {instruction!r}")
         self.instruction = instruction
         super().__init__(**options)
-
-    def parse_response(self, data: Any, n_documents: int) -> BatchResult:
-        if not isinstance(data, dict):
-            raise BadResponseError(f"expected a JSON object, got {type(data).__name__}")
-        return BatchResult(scores_from_results(data.get("results"), n_documents), usage_counts(data.get("tokens")))
 
     def score_options(self) -> dict:
         options = super().score_options()

@@ -14,12 +14,10 @@ Examples
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
-from ..errors import BadResponseError, ConfigurationError
-from .base import BatchResult
+from ..errors import ConfigurationError
 from .chunked import ClientChunkedReranker
-from .http import scores_from_results, usage_counts
 
 __all__ = ["VoyageReranker"]
 
@@ -45,6 +43,7 @@ class VoyageReranker(ClientChunkedReranker):
     key_env = ("VOYAGE_API_KEY",)
     default_model = "rerank-2.5"
     default_batch_size = 1000
+    results_field = "data"
 
     def __init__(self, *, truncation: bool | None = None, **options) -> None:
         if truncation is not None and not isinstance(truncation, bool):
@@ -57,11 +56,6 @@ class VoyageReranker(ClientChunkedReranker):
                 "top_k": len(documents), "return_documents": False}
         body.update(self.score_options())
         return body
-
-    def parse_response(self, data: Any, n_documents: int) -> BatchResult:
-        if not isinstance(data, dict):
-            raise BadResponseError(f"expected a JSON object, got {type(data).__name__}")
-        return BatchResult(scores_from_results(data.get("data"), n_documents), usage_counts(data.get("usage")))
 
     def score_options(self) -> dict:
         return {} if self.truncation is None else {"truncation": self.truncation}
