@@ -238,7 +238,11 @@ def _plan(df, query, column, query_column, reranker, cache, errors) -> _Run:
                       "no model (a server can change models behind one URL); pass model=... to cache them",
                       RuntimeWarning, stacklevel=4)
     if run.cache is not None:
-        _cache_lookup(run, identity_digest(identity))
+        try:
+            _cache_lookup(run, identity_digest(identity))
+        except BaseException:  # Ctrl-C while reading a large cache: do not leave SQLite open
+            run.cache.close()
+            raise
     todo = np.flatnonzero(np.isnan(run.pair_scores))
     batch_size = getattr(model, "batch_size", 64) if pairwise else None
     run.batches = plan_batches(todo, pairs.pair_group, batch_size)
@@ -484,7 +488,10 @@ def _run(df, query, column, query_column, reranker, cache, progress, errors, top
         finally:
             if run.cache is not None:
                 run.cache.close()  # every score is written; release SQLite's connection and page cache
-        return run, failure
+        if failure is not None:
+            _attach_partial(failure, run)
+            raise failure
+        return run
     finally:
         if owned and callable(getattr(model, "close", None)):
             model.close()
@@ -556,11 +563,7 @@ def rerank(
     >>> rerankpd.rerank(df, "cats", reranker="bm25", cache=False, progress=False).index.tolist()
     [0, 2, 1]
     """
-    run, failure = _run(df, query, column, query_column, reranker, cache, progress, errors, top_n,
-                        _cancel, _on_progress)
-    if failure is not None:
-        _attach_partial(failure, run)
-        raise failure
+    run = _run(df, query, column, query_column, reranker, cache, progress, errors, top_n, _cancel, _on_progress)
     out = _assemble(run, top_n, sort)
     _log_summary(out.attrs["rerank"])
     return out
@@ -597,11 +600,7 @@ def scores(
     >>> s.index.tolist(), bool(s["a"] > s["b"])
     (['a', 'b'], True)
     """
-    run, failure = _run(df, query, column, query_column, reranker, cache, progress, errors, None,
-                        _cancel, _on_progress)
-    if failure is not None:
-        _attach_partial(failure, run)
-        raise failure
+    run = _run(df, query, column, query_column, reranker, cache, progress, errors, None, _cancel, _on_progress)
     pairs, pair_scores, _, _ = _doc_level(run)
     return pd.Series(scatter(pair_scores, pairs.row_pair), index=df.index, name=SCORE, dtype="float64")
 
