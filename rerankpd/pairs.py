@@ -184,7 +184,12 @@ def rank_within_groups(scores: np.ndarray, row_group: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero(rankable)
     if len(rows) == 0:
         return ranks
-    order = rows[np.lexsort((rows, -scores[rows], row_group[rows]))]
+    groups = row_group[rows]
+    if groups[0] == groups[-1] and (groups == groups[0]).all():  # one query: a stable sort by score will do
+        order = rows[np.argsort(-scores[rows], kind="stable")]
+        ranks[order] = np.arange(1, len(order) + 1)
+        return ranks
+    order = rows[np.lexsort((rows, -scores[rows], groups))]
     groups_sorted = row_group[order]
     starts = np.r_[0, np.flatnonzero(np.diff(groups_sorted)) + 1]
     run_lengths = np.diff(np.r_[starts, len(order)])
@@ -207,6 +212,8 @@ def sort_order(row_group: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     """
     n = len(ranks)
     big = np.iinfo(np.int64).max
-    group_key = np.where(row_group >= 0, row_group, big)
     rank_key = np.where(ranks >= 1, ranks, big)
+    if n == 0 or row_group.min() == row_group.max():  # one query (or none): rank order alone, stably
+        return np.argsort(rank_key, kind="stable")
+    group_key = np.where(row_group >= 0, row_group, big)
     return np.lexsort((np.arange(n), rank_key, group_key))
