@@ -31,7 +31,7 @@ import pandas as pd
 from . import config, pipeline
 from .errors import ConfigurationError, MissingDependencyError
 from .pairs import rank_within_groups, sort_order
-from .rerankers import get_reranker, reranker_class
+from .rerankers import reranker_class
 
 __all__ = ["top_n", "with_scores"]
 
@@ -63,8 +63,7 @@ def _check_reranker(reranker: Any, options: dict | None) -> str:
 
 
 def _score_partition(part: pd.DataFrame, query, column, query_column, name, options, cache, errors):
-    reranker = get_reranker(name, **(options or {}))
-    try:
+    with pipeline.reranker_in_use(name, **(options or {})) as reranker:
         result = part.copy(deep=False)
         if errors == "coerce":
             ranked = pipeline.rerank(part, query, column, query_column=query_column, reranker=reranker,
@@ -75,9 +74,6 @@ def _score_partition(part: pd.DataFrame, query, column, query_column, name, opti
             result[SCORE] = pipeline.scores(part, query, column, query_column=query_column, reranker=reranker,
                                             cache=cache, progress=False)
         return result
-    finally:
-        if callable(getattr(reranker, "close", None)):
-            reranker.close()
 
 
 def with_scores(ddf, query: str | None = None, column: Any = "text", *, query_column: Any = None,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from .pipeline import _check_arguments, _plan, resolve_reranker
+from .pipeline import _check_arguments, _plan, reranker_in_use
 from .ratelimit import text_tokens
 
 __all__ = ["Estimate", "estimate"]
@@ -106,12 +106,8 @@ def estimate(
     bm25 (bm25s-lucene): 2 rows -> 2 unique pairs; 0 cached, 2 to score in 1 request, ~5 tokens
     """
     _check_arguments(df, query, column, query_column, top_n, errors)
-    model, owned = resolve_reranker(reranker)
-    try:
+    with reranker_in_use(reranker) as model:
         run = _plan(df, query, column, query_column, model, cache, errors)
-    finally:
-        if owned and callable(getattr(model, "close", None)):
-            model.close()
     try:
         pairs = run.pairs
         query_tokens = [text_tokens(q) for q in pairs.queries]

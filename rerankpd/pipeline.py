@@ -15,6 +15,7 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -25,7 +26,7 @@ import warnings
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -149,19 +150,27 @@ def _not_text(column: Any, label: Any, value: Any):
 
 
 # --------------------------------------------------------------------------------------------- reranker
-def resolve_reranker(reranker: Any) -> tuple[Reranker, bool]:
-    """The reranker object to use, and whether this call made it (and so should close it)."""
-    if reranker is None:
-        return get_reranker(config.default_reranker_name()), True
-    if isinstance(reranker, str):
-        return get_reranker(reranker), True
+@contextlib.contextmanager
+def reranker_in_use(reranker: Any, **options) -> Iterator[Reranker]:
+    """The reranker object to use for one call; one this call made (from a name) is closed after it.
+
+    ``options`` go to :func:`rerankpd.get_reranker` when ``reranker`` is a name or None.
+    """
+    if reranker is None or isinstance(reranker, str):
+        model = get_reranker(reranker or config.default_reranker_name(), **options)
+        try:
+            yield model
+        finally:
+            if callable(getattr(model, "close", None)):
+                model.close()
+        return
     if isinstance(reranker, type):
         raise ValueError(f"reranker is the class {reranker.__name__}; pass an object: "
                          f"reranker={reranker.__name__}(...)")
-    if callable(getattr(reranker, "score", None)):
-        return reranker, False
-    raise ValueError(f"reranker must be a name ({', '.join(_names())}) or an object with a "
-                     f"score(query, documents) method, got {type(reranker).__name__}")
+    if not callable(getattr(reranker, "score", None)):
+        raise ValueError(f"reranker must be a name ({', '.join(_names())}) or an object with a "
+                         f"score(query, documents) method, got {type(reranker).__name__}")
+    yield reranker
 
 
 def _names() -> list[str]:
@@ -477,8 +486,7 @@ def _summary(run: _Run, failed_rows: int) -> dict:
 # --------------------------------------------------------------------------------------------- public
 def _run(df, query, column, query_column, reranker, cache, progress, errors, top_n, cancel, on_progress):
     _check_arguments(df, query, column, query_column, top_n, errors)
-    model, owned = resolve_reranker(reranker)
-    try:
+    with reranker_in_use(reranker) as model:
         run = _plan(df, query, column, query_column, model, cache, errors)
         try:
             failure = _execute(run, progress, cancel, on_progress)
@@ -492,9 +500,6 @@ def _run(df, query, column, query_column, reranker, cache, progress, errors, top
             _attach_partial(failure, run)
             raise failure
         return run
-    finally:
-        if owned and callable(getattr(model, "close", None)):
-            model.close()
 
 
 def _attach_partial(exc: BaseException, run: _Run) -> None:
