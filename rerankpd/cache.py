@@ -20,17 +20,21 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
+import sqlite3
 import time
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import diskcache
+import numpy as np
 from diskcache.core import MODE_PICKLE, MODE_RAW
 
 from . import config
-from .pairs import take_texts
+from .errors import warn_user
+from .pairs import Pairs, take_texts
 
-__all__ = ["JSONOnlyDisk", "ScoreCache", "cache_info", "clear_cache", "identity_digest"]
+__all__ = ["JSONOnlyDisk", "RunCache", "ScoreCache", "cache_info", "clear_cache", "identity_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +115,10 @@ class ScoreCache:
         prefixes: dict[int, "hashlib._Hash"] = {}
         out: list[str] = []
         pair_group, pair_text = _as_list(pair_group), _as_list(pair_text)
-        for start in range(0, len(pair_text), 8192):  # texts may be Arrow-backed: make str in chunks
-            out.extend(ScoreCache._keys_chunk(identity_digest, queries, prefixes, pair_group[start:start + 8192],
-                                              take_texts(texts, pair_text[start:start + 8192])))
+        step = LOOKUP_CHUNK_PAIRS  # texts may be Arrow-backed: make str in chunks
+        for start in range(0, len(pair_text), step):
+            out.extend(ScoreCache._keys_chunk(identity_digest, queries, prefixes, pair_group[start:start + step],
+                                              take_texts(texts, pair_text[start:start + step])))
         return out
 
     @staticmethod
@@ -235,3 +240,106 @@ def clear_cache(directory: str | os.PathLike | None = None) -> int:
         removed = cache.clear()
     logger.info("cleared %d cached scores from %s", removed, cache.directory)
     return removed
+
+
+#: Pairs whose keys are made and looked up at once; only the misses' keys are kept (to write their scores).
+LOOKUP_CHUNK_PAIRS = 8192
+
+#: What a cache that cannot be used raises; the run goes on without it (best effort).
+_UNUSABLE = (OSError, sqlite3.Error, ValueError)
+
+
+class RunCache:
+    """The score cache as one run sees it: best effort, and the pipeline's only door to it.
+
+    Opening, reading and writing never fail a run: a cache that cannot be used is switched off with one
+    warning pointing at the user's line, and the run goes on scoring. The pipeline only asks
+    :meth:`lookup` for the scores it has and :meth:`store` for each finished request.
+
+    Parameters
+    ----------
+    cache
+        True (the default directory), a directory path, or False/None (no cache: :meth:`open` returns None).
+    identity
+        The reranker's identity as canonical JSON text (:attr:`rerankpd.rerankers.base.RerankerSpec.identity`).
+    """
+
+    def __init__(self, store: ScoreCache, identity: str) -> None:
+        self._store: ScoreCache | None = store
+        self.directory = store.directory
+        self._digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
+        self._keys: list[str | None] = []
+        self._write_failed = False
+
+    @classmethod
+    def open(cls, cache: Any, identity: str) -> "RunCache | None":
+        """The run's cache, or None when ``cache`` is False or the cache cannot be opened (one warning)."""
+        if cache is False or cache is None:
+            return None
+        if cache is True:
+            directory = None
+        elif isinstance(cache, (str, os.PathLike)):
+            directory = cache
+        else:
+            raise ValueError(f"cache must be True, False or a directory path, got {cache!r}")
+        try:
+            return cls(ScoreCache(directory), identity)
+        except (OSError, sqlite3.Error) as exc:
+            warn_user(f"rerankpd: the score cache could not be opened ({exc}); scoring without it")
+            return None
+
+    @property
+    def active(self) -> bool:
+        return self._store is not None
+
+    def lookup(self, pairs: Pairs, scores: np.ndarray) -> int:
+        """Fill ``scores[i]`` for every cached pair ``i`` of ``pairs``; returns how many were found.
+
+        Works in chunks of :data:`LOOKUP_CHUNK_PAIRS` pairs and keeps the keys of the misses only.
+        """
+        found_count = 0
+        self._keys = [None] * pairs.n_pairs
+        try:
+            for start in range(0, pairs.n_pairs, LOOKUP_CHUNK_PAIRS):
+                stop = min(start + LOOKUP_CHUNK_PAIRS, pairs.n_pairs)
+                keys = ScoreCache.keys(self._digest, pairs.queries, pairs.texts, pairs.pair_group[start:stop],
+                                       pairs.pair_text[start:stop])
+                found = self._read(keys)
+                for i, key in enumerate(keys, start):
+                    score = found.get(key)
+                    if score is None or not math.isfinite(score):
+                        self._keys[i] = key
+                    else:
+                        scores[i] = score
+                        found_count += 1
+        except BaseException:  # Ctrl-C while reading a large cache: do not leave SQLite open
+            self.close()
+            raise
+        return found_count
+
+    def _read(self, keys: list[str]) -> dict[str, float]:
+        if self._store is None:
+            return {}
+        try:
+            return self._store.get_many(keys)
+        except _UNUSABLE as exc:
+            warn_user(f"rerankpd: the score cache could not be read ({exc}); scoring without it")
+            self.close()
+            return {}
+
+    def store(self, pair_ids: Sequence[int], values: Sequence[float]) -> None:
+        """Write the scores of one finished request (pairs numbered as in :meth:`lookup`)."""
+        if self._store is None or self._write_failed:
+            return
+        try:
+            self._store.set_many({self._keys[p]: v for p, v in zip(pair_ids, values) if self._keys[p] is not None})
+        except (OSError, sqlite3.Error) as exc:
+            self._write_failed = True
+            warn_user(f"rerankpd: the score cache at {self.directory} could not be written ({exc}); "
+                      "scoring goes on, but this run's scores will not be cached")
+
+    def close(self) -> None:
+        """Release SQLite's connection and page cache (every score is written by then)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None

@@ -43,6 +43,7 @@ __all__ = [
     "RerankError",
     "RunCancelled",
     "ServerError",
+    "warn_user",
 ]
 
 
@@ -115,3 +116,20 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError):
     """The connect or read timeout ran out."""
+
+
+def warn_user(message: str, category: type[Warning] = RuntimeWarning) -> None:
+    """Issue a warning attributed to the first caller outside rerankpd: the user's own line.
+
+    The one place that decides a warning's stack level, so every warning points at the notebook cell or
+    script line that made the call, never into the library.
+    """
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -121,8 +121,8 @@ def estimate(
                 tokens += query_tokens[int(pairs.pair_group[p])] + tokens_of_text[t]
         doc_pairs = run.chunks.doc_pairs if run.chunks is not None else pairs
         return Estimate(
-            reranker=getattr(model, "name", type(model).__name__),
-            model=getattr(model, "model", None),
+            reranker=run.spec.name,
+            model=run.spec.model,
             rows=len(df),
             pairs=doc_pairs.n_pairs,
             chunks=run.chunks.n_chunks if run.chunks is not None else None,

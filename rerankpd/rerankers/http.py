@@ -51,7 +51,7 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from .base import BatchResult, Reranker
+from .base import Availability, BatchResult, Reranker
 
 __all__ = [
     "HTTPReranker",
@@ -261,6 +261,16 @@ class HTTPReranker(Reranker):
         self.adaptive_concurrency = bool(adaptive)
         #: Requests in flight, narrowed on 429s when ``adaptive_concurrency`` (see rerankpd.ratelimit).
         self.concurrency_gate = AdaptiveConcurrency(self.max_concurrency, max_wait=None)
+
+    @classmethod
+    def availability(cls) -> Availability:
+        """Ready when the key is set; a self-hosted server (no key required) cannot be known without trying."""
+        if not cls.key_required:
+            url = (config.env(cls.base_url_env) if cls.base_url_env else None) or cls.default_base_url
+            return Availability(None, f"self-hosted: needs a server at {url}")
+        if any(config.env(var) for var in cls.key_env):
+            return Availability(True, "key set")
+        return Availability(False, f"no key: set {cls.key_env[0] if cls.key_env else 'api_key='}")
 
     def _resolve_key(self, api_key: str | config.Secret | None) -> config.Secret | None:
         if isinstance(api_key, config.Secret):
