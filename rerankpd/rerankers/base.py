@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import abc
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +46,14 @@ KINDS = ("cross-encoder", "embedding", "lexical", "llm")
 
 @dataclass
 class BatchResult:
-    """The scores of one request, in the order of the documents sent, and the provider's usage counts."""
+    """The scores of one request, in the order of the documents sent, and the provider's usage counts.
+
+    ``attempts`` is how many HTTP requests it took (1 plus the retries), for what a run reports.
+    """
 
     scores: list[float]
     usage: dict[str, int] = field(default_factory=dict)
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,14 @@ class Reranker(abc.ABC):
 
     def close(self) -> None:
         """Release what the reranker holds (connections); the pipeline calls it for rerankers it made."""
+
+    def bind_cancel(self, event: "threading.Event | None") -> None:
+        """The pipeline hands over its run's cancel event before scoring (and None after).
+
+        A reranker that sleeps (retry backoff, a rate budget, a ``Retry-After``) waits on this event instead
+        of sleeping blindly, so Cancel and Ctrl-C take effect at once; once it is set, no new attempt starts.
+        """
+        self._cancel_event = event
 
     def __repr__(self) -> str:
         model = f", model={self.model!r}" if self.model else ""
