@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from .pairs import take_texts
 from .pipeline import _check_arguments, _plan, reranker_in_use
 from .ratelimit import text_tokens
 
@@ -50,7 +51,9 @@ class Estimate:
     requests
         Requests they would take (the reranker's batch size, per query).
     approx_tokens
-        Approximate tokens sent: for every pair sent, its query's plus its document's.
+        Approximate tokens sent: for every pair sent, its query's plus its document's (a reranker with an
+        ``estimate_requests(query, documents) -> (requests, tokens)`` method, the ``llm`` one, counts its
+        requests and rendered prompts itself).
     """
 
     reranker: str
@@ -112,8 +115,11 @@ def estimate(
         pairs = run.pairs
         query_tokens = [text_tokens(q) for q in pairs.queries]
         tokens_of_text: dict[int, int] = {}
-        tokens = 0
-        for batch in run.batches:
+        tokens, requests = 0, len(run.batches)
+        own_count = getattr(run.reranker, "estimate_requests", None)  # a chat model counts its own prompts
+        if callable(own_count):
+            requests, tokens = _counted_by_reranker(own_count, run)
+        for batch in run.batches if not callable(own_count) else ():
             for p in batch:
                 t = int(pairs.pair_text[p])
                 if t not in tokens_of_text:
@@ -128,9 +134,19 @@ def estimate(
             chunks=run.chunks.n_chunks if run.chunks is not None else None,
             cached=run.from_cache,
             to_score=run.to_score,
-            requests=len(run.batches),
+            requests=requests,
             approx_tokens=tokens,
         )
     finally:
         if run.cache is not None:
             run.cache.close()
+
+
+def _counted_by_reranker(own_count, run) -> tuple[int, int]:
+    """Requests and tokens summed over the planned calls, as the reranker counts them."""
+    requests = tokens = 0
+    for batch in run.batches:
+        query = run.pairs.queries[run.pairs.pair_group[batch[0]]]
+        r, t = own_count(query, take_texts(run.pairs.texts, run.pairs.pair_text[batch]))
+        requests, tokens = requests + int(r), tokens + int(t)
+    return requests, tokens

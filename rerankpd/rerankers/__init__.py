@@ -27,6 +27,7 @@ REGISTRY: dict[str, str] = {
     "e5": "rerankpd.rerankers.e5:E5Reranker",
     "infinity": "rerankpd.rerankers.infinity:InfinityReranker",
     "jina": "rerankpd.rerankers.jina:JinaReranker",
+    "llm": "rerankpd.rerankers.llm:LLMReranker",
     "siliconflow": "rerankpd.rerankers.siliconflow:SiliconFlowReranker",
     "tei": "rerankpd.rerankers.tei:TEIReranker",
     "vllm": "rerankpd.rerankers.vllm:VLLMReranker",
