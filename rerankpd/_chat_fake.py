@@ -64,7 +64,7 @@ def count_tokens(text: str) -> int:
     """The fake's token count: each CJK character, plus each whitespace-separated piece of the rest.
 
     >>> count_tokens("Query: 如何预防感冒 [1] wash")
-    7
+    9
     """
     return len(_CJK_CHAR.findall(text)) + len(_CJK_CHAR.sub(" ", text).split())
 

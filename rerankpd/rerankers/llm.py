@@ -273,7 +273,7 @@ class LLMReranker(HTTPReranker):
         tally = _Tally()
         counters = (("windows", "windows_cached", "windows_repaired", "windows_failed") if self.mode == "listwise"
                     else ("scored_by_logprobs", "scored_by_grade"))
-        tally.usage.update(dict.fromkeys(counters + ("documents_cut",), 0))
+        tally.usage.update(dict.fromkeys(counters + ("chat_requests", "documents_cut"), 0))
         cut = []
         for document in documents:
             text, was_cut = cut_document(document, self.max_doc_tokens)
@@ -287,6 +287,7 @@ class LLMReranker(HTTPReranker):
         tokens = prompt_tokens(body["messages"]) if self.rate_limiter.tokens_per_minute else 0
         answer = self._request(body, 1, tokens)
         tally.add(answer)
+        tally.usage["chat_requests"] += 1
         return answer
 
     def _score_pair(self, query: str, document: str, tally: _Tally) -> float:

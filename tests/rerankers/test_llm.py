@@ -214,6 +214,7 @@ def test_pointwise_sends_exactly_one_request_per_pair_minus_cache_hits(chat, tmp
     assert len(chat.requests) == 100
     info = out.attrs["rerank"]
     assert info["usage"]["scored_by_logprobs"] == 100 and info["usage"]["scored_by_grade"] == 0
+    assert info["usage"]["chat_requests"] == 100
     want = sorted(range(100), key=lambda i: -expected_pointwise(QUERY, docs[i]))
     assert out["rerank_score"].tolist() == pytest.approx([expected_pointwise(QUERY, docs[i]) for i in out.index])
     assert set(ranked_index(out)[:10]) == set(want[:10])
@@ -250,7 +251,7 @@ def test_without_logprobs_the_grade_is_asked_and_reported(tmp_path):
                                                       cache=False, progress=False)
         usage = out.attrs["rerank"]["usage"]
         assert (usage["scored_by_logprobs"], usage["scored_by_grade"]) == (0, 8)
-        assert len(server.requests) == 8 + 1           # the first pair asked twice: yes/no, then the grade
+        assert len(server.requests) == usage["chat_requests"] == 8 + 1   # the first pair asked twice
         assert GRADE_PROMPT.split("{document}")[1][:30] in server.requests[-1].body["messages"][1]["content"]
         assert "logprobs" not in server.requests[-1].body
         grades = [round(10 * min(0.98, max(0.02, overlap_score(QUERY, d)))) for d in docs]
@@ -304,6 +305,7 @@ def test_listwise_sends_exactly_nine_requests_for_100_candidates(chat):
     assert out.loc[want, "rerank_score"].tolist() == [float(100 - i) for i in range(100)]
     usage = out.attrs["rerank"]["usage"]
     assert (usage["windows"], usage["windows_repaired"], usage["windows_failed"]) == (9, 0, 0)
+    assert usage["chat_requests"] == 9
     assert [len(re.findall(r"^\[\d+\] ", r.body["messages"][1]["content"], re.M)) for r in chat.requests] == [20] * 9
 
 
@@ -364,6 +366,7 @@ def test_windows_are_cached_on_their_content(chat, tmp_path):
     chat.reset()
     again = df.rerank(QUERY, reranker=make(chat, mode="listwise", window_cache=tmp_path), progress=False)
     assert len(chat.requests) == 0 and again.attrs["rerank"]["usage"]["windows_cached"] == 9
+    assert again.attrs["rerank"]["usage"]["chat_requests"] == 0
     assert ranked_index(again) == ranked_index(first)
     chat.reset()
     df.rerank("another query about colds", reranker=make(chat, mode="listwise", window_cache=tmp_path),
