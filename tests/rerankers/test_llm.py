@@ -359,6 +359,20 @@ def test_an_authentication_failure_in_a_window_is_not_swallowed(chat):
         make(chat, mode="listwise", api_key="sk-wrong").score(QUERY, corpus(30))
 
 
+def test_cancel_stops_between_windows(chat):
+    import threading
+
+    from rerankpd.errors import RunCancelled
+
+    r = make(chat, mode="listwise")
+    event = threading.Event()
+    event.set()
+    r.bind_cancel(event)
+    with pytest.raises(RunCancelled):
+        r.score(QUERY, corpus(30))
+    assert chat.requests == []
+
+
 def test_windows_are_cached_on_their_content(chat, tmp_path):
     docs = corpus(100)
     df = pd.DataFrame({"text": docs})
