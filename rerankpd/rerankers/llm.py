@@ -454,7 +454,10 @@ def _first_token_alternatives(logprobs: Any) -> list | None:
     if not tokens or not isinstance(tokens[0], dict):
         return []
     first = tokens[0]
-    alternatives = [a for a in first.get("top_logprobs") or [] if isinstance(a, dict)]
+    given = first.get("top_logprobs") or []
+    if isinstance(given, dict):  # the legacy completions shape, {token: logprob}, which some gateways send
+        given = [{"token": token, "logprob": logprob} for token, logprob in given.items()]
+    alternatives = [a for a in given if isinstance(a, dict)]
     if first.get("token") not in {a.get("token") for a in alternatives}:
         alternatives.append({"token": first.get("token"), "logprob": first.get("logprob")})
     return alternatives

@@ -200,6 +200,20 @@ def test_yes_no_score_folds_case_and_whitespace_and_adds_variants():
     assert yes_no_score([]) is None
 
 
+def test_alternatives_are_read_from_the_reference_shape_and_the_legacy_one():
+    from rerankpd.rerankers.llm import _first_token_alternatives
+
+    chosen = {"token": "Yes", "logprob": -0.2, "top_logprobs": [{"token": "Yes", "logprob": -0.2},
+                                                                {"token": "No", "logprob": -1.8}]}
+    assert _first_token_alternatives({"content": [chosen]}) == chosen["top_logprobs"]
+    legacy = {"token": "no", "logprob": -0.1, "top_logprobs": {"no": -0.1, "yes": -2.5}}
+    assert yes_no_score(_first_token_alternatives({"content": [legacy]})) == pytest.approx(-2.4)
+    bare = {"token": "yes", "logprob": -0.3}                  # top_logprobs=0: the chosen token alone
+    assert _first_token_alternatives({"content": [bare]}) == [{"token": "yes", "logprob": -0.3}]
+    assert _first_token_alternatives(None) is None and _first_token_alternatives({"content": None}) is None
+    assert _first_token_alternatives({"content": []}) == []
+
+
 def test_pointwise_scores_are_the_log_odds_of_yes(chat):
     docs = corpus(6)
     scores = make(chat).score(QUERY, docs)
