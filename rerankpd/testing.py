@@ -424,15 +424,6 @@ DIALECTS: dict[str, type] = {
 }
 
 
-def _chat_dialect(**options):
-    from ._chat_fake import OpenAIChatDialect
-
-    return OpenAIChatDialect(**options)
-
-
-DIALECTS["openai-chat"] = _chat_dialect  # TEMPORARY until the testing split
-
-
 @dataclass
 class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -682,9 +673,6 @@ class _Handler(BaseHTTPRequestHandler):
         if owner.api_key is not None and not dialect.check_auth(self.headers.get("Authorization"), owner.api_key):
             self._json(401, dialect.error_body(401, "invalid api key or insufficient quota"))
             return
-        if hasattr(dialect, "answer"):  # TEMPORARY glue for the openai-chat dialect until the testing split
-            self._answer_whole(owner, dialect, body)
-            return
         try:
             query, documents, top_n, return_documents = dialect.parse_request(body)
         except ValueError as exc:
@@ -700,21 +688,6 @@ class _Handler(BaseHTTPRequestHandler):
         ranked = sorted(scored, key=lambda item: -item[1])[: top_n or len(documents)]
         tokens = len(query) + sum(len(d) for d in documents)
         self._json(200, dialect.render(ranked, documents, return_documents, tokens))
-
-    def _answer_whole(self, owner, dialect, body) -> None:
-        try:
-            dialect.documents(body)
-        except ValueError as exc:
-            status = getattr(exc, "status", 400)
-            self._json(status, dialect.error_body(status, str(exc)))
-            return
-        fault = owner._next_fault()
-        if fault is not None and fault.kind == "missing_index":
-            self._json(200, dialect.malformed_answer())
-            return
-        if fault is not None and self._serve_fault(fault, dialect, []):
-            return
-        self._json(200, dialect.answer(body))
 
     def _serve_fault(self, fault: Fault, dialect: Any, documents: list[str]) -> bool:
         kind = fault.kind
