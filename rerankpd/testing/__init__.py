@@ -46,6 +46,7 @@ from .dialects import (
     register_dialect,
 )
 from .server import FAULT_KINDS, Fault, LoopbackRerankServer, RecordedRequest, overlap_score
+from .chat import FakeChatModel, OpenAIChatDialect  # registers the "openai-chat" dialect (the llm reranker's)
 
 __all__ = [
     "DIALECTS",
@@ -54,10 +55,12 @@ __all__ = [
     "DMXAPIDialect",
     "DashScopeDialect",
     "Dialect",
+    "FakeChatModel",
     "Fault",
     "InfinityDialect",
     "JinaDialect",
     "LoopbackRerankServer",
+    "OpenAIChatDialect",
     "RecordedRequest",
     "RequestRejected",
     "RerankDialect",

@@ -1,5 +1,10 @@
 """The ``"openai-chat"`` dialect of the loopback server: a deterministic fake LLM behind ``/v1/chat/completions``.
 
+``LoopbackRerankServer(dialect="openai-chat")`` speaks it (registered with
+:func:`rerankpd.testing.register_dialect` when :mod:`rerankpd.testing` is imported); give an
+``OpenAIChatDialect(FakeChatModel(logprobs=False))`` object for a provider without logprobs, and reach
+the model of a running server as ``server.dialect.model`` (``server.dialect.model.malform_next("missing")``).
+
 It checks each request body against OpenAI's chat completions reference
 (https://developers.openai.com/api/reference/python/resources/chat/subresources/completions/): ``model`` and
 ``messages`` required, only documented fields, ``top_logprobs`` from 0 to 20 and only with
@@ -7,7 +12,8 @@ It checks each request body against OpenAI's chat completions reference
 shape (``choices[0].message.content``, ``choices[0].logprobs.content[].top_logprobs[]``, ``usage``).
 
 It reads the default prompts of :mod:`rerankpd.prompts` like a model would, and answers with the word
-overlap of query and document (:func:`rerankpd.testing.overlap_score`, or the ``score_fn`` given):
+overlap of query and document (the server's ``score_fn``, :func:`rerankpd.testing.overlap_score` by
+default, unless the model was given its own):
 
 * a yes/no question: one token, with ``top_logprobs`` where ``P(yes) = 0.97 p`` (split between ``"Yes"`` and
   ``" yes"``) and ``P(no) = 0.97 (1 - p)`` (``"No"``, ``"no"``), ``p`` the overlap clipped to [0.02, 0.98];
@@ -21,10 +27,10 @@ whitespace-separated pieces of the rest of every message.
 
 Examples
 --------
->>> fake = FakeChatModel()
+>>> from rerankpd.testing import overlap_score
 >>> body = {"model": "m", "messages": [{"role": "user", "content": "Query: cold\\n\\n[1] stocks\\n[2] a cold\\n\\n"
 ...         "Rank the 2 passages above"}]}
->>> fake.complete(check_chat_request(body))["choices"][0]["message"]["content"]
+>>> OpenAIChatDialect().respond(check_chat_request(body), overlap_score)["choices"][0]["message"]["content"]
 '[2] > [1]'
 """
 from __future__ import annotations
@@ -34,6 +40,8 @@ import re
 import threading
 import time
 from typing import Any, Callable
+
+from .dialects import Dialect, RequestRejected, register_dialect
 
 __all__ = ["CHAT_FIELDS", "MALFORMED_KINDS", "FakeChatModel", "OpenAIChatDialect", "check_chat_request",
            "count_tokens"]
@@ -52,14 +60,6 @@ _LISTWISE = re.compile(r"Query: (?P<query>.*?)\n\n(?P<passages>\[1\] .*?)\n\nRan
 _PASSAGE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
 
 
-class ChatRequestRejected(ValueError):
-    """A request the chat API refuses; ``status`` is its HTTP status."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def count_tokens(text: str) -> int:
     """The fake's token count: each CJK character, plus each whitespace-separated piece of the rest.
 
@@ -74,40 +74,40 @@ def _whole(value: Any) -> bool:
 
 
 def check_chat_request(body: Any) -> dict:
-    """``body`` if it is a valid chat completions request by the reference; ChatRequestRejected if not."""
+    """``body`` if it is a valid chat completions request by the reference; RequestRejected if not."""
     if not isinstance(body, dict):
-        raise ChatRequestRejected("the request body must be a JSON object")
+        raise RequestRejected("the request body must be a JSON object")
     unknown = sorted(set(body) - CHAT_FIELDS)
     if unknown:
-        raise ChatRequestRejected(f"Unrecognized request argument supplied: {', '.join(unknown)}")
+        raise RequestRejected(f"Unrecognized request argument supplied: {', '.join(unknown)}")
     if not isinstance(body.get("model"), str) or not body["model"]:
-        raise ChatRequestRejected("you must provide a model parameter")
+        raise RequestRejected("you must provide a model parameter")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise ChatRequestRejected("messages must be a non-empty array")
+        raise RequestRejected("messages must be a non-empty array")
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in ROLES \
                 or not isinstance(message.get("content"), str):
-            raise ChatRequestRejected(f"messages[{i}] must be an object with a role ({', '.join(sorted(ROLES))}) "
+            raise RequestRejected(f"messages[{i}] must be an object with a role ({', '.join(sorted(ROLES))}) "
                                       "and text content")
     if "max_tokens" in body and "max_completion_tokens" in body:
-        raise ChatRequestRejected("give max_tokens or max_completion_tokens, not both")
+        raise RequestRejected("give max_tokens or max_completion_tokens, not both")
     for name in ("max_tokens", "max_completion_tokens"):
         if name in body and (not _whole(body[name]) or body[name] < 1):
-            raise ChatRequestRejected(f"{name} must be an integer >= 1")
+            raise RequestRejected(f"{name} must be an integer >= 1")
     temperature = body.get("temperature", 1)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
-        raise ChatRequestRejected("temperature must be a number between 0 and 2")
+        raise RequestRejected("temperature must be a number between 0 and 2")
     if "logprobs" in body and not isinstance(body["logprobs"], bool):
-        raise ChatRequestRejected("logprobs must be a boolean")
+        raise RequestRejected("logprobs must be a boolean")
     if "top_logprobs" in body:
         top = body["top_logprobs"]
         if not _whole(top) or not 0 <= top <= 20:
-            raise ChatRequestRejected("top_logprobs must be an integer between 0 and 20")
+            raise RequestRejected("top_logprobs must be an integer between 0 and 20")
         if body.get("logprobs") is not True:
-            raise ChatRequestRejected("logprobs must be set to true if top_logprobs is used")
+            raise RequestRejected("logprobs must be set to true if top_logprobs is used")
     if body.get("n", 1) != 1 or body.get("stream", False) is not False:
-        raise ChatRequestRejected("this server answers n=1 without streaming")
+        raise RequestRejected("this server answers n=1 without streaming")
     return body
 
 
@@ -117,14 +117,12 @@ class FakeChatModel:
     Parameters
     ----------
     score_fn
-        ``score_fn(query, document) -> float`` in [0, 1]; default the loopback server's overlap score.
+        ``score_fn(query, document) -> float`` in [0, 1]; None (default) uses the server's.
     logprobs
         False answers every request with ``"logprobs": null``, as some providers do.
     """
 
     def __init__(self, score_fn: Callable[[str, str], float] | None = None, logprobs: bool = True) -> None:
-        if score_fn is None:
-            from rerankpd.testing import overlap_score as score_fn
         self.score_fn = score_fn
         self.logprobs = logprobs
         self._lock = threading.Lock()
@@ -146,22 +144,23 @@ class FakeChatModel:
                     return self._malformed.pop(i)
         return None
 
-    def _p(self, query: str, document: str) -> float:
-        return min(0.98, max(0.02, float(self.score_fn(query, document))))
+    def _p(self, score_fn, query: str, document: str) -> float:
+        return min(0.98, max(0.02, float(score_fn(query, document))))
 
-    def complete(self, body: dict) -> dict:
-        """The ``chat.completion`` answer to a checked request body."""
+    def complete(self, body: dict, score_fn: Callable[[str, str], float]) -> dict:
+        """The ``chat.completion`` answer to a checked request body (``score_fn`` unless the model has its own)."""
+        score_fn = self.score_fn or score_fn
         prompt = body["messages"][-1]["content"]
         limit = body.get("max_tokens") or body.get("max_completion_tokens") or 4096
         alternatives = None
         pointwise, listwise = _POINTWISE.search(prompt), _LISTWISE.search(prompt)
         if pointwise and "yes or no" in pointwise["ask"]:
-            alternatives = self._yes_no(pointwise["query"], pointwise["document"])
+            alternatives = self._yes_no(score_fn, pointwise["query"], pointwise["document"])
             content = alternatives[0]["token"].strip()
         elif pointwise and "0" in pointwise["ask"] and "10" in pointwise["ask"]:
-            content = str(round(10 * self._p(pointwise["query"], pointwise["document"])))
+            content = str(round(10 * self._p(score_fn, pointwise["query"], pointwise["document"])))
         elif listwise:
-            content = self._ranking(listwise["query"], listwise["passages"])
+            content = self._ranking(score_fn, listwise["query"], listwise["passages"])
         else:
             content = "I do not understand the question."
         pieces = content.split(" ")
@@ -182,19 +181,19 @@ class FakeChatModel:
                 "model": body["model"], "choices": [choice],
                 "usage": {"prompt_tokens": used, "completion_tokens": completion, "total_tokens": used + completion}}
 
-    def _yes_no(self, query: str, document: str) -> list[dict]:
+    def _yes_no(self, score_fn, query: str, document: str) -> list[dict]:
         if self._take_malformed(("unclear",)):
             return [{"token": "Sure", "logprob": math.log(0.6)}, {"token": "The", "logprob": math.log(0.3)},
                     {"token": "Maybe", "logprob": math.log(0.05)}]
-        p = self._p(query, document)
+        p = self._p(score_fn, query, document)
         shares = [("Yes", 0.97 * p * 0.7), (" yes", 0.97 * p * 0.3), ("No", 0.97 * (1 - p) * 0.8),
                   ("no", 0.97 * (1 - p) * 0.2), ("Maybe", 0.03)]
         ranked = sorted(shares, key=lambda item: -item[1])
         return [{"token": token, "logprob": math.log(share)} for token, share in ranked]
 
-    def _ranking(self, query: str, passages: str) -> str:
+    def _ranking(self, score_fn, query: str, passages: str) -> str:
         texts = {int(number): text for number, text in _PASSAGE.findall(passages)}
-        ids = sorted(texts, key=lambda i: (-float(self.score_fn(query, texts[i])), i))
+        ids = sorted(texts, key=lambda i: (-float(score_fn(query, texts[i])), i))
         kind = self._take_malformed(("unknown", "repeat", "missing", "garbage"))
         if kind == "unknown":
             ids = ids[:1] + [len(ids) + 7] + ids[1:]
@@ -226,7 +225,7 @@ def _token_logprobs(content: str, alternatives: list[dict] | None, top: int) -> 
     return out
 
 
-class OpenAIChatDialect:
+class OpenAIChatDialect(Dialect):
     """The ``"openai-chat"`` wire format: ``POST /v1/chat/completions`` answered by a :class:`FakeChatModel`."""
 
     path = "/v1/chat/completions"
@@ -235,23 +234,27 @@ class OpenAIChatDialect:
     def __init__(self, model: FakeChatModel | None = None, **options) -> None:
         self.model = model or FakeChatModel(**options)
 
-    def answer(self, body: Any) -> dict:
-        """The answer to a request body; ChatRequestRejected (with its status) if the body is invalid."""
-        return self.model.complete(check_chat_request(body))
+    def parse_request(self, body: Any) -> dict:
+        """The body, checked against the reference (RequestRejected in OpenAI's words if it is not valid)."""
+        return check_chat_request(body)
 
-    def documents(self, body: Any) -> list[str]:
-        """The request's messages' text (what a rerank dialect would call its documents)."""
-        return [m["content"] for m in check_chat_request(body)["messages"]]
+    def texts(self, request: dict) -> list[str]:
+        """The messages' text."""
+        return [m["content"] for m in request["messages"]]
+
+    def respond(self, request: dict, score_fn: Callable[[str, str], float]) -> dict:
+        return self.model.complete(request, score_fn)
+
+    def incomplete(self, request: dict) -> dict:
+        """A 200 answer a client cannot use (no choices), for the server's ``missing_index`` fault."""
+        return {"id": "chatcmpl-loopback-broken", "object": "chat.completion", "created": 0,
+                "model": request["model"], "choices": [],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
 
     def error_body(self, status: int, message: str) -> dict:
         kind = {401: "authentication_error", 429: "rate_limit_exceeded"}.get(
             status, "invalid_request_error" if status < 500 else "server_error")
         return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
 
-    def malformed_answer(self) -> dict:
-        """A 200 answer a client cannot use (no choices), for the server's ``missing_index`` fault."""
-        return {"id": "chatcmpl-loopback-broken", "object": "chat.completion", "created": 0, "model": "",
-                "choices": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
 
-    def check_auth(self, header: str | None, api_key: str) -> bool:
-        return header == f"Bearer {api_key}"
+register_dialect("openai-chat", OpenAIChatDialect)
