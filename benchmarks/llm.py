@@ -10,7 +10,7 @@ fixes (100 pairs pointwise, ceil((100 - 20) / 10) + 1 = 9 windows listwise), ``e
 against the tokens the fake server counted (its own rule: CJK characters plus whitespace-separated pieces
 of every message), and nDCG@10 of each mode against the BM25 first stage it reranks. The Cranfield part
 reads ``../shared/data/cranfield-dev.json.gz`` from the repository root and is skipped when it is absent.
-With the fake LLM (word overlap) the nDCG only shows the evaluation runs end to end; ``--real MODEL``
+With the fake LLM (character-bigram overlap) the nDCG only shows the evaluation runs end to end; ``--real MODEL``
 runs the same cell against DMXAPI's chat API. Ends with one ``BENCHMARK_JSON`` line.
 """
 from __future__ import annotations

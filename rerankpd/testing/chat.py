@@ -11,9 +11,9 @@ It checks each request body against OpenAI's chat completions reference
 ``logprobs: true``, not both ``max_tokens`` and ``max_completion_tokens``; it answers in that reference's
 shape (``choices[0].message.content``, ``choices[0].logprobs.content[].top_logprobs[]``, ``usage``).
 
-It reads the default prompts of :mod:`rerankpd.prompts` like a model would, and answers with the word
-overlap of query and document (the server's ``score_fn``, :func:`rerankpd.testing.overlap_score` by
-default, unless the model was given its own):
+It reads the default prompts of :mod:`rerankpd.prompts` like a model would, and answers with the
+character-bigram overlap of query and document (the server's ``score_fn``,
+:func:`rerankpd.testing.overlap_score` by default, unless the model was given its own):
 
 * a yes/no question: one token, with ``top_logprobs`` where ``P(yes) = 0.97 p`` (split between ``"Yes"`` and
   ``" yes"``) and ``P(no) = 0.97 (1 - p)`` (``"No"``, ``"no"``), ``p`` the overlap clipped to [0.02, 0.98];
