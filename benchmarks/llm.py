@@ -112,6 +112,20 @@ def mean_ndcg(frame: pd.DataFrame, gains: dict) -> float:
     return sum(per_query) / len(per_query)
 
 
+def ir_measures_ndcg(frame: pd.DataFrame, gains: dict) -> float | None:
+    """The same figure from ir_measures (trec_eval's definitions), as a check of :func:`ndcg_at_10`."""
+    try:
+        import ir_measures
+        from ir_measures import nDCG
+    except ImportError:
+        return None
+    qids = set(frame["query_id"])
+    qrels = [ir_measures.Qrel(q, d, int(g)) for q in qids for d, g in gains[q].items()]
+    run = [ir_measures.ScoredDoc(q, d, float(-i)) for q, group in frame.groupby("query_id", sort=False)
+           for i, d in enumerate(group["doc_id"])]
+    return ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10]
+
+
 def bench_cranfield(path: str, n_queries: int, real_model: str | None, confirm: bool) -> list[dict]:
     if not os.path.exists(path):
         print(f"[cranfield: {path} not found, skipped]", file=sys.stderr)
@@ -139,9 +153,11 @@ def bench_cranfield(path: str, n_queries: int, real_model: str | None, confirm: 
             wall = time.perf_counter() - t
             score = mean_ndcg(out, gains)
             usage = out.attrs["rerank"]["usage"]
+            check = ir_measures_ndcg(out, gains)
+            agrees = "" if check is None else f"; ir_measures says {check:.4f}"
             rows.append(row(f"3. Cranfield nDCG@10, {mode} ({label})", f"{score:.4f}", f"BM25 {baseline:.4f}",
                             score / baseline if baseline else float("nan"), "report", None,
-                            f"{n_queries} queries x top {CANDIDATES}; {wall:.1f}s; usage {usage}"))
+                            f"{n_queries} queries x top {CANDIDATES}; {wall:.1f}s{agrees}; usage {usage}"))
             counted = usage.get("prompt_tokens", 0)
             if counted:
                 ratio = est.approx_tokens / counted
