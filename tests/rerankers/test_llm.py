@@ -323,6 +323,19 @@ def test_listwise_sends_exactly_nine_requests_for_100_candidates(chat):
     assert [len(re.findall(r"^\[\d+\] ", r.body["messages"][1]["content"], re.M)) for r in chat.requests] == [20] * 9
 
 
+def test_listwise_with_a_query_per_row_ranks_each_query_on_its_own(chat):
+    queries = [QUERY, "beef stew recipe"]
+    docs = corpus(25)
+    df = pd.DataFrame({"q": [q for q in queries for _ in docs], "text": docs * 2})
+    out = df.rerank(query_column="q", reranker=make(chat, mode="listwise", max_concurrency=2), cache=False,
+                    progress=False)
+    assert len(chat.requests) == 2 * 2                     # two windows per query
+    for k, q in enumerate(queries):
+        rows = out[out["q"] == q]
+        assert [i - 25 * k for i in rows.index] == expected_listwise(q, docs)
+        assert sorted(rows["rerank_score"]) == [float(s) for s in range(1, 26)]
+
+
 @pytest.mark.parametrize("kind", ["unknown", "repeat", "missing", "garbage"])
 def test_every_malformed_ranking_is_repaired_and_counted(chat, kind):
     docs = ["stock prices", "wash hands to prevent a cold", "recipe", "prevent a cold"]
