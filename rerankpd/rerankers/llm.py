@@ -211,15 +211,20 @@ class LLMReranker(HTTPReranker):
         key = ", api_key=***" if self.has_key else ""
         return f"LLMReranker(endpoint={self.endpoint!r}, model={self.model!r}, mode={self.mode!r}{key})"
 
-    def score_options(self) -> dict:
-        """Everything that changes the scores besides endpoint and model (the cache identity)."""
+    def identity(self) -> dict:
+        """Provider, endpoint, model and everything else that changes the scores: mode, prompts, cuts, windows."""
         options = {"mode": self.mode, "prompt": self.prompt, "system_prompt": self.system_prompt,
                    "max_doc_tokens": self.max_doc_tokens}
         if self.mode == "pointwise":
             options.update(scoring=self.scoring, grade_prompt=self.grade_prompt, top_logprobs=self.top_logprobs)
         else:
             options.update(window=self.window, step=self.step)
-        return options
+        return {**(super().identity() or {}), **options}
+
+    def score_options(self) -> dict:
+        """Nothing: the options that change scores shape the messages (see :meth:`identity`), they are not
+        fields of the request body."""
+        return {}
 
     # ----------------------------------------------------------------- dialect hooks
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:
@@ -378,7 +383,7 @@ class LLMReranker(HTTPReranker):
     def _window_keys(self, query: str, passages: list[str]) -> list[str] | None:
         if self._window_cache_arg is False:
             return None
-        digest = identity_digest({**(self.identity() or {}), "cached": "listwise window"})
+        digest = identity_digest({**self.identity(), "cached": "listwise window"})
         text = "\x1f".join(passages)
         k = len(passages)
         return ScoreCache.keys(digest, [query], [f"{text}\x1e{i}" for i in range(k)], [0] * k, list(range(k)))
