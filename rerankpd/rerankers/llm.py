@@ -59,7 +59,7 @@ from urllib.parse import urlsplit
 from .. import config
 from ..cache import ScoreCache, identity_digest
 from ..errors import (APIConnectionError, BadRequestError, BadResponseError, ConfigurationError, RateLimitError,
-                      RunCancelled, ServerError, warn_user)
+                      RerankError, RunCancelled, ServerError, warn_user)
 from ..prompts import (GRADE_PROMPT, LISTWISE_PROMPT, LISTWISE_SYSTEM, POINTWISE_PROMPT, POINTWISE_SYSTEM,
                        check_template, cut_document, grade_score, listwise_messages, parse_grade, parse_permutation,
                        pointwise_messages, prompt_tokens, window_starts, yes_no_score)
@@ -75,6 +75,8 @@ MODES = ("pointwise", "listwise")
 SCORING = ("auto", "logprobs", "grade")
 #: Errors that mean "this window could not be ranked now" (after the retries): the window keeps its order.
 _WINDOW_FAILURES = (RateLimitError, ServerError, BadResponseError, APIConnectionError)
+#: What the window cache may raise; it is best effort, like the score cache in a run.
+_CACHE_FAILURES = (OSError, sqlite3.Error, RerankError)
 
 
 @dataclass
@@ -394,7 +396,7 @@ class LLMReranker(HTTPReranker):
                 arg = self._window_cache_arg
                 try:
                     self._window_store = ScoreCache(None if arg is True else arg)
-                except (OSError, sqlite3.Error) as exc:
+                except _CACHE_FAILURES as exc:
                     self._window_store_failed = True
                     warn_user(f"{self.name}: the window cache could not be opened ({exc}); ranking without it")
             return self._window_store
@@ -406,7 +408,7 @@ class LLMReranker(HTTPReranker):
             return None
         try:
             found = store.get_many(keys)
-        except (OSError, sqlite3.Error) as exc:
+        except _CACHE_FAILURES as exc:
             logger.warning("%s: window cache read failed: %s", self.name, exc)
             return None
         values = [found.get(key) for key in keys]
@@ -421,7 +423,7 @@ class LLMReranker(HTTPReranker):
             return
         try:
             store.set_many({key: float(p) for key, p in zip(keys, permutation)})
-        except (OSError, sqlite3.Error) as exc:
+        except _CACHE_FAILURES as exc:
             logger.warning("%s: window cache write failed: %s", self.name, exc)
 
     def close(self) -> None:

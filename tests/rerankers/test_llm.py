@@ -418,6 +418,16 @@ def test_windows_are_cached_on_their_content(chat, tmp_path):
     assert len(chat.requests) == 9
 
 
+def test_an_unusable_window_cache_warns_and_ranks_without_it(chat, tmp_path):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("x")
+    docs = corpus(30)
+    with pytest.warns(RuntimeWarning, match="window cache could not be opened"):
+        scores = make(chat, mode="listwise", window_cache=not_a_directory).score(QUERY, docs)
+    assert len(chat.requests) == 2
+    assert sorted(range(30), key=lambda i: -scores[i]) == expected_listwise(QUERY, docs)
+
+
 def test_a_repaired_window_is_not_cached(chat, tmp_path):
     docs = corpus(5)
     chat.dialect.model.malform_next("garbage")
