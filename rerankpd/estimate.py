@@ -23,7 +23,6 @@ from typing import Any
 
 import pandas as pd
 
-from .pairs import take_texts
 from .pipeline import _check_arguments, _plan, reranker_in_use
 from .ratelimit import text_tokens
 
@@ -33,6 +32,9 @@ __all__ = ["Estimate", "estimate"]
 @dataclass(frozen=True)
 class Estimate:
     """What a run would cost.
+
+    A reranker with an ``estimate_requests(query, documents) -> (requests, tokens)`` method (the ``llm``
+    one) counts the requests and the prompt tokens of each planned call itself.
 
     Attributes
     ----------
@@ -51,9 +53,7 @@ class Estimate:
     requests
         Requests they would take (the reranker's batch size, per query).
     approx_tokens
-        Approximate tokens sent: for every pair sent, its query's plus its document's (a reranker with an
-        ``estimate_requests(query, documents) -> (requests, tokens)`` method, the ``llm`` one, counts its
-        requests and rendered prompts itself).
+        Approximate tokens sent: for every pair sent, its query's plus its document's.
     """
 
     reranker: str
@@ -144,6 +144,8 @@ def estimate(
 
 def _counted_by_reranker(own_count, run) -> tuple[int, int]:
     """Requests and tokens summed over the planned calls, as the reranker counts them."""
+    from .pairs import take_texts
+
     requests = tokens = 0
     for batch in run.batches:
         query = run.pairs.queries[run.pairs.pair_group[batch[0]]]
