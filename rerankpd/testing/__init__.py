@@ -46,7 +46,6 @@ from .dialects import (
     register_dialect,
 )
 from .server import FAULT_KINDS, Fault, LoopbackRerankServer, RecordedRequest, overlap_score
-from .chat import FakeChatModel, OpenAIChatDialect  # registers the "openai-chat" dialect (the llm reranker's)
 
 __all__ = [
     "DIALECTS",
@@ -55,12 +54,10 @@ __all__ = [
     "DMXAPIDialect",
     "DashScopeDialect",
     "Dialect",
-    "FakeChatModel",
     "Fault",
     "InfinityDialect",
     "JinaDialect",
     "LoopbackRerankServer",
-    "OpenAIChatDialect",
     "RecordedRequest",
     "RequestRejected",
     "RerankDialect",
@@ -72,3 +69,6 @@ __all__ = [
     "overlap_score",
     "register_dialect",
 ]
+
+# Registers the "openai-chat" dialect (the llm reranker's fake LLM): rerankpd.testing.chat.OpenAIChatDialect.
+from . import chat as _chat  # noqa: E402,F401

@@ -255,7 +255,7 @@ def test_long_documents_are_cut_and_counted(chat):
 
 
 def test_without_logprobs_the_grade_is_asked_and_reported(tmp_path):
-    from rerankpd.testing import FakeChatModel, OpenAIChatDialect
+    from rerankpd.testing.chat import FakeChatModel, OpenAIChatDialect
 
     docs = corpus(8)
     dialect = OpenAIChatDialect(FakeChatModel(logprobs=False))
@@ -273,7 +273,7 @@ def test_without_logprobs_the_grade_is_asked_and_reported(tmp_path):
 
 
 def test_strict_logprobs_scoring_fails_without_them():
-    from rerankpd.testing import FakeChatModel, OpenAIChatDialect
+    from rerankpd.testing.chat import FakeChatModel, OpenAIChatDialect
 
     with LoopbackRerankServer(api_key=KEY, dialect=OpenAIChatDialect(FakeChatModel(logprobs=False))) as server:
         with pytest.raises(BadResponseError, match="no logprobs"):
