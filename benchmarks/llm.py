@@ -108,7 +108,8 @@ def cranfield_candidates(data: dict, n_queries: int) -> tuple[pd.DataFrame, dict
 
 
 def mean_ndcg(frame: pd.DataFrame, gains: dict) -> float:
-    per_query = [ndcg_at_10(group["doc_id"].tolist(), gains[qid]) for qid, group in frame.groupby("query_id", sort=False)]
+    per_query = [ndcg_at_10(group["doc_id"].tolist(), gains[qid])
+                 for qid, group in frame.groupby("query_id", sort=False)]
     return sum(per_query) / len(per_query)
 
 
@@ -184,7 +185,8 @@ def main() -> None:
     print(f"\n{'measurement':<{width}}  {'value':>10}  {'baseline':>16}  {'ratio':>7}  {'target':<11} met")
     for r in rows:
         met = {True: "yes", False: "NO", None: "-"}[r["met"]]
-        print(f"{r['name']:<{width}}  {r['value']:>10}  {r['baseline']:>16}  {r['ratio']:>7.3f}  {r['target']:<11} {met}")
+        print(f"{r['name']:<{width}}  {r['value']:>10}  {r['baseline']:>16}  {r['ratio']:>7.3f}  "
+              f"{r['target']:<11} {met}")
         if r["detail"]:
             print(f"{'':<{width}}    {r['detail']}")
     summary = {r["name"]: {"ratio": round(r["ratio"], 4), "value": r["value"], "baseline": r["baseline"],
