@@ -194,6 +194,8 @@ def _rank(args: argparse.Namespace) -> int:
             model.close()
     try:
         write_table(out, args.output)
+    except BrokenPipeError:
+        raise
     except OSError as exc:
         kept = "; the scores are cached: rerun to write them" if not args.no_cache else ""
         raise RerankError(f"could not write {args.output}: {exc.strerror or exc}{kept}") from None
@@ -205,7 +207,7 @@ def _rank(args: argparse.Namespace) -> int:
 def _interruptible(work: Callable[[threading.Event], Any]) -> Any:
     """Run ``work(cancel)`` in a thread; Ctrl-C says at once that the run stops after the current request,
     sets ``cancel`` and waits for it (a second Ctrl-C quits without waiting)."""
-    cancel = threading.Event()
+    cancel, finished = threading.Event(), threading.Event()
     outcome: dict = {}
 
     def target() -> None:
@@ -213,14 +215,16 @@ def _interruptible(work: Callable[[threading.Event], Any]) -> Any:
             outcome["value"] = work(cancel)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             outcome["error"] = exc
+        finally:
+            finished.set()
 
     thread = threading.Thread(target=target, name="rerankpd-cli", daemon=True)
     restore = _notice_on_sigint(cancel)
     thread.start()
     try:
-        while thread.is_alive():
+        while not finished.is_set():  # an Event, not join(): an interrupted join() can report a live thread dead
             try:
-                thread.join(0.2)
+                finished.wait(0.2)
             except KeyboardInterrupt:
                 if cancel.is_set():
                     raise
