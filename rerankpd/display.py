@@ -226,7 +226,7 @@ def _histograms(df: pd.DataFrame, query_column: str | None, max_histograms: int)
 
 def to_html(df: pd.DataFrame, *, query_column: str | None = None, max_rows: int = 50, max_chars: int = 120,
             histogram: bool = True, max_histograms: int = 6,
-            score_range: tuple[float, float] | None = None) -> str:
+            score_range: tuple[float, float] | None = None, explain_scores: bool = True) -> str:
     """HTML of a ranked frame: rank, the score drawn as a bar, the other columns with long text cut.
 
     Parameters
@@ -247,6 +247,9 @@ def to_html(df: pd.DataFrame, *, query_column: str | None = None, max_rows: int 
         ``(low, high)``: the scores a bar spans from empty to full (e.g. ``(0, 1)`` for a service whose
         scores are documented as 0 to 1). Default: relative, from the lowest to the highest score shown;
         a caption above the table says which.
+    explain_scores
+        Add what the reranker's scores are to that caption when they are easy to misread (e5's cosines,
+        BM25's unbounded sums: :data:`SCORE_NOTES`).
 
     Examples
     --------
@@ -289,7 +292,8 @@ def to_html(df: pd.DataFrame, *, query_column: str | None = None, max_rows: int 
     if histogram and len(df):
         hist = (f'<div class="rerankpd-histograms" style="display:flex;flex-wrap:wrap;gap:16px;margin:4px 0">'
                 f"{_histograms(df, qc, max_histograms)}</div>")
-    caption = _scale_caption(lo, hi, score_range is not None, _run_info(df).get("reranker")) if len(df) else ""
+    reranker = _run_info(df).get("reranker") if explain_scores else None
+    caption = _scale_caption(lo, hi, score_range is not None, reranker) if len(df) else ""
     return f'<div class="rerankpd-result">{hist}{caption}{table}{footer}</div>'
 
 

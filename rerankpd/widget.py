@@ -391,7 +391,7 @@ class RerankPanel:
                 else:
                     info = out.attrs.get("rerank", {})
                     self.result = out
-                    self.results.value = to_html(out, max_rows=self.max_rows)
+                    self.results.value = to_html(out, max_rows=self.max_rows, explain_scores=False)
                     self._set_status(self._summary_html(info))
                     self._show_outcome_on_bar(info)
                     self.export_button.disabled = False
@@ -441,7 +441,7 @@ class RerankPanel:
                              kind="error")
         if isinstance(partial, pd.DataFrame) and len(partial) and partial["rerank_score"].notna().any():
             self.results.value = ('<div style="color:#8a6d3b">Partial result (rows not scored show \u2014):'
-                                  "</div>" + to_html(partial, max_rows=self.max_rows))
+                                  "</div>" + to_html(partial, max_rows=self.max_rows, explain_scores=False))
         else:
             self.results.value = ""
 
