@@ -226,8 +226,6 @@ def _interruptible(work: Callable[[threading.Event], Any]) -> Any:
             try:
                 finished.wait(0.2)
             except KeyboardInterrupt:
-                if cancel.is_set():
-                    raise
                 cancel.set()
     finally:
         restore()
@@ -241,11 +239,13 @@ def _notice_on_sigint(cancel: threading.Event) -> Callable[[], None]:
     import signal
 
     def handler(signum: int, frame: Any) -> None:
-        if cancel.is_set():
-            print("\nrerankpd: stopping now", file=sys.stderr, flush=True)
-        else:
-            print("\nrerankpd: stopping after the current request... (Ctrl-C again to quit at once)",
-                  file=sys.stderr, flush=True)
+        if cancel.is_set():  # the second Ctrl-C: quit now (each finished request is already in the cache)
+            print("\nrerankpd: stopped; requests in flight are lost, the rest is cached", file=sys.stderr,
+                  flush=True)
+            sys.stdout.flush()
+            os._exit(EXIT_INTERRUPTED)
+        print("\nrerankpd: stopping after the current request... (Ctrl-C again to quit at once)",
+              file=sys.stderr, flush=True)
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():

@@ -321,9 +321,34 @@ def test_ctrl_c_says_at_once_that_the_run_stops_after_the_current_request(tmp_pa
                 proc.kill()
     notice = [(t, line) for t, line in lines if "stopping after the current request..." in line]
     assert notice, lines
-    assert notice[0][0] - sent_at < 2.0                            # at once, while the request is in flight
+    assert notice[0][0] - sent_at < 3.0                            # at once, while the request is in flight
     assert "rerun to continue" in lines[-1][1]
     assert len(srv.requests) == 1                                 # it stopped after the current request
+
+
+def test_a_second_ctrl_c_quits_at_once(tmp_path):
+    src = _csv(tmp_path, [f"cats {i}" for i in range(3)])
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    with LoopbackRerankServer(api_key=API_KEY, latency=20.0) as srv:
+        env.update(DMXAPI_API_KEY=API_KEY, DMXAPI_BASE_URL=srv.url, RERANKPD_CACHE_DIR=str(tmp_path / "c"))
+        proc = subprocess.Popen([sys.executable, "-m", "rerankpd", "rank", src, "-q", "cats", "-O", "batch_size=1",
+                                 "-O", "max_concurrency=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while not srv.requests and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(10) == 130
+            assert time.monotonic() - started < 5                  # not after the 20 s request
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    err = proc.stderr.read().decode()
+    assert "stopping after the current request..." in err and "stopped; requests in flight are lost" in err
+    assert "Traceback" not in err
 
 
 def test_a_warning_on_the_command_line_is_one_line_without_a_library_location(tmp_path, capsys):
