@@ -359,3 +359,15 @@ def test_a_warning_on_the_command_line_is_one_line_without_a_library_location(tm
     err = capsys.readouterr().err
     assert "score cache could not be opened" in err
     assert "Warning" not in err and "rerankpd/" not in err.replace(str(tmp_path), "")
+
+
+def test_a_write_that_fails_after_scoring_is_one_line_and_says_the_scores_are_kept(tmp_path, capsys):
+    if not os.path.exists("/dev/full"):
+        pytest.fail("this test needs /dev/full (Linux) to play a full disk")
+    src = _csv(tmp_path, ["cats purr", "dogs bark"])
+    full = tmp_path / "out.csv"
+    full.symlink_to("/dev/full")                                  # every write: No space left on device
+    assert main(["rank", src, "-q", "cats", "-r", "e5", "-o", str(full)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"rerankpd: error: could not write {full}: No space left on device")
+    assert "rerun to write them" in err and "Traceback" not in err and err.count("\n") == 1
