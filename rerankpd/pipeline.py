@@ -63,7 +63,8 @@ def reranker_in_use(reranker: Any, **options) -> Iterator[Reranker]:
         try:
             yield model
         finally:
-            model.close()
+            if isinstance(model, Reranker):
+                model.close()
         return
     if isinstance(reranker, type):
         raise ValueError(f"reranker is the class {reranker.__name__}; pass an object: "
