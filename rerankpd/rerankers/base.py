@@ -90,6 +90,8 @@ class Reranker(abc.ABC):
         A :class:`rerankpd.chunking.ChunkSpec` when long documents are cut on the client, else None.
     :meth:`identity`
         Everything that decides the scores; None (the default) means the scores are not cached.
+    :meth:`prepare`
+        For ``kind = "lexical"``: every distinct text of the frame, once per run, before any score() call.
     """
 
     name: str = "reranker"
