@@ -306,12 +306,13 @@ class WriteBehind:
         self._prepare = prepare
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # put() is one C call: safe under Ctrl-C
         self._thread = threading.Thread(target=self._loop, name="rerankpd-cache-writer", daemon=True)
-        self._thread.start()
 
     def put(self, item: Any) -> None:
-        """Queue one item for writing (ignored once writing has failed)."""
+        """Queue one item for writing (ignored once writing has failed); the thread starts at the first."""
         if self.failure is None:
             self._queue.put(item)
+            if self._thread.ident is None:
+                self._thread.start()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed (or dropped after a failure); False on timeout."""
@@ -323,6 +324,10 @@ class WriteBehind:
 
     def close(self, timeout: float | None = None) -> bool:
         """Write what is queued, then stop the thread; False if it did not finish within ``timeout``."""
+        if self._thread.ident is None:  # never started (or a Ctrl-C landed between queueing and starting)
+            if self._queue.empty():
+                return True
+            self._thread.start()
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import random
 import sqlite3
+import threading
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 import rerankpd.cache as cache_module
 from rerankpd.cache import SCORES_FILE, RunCache, ScoreCache, identity_digest
 from rerankpd.pairs import build_pairs
+from rerankpd.sqlite_store import SQLiteTable, WriteBehind
 
 
 @settings(max_examples=50, deadline=None)
@@ -91,3 +93,35 @@ def test_block_reads_and_key_reads_find_exactly_the_valid_cached_scores(tmp_path
     assert found == len(stored)
     np.testing.assert_array_equal(scores, want)
     assert [k is None for k in run._keys] == [not np.isnan(w) for w in want]  # keys kept for misses only
+
+
+def test_the_writer_commits_off_the_callers_thread_and_in_bulk_when_behind(tmp_path):
+    table = SQLiteTable.open(str(tmp_path), "t.sqlite3", "t", "REAL")
+    threads = set()
+
+    def prepare(item):
+        threads.add(threading.get_ident())
+        return [item]
+
+    writer = WriteBehind(table, prepare)
+    with table._lock:  # the disk is slow: the first transaction waits while 99 more requests finish
+        for i in range(100):
+            writer.put((i.to_bytes(32, "big"), float(i)))
+    assert writer.close(30)
+    assert threading.get_ident() not in threads and len(threads) == 1
+    assert writer.failure is None and writer.written == 100 and writer.transactions <= 2
+    assert len(table) == 100
+    table.close()
+
+
+def test_a_connection_left_inside_a_transaction_is_rolled_back_reopened_and_written(tmp_path):
+    """What an interrupt landing right after BEGIN used to leave behind: every later write failed, and the
+    warning blamed another process's lock."""
+    table = SQLiteTable.open(str(tmp_path), "t.sqlite3", "t", "REAL")
+    table._con.execute("BEGIN")
+    writer = WriteBehind(table, lambda item: [item])
+    writer.put((b"k" * 32, 0.5))
+    assert writer.close(30)
+    assert writer.failure is None
+    assert table.get_many([b"k" * 32]) == {b"k" * 32: 0.5}
+    table.close()
