@@ -143,7 +143,7 @@ def main() -> None:
     start = time.perf_counter()
     results = []
     with server() as url:
-        results.append(bench_first_run(url, sizes["first"], sizes["repeat"]))
+        results.append(bench_first_run(url, sizes["first"], 2 * sizes["repeat"] - 1))
         for rows in sizes["reruns"]:
             results.append(bench_rerun(url, rows, sizes["repeat"]))
     print(f"\nrerankpd {rerankpd.__version__} score cache benchmarks - python {sys.version.split()[0]}, "
