@@ -55,7 +55,7 @@ _VALID_SCORE = "typeof(value) = 'real' AND abs(value) <= 1.7976931348623157e308"
 _KEY_TAG = b"rerankpd score key v2\x00"
 
 #: Pairs whose keys are made and looked up at once; only the misses' keys are kept (to write their scores).
-LOOKUP_CHUNK_PAIRS = 16_384
+LOOKUP_CHUNK_PAIRS = 8192
 
 #: A query with at least this many pairs in a run reads its block of the table in one walk.
 _BLOCK_MIN_PAIRS = 2048

@@ -50,7 +50,7 @@ READ_CHUNK = 30_000 if sqlite3.sqlite_version_info >= (3, 32) else 999
 
 #: SQLite page cache per connection, in KiB (negative cache_size is KiB), and no memory map: a large
 #: cached rerun's peak memory stays a small multiple of the frame's own.
-_CACHE_KIB = 2048
+_CACHE_KIB = 1024
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -136,7 +136,7 @@ class SQLiteTable:
             return self._connection().execute(
                 f"SELECT COUNT(*) FROM {self.table} WHERE {self._valid}{where}", args).fetchone()[0]
 
-    def scan_range(self, low: bytes, high: bytes | None, batch: int = 65_536) -> Iterator[list[tuple[bytes, Any]]]:
+    def scan_range(self, low: bytes, high: bytes | None, batch: int = 8192) -> Iterator[list[tuple[bytes, Any]]]:
         """The valid rows with ``low <= key < high`` in key order, ``batch`` rows at a time (one sequential
         walk of the B-tree: the fast way to read a block of keys that share a prefix)."""
         where, args = _range(low, high)
