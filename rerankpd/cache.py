@@ -54,7 +54,7 @@ _VALID_SCORE = "typeof(value) = 'real' AND abs(value) <= 1.7976931348623157e308"
 #: Starts every key's hash input: a new key format gets a new tag (and a new file).
 _KEY_TAG = b"rerankpd score key v2\x00"
 
-#: Pairs whose keys are made and looked up at once; only the misses' keys are kept (to write their scores).
+#: Pairs whose keys are made and looked up at once (the writer makes the keys of what it stores itself).
 LOOKUP_CHUNK_PAIRS = 8192
 
 #: A query with at least this many pairs in a run reads its block of the table in one walk.
@@ -332,7 +332,7 @@ class RunCache:
         self._scores: ScoreCache | None = scores
         self.directory = scores.directory
         self._digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
-        self._keys: list[bytes | None] = []
+        self._pairs: Pairs | None = None
         self._writer = None if scores.read_only else WriteBehind(scores.table, self._rows)
         self._warned = False
 
@@ -360,14 +360,17 @@ class RunCache:
     def lookup(self, pairs: Pairs, scores: np.ndarray) -> int:
         """Fill ``scores[i]`` for every cached pair ``i`` of ``pairs``; returns how many were found.
 
-        Works in chunks of :data:`LOOKUP_CHUNK_PAIRS` pairs and keeps the keys of the misses only. A query
-        with many pairs reads its whole block of the table in one sequential walk (once, kept as compact
-        arrays until its last pair is looked up) and matches keys with a binary search; the other pairs are
-        read by key in sorted batches.
+        Works in chunks of :data:`LOOKUP_CHUNK_PAIRS` pairs and keeps no keys (the writer thread makes the
+        keys of the pairs it stores). A query with many pairs reads its whole block of the table in one
+        sequential walk (once, kept as compact arrays until its last pair is looked up) and matches keys
+        with a binary search; the other pairs are read by key in sorted batches. An empty cache is not
+        read at all.
         """
         found_count = 0
-        self._keys = [None] * pairs.n_pairs
+        self._pairs = pairs
         try:
+            if self._scores is None or self._scores.table.is_empty():
+                return 0
             groups_all = np.asarray(pairs.pair_group)
             sizes = np.bincount(groups_all, minlength=len(pairs.queries)) if pairs.n_pairs else np.zeros(0, int)
             left = sizes.copy()
@@ -380,8 +383,6 @@ class RunCache:
                 hit = ~np.isnan(values)
                 scores[start:stop][hit] = values[hit]
                 found_count += int(hit.sum())
-                for i in np.flatnonzero(~hit).tolist():
-                    self._keys[start + i] = keys[i]
                 done, counts = np.unique(groups, return_counts=True)
                 left[done] -= counts
                 for g in done[left[done] == 0].tolist():
@@ -458,11 +459,14 @@ class RunCache:
                 self._scores = None
 
     def _rows(self, item: tuple[Sequence[int], Sequence[float]]) -> list[tuple[bytes, float]]:
-        """In the writer thread: the (key, score) rows of one finished request."""
+        """In the writer thread: the (key, score) rows of one finished request (its keys are made here,
+        off the scoring thread)."""
         pair_ids, values = item
-        keys = self._keys
+        pairs = self._pairs
+        ids = np.asarray(pair_ids, dtype=np.int64)
+        keys = ScoreCache.keys(self._digest, pairs.queries, pairs.texts, pairs.pair_group[ids], pairs.pair_text[ids])
         values = values.tolist() if hasattr(values, "tolist") else list(values)
-        return [(keys[p], v) for p, v in zip(pair_ids, values) if keys[p] is not None and math.isfinite(v)]
+        return [(key, v) for key, v in zip(keys, values) if math.isfinite(v)]
 
     def _warn_not_written(self, reason: str) -> None:
         self._warn(f"rerankpd: the score cache at {self.directory} could not be written ({reason}); scoring "

@@ -152,6 +152,10 @@ class SQLiteTable:
             finally:
                 cursor.close()
 
+    def is_empty(self) -> bool:
+        with self._lock:
+            return self._connection().execute(f"SELECT 1 FROM {self.table} LIMIT 1").fetchone() is None
+
     def __len__(self) -> int:
         with self._lock:
             return self._connection().execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0]
@@ -251,10 +255,11 @@ def _connect(path: str, mode: str, immutable: bool = False) -> sqlite3.Connectio
 
 
 def _setup(con: sqlite3.Connection, table: str, value_type: str) -> None:
-    con.execute(f"CREATE TABLE IF NOT EXISTS {table} (key BLOB PRIMARY KEY, value {value_type}) WITHOUT ROWID")
+    # WAL first: a new file's table is then created by a WAL commit, which NORMAL does not fsync
     if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
         con.execute("PRAGMA journal_mode = WAL")
     con.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a killed process loses no commit
+    con.execute(f"CREATE TABLE IF NOT EXISTS {table} (key BLOB PRIMARY KEY, value {value_type}) WITHOUT ROWID")
 
 
 def _open_read_only(path: str, table: str) -> sqlite3.Connection:
