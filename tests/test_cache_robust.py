@@ -276,6 +276,10 @@ def test_deleting_the_cache_directory_mid_run_warns_instead_of_writing_to_a_dele
 
 
 # ----------------------------------------------------------------------------------------- #9 Ctrl-C
+def _is_store(code) -> bool:
+    return code.co_name == "store" and code.co_filename == cache_module.__file__
+
+
 def _interrupt_at_line(n: int, files: tuple[str, ...]):
     """A tracer raising KeyboardInterrupt at the n-th line executed by the cache's code (and anything it
     calls in ``files``) while the pipeline hands a finished request to :meth:`RunCache.store`."""
@@ -287,7 +291,7 @@ def _interrupt_at_line(n: int, files: tuple[str, ...]):
             if state["lines"] == n:
                 state["fired"] = True
                 raise KeyboardInterrupt
-        elif event == "return" and frame.f_code.co_name == "store" and frame.f_code.co_filename == cache_module.__file__:
+        elif event == "return" and _is_store(frame.f_code):
             state["depth"] -= 1
         return local
 
@@ -295,7 +299,7 @@ def _interrupt_at_line(n: int, files: tuple[str, ...]):
         code = frame.f_code
         if state["fired"]:
             return None
-        if code.co_name == "store" and code.co_filename == cache_module.__file__:
+        if _is_store(code):
             state["depth"] += 1
             return local
         if state["depth"] and code.co_filename.startswith(files):
