@@ -19,7 +19,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import __version__, config
+from . import __version__, config, evaluate_cli
 from .cache import cache_info, clear_cache
 from .errors import RerankError
 from .estimate import estimate
@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     cache = commands.add_parser("cache", help="inspect or clear the score cache")
     cache.add_argument("action", choices=("info", "clear"))
     cache.add_argument("--cache-dir", help="score cache directory")
+    evaluate_cli.add_parser(commands)
     return parser
 
 
@@ -179,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    handler = {"rank": _rank, "demo": _demo, "cache": _cache}[args.command]
+    handler = {"rank": _rank, "demo": _demo, "cache": _cache, "evaluate": evaluate_cli.run}[args.command]
     try:
         return handler(args)
     except (KeyError, TypeError, ValueError, FileNotFoundError) as exc:

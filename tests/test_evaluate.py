@@ -234,3 +234,21 @@ def test_plot_html_and_dict(tmp_path):
     assert [row["ranking"] for row in data["summary"]] == ["original", "same", "better"]
     assert len(data["per_query"]) == 3 * 10 * 2
     assert "Evaluation of 3 rankings on 10 queries" in repr(ev)
+
+
+def test_command_line_prints_the_summary_and_json(tmp_path, capsys):
+    from rerankpd.cli import main
+
+    path = tmp_path / "judged.csv"
+    frame(n_queries=5, rows=6).to_csv(path, index=False)
+    assert main(["evaluate", str(path), "--query-column", "question", "--label-column", "label", "-r", "bm25",
+                 "-s", "oracle", "-m", "ndcg@10", "-m", "map", "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["ndcg@10", "map", "queries", "no_relevant", "pairs_sent", "tokens"]
+    assert "oracle     1.0000" in out and "against original (randomization test" in out
+    assert main(["evaluate", str(path), "--query-column", "question", "-l", "label", "-s", "oracle", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["ranking"] for r in data["summary"]] == ["original", "oracle"]
+    assert {r["metric"] for r in data["compare"]} == {"ndcg@10", "mrr@10", "map", "recall@10", "precision@10"}
+    assert main(["evaluate", str(path), "--query-column", "question", "-l", "nope"]) == 2
+    assert "label_column 'nope' is not a column" in capsys.readouterr().err
