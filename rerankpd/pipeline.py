@@ -211,6 +211,8 @@ def _plan(df, query, column, query_column, reranker, cache, errors) -> _Run:
     row_queries = query if query is not None else _text_cells(df[query_column], query_column)
     pairs = build_pairs(row_queries, texts)
     spec = describe(reranker)
+    if isinstance(reranker, Reranker) and spec.kind == "lexical":
+        reranker.prepare(pairs.texts)  # the collection's statistics (BM25's IDF), before any score() call
     chunks = plan_chunks(pairs, spec.chunking) if spec.chunking is not None else None
     if chunks is not None:
         pairs = chunks.work  # the (query, chunk) pairs are what is cached, batched and sent

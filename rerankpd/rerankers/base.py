@@ -122,6 +122,11 @@ class Reranker(abc.ABC):
         """Whether this reranker can run on this machine now (the panel lists it with the note)."""
         return Availability(True, "offline")
 
+    def prepare(self, texts: Any) -> None:
+        """Called once per run, before any :meth:`score` call, with every distinct text of the frame, for
+        rerankers of kind ``"lexical"`` (collection statistics: BM25's IDF and average length). The default
+        does nothing."""
+
     def close(self) -> None:
         """Release what the reranker holds (connections); the pipeline calls it for rerankers it made."""
 
