@@ -179,7 +179,7 @@ class BM25Reranker(Reranker):
         idf_of, tfc_of = scoring._select_idf_scorer(self.method), scoring._select_tfc_scorer(self.method)
         idf, absent = np.zeros(n_vocab), np.zeros(n_vocab)
         for token, i in vocab.items():
-            df = stats.document_frequency.get(token, 0)
+            df = stats.frequency(token)
             if i and df:
                 idf[i] = idf_of(df, N=stats.n_documents)
                 absent[i] = idf[i] * tfc_of(tf_array=0.0, l_d=stats.average_length, l_avg=stats.average_length,
@@ -196,23 +196,46 @@ _DELTA = 0.5  # bm25s's default delta of BM25L and BM25+
 
 
 class _CorpusStats:
-    """Document frequency of every token and the average length, over a collection of texts."""
+    """Document frequency of every token (kept as sorted 64-bit token hashes and counts: 16 bytes per
+    distinct token, no string kept) and the average length, over a collection of texts."""
 
-    __slots__ = ("n_documents", "average_length", "document_frequency")
+    __slots__ = ("n_documents", "average_length", "_hashes", "_counts")
+    _CHUNK = 50_000  # texts counted at once, so the transient arrays stay small on a million rows
 
-    def __init__(self, n_documents: int, average_length: float, document_frequency: Counter) -> None:
-        self.n_documents, self.average_length, self.document_frequency = n_documents, average_length, document_frequency
+    def __init__(self, n_documents: int, average_length: float, hashes: np.ndarray, counts: np.ndarray) -> None:
+        self.n_documents, self.average_length = n_documents, average_length
+        self._hashes, self._counts = hashes, counts
+
+    def frequency(self, token: str) -> int:
+        """In how many texts ``token`` occurs."""
+        i = int(np.searchsorted(self._hashes, hash(token)))
+        return int(self._counts[i]) if i < len(self._hashes) and self._hashes[i] == hash(token) else 0
 
     @classmethod
     def of(cls, texts: Any, stopwords: frozenset[str]) -> "_CorpusStats":
-        frequency: Counter = Counter()
+        from array import array
+
+        hashes, counts = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         total = n = 0
+        chunk = array("q")
         for text in texts:
             tokens = tokenize(text, stopwords)
             total += len(tokens)
             n += 1
-            frequency.update(set(tokens))
-        return cls(n, total / n if n else 1.0, frequency)
+            chunk.extend(map(hash, set(tokens)))
+            if n % cls._CHUNK == 0:
+                hashes, counts = cls._merge(hashes, counts, chunk)
+                chunk = array("q")
+        hashes, counts = cls._merge(hashes, counts, chunk)
+        return cls(n, total / n if n else 1.0, hashes, counts)
+
+    @staticmethod
+    def _merge(hashes: np.ndarray, counts: np.ndarray, chunk) -> tuple[np.ndarray, np.ndarray]:
+        new, new_counts = np.unique(np.frombuffer(chunk, dtype=np.int64), return_counts=True)
+        both = np.concatenate([hashes, new])
+        merged, where = np.unique(both, return_inverse=True)
+        return merged, np.bincount(where, weights=np.concatenate([counts, new_counts]), minlength=len(merged)
+                                   ).astype(np.int64)
 
 
 def query_view(query_tokens: list[str], documents: list[str],
