@@ -64,4 +64,28 @@ def evaluation_figure(evaluation: Any, metric: str, baseline: str, confidence: f
     deltas.set_title(f"per-query {metric} against {baseline}")
     if len(rankings) > 1:
         deltas.legend(loc="upper right", fontsize="small")
+    _inline_display()
     return fig
+
+
+def _inline_display() -> None:
+    """In IPython, show a returned Figure as a PNG (what ``%matplotlib inline`` sets up for pyplot's own
+    figures); nothing when a formatter for figures is already there or outside IPython."""
+    import sys
+
+    if "IPython" not in sys.modules:
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    png = getattr(getattr(shell, "display_formatter", None), "formatters", {}).get("image/png")
+    if png is None:
+        return
+    from matplotlib.figure import Figure
+
+    try:
+        png.lookup_by_type(Figure)
+    except KeyError:
+        from IPython.core.pylabtools import print_figure
+
+        png.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))

@@ -252,3 +252,41 @@ def test_command_line_prints_the_summary_and_json(tmp_path, capsys):
     assert {r["metric"] for r in data["compare"]} == {"ndcg@10", "mrr@10", "map", "recall@10", "precision@10"}
     assert main(["evaluate", str(path), "--query-column", "question", "-l", "nope"]) == 2
     assert "label_column 'nope' is not a column" in capsys.readouterr().err
+
+
+def cranfield_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The vendored sample (tests/data/CRANFIELD.md): 10 queries x their BM25 top 20, gain 5 - grade."""
+    import gzip
+    from pathlib import Path
+
+    with gzip.open(Path(__file__).parent / "data" / "cranfield-sample.json.gz", "rt", encoding="utf-8") as fh:
+        data = json.load(fh)
+    qrels = pd.DataFrame(data["qrels"], columns=["qid", "doc", "grade"]).astype({"qid": str, "doc": str})
+    qrels["label"] = np.where(qrels["grade"] > 0, 5 - qrels["grade"], 0)
+    qrels["query"] = qrels["qid"].map(data["queries"])
+    rows = [(q, data["queries"][q], d, data["docs"][d]) for q, docs in data["first_stage"].items() for d in docs]
+    df = pd.DataFrame(rows, columns=["qid", "query", "doc", "text"])
+    df = df.merge(qrels[["qid", "doc", "label"]], on=["qid", "doc"], how="left").fillna({"label": 0})
+    return df, qrels
+
+
+def test_on_real_judgments_every_value_equals_ir_measures_with_the_collection_qrels():
+    df, qrels = cranfield_sample()
+    ev = rerankpd.evaluate(df, query_column="query", label_column="label", rerankers="bm25", cache=False,
+                           progress=False, qrels=qrels[["query", "doc", "label"]], id_column="doc")
+    assert ev.summary.loc["original", "queries"] == 10
+    judged = [ir_measures.Qrel(q, d, int(lab)) for q, d, lab in zip(qrels["query"], qrels["doc"], qrels["label"])]
+    names = {nDCG @ 10: "ndcg@10", AP: "map", R @ 10: "recall@10"}
+    for ranking in ("original", "bm25"):
+        scores = -np.arange(len(df), dtype=float) if ranking == "original" else None
+        if scores is None:  # the reranker's own order, made tie-free by its ranks
+            order = rerankpd.rerank(df, query_column="query", reranker="bm25", cache=False, progress=False)
+            scores = -order.groupby("query", sort=False).cumcount().reindex(df.index).to_numpy(dtype=float)
+        run = [ir_measures.ScoredDoc(q, d, float(s)) for q, d, s in zip(df["query"], df["doc"], scores)]
+        results = list(ir_measures.iter_calc(list(names), judged, run))
+        assert len(results) == 30
+        for r in results:
+            ours = ev.values(ranking, names[r.measure])[ev.queries.index(r.query_id)]
+            assert ours == pytest.approx(r.value, abs=1e-9), (ranking, r)
+    # recall of the collection: the top 20 cannot hold every relevant abstract of every query
+    assert ev.summary.loc["original", "recall@10"] < 1 and ev.values("original", "recall@10").max() <= 1

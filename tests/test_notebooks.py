@@ -40,10 +40,11 @@ def test_the_four_notebooks_are_there():
         "02_per_row_queries_and_top_n.ipynb",
         "03_panel.ipynb",
         "04_caching_and_cost.ipynb",
+        "05_evaluate.ipynb",
     ]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem != "05_evaluate"], ids=lambda p: p.stem)  # stored executed
 def test_notebook_is_stored_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)

@@ -231,11 +231,14 @@ class _CorpusStats:
 
     @staticmethod
     def _merge(hashes: np.ndarray, counts: np.ndarray, chunk) -> tuple[np.ndarray, np.ndarray]:
+        """Add a chunk's token hashes to the sorted (hashes, counts), in place where they are known."""
         new, new_counts = np.unique(np.frombuffer(chunk, dtype=np.int64), return_counts=True)
-        both = np.concatenate([hashes, new])
-        merged, where = np.unique(both, return_inverse=True)
-        return merged, np.bincount(where, weights=np.concatenate([counts, new_counts]), minlength=len(merged)
-                                   ).astype(np.int64)
+        at = np.searchsorted(hashes, new)
+        known = at < len(hashes)
+        known[known] = hashes[at[known]] == new[known]
+        counts[at[known]] += new_counts[known]
+        fresh = ~known
+        return np.insert(hashes, at[fresh], new[fresh]), np.insert(counts, at[fresh], new_counts[fresh])
 
 
 def query_view(query_tokens: list[str], documents: list[str],
