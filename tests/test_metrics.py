@@ -18,7 +18,8 @@ def oracle_measures(k: int, max_label: int) -> dict:
     exponential = {level: 2 ** level - 1 for level in range(max_label + 1)}
     return {
         f"ndcg@{k}": nDCG @ k, "ndcg": nDCG, f"mrr@{k}": RR @ k, "map": AP, f"map@{k}": AP @ k,
-        f"recall@{k}": R @ k, "recall": R @ 1000, f"precision@{k}": P @ k, ("exponential", f"ndcg@{k}"): nDCG(gains=exponential) @ k,
+        f"recall@{k}": R @ k, "recall": R @ 1000, f"precision@{k}": P @ k,
+        ("exponential", f"ndcg@{k}"): nDCG(gains=exponential) @ k,
     }
 
 

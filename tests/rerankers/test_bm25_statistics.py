@@ -71,7 +71,8 @@ def test_english_stop_words_are_left_out_unless_asked():
     assert BM25Reranker(stopwords=None).score("the cold", docs)[0] > 0
     own = BM25Reranker(stopwords=["Cold"])
     assert own.score("cold", docs) == [0.0, 0.0] and own.score("the", docs)[0] > 0
-    assert BM25Reranker().score("如何预防感冒", ["预防感冒应勤洗手", "今天天气很好"])[0] > 0  # CJK untouched
+    # CJK is untouched
+    assert BM25Reranker().score("如何预防感冒", ["预防感冒应勤洗手", "今天天气很好"])[0] > 0
     assert BM25Reranker().identity()["stopwords"] == "en" and BM25Reranker().identity()["statistics"] == "corpus"
     with pytest.raises(ConfigurationError, match="statistics"):
         BM25Reranker(statistics="global")
