@@ -38,6 +38,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         help="a column of scores to evaluate as a ranking (higher first), repeatable")
     parser.add_argument("--metric", "-m", action="append", default=[],
                         help=f"repeatable; default: {' '.join(DEFAULT_METRICS)}")
+    parser.add_argument("--qrels", help="a file of the collection's judgments (query, document, label columns) "
+                                        "for relevant documents the input does not hold")
+    parser.add_argument("--id-column", help="match --qrels documents to this column instead of the text")
     parser.add_argument("--gain", choices=("linear", "exponential"), default="linear", help="nDCG's gain")
     parser.add_argument("--skip-empty", action="store_true", help="leave out queries with no relevant row")
     parser.add_argument("--baseline", default="original", help="compare against this ranking (default: original)")
@@ -55,11 +58,12 @@ def run(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
     df = read_table(args.input)
+    qrels = read_table(args.qrels) if args.qrels else None
     evaluation = evaluate(df, args.query, args.column, query_column=args.query_column,
                           label_column=args.label_column, rerankers=args.reranker or None,
                           score_columns=args.score_column or None, metrics=args.metric or DEFAULT_METRICS,
                           baseline=args.baseline, cache=False if args.no_cache else (args.cache_dir or True),
-                          gain=args.gain, skip_empty=args.skip_empty)
+                          gain=args.gain, skip_empty=args.skip_empty, qrels=qrels, id_column=args.id_column)
     comparison = evaluation.compare(test=args.test) if len(evaluation.rankings) > 1 else None
     if args.json:
         out = evaluation.to_dict()

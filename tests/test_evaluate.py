@@ -250,6 +250,13 @@ def test_command_line_prints_the_summary_and_json(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert [r["ranking"] for r in data["summary"]] == ["original", "oracle"]
     assert {r["metric"] for r in data["compare"]} == {"ndcg@10", "mrr@10", "map", "recall@10", "precision@10"}
+    qrels = tmp_path / "qrels.csv"
+    pd.DataFrame({"q": ["topic0 relevant answer"], "doc": ["an abstract nobody retrieved"], "l": [2]}).to_csv(qrels,
+                                                                                                        index=False)
+    assert main(["evaluate", str(path), "--query-column", "question", "-l", "label", "-m", "recall@10",
+                 "--qrels", str(qrels), "--json"]) == 0
+    with_qrels = json.loads(capsys.readouterr().out)["summary"][0]["recall@10"]
+    assert with_qrels < 1.0 == data["summary"][0]["recall@10"]
     assert main(["evaluate", str(path), "--query-column", "question", "-l", "nope"]) == 2
     assert "label_column 'nope' is not a column" in capsys.readouterr().err
 
