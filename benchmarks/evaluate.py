@@ -185,10 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=["speed", "cranfield", "e5"])
     parser.add_argument("--plot", help="save the Cranfield evaluation plot to this PNG")
+    parser.add_argument("--quick", action="store_true", help="speed on 200 queries only, for a smoke test")
     args = parser.parse_args(argv)
     results: dict = {}
     if "speed" in args.only:
-        s = results["speed"] = bench_speed()
+        s = results["speed"] = bench_speed(queries=200 if args.quick else 2000)
         print(f"1. speed: {s['rows']} rows x 5 metrics: rerankpd.evaluate {s['rerankpd_s']}s, ir-measures "
               f"{s['ir_measures_s']}s -> {s['speedup']}x (target >= 2: {'met' if s['met'] else 'NOT met'}); "
               f"max |difference| per query {s['max_abs_difference']:.1e}")

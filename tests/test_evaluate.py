@@ -297,3 +297,18 @@ def test_on_real_judgments_every_value_equals_ir_measures_with_the_collection_qr
             assert ours == pytest.approx(r.value, abs=1e-9), (ranking, r)
     # recall of the collection: the top 20 cannot hold every relevant abstract of every query
     assert ev.summary.loc["original", "recall@10"] < 1 and ev.values("original", "recall@10").max() <= 1
+
+
+@pytest.mark.slow
+def test_the_evaluation_benchmark_runs_and_reports_speed_and_agreement():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "evaluate.py"
+    proc = subprocess.run([sys.executable, str(script), "--only", "speed", "--quick"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("BENCHMARK_JSON "))
+    speed = json.loads(line.split(" ", 1)[1])["speed"]
+    assert speed["rows"] == 20_000 and speed["max_abs_difference"] < 1e-9 and speed["speedup"] > 0
