@@ -8,7 +8,8 @@
 Every figure is a ratio against a baseline from the same run: requests sent against the number the issue
 fixes (100 pairs pointwise, ceil((100 - 20) / 10) + 1 = 9 windows listwise), ``estimate()``'s prompt tokens
 against the tokens the fake server counted (its own rule: CJK characters plus whitespace-separated pieces
-of every message), and nDCG@10 of each mode against the BM25 first stage it reranks. The Cranfield part
+of every message), and nDCG@10 of each mode (:func:`rerankpd.evaluate`) against the BM25 first stage it
+reranks. The Cranfield part
 reads ``../shared/data/cranfield-dev.json.gz`` from the repository root and is skipped when it is absent.
 With the fake LLM (character-bigram overlap) the nDCG only shows the evaluation runs end to end; ``--real MODEL``
 runs the same cell against DMXAPI's chat API. Ends with one ``BENCHMARK_JSON`` line.
@@ -113,20 +114,6 @@ def mean_ndcg(frame: pd.DataFrame, gains: dict) -> float:
     return sum(per_query) / len(per_query)
 
 
-def ir_measures_ndcg(frame: pd.DataFrame, gains: dict) -> float | None:
-    """The same figure from ir_measures (trec_eval's definitions), as a check of :func:`ndcg_at_10`."""
-    try:
-        import ir_measures
-        from ir_measures import nDCG
-    except ImportError:
-        return None
-    qids = set(frame["query_id"])
-    qrels = [ir_measures.Qrel(q, d, int(g)) for q in qids for d, g in gains[q].items()]
-    run = [ir_measures.ScoredDoc(q, d, float(-i)) for q, group in frame.groupby("query_id", sort=False)
-           for i, d in enumerate(group["doc_id"])]
-    return ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10]
-
-
 def bench_cranfield(path: str, n_queries: int, real_model: str | None, confirm: bool) -> list[dict]:
     if not os.path.exists(path):
         print(f"[cranfield: {path} not found, skipped]", file=sys.stderr)
@@ -134,8 +121,7 @@ def bench_cranfield(path: str, n_queries: int, real_model: str | None, confirm: 
     with gzip.open(path, "rt", encoding="utf-8") as f:
         data = json.load(f)
     frame, gains = cranfield_candidates(data, n_queries)
-    baseline = mean_ndcg(frame, gains)
-    rows = []
+    rows, runs = [], {}
     with LoopbackRerankServer(api_key=KEY, dialect="openai-chat") as server:
         for mode in ("pointwise", "listwise"):
             if real_model:
@@ -152,13 +138,10 @@ def bench_cranfield(path: str, n_queries: int, real_model: str | None, confirm: 
             t = time.perf_counter()
             out = frame.rerank(query_column="query", reranker=r, cache=False, progress=False)
             wall = time.perf_counter() - t
-            score = mean_ndcg(out, gains)
+            column = f"llm {mode} ({label})"
+            frame[column] = out["rerank_score"]          # aligned on the index
+            runs[column] = (out, wall)
             usage = out.attrs["rerank"]["usage"]
-            check = ir_measures_ndcg(out, gains)
-            agrees = "" if check is None else f"; ir_measures says {check:.4f}"
-            rows.append(row(f"3. Cranfield nDCG@10, {mode} ({label})", f"{score:.4f}", f"BM25 {baseline:.4f}",
-                            score / baseline if baseline else float("nan"), "report", None,
-                            f"{n_queries} queries x top {CANDIDATES}; {wall:.1f}s{agrees}; usage {usage}"))
             counted = usage.get("prompt_tokens", 0)
             if counted:
                 ratio = est.approx_tokens / counted
@@ -166,6 +149,24 @@ def bench_cranfield(path: str, n_queries: int, real_model: str | None, confirm: 
                                 f"counted {counted}", ratio, "within 10%" if not real_model else "report",
                                 abs(ratio - 1) <= 0.10 if not real_model else None,
                                 f"{est.requests} requests estimated"))
+    if not runs:
+        return rows
+    # the evaluation, as a user would run it: the BM25 order is the frame's "original" ranking
+    frame["gain"] = [gains[q].get(d, 0.0) for q, d in zip(frame["query_id"], frame["doc_id"])]
+    judged = pd.DataFrame([(data["queries"][q], d, g) for q in frame["query_id"].unique()
+                           for d, g in gains[q].items()], columns=["query", "doc_id", "label"])
+    evaluation = rerankpd.evaluate(frame, query_column="query", label_column="gain", score_columns=list(runs),
+                                   qrels=judged, id_column="doc_id", metrics=["ndcg@10"], progress=False)
+    ndcg = evaluation.summary["ndcg@10"]
+    compared = evaluation.compare(n_resamples=2000).set_index("ranking")
+    for column, (out, wall) in runs.items():
+        check = mean_ndcg(out, gains)
+        rows.append(row(f"3. Cranfield nDCG@10, {column}", f"{ndcg[column]:.4f}", f"BM25 {ndcg['original']:.4f}",
+                        ndcg[column] / ndcg["original"], "report", None,
+                        f"{n_queries} queries x BM25 top {CANDIDATES}; p = "
+                        f"{compared.loc[column, 'p_adjusted']:.3g} vs BM25 (paired randomization, Holm); "
+                        f"{wall:.1f}s; local nDCG check {check:.4f}; "
+                        f"usage {out.attrs['rerank']['usage']}"))
     return rows
 
 
