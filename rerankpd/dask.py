@@ -29,9 +29,12 @@ import numpy as np
 import pandas as pd
 
 from . import config, pipeline
+from .chunking import plan_chunks
 from .errors import ConfigurationError, MissingDependencyError
-from .pairs import rank_within_groups, sort_order
-from .rerankers import reranker_class
+from .pairs import Pairs, build_pairs, rank_within_groups, sort_order
+from .rerankers import get_reranker, reranker_class
+from .rerankers.base import describe
+from .shared_store import SharedScoreStore, check_url, seeded_local_cache
 
 __all__ = ["top_n", "with_scores"]
 
@@ -62,27 +65,97 @@ def _check_reranker(reranker: Any, options: dict | None) -> str:
     return name
 
 
-def _score_partition(part: pd.DataFrame, query, column, query_column, name, options, cache, errors):
-    with pipeline.reranker_in_use(name, **(options or {})) as reranker:
-        result = part.copy(deep=False)
-        if errors == "coerce":
-            ranked = pipeline.rerank(part, query, column, query_column=query_column, reranker=reranker,
-                                     sort=False, cache=cache, progress=False, errors="coerce")
-            result[SCORE] = ranked[SCORE]
-            result[ERROR] = ranked[ERROR].astype(object)
-        else:
-            result[SCORE] = pipeline.scores(part, query, column, query_column=query_column, reranker=reranker,
-                                            cache=cache, progress=False)
-        return result
+def _score_partition(part: pd.DataFrame, query, column, query_column, name, options, cache, shared_cache,
+                     errors):
+    reranker = _build_on_worker(name, options)
+    try:
+        with pipeline.reranker_in_use(reranker) as model:
+            if shared_cache is None:
+                return _scored(part, query, column, query_column, model, cache, errors)
+            spec = describe(model)
+            pairs = _partition_pairs(part, query, column, query_column, spec)
+            if pairs is None or not pairs.n_pairs or not spec.cacheable:
+                return _scored(part, query, column, query_column, model, cache, errors)
+            store = SharedScoreStore(shared_cache, spec.identity)
+            keys = store.keys(pairs.queries, pairs.texts, pairs.pair_group, pairs.pair_text)
+            with seeded_local_cache(store, keys, cache) as local_cache:
+                return _scored(part, query, column, query_column, model, local_cache, errors)
+    finally:
+        if callable(getattr(reranker, "close", None)):
+            reranker.close()
+
+
+def _scored(part: pd.DataFrame, query, column, query_column, reranker, cache, errors) -> pd.DataFrame:
+    result = part.copy(deep=False)
+    if errors == "coerce":
+        ranked = pipeline.rerank(part, query, column, query_column=query_column, reranker=reranker,
+                                 sort=False, cache=cache, progress=False, errors="coerce")
+        result[SCORE] = ranked[SCORE]
+        result[ERROR] = ranked[ERROR].astype(object)
+    else:
+        result[SCORE] = pipeline.scores(part, query, column, query_column=query_column, reranker=reranker,
+                                        cache=cache, progress=False)
+    return result
+
+
+def _build_on_worker(name: str, options: dict | None):
+    """The named reranker, built here on the worker from the worker's own environment.
+
+    A missing key is the usual first failure on a cluster (a key set in the client after the workers
+    started never reaches them), so that error says where the key must go.
+    """
+    try:
+        return get_reranker(name, **(options or {}))
+    except ConfigurationError as exc:
+        availability = reranker_class(name).availability()
+        if availability.ready is not False:
+            raise
+        raise ConfigurationError(
+            f"{exc} (on a Dask worker: {availability.note}). The key must be in the workers' environment: each "
+            "worker reads it from its own, fixed when it started, so a variable set in the client afterwards is "
+            "not seen. Set it before the cluster starts (LocalCluster(env={...}), or your cluster's worker "
+            "environment), or on the running workers with client.run(os.environ.update, {'NAME': key})"
+        ) from None
+
+
+def _cells(series: pd.Series) -> list[str | None]:
+    """Each row's text for building the partition's pairs: None where missing, blank or not text.
+
+    Cells that are not text are left to the pipeline, which raises its own error naming the row.
+    """
+    try:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    except TypeError:
+        return [value if isinstance(value, str) and value.strip() else None for value in series]
+    values = np.array([value if isinstance(value, str) and value.strip() else None for value in uniques] + [None],
+                      dtype=object)
+    return values[codes].tolist()  # code -1 (missing) picks the trailing None
+
+
+def _partition_pairs(part: pd.DataFrame, query, column, query_column, spec) -> Pairs | None:
+    """The pairs the pipeline will look up in the cache for this partition (chunks, for a chunking reranker)."""
+    queries = query if query is not None else _cells(part[query_column])
+    pairs = build_pairs(queries, _cells(part[column]))
+    if spec.chunking is not None:
+        pairs = plan_chunks(pairs, spec.chunking).work
+    return pairs
 
 
 def with_scores(ddf, query: str | None = None, column: Any = "text", *, query_column: Any = None,
                 reranker: str | None = None, reranker_options: dict | None = None, cache: Any = True,
-                errors: str = "raise"):
+                shared_cache: str | None = None, errors: str = "raise"):
     """The Dask frame with a ``rerank_score`` column (and ``rerank_error`` with ``errors="coerce"``), lazily.
 
     Nothing is scored until the result is computed. Arguments are those of :func:`rerankpd.rerank`, except
-    that the reranker is given by name and options (see the module's notes).
+    that the reranker is given by name and options (see the module's notes), plus:
+
+    Parameters
+    ----------
+    shared_cache
+        A directory or object store URL every worker can reach (``"file:///mnt/shared/rerankpd"``,
+        ``"s3://bucket/prefix"``): a score store shared by the whole cluster (see
+        :mod:`rerankpd.shared_store`). Each partition takes the scores it holds before scoring, and adds the
+        ones it scored after. None (the default): only each worker's local ``cache``.
     """
     dd = _dd()
     if not isinstance(ddf, dd.DataFrame):
@@ -90,12 +163,14 @@ def with_scores(ddf, query: str | None = None, column: Any = "text", *, query_co
     meta = ddf._meta
     pipeline._check_arguments(meta, query, column, query_column, None, errors)
     name = _check_reranker(reranker, reranker_options)
+    if shared_cache is not None:
+        shared_cache = check_url(shared_cache)
     out_meta = meta.copy()
     out_meta[SCORE] = pd.Series(dtype="float64")
     if errors == "coerce":
         out_meta[ERROR] = pd.Series(dtype=object)
     return ddf.map_partitions(_score_partition, query, column, query_column, name, reranker_options, cache,
-                              errors, meta=out_meta)
+                              shared_cache, errors, meta=out_meta)
 
 
 def _best_of(part: pd.DataFrame, n: int, query_column: Any) -> pd.DataFrame:
@@ -121,7 +196,8 @@ def _first_seen(part: pd.DataFrame, query_column: Any, partition_info: dict | No
 
 
 def top_n(ddf, query: str | None = None, column: Any = "text", *, n: int, query_column: Any = None,
-          reranker: str | None = None, reranker_options: dict | None = None, cache: Any = True) -> pd.DataFrame:
+          reranker: str | None = None, reranker_options: dict | None = None, cache: Any = True,
+          shared_cache: str | None = None) -> pd.DataFrame:
     """The ``n`` best rows (of each query), scored on the workers and ranked here, as a pandas frame.
 
     Returns the same shape as ``rerankpd.rerank(df, ..., top_n=n)``: the input columns and index labels,
@@ -130,7 +206,7 @@ def top_n(ddf, query: str | None = None, column: Any = "text", *, n: int, query_
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a whole number >= 1, got {n!r}")
     scored = with_scores(ddf, query, column, query_column=query_column, reranker=reranker,
-                         reranker_options=reranker_options, cache=cache)
+                         reranker_options=reranker_options, cache=cache, shared_cache=shared_cache)
     best = scored.map_partitions(_best_of, n, query_column, meta=scored._meta)
     if query_column is None:
         best = best.compute()
