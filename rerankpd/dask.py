@@ -2,13 +2,15 @@
 
 Partitions are scored in parallel, each with :func:`rerankpd.scores` (so batching, concurrency, retries and
 the score cache all apply per partition, and identical pairs across partitions meet in the cache); then
-only the best rows of each partition travel back to be ranked.
+only the best rows of each partition travel back to be ranked. On a cluster that spans machines,
+``shared_cache=`` names a score store all workers share (:mod:`rerankpd.shared_store`).
 
 Two rules follow from running on workers:
 
 - The reranker is named (``reranker="dmxapi"``, ``reranker_options={...}``) and built on each worker. API
   keys are read from the workers' environment (``DMXAPI_API_KEY``, ...): a key given in
-  ``reranker_options`` would be written into the task graph in clear, so it is refused.
+  ``reranker_options`` would be written into the task graph in clear, so it is refused. A key set in the
+  client after the workers started is not seen by them: :func:`copy_env_to_workers` copies it over.
 - Only pairwise rerankers can be split across partitions. BM25's scores depend on the whole candidate
   set, so partition-wise BM25 scores could not be compared; ``"bm25"`` is refused with a clear error.
 
@@ -23,6 +25,7 @@ Examples
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -36,7 +39,7 @@ from .rerankers import get_reranker, reranker_class
 from .rerankers.base import describe
 from .shared_store import SharedScoreStore, check_url, seeded_local_cache
 
-__all__ = ["top_n", "with_scores"]
+__all__ = ["copy_env_to_workers", "top_n", "with_scores"]
 
 SCORE, RANK, ERROR = pipeline.SCORE, pipeline.RANK, pipeline.ERROR
 
@@ -114,8 +117,51 @@ def _build_on_worker(name: str, options: dict | None):
             f"{exc} (on a Dask worker: {availability.note}). The key must be in the workers' environment: each "
             "worker reads it from its own, fixed when it started, so a variable set in the client afterwards is "
             "not seen. Set it before the cluster starts (LocalCluster(env={...}), or your cluster's worker "
-            "environment), or on the running workers with client.run(os.environ.update, {'NAME': key})"
+            "environment), or copy it from the client to the running workers with "
+            f"rerankpd.dask.copy_env_to_workers(client, {_key_variable(availability.note)!r})"
         ) from None
+
+
+def _key_variable(note: str) -> str:
+    """The variable an availability note names (``"no key: set DMXAPI_API_KEY"``), else a placeholder."""
+    word = note.rsplit(" ", 1)[-1]
+    return word if word.isidentifier() and word.isupper() else "THE_KEY_VARIABLE"
+
+
+def _set_environment(values: dict) -> list[str]:
+    """Runs on a worker: put ``values`` into its environment (a module function, so the real os.environ)."""
+    os.environ.update(values)
+    return sorted(values)
+
+
+def copy_env_to_workers(client, *names: str) -> dict:
+    """Copy environment variables (API keys, base URLs) from this process to every running Dask worker.
+
+    A worker reads keys from its own environment, fixed when it started, so a key set here afterwards is
+    not seen. Workers that start later (scaling, restarts) need the variables in their own environment:
+    set them where the cluster is configured (``LocalCluster(env={...})``, the worker spec of your cluster
+    manager). Note that ``client.run(os.environ.update, {...})`` does not work: the bound method is
+    pickled with a copy of ``os.environ``, and the worker updates the copy.
+
+    Parameters
+    ----------
+    client
+        A ``distributed.Client``.
+    names
+        The variables to copy, e.g. ``"DMXAPI_API_KEY"``; each must be set (and not blank) here.
+
+    Returns
+    -------
+    dict
+        The names copied, by worker address (what ``client.run`` returns).
+    """
+    if not names:
+        raise ValueError("name the variables to copy, e.g. copy_env_to_workers(client, 'DMXAPI_API_KEY')")
+    missing = [name for name in names if not config.env(name)]
+    if missing:
+        raise ConfigurationError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set in this "
+                                 "process, so there is nothing to copy to the workers")
+    return client.run(_set_environment, {name: os.environ[name] for name in names})
 
 
 def _cells(series: pd.Series) -> list[str | None]:
