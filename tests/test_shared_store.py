@@ -202,3 +202,23 @@ def test_top_n_with_the_shared_store_matches_pandas(client, cluster_server, pass
         assert got["rerank_rank"].tolist() == want["rerank_rank"].tolist()
         assert got["q"].tolist() == want["q"].tolist()
         assert (len(cluster_server.requests) == 0) == (run == 1)
+
+
+def test_chunking_reranker_shares_its_chunk_scores(tmp_path, monkeypatch):
+    """A reranker that cuts documents on the client caches chunks: the shared store holds those."""
+    long_text = " ".join(f"word{i}" for i in range(60)) + " colds"
+    df = pd.DataFrame({"text": [long_text, "short text on colds", long_text + " again"]})
+    options = {"max_chunks_per_doc": 3, "chunk_tokens": 20, "batch_size": 2}
+    with LoopbackRerankServer(api_key=API_KEY, dialect="jina") as srv:
+        monkeypatch.setenv("JINA_API_KEY", API_KEY)
+        monkeypatch.setenv("JINA_BASE_URL", srv.url)
+        results = []
+        for run in range(2):
+            monkeypatch.setenv("RERANKPD_CACHE_DIR", str(tmp_path / f"local{run}"))   # a fresh worker each run
+            srv.reset()
+            results.append(rdask.with_scores(dd.from_pandas(df, npartitions=2, sort=False), QUERY, reranker="jina",
+                                             reranker_options=options, shared_cache=str(tmp_path / "shared"))
+                           .compute(scheduler="sync"))
+            assert (len(srv.requests) > 0) == (run == 0)
+    assert results[1]["rerank_score"].tolist() == results[0]["rerank_score"].tolist()
+    assert len(srv.documents_received()) == 0                  # reset before the second run: nothing sent
