@@ -248,6 +248,7 @@ def top_n(ddf, query: str | None = None, column: Any = "text", *, n: int, query_
 
     Returns the same shape as ``rerankpd.rerank(df, ..., top_n=n)``: the input columns and index labels,
     ``rerank_score`` and ``rerank_rank``, sorted by query (first appearance in the result) then rank.
+    Other arguments are those of :func:`with_scores` (``shared_cache=`` included).
     """
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a whole number >= 1, got {n!r}")

@@ -222,3 +222,49 @@ def test_chunking_reranker_shares_its_chunk_scores(tmp_path, monkeypatch):
             assert (len(srv.requests) > 0) == (run == 0)
     assert results[1]["rerank_score"].tolist() == results[0]["rerank_score"].tolist()
     assert len(srv.documents_received()) == 0                  # reset before the second run: nothing sent
+
+
+def test_an_unwritable_store_warns_and_the_scores_stay_local(tmp_path, monkeypatch, server):
+    monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+    monkeypatch.setenv("DMXAPI_BASE_URL", server.url)
+    df = pd.DataFrame({"text": ["colds", "flu shots"]})
+    store = SharedScoreStore(tmp_path.as_uri(), describe(rerankpd.get_reranker("dmxapi")).identity)
+    pathlib.Path(store.directory).write_bytes(b"")     # a file where the store's directory should be
+    with pytest.warns(RuntimeWarning, match="could not be written.*only in the worker's local cache"):
+        out = rdask.with_scores(dd.from_pandas(df, npartitions=1), QUERY, reranker="dmxapi",
+                                shared_cache=tmp_path.as_uri(), cache=tmp_path / "local").compute(scheduler="sync")
+    assert out["rerank_score"].notna().all()
+    server.reset()
+    rerankpd.scores(df, QUERY, reranker="dmxapi", cache=tmp_path / "local", progress=False)
+    assert len(server.requests) == 0                  # the local cache kept them
+
+
+def test_a_failed_partition_still_shares_what_it_scored(tmp_path, monkeypatch, server):
+    monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+    monkeypatch.setenv("DMXAPI_BASE_URL", server.url)
+    df = pd.DataFrame({"text": ["colds", "flu shots", "hand washing", "masks"]})
+    server.fail_on_request(2, "status", status=400, message="too long")
+    lazy = rdask.with_scores(dd.from_pandas(df, npartitions=1), QUERY, reranker="dmxapi",
+                             reranker_options={"batch_size": 2, "max_concurrency": 1}, cache=False,
+                             shared_cache=tmp_path.as_uri())
+    with pytest.raises(errors.APIError, match="too long"):
+        lazy.compute(scheduler="sync")
+    store = SharedScoreStore(tmp_path.as_uri(), describe(rerankpd.get_reranker("dmxapi")).identity)
+    keys = store.keys([QUERY], df["text"].tolist(), [0] * 4, range(4))
+    assert set(store.lookup(keys)) == set(keys[:2])   # the first request's two scores were shared
+
+
+@pytest.mark.slow
+def test_benchmark_script_quick_run_sends_nothing_on_the_second_run():
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "dask.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("BENCHMARK_JSON "))
+    results = json.loads(line.split(" ", 1)[1])["results"]
+    assert len(results) == 3
+    assert results["second run on fresh workers, from the shared store"]["requests_sent"] == 0
+    for result in results.values():
+        assert result["ratio"] > 0 and result["value"] > 0 and result["baseline"] > 0
