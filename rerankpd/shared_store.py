@@ -38,7 +38,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from .cache import ScoreCache
 from .errors import ConfigurationError, MissingDependencyError, warn_user
 
-__all__ = ["SharedScoreStore", "check_url", "pair_keys", "seeded_local_cache"]
+__all__ = ["SharedScoreStore", "check_url", "compact", "pair_keys", "seeded_local_cache"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,13 @@ class SharedScoreStore:
         sample = sample.encode("ascii") if isinstance(sample, str) else bytes(sample)
         self.directory = posixpath.join(root.rstrip("/") or "/", hashlib.sha256(sample).hexdigest()[:32])
 
+    @classmethod
+    def _over(cls, url: str, fs: Any, directory: str) -> "SharedScoreStore":
+        """The store over an existing directory, identity unknown (for :func:`compact`, which needs none)."""
+        store = cls.__new__(cls)
+        store.url, store.identity, store.fs, store.directory = url, None, fs, directory
+        return store
+
     def __repr__(self) -> str:
         return f"SharedScoreStore({self.url!r})"
 
@@ -129,10 +136,19 @@ class SharedScoreStore:
     def lookup(self, keys: Sequence) -> dict:
         """The stored score of each of ``keys`` that the store holds (read with one pyarrow dataset scan).
 
-        Only the ``key`` and ``score`` columns are read, filtered to ``keys`` as they stream in.
+        Only the ``key`` and ``score`` columns are read, filtered to ``keys`` as they stream in. A file
+        removed between listing and reading (by :func:`compact`) means one more listing, not a failure.
         """
+        if not len(keys):
+            return {}
+        try:
+            return self._lookup(keys)
+        except FileNotFoundError:
+            return self._lookup(keys)
+
+    def _lookup(self, keys: Sequence) -> dict:
         files = self.files()
-        if not files or not len(keys):
+        if not files:
             return {}
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -178,6 +194,48 @@ class SharedScoreStore:
                 pq.write_table(table, out)
         logger.debug("shared store %s: wrote %d scores to %s", self.url, len(table), name)
         return len(table)
+
+
+def compact(url: str) -> dict[str, int]:
+    """Rewrite each reranker's files under ``url`` as one file, without duplicate keys.
+
+    Every scored partition adds a file, so a store used for many runs holds many small ones, and every
+    lookup opens them all. Compaction writes the scores of the files it listed into one new file (the last
+    score of a key wins), then removes those files; a file appended meanwhile is kept. Readers that listed
+    a removed file list again. Returns the number of scores kept, by directory.
+
+    Examples
+    --------
+    >>> import tempfile, json
+    >>> url = tempfile.mkdtemp()
+    >>> store = SharedScoreStore(url, json.dumps({"provider": "demo"}))
+    >>> key = store.keys(["q"], ["a"], [0], [0])[0]
+    >>> store.append({key: 0.5}), store.append({key: 0.5})
+    (1, 1)
+    >>> list(compact(url).values()), len(store.files())
+    ([1], 1)
+    """
+    import pyarrow.dataset as ds
+
+    fs, root = _fsspec().core.url_to_fs(check_url(url))
+    kept: dict[str, int] = {}
+    try:
+        directories = [entry["name"] for entry in fs.ls(root, detail=True) if entry["type"] == "directory"]
+    except FileNotFoundError:
+        return kept
+    for directory in directories:
+        store = SharedScoreStore._over(url, fs, directory)
+        files = store.files()
+        if len(files) < 2:
+            continue
+        frame = ds.dataset(files, format="parquet", filesystem=fs).to_table(columns=["key", "score"]).to_pandas()
+        frame = frame.drop_duplicates("key", keep="last")
+        kept[directory] = store.append(dict(zip(frame["key"].tolist(), frame["score"].tolist())))
+        for path in files:
+            _remove_quietly(fs, path)
+        logger.info("shared store %s: %d files compacted into one of %d scores", directory, len(files),
+                    kept[directory])
+    return kept
 
 
 def _renames_atomically(fs) -> bool:

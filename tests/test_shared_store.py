@@ -268,3 +268,22 @@ def test_benchmark_script_quick_run_sends_nothing_on_the_second_run():
     assert results["second run on fresh workers, from the shared store"]["requests_sent"] == 0
     for result in results.values():
         assert result["ratio"] > 0 and result["value"] > 0 and result["baseline"] > 0
+
+
+def test_compact_merges_each_identitys_files_and_drops_duplicates(tmp_path):
+    from rerankpd.shared_store import compact
+
+    one = SharedScoreStore(tmp_path.as_uri(), IDENTITY)
+    other = SharedScoreStore(tmp_path.as_uri(), json.dumps({"provider": "demo", "model": "other"}))
+    keys = one.keys([QUERY], ["a", "b", "c"], [0, 0, 0], [0, 1, 2])
+    one.append({keys[0]: 1.0, keys[1]: 2.0})
+    one.append({keys[1]: 2.0, keys[2]: 3.0})
+    one.append({keys[2]: 3.0})
+    other_key = other.keys([QUERY], ["a"], [0], [0])[0]
+    other.append({other_key: 9.0})
+    before = one.lookup(keys)
+    assert compact(tmp_path.as_uri()) == {one.directory: 3}     # the single-file directory is left as it is
+    assert len(one.files()) == 1 and len(other.files()) == 1
+    assert one.lookup(keys) == before == {keys[0]: 1.0, keys[1]: 2.0, keys[2]: 3.0}
+    assert other.lookup([other_key]) == {other_key: 9.0}
+    assert compact(str(tmp_path / "nothing-here")) == {}
