@@ -77,7 +77,7 @@ def _score_partition(part: pd.DataFrame, query, column, query_column, name, opti
                 return _scored(part, query, column, query_column, model, cache, errors)
             spec = describe(model)
             pairs = _partition_pairs(part, query, column, query_column, spec)
-            if pairs is None or not pairs.n_pairs or not spec.cacheable:
+            if not pairs.n_pairs or not spec.cacheable:
                 return _scored(part, query, column, query_column, model, cache, errors)
             store = SharedScoreStore(shared_cache, spec.identity)
             keys = store.keys(pairs.queries, pairs.texts, pairs.pair_group, pairs.pair_text)
@@ -114,9 +114,9 @@ def _build_on_worker(name: str, options: dict | None):
         if availability.ready is not False:
             raise
         raise ConfigurationError(
-            f"{exc} (on a Dask worker: {availability.note}). The key must be in the workers' environment: each "
-            "worker reads it from its own, fixed when it started, so a variable set in the client afterwards is "
-            "not seen. Set it before the cluster starts (LocalCluster(env={...}), or your cluster's worker "
+            f"{exc}. On a Dask worker the key must be in the workers' environment: each worker reads it from "
+            "its own, fixed when the worker started, so a variable set in the client afterwards is not seen. "
+            "Set it before the cluster starts (LocalCluster(env={...}), or your cluster's worker "
             "environment), or copy it from the client to the running workers with "
             f"rerankpd.dask.copy_env_to_workers(client, {_key_variable(availability.note)!r})"
         ) from None
@@ -178,7 +178,7 @@ def _cells(series: pd.Series) -> list[str | None]:
     return values[codes].tolist()  # code -1 (missing) picks the trailing None
 
 
-def _partition_pairs(part: pd.DataFrame, query, column, query_column, spec) -> Pairs | None:
+def _partition_pairs(part: pd.DataFrame, query, column, query_column, spec) -> Pairs:
     """The pairs the pipeline will look up in the cache for this partition (chunks, for a chunking reranker)."""
     queries = query if query is not None else _cells(part[query_column])
     pairs = build_pairs(queries, _cells(part[column]))

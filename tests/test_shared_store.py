@@ -185,6 +185,8 @@ def test_second_run_on_fresh_workers_sends_nothing(client, cluster_server, passa
     client.compute(rdask.with_scores(ddf, query_column="q", reranker="dmxapi", reranker_options=options)
                    ).result(timeout=COMPUTE_TIMEOUT)
     assert len(cluster_server.requests) == sent_first
+    files = store_files(tmp_path / "shared")
+    assert files and not any(API_KEY.encode() in path.read_bytes() for path in files)
 
 
 @pytest.mark.timeout(300)
