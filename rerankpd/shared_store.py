@@ -263,10 +263,9 @@ def seeded_local_cache(store: SharedScoreStore, keys: Sequence, cache: Any) -> I
     or written warns once and the partition is scored all the same.
     """
     temporary = None
-    directory = None if cache is True else cache
     if cache is False or cache is None:
-        directory = temporary = tempfile.mkdtemp(prefix="rerankpd-partition-")
-    shared: dict = {}
+        cache = temporary = tempfile.mkdtemp(prefix="rerankpd-partition-")
+    directory = None if cache is True else cache   # None: the default directory, as the pipeline reads it
     try:
         try:
             shared = store.lookup(keys)
@@ -275,18 +274,18 @@ def seeded_local_cache(store: SharedScoreStore, keys: Sequence, cache: Any) -> I
                       "scoring this partition without it")
             yield cache
             return
+        if shared:
+            try:
+                with ScoreCache(directory) as local:
+                    held = local.get_many(list(shared))
+                    local.set_many({key: score for key, score in shared.items() if key not in held})
+            except _UNREADABLE as exc:
+                warn_user(f"rerankpd: the local score cache could not take the shared scores ({exc}); "
+                          "scoring this partition without them")
+                yield cache
+                return
         try:
-            with ScoreCache(directory) as local:
-                directory = local.directory
-                held = local.get_many(keys)
-                local.set_many({key: score for key, score in shared.items() if key not in held})
-        except _UNREADABLE as exc:
-            warn_user(f"rerankpd: the local score cache could not take the shared scores ({exc}); "
-                      "scoring this partition without them")
             yield cache
-            return
-        try:
-            yield directory
         finally:
             _share_new_scores(store, directory, [key for key in keys if key not in shared])
     finally:
@@ -294,7 +293,7 @@ def seeded_local_cache(store: SharedScoreStore, keys: Sequence, cache: Any) -> I
             shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _share_new_scores(store: SharedScoreStore, directory: str, missing: list) -> None:
+def _share_new_scores(store: SharedScoreStore, directory: str | None, missing: list) -> None:
     if not missing:
         return
     try:
