@@ -32,12 +32,14 @@ import numpy as np
 import pandas as pd
 
 from . import config, pipeline
-from .chunking import plan_chunks
+from .arguments import check_arguments
 from .errors import ConfigurationError, MissingDependencyError
-from .pairs import Pairs, build_pairs, rank_within_groups, sort_order
+from .pairs import Pairs, rank_within_groups, sort_order
+from .plan import plan_run
 from .rerankers import get_reranker, reranker_class
 from .rerankers.base import describe
 from .shared_store import SharedScoreStore, check_url, seeded_local_cache
+from .validate import whole
 
 __all__ = ["copy_env_to_workers", "top_n", "with_scores"]
 
@@ -61,7 +63,7 @@ def _check_reranker(reranker: Any, options: dict | None) -> str:
         raise ConfigurationError("do not put api_key in reranker_options: it would be written into the Dask "
                                  "task graph in clear; set the provider's key variable in the workers' "
                                  "environment instead")
-    if not getattr(reranker_class(name), "pairwise", True):
+    if not describe(reranker_class(name)).pairwise:
         raise ConfigurationError(f"the {name!r} reranker scores a query's candidates together, so its scores "
                                  "cannot be split across partitions; use a pairwise reranker (e5, dmxapi, ...) "
                                  "or rerankpd.rerank on a pandas frame")
@@ -76,7 +78,7 @@ def _score_partition(part: pd.DataFrame, query, column, query_column, name, opti
             if shared_cache is None:
                 return _scored(part, query, column, query_column, model, cache, errors)
             spec = describe(model)
-            pairs = _partition_pairs(part, query, column, query_column, spec)
+            pairs = _partition_pairs(part, query, column, query_column, model)
             if not pairs.n_pairs or not spec.cacheable:
                 return _scored(part, query, column, query_column, model, cache, errors)
             store = SharedScoreStore(shared_cache, spec.identity)
@@ -164,27 +166,10 @@ def copy_env_to_workers(client, *names: str) -> dict:
     return client.run(_set_environment, {name: os.environ[name] for name in names})
 
 
-def _cells(series: pd.Series) -> list[str | None]:
-    """Each row's text for building the partition's pairs: None where missing, blank or not text.
-
-    Cells that are not text are left to the pipeline, which raises its own error naming the row.
-    """
-    try:
-        codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    except TypeError:
-        return [value if isinstance(value, str) and value.strip() else None for value in series]
-    values = np.array([value if isinstance(value, str) and value.strip() else None for value in uniques] + [None],
-                      dtype=object)
-    return values[codes].tolist()  # code -1 (missing) picks the trailing None
-
-
-def _partition_pairs(part: pd.DataFrame, query, column, query_column, spec) -> Pairs:
-    """The pairs the pipeline will look up in the cache for this partition (chunks, for a chunking reranker)."""
-    queries = query if query is not None else _cells(part[query_column])
-    pairs = build_pairs(queries, _cells(part[column]))
-    if spec.chunking is not None:
-        pairs = plan_chunks(pairs, spec.chunking).work
-    return pairs
+def _partition_pairs(part: pd.DataFrame, query, column, query_column, reranker) -> Pairs:
+    """The pairs the pipeline will look up in the cache for this partition (chunks, for a chunking reranker):
+    the pipeline's own plan, made without a cache (nothing is opened or sent)."""
+    return plan_run(part, query, column, query_column, reranker, False, "coerce").pairs
 
 
 def with_scores(ddf, query: str | None = None, column: Any = "text", *, query_column: Any = None,
@@ -207,7 +192,7 @@ def with_scores(ddf, query: str | None = None, column: Any = "text", *, query_co
     if not isinstance(ddf, dd.DataFrame):
         raise TypeError(f"expected a dask DataFrame, got {type(ddf).__name__}")
     meta = ddf._meta
-    pipeline._check_arguments(meta, query, column, query_column, None, errors)
+    check_arguments(meta, query, column, query_column, None, errors)
     name = _check_reranker(reranker, reranker_options)
     if shared_cache is not None:
         shared_cache = check_url(shared_cache)
@@ -250,8 +235,7 @@ def top_n(ddf, query: str | None = None, column: Any = "text", *, n: int, query_
     ``rerank_score`` and ``rerank_rank``, sorted by query (first appearance in the result) then rank.
     Other arguments are those of :func:`with_scores` (``shared_cache=`` included).
     """
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
+    n = whole("n", n, minimum=1)
     scored = with_scores(ddf, query, column, query_column=query_column, reranker=reranker,
                          reranker_options=reranker_options, cache=cache, shared_cache=shared_cache)
     best = scored.map_partitions(_best_of, n, query_column, meta=scored._meta)

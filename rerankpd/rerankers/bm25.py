@@ -36,7 +36,7 @@ def _bm25s():
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     return bm25s
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+from ..tokens import CJK as _CJK  # noqa: E402  (the one CJK table, shared with chunking)
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+", re.UNICODE)
 _CJK_RUN = re.compile(rf"[{_CJK}]")
 
