@@ -294,10 +294,15 @@ def seeded_local_cache(store: SharedScoreStore, keys: Sequence, cache: Any) -> I
 
 
 def _share_new_scores(store: SharedScoreStore, directory: str | None, missing: list) -> None:
+    """Append the scores of ``missing`` keys that the local cache now holds to the shared store."""
     if not missing:
         return
     try:
-        with ScoreCache(directory) as local:
+        local = ScoreCache(directory, read_only=True)
+    except _UNREADABLE:  # no local cache to read back: the run kept nothing (and warned if it could not)
+        return
+    try:
+        with local:
             scored = local.get_many(missing)
         store.append(scored)
     except _UNREADABLE as exc:
