@@ -63,7 +63,8 @@ def _check_reranker(reranker: Any, options: dict | None) -> str:
         raise ConfigurationError("do not put api_key in reranker_options: it would be written into the Dask "
                                  "task graph in clear; set the provider's key variable in the workers' "
                                  "environment instead")
-    if not describe(reranker_class(name)).pairwise:
+    pairwise_with = getattr(reranker_class(name), "pairwise_with", None)  # an option may make it listwise
+    if not describe(reranker_class(name)).pairwise or (callable(pairwise_with) and not pairwise_with(options or {})):
         raise ConfigurationError(f"the {name!r} reranker scores a query's candidates together, so its scores "
                                  "cannot be split across partitions; use a pairwise reranker (e5, dmxapi, ...) "
                                  "or rerankpd.rerank on a pandas frame")

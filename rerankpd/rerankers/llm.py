@@ -204,6 +204,12 @@ class LLMReranker(HTTPReranker):
             self.key_env, self.key_required = (), False
 
     @classmethod
+    def pairwise_with(cls, options: dict) -> bool:
+        """Whether a reranker made with ``options`` scores each pair on its own (pointwise), for a planner that
+        sees only the class and the options (:mod:`rerankpd.dask` refuses to split a listwise one)."""
+        return options.get("mode", "pointwise") != "listwise"
+
+    @classmethod
     def availability(cls) -> Availability:
         """Never ready by itself: it needs ``model=`` (and ``DMXAPI_API_KEY`` or another ``base_url``)."""
         key = "key set" if config.env("DMXAPI_API_KEY") else "no key: set DMXAPI_API_KEY or pass base_url/api_key"

@@ -466,3 +466,15 @@ def test_thirty_percent_faults_give_the_clean_result(mode):
         assert flaky.faults_served >= 5
     assert ranked_index(got) == ranked_index(want)
     assert got["rerank_score"].tolist() == pytest.approx(want["rerank_score"].tolist())
+
+
+# ------------------------------------------------------------------------------------------ dask
+def test_dask_refuses_the_listwise_mode_and_takes_the_pointwise_one():
+    import dask.dataframe as dd
+
+    import rerankpd.dask
+
+    ddf = dd.from_pandas(pd.DataFrame({"text": corpus(6)}), npartitions=2)
+    with pytest.raises(ConfigurationError, match="cannot be split across partitions"):
+        rerankpd.dask.with_scores(ddf, QUERY, reranker="llm", reranker_options={"model": "m", "mode": "listwise"})
+    rerankpd.dask.with_scores(ddf, QUERY, reranker="llm", reranker_options={"model": "m"})   # lazy: nothing sent
