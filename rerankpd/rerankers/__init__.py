@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "bm25": "rerankpd.rerankers.bm25:BM25Reranker",
     "cohere": "rerankpd.rerankers.cohere:CohereReranker",
     "dashscope": "rerankpd.rerankers.dashscope:DashScopeReranker",
+    "cross-encoder": "rerankpd.rerankers.cross_encoder:CrossEncoderReranker",
     "dmxapi": "rerankpd.rerankers.dmxapi:DMXAPIReranker",
     "e5": "rerankpd.rerankers.e5:E5Reranker",
     "infinity": "rerankpd.rerankers.infinity:InfinityReranker",
