@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "BAAI/bge-reranker-v2-m3"
 #: Forward batches handed over per call: the pairs of a call are sorted by length across all of them.
-SORT_WINDOW = 8
+SORT_WINDOW = 16
 SCORES = ("probability", "logit")
 DTYPES = ("float32", "float16", "bfloat16")
 INSTALL = "pip install 'rerankpd[local]'"
@@ -297,10 +297,10 @@ class CrossEncoderReranker(Reranker):
     def count_truncated(self, query: str, documents: Sequence[str]) -> int:
         """How many (query, document) pairs are longer than ``max_length`` tokens.
 
-        Only pairs whose UTF-8 length could reach a quarter of the limit are tokenized (a token is at
-        least one character of the normalised text, so shorter pairs cannot be truncated).
+        Only pairs whose UTF-8 length reaches half the limit are tokenized: a token is at least one byte of
+        the normalised text, and the factor of two covers normalisers that expand a character (NFKC).
         """
-        budget = (self.max_length - self._special_tokens) // 4
+        budget = (self.max_length - self._special_tokens) // 2
         query_bytes = len(query.encode("utf-8"))
         candidates = [d for d in documents if query_bytes + len(d.encode("utf-8")) > budget]
         if not candidates:
