@@ -9,8 +9,9 @@ model is not there, a :class:`~rerankpd.errors.RerankError` names the model, whe
 command that fetches it (``hf download BAAI/bge-reranker-v2-m3``).
 
 How a call is scored: the pipeline hands over up to ``batch_size * SORT_WINDOW`` pairs of one query; they
-are sorted by length (longest first) and cut into forward passes of ``batch_size``, so short pairs are not
-padded to the longest, and the scores go back in the order given. On an out-of-memory error the forward
+are sorted by length (longest first) and cut into forward passes of at most ``batch_size`` (a pass also ends
+where the next pair is less than half as long as its first), so short pairs are not padded to the longest,
+and the scores go back in the order given. On an out-of-memory error the forward
 batch is halved and that batch retried (:func:`score_in_batches`), down to one pair. Pairs longer than
 ``max_length`` tokens are counted (``out.attrs["rerank"]["usage"]["truncated_pairs"]``) and the first
 truncation warns, naming ``max_chunks_per_doc`` (client chunking) as the fix.
@@ -192,16 +193,25 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def score_in_batches(items: Sequence[Any], batch_size: int, predict: Callable[[Sequence[Any]], Sequence[float]],
                      out_of_memory: Callable[[BaseException], bool] = is_out_of_memory,
-                     after_out_of_memory: Callable[[], None] | None = None) -> tuple[list[float], int]:
+                     after_out_of_memory: Callable[[], None] | None = None,
+                     lengths: Sequence[int] | None = None) -> tuple[list[float], int]:
     """Score ``items`` in order, ``batch_size`` at a time; when a batch runs out of memory, halve and retry it.
 
+    ``lengths`` (the items' lengths, longest first) also ends a batch before an item shorter than half the
+    batch's first, so no item is padded to more than twice its length (where long pairs meet short ones).
     Returns the scores and the batch size that worked last (so the next call starts there). A batch of one
     that still runs out of memory raises the error. At most ``log2(batch_size)`` retries in all.
     """
     scores: list[float] = []
     size, start = max(1, batch_size), 0
     while start < len(items):
-        batch = items[start:start + size]
+        end = min(start + size, len(items))
+        if lengths is not None:
+            cut = start + 1
+            while cut < end and 2 * lengths[cut] >= lengths[start]:
+                cut += 1
+            end = cut
+        batch = items[start:end]
         try:
             values = predict(batch)
         except Exception as exc:
@@ -325,13 +335,14 @@ class CrossEncoderReranker(Reranker):
         if not documents:
             return BatchResult([], {"truncated_pairs": 0})
         truncated = self.count_truncated(query, documents)
-        lengths = np.fromiter((len(d) for d in documents), dtype=np.int64, count=len(documents))
+        lengths = np.fromiter((len(d) for d in documents), dtype=np.int64, count=len(documents)) + len(query)
         order = np.argsort(-lengths, kind="stable")  # longest first: an out-of-memory error comes at once
         pairs = [(query, documents[i]) for i in order]
         with self._lock:
             try:
                 sorted_scores, self.forward_batch_size = score_in_batches(
-                    pairs, self.forward_batch_size, self._predict, is_out_of_memory, self._after_out_of_memory)
+                    pairs, self.forward_batch_size, self._predict, is_out_of_memory, self._after_out_of_memory,
+                    lengths=lengths[order].tolist())
             except Exception as exc:
                 if is_out_of_memory(exc):
                     raise RerankError(f"cross-encoder: out of memory on {self.device} scoring a single pair of up "

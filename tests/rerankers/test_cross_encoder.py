@@ -259,6 +259,19 @@ def test_out_of_memory_halves_the_batch_and_retries_it():
     assert calls[:4] == [16, 8, 4, 2] and sum(c for c in calls if c <= 3) == 21
 
 
+def test_a_batch_ends_where_pairs_get_less_than_half_as_long():
+    sizes = []
+
+    def predict(batch):
+        sizes.append(len(batch))
+        return [float(x) for x in batch]
+
+    lengths = [500, 480, 400, 260, 249, 100, 90, 60, 50, 49, 48, 20]
+    scores, _ = score_in_batches(list(range(12)), 4, predict, lengths=lengths)
+    assert scores == [float(x) for x in range(12)]
+    assert sizes == [4, 1, 4, 2, 1]  # [500 480 400 260] [249] [100 90 60 50] [49 48] [20]
+
+
 def test_out_of_memory_with_one_pair_raises_and_other_errors_are_not_retried():
     calls = []
 
@@ -282,7 +295,9 @@ def test_out_of_memory_with_one_pair_raises_and_other_errors_are_not_retried():
 
 def test_the_reranker_survives_out_of_memory_with_the_same_scores(model_dir, monkeypatch):
     r = rerankpd.get_reranker("cross-encoder", model=str(model_dir), batch_size=8)
-    expected = r.score(QUERY, DOCS)
+    similar = ["wash hands often", "rest and drink tea", "see a doctor soon", "get a flu vaccine",
+               "eat warm soup now", "sleep well at night"]  # within 2x of each other: one batch before the cut
+    expected = r.score(QUERY, similar)
     real = r._predict
     sizes = []
 
@@ -293,8 +308,8 @@ def test_the_reranker_survives_out_of_memory_with_the_same_scores(model_dir, mon
         return real(batch)
 
     monkeypatch.setattr(r, "_predict", tight_memory)
-    np.testing.assert_allclose(r.score(QUERY, DOCS), expected, atol=1e-5, rtol=0)
-    assert r.forward_batch_size == 2 and sizes[:3] == [6, 3, 2]
+    np.testing.assert_allclose(r.score(QUERY, similar), expected, atol=1e-5, rtol=0)
+    assert r.forward_batch_size == 2 and sizes == [6, 3, 2, 2, 2]
     monkeypatch.setattr(r, "_predict", lambda batch: (_ for _ in ()).throw(oom()))
     with pytest.raises(RerankError, match="out of memory on cpu"):
-        r.score(QUERY, DOCS)
+        r.score(QUERY, similar)
