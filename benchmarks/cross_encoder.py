@@ -1,6 +1,6 @@
 """Throughput of the local cross-encoder (``reranker="cross-encoder"``) against sentence-transformers itself.
 
-    python benchmarks/cross_encoder.py                    # CPU, float32, 1 thread (about 3 minutes on 2 cores)
+    python benchmarks/cross_encoder.py                    # CPU, float32, 1 thread (1-3 minutes on 2 shared cores)
     python benchmarks/cross_encoder.py --device cuda      # the same figures on a GPU (float16)
     python benchmarks/cross_encoder.py --quick            # smaller sizes, for a smoke test
 
@@ -86,19 +86,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
     parser.add_argument("--dtype", default=None, help="default: float16 on a GPU, float32 on the CPU")
-    parser.add_argument("--pairs", type=int, default=500,
-                        help="candidates of the one query (default 500: within one call of batch_size * SORT_WINDOW)")
+    parser.add_argument("--pairs", type=int, default=None,
+                        help="candidates of the one query (default 500, within one call of batch_size * SORT_WINDOW; "
+                             "256 with --quick)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=None, help="default 3 (2 with --quick)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: steady figures on a shared machine)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default=None,
                         help="cpu: this process's CPU time (default on the CPU: other processes do not count); "
                              "wall: elapsed time (default on a GPU, whose work is not CPU time)")
-    parser.add_argument("--quick", action="store_true", help="256 pairs, 2 layers, 2 repeats")
+    parser.add_argument("--quick", action="store_true", help="256 pairs, 2 layers, 2 repeats (unless given)")
     args = parser.parse_args()
-    if args.quick:
-        args.pairs, args.repeat = 256, 2
+    args.pairs = args.pairs or (256 if args.quick else 500)
+    args.repeat = args.repeat or (2 if args.quick else 3)
     layers, hidden = (2, 128) if args.quick else (4, 128)
     clock_name = args.clock or ("cpu" if args.device == "cpu" else "wall")
     clock = time.process_time if clock_name == "cpu" else time.perf_counter
