@@ -15,6 +15,7 @@ from .cache import cache_info, clear_cache
 from .display import show
 from .errors import RerankError
 from .estimate import Estimate, estimate
+from .evaluate import Evaluation, evaluate
 from .pipeline import rerank, scores
 from .rerankers import Reranker, available_rerankers, get_reranker
 from .widget import RerankPanel
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = sorted([
     "Agreement",
     "Estimate",
+    "Evaluation",
     "RerankError",
     "RerankPanel",
     "Reranker",
@@ -33,6 +35,7 @@ __all__ = sorted([
     "cache_info",
     "clear_cache",
     "estimate",
+    "evaluate",
     "get_reranker",
     "rerank",
     "scores",

@@ -6,7 +6,8 @@ that ``bm25`` agrees with an expensive model well enough for a first pass. Both 
 seeded sample through the ordinary pipeline (so the score cache applies: a second check costs nothing), and
 :class:`Agreement` holds, per query: Spearman's and Kendall's rank correlation, the largest absolute score
 difference (meaningful when both give scores on one scale, e.g. probabilities), and the overlap of the two
-top-10s. The correlations need scipy (in ``rerankpd[local]``); ``.plot()`` needs matplotlib.
+top-10s. The correlations need scipy (in ``rerankpd[eval]`` and ``rerankpd[local]``); ``.plot()`` needs
+matplotlib (``rerankpd[eval]``).
 
 Examples
 --------
@@ -96,7 +97,7 @@ class Agreement:
         try:
             import matplotlib.pyplot as plt
         except ImportError as exc:
-            raise MissingDependencyError("Agreement.plot needs matplotlib: pip install matplotlib") from exc
+            raise MissingDependencyError("Agreement.plot needs matplotlib: pip install 'rerankpd[eval]'") from exc
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 5))
         queries = self.per_query.index
@@ -160,8 +161,8 @@ def _compare(table: pd.DataFrame) -> pd.DataFrame:
     try:
         from scipy import stats
     except ImportError as exc:
-        raise MissingDependencyError("rerankpd.agreement needs scipy: pip install scipy "
-                                     "(it comes with pip install 'rerankpd[local]')") from exc
+        raise MissingDependencyError("rerankpd.agreement needs scipy: pip install 'rerankpd[eval]' "
+                                     "(or 'rerankpd[local]')") from exc
     rows = []
     for query, group in table.groupby("query", sort=False):
         a, b = group["score_a"].to_numpy(), group["score_b"].to_numpy()
