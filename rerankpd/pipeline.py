@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from . import config
+from . import config, embedding
 from .cache import RunCache
 from .chunking import ChunkPlan, plan_chunks
 from .errors import BadResponseError, RunCancelled, warn_user
@@ -200,6 +200,7 @@ class _Run:
     usage: Counter = field(default_factory=Counter)
     started: float = field(default_factory=time.perf_counter)
     chunks: ChunkPlan | None = None  # set when the reranker cuts documents on the client; pairs are then chunks
+    embedding: dict | None = None  # [embedding hook] what the embedding path did (rerankpd.embedding)
 
     @property
     def to_score(self) -> int:
@@ -410,6 +411,7 @@ def _summary(run: _Run, failed_rows: int) -> dict:
         "usage": dict(run.usage),
         "seconds": round(time.perf_counter() - run.started, 3),
         "cache_dir": run.cache.directory if run.cache is not None else None,
+        "embedding": run.embedding,  # [embedding hook]
     }
 
 
@@ -419,7 +421,10 @@ def _run(df, query, column, query_column, reranker, cache, progress, errors, top
     with reranker_in_use(reranker) as model:
         run = _plan(df, query, column, query_column, model, cache, errors)
         try:
-            failure = _execute(run, progress, cancel, on_progress)
+            if embedding.applies(run.spec.kind, model):  # [embedding hook] each distinct text embedded once
+                failure = embedding.execute_run(run, cache, progress, cancel, on_progress)
+            else:
+                failure = _execute(run, progress, cancel, on_progress)
         except BaseException as exc:
             _attach_partial(exc, run)
             raise
