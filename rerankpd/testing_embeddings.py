@@ -1,0 +1,138 @@
+"""The loopback server's ``"openai-embeddings"`` dialect: OpenAI's ``POST /v1/embeddings``, with vectors.
+
+The contract is OpenAI's "Create embeddings" reference (https://platform.openai.com/docs/api-reference/
+embeddings/create): a JSON body with ``model`` and ``input`` (a string or an array of at most 2,048
+non-empty strings; token arrays are not served here), the optional ``encoding_format`` (``"float"`` or
+``"base64"``: little-endian float32 bytes), ``dimensions`` and ``user``; the answer ``{"object": "list",
+"data": [{"object": "embedding", "index", "embedding"}], "model", "usage": {"prompt_tokens",
+"total_tokens"}}``; errors ``{"error": {"message", "type", "param", "code"}}``; Bearer auth.
+
+The vectors are deterministic: hashed character bigrams (:func:`bigram_embedding`), L2-normalised, so texts
+that share bigrams have a high cosine. The server's ``score_fn`` is not used.
+
+Examples
+--------
+>>> import numpy as np
+>>> v = bigram_embedding(["cold hands", "cold hands!", "stock prices"])
+>>> v.shape, bool(v[0] @ v[1] > v[0] @ v[2])
+((3, 64), True)
+"""
+from __future__ import annotations
+
+import base64
+import zlib
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+__all__ = ["EmbeddingsRequest", "OpenAIEmbeddingsDialect", "bigram_embedding"]
+
+#: OpenAI's limit on the items of one ``input`` array.
+MAX_INPUTS = 2048
+DEFAULT_DIMENSIONS = 64
+
+
+def _grams(text: str) -> list[str]:
+    text = "".join(text.lower().split())
+    return [text[i:i + 2] for i in range(len(text) - 1)] or ([text] if text else [])
+
+
+def bigram_embedding(texts: list[str], dimensions: int = DEFAULT_DIMENSIONS) -> np.ndarray:
+    """Deterministic float32 embeddings: character-bigram counts hashed (CRC-32) into ``dimensions`` buckets,
+    L2-normalised (a text without characters gets the first unit vector)."""
+    out = np.zeros((len(texts), dimensions), dtype=np.float32)
+    for row, text in enumerate(texts):
+        for gram in _grams(text):
+            out[row, zlib.crc32(gram.encode("utf-8", "surrogatepass")) % dimensions] += 1.0
+    norms = np.linalg.norm(out, axis=1)
+    out[norms == 0, 0] = 1.0
+    norms[norms == 0] = 1.0
+    return out / norms[:, None]
+
+
+class EmbeddingsRequest(NamedTuple):
+    """A valid request. Its first four fields line up with the rerank dialects' (query, documents, ...)."""
+
+    query: str
+    documents: list[str]
+    top_n: int | None
+    options: dict
+
+
+def _reject(message: str, status: int = 400) -> Exception:
+    try:
+        from rerankpd.testing import RequestRejected
+    except ImportError:  # pragma: no cover - the package always has it
+        return ValueError(message)
+    return RequestRejected(message, status)
+
+
+class OpenAIEmbeddingsDialect:
+    """OpenAI's embeddings API (and the OpenAI-compatible ones: DMXAPI, SiliconFlow, Jina, vLLM, ...)."""
+
+    path = "/v1/embeddings"
+    base_path: str | None = None
+    accepts_bare_key = False
+    fields = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
+    dimensions = DEFAULT_DIMENSIONS
+
+    def check_auth(self, header: str | None, api_key: str) -> bool:
+        return header == f"Bearer {api_key}"
+
+    def parse_request(self, body: Any) -> EmbeddingsRequest:
+        if not isinstance(body, dict):
+            raise _reject("request body must be a JSON object")
+        unknown = sorted(set(body) - self.fields)
+        if unknown:
+            raise _reject(f"Unrecognized request argument supplied: {', '.join(unknown)}")
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            raise _reject("you must provide a model parameter")
+        given = body.get("input")
+        inputs = [given] if isinstance(given, str) else given
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t for t in inputs):
+            raise _reject("'input' must be a non-empty string or an array of non-empty strings")
+        if len(inputs) > MAX_INPUTS:
+            raise _reject(f"'input': {len(inputs)} items, at most {MAX_INPUTS} per request")
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            raise _reject(f"'encoding_format' must be 'float' or 'base64', got {encoding!r}")
+        dimensions = body.get("dimensions", self.dimensions)
+        if not isinstance(dimensions, int) or isinstance(dimensions, bool) or not 1 <= dimensions <= 4096:
+            raise _reject("'dimensions' must be a whole number between 1 and 4096")
+        return EmbeddingsRequest("", inputs, None, {"model": body["model"], "encoding_format": encoding,
+                                                    "dimensions": dimensions})
+
+    def texts(self, request: EmbeddingsRequest) -> list[str]:
+        return request.documents
+
+    def respond(self, request: EmbeddingsRequest, score_fn: Callable[[str, str], float] | None = None) -> dict:
+        return self._body(request.documents, range(len(request.documents)), request.options)
+
+    def incomplete(self, request: EmbeddingsRequest) -> dict:
+        """An answer that leaves the first input out (the ``"missing_index"`` fault)."""
+        return self._body(request.documents, range(1, len(request.documents)), request.options)
+
+    def render(self, ranked: list[tuple[int, float]], documents: list[str], options: Any, tokens: int) -> dict:
+        """The pre-package server's hook: answer for the indices in ``ranked`` (all of them, unless a fault
+        left one out)."""
+        options = options if isinstance(options, dict) else {"encoding_format": "float",
+                                                             "dimensions": self.dimensions, "model": "m"}
+        return self._body(documents, sorted(i for i, _ in ranked), options)
+
+    def _body(self, inputs: list[str], indices: Any, options: dict) -> dict:
+        indices = list(indices)
+        vectors = bigram_embedding([inputs[i] for i in indices], options["dimensions"])
+        data = []
+        for i, vector in zip(indices, vectors):
+            if options["encoding_format"] == "base64":
+                embedding: Any = base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+            else:
+                embedding = [float(x) for x in vector]
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        tokens = sum(len(t) for t in inputs)
+        return {"object": "list", "data": data, "model": options["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    def error_body(self, status: int, message: str) -> dict:
+        return {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
+                          "param": None, "code": None}}
