@@ -45,8 +45,8 @@ from .embedding_cache import EmbeddingCache
 from .errors import BadResponseError, RunCancelled
 from .pairs import Pairs, take_texts
 
-__all__ = ["EmbeddingBatch", "EmbeddingOutcome", "EmbeddingStats", "applies", "embed_texts", "execute_run",
-           "score_pairs"]
+__all__ = ["EmbeddingBatch", "EmbeddingOutcome", "EmbeddingStats", "applies", "embed_groups", "embed_texts",
+           "execute_run", "rowwise_products", "score_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,40 +115,52 @@ def _call(reranker: Any, texts: list[str], role: str) -> EmbeddingBatch:
     return EmbeddingBatch(vectors, dict(result.usage), result.attempts)
 
 
-def embed_texts(reranker: Any, texts: Sequence[str], role: str, *, batch_size: int | None = None,
-                max_concurrency: int = 1, cache: EmbeddingCache | None = None, stats: EmbeddingStats | None = None,
-                errors: str = "raise", cancel: threading.Event | None = None,
-                on_batch: Callable[[int], None] | None = None) -> tuple[list[np.ndarray | None], dict[int, str],
-                                                                        BaseException | None]:
+def embed_texts(reranker: Any, texts: Sequence[str], role: str, **options) -> tuple[
+        list[np.ndarray | None], dict[int, str], BaseException | None]:
     """Embed ``texts`` (distinct), each once: from the cache, else in batches of ``batch_size``, up to
     ``max_concurrency`` batches in flight; each finished batch is written to the cache at once.
 
     Returns the vector of each text (None where it failed), error messages by position, and the error that
-    stopped the work (``errors="raise"``; with ``"coerce"`` failures are only recorded).
+    stopped the work (``errors="raise"``; with ``"coerce"`` failures are only recorded). ``options`` are
+    those of :func:`embed_groups`.
     """
+    vectors, failed, error = embed_groups(reranker, [(role, texts)], **options)
+    return vectors[0], failed[0], error
+
+
+def embed_groups(reranker: Any, groups: Sequence[tuple[str, Sequence[str]]], *, batch_size: int | None = None,
+                 max_concurrency: int = 1, cache: EmbeddingCache | None = None,
+                 stats: EmbeddingStats | None = None, errors: str = "raise",
+                 cancel: threading.Event | None = None, on_batch: Callable[[int], None] | None = None):
+    """:func:`embed_texts` for several (role, texts) groups at once, their batches sharing one pool (so the
+    queries' batch is in flight beside the documents' first ones). Returns lists with one entry per group."""
     stats = stats if stats is not None else EmbeddingStats()
-    vectors: list[np.ndarray | None] = [None] * len(texts)
-    failed: dict[int, str] = {}
-    if cache is not None:
-        for i, vector in cache.lookup(role, texts).items():
-            vectors[i] = vector
-    todo = [i for i, v in enumerate(vectors) if v is None]
-    from_cache = len(texts) - len(todo)
-    if role == "query":
-        stats.queries_from_cache += from_cache
-    else:
-        stats.texts_from_cache += from_cache
-    size = batch_size or max(len(todo), 1)
-    batches = iter([todo[i:i + size] for i in range(0, len(todo), size)])
+    vectors: list[list[np.ndarray | None]] = [[None] * len(texts) for _, texts in groups]
+    failed: list[dict[int, str]] = [{} for _ in groups]
+    plan: list[tuple[int, list[int]]] = []
+    for g, (role, texts) in enumerate(groups):
+        if cache is not None:
+            for i, vector in cache.lookup(role, texts).items():
+                vectors[g][i] = vector
+        todo = [i for i, v in enumerate(vectors[g]) if v is None]
+        if role == "query":
+            stats.queries_from_cache += len(texts) - len(todo)
+        else:
+            stats.texts_from_cache += len(texts) - len(todo)
+        size = batch_size or max(len(todo), 1)
+        plan.extend((g, todo[i:i + size]) for i in range(0, len(todo), size))
+    batches = iter(plan)
     first_error: BaseException | None = None
-    pending: dict[Future, list[int]] = {}
+    pending: dict[Future, tuple[int, list[int]]] = {}
     pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="rerankpd-embed") \
         if max_concurrency > 1 else None
 
     def submit() -> bool:
-        batch = next(batches, None)
-        if batch is None:
+        job = next(batches, None)
+        if job is None:
             return False
+        g, batch = job
+        role, texts = groups[g]
         chunk = [texts[i] for i in batch]
         if pool is None:
             future: Future = Future()
@@ -158,19 +170,21 @@ def embed_texts(reranker: Any, texts: Sequence[str], role: str, *, batch_size: i
                 future.set_exception(exc)
         else:
             future = pool.submit(_call, reranker, chunk, role)
-        pending[future] = batch
+        pending[future] = job
         return True
 
-    def collect(future: Future, batch: list[int]) -> BaseException | None:
+    def collect(future: Future, job: tuple[int, list[int]]) -> BaseException | None:
+        g, batch = job
+        role, texts = groups[g]
         try:
             result = future.result()
         except Exception as exc:  # noqa: BLE001 - every failure is recorded or re-raised by the caller
             for i in batch:
-                failed[i] = str(exc) or type(exc).__name__
+                failed[g][i] = str(exc) or type(exc).__name__
             outcome: BaseException | None = exc
         else:
             for i, vector in zip(batch, result.vectors):
-                vectors[i] = vector
+                vectors[g][i] = vector
             if cache is not None:
                 cache.store(role, [texts[i] for i in batch], result.vectors)
             stats.requests += result.attempts
@@ -200,7 +214,8 @@ def embed_texts(reranker: Any, texts: Sequence[str], role: str, *, batch_size: i
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
-    if first_error is None and cancel is not None and cancel.is_set() and any(v is None for v in vectors):
+    if first_error is None and cancel is not None and cancel.is_set() and any(
+            v is None for group in vectors for v in group):
         first_error = RunCancelled("cancelled while embedding; finished embeddings are cached")
     return vectors, failed, first_error
 
@@ -276,13 +291,9 @@ def score_pairs(reranker: Any, pairs: Pairs, todo: np.ndarray, *, batch_size: in
                    errors=errors, cancel=cancel, on_batch=advance)
     if on_progress is not None:
         on_progress(0, total)
-    query_vectors, query_failed, failure = embed_texts(
-        reranker, [pairs.queries[i] for i in query_ids], "query", **options)
-    text_vectors: list[np.ndarray | None] = [None] * len(text_ids)
-    text_failed: dict[int, str] = {}
-    if failure is None:
-        text_vectors, text_failed, failure = embed_texts(
-            reranker, take_texts(pairs.texts, text_ids), "document", **options)
+    (query_vectors, text_vectors), (query_failed, text_failed), failure = embed_groups(
+        reranker, [("query", [pairs.queries[i] for i in query_ids]), ("document", take_texts(pairs.texts, text_ids))],
+        **options)
     known = next((v for v in (*query_vectors, *text_vectors) if v is not None), None)
     dim = None if known is None else known.shape[0]
     q_matrix, q_ok = _stack(query_vectors, dim, name)
