@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers DataFrame.rerank)
 from .cache import cache_info, clear_cache
+from .cascade import cascade_curve
 from .display import show
 from .errors import RerankError
 from .estimate import Estimate, estimate
@@ -28,6 +29,7 @@ __all__ = sorted([
     "__version__",
     "available_rerankers",
     "cache_info",
+    "cascade_curve",
     "clear_cache",
     "estimate",
     "get_reranker",

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from . import config, embedding
+from . import cascade, config, embedding
 from .cache import RunCache
 from .chunking import ChunkPlan, plan_chunks
 from .errors import BadResponseError, RunCancelled, warn_user
@@ -459,6 +459,8 @@ def rerank(
     cache: bool | str | os.PathLike = True,
     progress: bool | None = None,
     errors: str = "raise",
+    prefilter: Any = None,
+    candidates: int = 100,
     _cancel: threading.Event | None = None,
     _on_progress: ProgressCallback | None = None,
 ) -> pd.DataFrame:
@@ -488,6 +490,13 @@ def rerank(
     errors
         ``"raise"``: a failure raises, with the partial result as ``exc.partial``. ``"coerce"``: failed rows
         get NaN and a message in a ``rerank_error`` column.
+    prefilter
+        None (default): the reranker scores every row. Else a cascade (:mod:`rerankpd.cascade`): a column of
+        scores the frame has, or a reranker name or object (``"bm25"``, ``"e5"``), ranks every row first,
+        and only each query's ``candidates`` best rows go to ``reranker``; the rest follow in prefilter
+        order, with the prefilter's score in ``rerank_prefilter_score`` and NaN in ``rerank_score``.
+    candidates
+        Rows per query the prefilter hands to the reranker (with ``prefilter``).
 
     Returns
     -------
@@ -503,6 +512,11 @@ def rerank(
     >>> rerankpd.rerank(df, "cats", reranker="bm25", cache=False, progress=False).index.tolist()
     [0, 2, 1]
     """
+    if prefilter is not None:  # [cascade hook] a prefilter picks the candidates; rerankpd.cascade does the rest
+        _check_arguments(df, query, column, query_column, top_n, errors)
+        return cascade.rerank_cascade(df, query, column, query_column=query_column, top_n=top_n, reranker=reranker,
+                                      prefilter=prefilter, candidates=candidates, sort=sort, cache=cache,
+                                      progress=progress, errors=errors)
     run = _run(df, query, column, query_column, reranker, cache, progress, errors, top_n, _cancel, _on_progress)
     out = _assemble(run, top_n, sort)
     _log_summary(out.attrs["rerank"])
