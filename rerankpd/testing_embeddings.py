@@ -20,7 +20,6 @@ Examples
 from __future__ import annotations
 
 import base64
-import zlib
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -32,18 +31,18 @@ MAX_INPUTS = 2048
 DEFAULT_DIMENSIONS = 64
 
 
-def _grams(text: str) -> list[str]:
-    text = "".join(text.lower().split())
-    return [text[i:i + 2] for i in range(len(text) - 1)] or ([text] if text else [])
-
-
 def bigram_embedding(texts: list[str], dimensions: int = DEFAULT_DIMENSIONS) -> np.ndarray:
-    """Deterministic float32 embeddings: character-bigram counts hashed (CRC-32) into ``dimensions`` buckets,
-    L2-normalised (a text without characters gets the first unit vector)."""
+    """Deterministic float32 embeddings: character-bigram counts (case and whitespace ignored) hashed into
+    ``dimensions`` buckets by a multiplicative hash, L2-normalised (a text without characters gets the first
+    unit vector)."""
     out = np.zeros((len(texts), dimensions), dtype=np.float32)
     for row, text in enumerate(texts):
-        for gram in _grams(text):
-            out[row, zlib.crc32(gram.encode("utf-8", "surrogatepass")) % dimensions] += 1.0
+        chars = np.frombuffer("".join(text.lower().split()).encode("utf-32-le", "surrogatepass"), dtype="<u4")
+        codes = chars.astype(np.uint64)
+        if len(codes) > 1:
+            codes = codes[:-1] * np.uint64(1_114_112) + codes[1:]
+        buckets = (codes * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+        out[row] = np.bincount((buckets % np.uint64(dimensions)).astype(np.int64), minlength=dimensions)
     norms = np.linalg.norm(out, axis=1)
     out[norms == 0, 0] = 1.0
     norms[norms == 0] = 1.0
@@ -127,7 +126,7 @@ class OpenAIEmbeddingsDialect:
             if options["encoding_format"] == "base64":
                 embedding: Any = base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
             else:
-                embedding = [float(x) for x in vector]
+                embedding = vector.round(7).tolist()
             data.append({"object": "embedding", "index": i, "embedding": embedding})
         tokens = sum(len(t) for t in inputs)
         return {"object": "list", "data": data, "model": options["model"],

@@ -202,9 +202,14 @@ def _vector(value: Any, index: int) -> np.ndarray:
         if not raw or len(raw) % 4:
             raise BadResponseError(f"embedding {index} decodes to {len(raw)} bytes, not float32 values")
         vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
-    elif isinstance(value, list) and value and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
-        vector = np.asarray(value, dtype=np.float32)
+    elif isinstance(value, list) and value:
+        try:
+            numbers = np.asarray(value)
+        except (TypeError, ValueError):
+            numbers = np.asarray([None])
+        if numbers.ndim != 1 or numbers.dtype.kind not in "iuf":   # not bool, str, None or nested lists
+            raise BadResponseError(f"embedding {index} is not a list of numbers")
+        vector = numbers.astype(np.float32)
     else:
         raise BadResponseError(f"embedding {index} is not a list of numbers")
     if not np.isfinite(vector).all():
