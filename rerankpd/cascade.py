@@ -291,3 +291,90 @@ def cascade_curve(df: pd.DataFrame, query: str | None = None, column: Any = "tex
                      **_metrics(ranks, scored.row_group, labels, k)})
     prefilter_only = _metrics(pre_ranks, scored.row_group, labels, k)
     return CascadeCurve(pd.DataFrame(rows), prefilter_only, scored.prefilter_name, reranker_name)
+
+
+# ------------------------------------------------------------------------------------------- estimate
+@dataclass(frozen=True)
+class CascadeEstimate:
+    """What a cascade would send to the reranker, beside what the same run without it would send.
+
+    ``without`` and ``with_cascade`` are :class:`rerankpd.Estimate` figures; ``exact`` is False when the
+    prefilter could not run without cost (a hosted or neural reranker): its candidates are then counted per
+    query (at most ``candidates`` each) and their tokens estimated from that query's average.
+    """
+
+    prefilter: str
+    candidates: int
+    without: Any
+    with_cascade: Any
+    exact: bool
+
+    @property
+    def pairs_saved(self) -> int:
+        return self.without.to_score - self.with_cascade.to_score
+
+    @property
+    def tokens_saved(self) -> int:
+        return self.without.approx_tokens - self.with_cascade.approx_tokens
+
+    def to_dict(self) -> dict:
+        return {"prefilter": self.prefilter, "candidates": self.candidates, "exact": self.exact,
+                "without": self.without.to_dict(), "with_cascade": self.with_cascade.to_dict(),
+                "pairs_saved": self.pairs_saved, "tokens_saved": self.tokens_saved}
+
+    def __str__(self) -> str:
+        about = "" if self.exact else "about "
+        return (f"cascade {self.prefilter} -> top {self.candidates} per query: {about}"
+                f"{self.with_cascade.to_score} pairs (~{self.with_cascade.approx_tokens} tokens) to score instead "
+                f"of {self.without.to_score} (~{self.without.approx_tokens} tokens); saves {about}"
+                f"{self.pairs_saved} pairs and ~{self.tokens_saved} tokens\n  with:    {self.with_cascade}"
+                f"\n  without: {self.without}")
+
+
+def estimate_cascade(df: pd.DataFrame, query: str | None = None, column: Any = "text", *, query_column: Any = None,
+                     reranker: Any = None, prefilter: Any = "bm25", candidates: int = 100,
+                     cache: bool | str | os.PathLike = True, **checked: Any) -> CascadeEstimate:
+    """:func:`rerankpd.estimate` with a prefilter (``estimate(..., prefilter=...)`` calls it).
+
+    A prefilter that is a column, or a lexical reranker (bm25: local and cheap), is run, so the candidates
+    and their cost are exact; any other prefilter is not run (an estimate sends nothing).
+
+    Examples
+    --------
+    >>> import pandas as pd, rerankpd
+    >>> df = pd.DataFrame({"text": ["a b", "c d e", "f"], "pre": [3, 2, 1]})
+    >>> est = rerankpd.estimate(df, "q", reranker="bm25", prefilter="pre", candidates=2, cache=False)
+    >>> est.without.to_score, est.with_cascade.to_score, est.pairs_saved
+    (3, 2, 1)
+    """
+    from dataclasses import replace
+
+    from .estimate import estimate
+    from .rerankers.base import describe
+
+    candidates = whole("candidates", candidates, minimum=1)
+    without = estimate(df, query, column, query_column=query_column, reranker=reranker, cache=cache, **checked)
+    is_column = isinstance(prefilter, str) and prefilter in df.columns
+    cheap = is_column
+    if not is_column:
+        from .pipeline import reranker_in_use
+
+        with reranker_in_use(prefilter) as model:
+            cheap = describe(model).kind == "lexical"
+    if cheap:
+        pre, name = prefilter_scores(df, query, column, query_column=query_column, prefilter=prefilter,
+                                     cache=cache, progress=False, errors="coerce")
+        row_group, has_text = _groups(df, query, column, query_column)
+        mask = candidate_mask(pre, row_group, has_text, candidates)
+        with_cascade = estimate(df.iloc[np.flatnonzero(mask)], query, column, query_column=query_column,
+                                reranker=reranker, cache=cache, **checked)
+        return CascadeEstimate(name, candidates, without, with_cascade, True)
+    row_group, has_text = _groups(df, query, column, query_column)
+    per_query = np.bincount(row_group[has_text & (row_group >= 0)]) if has_text.any() else np.zeros(0, int)
+    share = float(np.minimum(per_query, candidates).sum()) / max(int(per_query.sum()), 1)
+    to_score = round(without.to_score * share)
+    with_cascade = replace(without, to_score=to_score, approx_tokens=round(without.approx_tokens * share),
+                           requests=max(round(without.requests * share), 1 if to_score else 0))
+    name = prefilter if isinstance(prefilter, str) else (getattr(prefilter, "name", None) or
+                                                         type(prefilter).__name__)
+    return CascadeEstimate(str(name), candidates, without, with_cascade, False)

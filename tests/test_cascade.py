@@ -161,3 +161,28 @@ def test_cascade_curve_plots(tmp_path):
         curve.plot("precision@3")
     with pytest.raises(KeyError, match="label_column"):
         rerankpd.cascade_curve(df, query_column="q", prefilter="pre", reranker=Recorder(), label_column="nope")
+
+
+def test_estimate_shows_what_the_cascade_saves_without_sending_anything():
+    df = frame(n_per_query=10)
+    r = Recorder()
+    est = df.rerank.estimate(query_column="q", reranker=r, prefilter="pre", candidates=3, cache=False)
+    assert r.seen == [] and est.exact
+    assert est.without.to_score == 20 and est.with_cascade.to_score == 6 and est.pairs_saved == 14
+    assert est.tokens_saved > 0 and est.with_cascade.approx_tokens < est.without.approx_tokens
+    assert "saves 14 pairs" in str(est) and est.to_dict()["with_cascade"]["to_score"] == 6
+    lexical = rerankpd.estimate(df, query_column="q", reranker=r, prefilter="bm25", candidates=4, cache=False)
+    assert lexical.exact and lexical.with_cascade.to_score == 8 and r.seen == []
+
+
+def test_estimate_with_a_costly_prefilter_counts_candidates_without_running_it():
+    class Costly(Recorder):
+        name = "costly"
+
+        def score(self, query, documents):
+            raise AssertionError("an estimate must not run a costly prefilter")
+
+    df = frame(n_per_query=10)
+    est = rerankpd.estimate(df, query_column="q", reranker=Recorder(), prefilter=Costly(), candidates=4,
+                            cache=False)
+    assert not est.exact and est.with_cascade.to_score == 8 and "about 8 pairs" in str(est)
