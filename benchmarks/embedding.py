@@ -106,24 +106,13 @@ def ndcg(df: pd.DataFrame, ranks) -> float:
     return _metrics(np.asarray(ranks, dtype=np.int64), groups, df["gain"].to_numpy(dtype=float))["ndcg@10"]
 
 
-# ----------------------------------------------------------------------------------------- the API server
-def serve(options: dict) -> None:
-    """Child process: a loopback embeddings server; prints its URL, serves until stdin closes."""
-    from rerankpd.testing import LoopbackRerankServer
-    from rerankpd.testing_embeddings import OpenAIEmbeddingsDialect
-
-    with LoopbackRerankServer(dialect=OpenAIEmbeddingsDialect(), **options) as server:
-        print(server.url, flush=True)
-        for line in sys.stdin:
-            if line.strip() == "stats":
-                print(json.dumps({"requests": len(server.requests), "max_in_flight": server.max_in_flight}),
-                      flush=True)
-
-
+# ----------------------------------------------------------------------------------------- the API
 @contextlib.contextmanager
 def server(**options):
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", json.dumps(options)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    """A loopback embeddings server in a child process (``benchmarks/_server.py``); yields (url, stats())."""
+    options = {"dialect": "openai-embeddings", **options}
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "_server.py"), json.dumps(options)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()
         if not url.startswith("http://127.0.0.1:"):
@@ -255,11 +244,7 @@ def main() -> None:
     parser.add_argument("--max-chars", type=int, default=120, help="cut each abstract (0: full length)")
     parser.add_argument("--api-docs", type=int, default=4000)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve is not None:
-        serve(json.loads(args.serve))
-        return
     if args.quick:
         args.queries, args.candidates, args.old_queries, args.api_docs = 10, 30, 2, 800
         args.max_chars = args.max_chars or 80

@@ -20,7 +20,7 @@ from rerankpd.embedding_cache import FILENAME, EmbeddingCache, decode_vector, en
 from rerankpd.errors import BadResponseError
 from rerankpd.pairs import build_pairs
 from rerankpd.rerankers import Reranker
-from rerankpd.testing_embeddings import bigram_embedding
+from rerankpd.testing import bigram_embedding
 
 
 class Bigrams(Reranker):

@@ -11,7 +11,7 @@ import pytest
 import rerankpd
 from rerankpd.errors import AuthenticationError, BadRequestError, BadResponseError, ConfigurationError
 from rerankpd.testing import LoopbackRerankServer
-from rerankpd.testing_embeddings import OpenAIEmbeddingsDialect, bigram_embedding
+from rerankpd.testing import bigram_embedding
 
 KEY = "sk-canary-embeddings-77a1"
 DOCS = ["cold hands in winter", "stock prices fell", "wash hands to prevent a cold", "cold hands in winter"]
@@ -19,7 +19,7 @@ DOCS = ["cold hands in winter", "stock prices fell", "wash hands to prevent a co
 
 @pytest.fixture
 def server():
-    with LoopbackRerankServer(api_key=KEY, dialect=OpenAIEmbeddingsDialect()) as srv:
+    with LoopbackRerankServer(api_key=KEY, dialect="openai-embeddings") as srv:
         yield srv
 
 

@@ -8,14 +8,22 @@ non-empty strings; token arrays are not served here), the optional ``encoding_fo
 "total_tokens"}}``; errors ``{"error": {"message", "type", "param", "code"}}``; Bearer auth.
 
 The vectors are deterministic: hashed character bigrams (:func:`bigram_embedding`), L2-normalised, so texts
-that share bigrams have a high cosine. The server's ``score_fn`` is not used.
+that share bigrams have a high cosine. The server's ``score_fn`` is not used. Importing
+:mod:`rerankpd.testing` registers the dialect, so ``LoopbackRerankServer(dialect="openai-embeddings")``
+serves ``POST /v1/embeddings`` (its ``url`` is the ``base_url`` to give the ``"embeddings"`` reranker).
 
 Examples
 --------
->>> import numpy as np
+>>> import numpy as np, rerankpd
 >>> v = bigram_embedding(["cold hands", "cold hands!", "stock prices"])
 >>> v.shape, bool(v[0] @ v[1] > v[0] @ v[2])
 ((3, 64), True)
+>>> from rerankpd.testing import LoopbackRerankServer
+>>> with LoopbackRerankServer(dialect="openai-embeddings") as server:
+...     r = rerankpd.get_reranker("embeddings", api_key="sk-test", base_url=server.url, model="m")
+...     s = r.score("cold hands", ["cold hands!", "stock prices"])
+>>> s[0] > s[1]
+True
 """
 from __future__ import annotations
 
@@ -23,6 +31,8 @@ import base64
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
+
+from .dialects import Dialect, RequestRejected, register_dialect
 
 __all__ = ["EmbeddingsRequest", "OpenAIEmbeddingsDialect", "bigram_embedding"]
 
@@ -50,33 +60,24 @@ def bigram_embedding(texts: list[str], dimensions: int = DEFAULT_DIMENSIONS) -> 
 
 
 class EmbeddingsRequest(NamedTuple):
-    """A valid request. Its first four fields line up with the rerank dialects' (query, documents, ...)."""
+    """A valid request: the texts to embed and the options that shape the answer."""
 
-    query: str
-    documents: list[str]
-    top_n: int | None
-    options: dict
+    inputs: list[str]
+    model: str
+    encoding_format: str
+    dimensions: int
 
 
-def _reject(message: str, status: int = 400) -> Exception:
-    try:
-        from rerankpd.testing import RequestRejected
-    except ImportError:  # pragma: no cover - the package always has it
-        return ValueError(message)
+def _reject(message: str, status: int = 400) -> RequestRejected:
     return RequestRejected(message, status)
 
 
-class OpenAIEmbeddingsDialect:
+class OpenAIEmbeddingsDialect(Dialect):
     """OpenAI's embeddings API (and the OpenAI-compatible ones: DMXAPI, SiliconFlow, Jina, vLLM, ...)."""
 
     path = "/v1/embeddings"
-    base_path: str | None = None
-    accepts_bare_key = False
     fields = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
     dimensions = DEFAULT_DIMENSIONS
-
-    def check_auth(self, header: str | None, api_key: str) -> bool:
-        return header == f"Bearer {api_key}"
 
     def parse_request(self, body: Any) -> EmbeddingsRequest:
         if not isinstance(body, dict):
@@ -98,40 +99,35 @@ class OpenAIEmbeddingsDialect:
         dimensions = body.get("dimensions", self.dimensions)
         if not isinstance(dimensions, int) or isinstance(dimensions, bool) or not 1 <= dimensions <= 4096:
             raise _reject("'dimensions' must be a whole number between 1 and 4096")
-        return EmbeddingsRequest("", inputs, None, {"model": body["model"], "encoding_format": encoding,
-                                                    "dimensions": dimensions})
+        return EmbeddingsRequest(inputs, body["model"], encoding, dimensions)
 
     def texts(self, request: EmbeddingsRequest) -> list[str]:
-        return request.documents
+        return request.inputs
 
     def respond(self, request: EmbeddingsRequest, score_fn: Callable[[str, str], float] | None = None) -> dict:
-        return self._body(request.documents, range(len(request.documents)), request.options)
+        return self._body(request, range(len(request.inputs)))
 
     def incomplete(self, request: EmbeddingsRequest) -> dict:
         """An answer that leaves the first input out (the ``"missing_index"`` fault)."""
-        return self._body(request.documents, range(1, len(request.documents)), request.options)
+        return self._body(request, range(1, len(request.inputs)))
 
-    def render(self, ranked: list[tuple[int, float]], documents: list[str], options: Any, tokens: int) -> dict:
-        """The pre-package server's hook: answer for the indices in ``ranked`` (all of them, unless a fault
-        left one out)."""
-        options = options if isinstance(options, dict) else {"encoding_format": "float",
-                                                             "dimensions": self.dimensions, "model": "m"}
-        return self._body(documents, sorted(i for i, _ in ranked), options)
-
-    def _body(self, inputs: list[str], indices: Any, options: dict) -> dict:
+    def _body(self, request: EmbeddingsRequest, indices: Any) -> dict:
         indices = list(indices)
-        vectors = bigram_embedding([inputs[i] for i in indices], options["dimensions"])
+        vectors = bigram_embedding([request.inputs[i] for i in indices], request.dimensions)
         data = []
         for i, vector in zip(indices, vectors):
-            if options["encoding_format"] == "base64":
+            if request.encoding_format == "base64":
                 embedding: Any = base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
             else:
                 embedding = vector.round(7).tolist()
             data.append({"object": "embedding", "index": i, "embedding": embedding})
-        tokens = sum(len(t) for t in inputs)
-        return {"object": "list", "data": data, "model": options["model"],
+        tokens = sum(len(t) for t in request.inputs)
+        return {"object": "list", "data": data, "model": request.model,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     def error_body(self, status: int, message: str) -> dict:
         return {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
                           "param": None, "code": None}}
+
+
+register_dialect("openai-embeddings", OpenAIEmbeddingsDialect)
