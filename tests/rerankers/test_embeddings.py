@@ -10,8 +10,7 @@ import pytest
 
 import rerankpd
 from rerankpd.errors import AuthenticationError, BadRequestError, BadResponseError, ConfigurationError
-from rerankpd.testing import LoopbackRerankServer
-from rerankpd.testing import bigram_embedding
+from rerankpd.testing import LoopbackRerankServer, bigram_embedding
 
 KEY = "sk-canary-embeddings-77a1"
 DOCS = ["cold hands in winter", "stock prices fell", "wash hands to prevent a cold", "cold hands in winter"]
@@ -137,7 +136,7 @@ def test_the_server_refusing_an_option_is_a_bad_request(server):
 
 
 def test_requests_run_concurrently_up_to_the_limit():
-    with LoopbackRerankServer(api_key=KEY, dialect=OpenAIEmbeddingsDialect(), latency=0.05) as server:
+    with LoopbackRerankServer(api_key=KEY, dialect="openai-embeddings", latency=0.05) as server:
         df = pd.DataFrame({"text": [f"text number {i}" for i in range(80)]})
         out = rerankpd.rerank(df, "text", reranker=make(server, batch_size=5, max_concurrency=4), cache=False,
                               progress=False)
