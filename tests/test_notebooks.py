@@ -40,6 +40,7 @@ def test_the_four_notebooks_are_there():
         "02_per_row_queries_and_top_n.ipynb",
         "03_panel.ipynb",
         "04_caching_and_cost.ipynb",
+        "06_cascade.ipynb",
     ]
 
 
