@@ -43,7 +43,7 @@ def available_rerankers() -> list[str]:
 def reranker_class(name: str) -> type[Reranker]:
     """The class registered under ``name``; ValueError naming the known ones if there is none."""
     try:
-        target = REGISTRY[name]
+        target = REGISTRY[name.lower() if isinstance(name, str) else name]  # names are case-insensitive
     except (KeyError, TypeError):
         raise ConfigurationError(
             f"unknown reranker {name!r}; choose one of {', '.join(available_rerankers())}"
