@@ -186,3 +186,23 @@ def test_estimate_with_a_costly_prefilter_counts_candidates_without_running_it()
     est = rerankpd.estimate(df, query_column="q", reranker=Recorder(), prefilter=Costly(), candidates=4,
                             cache=False)
     assert not est.exact and est.with_cascade.to_score == 8 and "about 8 pairs" in str(est)
+
+
+def test_a_failed_candidate_is_reported_and_ranked_after_the_scored_ones():
+    class Picky(Recorder):
+        def score(self, query, documents):
+            if any("xxxxx" in d for d in documents):
+                raise RuntimeError("service refused a document")
+            return super().score(query, documents)
+
+    class OneByOne(Picky):
+        batch_size = 1
+
+    df = frame(n_per_query=6, queries=("q1",))
+    out = rerankpd.rerank(df, "q1", reranker=OneByOne(), prefilter="pre", candidates=4, cache=False,
+                          progress=False, errors="coerce", sort=False)
+    failed = out["rerank_error"].notna()
+    assert failed.sum() == 1 and "refused" in out.loc[failed, "rerank_error"].iloc[0]
+    assert out.loc[failed, "rerank_score"].isna().all()
+    assert int(out.loc[failed, "rerank_rank"].iloc[0]) == 4        # after the three scored candidates
+    assert sorted(out["rerank_rank"].tolist()) == list(range(1, 7))
