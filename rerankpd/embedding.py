@@ -323,7 +323,7 @@ def execute_run(run: Any, cache: Any, progress: Any, cancel: threading.Event | N
     if progress is not False and len(todo):
         from tqdm.auto import tqdm
 
-        bar = tqdm(desc=f"embed [{spec.name}]", unit="text", delay=0 if progress else 1.0, dynamic_ncols=True,
+        bar = tqdm(desc=f"rerank [{spec.name}]", unit="text", delay=0 if progress else 1.0, dynamic_ncols=True,
                    leave=bool(progress))
 
     def report(done: int, total: int) -> None:
