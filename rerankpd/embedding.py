@@ -320,18 +320,20 @@ def execute_run(run: Any, cache: Any, progress: Any, cancel: threading.Event | N
     spec = run.spec
     store = EmbeddingCache.open(cache, spec.identity) if len(todo) else None
     bar = None
-    if progress is not False and len(todo):
+    n_pairs = len(todo)
+    if progress is not False and n_pairs:
         from tqdm.auto import tqdm
 
-        bar = tqdm(desc=f"rerank [{spec.name}]", unit="text", delay=0 if progress else 1.0, dynamic_ncols=True,
-                   leave=bool(progress))
+        bar = tqdm(total=n_pairs, desc=f"rerank [{spec.name}]", unit="pair", delay=0 if progress else 1.0,
+                   dynamic_ncols=True, leave=bool(progress))
 
     def report(done: int, total: int) -> None:
+        # the run's progress is in pairs, as for every reranker: the share of the embedding work done
+        pairs_done = n_pairs if done >= total else n_pairs * done // max(total, 1)
         if bar is not None:
-            bar.total = total
-            bar.update(done - bar.n)
+            bar.update(pairs_done - bar.n)
         if on_progress is not None:
-            on_progress(done, total)
+            on_progress(pairs_done, n_pairs)
 
     try:
         outcome = score_pairs(run.reranker, run.pairs, todo, batch_size=spec.batch_size,
