@@ -312,13 +312,15 @@ def execute_run(run: Any, cache: Any, progress: Any, cancel: threading.Event | N
                 on_progress: ProgressCallback | None) -> BaseException | None:
     """The pipeline's hook: score the planned pairs of ``run`` through the embedding path.
 
-    Reads ``run.batches`` (the pairs the score cache did not have), writes ``run.pair_scores``,
+    Reads ``run.batches`` (the pairs the score cache did not have) and ``run.cache`` (the embedding cache is
+    opened in the same directory only when the score cache is open), writes ``run.pair_scores``,
     ``run.pair_errors``, ``run.sent``, ``run.requests``, ``run.usage`` and ``run.embedding`` (the stats as a
     dict), stores the scores in the score cache, and returns the error that stopped it (like ``_execute``).
     """
     todo = np.array(sorted(p for batch in run.batches for p in batch), dtype=np.int64)
     spec = run.spec
-    store = EmbeddingCache.open(cache, spec.identity) if len(todo) else None
+    # beside the score cache: used when it is (a directory the score cache could not open has had its warning)
+    store = EmbeddingCache.open(cache, spec.identity) if len(todo) and run.cache is not None else None
     bar = None
     n_pairs = len(todo)
     if progress is not False and n_pairs:
