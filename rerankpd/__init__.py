@@ -15,6 +15,7 @@ from .cascade import cascade_curve
 from .display import show
 from .errors import RerankError
 from .estimate import Estimate, estimate
+from .evaluate import Evaluation, evaluate
 from .pipeline import rerank, scores
 from .rerankers import Reranker, available_rerankers, get_reranker
 from .widget import RerankPanel
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = sorted([
     "Estimate",
+    "Evaluation",
     "RerankError",
     "RerankPanel",
     "Reranker",
@@ -32,6 +34,7 @@ __all__ = sorted([
     "cascade_curve",
     "clear_cache",
     "estimate",
+    "evaluate",
     "get_reranker",
     "rerank",
     "scores",

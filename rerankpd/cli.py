@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from . import __version__, config
+from . import __version__, config, evaluate_cli
 from .cache import cache_info, clear_cache
 from .cli_io import UsageError, check_columns, check_output, read_table, reranker_options, write_table
 from .errors import ConfigurationError, RerankError, RunCancelled
@@ -305,6 +305,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[a
     "rank": (_add_rank, _rank, "rank the rows of a CSV, Parquet or JSONL file"),
     "demo": (_add_demo, _demo, "rank the DMXAPI page's example offline and print it"),
     "cache": (_add_cache, _cache, "inspect or clear the score cache"),
+    "evaluate": (evaluate_cli.add_arguments, evaluate_cli.run, evaluate_cli.HELP),
 }
 
 

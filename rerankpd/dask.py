@@ -29,9 +29,12 @@ import numpy as np
 import pandas as pd
 
 from . import config, pipeline
+from .arguments import check_arguments
 from .errors import ConfigurationError, MissingDependencyError
 from .pairs import rank_within_groups, sort_order
 from .rerankers import reranker_class
+from .rerankers.base import describe
+from .validate import whole
 
 __all__ = ["top_n", "with_scores"]
 
@@ -55,7 +58,7 @@ def _check_reranker(reranker: Any, options: dict | None) -> str:
         raise ConfigurationError("do not put api_key in reranker_options: it would be written into the Dask "
                                  "task graph in clear; set the provider's key variable in the workers' "
                                  "environment instead")
-    if not getattr(reranker_class(name), "pairwise", True):
+    if not describe(reranker_class(name)).pairwise:
         raise ConfigurationError(f"the {name!r} reranker scores a query's candidates together, so its scores "
                                  "cannot be split across partitions; use a pairwise reranker (e5, dmxapi, ...) "
                                  "or rerankpd.rerank on a pandas frame")
@@ -88,7 +91,7 @@ def with_scores(ddf, query: str | None = None, column: Any = "text", *, query_co
     if not isinstance(ddf, dd.DataFrame):
         raise TypeError(f"expected a dask DataFrame, got {type(ddf).__name__}")
     meta = ddf._meta
-    pipeline._check_arguments(meta, query, column, query_column, None, errors)
+    check_arguments(meta, query, column, query_column, None, errors)
     name = _check_reranker(reranker, reranker_options)
     out_meta = meta.copy()
     out_meta[SCORE] = pd.Series(dtype="float64")
@@ -127,8 +130,7 @@ def top_n(ddf, query: str | None = None, column: Any = "text", *, n: int, query_
     Returns the same shape as ``rerankpd.rerank(df, ..., top_n=n)``: the input columns and index labels,
     ``rerank_score`` and ``rerank_rank``, sorted by query (first appearance in the result) then rank.
     """
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
+    n = whole("n", n, minimum=1)
     scored = with_scores(ddf, query, column, query_column=query_column, reranker=reranker,
                          reranker_options=reranker_options, cache=cache)
     best = scored.map_partitions(_best_of, n, query_column, meta=scored._meta)

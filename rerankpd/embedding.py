@@ -308,7 +308,7 @@ def score_pairs(reranker: Any, pairs: Pairs, todo: np.ndarray, *, batch_size: in
     return EmbeddingOutcome(scores, pair_errors, stats, failure)
 
 
-def execute_run(run: Any, cache: Any, progress: Any, cancel: threading.Event | None,
+def execute_run(run: Any, progress: Any, cancel: threading.Event | None,
                 on_progress: ProgressCallback | None) -> BaseException | None:
     """The pipeline's hook: score the planned pairs of ``run`` through the embedding path.
 
@@ -320,7 +320,9 @@ def execute_run(run: Any, cache: Any, progress: Any, cancel: threading.Event | N
     todo = np.array(sorted(p for batch in run.batches for p in batch), dtype=np.int64)
     spec = run.spec
     # beside the score cache: used when it is (a directory the score cache could not open has had its warning)
-    store = EmbeddingCache.open(cache, spec.identity) if len(todo) and run.cache is not None else None
+    store = None
+    if len(todo) and run.cache is not None:
+        store = EmbeddingCache.open(run.cache.directory, spec.identity)
     bar = None
     n_pairs = len(todo)
     if progress is not False and n_pairs:
@@ -351,6 +353,7 @@ def execute_run(run: Any, cache: Any, progress: Any, cancel: threading.Event | N
     run.pair_errors.update(outcome.errors)
     run.sent += len(scored)
     run.requests += outcome.stats.requests
+    run.attempts += outcome.stats.requests
     run.usage.update(outcome.stats.usage)
     if run.cache is not None and len(scored):
         run.cache.store(scored.tolist(), outcome.scores[scored].tolist())

@@ -35,12 +35,13 @@ def _html(nb: nbformat.NotebookNode) -> str:
     return "\n".join(out.get("data", {}).get("text/html", "") for out in _outputs(nb))
 
 
-def test_the_four_notebooks_are_there():
+def test_the_notebooks_are_there():
     assert [p.name for p in NOTEBOOKS] == [
         "01_quickstart.ipynb",
         "02_per_row_queries_and_top_n.ipynb",
         "03_panel.ipynb",
         "04_caching_and_cost.ipynb",
+        "05_evaluate.ipynb",
         "06_cascade.ipynb",
     ]
 
