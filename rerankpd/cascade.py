@@ -183,30 +183,27 @@ def rerank_cascade(df: pd.DataFrame, query: str | None = None, column: Any = "te
 
 # ------------------------------------------------------------------------------------------- the curve
 def _metrics(ranks: np.ndarray, row_group: np.ndarray, labels: np.ndarray, k: int = 10) -> dict[str, float]:
-    """nDCG@k (linear gains, log2 discount, ideal from the frame's own labels) and MRR@k, averaged over the
-    queries with a positive label. A small stand-in until :mod:`rerankpd.metrics` (the evaluation issue)
-    lands; its definitions are trec_eval's, so the figures will not move when it is swapped in.
+    """nDCG@k and MRR@k of a ranking (``ranks`` 1 = best, 0 = unranked), by :func:`rerankpd.metrics.per_query`
+    (trec_eval's definitions: linear gains, the ideal from the frame's own labels), averaged over the queries
+    with a positive label; missing and negative labels count as not relevant, and unranked rows (no text)
+    count in the ideal ranking only.
 
     >>> _metrics(np.array([1, 2, 3]), np.zeros(3, dtype=int), np.array([0., 1., 0.]), k=10)["mrr@10"]
     0.5
     """
-    ndcg, mrr = [], []
+    from .metrics import per_query
+
     labels = np.where(np.isnan(labels), 0.0, np.maximum(labels, 0.0))
-    for g in np.unique(row_group[row_group >= 0]):
-        rows = np.flatnonzero(row_group == g)
-        gains = labels[rows]
-        if not (gains > 0).any():
-            continue
-        ranked = rows[ranks[rows] >= 1]
-        ranked = ranked[np.argsort(ranks[ranked], kind="stable")][:k]
-        discounts = 1.0 / np.log2(np.arange(2, k + 2))
-        dcg = float((labels[ranked] * discounts[:len(ranked)]).sum())
-        ideal = np.sort(gains)[::-1][:k]
-        ndcg.append(dcg / float((ideal * discounts[:len(ideal)]).sum()))
-        hits = np.flatnonzero(labels[ranked] > 0)
-        mrr.append(1.0 / (hits[0] + 1) if len(hits) else 0.0)
-    return {f"ndcg@{k}": float(np.mean(ndcg)) if ndcg else float("nan"),
-            f"mrr@{k}": float(np.mean(mrr)) if mrr else float("nan")}
+    valid = row_group >= 0
+    n_queries = int(row_group[valid].max()) + 1 if valid.any() else 0
+    names = [f"ndcg@{k}", f"mrr@{k}"]
+    if not n_queries:
+        return {name: float("nan") for name in names}
+    ranked = valid & (np.asarray(ranks) >= 1)   # unranked rows (no text) are not retrieved, only judged
+    values = per_query(names, row_group[ranked], -np.asarray(ranks, dtype=np.float64)[ranked], labels[ranked],
+                       n_queries=n_queries, judged=(row_group[valid], labels[valid]))
+    relevant = np.bincount(row_group[valid], weights=(labels[valid] > 0).astype(float), minlength=n_queries) > 0
+    return {name: float(values[name][relevant].mean()) if relevant.any() else float("nan") for name in names}
 
 
 class CascadeCurve:

@@ -206,3 +206,38 @@ def test_a_failed_candidate_is_reported_and_ranked_after_the_scored_ones():
     assert out.loc[failed, "rerank_score"].isna().all()
     assert int(out.loc[failed, "rerank_rank"].iloc[0]) == 4        # after the three scored candidates
     assert sorted(out["rerank_rank"].tolist()) == list(range(1, 7))
+
+
+def reference_metrics(ranks, row_group, labels, k=10):
+    """nDCG@k and MRR@k by a loop per query: the ranked rows in rank order, the ideal from every row."""
+    ndcg, mrr = [], []
+    labels = np.where(np.isnan(labels), 0.0, np.maximum(labels, 0.0))
+    for g in np.unique(row_group[row_group >= 0]):
+        rows = np.flatnonzero(row_group == g)
+        gains = labels[rows]
+        if not (gains > 0).any():
+            continue
+        ranked = rows[ranks[rows] >= 1]
+        ranked = ranked[np.argsort(ranks[ranked], kind="stable")][:k]
+        discounts = 1.0 / np.log2(np.arange(2, k + 2))
+        dcg = float((labels[ranked] * discounts[:len(ranked)]).sum())
+        ideal = np.sort(gains)[::-1][:k]
+        ndcg.append(dcg / float((ideal * discounts[:len(ideal)]).sum()))
+        hits = np.flatnonzero(labels[ranked] > 0)
+        mrr.append(1.0 / (hits[0] + 1) if len(hits) else 0.0)
+    return {f"ndcg@{k}": float(np.mean(ndcg)) if ndcg else float("nan"),
+            f"mrr@{k}": float(np.mean(mrr)) if mrr else float("nan")}
+
+
+def test_cascade_metrics_equal_a_loop_per_query_reference():
+    from rerankpd.pairs import rank_within_groups
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        groups = rng.integers(-1, 4, n)
+        labels = rng.choice([np.nan, 0, 1, 2, 3, -1], n).astype(float)
+        ranks = rank_within_groups(np.where(rng.random(n) < 0.1, np.nan, rng.random(n)), groups)
+        got, want = _metrics(ranks, groups, labels, 10), reference_metrics(ranks, groups, labels, 10)
+        for name in want:
+            assert got[name] == pytest.approx(want[name], nan_ok=True)
