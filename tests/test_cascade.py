@@ -32,7 +32,8 @@ def frame(n_per_query=6, queries=("q1", "q2")):
     rows = []
     for q in queries:
         for i in range(n_per_query):
-            rows.append({"q": q, "text": f"{q} doc " + "x" * ((i * 7) % 5 + 1) + f" {i}", "pre": float(n_per_query - i)})
+            text = f"{q} doc " + "x" * ((i * 7) % 5 + 1) + f" {i}"
+            rows.append({"q": q, "text": text, "pre": float(n_per_query - i)})
     return pd.DataFrame(rows)
 
 
