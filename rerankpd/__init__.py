@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers DataFrame.rerank)
+from .agreement import Agreement, agreement
 from .cache import cache_info, clear_cache
 from .cascade import cascade_curve
 from .display import show
@@ -23,12 +24,14 @@ from .widget import RerankPanel
 __version__ = "0.1.0"
 
 __all__ = sorted([
+    "Agreement",
     "Estimate",
     "Evaluation",
     "RerankError",
     "RerankPanel",
     "Reranker",
     "__version__",
+    "agreement",
     "available_rerankers",
     "cache_info",
     "cascade_curve",

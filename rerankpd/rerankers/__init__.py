@@ -22,6 +22,7 @@ __all__ = ["REGISTRY", "BatchResult", "Reranker", "available_rerankers", "get_re
 REGISTRY: dict[str, str] = {
     "bm25": "rerankpd.rerankers.bm25:BM25Reranker",
     "cohere": "rerankpd.rerankers.cohere:CohereReranker",
+    "cross-encoder": "rerankpd.rerankers.cross_encoder:CrossEncoderReranker",
     "dashscope": "rerankpd.rerankers.dashscope:DashScopeReranker",
     "dmxapi": "rerankpd.rerankers.dmxapi:DMXAPIReranker",
     "e5": "rerankpd.rerankers.e5:E5Reranker",
