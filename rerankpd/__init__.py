@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import accessor as _accessor  # noqa: F401  (registers DataFrame.rerank)
 from .agreement import Agreement, agreement
 from .cache import cache_info, clear_cache
+from .cascade import cascade_curve
 from .display import show
 from .errors import RerankError
 from .estimate import Estimate, estimate
@@ -33,6 +34,7 @@ __all__ = sorted([
     "agreement",
     "available_rerankers",
     "cache_info",
+    "cascade_curve",
     "clear_cache",
     "estimate",
     "evaluate",

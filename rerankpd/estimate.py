@@ -94,11 +94,14 @@ def estimate(
     cache: bool | str | os.PathLike = True,
     progress: bool | None = None,
     errors: str = "raise",
+    prefilter: Any = None,
+    candidates: int = 100,
 ) -> Estimate:
     """What :func:`rerankpd.rerank` with the same arguments would send, without sending anything.
 
     Takes every argument of :func:`rerankpd.rerank` (``top_n``, ``sort``, ``progress`` and ``errors`` do
-    not change the cost and are only checked) and validates them the same way.
+    not change the cost and are only checked) and validates them the same way. With ``prefilter``, returns a
+    :class:`rerankpd.cascade.CascadeEstimate`: the figures with and without the cascade.
 
     Returns
     -------
@@ -112,6 +115,11 @@ def estimate(
     bm25 (bm25s-lucene): 2 rows -> 2 unique pairs; 0 cached, 2 to score in 1 request, ~5 tokens
     """
     check_arguments(df, query, column, query_column, top_n, errors)
+    if prefilter is not None:  # [cascade hook] with and without the cascade: rerankpd.cascade.CascadeEstimate
+        from .cascade import estimate_cascade
+
+        return estimate_cascade(df, query, column, query_column=query_column, reranker=reranker, prefilter=prefilter,
+                                candidates=candidates, cache=cache, top_n=top_n, errors=errors)
     with reranker_in_use(reranker) as model:
         run = plan_run(df, query, column, query_column, model, cache, errors)
     try:

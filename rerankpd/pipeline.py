@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from . import config
+from . import cascade, config, embedding
 from .arguments import check_arguments
 from .errors import RunCancelled, warn_user
 from .pairs import Pairs, rank_within_groups, scatter, sort_order, top_n_mask
@@ -80,7 +80,18 @@ def scoring_for(spec: RerankerSpec) -> Callable[..., BaseException | None]:
     kind-specific strategy plugs in here by ``spec.kind``, with the same signature: an embedding reranker
     embedding each distinct query and text once, a listwise LLM reranker ranking windows of candidates.
     """
+    if spec.kind == "embedding":  # [embedding hook] each distinct query and text embedded once
+        return _score_embedding
     return score_in_batches
+
+
+def _score_embedding(run: Run, progress: Any, cancel: threading.Event | None,
+                     on_progress: ProgressCallback | None) -> BaseException | None:
+    """[embedding hook] An embedding reranker (``embed_queries``/``embed_documents``): :mod:`rerankpd.embedding`;
+    one of kind "embedding" without those methods is scored in batches like any other."""
+    if embedding.applies(run.spec.kind, run.reranker):
+        return embedding.execute_run(run, progress, cancel, on_progress)
+    return score_in_batches(run, progress, cancel, on_progress)
 
 
 def score_in_batches(run: Run, progress: Any, cancel: threading.Event | None,
@@ -176,6 +187,7 @@ def _summary(run: Run, failed_rows: int) -> dict:
         "usage": dict(run.usage),
         "seconds": round(time.perf_counter() - run.started, 3),
         "cache_dir": run.cache.directory if run.cache is not None else None,
+        "embedding": getattr(run, "embedding", None),  # [embedding hook] set by rerankpd.embedding
     }
 
 
@@ -220,6 +232,8 @@ def rerank(
     cache: bool | str | os.PathLike = True,
     progress: bool | None = None,
     errors: str = "raise",
+    prefilter: Any = None,
+    candidates: int = 100,
     _cancel: threading.Event | None = None,
     _on_progress: ProgressCallback | None = None,
 ) -> pd.DataFrame:
@@ -249,6 +263,13 @@ def rerank(
     errors
         ``"raise"``: a failure raises, with the partial result as ``exc.partial``. ``"coerce"``: failed rows
         get NaN and a message in a ``rerank_error`` column.
+    prefilter
+        None (default): the reranker scores every row. Else a cascade (:mod:`rerankpd.cascade`): a column of
+        scores the frame has, or a reranker name or object (``"bm25"``, ``"e5"``), ranks every row first,
+        and only each query's ``candidates`` best rows go to ``reranker``; the rest follow in prefilter
+        order, with the prefilter's score in ``rerank_prefilter_score`` and NaN in ``rerank_score``.
+    candidates
+        Rows per query the prefilter hands to the reranker (with ``prefilter``).
 
     Returns
     -------
@@ -264,6 +285,11 @@ def rerank(
     >>> rerankpd.rerank(df, "cats", reranker="bm25", cache=False, progress=False).index.tolist()
     [0, 2, 1]
     """
+    if prefilter is not None:  # [cascade hook] a prefilter picks the candidates; rerankpd.cascade does the rest
+        check_arguments(df, query, column, query_column, top_n, errors)
+        return cascade.rerank_cascade(df, query, column, query_column=query_column, top_n=top_n, reranker=reranker,
+                                      prefilter=prefilter, candidates=candidates, sort=sort, cache=cache,
+                                      progress=progress, errors=errors)
     run = _run(df, query, column, query_column, reranker, cache, progress, errors, top_n, _cancel, _on_progress)
     out = _assemble(run, top_n, sort)
     _log_summary(out.attrs["rerank"])

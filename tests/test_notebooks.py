@@ -42,6 +42,7 @@ def test_the_notebooks_are_there():
         "03_panel.ipynb",
         "04_caching_and_cost.ipynb",
         "05_evaluate.ipynb",
+        "06_cascade.ipynb",
     ]
 
 

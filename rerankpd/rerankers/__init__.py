@@ -26,6 +26,7 @@ REGISTRY: dict[str, str] = {
     "dashscope": "rerankpd.rerankers.dashscope:DashScopeReranker",
     "dmxapi": "rerankpd.rerankers.dmxapi:DMXAPIReranker",
     "e5": "rerankpd.rerankers.e5:E5Reranker",
+    "embeddings": "rerankpd.rerankers.embeddings:EmbeddingsReranker",
     "infinity": "rerankpd.rerankers.infinity:InfinityReranker",
     "jina": "rerankpd.rerankers.jina:JinaReranker",
     "llm": "rerankpd.rerankers.llm:LLMReranker",

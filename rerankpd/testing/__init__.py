@@ -45,6 +45,7 @@ from .dialects import (
     VoyageDialect,
     register_dialect,
 )
+from .embeddings import OpenAIEmbeddingsDialect, bigram_embedding  # registers "openai-embeddings"
 from .server import FAULT_KINDS, Fault, LoopbackRerankServer, RecordedRequest, overlap_score
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "InfinityDialect",
     "JinaDialect",
     "LoopbackRerankServer",
+    "OpenAIEmbeddingsDialect",
     "RecordedRequest",
     "RequestRejected",
     "RerankDialect",
@@ -66,6 +68,7 @@ __all__ = [
     "TEIDialect",
     "VLLMDialect",
     "VoyageDialect",
+    "bigram_embedding",
     "overlap_score",
     "register_dialect",
 ]
