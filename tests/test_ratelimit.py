@@ -80,7 +80,9 @@ def test_rate_must_be_positive_finite(name, bad):
 
 @pytest.mark.parametrize("bad", ["60", True, [60]])
 def test_rate_must_be_a_number(bad):
-    with pytest.raises(TypeError, match="requests_per_minute"):
+    from rerankpd.errors import ConfigurationError  # one error type for a bad option (issue 10 #4)
+
+    with pytest.raises(ConfigurationError, match="requests_per_minute"):
         RateLimiter(requests_per_minute=bad)
 
 
