@@ -430,7 +430,10 @@ class AdaptiveConcurrency:
         self.increase_after = whole("increase_after", increase_after, minimum=1, allow_none=True)
         self.max_wait = _seconds(max_wait, "max_wait")
         self._lock = threading.Lock()
-        self._freed = threading.Event()  # a hint that a place may be free; waiters never rely on it alone
+        # A wake-up hint, as a raw lock (no Python-level Condition, whose __enter__ an interrupt can split):
+        # held means "nothing freed"; a release lets one waiter through. Waiters never rely on it alone.
+        self._freed = threading.Lock()
+        self._freed.acquire()
         self._holders: weakref.WeakSet[Slot] = weakref.WeakSet()
         self._limit = self.max_concurrency
         self._successes = 0
@@ -492,7 +495,6 @@ class AdaptiveConcurrency:
         while True:
             if cancel is not None and cancel.is_set():
                 raise RunCancelled("cancelled while waiting for a concurrency slot")
-            self._freed.clear()
             slot = self.try_acquire()
             if slot is not None:
                 return slot
@@ -501,12 +503,18 @@ class AdaptiveConcurrency:
                 raise RateLimitWaitTooLong(
                     f"no concurrency slot freed within {bound:g}s "
                     f"(limit={self._limit}, in flight={self.in_flight})", None, bound)
-            self._freed.wait(POLL_SECONDS if left is None else min(POLL_SECONDS, left))
+            self._freed.acquire(timeout=POLL_SECONDS if left is None else min(POLL_SECONDS, left))
+
+    def _wake(self) -> None:
+        try:
+            self._freed.release()
+        except RuntimeError:  # already signalled
+            pass
 
     def _release(self, slot: Slot) -> None:
         with self._lock:
             self._holders.discard(slot)
-        self._freed.set()
+        self._wake()
 
     def _on_success(self) -> None:
         raised = False
@@ -521,7 +529,7 @@ class AdaptiveConcurrency:
                     raised = True
         if raised:
             logger.debug("adaptive concurrency: limit raised to %d", self._limit)
-            self._freed.set()
+            self._wake()
 
     def _on_rate_limited(self, epoch: int) -> None:
         with self._lock:

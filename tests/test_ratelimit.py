@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from tests.conftest import FakeClock
 from rerankpd.ratelimit import (
     AdaptiveConcurrency,
     RateLimiter,
@@ -19,28 +20,6 @@ from rerankpd.ratelimit import (
 )
 
 EPS = 1e-9
-
-
-class FakeClock:
-    """A clock that only moves when told to; ``sleep`` advances it."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
-            self.now += seconds
 
 
 def make(clock: FakeClock, **kwargs) -> RateLimiter:

@@ -446,10 +446,12 @@ class HTTPReranker(Reranker):
         if seconds > 0:
             if self._sleep is not None:
                 self._sleep(seconds)
-            elif event is not None:
-                event.wait(seconds)
-            else:
+            elif event is None:
                 time.sleep(seconds)
+            else:  # short sleeps, looking at the flag: Event.wait's Python-level lock is not interrupt-safe
+                until = time.monotonic() + seconds
+                while not event.is_set() and (left := until - time.monotonic()) > 0:
+                    time.sleep(min(left, 0.05))
         self._check_cancel()
 
     def _check_cancel(self) -> None:
