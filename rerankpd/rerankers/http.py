@@ -31,7 +31,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import math
 import socket
 import threading
 import time
@@ -41,7 +40,6 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from .. import config
 from ..errors import (
@@ -60,8 +58,10 @@ from ..errors import (
 from ..ratelimit import PUBLISHED_LIMITS, AdaptiveConcurrency, RateLimiter, RateLimitWaitTooLong, estimate_tokens
 from ..redact import mask_url, scrub, shorten, url_secrets
 from ..validate import boolean, number, timeout_pair, whole
+from .answers import decode_json, scores_from_results, usage_counts
 from .base import Availability, BatchResult, Reranker
 from .retry import backoff_delay, parse_retry_after, should_retry
+from .transport import DeadlinePassed, make_session, post
 
 __all__ = [
     "HTTPReranker",
@@ -78,67 +78,6 @@ logger = logging.getLogger(__name__)
 ERROR_TEXT_LIMIT = 300
 
 
-def usage_counts(usage: Any) -> dict[str, int]:
-    """The integer counters of a provider's usage object; anything else (nested, NaN, inf) is left out.
-
-    Usage is informational: a malformed usage object gives ``{}``, never an error.
-
-    >>> usage_counts({"total_tokens": 12, "bad": float("inf"), "nested": {"x": 1}, "nan": float("nan")})
-    {'total_tokens': 12}
-    """
-    if not isinstance(usage, dict):
-        return {}
-    counts: dict[str, int] = {}
-    for name, value in usage.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            continue
-        counts[str(name)] = int(value)
-    return counts
-
-
-def _score(value: Any) -> float | None:
-    """A finite float from a JSON number, else None (a 400-digit integer too)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number_ = float(value)
-    except OverflowError:
-        return None
-    return number_ if math.isfinite(number_) else None
-
-
-def scores_from_results(items: Any, n_documents: int, *, index_field: str = "index",
-                        score_field: str = "relevance_score") -> list[float]:
-    """Scores in document order from a list of ``{index, score}`` results, matched by index, never position.
-
-    Raises :class:`BadResponseError` unless the results cover exactly documents ``0..n_documents-1``, once
-    each, with finite numeric scores.
-    """
-    if not isinstance(items, list):
-        raise BadResponseError(f"expected a list of results, got {type(items).__name__}")
-    scores: list[float | None] = [None] * n_documents
-    for item in items:
-        if not isinstance(item, dict):
-            raise BadResponseError(f"a result is {type(item).__name__}, not an object")
-        index, score = item.get(index_field), _score(item.get(score_field))
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < n_documents:
-            raise BadResponseError(f"result index {str(index)[:40]!r} is not one of the {n_documents} documents sent")
-        if scores[index] is not None:
-            raise BadResponseError(f"document {index} was scored twice")
-        if score is None:
-            raise BadResponseError(f"document {index} has no finite numeric {score_field!r}: "
-                                   f"{str(item.get(score_field))[:40]!r}")
-        scores[index] = score
-    missing = [i for i, s in enumerate(scores) if s is None]
-    if missing:
-        raise BadResponseError(
-            f"{len(missing)} of the {n_documents} documents sent came back without a score (first: {missing[0]})"
-        )
-    return scores  # type: ignore[return-value]
-
-
 def _is_loopback(host: str | None) -> bool:
     if not host:
         return False
@@ -148,14 +87,6 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _decode_json(raw: bytes) -> tuple[Any, bool]:
-    """(data, True) for a JSON body; (None, False) for anything else (not JSON, too deeply nested, ...)."""
-    try:
-        return json.loads(raw.decode("utf-8-sig")), True
-    except (ValueError, RecursionError, MemoryError):
-        return None, False
 
 
 class _RetryableFailure(Exception):
@@ -475,17 +406,8 @@ class HTTPReranker(Reranker):
         """
         with self._session_lock:
             if self._session is None:
-                session = requests.Session()
-                settings = session.merge_environment_settings(self._url + self.path, {}, None, None, None)
-                session.trust_env = False  # resolved above, once
-                session.proxies.update(settings.get("proxies") or {})
-                self._verify = settings.get("verify", True)  # True, or the CA bundle the environment names
-                if self._basic_auth is not None:
-                    session.auth = _BasicAuth(*self._basic_auth)
-                adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(self.max_concurrency, 1), max_retries=0)
-                session.mount("http://", adapter)
-                session.mount("https://", adapter)
-                self._session = session
+                self._session, self._verify = make_session(self._url + self.path, self.max_concurrency,
+                                                           self._basic_auth)
             return self._session
 
     def close(self) -> None:
@@ -582,17 +504,9 @@ class HTTPReranker(Reranker):
         deadline = time.monotonic() + self.attempt_deadline
         connect, read = self.timeout
         try:
-            response = self.session().post(self._url + self.path, data=body, headers=self._headers(),
-                                           timeout=(connect, min(read, self.attempt_deadline)), stream=True,
-                                           verify=self._verify)
-            try:
-                raw = self._read_body(response.raw, deadline)
-            except BaseException:
-                response.close()
-                raise
-            response.raw.release_conn()
-            return response.status_code, response.headers, raw
-        except _DeadlinePassed:
+            return post(self.session(), self._url + self.path, body, self._headers(),
+                        (connect, min(read, self.attempt_deadline)), deadline, self._verify)
+        except DeadlinePassed:
             raise _RetryableFailure(APITimeoutError(
                 f"{self.name}: the answer from {self.endpoint} took longer than attempt_deadline="
                 f"{self.attempt_deadline:g}s", provider=self.name)) from None
@@ -617,22 +531,9 @@ class HTTPReranker(Reranker):
         return _RetryableFailure(APIConnectionError(
             f"{self.name}: connection to {self.endpoint} failed: {type(exc).__name__}", provider=self.name))
 
-    @staticmethod
-    def _read_body(raw: Any, deadline: float) -> bytes:
-        """The whole body, one socket read at a time, giving up at ``deadline`` (a trickling server)."""
-        read = getattr(raw, "read1", None) or raw.read
-        chunks = []
-        while True:
-            if time.monotonic() > deadline:
-                raise _DeadlinePassed()
-            chunk = read(65536, decode_content=True)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-
     def _parse(self, raw: bytes, status: int, n_documents: int) -> BatchResult:
         """A 2xx answer as scores; any malformed answer is a retryable BadResponseError."""
-        data, is_json = _decode_json(raw)
+        data, is_json = decode_json(raw)
         try:
             if not is_json:
                 raise BadResponseError("the body is not valid JSON")
@@ -651,7 +552,7 @@ class HTTPReranker(Reranker):
         return shorten(text, self._secrets(), ERROR_TEXT_LIMIT)
 
     def _error_for(self, status: int, raw: bytes, retry_after: float | None) -> APIError:
-        data, _ = _decode_json(raw)
+        data, _ = decode_json(raw)
         try:
             said = self.error_message(data, raw.decode("utf-8", "replace"))
         except Exception:  # a hostile error body: keep the status, drop the words
@@ -673,22 +574,3 @@ class HTTPReranker(Reranker):
         """Words added to an authentication error: where the key comes from."""
         where = " or ".join(self.key_env) or "api_key="
         return f" (check the API key: {where})"
-
-
-class _DeadlinePassed(Exception):
-    """Internal: an attempt ran past ``attempt_deadline`` while its body was still arriving."""
-
-
-class _BasicAuth(requests.auth.AuthBase):
-    """HTTP basic auth from ``user:password@`` in the base URL, kept as secrets (never in a repr)."""
-
-    def __init__(self, user: config.Secret, password: config.Secret) -> None:
-        self._user, self._password = user, password
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        if "Authorization" not in request.headers:  # the API key's header wins, as it always did
-            return requests.auth.HTTPBasicAuth(self._user.reveal(), self._password.reveal())(request)
-        return request
-
-    def __repr__(self) -> str:
-        return "_BasicAuth('***')"
