@@ -313,18 +313,54 @@ def bench_rate_limit(sizes: dict) -> list[dict]:
     return out
 
 
+def _import_times() -> dict:
+    """One fresh ``python -X importtime -c "import rerankpd"``: cumulative microseconds of rerankpd and
+    pandas, and the sum of rerankpd's own modules' self times."""
+    root = os.path.dirname(HERE)
+    err = subprocess.run([sys.executable, "-X", "importtime", "-c", "import rerankpd"], capture_output=True,
+                         text=True, cwd=root, check=True).stderr
+    found = {"rerankpd": 0, "pandas": 0, "own": 0}
+    for line in err.splitlines():
+        parts = line.split("|")
+        if len(parts) != 3 or not parts[0].startswith("import time:"):
+            continue
+        try:
+            self_us, cumulative_us = int(parts[0].split(":")[1]), int(parts[1])
+        except ValueError:  # the header line
+            continue
+        name = parts[2].strip()
+        if name in ("rerankpd", "pandas"):
+            found[name] = cumulative_us
+        if name == "rerankpd" or name.startswith("rerankpd."):
+            found["own"] += self_us
+    return found
+
+
+def bench_import(sizes: dict) -> list[dict]:
+    runs = [_import_times() for _ in range(sizes["import_runs"])]
+    total = statistics.median(r["rerankpd"] for r in runs) / 1e6
+    pandas_s = statistics.median(r["pandas"] for r in runs) / 1e6
+    own = statistics.median(r["own"] for r in runs) / 1e6
+    return [dict(name="I. import rerankpd (python -X importtime)", value=f"{total * 1000:.0f} ms",
+                 baseline=f"pandas {pandas_s * 1000:.0f} ms", ratio=total / pandas_s, target="report", met=None,
+                 detail=f"median of {len(runs)} fresh processes; rerankpd's own modules {own * 1000:.1f} ms, "
+                        "the rest is pandas, numpy and the other dependencies")]
+
+
 # ----------------------------------------------------------------------------------------- main
 FULL = dict(api_docs=4000, overhead_docs=4000, cached_rows=100_000, cached_distinct=50_000,
-            memory_bm25_rows=1_000_000, e5_pairs=256, bm25_queries=20, rate_rps=50, rate_requests=300)
+            memory_bm25_rows=1_000_000, e5_pairs=256, bm25_queries=20, rate_rps=50, rate_requests=300,
+            import_runs=9)
 QUICK = dict(api_docs=800, overhead_docs=800, cached_rows=10_000, cached_distinct=5_000,
-             memory_bm25_rows=50_000, e5_pairs=32, bm25_queries=2, rate_rps=50, rate_requests=60)
+             memory_bm25_rows=50_000, e5_pairs=32, bm25_queries=2, rate_rps=50, rate_requests=60,
+             import_runs=3)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     parser.add_argument("--only", nargs="*", help="run only these groups: api overhead cached memory "
-                                                  "embedded rate")
+                                                  "embedded rate import")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -332,7 +368,8 @@ def main() -> None:
         return
     sizes = QUICK if args.quick else FULL
     groups = {"api": bench_api_bound, "overhead": bench_overhead, "cached": bench_cached,
-              "memory": bench_memory, "embedded": bench_embedded, "rate": bench_rate_limit}
+              "memory": bench_memory, "embedded": bench_embedded, "rate": bench_rate_limit,
+              "import": bench_import}
     started = time.perf_counter()
     rows: list[dict] = []
     for name, fn in groups.items():

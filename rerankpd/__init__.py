@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers DataFrame.rerank)
+from .agreement import Agreement, agreement
 from .cache import cache_info, clear_cache
 from .display import show
 from .errors import RerankError
 from .estimate import Estimate, estimate
+from .evaluate import Evaluation, evaluate
 from .pipeline import rerank, scores
 from .rerankers import Reranker, available_rerankers, get_reranker
 from .widget import RerankPanel
@@ -21,15 +23,19 @@ from .widget import RerankPanel
 __version__ = "0.1.0"
 
 __all__ = sorted([
+    "Agreement",
     "Estimate",
+    "Evaluation",
     "RerankError",
     "RerankPanel",
     "Reranker",
     "__version__",
+    "agreement",
     "available_rerankers",
     "cache_info",
     "clear_cache",
     "estimate",
+    "evaluate",
     "get_reranker",
     "rerank",
     "scores",

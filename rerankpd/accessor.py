@@ -17,6 +17,7 @@ import inspect
 import pandas as pd
 
 from . import estimate as _estimate
+from . import evaluate as _evaluate
 from . import pipeline
 
 __all__ = ["RerankAccessor"]
@@ -49,10 +50,16 @@ class RerankAccessor:
         :func:`rerankpd.estimate`."""
         return _estimate.estimate(self._df, query, column, **kwargs)
 
+    def evaluate(self, query=None, column="text", **kwargs) -> "_evaluate.Evaluation":
+        """Metrics, costs and significance of this frame's rankings against its labels; see
+        :func:`rerankpd.evaluate`."""
+        return _evaluate.evaluate(self._df, query, column, **kwargs)
+
     # Show the real keyword arguments (for tab completion and help()), without the frame and private hooks.
     __call__.__signature__ = _without_frame(pipeline.rerank)  # type: ignore[attr-defined]
     scores.__signature__ = _without_frame(pipeline.scores)  # type: ignore[attr-defined]
     estimate.__signature__ = _without_frame(_estimate.estimate)  # type: ignore[attr-defined]
+    evaluate.__signature__ = _without_frame(_evaluate.evaluate)  # type: ignore[attr-defined]
 
     def panel(self, column=None, **defaults):
         """An ipywidgets panel over this frame: query, columns, reranker, top_n, Run; see

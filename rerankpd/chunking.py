@@ -7,10 +7,11 @@ approximate tokens overlapping by ``overlap_tokens``, at most ``max_chunks_per_d
 is scored as an ordinary (query, text) pair, so chunks share the score cache; a document's score is its
 best chunk's.
 
-Approximate tokens are what a reader would count: every CJK character (Han, kana, Hangul) is one token,
-and every run of other non-space characters is one token (a Latin word with its punctuation). Real
-tokenizers count more, so a window of ``chunk_tokens`` approximate tokens usually stays within a model's
-limit of the same number of real tokens only for CJK text; choose ``chunk_tokens`` with that margin.
+Approximate tokens are the window count of :mod:`rerankpd.tokens`, what a reader would count: every CJK
+character (Han, kana, Hangul) is one token, and every run of other non-space characters is one token (a
+Latin word with its punctuation). Real tokenizers count more, so a window of ``chunk_tokens`` approximate
+tokens usually stays within a model's limit of the same number of real tokens only for CJK text; choose
+``chunk_tokens`` with that margin.
 
 Examples
 --------
@@ -23,13 +24,14 @@ Examples
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ConfigurationError
 from .pairs import Pairs
+from .tokens import window_token_count, window_token_spans
+from .validate import whole
 
 __all__ = [
     "ChunkPlan",
@@ -45,29 +47,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_CJK = (
-    "\u1100-\u11ff"  # Hangul Jamo
-    "\u3040-\u30ff"  # Hiragana, Katakana
-    "\u3100-\u312f"  # Bopomofo
-    "\u3130-\u318f"  # Hangul compatibility Jamo
-    "\u3400-\u4dbf"  # CJK extension A
-    "\u4e00-\u9fff"  # CJK unified ideographs
-    "\uac00-\ud7af"  # Hangul syllables
-    "\uf900-\ufaff"  # CJK compatibility ideographs
-    "\U00020000-\U0003134f"  # CJK extensions B-G
-)
-_TOKEN = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
-
-
 def approx_token_spans(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` character offsets of each approximate token of ``text``, in order.
+
+    The window count of :mod:`rerankpd.tokens` (:func:`~rerankpd.tokens.window_token_spans`).
 
     Examples
     --------
     >>> approx_token_spans("hi 你好")
     [(0, 2), (3, 4), (4, 5)]
     """
-    return [m.span() for m in _TOKEN.finditer(text)]
+    return window_token_spans(text)
 
 
 def approx_token_count(text: str) -> int:
@@ -78,7 +68,7 @@ def approx_token_count(text: str) -> int:
     >>> approx_token_count("Wash hands, 勤洗手")
     5
     """
-    return sum(1 for _ in _TOKEN.finditer(text))
+    return window_token_count(text)
 
 
 @dataclass(frozen=True)
@@ -105,15 +95,10 @@ class ChunkSpec:
     max_chunks: int = 1
 
     def __post_init__(self) -> None:
-        for name, option in (("chunk_tokens", "chunk_tokens"), ("overlap_tokens", "overlap_tokens"),
-                             ("max_chunks", "max_chunks_per_doc")):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigurationError(f"{option} must be a whole number, got {value!r}")
-        if self.chunk_tokens < 1:
-            raise ConfigurationError(f"chunk_tokens must be >= 1, got {self.chunk_tokens}")
-        if self.max_chunks < 1:
-            raise ConfigurationError(f"max_chunks_per_doc must be >= 1, got {self.max_chunks}")
+        # Validated and stored as plain ints (a NumPy integer is accepted), naming the reranker option.
+        object.__setattr__(self, "chunk_tokens", whole("chunk_tokens", self.chunk_tokens, minimum=1))
+        object.__setattr__(self, "max_chunks", whole("max_chunks_per_doc", self.max_chunks, minimum=1))
+        object.__setattr__(self, "overlap_tokens", whole("overlap_tokens", self.overlap_tokens, minimum=0))
         if not 0 <= self.overlap_tokens < self.chunk_tokens:
             raise ConfigurationError(
                 f"overlap_tokens must be >= 0 and < chunk_tokens ({self.chunk_tokens}), got {self.overlap_tokens}"

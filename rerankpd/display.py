@@ -27,7 +27,7 @@ from typing import IO, Any, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["RankedView", "histogram_svg", "show", "to_html", "to_text"]
+__all__ = ["SCORE_NOTES", "RankedView", "histogram_svg", "score_note", "show", "to_html", "to_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +90,33 @@ def _cell_html(value: Any, max_chars: int) -> str:
     return html.escape(str(value))
 
 
-def _bar_scale(scores: np.ndarray) -> tuple[float, float]:
-    """The score range the bars span: the lowest to the highest score shown (scores of one reranker
-    are comparable with each other, not with a fixed scale: e5 cosines sit near 0.8, BM25 is unbounded)."""
+#: What a reranker's scores are, said under the bars and in the panel so nobody reads them as probabilities.
+SCORE_NOTES = {
+    "e5": "e5 scores are cosine similarities, squeezed into about 0.72\u20130.94: compare them with each "
+          "other; they are not probabilities",
+    "bm25": "BM25 scores are unbounded term-weight sums: compare them within one query; they are not "
+            "probabilities",
+}
+
+
+def score_note(reranker: str | None) -> str | None:
+    """What ``reranker``'s scores mean, when they are easy to misread (see :data:`SCORE_NOTES`).
+
+    >>> score_note("e5").startswith("e5 scores are cosine similarities")
+    True
+    """
+    return SCORE_NOTES.get(reranker) if isinstance(reranker, str) else None
+
+
+def _bar_scale(scores: np.ndarray, score_range: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The score range the bars span: ``score_range`` when given, else the lowest to the highest score shown
+    (scores of one reranker are comparable with each other, not with a fixed scale: e5 cosines sit near
+    0.8, BM25 is unbounded)."""
+    if score_range is not None:
+        lo, hi = (float(v) for v in score_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+            raise ValueError(f"score_range must be (low, high) with low < high, got {score_range!r}")
+        return lo, hi
     finite = scores[np.isfinite(scores)]
     if finite.size == 0:
         return 0.0, 1.0
@@ -100,6 +124,18 @@ def _bar_scale(scores: np.ndarray) -> tuple[float, float]:
     if hi <= lo:
         lo = hi - 1.0
     return lo, hi
+
+
+def _scale_caption(lo: float, hi: float, fixed: bool, reranker: Any) -> str:
+    """The line above the table saying what a bar's length means (and what the scores are)."""
+    if fixed:
+        text = f"bars span the scores {lo:.4g} to {hi:.4g}"
+    else:
+        text = f"bars are relative: from the lowest ({lo:.4g}) to the highest ({hi:.4g}) score shown"
+    note = score_note(reranker)
+    if note:
+        text += f". {note}"
+    return f'<div class="rerankpd-scale" style="color:#777;font-size:12px">{html.escape(text)}</div>'
 
 
 def _score_html(score: float, lo: float, hi: float) -> str:
@@ -150,8 +186,10 @@ def histogram_svg(scores: Sequence[float] | np.ndarray, *, bins: int = 20, width
         parts.append(f'<text x="0" y="{caption_h + plot_h // 2}" fill="#999">no scores</text></svg>')
         return "".join(parts)
     lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
+    if hi <= lo:  # one score (a single-row group), or all equal: no distribution to draw, no axis
+        what = "one score" if values.size == 1 else f"all {values.size} scores"
+        parts.append(f'<text x="0" y="{caption_h + 12}" fill="#555">{what}: {lo:.4g}</text></svg>')
+        return "".join(parts)
     counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
     top = max(int(counts.max()), 1)
     bar_w = width / bins
@@ -187,7 +225,8 @@ def _histograms(df: pd.DataFrame, query_column: str | None, max_histograms: int)
 
 
 def to_html(df: pd.DataFrame, *, query_column: str | None = None, max_rows: int = 50, max_chars: int = 120,
-            histogram: bool = True, max_histograms: int = 6) -> str:
+            histogram: bool = True, max_histograms: int = 6,
+            score_range: tuple[float, float] | None = None, explain_scores: bool = True) -> str:
     """HTML of a ranked frame: rank, the score drawn as a bar, the other columns with long text cut.
 
     Parameters
@@ -204,6 +243,13 @@ def to_html(df: pd.DataFrame, *, query_column: str | None = None, max_rows: int 
         Draw the score distribution (one small histogram per query) above the table.
     max_histograms
         At most this many per-query histograms.
+    score_range
+        ``(low, high)``: the scores a bar spans from empty to full (e.g. ``(0, 1)`` for a service whose
+        scores are documented as 0 to 1). Default: relative, from the lowest to the highest score shown;
+        a caption above the table says which.
+    explain_scores
+        Add what the reranker's scores are to that caption when they are easy to misread (e5's cosines,
+        BM25's unbounded sums: :data:`SCORE_NOTES`).
 
     Examples
     --------
@@ -219,7 +265,7 @@ def to_html(df: pd.DataFrame, *, query_column: str | None = None, max_rows: int 
         raise ValueError(f"max_chars must be a whole number >= 2, got {max_chars!r}")
     qc = _query_column(df, query_column)
     shown = df.head(max_rows)
-    lo, hi = _bar_scale(df[SCORE].to_numpy(dtype=np.float64, na_value=np.nan))
+    lo, hi = _bar_scale(df[SCORE].to_numpy(dtype=np.float64, na_value=np.nan), score_range)
     others = [c for c in df.columns if c not in (SCORE, RANK)]
     head = [f'<th style="{_TH_STYLE}"></th>']
     if RANK in df.columns:
@@ -246,7 +292,9 @@ def to_html(df: pd.DataFrame, *, query_column: str | None = None, max_rows: int 
     if histogram and len(df):
         hist = (f'<div class="rerankpd-histograms" style="display:flex;flex-wrap:wrap;gap:16px;margin:4px 0">'
                 f"{_histograms(df, qc, max_histograms)}</div>")
-    return f'<div class="rerankpd-result">{hist}{table}{footer}</div>'
+    reranker = _run_info(df).get("reranker") if explain_scores else None
+    caption = _scale_caption(lo, hi, score_range is not None, reranker) if len(df) else ""
+    return f'<div class="rerankpd-result">{hist}{caption}{table}{footer}</div>'
 
 
 def to_text(df: pd.DataFrame, *, max_rows: int = 50, max_chars: int = 60) -> str:

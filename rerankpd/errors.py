@@ -6,6 +6,7 @@ Everything rerankpd raises on its own account derives from :class:`RerankError`:
     ├── ConfigurationError          (also a ValueError) no key, a bad option, an unknown reranker
     │   └── MissingDependencyError  an optional extra is not installed; names the ``pip install``
     ├── RunCancelled                the run was cancelled (the panel's Cancel); finished scores are cached
+    ├── CacheError                  cache_info / clear_cache cannot use the cache directory (a file, read-only)
     └── APIError                    a provider answered, or failed to; carries status_code and message
         ├── AuthenticationError     401 / 403 (DMXAPI also answers 401 when the quota is exhausted)
         ├── RateLimitError          429, after the retries ran out; ``retry_after`` if the server said
@@ -37,6 +38,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BadResponseError",
+    "CacheError",
     "ConfigurationError",
     "MissingDependencyError",
     "RateLimitError",
@@ -64,6 +66,12 @@ class MissingDependencyError(ConfigurationError, ImportError):
 
 class RunCancelled(RerankError):
     """The run was cancelled between requests; ``partial`` holds what was finished (and cached)."""
+
+
+class CacheError(RerankError):
+    """The score cache directory cannot be used by :func:`rerankpd.cache_info` or :func:`rerankpd.clear_cache`
+    (it is a file, unreadable, or read-only for a clear); the message names the directory. A run never
+    raises it: a run's cache is best effort and only warns."""
 
 
 class APIError(RerankError):

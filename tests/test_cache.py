@@ -1,16 +1,18 @@
 """The score cache: JSON only, never the key, private directory, info and clear."""
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import pickle
+import sqlite3
 import stat
 
 import pandas as pd
 import pytest
 
 import rerankpd
-from rerankpd.cache import ScoreCache, identity_digest
+from rerankpd.cache import SCORES_FILE, ScoreCache, identity_digest
 from rerankpd.testing import LoopbackRerankServer
 from tests.conftest import API_KEY
 
@@ -27,19 +29,21 @@ def test_roundtrip_and_keys(tmp_path):
     assert identity_digest({"model": "m1"}) != identity_digest({"model": "m2"})
 
 
-def test_refuses_pickle(tmp_path):
+def test_values_are_finite_reals_and_nothing_else_is_ever_read(tmp_path):
+    """No pickle, JSON or file reference exists in the format: a value is a REAL, and a planted value of any
+    other kind (a pickle, JSON text, a path) is a miss, never unpickled, parsed or opened."""
     cache = ScoreCache(tmp_path / "c")
-    with pytest.raises(TypeError):
-        cache._cache.set("k", {"not": "json text"})
-    with pytest.raises(TypeError):
-        cache._cache.set(("tuple", "key"), "1.0")
-    # a pickled value planted by someone else is never unpickled
-    import diskcache
-    plain = diskcache.Cache(str(tmp_path / "c"))
-    plain.set("planted", pickle.dumps(object) and ["a", "list"])   # stored pickled by plain diskcache
-    plain.close()
-    with pytest.raises(ValueError, match="unpickle"):
-        cache.get_many(["planted"])
+    key, other = ScoreCache.key("d", "q", "a"), ScoreCache.key("d", "q", "b")
+    with pytest.raises((TypeError, ValueError)):
+        cache.set_many({key: {"not": "a number"}})
+    cache.set_many({key: 0.5, other: 0.25})
+    con = sqlite3.connect(tmp_path / "c" / SCORES_FILE)
+    con.execute("UPDATE scores SET value = ? WHERE key = ?", (pickle.dumps(["a", "list"]), other))
+    con.commit()
+    assert con.execute("SELECT typeof(value) FROM scores WHERE key = ?", (key,)).fetchone() == ("real",)
+    con.close()
+    assert cache.get_many([key, other]) == {key: 0.5}
+    cache.close()
 
 
 def test_directory_is_private(tmp_path):
@@ -81,9 +85,16 @@ def test_unwritable_cache_warns_and_keeps_scoring(tmp_path):
 
 
 def test_key_format_is_stable():
-    """Keys on disk outlive releases: changing how they are made would silently miss every cached score."""
-    import hashlib
+    """Keys on disk outlive releases: changing how they are made would silently miss every cached score
+    (a change must come with a new file name, as v2 did). v2: ``Q = SHA-256(tag, identity digest, query)``
+    with each field's UTF-8 preceded by its length as 8 bytes little-endian; the key is ``Q[:16]`` then
+    BLAKE2b-128 of the text keyed with ``Q``."""
+    def field(text: str) -> bytes:
+        data = text.encode()
+        return len(data).to_bytes(8, "little") + data
 
-    want = hashlib.sha256("digest\x00如何预防感冒\x00text 🙂".encode()).hexdigest()
+    block = hashlib.sha256(b"rerankpd score key v2\x00" + field("digest") + field("如何预防感冒")).digest()
+    want = block[:16] + hashlib.blake2b("text 🙂".encode(), digest_size=16, key=block).digest()
     assert ScoreCache.key("digest", "如何预防感冒", "text 🙂") == want
     assert ScoreCache.keys("digest", ["x", "如何预防感冒"], ["text 🙂"], [1], [0]) == [want]
+    assert SCORES_FILE == "scores-v2.sqlite3"

@@ -1,13 +1,21 @@
 """The batched cache paths: many keys per SQL query, keys hashed by shared prefix, values read as numbers."""
 from __future__ import annotations
 
+import hashlib
+import random
 import sqlite3
+import threading
 
+import numpy as np
 import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rerankpd.cache import ScoreCache, identity_digest
+import rerankpd.cache as cache_module
+from rerankpd.cache import SCORES_FILE, RunCache, ScoreCache, identity_digest
+from rerankpd.pairs import build_pairs
+from rerankpd.sqlite_store import SQLiteTable, WriteBehind
 
 
 @settings(max_examples=50, deadline=None)
@@ -22,23 +30,97 @@ def test_keys_equal_key_of_each_pair(queries, texts, data):
         ScoreCache.key(digest, queries[g], texts[t]) for g, t in zip(groups, idx)]
 
 
-def test_get_many_across_chunks_returns_exactly_the_present_keys(tmp_path):
+def test_get_many_across_chunks_returns_exactly_the_present_keys(tmp_path, monkeypatch):
+    import rerankpd.sqlite_store as store
+
+    monkeypatch.setattr(store, "READ_CHUNK", 1000)  # three read queries
     digest = identity_digest({"provider": "p"})
     keys = ScoreCache.keys(digest, ["q"], [f"t{i}" for i in range(2500)], [0] * 2500, range(2500))
     with ScoreCache(tmp_path) as cache:
         stored = {k: i / 7 for i, k in enumerate(keys) if i % 3}
         cache.set_many(stored)
-        found = cache.get_many(keys + ["not-a-key"] * 5)
+        found = cache.get_many(keys + [b"not-a-key"] * 5)
     assert found == stored  # exact floats back, across three SQL chunks, misses left out
 
 
-def test_a_tampered_value_that_is_not_a_number_is_refused(tmp_path):
+def test_a_tampered_value_that_is_not_a_finite_number_is_a_miss(tmp_path):
+    keys = [ScoreCache.key("d", "q", t) for t in "abcdef"]
     with ScoreCache(tmp_path) as cache:
-        cache.set_many({"a": 0.25, "b": 0.5})
-    con = sqlite3.connect(tmp_path / "cache.db")
-    con.execute("UPDATE Cache SET value = ? WHERE key = 'b'", ('{"__reduce__": "os.system"}',))
+        cache.set_many(dict.fromkeys(keys, 0.25))
+    con = sqlite3.connect(tmp_path / SCORES_FILE)
+    for key, value in zip(keys[1:], ['{"__reduce__": "os.system"}', None, b"\x00\x01", "/etc/passwd",
+                                     float("inf")]):
+        con.execute("UPDATE scores SET value = ? WHERE key = ?", (value, key))
     con.commit()
     con.close()
     with ScoreCache(tmp_path) as cache:
-        with pytest.raises(ValueError, match="not a number"):
-            cache.get_many(["a", "b"])
+        assert cache.get_many(keys) == {keys[0]: 0.25}
+
+
+@pytest.mark.parametrize("block_min", [1, 100, 10**9])  # every query read as a block / big ones only / none
+def test_block_reads_and_key_reads_find_exactly_the_valid_cached_scores(tmp_path, monkeypatch, block_min):
+    monkeypatch.setattr(cache_module, "_BLOCK_MIN_PAIRS", block_min)
+    monkeypatch.setattr(cache_module, "LOOKUP_CHUNK_PAIRS", 700)  # a block outlives several chunks
+    identity = '{"provider": "p"}'
+    digest = hashlib.sha256(identity.encode()).hexdigest()
+    big = [f"big {i}" for i in range(3000)]
+    small = [f"small {i}" for i in range(30)]
+    huge = [f"huge {i}" for i in range(150)]
+    rows = [("qb", t) for t in big] + [("qs", t) for t in small] + [("qh", t) for t in huge]
+    random.Random(1).shuffle(rows)  # queries interleaved across chunks
+    pairs = build_pairs([q for q, _ in rows], [t for _, t in rows])
+    with ScoreCache(tmp_path) as cache:
+        stored = {}
+        for i, (q, t) in enumerate(rows):
+            if i % 3:
+                stored[(q, t)] = i / 7
+        # the "qh" block holds far more than the run asks for: read by key, not walked
+        extra = {ScoreCache.key(digest, "qh", f"other {i}"): 1.0 for i in range(2000)}
+        cache.set_many({**{ScoreCache.key(digest, q, t): v for (q, t), v in stored.items()}, **extra})
+        corrupt = [(q, t) for (q, t) in stored if t.endswith("5")]
+    con = sqlite3.connect(tmp_path / SCORES_FILE)
+    for q, t in corrupt:
+        con.execute("UPDATE scores SET value = 'x' WHERE key = ?", (ScoreCache.key(digest, q, t),))
+    con.commit()
+    con.close()
+    for q, t in corrupt:
+        del stored[(q, t)]
+    run = RunCache(ScoreCache(tmp_path), identity)
+    scores = np.full(pairs.n_pairs, np.nan)
+    found = run.lookup(pairs, scores)
+    run.close()
+    want = np.array([stored.get(pairs.pair(p), np.nan) for p in range(pairs.n_pairs)])
+    assert found == len(stored)
+    np.testing.assert_array_equal(scores, want)
+
+
+def test_the_writer_commits_off_the_callers_thread_and_in_bulk_when_behind(tmp_path):
+    table = SQLiteTable.open(str(tmp_path), "t.sqlite3", "t", "REAL")
+    threads = set()
+
+    def prepare(item):
+        threads.add(threading.get_ident())
+        return [item]
+
+    writer = WriteBehind(table, prepare)
+    with table._lock:  # the disk is slow: the first transaction waits while 99 more requests finish
+        for i in range(100):
+            writer.put((i.to_bytes(32, "big"), float(i)))
+    assert writer.close(30)
+    assert threading.get_ident() not in threads and len(threads) == 1
+    assert writer.failure is None and writer.written == 100 and writer.transactions <= 2
+    assert len(table) == 100
+    table.close()
+
+
+def test_a_connection_left_inside_a_transaction_is_rolled_back_reopened_and_written(tmp_path):
+    """What an interrupt landing right after BEGIN used to leave behind: every later write failed, and the
+    warning blamed another process's lock."""
+    table = SQLiteTable.open(str(tmp_path), "t.sqlite3", "t", "REAL")
+    table._con.execute("BEGIN")
+    writer = WriteBehind(table, lambda item: [item])
+    writer.put((b"k" * 32, 0.5))
+    assert writer.close(30)
+    assert writer.failure is None
+    assert table.get_many([b"k" * 32]) == {b"k" * 32: 0.5}
+    table.close()

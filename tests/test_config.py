@@ -39,6 +39,18 @@ def test_secret_hides_itself():
 
 def test_public_api():
     assert rerankpd.__all__ == sorted(rerankpd.__all__)
+    # __all__ is exactly what the package exports: every public name it binds (submodules and the
+    # __future__ import aside), no name it lacks, none twice.
+    import __future__
+    import inspect
+
+    bound = {name for name, value in vars(rerankpd).items()
+             if not name.startswith("_") and not inspect.ismodule(value) and not isinstance(value, __future__._Feature)}
+    assert set(rerankpd.__all__) == bound | {"__version__"}
+    assert len(set(rerankpd.__all__)) == len(rerankpd.__all__)
+    star: dict = {}
+    exec("from rerankpd import *", star)
+    assert set(star) - {"__builtins__"} == set(rerankpd.__all__)
     for name in ("rerank", "scores", "get_reranker", "available_rerankers", "RerankError", "cache_info",
                  "clear_cache"):
         assert hasattr(rerankpd, name)

@@ -98,3 +98,52 @@ def test_query_order_is_first_appearance_in_the_whole_input():
     want = df.rerank(query_column="q", top_n=2, reranker="e5", cache=False, progress=False)
     assert want["q"].tolist() == ["a", "a", "b", "b"]
     assert_same_ranking(got, want)
+
+
+# ------------------------------------------------------------------ a real cluster of worker processes
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    from tests.dask_cluster import local_cluster
+
+    with local_cluster(str(tmp_path_factory.mktemp("workers"))) as client:
+        yield client
+
+
+@pytest.mark.timeout(300)
+def test_key_set_in_the_client_after_the_cluster_started_is_not_seen_and_the_error_says_so(client, frame,
+                                                                                         monkeypatch):
+    from tests.dask_cluster import COMPUTE_TIMEOUT, set_worker_env
+
+    with LoopbackRerankServer(api_key=API_KEY) as srv:
+        set_worker_env(client, {"DMXAPI_BASE_URL": srv.url})
+        monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)            # in the client only: too late for the workers
+        lazy = rdask.with_scores(dd.from_pandas(frame, npartitions=2, sort=False), "colds", reranker="dmxapi",
+                                 cache=False)
+        future = client.compute(lazy)
+        with pytest.raises(errors.ConfigurationError) as caught:
+            future.result(timeout=COMPUTE_TIMEOUT)
+        future.release()
+        message = str(caught.value)
+        assert "DMXAPI_API_KEY" in message
+        assert "must be in the workers' environment" in message
+        assert "rerankpd.dask.copy_env_to_workers(client, 'DMXAPI_API_KEY')" in message
+        assert API_KEY not in message
+        assert len(srv.requests) == 0
+        try:
+            rdask.copy_env_to_workers(client, "DMXAPI_API_KEY")         # what the message says to do
+            # a new graph (the failed one's keys may still be held as erred by the scheduler)
+            again = rdask.with_scores(dd.from_pandas(frame, npartitions=3, sort=False), "colds", reranker="dmxapi",
+                                      cache=False)
+            scored = client.compute(again).result(timeout=COMPUTE_TIMEOUT)
+        finally:
+            set_worker_env(client, remove=("DMXAPI_API_KEY", "DMXAPI_BASE_URL"))
+        assert scored["rerank_score"].notna().sum() == 59
+        assert len(srv.requests) > 0
+
+
+def test_copy_env_to_workers_names_what_is_missing(monkeypatch):
+    with pytest.raises(ValueError, match="name the variables"):
+        rdask.copy_env_to_workers(None)
+    monkeypatch.setenv("DMXAPI_API_KEY", "  ")
+    with pytest.raises(errors.ConfigurationError, match="DMXAPI_API_KEY is not set in this process"):
+        rdask.copy_env_to_workers(None, "DMXAPI_API_KEY")

@@ -96,3 +96,26 @@ def test_bad_input_names_the_problem():
         to_html(frame, max_rows=-1)
     with pytest.raises(KeyError, match="query_column 'q'"):
         to_html(frame, query_column="q")
+
+
+def test_a_single_score_draws_no_meaningless_axis():
+    svg = histogram_svg([0.8123], title="one row")
+    assert "one score: 0.8123" in svg and "<rect" not in svg
+    assert svg.count("<text") == 2                       # the title and the value, no axis ends
+    assert "all 3 scores: 0.5" in histogram_svg([0.5, 0.5, 0.5])
+    grouped = pd.DataFrame({"q": ["a", "a", "b"], "text": ["x", "y", "z"], "rerank_score": [0.2, 0.9, 0.7],
+                            "rerank_rank": [2, 1, 1]})
+    assert "one score: 0.7" in to_html(grouped, query_column="q")
+
+
+def test_bars_say_whether_they_are_relative_or_span_a_fixed_range():
+    out = pd.DataFrame({"text": ["a", "b"], "rerank_score": [0.92, 0.72], "rerank_rank": [1, 2]})
+    relative = to_html(out)
+    assert "bars are relative: from the lowest (0.72) to the highest (0.92) score shown" in relative
+    fixed = to_html(out, score_range=(0, 1))
+    assert "bars span the scores 0 to 1" in fixed
+    assert "width:73.1%" in fixed                        # 0.72 on a 0..1 scale (4% floor + 96% * 0.72)
+    with pytest.raises(ValueError, match="score_range"):
+        to_html(out, score_range=(1, 1))
+    out.attrs["rerank"] = {"reranker": "e5"}
+    assert "cosine similarities" in to_html(out) and "not probabilities" in to_html(out)

@@ -1,29 +1,30 @@
-"""The example notebooks: stored without outputs, and each runs top to bottom offline in a real kernel.
+"""The example notebooks: stored executed (a reader on GitHub sees the results), and each runs top to
+bottom offline in a real kernel, giving the outputs that are stored.
 
-Each notebook asserts its own claims in its cells (the seed's best answer, requests saved by the cache, the
+Each notebook checks its own claims in its cells (the seed's best answer, requests saved by the cache, the
 panel's top row), so executing it is the test; here we also check what a reader would see in the outputs.
+Regenerate the stored outputs with ``python -m tests.jupyter_env notebooks/*.ipynb``.
 """
 from __future__ import annotations
 
+import copy
 import json
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from tests.jupyter_env import KERNEL_NAME, jupyter_env  # noqa: F401  (fixture)
+from tests.jupyter_env import KERNEL_NAME, execute, is_progress_bar, jupyter_env  # noqa: F401  (fixture)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 TIMEOUT = 300  # per cell; the e5 model loads in about two seconds
+REGENERATE = "python -m tests.jupyter_env notebooks/*.ipynb"
 
 
 def _execute(nb: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNode:
-    client = NotebookClient(nb, timeout=TIMEOUT, kernel_name=KERNEL_NAME, allow_errors=False,
-                            resources={"metadata": {"path": str(cwd)}})
-    client.execute()
-    return nb
+    return execute(nb, cwd, TIMEOUT)
 
 
 def _outputs(nb: nbformat.NotebookNode) -> list[dict]:
@@ -34,31 +35,80 @@ def _html(nb: nbformat.NotebookNode) -> str:
     return "\n".join(out.get("data", {}).get("text/html", "") for out in _outputs(nb))
 
 
-def test_the_four_notebooks_are_there():
+def test_the_notebooks_are_there():
     assert [p.name for p in NOTEBOOKS] == [
         "01_quickstart.ipynb",
         "02_per_row_queries_and_top_n.ipynb",
         "03_panel.ipynb",
         "04_caching_and_cost.ipynb",
+        "05_evaluate.ipynb",
     ]
 
 
+_NUMBER = re.compile(r"-?\d+\.\d{4,}")
+_VOLATILE = re.compile(r"(127\.0\.0\.1:\d+|/tmp/\S+|\d+\.\d+ ?s\b|\[\d\d:\d\d<|\d+(\.\d+)? ?(it|pairs?)/s)")
+
+
+def _comparable(nb: nbformat.NotebookNode) -> list:
+    """What a reader sees, per code cell: outputs without widget ids, progress bars and float noise
+    (scores are rounded to 3 places, so another CPU's last digits do not count)."""
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for out in cell.get("outputs", []):
+            if is_progress_bar(out):
+                continue
+            out = copy.deepcopy(dict(out))
+            out.pop("metadata", None)
+            data = dict(out.get("data", {}))
+            if "application/vnd.jupyter.widget-view+json" in data:
+                data["application/vnd.jupyter.widget-view+json"] = "<widget>"
+                data.pop("text/plain", None)
+            out["data"] = {k: _NUMBER.sub(lambda m: f"{float(m.group()):.3f}", str(v)) for k, v in data.items()}
+            if "text" in out:
+                out["text"] = _NUMBER.sub(lambda m: f"{float(m.group()):.3f}", out["text"])
+                if outputs and outputs[-1].get("name") == out.get("name"):   # how a stream is cut is timing
+                    outputs[-1]["text"] += out["text"]
+                    continue
+            outputs.append(out)
+        cells.append(outputs)
+    return cells
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_is_stored_without_outputs(path):
+def test_notebook_is_stored_executed_without_noise(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip the outputs"
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), \
+        f"{path.name}: store it executed top to bottom: {REGENERATE}"
+    outputs = [out for cell in code for out in cell.outputs]
+    assert outputs and not [out for out in outputs if out.get("output_type") == "error"]
     assert "widgets" not in nb.metadata, f"{path.name}: strip the saved widget state"
+    shown = json.dumps(outputs, ensure_ascii=False)
+    assert not _VOLATILE.search(shown), f"{path.name}: outputs hold timings, ports or temporary paths"
+    assert not any(is_progress_bar(out) for out in outputs)
+    assert "execution" not in json.dumps([cell.metadata for cell in code])    # no timing metadata
+    for cell in code:    # a cell's last expression is not a raw HTML string
+        for out in cell.outputs:
+            text = out.get("data", {}).get("text/plain", "")
+            assert not re.match(r"""^['"]<\w+""", text), f"{path.name}: a cell shows raw HTML: {text[:60]}"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path, tmp_path, jupyter_env):
-    nb = _execute(nbformat.read(path, as_version=4), tmp_path)
+def test_notebook_runs_top_to_bottom(path, tmp_path, jupyter_env, monkeypatch):
+    kernel_tmp = tmp_path / "kernel-tmp"
+    kernel_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(kernel_tmp))              # the kernel's tempfile directory
+    stored = nbformat.read(path, as_version=4)
+    nb = _execute(copy.deepcopy(stored), tmp_path)
     errors = [out for out in _outputs(nb) if out.get("output_type") == "error"]
     assert not errors
+    assert _comparable(nb) == _comparable(stored), f"{path.name}: the stored outputs are stale: {REGENERATE}"
+    assert not list(kernel_tmp.glob("rerankpd-demo-cache-*")), "the demo left its cache directory behind"
     html = _html(nb)
     if path.stem == "01_quickstart":
         assert "rerankpd-table" in html and "rerankpd-bar" in html   # rerankpd.show drew score bars

@@ -1,8 +1,10 @@
 """rerank() end to end: arguments, missing text, dedupe, per-row queries, top_n, sort, errors, cache."""
 from __future__ import annotations
 
+import inspect
 import math
 import threading
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,7 @@ import pytest
 import rerankpd
 from rerankpd import errors
 from rerankpd.rerankers import Reranker
+from rerankpd.rerankers.base import BatchResult
 from rerankpd.testing import LoopbackRerankServer
 from tests.conftest import API_KEY
 
@@ -338,3 +341,80 @@ def test_cancel_message_says_whether_scores_were_cached():
     with pytest.raises(errors.RunCancelled, match="the cache was off"):
         rerankpd.rerank(pd.DataFrame({"text": ["a", "b"]}), "q", reranker=Counting(batch_size=1), cache=False,
                         progress=False, _cancel=cancel, _on_progress=lambda d, t: None)
+
+
+# ----------------------------------------------------------------------- output columns of an earlier run
+def test_reranking_a_coerce_result_replaces_the_stale_errors():
+    df = pd.DataFrame({"text": ["good one", "bad", "good two"]})
+    first = df.rerank("good", reranker=Counting(batch_size=1, fail_on="bad"), errors="coerce", progress=False)
+    assert first["rerank_error"].notna().sum() == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an earlier run's columns are replaced silently
+        again = first.rerank("good", reranker=Counting(batch_size=1), progress=False)
+        coerced = first.rerank("good", reranker=Counting(batch_size=1), errors="coerce", progress=False)
+    assert "rerank_error" not in again.columns                    # no stale error left behind
+    assert coerced["rerank_error"].isna().all() and coerced["rerank_score"].notna().all()
+    assert list(again.columns) == ["text", "rerank_score", "rerank_rank"]
+
+
+def test_an_earlier_runs_columns_are_recognised_without_attrs():
+    earlier = pd.DataFrame({"text": ["a b", "c"], "rerank_score": [0.1, 0.2], "rerank_rank": [2, 1]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = earlier.rerank("a", reranker=Counting(), progress=False)
+    assert out.loc[0, "rerank_rank"] == 1 and out["rerank_score"].tolist()[0] > 1
+
+
+@pytest.mark.parametrize("column", ["rerank_score", "rerank_rank", "rerank_chunk", "rerank_error"])
+def test_a_users_own_column_of_an_output_name_is_replaced_with_a_warning(column):
+    df = pd.DataFrame({"text": ["a b", "c"], column: ["mine", "mine"]})
+    with pytest.warns(RuntimeWarning, match=f"already has '{column}', which rerankpd writes") as caught:
+        line = inspect.currentframe().f_lineno + 1
+        out = df.rerank("a", reranker=Counting(), progress=False)
+    assert caught[0].filename == __file__ and caught[0].lineno == line   # points at the caller's line
+    assert "mine" not in out.get(column, pd.Series(dtype=object)).tolist()
+
+
+# ----------------------------------------------------------------------- what a run reports
+def test_attrs_count_attempts_and_failed_requests():
+    class Retrying(Counting):
+        def score_batch(self, query, documents):
+            result = super().score_batch(query, documents)
+            return BatchResult(result.scores, {"tokens": 1}, attempts=3)   # two retries, then an answer
+
+    df = pd.DataFrame({"text": ["a", "b", "bad", "c"]})
+    out = df.rerank("a", reranker=Retrying(batch_size=1, fail_on="bad"), errors="coerce", progress=False)
+    info = out.attrs["rerank"]
+    assert (info["requests"], info["failed_requests"], info["attempts"]) == (3, 1, 3 * 3 + 1)
+    assert info["usage"] == {"tokens": 3}
+
+
+def test_the_reranker_is_bound_to_the_runs_cancel_event_while_scoring():
+    cancel = threading.Event()
+
+    class Watching(Counting):
+        bound = []
+
+        def score(self, query, documents):
+            self.bound.append(self._cancel_event)
+            return super().score(query, documents)
+
+    r = Watching(batch_size=1)
+    rerankpd.rerank(pd.DataFrame({"text": ["a", "b"]}), "q", reranker=r, progress=False, _cancel=cancel)
+    assert r.bound == [cancel, cancel] and r._cancel_event is None
+
+
+def test_an_object_without_score_is_refused_naming_the_rerankers():
+    with pytest.raises(ValueError, match=r"reranker must be a name \(.*bm25.*\) or an object with a score"):
+        pd.DataFrame({"text": ["a"]}).rerank("q", reranker=object())
+
+
+def test_third_party_object_with_only_score_still_works():
+    class Plain:
+        def score(self, query, documents):
+            return [float(len(d)) for d in documents]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = pd.DataFrame({"text": ["a", "abc"]}).rerank("q", reranker=Plain(), progress=False)
+    assert out.index.tolist() == [1, 0] and out.attrs["rerank"]["reranker"] == "Plain"

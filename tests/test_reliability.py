@@ -272,7 +272,9 @@ def test_cache_locked_by_another_process_mid_run_warns_once_and_keeps_scoring(tm
     from rerankpd.rerankers.dmxapi import DMXAPIReranker
 
     cache_dir = tmp_path / "locked"
-    monkeypatch.setitem(cache_module._SQLITE_SETTINGS, "timeout", 0.2)
+    import rerankpd.sqlite_store as store_module
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT", 0.2)
     holder: list[sqlite3.Connection] = []
     taken = threading.Lock()
 
@@ -280,7 +282,7 @@ def test_cache_locked_by_another_process_mid_run_warns_once_and_keeps_scoring(tm
         def score_batch(self, query, documents):
             with taken:
                 if not holder:  # the run has opened the cache and planned; now lock it from outside
-                    con = sqlite3.connect(cache_dir / "cache.db", timeout=0.1, isolation_level=None,
+                    con = sqlite3.connect(cache_dir / cache_module.SCORES_FILE, timeout=0.1, isolation_level=None,
                                           check_same_thread=False)
                     con.execute("BEGIN IMMEDIATE")
                     holder.append(con)

@@ -96,22 +96,23 @@ def test_canary_key_never_appears_in_reprs_errors_logs_progress_cli_or_cache(tmp
     assert stat.S_IMODE(os.stat(cache_dir).st_mode) == 0o700
 
 
-def test_cache_values_are_json_text_never_pickle(tmp_path):
+def test_cache_values_are_reals_never_pickle_or_json(tmp_path):
     cache_dir = tmp_path / "c"
     with LoopbackRerankServer(api_key=CANARY) as server:
         r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=server.url)
         rerankpd.rerank(pd.DataFrame({"text": ["a b", "c d", "预防感冒"]}), "q", reranker=r, cache=cache_dir,
                         progress=False)
-    con = sqlite3.connect(cache_dir / "cache.db")
+    con = sqlite3.connect(cache_dir / "scores-v2.sqlite3")
     try:
-        rows = con.execute("SELECT key, raw, mode, filename, value FROM Cache").fetchall()
+        rows = con.execute("SELECT key, typeof(key), value, typeof(value) FROM scores").fetchall()
+        tables = [name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     finally:
         con.close()
-    assert len(rows) == 3
-    for key, raw, mode, filename, value in rows:
-        assert raw == 1 and re.fullmatch(r"[0-9a-f]{64}", key)  # text keys, digests of the pair
-        assert mode == 1 and filename is None  # diskcache MODE_RAW: the value is inline text
-        assert isinstance(value, str) and isinstance(json.loads(value), float)
+    assert tables == ["scores"] and len(rows) == 3
+    for key, key_type, value, value_type in rows:
+        assert key_type == "blob" and len(key) == 32  # digests of the pair, never text
+        assert value_type == "real" and isinstance(value, float)  # a number: nothing to unpickle or parse
+    assert sorted(os.listdir(cache_dir)) == ["scores-v2.sqlite3"]  # no value files beside the table
 
 
 def test_plain_http_to_a_remote_host_warns_but_not_to_loopback_or_https():

@@ -264,3 +264,119 @@ def test_cancel_racing_the_end_of_a_run_never_leaves_the_panel_stuck():
         assert panel.result is not None or isinstance(panel.error, errors.RunCancelled)
         panel.cancel()                                   # after the run: nothing happens
         assert "Cancelling" not in panel.status.value
+
+
+# ------------------------------------------------------------------------------------- issue 8 #11, #13, #14; issue 10 #7
+def test_all_cached_says_so_instead_of_zero_of_zero(tmp_path):
+    panel = DOCS.rerank.panel(query="cats", reranker="e5", cache=str(tmp_path / "c"))
+    panel.run_button.click()
+    assert panel.wait(60) is not None
+    assert panel.progress_text.value == "4 / 4 pairs"
+    panel.run_button.click()
+    assert panel.wait(60) is not None
+    assert panel.progress_text.value == "all 4 from cache" and "0 / 0" not in panel.progress_text.value
+    assert panel.progress.bar_style == "success" and panel.progress.value == panel.progress.max
+
+
+def test_a_failed_run_does_not_look_like_a_finished_one():
+    with LoopbackRerankServer(api_key=API_KEY) as server:
+        wrong = rerankpd.get_reranker("dmxapi", api_key="sk-wrong", base_url=server.url, max_retries=0)
+        panel = DOCS.rerank.panel(query="cats", reranker=wrong, cache=False)
+        panel.run_button.click()
+        assert panel.wait(30) is None
+    assert panel.progress.bar_style == "danger"
+    assert panel.progress_text.value == "stopped: 0 of 5 rows scored"     # not "4 / 4 pairs"
+    with LoopbackRerankServer(api_key=API_KEY, fault_rate=1.0, fault_kinds=("500",)) as server:
+        failing = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=server.url, max_retries=0)
+        panel = DOCS.rerank.panel(query="cats", reranker=failing, cache=False, errors="coerce")
+        panel.run_button.click()
+        assert panel.wait(30) is not None
+    assert panel.progress.bar_style == "warning" and "4 rows failed" in panel.progress_text.value
+    assert "0 of 5 rows scored" in panel.status.value and "4 rows failed" in panel.status.value
+
+
+def test_self_hosted_rerankers_say_they_need_a_server(monkeypatch):
+    labels = {name: label for label, name in reranker_choices()}
+    for name in ("tei", "infinity", "vllm"):
+        assert "self-hosted: needs a server at" in labels[name], labels[name]
+        assert "no key needed" not in labels[name]
+
+
+def test_the_panel_lists_whatever_the_registry_has_labelled_by_availability(monkeypatch):
+    from rerankpd import rerankers
+    from rerankpd.rerankers.base import Availability
+
+    class Elsewhere(Reranker):
+        name = "elsewhere"
+
+        @classmethod
+        def availability(cls):
+            return Availability(False, "needs the moon")
+
+        def score(self, query, documents):
+            return [0.0] * len(documents)
+
+    monkeypatch.setattr(rerankers, "reranker_class",
+                        lambda name, real=rerankers.reranker_class: Elsewhere if name == "elsewhere" else real(name))
+    monkeypatch.setitem(rerankers.REGISTRY, "elsewhere", "tests.test_widget:Elsewhere")
+    labels = {name: label for label, name in reranker_choices()}
+    assert labels["elsewhere"] == "elsewhere (needs the moon)"
+
+
+def test_the_widget_reads_reranker_objects_only_through_describe():
+    import inspect
+    import re
+
+    import rerankpd.widget as widget
+
+    source = inspect.getsource(widget)
+    assert not re.search(r"getattr\((reranker|model|cls)\b", source)
+    assert '"e5"' not in source and "key_env" not in source
+
+
+def test_constructor_takes_what_rerank_takes():
+    import numpy as np
+
+    panel = DOCS.rerank.panel(query="cats", reranker="BM25", top_n=np.int64(2), cache=False)
+    assert panel.reranker.value == "bm25" and panel.top_n.value == 2
+    assert panel.call_arguments()["top_n"] == 2
+    with pytest.raises(ValueError, match="max_rows"):
+        DOCS.rerank.panel(max_rows=True)
+
+
+def test_top_n_says_that_zero_means_all_rows():
+    panel = DOCS.rerank.panel(query="cats", reranker="bm25")
+    assert panel.top_n.value == 0 and panel.top_n_hint.value == "0 = all rows"
+    assert panel.top_n_hint in panel.widget.children[2].children
+
+
+def test_export_says_the_full_path_it_wrote(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    panel = DOCS.rerank.panel(query="cats", reranker="bm25", cache=False)
+    panel.run_button.click()
+    panel.wait(60)
+    panel.export_path.value = "ranked.csv"
+    panel.export_button.click()
+    assert f"Wrote 5 rows to {tmp_path / 'ranked.csv'}" in panel.status.value
+    assert (tmp_path / "ranked.csv").exists()
+
+
+def test_e5_scores_are_said_to_be_cosines_not_probabilities():
+    panel = DOCS.rerank.panel(query="cats", reranker="e5", cache=False)
+    panel.run_button.click()
+    panel.wait(60)
+    assert "cosine similarities" in panel.status.value and "not probabilities" in panel.status.value
+    assert "bars are relative" in panel.results.value
+
+
+def test_a_warning_from_a_panel_run_points_outside_the_library(tmp_path):
+    import os
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    panel = DOCS.rerank.panel(query="cats", reranker="e5", cache=str(not_a_dir))
+    with pytest.warns(RuntimeWarning, match="score cache could not be opened") as record:
+        panel.run_button.click()
+        assert panel.wait(60) is not None
+    package = os.path.dirname(rerankpd.__file__)
+    assert all(not w.filename.startswith(package) for w in record), [w.filename for w in record]

@@ -22,6 +22,7 @@ __all__ = ["REGISTRY", "BatchResult", "Reranker", "available_rerankers", "get_re
 REGISTRY: dict[str, str] = {
     "bm25": "rerankpd.rerankers.bm25:BM25Reranker",
     "cohere": "rerankpd.rerankers.cohere:CohereReranker",
+    "cross-encoder": "rerankpd.rerankers.cross_encoder:CrossEncoderReranker",
     "dashscope": "rerankpd.rerankers.dashscope:DashScopeReranker",
     "dmxapi": "rerankpd.rerankers.dmxapi:DMXAPIReranker",
     "e5": "rerankpd.rerankers.e5:E5Reranker",
@@ -42,7 +43,7 @@ def available_rerankers() -> list[str]:
 def reranker_class(name: str) -> type[Reranker]:
     """The class registered under ``name``; ValueError naming the known ones if there is none."""
     try:
-        target = REGISTRY[name]
+        target = REGISTRY[name.lower() if isinstance(name, str) else name]  # names are case-insensitive
     except (KeyError, TypeError):
         raise ConfigurationError(
             f"unknown reranker {name!r}; choose one of {', '.join(available_rerankers())}"

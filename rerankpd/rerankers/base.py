@@ -36,7 +36,7 @@ import abc
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 __all__ = ["KINDS", "Availability", "BatchResult", "Reranker", "RerankerSpec", "describe"]
 
@@ -90,6 +90,8 @@ class Reranker(abc.ABC):
         A :class:`rerankpd.chunking.ChunkSpec` when long documents are cut on the client, else None.
     :meth:`identity`
         Everything that decides the scores; None (the default) means the scores are not cached.
+    :meth:`prepare`
+        For ``kind = "lexical"``: every distinct text of the frame, once per run, before any score() call.
     """
 
     name: str = "reranker"
@@ -103,6 +105,14 @@ class Reranker(abc.ABC):
     @abc.abstractmethod
     def score(self, query: str, documents: list[str]) -> list[float]:
         """Relevance of each document to ``query``, higher is more relevant, in the order given."""
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Called once per run, before any score() call, with every distinct text of the frame.
+
+        ``texts`` is a sequence; it may be an Arrow-backed pandas Index: read it with
+        :func:`rerankpd.pairs.take_texts`. The pipeline calls it for rerankers of kind ``"lexical"`` (corpus
+        statistics such as BM25's IDF over the whole frame); the default does nothing.
+        """
 
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:
         """:meth:`score` plus the provider's usage counts (tokens); the pipeline calls this."""
@@ -171,15 +181,28 @@ class RerankerSpec:
 def describe(reranker: Any) -> RerankerSpec:
     """Read what ``reranker`` declares, once: the only place that asks a reranker object what it is.
 
-    Raises ValueError when a declared value cannot work (an unknown ``kind``, a ``batch_size`` below 1).
+    ``reranker`` is an object with a ``score(query, documents)`` method, or a reranker class (then
+    ``identity`` is None: it takes an object to know). Raises ValueError when it has no ``score`` method or
+    a declared value cannot work (an unknown ``kind``, a ``batch_size`` below 1).
+
+    >>> from rerankpd.rerankers.bm25 import BM25Reranker
+    >>> spec = describe(BM25Reranker)
+    >>> spec.kind, spec.pairwise, spec.batch_size
+    ('lexical', False, None)
     """
     from ..validate import one_of, whole
 
-    name = getattr(reranker, "name", None) or type(reranker).__name__
+    is_class = isinstance(reranker, type)
+    if not callable(getattr(reranker, "score", None)):
+        from . import available_rerankers
+
+        raise ValueError(f"reranker must be a name ({', '.join(available_rerankers())}) or an object with a "
+                         f"score(query, documents) method, got {type(reranker).__name__}")
+    name = getattr(reranker, "name", None) or (reranker.__name__ if is_class else type(reranker).__name__)
     kind = one_of(f"{name}.kind", getattr(reranker, "kind", "cross-encoder"), KINDS)
     pairwise = bool(getattr(reranker, "pairwise", True))
     identity_of = getattr(reranker, "identity", None)
-    identity = identity_of() if callable(identity_of) else None
+    identity = identity_of() if callable(identity_of) and not is_class else None
     batch_size = whole(f"{name}.batch_size", getattr(reranker, "batch_size", 64), minimum=1, allow_none=True)
     concurrency = getattr(reranker, "max_concurrency", 1)
     return RerankerSpec(

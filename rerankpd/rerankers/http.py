@@ -271,7 +271,7 @@ class HTTPReranker(Reranker):
                 with socket.create_connection((parts.hostname or "", port), timeout=0.3):
                     pass
             except (OSError, ValueError):
-                return Availability(False, f"self-hosted: no server at {shown}")
+                return Availability(False, f"self-hosted: needs a server at {shown} (none answers there)")
             return Availability(True, f"server at {shown} answers")
         if any(config.env(var) for var in cls.key_env):
             return Availability(True, "key set")

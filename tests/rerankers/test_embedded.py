@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import rerankpd
-from rerankpd.rerankers.bm25 import tokenize
+from rerankpd.rerankers.bm25 import stopword_set, tokenize
 from tests.conftest import SEED_DOCUMENTS, SEED_QUERY
 
 
@@ -66,8 +66,9 @@ def test_bm25_query_view_gives_exactly_the_scores_of_a_full_bm25s_index(method):
     @given(query=st.lists(words, min_size=1, max_size=4).map(" ".join), documents=texts)
     def check(query, documents):
         got = rerankpd.get_reranker("bm25", method=method).score(query, documents)
-        corpus = [tokenize(d) for d in documents]
-        q = tokenize(query)
+        english = stopword_set("en")  # the reranker's default: Lucene's English stop words are left out
+        corpus = [tokenize(d, english) for d in documents]
+        q = tokenize(query, english)
         if not any(set(q).intersection(doc) for doc in corpus):
             assert got == [0.0] * len(documents)
             return

@@ -343,7 +343,8 @@ def test_self_hosted_availability_tries_the_port(monkeypatch):
     monkeypatch.setenv("TEI_BASE_URL", f"http://me:hunter2-secret@127.0.0.1:{port}")
     t0 = time.perf_counter()
     status = TEIReranker.availability()
-    assert status.ready is False and status.note.startswith("self-hosted: no server at")
+    assert status.ready is False and status.note.startswith("self-hosted: needs a server at")
+    assert "none answers" in status.note
     assert "hunter2" not in status.note and time.perf_counter() - t0 < 1
 
 

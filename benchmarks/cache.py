@@ -1,0 +1,174 @@
+"""Score cache benchmarks (issue 15 #1 and #2), each against a baseline measured in the same run.
+
+    python benchmarks/cache.py            # full sizes (about 2 minutes on 2 cores)
+    python benchmarks/cache.py --quick    # small sizes, a smoke test
+
+1. First-run throughput with the cache on / off, against a zero-latency loopback server in a child process
+   (``benchmarks/_server.py``): target >= 0.95 (the writer thread keeps SQLite off the hot path).
+2. Cached rerun of 100k and 1M rows (half of them distinct texts) / a pandas merge + rank + sort of the
+   same scores, best of 5 on each side: target <= 3.
+
+Ends with one ``BENCHMARK_JSON {...}`` line.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+
+import rerankpd
+
+logging.getLogger("rerankpd").setLevel(logging.ERROR)
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEY = "sk-benchmark-not-a-real-key"
+QUERY = "how to prevent a common cold in winter"
+
+
+@contextlib.contextmanager
+def server(**options):
+    """A zero-latency loopback rerank server in its own process (its CPU is not charged to the client)."""
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "_server.py"), json.dumps(options)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"benchmark server did not start: {url!r}")
+        yield url
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def texts(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    vocab = np.array("cold flu winter hands wash vitamin sleep rest fever cough doctor tea honey mask "
+                     "school work office virus season water soup walk sun air window room".split())
+    picks = vocab[rng.integers(0, len(vocab), size=(n, 12))]
+    return [f"{i} " + " ".join(row) for i, row in enumerate(picks)]
+
+
+def frame(rows: int, seed: int) -> pd.DataFrame:
+    distinct = rows // 2
+    pool = texts(distinct, seed)
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([np.arange(distinct), rng.integers(0, distinct, rows - distinct)])
+    return pd.DataFrame({"text": np.asarray(pool, dtype=object)[order], "id": np.arange(rows)})
+
+
+def reranker(url: str):
+    return rerankpd.get_reranker("dmxapi", api_key=KEY, base_url=url, batch_size=100, max_concurrency=4,
+                                 timeout=(5.0, 30.0))
+
+
+def timed(fn, cpu: list | None = None) -> float:
+    """Wall seconds of one call; appends this process's CPU seconds to ``cpu`` when given."""
+    gc.collect()
+    start, start_cpu = time.perf_counter(), time.process_time()
+    fn()
+    if cpu is not None:
+        cpu.append(time.process_time() - start_cpu)
+    return time.perf_counter() - start
+
+
+def bench_first_run(url: str, docs: int, repeat: int) -> dict:
+    df = pd.DataFrame({"text": texts(docs, seed=1)})
+    r = reranker(url)
+    rerankpd.rerank(df.head(500), QUERY, reranker=r, cache=False, progress=False)  # warm the pool
+    off, on, cpu_off, cpu_on = [], [], [], []
+    for _ in range(repeat):  # alternate, so drift on a shared machine hits both sides alike
+        off.append(timed(lambda: rerankpd.rerank(df, QUERY, reranker=r, cache=False, progress=False), cpu_off))
+        with tempfile.TemporaryDirectory() as cache_dir:
+            on.append(timed(lambda: rerankpd.rerank(df, QUERY, reranker=r, cache=cache_dir, progress=False),
+                            cpu_on))
+            assert rerankpd.cache_info(cache_dir)["entries"] == docs, "every score should be cached"
+    r.close()
+    t_off, t_on = statistics.median(off), statistics.median(on)
+    ratio = t_off / t_on  # throughput on / throughput off
+    return dict(name="first run, cache on / off (throughput)", value=f"{docs / t_on:,.0f} pairs/s",
+                baseline=f"off {docs / t_off:,.0f} pairs/s", ratio=ratio, target=">= 0.95", met=ratio >= 0.95,
+                detail=f"{docs} docs, batch 100, concurrency 4, zero-latency loopback; median of {repeat}; "
+                       f"client CPU {1e6 * statistics.median(cpu_on) / docs:.1f} us/pair on, "
+                       f"{1e6 * statistics.median(cpu_off) / docs:.1f} off; load average "
+                       f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+def bench_rerun(url: str, rows: int, repeat: int) -> dict:
+    df = frame(rows, seed=3)
+    r = reranker(url)
+    with tempfile.TemporaryDirectory() as cache_dir:
+        first = timed(lambda: rerankpd.rerank(df, QUERY, reranker=r, cache=cache_dir, progress=False))
+        runs = []
+        for _ in range(repeat):
+            out = None
+
+            def rerun():
+                nonlocal out
+                out = rerankpd.rerank(df, QUERY, reranker=r, cache=cache_dir, progress=False)
+            runs.append(timed(rerun))
+            assert out.attrs["rerank"]["sent"] == 0, "the rerun should be served from the cache"
+        size = rerankpd.cache_info(cache_dir)["size_bytes"]
+        load = os.getloadavg()[0]
+    r.close()
+    table = pd.DataFrame({"text": out["text"].to_numpy(), "rerank_score": out["rerank_score"].to_numpy()})
+    table = table.drop_duplicates("text")
+
+    def floor():
+        merged = df.merge(table, on="text", how="left")
+        merged["rerank_rank"] = merged["rerank_score"].rank(ascending=False, method="first")
+        merged.sort_values("rerank_rank", kind="stable")
+
+    base = min(timed(floor) for _ in range(repeat))  # best of: on a shared machine the floor of each side
+    rerun_s = min(runs)
+    ratio = rerun_s / base
+    return dict(name=f"cached rerun, {rows:,} rows", value=f"{rerun_s:.3f}s",
+                baseline=f"merge+rank+sort {base:.3f}s", ratio=ratio, target="<= 3", met=ratio <= 3,
+                detail=f"{rows // 2} distinct texts; first run {first:.1f}s; cache file {size / 2**20:.1f} MiB; "
+                       f"best of {repeat}; load average {load:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes")
+    args = parser.parse_args()
+    sizes = dict(first=4000, reruns=(10_000, 100_000), repeat=3) if args.quick else \
+        dict(first=40_000, reruns=(100_000, 1_000_000), repeat=3)
+    start = time.perf_counter()
+    results = []
+    with server() as url:
+        results.append(bench_first_run(url, sizes["first"], 2 * sizes["repeat"] - 1))
+        for rows in sizes["reruns"]:
+            results.append(bench_rerun(url, rows, 5))
+    print(f"\nrerankpd {rerankpd.__version__} score cache benchmarks - python {sys.version.split()[0]}, "
+          f"pandas {pd.__version__}, {os.cpu_count()} cores, {'quick' if args.quick else 'full'} sizes\n")
+    width = max(len(r["name"]) for r in results)
+    print(f"{'measurement':<{width}}  {'rerankpd':>18}  {'baseline':>26}  {'ratio':>6}  {'target':<8} met")
+    for r in results:
+        print(f"{r['name']:<{width}}  {r['value']:>18}  {r['baseline']:>26}  {r['ratio']:>6.2f}  "
+              f"{r['target']:<8} {'yes' if r['met'] else 'NO'}")
+        print(f"{'':<{width}}  {r['detail']}")
+    seconds = time.perf_counter() - start
+    print(f"\ntotal {seconds:.0f}s")
+    print("BENCHMARK_JSON " + json.dumps({
+        "sizes": "quick" if args.quick else "full", "seconds": round(seconds, 1),
+        "results": {r["name"]: {"ratio": round(r["ratio"], 3), "value": r["value"], "baseline": r["baseline"],
+                                "met": bool(r["met"])} for r in results}}))
+
+
+if __name__ == "__main__":
+    main()

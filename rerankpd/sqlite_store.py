@@ -1,0 +1,390 @@
+"""A best-effort key -> value table in one SQLite file of a private directory, written by one background thread.
+
+The storage under rerankpd's caches (the score cache today; an embedding cache can be a second
+:class:`SQLiteTable` with ``value_type="BLOB"``). It is the stdlib :mod:`sqlite3` and nothing else:
+
+- one table ``(key BLOB PRIMARY KEY, value <type>) WITHOUT ROWID``: keys are fixed-size digests, values
+  are plain SQL values (no pickle, no file references), so a tampered file can give a wrong-typed value
+  (which the table's ``valid`` condition turns into a miss) but never runs code or reads another file;
+- WAL journal and a busy timeout, so several processes share one directory (readers never wait for the
+  writer);
+- opened read-write when it can be, else read-only: a cache on a read-only directory, a read-only mount or
+  a full disk still serves what it holds;
+- reads go in large sorted batches (one ``IN (...)`` query per batch);
+- writes go through :class:`WriteBehind`, one writer thread that commits whatever has queued in one
+  ``executemany`` transaction: never on the caller's thread, so a Ctrl-C (which Python delivers to the main
+  thread only) can never land inside a transaction.
+
+Nothing here raises into a run: :class:`WriteBehind` records the first failure as a sentence the owner
+shows once.
+
+Examples
+--------
+>>> import tempfile
+>>> table = SQLiteTable.open(tempfile.mkdtemp(), "demo-v1.sqlite3", "demo", "REAL")
+>>> table.put_many([(b"k" * 32, 0.5)])
+>>> table.get_many([b"k" * 32, b"x" * 32])
+{b'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk': 0.5}
+>>> table.close()
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+__all__ = ["SQLiteTable", "WriteBehind", "is_busy"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a statement waits for another process's lock before it fails as busy.
+BUSY_TIMEOUT = 10.0
+
+#: Keys per read query (sorted, so each query walks one stretch of the B-tree); SQLite before 3.32 allows
+#: 999 bound variables per statement, later versions 32766.
+READ_CHUNK = 30_000 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+#: SQLite page cache per connection, in KiB (negative cache_size is KiB), and no memory map: a large
+#: cached rerun's peak memory stays a small multiple of the frame's own.
+_CACHE_KIB = 1024
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite saying another connection holds the lock (SQLITE_BUSY / SQLITE_LOCKED)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+class SQLiteTable:
+    """One key -> value table in ``directory/filename``.
+
+    Use :meth:`open`; ``read_only`` says whether it could only be opened for reading.
+    """
+
+    def __init__(self, path: str, table: str, con: sqlite3.Connection, read_only: bool,
+                 valid: str | None = None) -> None:
+        self.path = path
+        self.table = table
+        self.read_only = read_only
+        self._con: sqlite3.Connection | None = con
+        self._lock = threading.Lock()
+        self._identity = _file_identity(path)
+        self._valid = f"({valid}) AND " if valid else ""
+        self._select = f"SELECT key, value FROM {table} WHERE {self._valid}key IN "
+        self._insert = f"INSERT OR REPLACE INTO {table} (key, value) VALUES (?, ?)"
+
+    def __repr__(self) -> str:
+        return f"SQLiteTable({self.path!r}, {self.table!r}{', read-only' if self.read_only else ''})"
+
+    @classmethod
+    def open(cls, directory: str, filename: str, table: str, value_type: str, *, valid: str | None = None,
+             create: bool = True, read_only: bool = False) -> "SQLiteTable":
+        """Open the table, creating directory, file and table when ``create``; read-only when it cannot be
+        written (or when asked: ``read_only`` creates nothing and never writes).
+
+        ``valid`` is an SQL condition on ``value`` that a row must meet to be read at all (the rest are
+        misses), e.g. ``"typeof(value) = 'real'"``. Raises OSError or :class:`sqlite3.Error` when the
+        table can be neither written nor read.
+        """
+        path = os.path.join(directory, filename)
+        if not read_only and os.path.exists(path) and not _writable(directory, path):
+            read_only = True  # a read-only directory, file or mount (access() sees a read-only mount as root)
+        if read_only:
+            return cls(path, table, _open_read_only(path, table), read_only=True, valid=valid)
+        if create:
+            try:
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+            except OSError:
+                if not os.path.isdir(directory):
+                    raise
+        try:
+            con = _connect(path, "rwc" if create else "rw")
+            try:
+                _setup(con, table, value_type)
+            except BaseException:
+                con.close()
+                raise
+            return cls(path, table, con, read_only=False, valid=valid)
+        except (OSError, sqlite3.Error) as exc:
+            if not os.path.exists(path):
+                raise
+            logger.info("opening %s read-only: %s", path, exc)
+        return cls(path, table, _open_read_only(path, table), read_only=True, valid=valid)
+
+    # ------------------------------------------------------------------------------------- reading
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, Any]:
+        """The values of those ``keys`` that are present (and valid), read in sorted batches."""
+        found: dict[bytes, Any] = {}
+        ordered = sorted(set(keys))
+        with self._lock:
+            con = self._connection()
+            for start in range(0, len(ordered), READ_CHUNK):
+                chunk = ordered[start:start + READ_CHUNK]
+                found.update(con.execute(self._select + _placeholders(len(chunk)), chunk).fetchall())
+        return found
+
+    def count_range(self, low: bytes, high: bytes | None) -> int:
+        """How many valid rows have ``low <= key < high`` (no upper bound when ``high`` is None)."""
+        where, args = _range(low, high)
+        with self._lock:
+            return self._connection().execute(
+                f"SELECT COUNT(*) FROM {self.table} WHERE {self._valid}{where}", args).fetchone()[0]
+
+    def scan_range(self, low: bytes, high: bytes | None, batch: int = 8192) -> Iterator[list[tuple[bytes, Any]]]:
+        """The valid rows with ``low <= key < high`` in key order, ``batch`` rows at a time (one sequential
+        walk of the B-tree: the fast way to read a block of keys that share a prefix)."""
+        where, args = _range(low, high)
+        with self._lock:
+            cursor = self._connection().execute(
+                f"SELECT key, value FROM {self.table} WHERE {self._valid}{where} ORDER BY key", args)
+            try:
+                while True:
+                    rows = cursor.fetchmany(batch)
+                    if not rows:
+                        return
+                    yield rows
+            finally:
+                cursor.close()
+
+    def is_empty(self) -> bool:
+        with self._lock:
+            return self._connection().execute(f"SELECT 1 FROM {self.table} LIMIT 1").fetchone() is None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._connection().execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0]
+
+    # ------------------------------------------------------------------------------------- writing
+    def put_many(self, rows: Iterable[tuple[bytes, Any]]) -> None:
+        """Write rows in one transaction (rolled back, never left open, if anything fails)."""
+        with self._lock:
+            con = self._connection()
+            self._check_file()
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                con.executemany(self._insert, rows)
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+
+    def clear(self) -> int:
+        """Delete every row; returns how many there were."""
+        with self._lock:
+            con = self._connection()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                removed = con.execute(f"DELETE FROM {self.table}").rowcount
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        return removed
+
+    def reopen(self) -> None:
+        """Drop the connection (rolling back anything open) and open a fresh one on the same file."""
+        with self._lock:
+            if self._con is not None:
+                try:
+                    if self._con.in_transaction:
+                        self._con.execute("ROLLBACK")
+                finally:
+                    self._con.close()
+            self._con = _connect(self.path, "ro" if self.read_only else "rw")
+
+    def _check_file(self) -> None:
+        """Refuse to write when the file was deleted or replaced since it was opened (the writes would go to
+        an unlinked file that nobody will ever read)."""
+        if _file_identity(self.path) != self._identity:
+            raise FileNotFoundError(f"{self.path} was removed or replaced during the run")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._con is None:
+            raise sqlite3.ProgrammingError(f"{self.path} is closed")
+        return self._con
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+
+def _range(low: bytes, high: bytes | None) -> tuple[str, tuple]:
+    if high is None:
+        return "key >= ?", (low,)
+    return "key >= ? AND key < ?", (low, high)
+
+
+def _writable(directory: str, path: str) -> bool:
+    return os.access(directory, os.W_OK | os.X_OK) and os.access(path, os.W_OK)
+
+
+def _placeholders(n: int) -> str:
+    return "(" + ",".join("?" * n) + ")"
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _connect(path: str, mode: str, immutable: bool = False) -> sqlite3.Connection:
+    from urllib.parse import quote
+
+    uri = f"file:{quote(os.path.abspath(path))}?mode={mode}" + ("&immutable=1" if immutable else "")
+    con = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    try:
+        con.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        con.execute("PRAGMA mmap_size = 0")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _setup(con: sqlite3.Connection, table: str, value_type: str) -> None:
+    # WAL first: a new file's table is then created by a WAL commit, which NORMAL does not fsync
+    if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        con.execute("PRAGMA journal_mode = WAL")
+    con.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a killed process loses no commit
+    con.execute(f"CREATE TABLE IF NOT EXISTS {table} (key BLOB PRIMARY KEY, value {value_type}) WITHOUT ROWID")
+
+
+def _open_read_only(path: str, table: str) -> sqlite3.Connection:
+    """Open for reading. A WAL database in a directory we cannot write needs ``immutable`` when its
+    ``-shm`` file is absent (SQLite cannot create it); nobody can be writing it then either."""
+    last: BaseException | None = None
+    for immutable in (False, True):
+        try:
+            con = _connect(path, "ro", immutable=immutable)
+        except sqlite3.Error as exc:
+            last = exc
+            continue
+        try:
+            con.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+            return con
+        except sqlite3.Error as exc:
+            con.close()
+            last = exc
+    assert last is not None
+    raise last
+
+
+_STOP = object()
+_FLUSH = object()
+
+
+class WriteBehind:
+    """One writer thread in front of a :class:`SQLiteTable`: :meth:`put` hands rows over and returns at once.
+
+    The thread takes everything queued, writes it in one transaction, and repeats; with a slow source each
+    put is committed within milliseconds, with a fast one the transactions grow. The first failure stops
+    writing (the rows are dropped, not retried forever); :attr:`failure` says what went wrong in a sentence.
+
+    Parameters
+    ----------
+    table
+        Where the rows go. Must not be read-only.
+    prepare
+        Called in the writer thread on each queued item; returns the rows to write. Lets the caller hand
+        over whatever is cheapest to hand over (the score cache hands over pair numbers and scores).
+    """
+
+    def __init__(self, table: SQLiteTable, prepare: Callable[[Any], Iterable[tuple[bytes, Any]]]) -> None:
+        self.table = table
+        self.failure: str | None = None
+        self.written = 0  # rows committed
+        self.transactions = 0  # transactions committed
+        self.busy_seconds = 0.0  # CPU seconds the writer thread spent
+        self._prepare = prepare
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # put() is one C call: safe under Ctrl-C
+        self._thread = threading.Thread(target=self._loop, name="rerankpd-cache-writer", daemon=True)
+
+    def put(self, item: Any) -> None:
+        """Queue one item for writing (ignored once writing has failed); the thread starts at the first."""
+        if self.failure is None:
+            self._queue.put(item)
+            if self._thread.ident is None:
+                self._thread.start()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far is committed (or dropped after a failure); False on timeout."""
+        if not self._thread.is_alive():
+            return True
+        done = threading.Event()
+        self._queue.put((_FLUSH, done))
+        return done.wait(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Write what is queued, then stop the thread; False if it did not finish within ``timeout``."""
+        if self._thread.ident is None:  # never started (or a Ctrl-C landed between queueing and starting)
+            if self._queue.empty():
+                return True
+            self._thread.start()
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            items = [self._queue.get()]
+            while True:  # take everything that has queued meanwhile: one transaction for all of it
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            waiters = []
+            rows: list = []
+            for item in items:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, tuple) and len(item) == 2 and item[0] is _FLUSH:
+                    waiters.append(item[1])
+                elif self.failure is None:
+                    try:
+                        rows.extend(self._prepare(item))
+                    except Exception as exc:  # noqa: BLE001 - a bug here must not kill the thread silently
+                        self._fail(f"its scores could not be prepared ({type(exc).__name__}: {exc})")
+            if rows and self.failure is None:
+                self._write(rows)
+            for event in waiters:
+                event.set()
+
+    def _write(self, rows: list) -> None:
+        for attempt in (1, 2):
+            try:
+                started = time.thread_time()
+                self.table.put_many(rows)
+                self.busy_seconds += time.thread_time() - started
+                self.written += len(rows)
+                self.transactions += 1
+                return
+            except (OSError, sqlite3.Error) as exc:
+                if is_busy(exc):
+                    return self._fail(f"it is locked by another process ({exc})")
+                if isinstance(exc, OSError) or attempt == 2:
+                    return self._fail(str(exc))
+                logger.info("cache write failed (%s); reopening %s and trying once more", exc, self.table.path)
+                try:
+                    self.table.reopen()  # a connection left in a bad state: roll back, reopen, write again
+                except (OSError, sqlite3.Error) as reopen_exc:
+                    return self._fail(str(reopen_exc))
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+            logger.info("cache writes stopped: %s", reason)
