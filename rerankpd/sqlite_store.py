@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a statement waits for another process's lock before it fails as busy.
 BUSY_TIMEOUT = 10.0
+#: How long opening a cache waits out other connections of the same file before it gives up on writing.
+OPEN_RETRY_SECONDS = 2.0
 
 #: Keys per read query (sorted, so each query walks one stretch of the B-tree); SQLite before 3.32 allows
 #: 999 bound variables per statement, later versions 32766.
@@ -104,12 +106,7 @@ class SQLiteTable:
                 if not os.path.isdir(directory):
                     raise
         try:
-            con = _connect(path, "rwc" if create else "rw")
-            try:
-                _setup(con, table, value_type)
-            except BaseException:
-                con.close()
-                raise
+            con = _open_writable(path, "rwc" if create else "rw", table, value_type)
             return cls(path, table, con, read_only=False, valid=valid)
         except (OSError, sqlite3.Error) as exc:
             if not os.path.exists(path):
@@ -252,6 +249,36 @@ def _connect(path: str, mode: str, immutable: bool = False) -> sqlite3.Connectio
         con.close()
         raise
     return con
+
+
+def _open_writable(path: str, mode: str, table: str, value_type: str) -> sqlite3.Connection:
+    """Connect and set up the table, waiting out what other connections of the file are doing.
+
+    Connections that open, set up (switch to WAL) or close (remove the ``-wal``/``-shm`` files) the same
+    file at that moment can make this fail at once, without SQLite's busy handler being asked (seen with
+    Dask partitions in threads: the cache was then taken for a read-only one and a rerun paid again).
+    Those are waits, never a read-only cache: retry for up to :data:`OPEN_RETRY_SECONDS`. What says the
+    file cannot be written (read-only, disk full) is raised at once.
+    """
+    deadline = time.monotonic() + OPEN_RETRY_SECONDS
+    while True:
+        con = None
+        try:
+            con = _connect(path, mode)
+            _setup(con, table, value_type)
+            return con
+        except sqlite3.OperationalError as exc:
+            if con is not None:
+                con.close()
+            text = str(exc).lower()
+            final = any(word in text for word in ("readonly", "read-only", "full", "not a database"))
+            if final or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+        except BaseException:
+            if con is not None:
+                con.close()
+            raise
 
 
 def _setup(con: sqlite3.Connection, table: str, value_type: str) -> None:
