@@ -346,7 +346,7 @@ def estimate_cascade(df: pd.DataFrame, query: str | None = None, column: Any = "
     """
     from dataclasses import replace
 
-    from .estimate import estimate
+    from .estimate import estimate, reranker_for_estimate
     from .rerankers.base import describe
 
     candidates = whole("candidates", candidates, minimum=1)
@@ -354,9 +354,7 @@ def estimate_cascade(df: pd.DataFrame, query: str | None = None, column: Any = "
     is_column = isinstance(prefilter, str) and prefilter in df.columns
     cheap = is_column
     if not is_column:
-        from .pipeline import reranker_in_use
-
-        with reranker_in_use(prefilter) as model:
+        with reranker_for_estimate(prefilter) as model:
             cheap = describe(model).kind == "lexical"
     if cheap:
         pre, name = prefilter_scores(df, query, column, query_column=query_column, prefilter=prefilter,
