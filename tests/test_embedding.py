@@ -265,8 +265,11 @@ def test_a_corrupt_cache_file_warns_once_and_the_run_goes_on(tmp_path):
 def test_a_garbled_value_is_a_miss_and_is_embedded_again(tmp_path):
     cache = EmbeddingCache.open(tmp_path, '{"m": 1}')
     cache.store("document", ["a"], np.ones((1, 3), dtype=np.float32))
-    cache._db.execute("UPDATE embeddings SET value = ?", (b"RPDE garbage",))
-    cache._db.commit()
+    cache.flush()   # the writer thread has committed the batch
+    db = sqlite3.connect(tmp_path / FILENAME)
+    db.execute("UPDATE embeddings SET value = ?", (b"RPDE garbage",))
+    db.commit()
+    db.close()
     assert cache.lookup("document", ["a"]) == {} and len(cache) == 1
     cache.close()
     assert cache.lookup("document", ["a"]) == {}   # a closed cache is an empty one
