@@ -139,7 +139,7 @@ class EmbeddingCache:
         self.flush()
         try:
             keys = [self.key(role, t) for t in texts]
-            rows = self.table.get_many(keys) if self.table is not None else {}
+            rows = self.table.get_many(keys)
             found: dict[int, np.ndarray] = {}
             for i, key in enumerate(keys):
                 vector = decode_vector(rows[key]) if key in rows else None

@@ -1,7 +1,8 @@
 """A best-effort key -> value table in one SQLite file of a private directory, written by one background thread.
 
 The storage under rerankpd's caches: the score cache (:mod:`rerankpd.cache`, REAL values) and the
-embedding cache (:mod:`rerankpd.embedding_cache`, BLOB values) are each one :class:`SQLiteTable`. It is the stdlib :mod:`sqlite3` and nothing else:
+embedding cache (:mod:`rerankpd.embedding_cache`, BLOB values) are each one :class:`SQLiteTable`. It is the
+stdlib :mod:`sqlite3` and nothing else:
 
 - one table ``(key BLOB PRIMARY KEY, value <type>) WITHOUT ROWID``: keys are fixed-size digests, values
   are plain SQL values (no pickle, no file references), so a tampered file can give a wrong-typed value
