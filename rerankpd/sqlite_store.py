@@ -1,13 +1,15 @@
 """A best-effort key -> value table in one SQLite file of a private directory, written by one background thread.
 
-The storage under rerankpd's caches (the score cache today; an embedding cache can be a second
-:class:`SQLiteTable` with ``value_type="BLOB"``). It is the stdlib :mod:`sqlite3` and nothing else:
+The storage under rerankpd's caches: the score cache (:mod:`rerankpd.cache`, REAL values) and the
+embedding cache (:mod:`rerankpd.embedding_cache`, BLOB values) are each one :class:`SQLiteTable`. It is the
+stdlib :mod:`sqlite3` and nothing else:
 
 - one table ``(key BLOB PRIMARY KEY, value <type>) WITHOUT ROWID``: keys are fixed-size digests, values
   are plain SQL values (no pickle, no file references), so a tampered file can give a wrong-typed value
   (which the table's ``valid`` condition turns into a miss) but never runs code or reads another file;
 - WAL journal and a busy timeout, so several processes share one directory (readers never wait for the
   writer);
+- the directory is created 0700 and the file 0600 (private to the user);
 - opened read-write when it can be, else read-only: a cache on a read-only directory, a read-only mount or
   a full disk still serves what it holds;
 - reads go in large sorted batches (one ``IN (...)`` query per batch);
@@ -106,6 +108,8 @@ class SQLiteTable:
                 if not os.path.isdir(directory):
                     raise
         try:
+            if create:
+                _create_private(path)
             con = _open_writable(path, "rwc" if create else "rw", table, value_type)
             return cls(path, table, con, read_only=False, valid=valid)
         except (OSError, sqlite3.Error) as exc:
@@ -227,6 +231,15 @@ def _writable(directory: str, path: str) -> bool:
 
 def _placeholders(n: int) -> str:
     return "(" + ",".join("?" * n) + ")"
+
+
+def _create_private(path: str) -> None:
+    """Create ``path`` empty and readable by its owner only (0600) unless it exists: SQLite then makes its
+    ``-wal`` and ``-shm`` files with the same mode. An empty file is a valid, empty database."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def _file_identity(path: str) -> tuple[int, int] | None:
@@ -385,7 +398,7 @@ class WriteBehind:
                     try:
                         rows.extend(self._prepare(item))
                     except Exception as exc:  # noqa: BLE001 - a bug here must not kill the thread silently
-                        self._fail(f"its scores could not be prepared ({type(exc).__name__}: {exc})")
+                        self._fail(f"its rows could not be prepared ({type(exc).__name__}: {exc})")
             if rows and self.failure is None:
                 self._write(rows)
             for event in waiters:
