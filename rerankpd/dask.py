@@ -37,7 +37,7 @@ from .errors import ConfigurationError, MissingDependencyError
 from .pairs import Pairs, rank_within_groups, sort_order
 from .plan import plan_run
 from .rerankers import get_reranker, reranker_class
-from .rerankers.base import describe
+from .rerankers.base import Reranker, describe
 from .shared_store import SharedScoreStore, check_url, seeded_local_cache
 from .validate import whole
 
@@ -63,8 +63,8 @@ def _check_reranker(reranker: Any, options: dict | None) -> str:
         raise ConfigurationError("do not put api_key in reranker_options: it would be written into the Dask "
                                  "task graph in clear; set the provider's key variable in the workers' "
                                  "environment instead")
-    pairwise_with = getattr(reranker_class(name), "pairwise_with", None)  # an option may make it listwise
-    if not describe(reranker_class(name)).pairwise or (callable(pairwise_with) and not pairwise_with(options or {})):
+    cls = reranker_class(name)
+    if not describe(cls).pairwise or not cls.pairwise_with(options or {}):  # an option may make it listwise
         raise ConfigurationError(f"the {name!r} reranker scores a query's candidates together, so its scores "
                                  "cannot be split across partitions; use a pairwise reranker (e5, dmxapi, ...) "
                                  "or rerankpd.rerank on a pandas frame")
@@ -87,7 +87,7 @@ def _score_partition(part: pd.DataFrame, query, column, query_column, name, opti
             with seeded_local_cache(store, keys, cache) as local_cache:
                 return _scored(part, query, column, query_column, model, local_cache, errors)
     finally:
-        if callable(getattr(reranker, "close", None)):
+        if isinstance(reranker, Reranker):
             reranker.close()
 
 

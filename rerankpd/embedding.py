@@ -44,6 +44,7 @@ import numpy as np
 from .embedding_cache import EmbeddingCache
 from .errors import BadResponseError, RunCancelled
 from .pairs import Pairs, take_texts
+from .rerankers.base import RerankerSpec, describe
 
 __all__ = ["EmbeddingBatch", "EmbeddingOutcome", "EmbeddingStats", "applies", "embed_groups", "embed_texts",
            "execute_run", "rowwise_products", "score_pairs"]
@@ -91,20 +92,18 @@ class EmbeddingOutcome:
     failure: BaseException | None = None
 
 
-def applies(kind: str, reranker: Any) -> bool:
-    """True when ``reranker`` is of kind ``"embedding"`` and offers ``embed_queries`` and ``embed_documents``."""
-    return kind == "embedding" and all(callable(getattr(reranker, m, None))
-                                       for m in ("embed_queries", "embed_documents"))
+def applies(spec: RerankerSpec) -> bool:
+    """True when the reranker is of kind ``"embedding"`` and offers ``embed_queries`` and ``embed_documents``."""
+    return spec.kind == "embedding" and spec.embeds is not None
 
 
-def _call(reranker: Any, texts: list[str], role: str) -> EmbeddingBatch:
-    embed_batch = getattr(reranker, "embed_batch", None)
-    if callable(embed_batch):
-        result = embed_batch(texts, role)
+def _call(reranker: Any, spec: RerankerSpec, texts: list[str], role: str) -> EmbeddingBatch:
+    if spec.embeds == "batch":
+        result = reranker.embed_batch(texts, role)
     else:
         method = reranker.embed_queries if role == "query" else reranker.embed_documents
         result = EmbeddingBatch(method(texts))
-    name = getattr(reranker, "name", None) or type(reranker).__name__
+    name = spec.name
     vectors = np.asarray(result.vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(texts):
         raise BadResponseError(f"{name} returned embeddings of shape {vectors.shape} for {len(texts)} {role} "
@@ -135,6 +134,7 @@ def embed_groups(reranker: Any, groups: Sequence[tuple[str, Sequence[str]]], *, 
     """:func:`embed_texts` for several (role, texts) groups at once, their batches sharing one pool (so the
     queries' batch is in flight beside the documents' first ones). Returns lists with one entry per group."""
     stats = stats if stats is not None else EmbeddingStats()
+    spec = describe(reranker)
     vectors: list[list[np.ndarray | None]] = [[None] * len(texts) for _, texts in groups]
     failed: list[dict[int, str]] = [{} for _ in groups]
     plan: list[tuple[int, list[int]]] = []
@@ -165,11 +165,11 @@ def embed_groups(reranker: Any, groups: Sequence[tuple[str, Sequence[str]]], *, 
         if pool is None:
             future: Future = Future()
             try:
-                future.set_result(_call(reranker, chunk, role))
+                future.set_result(_call(reranker, spec, chunk, role))
             except Exception as exc:  # noqa: BLE001 - recorded below like a worker's failure
                 future.set_exception(exc)
         else:
-            future = pool.submit(_call, reranker, chunk, role)
+            future = pool.submit(_call, reranker, spec, chunk, role)
         pending[future] = job
         return True
 
@@ -270,9 +270,10 @@ def score_pairs(reranker: Any, pairs: Pairs, todo: np.ndarray, *, batch_size: in
         Called with (texts done, texts to do) after each call, queries included.
     """
     todo = np.asarray(todo, dtype=np.int64)
-    name = getattr(reranker, "name", None) or type(reranker).__name__
+    spec = describe(reranker)
+    name = spec.name
     if batch_size is None:
-        batch_size = getattr(reranker, "batch_size", None)
+        batch_size = spec.batch_size
     stats = EmbeddingStats()
     scores = np.full(pairs.n_pairs, np.nan)
     if not len(todo):

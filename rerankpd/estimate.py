@@ -135,10 +135,9 @@ def estimate(
         query_tokens = [text_tokens(q) for q in pairs.queries]
         tokens_of_text: dict[int, int] = {}
         tokens, requests = 0, len(run.batches)
-        own_count = getattr(run.reranker, "estimate_requests", None)  # a chat model counts its own prompts
-        if callable(own_count):
-            requests, tokens = _counted_by_reranker(own_count, run)
-        for batch in run.batches if not callable(own_count) else ():
+        if run.spec.counts_own_requests:  # a chat model counts its own prompts
+            requests, tokens = _counted_by_reranker(run.reranker.estimate_requests, run)
+        for batch in run.batches if not run.spec.counts_own_requests else ():
             for p in batch:
                 t = int(pairs.pair_text[p])
                 if t not in tokens_of_text:

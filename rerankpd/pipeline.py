@@ -89,7 +89,7 @@ def _score_embedding(run: Run, progress: Any, cancel: threading.Event | None,
                      on_progress: ProgressCallback | None) -> BaseException | None:
     """[embedding hook] An embedding reranker (``embed_queries``/``embed_documents``): :mod:`rerankpd.embedding`;
     one of kind "embedding" without those methods is scored in batches like any other."""
-    if embedding.applies(run.spec.kind, run.reranker):
+    if embedding.applies(run.spec):
         return embedding.execute_run(run, progress, cancel, on_progress)
     return score_in_batches(run, progress, cancel, on_progress)
 

@@ -18,6 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rerankpd
+from dataclasses import replace
+from rerankpd.rerankers.base import describe
 from rerankpd.embedding import EmbeddingBatch, applies, embed_texts, rowwise_products, score_pairs
 from rerankpd.embedding_cache import FILENAME, EmbeddingCache, decode_vector, encode_vector
 from rerankpd.errors import BadResponseError
@@ -120,7 +122,7 @@ def test_e5_vectorised_scores_equal_its_pair_by_pair_scores_and_ignore_batches()
 
 
 def test_a_reranker_of_another_kind_or_without_embed_methods_keeps_the_pair_path():
-    assert applies("embedding", Bigrams()) and not applies("cross-encoder", Bigrams())
+    assert applies(describe(Bigrams())) and not applies(replace(describe(Bigrams()), kind="cross-encoder"))
 
     class Half(Reranker):
         kind = "embedding"
@@ -128,7 +130,7 @@ def test_a_reranker_of_another_kind_or_without_embed_methods_keeps_the_pair_path
         def score(self, query, documents):
             return [1.0] * len(documents)
 
-    assert not applies("embedding", Half())
+    assert not applies(describe(Half()))
     out = rerankpd.rerank(pd.DataFrame({"text": ["a", "b"]}), "q", reranker=Half(), cache=False, progress=False)
     assert out.attrs["rerank"]["embedding"] is None and out["rerank_score"].tolist() == [1.0, 1.0]
 

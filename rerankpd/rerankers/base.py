@@ -128,6 +128,13 @@ class Reranker(abc.ABC):
         return None
 
     @classmethod
+    def pairwise_with(cls, options: dict) -> bool:
+        """Whether a reranker of this class made with ``options`` scores each pair on its own, for a planner
+        that sees only the class and the options (:mod:`rerankpd.dask`); the declared ``pairwise`` unless an
+        option changes it (a listwise chat model)."""
+        return bool(cls.pairwise)
+
+    @classmethod
     def availability(cls) -> Availability:
         """Whether this reranker can run on this machine now (the panel lists it with the note)."""
         return Availability(True, "offline")
@@ -158,6 +165,11 @@ class RerankerSpec:
         As the reranker declares them (``name`` defaults to the class name).
     identity
         The identity as canonical JSON text (None: the scores are not cached).
+    embeds
+        How an embedding reranker embeds: ``"batch"`` (``embed_batch(texts, role)``, with usage), ``"texts"``
+        (``embed_queries``/``embed_documents``), None (it does not).
+    counts_own_requests
+        True when it counts the requests and tokens of a call itself (``estimate_requests``: a chat model).
     pairwise, batch_size, max_concurrency, chunking
         As declared; ``batch_size`` is None for a non-pairwise reranker (a query's candidates in one call),
         and ``chunking`` None unless the reranker is pairwise and cuts documents on the client.
@@ -171,6 +183,8 @@ class RerankerSpec:
     batch_size: int | None
     max_concurrency: int
     chunking: Any
+    embeds: str | None = None
+    counts_own_requests: bool = False
 
     @property
     def cacheable(self) -> bool:
@@ -193,11 +207,12 @@ def describe(reranker: Any) -> RerankerSpec:
     from ..validate import one_of, whole
 
     is_class = isinstance(reranker, type)
-    if not callable(getattr(reranker, "score", None)):
+    if not callable(getattr(reranker, "score", None)) and _embeds(reranker) is None:
         from . import available_rerankers
 
         raise ValueError(f"reranker must be a name ({', '.join(available_rerankers())}) or an object with a "
-                         f"score(query, documents) method, got {type(reranker).__name__}")
+                         f"score(query, documents) method (or embed_queries and embed_documents), got "
+                         f"{type(reranker).__name__}")
     name = getattr(reranker, "name", None) or (reranker.__name__ if is_class else type(reranker).__name__)
     kind = one_of(f"{name}.kind", getattr(reranker, "kind", "cross-encoder"), KINDS)
     pairwise = bool(getattr(reranker, "pairwise", True))
@@ -214,4 +229,12 @@ def describe(reranker: Any) -> RerankerSpec:
         batch_size=batch_size if pairwise else None,
         max_concurrency=whole(f"{name}.max_concurrency", concurrency or 1, minimum=1),
         chunking=getattr(reranker, "chunking", None) if pairwise else None,
+        embeds=_embeds(reranker),
+        counts_own_requests=callable(getattr(reranker, "estimate_requests", None)),
     )
+
+
+def _embeds(reranker: Any) -> str | None:
+    if not all(callable(getattr(reranker, m, None)) for m in ("embed_queries", "embed_documents")):
+        return None
+    return "batch" if callable(getattr(reranker, "embed_batch", None)) else "texts"

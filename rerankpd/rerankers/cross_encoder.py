@@ -172,12 +172,12 @@ def _load(source: ModelSource, device: str, dtype: str, trust_remote_code: bool)
         return _MODELS[key]
 
 
-def _model_limit(model: Any) -> int | None:
-    """The longest input the model takes, in tokens, when it says."""
-    limit = getattr(model.tokenizer, "model_max_length", None)
+def _model_limit(encoder: Any) -> int | None:
+    """The longest input the loaded sentence-transformers model takes, in tokens, when it says."""
+    limit = getattr(encoder.tokenizer, "model_max_length", None)
     if isinstance(limit, int) and 0 < limit < 1_000_000:
         return limit
-    positions = getattr(model.config, "max_position_embeddings", None)
+    positions = getattr(encoder.config, "max_position_embeddings", None)
     return positions if isinstance(positions, int) and positions > 0 else None
 
 
