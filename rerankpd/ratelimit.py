@@ -38,8 +38,12 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from types import TracebackType
+
+from .errors import RunCancelled
+from .validate import number, whole
 
 __all__ = [
     "PUBLISHED_LIMITS",
@@ -75,31 +79,26 @@ PUBLISHED_LIMITS: dict[str, tuple[float | None, float | None]] = {
 class RateLimitWaitTooLong(TimeoutError):
     """A wait for the rate limiter or a concurrency slot would exceed its bound.
 
-    Raised *before* anything is reserved, so the limiter's state is unchanged.
+    Raised *before* anything is reserved, so the limiter's state is unchanged. ``delay`` is the wait it
+    would have taken (None for a slot) and ``bound`` the limit it exceeds.
     """
 
-
-def _check_rate(value: float | None, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a positive number or None, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number or None, got {value!r}")
-    return float(value)
+    def __init__(self, message: str, delay: float | None = None, bound: float | None = None) -> None:
+        super().__init__(message)
+        self.delay, self.bound = delay, bound
 
 
-def _check_wait(value: float | None, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be a non-negative number or None, got {value!r}")
-    return float(value)
+def _rate(value: float | None, name: str) -> float | None:
+    return number(name, value, minimum=0, exclusive_minimum=True, allow_none=True)
+
+
+def _seconds(value: float | None, name: str) -> float | None:
+    return number(name, value, minimum=0, allow_none=True, allow_inf=True)
 
 
 def _bound(default: float | None, override: float | None, name: str) -> float | None:
     """The effective wait bound: the per-call override, else the default; inf -> None."""
-    value = default if override is None else _check_wait(override, name)
+    value = default if override is None else _seconds(override, name)
     return None if value is None or math.isinf(value) else value
 
 
@@ -151,7 +150,9 @@ class RateLimiter:
     until both budgets allow it.  Without burst tolerance requests are spaced
     evenly (``60 / requests_per_minute`` seconds apart, or longer when a request
     carries many tokens), which keeps every sliding window of the provider under
-    its limit.
+    its limit.  With ``burst_seconds=60`` it is a token bucket holding one
+    minute's quota: a run that fits in the quota goes at once, a longer one
+    settles on the rate; :meth:`rate_limited` (a 429) falls back to even spacing.
 
     Parameters
     ----------
@@ -161,7 +162,8 @@ class RateLimiter:
         Token budget; ``None`` means unlimited.
     burst_seconds : float, default 0.0
         How far ahead of the even schedule a request may go, in seconds of
-        budget (e.g. ``1.0`` lets one second's worth of requests go at once).
+        budget (e.g. ``1.0`` lets one second's worth of requests go at once;
+        ``60`` a minute's quota, never more).
     max_wait : float or None, default 600.0
         Longest a single :meth:`acquire` may wait; a longer wait raises
         :class:`RateLimitWaitTooLong` without reserving anything.  ``None``
@@ -189,11 +191,11 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] = time.sleep,
     ) -> None:
-        self.requests_per_minute = _check_rate(requests_per_minute, "requests_per_minute")
-        self.tokens_per_minute = _check_rate(tokens_per_minute, "tokens_per_minute")
-        tau = _check_wait(burst_seconds, "burst_seconds")
+        self.requests_per_minute = _rate(requests_per_minute, "requests_per_minute")
+        self.tokens_per_minute = _rate(tokens_per_minute, "tokens_per_minute")
+        tau = _seconds(burst_seconds, "burst_seconds")
         self.burst_seconds = 0.0 if tau is None else tau
-        self.max_wait = _check_wait(max_wait, "max_wait")
+        self.max_wait = _seconds(max_wait, "max_wait")
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -237,23 +239,22 @@ class RateLimiter:
         RateLimitWaitTooLong
             If the delay would exceed ``max_wait``; nothing is reserved then.
         """
-        if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 0:
-            raise ValueError(f"n_tokens must be a non-negative integer, got {n_tokens!r}")
+        n_tokens = whole("n_tokens", n_tokens, minimum=0)
         bound = _bound(self.max_wait, max_wait, "max_wait")
         rpm, tpm, tau = self.requests_per_minute, self.tokens_per_minute, self.burst_seconds
         with self._lock:
             now = self._clock()
             start = max(now, self._paused_until)
-            if rpm is not None:
-                start = max(start, self._next_request - tau)
+            if rpm is not None:  # a burst never goes beyond one minute's quota of requests
+                start = max(start, self._next_request - min(tau, 60.0 - 60.0 / rpm))
             if tpm is not None:
                 start = max(start, self._next_token - tau)
             delay = start - now
             if bound is not None and delay > bound:
                 raise RateLimitWaitTooLong(
                     f"rate limiter would wait {delay:.1f}s (> max_wait={bound:g}s); "
-                    f"raise requests_per_minute/tokens_per_minute or max_wait, or lower concurrency"
-                )
+                    f"raise requests_per_minute/tokens_per_minute or max_wait, or lower concurrency",
+                    delay, bound)
             if rpm is not None:
                 self._next_request = max(self._next_request, start) + 60.0 / rpm
             if tpm is not None:
@@ -305,9 +306,35 @@ class RateLimiter:
         >>> limiter.reserve()
         2.5
         """
-        secs = _check_wait(seconds, "seconds") or 0.0
+        secs = _seconds(seconds, "seconds") or 0.0
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + secs)
+
+    def rate_limited(self) -> None:
+        """The service answered 429 within the budget: it does not grant the burst, so stop bursting.
+
+        From then on requests are spaced evenly (``burst_seconds`` becomes 0); the schedule already counts
+        every request of the burst, so the next one waits until the even schedule catches up.
+
+        >>> t = [0.0]
+        >>> limiter = RateLimiter(requests_per_minute=60, burst_seconds=60, clock=lambda: t[0])
+        >>> limiter.reserve(), limiter.reserve()
+        (0.0, 0.0)
+        >>> limiter.rate_limited()
+        >>> limiter.reserve()
+        2.0
+        """
+        with self._lock:
+            if self.burst_seconds:
+                logger.info("rate limiter: 429 within the budget; spacing requests evenly from now on")
+            self.burst_seconds = 0.0
+
+
+#: The longest one wait for a free slot sleeps before it looks again (a release normally wakes it at once).
+POLL_SECONDS = 0.05
+#: A gate's lock is held for microseconds; one not released within this many seconds was left held by an
+#: interrupted call, and is replaced.
+LOCK_HEAL_SECONDS = 1.0
 
 
 class Slot:
@@ -315,9 +342,12 @@ class Slot:
 
     A context manager: leaving the ``with`` block releases it.  Report the
     outcome with :meth:`succeeded` or :meth:`rate_limited` before releasing.
+    A slot that is dropped without being released (its holder was interrupted
+    between taking it and entering the ``with`` block) is given back when it is
+    garbage collected.
     """
 
-    __slots__ = ("_gate", "_epoch", "_released")
+    __slots__ = ("_gate", "_epoch", "_released", "__weakref__")  # a weak reference counts it in flight
 
     def __init__(self, gate: AdaptiveConcurrency, epoch: int) -> None:
         self._gate = gate
@@ -336,7 +366,7 @@ class Slot:
         """Give the place back; calling it twice is harmless."""
         if not self._released:
             self._released = True
-            self._gate._release()
+            self._gate._release(self)
 
     def __enter__(self) -> Slot:
         return self
@@ -359,6 +389,14 @@ class AdaptiveConcurrency:
     cut count as one congestion signal, so a burst of 429s halves the limit
     once, not once per request.
 
+    Interrupt-safe: the places in flight are the live :class:`Slot` objects
+    (held by weak reference, counted without callbacks), so a KeyboardInterrupt
+    anywhere in :meth:`acquire` or a release cannot leak a place; the state lock
+    is a plain lock taken with a timeout (one left held by an interrupted call is
+    replaced after ``LOCK_HEAL_SECONDS``), and a waiter never depends on a
+    notification (it looks again at least every ``POLL_SECONDS``), so no wait
+    can hang.
+
     Parameters
     ----------
     max_concurrency : int
@@ -367,9 +405,10 @@ class AdaptiveConcurrency:
         Successes needed to raise the limit by one; ``None`` means "the current
         limit", i.e. about one full round of requests per step (like TCP's
         congestion avoidance).
-    max_wait : float or None, default 600.0
+    max_wait : float, default 600.0
         Longest :meth:`acquire` waits for a place before raising
-        :class:`RateLimitWaitTooLong`; ``None`` waits indefinitely.
+        :class:`RateLimitWaitTooLong` (``math.inf`` or None: no bound; an HTTP
+        reranker always passes a bound).
 
     Examples
     --------
@@ -392,18 +431,16 @@ class AdaptiveConcurrency:
         increase_after: int | None = None,
         max_wait: float | None = DEFAULT_MAX_WAIT,
     ) -> None:
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
-        if increase_after is not None and (
-            isinstance(increase_after, bool) or not isinstance(increase_after, int) or increase_after < 1
-        ):
-            raise ValueError(f"increase_after must be an integer >= 1 or None, got {increase_after!r}")
-        self.max_concurrency = max_concurrency
-        self.increase_after = increase_after
-        self.max_wait = _check_wait(max_wait, "max_wait")
-        self._cond = threading.Condition(threading.Lock())
-        self._limit = max_concurrency
-        self._in_flight = 0
+        self.max_concurrency = whole("max_concurrency", max_concurrency, minimum=1)
+        self.increase_after = whole("increase_after", increase_after, minimum=1, allow_none=True)
+        self.max_wait = _seconds(max_wait, "max_wait")
+        self._lock = threading.Lock()
+        # A wake-up hint, as a raw lock (no Python-level Condition, whose __enter__ an interrupt can split):
+        # held means "nothing freed"; a release lets one waiter through. Waiters never rely on it alone.
+        self._freed = threading.Lock()
+        self._freed.acquire()
+        self._holders: dict[int, weakref.ReferenceType[Slot]] = {}
+        self._limit = self.max_concurrency
         self._successes = 0
         self._epoch = 0  # bumped on every decrease
         self.decreases = 0  #: number of times the limit was cut (for reporting)
@@ -416,29 +453,55 @@ class AdaptiveConcurrency:
     @property
     def in_flight(self) -> int:
         """Requests currently holding a slot."""
-        return self._in_flight
+        return sum(1 for ref in list(self._holders.values()) if ref() is not None)
+
+    def _locked(self) -> threading.Lock:
+        """The state lock, acquired; release it in a ``finally``. A lock left held is replaced."""
+        lock = self._lock
+        if not lock.acquire(timeout=LOCK_HEAL_SECONDS):
+            logger.warning("adaptive concurrency: replacing a lock left held by an interrupted call")
+            lock = self._lock = threading.Lock()
+            lock.acquire()
+        return lock
+
+    def _live(self) -> int:
+        """Places held by live slots, forgetting slots that were dropped unreleased (call under the lock)."""
+        for key in [key for key, ref in self._holders.items() if ref() is None]:
+            self._holders.pop(key, None)
+        return len(self._holders)
 
     def __repr__(self) -> str:
         return (
             f"AdaptiveConcurrency(limit={self._limit}, max_concurrency={self.max_concurrency}, "
-            f"in_flight={self._in_flight})"
+            f"in_flight={self.in_flight})"
         )
 
     def try_acquire(self) -> Slot | None:
         """Take a slot if one is free now, else return ``None`` without waiting."""
-        with self._cond:
-            if self._in_flight < self._limit:
-                self._in_flight += 1
-                return Slot(self, self._epoch)
-        return None
+        slot = Slot(self, self._epoch)
+        try:
+            lock = self._locked()
+            try:
+                if self._live() >= self._limit:
+                    return None
+                slot._epoch = self._epoch
+                self._holders[id(slot)] = weakref.ref(slot)
+            finally:
+                lock.release()
+            return slot
+        except BaseException:  # interrupted after taking it: give it back
+            self._release(slot)
+            raise
 
-    def acquire(self, timeout: float | None = None) -> Slot:
+    def acquire(self, timeout: float | None = None, cancel: threading.Event | None = None) -> Slot:
         """Wait for a slot; use the result as a context manager.
 
         Parameters
         ----------
         timeout : float, optional
             Overrides ``max_wait`` for this call (``math.inf``: no bound).
+        cancel : threading.Event, optional
+            When it is set the wait ends with :class:`rerankpd.errors.RunCancelled`.
 
         Returns
         -------
@@ -451,40 +514,64 @@ class AdaptiveConcurrency:
             If no slot frees up within the timeout.
         """
         bound = _bound(self.max_wait, timeout, "timeout")
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._in_flight < self._limit, timeout=bound):
+        deadline = None if bound is None else time.monotonic() + bound
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise RunCancelled("cancelled while waiting for a concurrency slot")
+            slot = self.try_acquire()
+            if slot is not None:
+                return slot
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 raise RateLimitWaitTooLong(
                     f"no concurrency slot freed within {bound:g}s "
-                    f"(limit={self._limit}, in flight={self._in_flight})"
-                )
-            self._in_flight += 1
-            return Slot(self, self._epoch)
+                    f"(limit={self._limit}, in flight={self.in_flight})", None, bound)
+            self._freed.acquire(timeout=POLL_SECONDS if left is None else min(POLL_SECONDS, left))
 
-    def _release(self) -> None:
-        with self._cond:
-            self._in_flight -= 1
-            self._cond.notify()
+    def _wake(self) -> None:
+        try:
+            self._freed.release()
+        except RuntimeError:  # already signalled
+            pass
+
+    def _release(self, slot: Slot) -> None:
+        lock = self._locked()
+        try:
+            ref = self._holders.get(id(slot))
+            if ref is not None and ref() is slot:
+                del self._holders[id(slot)]
+        finally:
+            lock.release()
+        self._wake()
 
     def _on_success(self) -> None:
-        with self._cond:
+        raised = False
+        lock = self._locked()
+        try:
             if self._limit >= self.max_concurrency:
                 self._successes = 0
-                return
-            self._successes += 1
-            if self._successes >= (self.increase_after or self._limit):
-                self._limit += 1
-                self._successes = 0
-                logger.debug("adaptive concurrency: limit raised to %d", self._limit)
-                self._cond.notify()
+            else:
+                self._successes += 1
+                if self._successes >= (self.increase_after or self._limit):
+                    self._limit += 1
+                    self._successes = 0
+                    raised = True
+        finally:
+            lock.release()
+        if raised:
+            logger.debug("adaptive concurrency: limit raised to %d", self._limit)
+            self._wake()
 
     def _on_rate_limited(self, epoch: int) -> None:
-        with self._cond:
+        lock = self._locked()
+        try:
             self._successes = 0
             if epoch != self._epoch:
                 return  # already cut for this episode
             self._epoch += 1
             self.decreases += 1
-            new = max(1, self._limit // 2)
-            if new != self._limit:
-                logger.info("adaptive concurrency: 429 received, limit %d -> %d", self._limit, new)
-            self._limit = new
+            old, self._limit = self._limit, max(1, self._limit // 2)
+        finally:
+            lock.release()
+        if old != self._limit:
+            logger.info("adaptive concurrency: 429 received, limit %d -> %d", old, self._limit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import threading
 
 import pytest
 
@@ -17,6 +18,32 @@ SEED_DOCUMENTS = [
     "维生素C对感冒的预防效果存在争议（来源：JAMA医学期刊）",
 ]
 API_KEY = "sk-canary-4f1d2b7e9a"
+
+
+class FakeClock:
+    """A clock that only moves when told to; ``sleep`` advances it and records how long it slept.
+
+    Give it to a limiter (``RateLimiter(clock=clock, sleep=clock.sleep)``) or an HTTP reranker
+    (``dmxapi(clock=clock, sleep=clock.sleep)``): timing is then checked without waiting.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+            self.now += seconds
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +67,11 @@ def server():
     """A loopback DMXAPI-shaped server that requires API_KEY."""
     with LoopbackRerankServer(api_key=API_KEY) as srv:
         yield srv
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from tests.conftest import FakeClock
 from rerankpd.ratelimit import (
     AdaptiveConcurrency,
     RateLimiter,
@@ -19,28 +20,6 @@ from rerankpd.ratelimit import (
 )
 
 EPS = 1e-9
-
-
-class FakeClock:
-    """A clock that only moves when told to; ``sleep`` advances it."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
-            self.now += seconds
 
 
 def make(clock: FakeClock, **kwargs) -> RateLimiter:
@@ -80,7 +59,9 @@ def test_rate_must_be_positive_finite(name, bad):
 
 @pytest.mark.parametrize("bad", ["60", True, [60]])
 def test_rate_must_be_a_number(bad):
-    with pytest.raises(TypeError, match="requests_per_minute"):
+    from rerankpd.errors import ConfigurationError  # one error type for a bad option (issue 10 #4)
+
+    with pytest.raises(ConfigurationError, match="requests_per_minute"):
         RateLimiter(requests_per_minute=bad)
 
 
@@ -629,3 +610,59 @@ class GateMachine(RuleBasedStateMachine):
 
 TestGateMachine = GateMachine.TestCase
 TestGateMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+# ----------------------------------------------------------------------------- interrupts (issue 9 #8)
+
+
+@pytest.mark.timeout(120)  # before the fix this deadlocked: a Condition's lock left held by the interrupt
+def test_an_interrupt_at_any_line_of_acquire_or_release_leaves_a_working_gate(monkeypatch):
+    """A KeyboardInterrupt raised at each line the gate (and the threading/weakref code under it) runs, in
+    turn: after every one of them the gate still grants its one place within a bounded wait."""
+    import sys
+    import weakref as weakref_module
+    import _weakrefset
+
+    import rerankpd.ratelimit as ratelimit
+
+    monkeypatch.setattr(ratelimit, "LOCK_HEAL_SECONDS", 0.05, raising=False)
+    watched = {ratelimit.__file__, threading.__file__, _weakrefset.__file__, weakref_module.__file__}
+    gate = AdaptiveConcurrency(1, increase_after=1, max_wait=1)
+
+    def cycle():
+        with gate.acquire() as slot:
+            slot.succeeded()
+        with gate.acquire() as slot:
+            slot.rate_limited()
+
+    broken, lines = [], 0
+    for k in range(1, 400):
+        seen = [0]
+
+        def line(frame, event, arg):
+            if event == "line":
+                seen[0] += 1
+                if seen[0] == k:
+                    raise KeyboardInterrupt
+            return line
+
+        sys.settrace(lambda frame, event, arg: line if frame.f_code.co_filename in watched else None)
+        try:
+            cycle()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+        lines = max(lines, seen[0])
+        if seen[0] < k:  # every line has had its interrupt
+            break
+        granted = []
+        probe = threading.Thread(target=lambda: granted.append(gate.acquire(timeout=1).release()), daemon=True)
+        probe.start()
+        probe.join(timeout=5)
+        if not granted:
+            broken.append(k)
+            gate = AdaptiveConcurrency(1, increase_after=1, max_wait=1)
+    assert lines > 40  # the sweep did cover the gate's code
+    assert broken == []
+    assert gate.in_flight == 0

@@ -219,3 +219,99 @@ def test_canary_key_never_appears_in_the_panel():
     assert any("Failed" in text for text in shown)  # the refused run did fail, visibly
     for text in shown:
         assert not _leaks(text), text[:2000]
+
+
+# ----------------------------------------------------------------------- the key echoed back, in every form
+def _windows(secret: str, size: int = 8) -> list[str]:
+    return [secret[i:i + size] for i in range(len(secret) - size + 1)]
+
+
+ENCODINGS = {
+    "verbatim": lambda s: s,
+    "html-decimal": lambda s: "".join(f"&#{ord(c)};" for c in s),
+    "html-hex": lambda s: "".join(f"&#x{ord(c):x};" for c in s),
+    "json-unicode": lambda s: "".join(f"\\u{ord(c):04x}" for c in s),
+    "json-unicode-upper": lambda s: "".join(f"\\u{ord(c):04X}" for c in s),
+    "repr-doubled": lambda s: "".join(f"\\\\u{ord(c):04x}" for c in s),
+    "url-encoded": lambda s: "".join(f"%{ord(c):02X}" for c in s),
+    "url-encoded-lower": lambda s: "".join(f"%{ord(c):02x}" for c in s),
+}
+
+
+def _leaks_any_form(text: str, secret: str = CANARY) -> list[str]:
+    """Every (encoding, 8-character piece of the key) found in ``text``."""
+    return [(name, piece) for name, encode in ENCODINGS.items() for piece in _windows(secret)
+            if encode(piece) in text]
+
+
+ECHOES = {
+    # a plain-text body cut at 300 characters inside the key: 17 of its 20 characters before the fix
+    "cut-at-300": lambda k: ("x" * 283 + k + " was refused").encode(),
+    "html-escaped": lambda k: f"<html><body>key {ENCODINGS['html-decimal'](k)} refused</body></html>".encode(),
+    "json-escaped": lambda k: json.dumps({"message": "bad key " + ENCODINGS["json-unicode"](k)}).encode(),
+    "url-encoded": lambda k: f"error=invalid&key={ENCODINGS['url-encoded'](k)}".encode(),
+    "repr-doubled": lambda k: f"ValueError('key {ENCODINGS['repr-doubled'](k)}')".encode(),
+    "server-cut-prefix": lambda k: f"invalid key '{k[:12]}...'".encode(),
+}
+
+
+@pytest.mark.parametrize("echo", list(ECHOES), ids=list(ECHOES))
+def test_a_key_echoed_back_in_any_form_is_scrubbed_everywhere(echo, tmp_path, caplog, capsys, monkeypatch):
+    """The exception and its traceback, the retry log line, a coerce run's rerank_error column and its CSV,
+    and the CLI's error line: none holds 8 consecutive characters of the key, in any echoed form."""
+    caplog.set_level(logging.DEBUG)
+    body = ECHOES[echo](CANARY)
+    seen: list[str] = []
+    df = pd.DataFrame({"text": ["cold hands", "warm tea"]})
+    with LoopbackRerankServer(api_key=CANARY) as server:
+        r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=server.url, max_retries=1,
+                                  backoff_base=0.001, backoff_cap=0.002)
+        # a retried 500 (the retry log line), then the same body as a 400: the exception and its traceback
+        server.fail_next("raw", status=500, body=body)
+        server.fail_next("raw", status=400, body=body)
+        with pytest.raises(errors.BadRequestError) as info:
+            r.score("q", ["a"])
+        seen.append(_error_text(info.value))
+        assert "answered HTTP 400" in str(info.value)
+        # errors="coerce": the message lands in the rerank_error column, and in a CSV written from it
+        server.fail_next("raw", count=4, status=500, body=body)
+        out = rerankpd.rerank(df, "colds", reranker=r, cache=False, progress=False, errors="coerce")
+        assert out["rerank_error"].notna().all()
+        csv = tmp_path / "out.csv"
+        out.to_csv(csv)
+        seen += [out.to_string(), csv.read_text(encoding="utf-8"), repr(out.attrs)]
+        # the command line's one-line error
+        table = tmp_path / "in.csv"
+        df.to_csv(table, index=False)
+        monkeypatch.setenv("DMXAPI_API_KEY", CANARY)
+        monkeypatch.setenv("DMXAPI_BASE_URL", server.url)
+        server.fail_next("raw", count=20, status=400, body=body)
+        assert cli.main(["-v", "rank", str(table), "--query", "colds", "--no-cache"]) != 0
+    captured = capsys.readouterr()
+    seen += [captured.out, captured.err, caplog.text]
+    assert "retry 1 of 1" in caplog.text  # the retry log line was written
+    assert "answered HTTP" in captured.err  # the CLI did report the failure
+    for text in seen:
+        assert not _leaks_any_form(text), (_leaks_any_form(text), text[:3000])
+
+
+def test_url_credentials_are_masked_in_repr_errors_and_logs(caplog):
+    caplog.set_level(logging.DEBUG)
+    password = "hunter2-very-secret"
+    with LoopbackRerankServer(dialect="tei") as server:
+        url = server.url.replace("http://", f"http://admin:{password}@")
+        r = rerankpd.get_reranker("tei", base_url=url, max_retries=1, backoff_base=0.001, backoff_cap=0.002)
+        assert r.score("q", ["a"])  # basic auth is sent...
+        sent = server.requests[0].headers.get("Authorization", "")
+        assert sent.startswith("Basic ")
+        server.fail_next("raw", count=2, status=500, body=f"denied for admin:{password}".encode())
+        with pytest.raises(errors.ServerError) as info:
+            r.score("q", ["a"])
+        shown = [repr(r), str(r), r.endpoint, repr(vars(r)), json.dumps(r.identity() or {}), _error_text(info.value),
+                 caplog.text]
+    assert "***:***@" in repr(r)
+    for text in shown:
+        assert password not in text and "admin:" not in text, text[:2000]
+    with pytest.raises(errors.ConfigurationError) as bad:
+        rerankpd.get_reranker("tei", base_url=f"ftp://admin:{password}@example.com")
+    assert password not in str(bad.value)

@@ -20,7 +20,8 @@ from typing import Any, Sequence
 from ..errors import BadResponseError
 from .base import BatchResult
 from .chunked import ClientChunkedReranker
-from .http import _positive_int, scores_from_results, usage_counts
+from ..validate import whole
+from .http import scores_from_results, usage_counts
 
 __all__ = ["CohereReranker"]
 
@@ -41,21 +42,16 @@ class CohereReranker(ClientChunkedReranker):
     name = "cohere"
     default_base_url = "https://api.cohere.com/v2"
     base_url_env = "COHERE_BASE_URL"
-    path = "/rerank"
     key_env = ("COHERE_API_KEY", "CO_API_KEY")
     default_model = "rerank-v3.5"
     default_batch_size = 1000
 
     def __init__(self, *, max_tokens_per_doc: int | None = None, **options) -> None:
-        if max_tokens_per_doc is not None:
-            _positive_int("max_tokens_per_doc", max_tokens_per_doc)
-        self.max_tokens_per_doc = max_tokens_per_doc
+        self.max_tokens_per_doc = whole("max_tokens_per_doc", max_tokens_per_doc, minimum=1, allow_none=True)
         super().__init__(**options)
 
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:
-        body = {"model": self.model, "query": query, "documents": list(documents), "top_n": len(documents)}
-        body.update(self.score_options())
-        return body
+        return {"model": self.model, "query": query, "documents": list(documents), "top_n": len(documents)}
 
     def parse_response(self, data: Any, n_documents: int) -> BatchResult:
         if not isinstance(data, dict):

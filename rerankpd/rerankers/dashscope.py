@@ -12,7 +12,7 @@ nests the results: ``{"output": {"results": [{"index", "relevance_score"}]}, "us
 Examples
 --------
 >>> r = DashScopeReranker(api_key="sk-test")
->>> r.build_payload("q", ["a"])
+>>> r.request_body("q", ["a"])
 {'model': 'gte-rerank-v2', 'input': {'query': 'q', 'documents': ['a']}, 'parameters': {'top_n': 1, 'return_documents': False}}
 """
 from __future__ import annotations

@@ -42,7 +42,6 @@ class DMXAPIReranker(ServerChunkedReranker):
     name = "dmxapi"
     default_base_url = "https://www.dmxapi.cn/v1"
     base_url_env = "DMXAPI_BASE_URL"
-    path = "/rerank"
     key_env = ("DMXAPI_API_KEY",)
     default_model = "bge-reranker-v2-m3-free"
     default_batch_size = 32

@@ -1,16 +1,21 @@
 """One HTTP client for every rerank service, and the dialect hooks a provider fills in.
 
 A provider module subclasses :class:`HTTPReranker`, sets a few class attributes (name, default base URL,
-path, key variables, default model and batch size) and overrides the dialect hooks that differ from the
-common Cohere-style shape: :meth:`~HTTPReranker.build_payload`, :meth:`~HTTPReranker.parse_response`,
-:meth:`~HTTPReranker.error_message`, :meth:`~HTTPReranker.score_options`. Everything else is shared: one
-``requests.Session`` per reranker with a pool sized to its concurrency, explicit (connect, read) timeouts,
-one retry loop driven by the small pure policy functions below, and one translation of failures into the
-:mod:`rerankpd.errors` tree.
+path when it is not ``/rerank``, key variables, default model and batch size) and overrides the dialect
+hooks that differ from the common Cohere-style shape: :meth:`~HTTPReranker.build_payload`,
+:meth:`~HTTPReranker.parse_response`, :meth:`~HTTPReranker.error_message`,
+:meth:`~HTTPReranker.score_options` (added to every request body by :meth:`~HTTPReranker.request_body`).
+Everything else is shared: one ``requests.Session`` per reranker with a pool sized to its concurrency and
+the proxy settings read once, explicit (connect, read) timeouts and a total deadline per attempt, one retry
+loop driven by the pure policy functions of :mod:`rerankpd.rerankers.retry`, and one translation of
+failures into the :mod:`rerankpd.errors` tree, with every text scrubbed of the key
+(:func:`rerankpd.redact.scrub`).
 
 Retry policy: 408, 409, 429 and 5xx answers, timeouts, dropped connections and malformed answers are
 retried up to ``max_retries`` times with capped exponential backoff and full jitter; a ``Retry-After``
-header is honoured up to a cap. 400, 401, 403, 404, 413 and 422 are never retried.
+header is honoured up to a cap. 400, 401, 403, 404, 413 and 422 are never retried. Every wait (backoff,
+``Retry-After``, the request budget, a concurrency slot) wakes when the run is cancelled
+(:meth:`~rerankpd.rerankers.base.Reranker.bind_cancel`), and no attempt starts after that.
 
 Examples
 --------
@@ -23,12 +28,10 @@ True
 """
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import json
 import logging
-import math
-import random
+import socket
 import threading
 import time
 import warnings
@@ -36,10 +39,9 @@ from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 
 from .. import config
-from ..ratelimit import PUBLISHED_LIMITS, AdaptiveConcurrency, RateLimiter, RateLimitWaitTooLong, estimate_tokens
 from ..errors import (
     APIConnectionError,
     APIError,
@@ -49,9 +51,17 @@ from ..errors import (
     BadResponseError,
     ConfigurationError,
     RateLimitError,
+    RerankError,
+    RunCancelled,
     ServerError,
 )
+from ..ratelimit import PUBLISHED_LIMITS, AdaptiveConcurrency, RateLimiter, RateLimitWaitTooLong, estimate_tokens
+from ..redact import mask_url, scrub, shorten, url_secrets
+from ..validate import boolean, number, timeout_pair, whole
+from .answers import decode_json, scores_from_results, usage_counts
 from .base import Availability, BatchResult, Reranker
+from .retry import backoff_delay, parse_retry_after, should_retry
+from .transport import DeadlinePassed, make_session, post
 
 __all__ = [
     "HTTPReranker",
@@ -64,76 +74,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({408, 409, 429})
-
-
-def should_retry(status: int) -> bool:
-    """Whether an HTTP status is worth another attempt: 408, 409, 429 and every 5xx."""
-    return status in RETRY_STATUSES or 500 <= status <= 599
-
-
-def parse_retry_after(value: str | None, cap: float, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), at most ``cap``.
-
-    None when the header is absent or unreadable.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), cap)
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
-    """Full-jitter exponential backoff: a random delay in [0, min(cap, base * 2**attempt)]."""
-    return rng() * min(cap, base * (2 ** attempt))
-
-
-def usage_counts(usage: Any) -> dict[str, int]:
-    """The integer counters of a provider's usage object (nested objects are left out)."""
-    if not isinstance(usage, dict):
-        return {}
-    return {k: int(v) for k, v in usage.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def scores_from_results(items: Any, n_documents: int, *, index_field: str = "index",
-                        score_field: str = "relevance_score") -> list[float]:
-    """Scores in document order from a list of ``{index, score}`` results, matched by index, never position.
-
-    Raises :class:`BadResponseError` unless the results cover exactly documents ``0..n_documents-1``, once
-    each, with finite numeric scores.
-    """
-    if not isinstance(items, list):
-        raise BadResponseError(f"expected a list of results, got {type(items).__name__}")
-    scores: list[float | None] = [None] * n_documents
-    for item in items:
-        if not isinstance(item, dict):
-            raise BadResponseError(f"a result is {type(item).__name__}, not an object")
-        index, score = item.get(index_field), item.get(score_field)
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < n_documents:
-            raise BadResponseError(f"result index {index!r} is not one of the {n_documents} documents sent")
-        if scores[index] is not None:
-            raise BadResponseError(f"document {index} was scored twice")
-        if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score):
-            raise BadResponseError(f"document {index} has no numeric {score_field!r}: {score!r}")
-        scores[index] = float(score)
-    missing = [i for i, s in enumerate(scores) if s is None]
-    if missing:
-        raise BadResponseError(
-            f"{len(missing)} of the {n_documents} documents sent came back without a score (first: {missing[0]})"
-        )
-    return scores  # type: ignore[return-value]
+#: Characters of a provider's error text kept in a message (after the key is scrubbed).
+ERROR_TEXT_LIMIT = 300
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -164,7 +106,8 @@ class HTTPReranker(Reranker):
     api_key
         The key; default from the first set variable in ``key_env``. Held as a :class:`~rerankpd.config.Secret`.
     base_url
-        The service's base URL; requests go to ``base_url + path``.
+        The service's base URL; requests go to ``base_url + path``. A ``user:password@`` in it is sent as
+        HTTP basic auth and shown masked (``***:***@``) everywhere.
     model
         The model name.
     batch_size
@@ -172,18 +115,30 @@ class HTTPReranker(Reranker):
     max_concurrency
         Requests in flight at once.
     timeout
-        Seconds, or a ``(connect, read)`` pair.
+        Seconds, or a ``(connect, read)`` pair: how long to wait to connect, and for each read.
+    attempt_deadline
+        Seconds one attempt may take in total, however the server trickles its answer; default the connect
+        timeout plus twice the read timeout.
     max_retries
         Further attempts after the first, for retryable failures.
     auth_scheme
         Prefix of the key in the ``Authorization`` header (``"Bearer"``); ``""`` sends the bare key.
+    backoff_base, backoff_cap
+        Seconds of the first backoff and the longest one (full jitter).
+    retry_after_cap
+        The longest ``Retry-After`` honoured, in seconds.
     requests_per_minute, tokens_per_minute
         A budget shared by every request of this reranker (tokens are estimated from the text, see
         :func:`rerankpd.ratelimit.estimate_tokens`). None: the service's published limit where known
-        (:data:`rerankpd.ratelimit.PUBLISHED_LIMITS`), else unlimited; 0: unlimited.
+        (:data:`rerankpd.ratelimit.PUBLISHED_LIMITS`), else unlimited; 0: unlimited. The budget is a
+        per-minute quota: a run that fits in a minute's quota goes at full concurrency; beyond it, or after
+        a 429, requests are spaced evenly at the rate.
     adaptive_concurrency
         On a 429, halve the requests allowed in flight (down to 1) and raise them again by one after a run
         of successes, up to ``max_concurrency``; a 429's ``Retry-After`` also holds every request back.
+    clock, sleep
+        For tests: the monotonic clock and the sleep the budget and the retry waits use (default: real time,
+        and a sleep that wakes when the run is cancelled).
     """
 
     name = "http"
@@ -213,6 +168,7 @@ class HTTPReranker(Reranker):
         batch_size: int | None = None,
         max_concurrency: int | None = None,
         timeout: float | tuple[float, float] | None = None,
+        attempt_deadline: float | None = None,
         max_retries: int = 5,
         auth_scheme: str | None = None,
         backoff_base: float = 0.5,
@@ -221,53 +177,102 @@ class HTTPReranker(Reranker):
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         adaptive_concurrency: bool = True,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self._api_key = self._resolve_key(api_key)
-        base = base_url or (config.env(self.base_url_env) if self.base_url_env else None) or self.default_base_url
-        if not isinstance(base, str) or not base.startswith(("http://", "https://")):
-            raise ConfigurationError(f"base_url must be an http:// or https:// URL, got {base!r}")
-        self.base_url = base.rstrip("/")
+        self._init_url(base_url)
         self.model = model or self.default_model
-        self.batch_size = _positive_int("batch_size", self.default_batch_size if batch_size is None else batch_size)
-        self.max_concurrency = _positive_int(
-            "max_concurrency", self.default_max_concurrency if max_concurrency is None else max_concurrency)
-        self.timeout = _timeout_pair(self.default_timeout if timeout is None else timeout)
-        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
-            raise ConfigurationError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
-        self.max_retries = max_retries
+        if self.model is not None and not isinstance(self.model, str):
+            raise ConfigurationError(f"model must be a string, got {self.model!r}")
+        self.batch_size = whole("batch_size", self.default_batch_size if batch_size is None else batch_size,
+                                minimum=1)
+        self.max_concurrency = whole(
+            "max_concurrency", self.default_max_concurrency if max_concurrency is None else max_concurrency,
+            minimum=1)
+        self.timeout = timeout_pair("timeout", self.default_timeout if timeout is None else timeout)
+        self.attempt_deadline = number("attempt_deadline", attempt_deadline, minimum=0, exclusive_minimum=True,
+                                       allow_none=True) or self.timeout[0] + 2 * self.timeout[1]
+        self.max_retries = whole("max_retries", max_retries, minimum=0)
         self.auth_scheme = self.default_auth_scheme if auth_scheme is None else auth_scheme
-        self.backoff_base, self.backoff_cap, self.retry_after_cap = backoff_base, backoff_cap, retry_after_cap
+        if not isinstance(self.auth_scheme, str):
+            raise ConfigurationError(f"auth_scheme must be a string such as 'Bearer' or '', got {auth_scheme!r}")
+        self.backoff_base = number("backoff_base", backoff_base, minimum=0)
+        self.backoff_cap = number("backoff_cap", backoff_cap, minimum=0)
+        self.retry_after_cap = number("retry_after_cap", retry_after_cap, minimum=0)
+        if clock is not None and not callable(clock) or sleep is not None and not callable(sleep):
+            raise ConfigurationError("clock and sleep must be callables (a clock() -> seconds, a sleep(seconds))")
+        self._clock = clock or time.monotonic
+        self._sleep = sleep
+        self._cancel_event: threading.Event | None = None
         self._session: requests.Session | None = None
+        self._verify: bool | str = True
         self._session_lock = threading.Lock()
         self._init_rate_limits(requests_per_minute, tokens_per_minute, adaptive_concurrency)
-        parts = urlsplit(self.base_url)
+        parts = urlsplit(self._url)
         if self._api_key and parts.scheme == "http" and not _is_loopback(parts.hostname):
             warnings.warn(
                 f"{self.name}: the API key would travel unencrypted over plain http:// to {parts.hostname}; "
                 "use https://", stacklevel=3)
 
     # ----------------------------------------------------------------- configuration
+    def _init_url(self, base_url: str | None) -> None:
+        base = base_url or (config.env(self.base_url_env) if self.base_url_env else None) or self.default_base_url
+        if not isinstance(base, str) or not base.startswith(("http://", "https://")):
+            shown = mask_url(base) if isinstance(base, str) else base
+            raise ConfigurationError(f"base_url must be an http:// or https:// URL, got {shown!r}")
+        base = base.rstrip("/")
+        user_password = url_secrets(base)
+        #: The base URL as shown (credentials masked); requests go to the same URL without them.
+        self.base_url = mask_url(base)
+        parts = urlsplit(base)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        self._url = parts._replace(netloc=netloc).geturl()
+        self._basic_auth = None
+        if user_password:
+            from urllib.parse import unquote
+
+            user = unquote(parts.username or "")
+            password = unquote(parts.password or "")
+            self._basic_auth = (config.Secret(user), config.Secret(password))
+
     def _init_rate_limits(self, rpm: float | None, tpm: float | None, adaptive: bool) -> None:
         published_rpm, published_tpm = PUBLISHED_LIMITS.get(self.name, (None, None))
+        rpm = number("requests_per_minute", rpm, minimum=0, allow_none=True)
+        tpm = number("tokens_per_minute", tpm, minimum=0, allow_none=True)
         if rpm is None:
             rpm = self.default_requests_per_minute or published_rpm
         if tpm is None:
             tpm = self.default_tokens_per_minute or published_tpm
-        try:
-            #: The request/token budget shared by all requests of this reranker.
-            self.rate_limiter = RateLimiter(rpm or None, tpm or None)
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(str(exc)) from None
-        self.adaptive_concurrency = bool(adaptive)
+        #: The request/token budget shared by all requests of this reranker: a bucket holding one minute's
+        #: quota, spaced evenly after a 429 (see :meth:`rerankpd.ratelimit.RateLimiter.rate_limited`).
+        self.rate_limiter = RateLimiter(rpm or None, tpm or None, burst_seconds=60.0, clock=self._clock,
+                                        sleep=self._wait)
+        self.adaptive_concurrency = boolean("adaptive_concurrency", adaptive)
+        self._new_gate()
+
+    def _new_gate(self) -> None:
         #: Requests in flight, narrowed on 429s when ``adaptive_concurrency`` (see rerankpd.ratelimit).
-        self.concurrency_gate = AdaptiveConcurrency(self.max_concurrency, max_wait=None)
+        self.concurrency_gate = AdaptiveConcurrency(self.max_concurrency, max_wait=self._slot_wait())
+
+    def _slot_wait(self) -> float:
+        """The longest wait for a concurrency slot: every other request in flight running to its deadline."""
+        return self.max_concurrency * (self.attempt_deadline + self.retry_after_cap)
 
     @classmethod
     def availability(cls) -> Availability:
-        """Ready when the key is set; a self-hosted server (no key required) cannot be known without trying."""
+        """Ready when the key is set; a self-hosted server (no key required) when its port answers."""
         if not cls.key_required:
             url = (config.env(cls.base_url_env) if cls.base_url_env else None) or cls.default_base_url
-            return Availability(None, f"self-hosted: needs a server at {url}")
+            shown = mask_url(url)
+            parts = urlsplit(url)
+            try:
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                with socket.create_connection((parts.hostname or "", port), timeout=0.3):
+                    pass
+            except (OSError, ValueError):
+                return Availability(False, f"self-hosted: needs a server at {shown} (none answers there)")
+            return Availability(True, f"server at {shown} answers")
         if any(config.env(var) for var in cls.key_env):
             return Availability(True, "key set")
         return Availability(False, f"no key: set {cls.key_env[0] if cls.key_env else 'api_key='}")
@@ -297,7 +302,7 @@ class HTTPReranker(Reranker):
 
     @property
     def endpoint(self) -> str:
-        """The URL requests are sent to."""
+        """The URL requests are sent to (credentials in it masked)."""
         return self.base_url + self.path
 
     @property
@@ -320,10 +325,16 @@ class HTTPReranker(Reranker):
 
     # ----------------------------------------------------------------- dialect hooks
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:
-        """The JSON body of one request (the common Cohere-style shape)."""
+        """The JSON body of one request without the score options (the common Cohere-style shape)."""
         body = {"query": query, "documents": list(documents), "top_n": len(documents), "return_documents": False}
         if self.model:
             body["model"] = self.model
+        return body
+
+    def request_body(self, query: str, documents: Sequence[str]) -> dict:
+        """What is sent: :meth:`build_payload` plus :meth:`score_options` (the one place they are added)."""
+        body = self.build_payload(query, documents)
+        body.update(self.score_options())
         return body
 
     def parse_response(self, data: Any, n_documents: int) -> BatchResult:
@@ -334,7 +345,7 @@ class HTTPReranker(Reranker):
                            usage_counts(data.get(self.usage_field)))
 
     def error_message(self, data: Any, text: str) -> str:
-        """The provider's own words from an error answer."""
+        """The provider's own words from an error answer (cut and scrubbed by the caller)."""
         if isinstance(data, dict):
             err = data.get("error")
             if isinstance(err, dict) and err.get("message"):
@@ -343,10 +354,10 @@ class HTTPReranker(Reranker):
                 if data.get(field):
                     value = data[field]
                     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        return " ".join(text.split())[:300]
+        return " ".join(text[:20 * ERROR_TEXT_LIMIT].split())
 
     def score_options(self) -> dict:
-        """Options that change scores, for the cache identity (model and endpoint are already in it)."""
+        """Options that change scores: sent in every request body and part of the cache identity."""
         return {}
 
     # ----------------------------------------------------------------- the one job
@@ -357,7 +368,27 @@ class HTTPReranker(Reranker):
         if not documents:
             return BatchResult([])
         tokens = estimate_tokens(query, documents) if self.rate_limiter.tokens_per_minute else 0
-        return self._request(self.build_payload(query, documents), len(documents), tokens)
+        return self._request(self.request_body(query, documents), len(documents), tokens)
+
+    # ----------------------------------------------------------------- time and cancel
+    def _wait(self, seconds: float) -> None:
+        """Sleep ``seconds`` (the injected sleep, else on the cancel event); RunCancelled once cancelled."""
+        event = self._cancel_event
+        if seconds > 0:
+            if self._sleep is not None:
+                self._sleep(seconds)
+            elif event is None:
+                time.sleep(seconds)
+            else:  # short sleeps, looking at the flag: Event.wait's Python-level lock is not interrupt-safe
+                until = time.monotonic() + seconds
+                while not event.is_set() and (left := until - time.monotonic()) > 0:
+                    time.sleep(min(left, 0.05))
+        self._check_cancel()
+
+    def _check_cancel(self) -> None:
+        event = self._cancel_event
+        if event is not None and event.is_set():
+            raise RunCancelled(f"{self.name}: the run was cancelled; no further request is sent")
 
     # ----------------------------------------------------------------- transport
     def _headers(self) -> dict[str, str]:
@@ -368,14 +399,15 @@ class HTTPReranker(Reranker):
         return headers
 
     def session(self) -> requests.Session:
-        """The shared session, made on first use with a pool as large as the concurrency."""
+        """The shared session, made on first use with a pool as large as the concurrency.
+
+        The environment (``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, ``REQUESTS_CA_BUNDLE``) is read once
+        here for this reranker's URL, not again for every request.
+        """
         with self._session_lock:
             if self._session is None:
-                session = requests.Session()
-                adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(self.max_concurrency, 1), max_retries=0)
-                session.mount("http://", adapter)
-                session.mount("https://", adapter)
-                self._session = session
+                self._session, self._verify = make_session(self._url + self.path, self.max_concurrency,
+                                                           self._basic_auth)
             return self._session
 
     def close(self) -> None:
@@ -385,94 +417,153 @@ class HTTPReranker(Reranker):
                 self._session.close()
                 self._session = None
 
+    def _after_interrupt(self) -> None:
+        """An attempt was interrupted (Ctrl-C): drop the session (its pool may be mid-request) and the gate."""
+        self._session = None  # not closed: its pool may hold a lock the interrupted thread never released
+        self._new_gate()
+
+    def _secrets(self) -> list[str]:
+        secrets = [self._api_key.reveal()] if self._api_key else []
+        if self._basic_auth is not None:
+            secrets += [s.reveal() for s in self._basic_auth]
+        return secrets
+
     def _scrub(self, text: str) -> str:
-        if self._api_key and self._api_key.reveal() in text:
-            text = text.replace(self._api_key.reveal(), "***")
-        return text
+        """``text`` without the key or URL credentials, in any form a server echoes them (one scrub for all)."""
+        return scrub(text, self._secrets())
 
     def _request(self, payload: dict, n_documents: int, n_tokens: int = 0) -> BatchResult:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        for attempt in range(self.max_retries + 1):
-            try:
-                return self._attempt(body, n_documents, n_tokens)
-            except _RetryableFailure as failure:
-                if attempt >= self.max_retries:
-                    raise failure.error from failure.__cause__
-                wait = failure.wait
-                if not wait:  # no Retry-After, or "0": back off anyway rather than hammer the service
-                    wait = backoff_delay(attempt, self.backoff_base, self.backoff_cap)
-                logger.info("%s: %s; retry %d of %d in %.2fs", self.name, failure.error.message,
-                            attempt + 1, self.max_retries, wait)
-                time.sleep(wait)
+        try:
+            for attempt in range(self.max_retries + 1):
+                self._check_cancel()
+                try:
+                    result = self._attempt(body, n_documents, n_tokens)
+                except _RetryableFailure as failure:
+                    if attempt >= self.max_retries:
+                        raise failure.error from failure.__cause__
+                    wait = failure.wait
+                    if not wait:  # no Retry-After, or "0": back off anyway rather than hammer the service
+                        wait = backoff_delay(attempt, self.backoff_base, self.backoff_cap)
+                    logger.info("%s: %s; retry %d of %d in %.2fs", self.name, self._scrub(failure.error.message),
+                                attempt + 1, self.max_retries, wait)
+                    self._wait(wait)
+                    continue
+                result.attempts = attempt + 1
+                return result
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                self._after_interrupt()
+            raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send(self, body: bytes, n_tokens: int) -> requests.Response:
-        """One POST inside a concurrency slot and the rate budget; a 429 narrows the slot gate."""
-        with self.concurrency_gate.acquire() as slot:
-            try:
-                self.rate_limiter.acquire(n_tokens)
-            except RateLimitWaitTooLong as exc:
-                raise RateLimitError(f"{self.name}: {exc}", provider=self.name) from None
-            response = self.session().post(self.endpoint, data=body, headers=self._headers(), timeout=self.timeout)
-            if response.status_code == 429:
-                wait = parse_retry_after(response.headers.get("Retry-After"), self.retry_after_cap)
-                if wait:
-                    self.rate_limiter.pause(wait)
-                if self.adaptive_concurrency:
-                    slot.rate_limited()
-            elif response.status_code < 300:
-                slot.succeeded()
-            return response
+    def _reserve_budget(self, n_tokens: int) -> None:
+        try:
+            self.rate_limiter.acquire(n_tokens)
+        except RateLimitWaitTooLong as exc:
+            budget = ", ".join(f"{name}={value:g}" for name, value in (
+                ("requests_per_minute", self.rate_limiter.requests_per_minute),
+                ("tokens_per_minute", self.rate_limiter.tokens_per_minute)) if value)
+            raise RateLimitError(
+                f"{self.name}: the request budget ({budget}) would hold this request {exc.delay or 0:.0f}s, more "
+                f"than {exc.bound or 0:g}s; raise requests_per_minute/tokens_per_minute if your plan allows it "
+                "(0 switches the budget off), or send fewer tokens per request (a smaller batch_size)",
+                provider=self.name) from None
 
     def _attempt(self, body: bytes, n_documents: int, n_tokens: int = 0) -> BatchResult:
-        logger.debug("%s: POST %s with %d documents", self.name, self.endpoint, n_documents)
+        """One request: the budget, a concurrency slot, the exchange, then the answer or a typed error."""
+        self._reserve_budget(n_tokens)
         try:
-            response = self._send(body, n_tokens)
-        except requests.ConnectTimeout as exc:
+            slot_context = self.concurrency_gate.acquire(cancel=self._cancel_event)
+        except RateLimitWaitTooLong as exc:
+            raise _RetryableFailure(RateLimitError(f"{self.name}: {exc}", provider=self.name)) from None
+        with slot_context as slot:
+            self._check_cancel()
+            status, headers, raw = self._exchange(body, n_documents)
+            retry_after = None
+            if should_retry(status):  # the one place Retry-After is read
+                retry_after = parse_retry_after(headers.get("Retry-After"), self.retry_after_cap)
+            if status == 429:
+                if retry_after:
+                    self.rate_limiter.pause(retry_after)
+                self.rate_limiter.rate_limited()
+                if self.adaptive_concurrency:
+                    slot.rate_limited()
+            elif status < 300:
+                slot.succeeded()
+        if 200 <= status < 300:
+            return self._parse(raw, status, n_documents)
+        error = self._error_for(status, raw, retry_after)
+        if should_retry(status):
+            raise _RetryableFailure(error, retry_after)
+        raise error
+
+    def _exchange(self, body: bytes, n_documents: int) -> tuple[int, Any, bytes]:
+        """POST ``body``; (status, headers, raw body), read within ``attempt_deadline``; transport errors typed."""
+        logger.debug("%s: POST %s with %d documents", self.name, self.endpoint, n_documents)
+        deadline = time.monotonic() + self.attempt_deadline
+        connect, read = self.timeout
+        try:
+            return post(self.session(), self._url + self.path, body, self._headers(),
+                        (connect, min(read, self.attempt_deadline)), deadline, self._verify)
+        except DeadlinePassed:
             raise _RetryableFailure(APITimeoutError(
-                f"{self.name}: could not connect to {self.endpoint} within {self.timeout[0]:g}s "
+                f"{self.name}: the answer from {self.endpoint} took longer than attempt_deadline="
+                f"{self.attempt_deadline:g}s", provider=self.name)) from None
+        except (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError) as exc:
+            raise _RetryableFailure(APITimeoutError(
+                f"{self.name}: could not connect to {self.endpoint} within {connect:g}s "
                 f"(timeout={self.timeout})", provider=self.name)) from exc
-        except requests.Timeout as exc:
+        except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as exc:
             raise _RetryableFailure(APITimeoutError(
-                f"{self.name}: no answer from {self.endpoint} within {self.timeout[1]:g}s "
+                f"{self.name}: no answer from {self.endpoint} within {read:g}s "
                 f"(timeout={self.timeout})", provider=self.name)) from exc
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:
-            raise _RetryableFailure(APIConnectionError(
-                f"{self.name}: connection to {self.endpoint} failed: {type(exc).__name__}",
-                provider=self.name)) from exc
+            raise self._connection_failed(exc) from exc
         except requests.RequestException as exc:  # an invalid URL or header: retrying cannot help
             raise ConfigurationError(f"{self.name}: cannot send to {self.endpoint}: {type(exc).__name__}: "
                                      f"{self._scrub(str(exc))}") from None
-        status = response.status_code
-        if 200 <= status < 300:
-            try:
-                return self.parse_response(response.json(), n_documents)
-            except (ValueError, KeyError, TypeError, AttributeError, BadResponseError) as exc:
-                detail = exc.message if isinstance(exc, BadResponseError) else "the body is not valid JSON"
-                raise _RetryableFailure(BadResponseError(
-                    f"{self.name}: unusable answer from {self.endpoint}: {self._scrub(detail)}",
-                    status_code=status, provider=self.name)) from None
-        error = self._error_for(response)
-        if should_retry(status):
-            wait = parse_retry_after(response.headers.get("Retry-After"), self.retry_after_cap)
-            raise _RetryableFailure(error, wait)
-        raise error
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # while reading the body
+            raise self._connection_failed(exc) from exc
 
-    def _error_for(self, response: requests.Response) -> APIError:
-        status = response.status_code
+    def _connection_failed(self, exc: BaseException) -> _RetryableFailure:
+        return _RetryableFailure(APIConnectionError(
+            f"{self.name}: connection to {self.endpoint} failed: {type(exc).__name__}", provider=self.name))
+
+    def _parse(self, raw: bytes, status: int, n_documents: int) -> BatchResult:
+        """A 2xx answer as scores; any malformed answer is a retryable BadResponseError."""
+        data, is_json = decode_json(raw)
         try:
-            data = response.json()
-        except ValueError:
-            data = None
-        said = self._scrub(self.error_message(data, response.text or ""))
+            if not is_json:
+                raise BadResponseError("the body is not valid JSON")
+            return self.parse_response(data, n_documents)
+        except RerankError as exc:
+            if not isinstance(exc, BadResponseError):
+                raise
+            detail = exc.message if isinstance(exc, APIError) else str(exc)
+        except Exception as exc:  # a dialect tripping over a hostile answer: still a bad answer
+            detail = f"{type(exc).__name__} reading the answer"
+        raise _RetryableFailure(BadResponseError(
+            f"{self.name}: unusable answer from {self.endpoint}: {self._shorten(detail)}",
+            status_code=status, provider=self.name)) from None
+
+    def _shorten(self, text: str) -> str:
+        return shorten(text, self._secrets(), ERROR_TEXT_LIMIT)
+
+    def _error_for(self, status: int, raw: bytes, retry_after: float | None) -> APIError:
+        data, _ = decode_json(raw)
+        try:
+            said = self.error_message(data, raw.decode("utf-8", "replace"))
+        except Exception:  # a hostile error body: keep the status, drop the words
+            said = ""
+        said = self._shorten(said)
         message = f"{self.name} answered HTTP {status}" + (f": {said}" if said else "")
         kwargs = {"status_code": status, "provider": self.name}
         if status in (401, 403):
             return AuthenticationError(message + self.auth_hint(status), **kwargs)
         if status == 429:
-            return RateLimitError(message, retry_after=parse_retry_after(
-                response.headers.get("Retry-After"), self.retry_after_cap), **kwargs)
+            return RateLimitError(message, retry_after=retry_after, **kwargs)
         if 500 <= status <= 599:
             return ServerError(message, **kwargs)
         if 400 <= status <= 499 and not should_retry(status):
@@ -483,21 +574,3 @@ class HTTPReranker(Reranker):
         """Words added to an authentication error: where the key comes from."""
         where = " or ".join(self.key_env) or "api_key="
         return f" (check the API key: {where})"
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(f"{name} must be a whole number >= 1, got {value!r}")
-    return value
-
-
-def _timeout_pair(value: Any) -> tuple[float, float]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        pair = (float(value), float(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2:
-        pair = (float(value[0]), float(value[1]))
-    else:
-        raise ConfigurationError(f"timeout must be seconds or a (connect, read) pair, got {value!r}")
-    if not all(math.isfinite(t) and t > 0 for t in pair):
-        raise ConfigurationError(f"timeout must be positive seconds, got {value!r}")
-    return pair

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..errors import ConfigurationError
+from ..validate import boolean
 from .chunked import ClientChunkedReranker
 
 __all__ = ["InfinityReranker"]
@@ -40,21 +40,17 @@ class InfinityReranker(ClientChunkedReranker):
     name = "infinity"
     default_base_url = "http://127.0.0.1:7997"
     base_url_env = "INFINITY_BASE_URL"
-    path = "/rerank"
     key_env = ("INFINITY_API_KEY",)
     key_required = False
     default_model = None
     default_batch_size = 2048
 
     def __init__(self, *, raw_scores: bool = False, **options) -> None:
-        if not isinstance(raw_scores, bool):
-            raise ConfigurationError(f"raw_scores must be True or False, got {raw_scores!r}")
-        self.raw_scores = raw_scores
+        self.raw_scores = boolean("raw_scores", raw_scores)
         super().__init__(**options)
 
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:
-        body = {"query": query, "documents": list(documents), "return_documents": False,
-                "raw_scores": self.raw_scores, "top_n": len(documents)}
+        body = {"query": query, "documents": list(documents), "return_documents": False, "top_n": len(documents)}
         if self.model:
             body["model"] = self.model
         return body

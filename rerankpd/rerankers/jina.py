@@ -35,7 +35,6 @@ class JinaReranker(ClientChunkedReranker):
     name = "jina"
     default_base_url = "https://api.jina.ai/v1"
     base_url_env = "JINA_BASE_URL"
-    path = "/rerank"
     key_env = ("JINA_API_KEY",)
     default_model = "jina-reranker-v2-base-multilingual"
     default_batch_size = 64

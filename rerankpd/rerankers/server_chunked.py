@@ -7,25 +7,15 @@ Examples
 --------
 >>> from rerankpd.rerankers.dmxapi import DMXAPIReranker
 >>> r = DMXAPIReranker(api_key="k", max_chunks_per_doc=5, overlap_tokens=20)
->>> r.build_payload("q", ["a"])["max_chunks_per_doc"], r.score_options()
+>>> r.request_body("q", ["a"])["max_chunks_per_doc"], r.score_options()
 (5, {'max_chunks_per_doc': 5, 'overlap_tokens': 20})
 """
 from __future__ import annotations
 
-from typing import Sequence
-
-from ..errors import ConfigurationError
+from ..validate import whole
 from .http import HTTPReranker
 
 __all__ = ["ServerChunkedReranker"]
-
-
-def _whole(name: str, value, low: int, high: int | None = None) -> None:
-    if value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
-        bound = f"from {low} to {high}" if high is not None else f">= {low}"
-        raise ConfigurationError(f"{name} must be a whole number {bound}, got {value!r}")
 
 
 class ServerChunkedReranker(HTTPReranker):
@@ -43,16 +33,9 @@ class ServerChunkedReranker(HTTPReranker):
 
     def __init__(self, *, max_chunks_per_doc: int | None = None, overlap_tokens: int | None = None,
                  **options) -> None:
-        _whole("max_chunks_per_doc", max_chunks_per_doc, 1)
-        _whole("overlap_tokens", overlap_tokens, 0, 80)
-        self.max_chunks_per_doc = max_chunks_per_doc
-        self.overlap_tokens = overlap_tokens
+        self.max_chunks_per_doc = whole("max_chunks_per_doc", max_chunks_per_doc, minimum=1, allow_none=True)
+        self.overlap_tokens = whole("overlap_tokens", overlap_tokens, minimum=0, maximum=80, allow_none=True)
         super().__init__(**options)
-
-    def build_payload(self, query: str, documents: Sequence[str]) -> dict:
-        body = super().build_payload(query, documents)
-        body.update(self.score_options())
-        return body
 
     def score_options(self) -> dict:
         options: dict = {}

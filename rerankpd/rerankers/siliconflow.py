@@ -12,7 +12,7 @@ Examples
 >>> r = SiliconFlowReranker(api_key="sk-test", max_chunks_per_doc=4, overlap_tokens=40)
 >>> r.endpoint, r.model
 ('https://api.siliconflow.cn/v1/rerank', 'BAAI/bge-reranker-v2-m3')
->>> sorted(r.build_payload("q", ["a"]))
+>>> sorted(r.request_body("q", ["a"]))
 ['documents', 'max_chunks_per_doc', 'model', 'overlap_tokens', 'query', 'return_documents', 'top_n']
 """
 from __future__ import annotations
@@ -44,7 +44,6 @@ class SiliconFlowReranker(ServerChunkedReranker):
     name = "siliconflow"
     default_base_url = "https://api.siliconflow.cn/v1"
     base_url_env = "SILICONFLOW_BASE_URL"
-    path = "/rerank"
     key_env = ("SILICONFLOW_API_KEY",)
     default_model = "BAAI/bge-reranker-v2-m3"
     default_batch_size = 64

@@ -14,14 +14,14 @@ Examples
 >>> r = TEIReranker()
 >>> r.endpoint, r.batch_size, r.has_key
 ('http://127.0.0.1:8080/rerank', 32, False)
->>> r.build_payload("q", ["a"])
-{'query': 'q', 'texts': ['a'], 'raw_scores': False, 'return_text': False}
+>>> r.request_body("q", ["a"])
+{'query': 'q', 'texts': ['a'], 'return_text': False, 'raw_scores': False}
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..errors import ConfigurationError
+from ..validate import boolean
 from .base import BatchResult
 from .chunked import ClientChunkedReranker
 from .http import scores_from_results
@@ -49,26 +49,18 @@ class TEIReranker(ClientChunkedReranker):
     name = "tei"
     default_base_url = "http://127.0.0.1:8080"
     base_url_env = "TEI_BASE_URL"
-    path = "/rerank"
     key_env = ("TEI_API_KEY",)
     key_required = False
     default_model = None
     default_batch_size = 32
 
     def __init__(self, *, raw_scores: bool = False, truncate: bool | None = None, **options) -> None:
-        if not isinstance(raw_scores, bool):
-            raise ConfigurationError(f"raw_scores must be True or False, got {raw_scores!r}")
-        if truncate is not None and not isinstance(truncate, bool):
-            raise ConfigurationError(f"truncate must be True, False or None, got {truncate!r}")
-        self.raw_scores = raw_scores
-        self.truncate = truncate
+        self.raw_scores = boolean("raw_scores", raw_scores)
+        self.truncate = None if truncate is None else boolean("truncate", truncate)
         super().__init__(**options)
 
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:
-        body = {"query": query, "texts": list(documents), "raw_scores": self.raw_scores, "return_text": False}
-        if self.truncate is not None:
-            body["truncate"] = self.truncate
-        return body
+        return {"query": query, "texts": list(documents), "return_text": False}
 
     def parse_response(self, data: Any, n_documents: int) -> BatchResult:
         return BatchResult(scores_from_results(data, n_documents, score_field="score"), {})

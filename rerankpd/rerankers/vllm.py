@@ -13,7 +13,7 @@ Examples
 >>> r = VLLMReranker(model="BAAI/bge-reranker-v2-m3")
 >>> r.endpoint
 'http://127.0.0.1:8000/v1/rerank'
->>> r.build_payload("q", ["a", "b"])
+>>> r.request_body("q", ["a", "b"])
 {'query': 'q', 'documents': ['a', 'b'], 'top_n': 2, 'model': 'BAAI/bge-reranker-v2-m3'}
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..errors import ConfigurationError
+from ..validate import whole
 from .chunked import ClientChunkedReranker
 
 __all__ = ["VLLMReranker"]
@@ -42,26 +43,23 @@ class VLLMReranker(ClientChunkedReranker):
     name = "vllm"
     default_base_url = "http://127.0.0.1:8000/v1"
     base_url_env = "VLLM_BASE_URL"
-    path = "/rerank"
     key_env = ("VLLM_API_KEY",)
     key_required = False
     default_model = None
     default_batch_size = 64
 
     def __init__(self, *, truncate_prompt_tokens: int | None = None, **options) -> None:
-        if truncate_prompt_tokens is not None and (
-                not isinstance(truncate_prompt_tokens, int) or isinstance(truncate_prompt_tokens, bool)
-                or truncate_prompt_tokens < -1 or truncate_prompt_tokens == 0):
-            raise ConfigurationError(
-                f"truncate_prompt_tokens must be -1 or a whole number >= 1, got {truncate_prompt_tokens!r}")
-        self.truncate_prompt_tokens = truncate_prompt_tokens
+        self.truncate_prompt_tokens = whole("truncate_prompt_tokens", truncate_prompt_tokens, minimum=-1,
+                                            allow_none=True)
+        if self.truncate_prompt_tokens == 0:
+            raise ConfigurationError("truncate_prompt_tokens must be -1 (the model's maximum) or a whole number "
+                                     ">= 1, got 0")
         super().__init__(**options)
 
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:
         body: dict = {"query": query, "documents": list(documents), "top_n": len(documents)}
         if self.model:
             body["model"] = self.model
-        body.update(self.score_options())
         return body
 
     def score_options(self) -> dict:

@@ -9,14 +9,14 @@ https://docs.voyageai.com/docs/error-codes, limits: https://docs.voyageai.com/do
 Examples
 --------
 >>> r = VoyageReranker(api_key="pa-test")
->>> r.build_payload("q", ["a", "b"])["top_k"], r.batch_size
+>>> r.request_body("q", ["a", "b"])["top_k"], r.batch_size
 (2, 1000)
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-from ..errors import ConfigurationError
+from ..validate import boolean
 from .chunked import ClientChunkedReranker
 
 __all__ = ["VoyageReranker"]
@@ -39,23 +39,18 @@ class VoyageReranker(ClientChunkedReranker):
     name = "voyage"
     default_base_url = "https://api.voyageai.com/v1"
     base_url_env = "VOYAGE_BASE_URL"
-    path = "/rerank"
     key_env = ("VOYAGE_API_KEY",)
     default_model = "rerank-2.5"
     default_batch_size = 1000
     results_field = "data"
 
     def __init__(self, *, truncation: bool | None = None, **options) -> None:
-        if truncation is not None and not isinstance(truncation, bool):
-            raise ConfigurationError(f"truncation must be True, False or None, got {truncation!r}")
-        self.truncation = truncation
+        self.truncation = None if truncation is None else boolean("truncation", truncation)
         super().__init__(**options)
 
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:
-        body = {"query": query, "documents": list(documents), "model": self.model,
+        return {"query": query, "documents": list(documents), "model": self.model,
                 "top_k": len(documents), "return_documents": False}
-        body.update(self.score_options())
-        return body
 
     def score_options(self) -> dict:
         return {} if self.truncation is None else {"truncation": self.truncation}

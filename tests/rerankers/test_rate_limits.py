@@ -1,37 +1,19 @@
 """Rate limits of HTTP rerankers against a real loopback server: budget, Retry-After, adaptive concurrency.
 
-Timing is checked on a fake clock injected into the reranker's limiter, never on the wall clock.
+Timing is checked on a fake clock given to the reranker (``clock=``, ``sleep=``), never on the wall clock.
 """
 from __future__ import annotations
-
-import threading
 
 import pandas as pd
 import pytest
 
 import rerankpd
 from rerankpd.errors import ConfigurationError
-from rerankpd.ratelimit import PUBLISHED_LIMITS, RateLimiter, estimate_tokens
+from rerankpd.ratelimit import PUBLISHED_LIMITS, estimate_tokens
 from rerankpd.rerankers.dmxapi import DMXAPIReranker
 from rerankpd.testing import LoopbackRerankServer, overlap_score
 
 from ..conftest import API_KEY
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
-            self.now += seconds
 
 
 def _frame(n: int) -> pd.DataFrame:
@@ -67,36 +49,44 @@ def test_bad_budget_is_a_configuration_error_naming_it(dmxapi, option):
         dmxapi(**{option: -5})
 
 
-def test_requests_are_spaced_by_the_request_budget(dmxapi, server):
-    clock = FakeClock()
-    r = dmxapi(batch_size=10, max_concurrency=1)
-    r.rate_limiter = RateLimiter(requests_per_minute=30, clock=clock, sleep=clock.sleep)
-    out = rerankpd.rerank(_frame(50), "colds", reranker=r, cache=False, progress=False)
+def test_requests_are_spaced_by_the_request_budget(dmxapi, server, fake_clock):
+    clock = fake_clock
+    r = dmxapi(batch_size=10, max_concurrency=1, requests_per_minute=30, clock=clock, sleep=clock.sleep)
+    out = rerankpd.rerank(_frame(350), "colds", reranker=r, cache=False, progress=False)
     assert out["rerank_score"].notna().all()
-    assert len(server.requests) == 5
-    assert clock.slept == [2.0] * 4  # 30 per minute: one every 2 s after the first
+    assert len(server.requests) == 35
+    # 30 per minute: the minute's 30 go at once (a per-minute quota allows the burst), then one every 2 s
+    assert clock.slept == [2.0] * 5
 
 
-def test_token_budget_uses_the_estimate_of_each_request(dmxapi, server):
-    clock = FakeClock()
-    r = dmxapi(batch_size=10, max_concurrency=1, tokens_per_minute=6000)
-    r.rate_limiter = RateLimiter(tokens_per_minute=6000, clock=clock, sleep=clock.sleep)
-    df = _frame(30)
+def test_token_budget_uses_the_estimate_of_each_request(dmxapi, server, fake_clock):
+    clock = fake_clock
+    r = dmxapi(batch_size=10, max_concurrency=1, tokens_per_minute=600, clock=clock, sleep=clock.sleep)
+    df = _frame(100)
     rerankpd.rerank(df, "colds", reranker=r, cache=False, progress=False)
     sent = [req.body["documents"] for req in server.requests]
-    assert len(sent) == 3
-    expected = [estimate_tokens("colds", docs) / 100.0 for docs in sent[:2]]  # 100 tokens per second
-    assert clock.slept == pytest.approx(expected)
+    assert len(sent) == 10
+    # 10 tokens a second, a bucket of one minute's 600: request k may go once the tokens of the requests
+    # before it, less the 600 of the bucket, have been earned
+    costs = [estimate_tokens("colds", docs) / 10.0 for docs in sent]
+    expected, now, due = [], 0.0, 0.0
+    for cost in costs:
+        start = max(now, due - 60.0)
+        if start > now:
+            expected.append(start - now)
+            now = start
+        due = max(due, start) + cost
+    assert expected and clock.slept == pytest.approx(expected)
 
 
-def test_retry_after_holds_every_request_back(dmxapi, server):
-    clock = FakeClock()
-    r = dmxapi(batch_size=10, max_concurrency=1)
-    r.rate_limiter = RateLimiter(clock=clock, sleep=clock.sleep)
+def test_retry_after_holds_every_request_back(dmxapi, server, fake_clock):
+    clock = fake_clock
+    r = dmxapi(batch_size=10, max_concurrency=1, clock=clock, sleep=clock.sleep)
     server.fail_next("429", retry_after="0.3")
     out = rerankpd.rerank(_frame(20), "colds", reranker=r, cache=False, progress=False)
     assert out["rerank_score"].notna().all()
     assert 0.3 in clock.slept  # the shared limiter was paused for Retry-After
+    assert r.rate_limiter._paused_until >= 1000.3  # and the pause is the limiter's, for every request
 
 
 def test_429_halves_concurrency_and_successes_raise_it_again(dmxapi, server):
