@@ -130,10 +130,12 @@ def print_table(rows: list[dict], ratio_digits: int = 2) -> None:
             print(f"{'':<{width}}    {r['detail']}")
 
 
-def print_benchmark_json(rows: list[dict], quick: bool, seconds: float, ratio_digits: int = 3) -> None:
-    """The last line of a run: ``BENCHMARK_JSON {"sizes", "seconds", "results": {name: {ratio, value,
-    baseline, met}}}``."""
-    results = {r["name"]: {"ratio": round(r["ratio"], ratio_digits), "value": r["value"],
+def print_report(rows: list[dict], quick: bool, seconds: float, table_digits: int = 2, json_digits: int = 3) -> None:
+    """The end of a run: the table (:func:`print_table`), the total time, and the last line,
+    ``BENCHMARK_JSON {"sizes", "seconds", "results": {name: {ratio, value, baseline, met}}}``."""
+    print_table(rows, ratio_digits=table_digits)
+    print(f"\ntotal {seconds:.0f}s")
+    results = {r["name"]: {"ratio": round(r["ratio"], json_digits), "value": r["value"],
                            "baseline": r["baseline"], "met": None if r["met"] is None else bool(r["met"])}
                for r in rows}
     print("BENCHMARK_JSON " + json.dumps({"sizes": "quick" if quick else "full", "seconds": round(seconds, 1),

@@ -24,8 +24,7 @@ import time
 import pandas as pd
 
 import rerankpd
-from _common import (KEY, QUERY, merge_rank_floor, print_benchmark_json, print_table, repeated_texts_frame,
-                     server, texts)
+from _common import KEY, QUERY, merge_rank_floor, print_report, repeated_texts_frame, server, texts
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)
 
@@ -108,10 +107,7 @@ def main() -> None:
             results.append(bench_rerun(url, rows, 5))
     print(f"\nrerankpd {rerankpd.__version__} score cache benchmarks - python {sys.version.split()[0]}, "
           f"pandas {pd.__version__}, {os.cpu_count()} cores, {'quick' if args.quick else 'full'} sizes\n")
-    print_table(results)
-    seconds = time.perf_counter() - start
-    print(f"\ntotal {seconds:.0f}s")
-    print_benchmark_json(results, args.quick, seconds)
+    print_report(results, args.quick, time.perf_counter() - start)
 
 
 if __name__ == "__main__":

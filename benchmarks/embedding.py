@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 import rerankpd
-from _common import KEY, cranfield_path, load_cranfield, server
 from rerankpd.cascade import _metrics
+from _common import KEY, cranfield_path, load_cranfield, server
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)
 

@@ -32,7 +32,7 @@ import pandas as pd
 import requests
 
 import rerankpd
-from _common import HERE, KEY, QUERY, print_benchmark_json, print_table, server, texts
+from _common import HERE, KEY, QUERY, print_report, server, texts
 
 _spec = importlib.util.spec_from_file_location("benchmarks_run", os.path.join(HERE, "run.py"))
 run = importlib.util.module_from_spec(_spec)  # benchmarks/run.py: its timed() and benchmark R
@@ -116,9 +116,7 @@ def main() -> None:
     rows += [row for row in run.bench_rate_limit(sizes) if row["met"] is not None]  # (b): benchmark R
     rows.append(client_cpu(sizes))
     total = time.perf_counter() - started
-    print_table(rows)
-    print(f"\ntotal {total:.0f}s")
-    print_benchmark_json(rows, args.quick, total)
+    print_report(rows, args.quick, total)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,7 @@ import pandas as pd
 
 import rerankpd
 from rerankpd.testing import LoopbackRerankServer
-from _common import (CRANFIELD_NEXT_TO_ROOT, KEY, QUERY, cranfield_path, load_cranfield, print_benchmark_json,
-                     print_table)
+from _common import CRANFIELD_NEXT_TO_ROOT, KEY, QUERY, cranfield_path, load_cranfield, print_report
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)
 CRANFIELD = cranfield_path() or CRANFIELD_NEXT_TO_ROOT
@@ -179,8 +178,7 @@ def main() -> None:
     rows += bench_cranfield(args.data, 5 if args.quick else 25, args.real, args.confirm)
     total = time.perf_counter() - started
     print()
-    print_table(rows, ratio_digits=3)
-    print_benchmark_json(rows, args.quick, total, ratio_digits=4)
+    print_report(rows, args.quick, total, table_digits=3, json_digits=4)
 
 
 if __name__ == "__main__":

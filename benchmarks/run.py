@@ -28,8 +28,7 @@ import pandas as pd
 import requests
 
 import rerankpd
-from _common import (HERE, KEY, QUERY, merge_rank_floor, print_benchmark_json, print_table,
-                     repeated_texts_frame, server, texts)
+from _common import HERE, KEY, QUERY, merge_rank_floor, print_report, repeated_texts_frame, server, texts
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)  # the 429 benchmark retries on purpose; keep output clean
 
@@ -330,9 +329,7 @@ def main() -> None:
 
     print(f"\nrerankpd {rerankpd.__version__} benchmarks - python {platform.python_version()}, "
           f"pandas {pd.__version__}, {os.cpu_count()} cores, {'quick' if args.quick else 'full'} sizes\n")
-    print_table(rows)
-    print(f"\ntotal {total:.0f}s")
-    print_benchmark_json(rows, args.quick, total)
+    print_report(rows, args.quick, total)
 
 
 if __name__ == "__main__":
