@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .errors import RunCancelled
 from .pairs import build_pairs, rank_within_groups, sort_order, top_n_mask
+from .progress import ProgressCallback
 from .validate import whole
 
 __all__ = ["CascadeCurve", "cascade_curve", "rerank_cascade"]
@@ -55,8 +58,10 @@ def _groups(df: pd.DataFrame, query: str | None, column: Any, query_column: Any)
 
 
 def prefilter_scores(df: pd.DataFrame, query: str | None, column: Any, *, query_column: Any, prefilter: Any,
-                     cache: Any, progress: Any, errors: str) -> tuple[np.ndarray, str]:
-    """Every row's prefilter score (NaN where it has none) and what the prefilter was."""
+                     cache: Any, progress: Any, errors: str,
+                     cancel: threading.Event | None = None) -> tuple[np.ndarray, str]:
+    """Every row's prefilter score (NaN where it has none) and what the prefilter was; ``cancel`` stops a
+    prefilter reranker's run between its requests (:class:`rerankpd.errors.RunCancelled`)."""
     if isinstance(prefilter, str) and prefilter in df.columns:
         values = df[prefilter]
         if not isinstance(values, pd.Series) or not (pd.api.types.is_numeric_dtype(values)
@@ -67,7 +72,7 @@ def prefilter_scores(df: pd.DataFrame, query: str | None, column: Any, *, query_
     from .pipeline import scores
 
     out = scores(df, query, column, query_column=query_column, reranker=prefilter, cache=cache,
-                 progress=progress, errors=errors)
+                 progress=progress, errors=errors, _cancel=cancel)
     name = prefilter if isinstance(prefilter, str) else (getattr(prefilter, "name", None) or
                                                          type(prefilter).__name__)
     return out.to_numpy(dtype=np.float64), str(name)
@@ -122,18 +127,24 @@ class _Scored:
     main_info: dict
 
 
-def _score(df, query, column, query_column, reranker, prefilter, candidates, cache, progress, errors) -> _Scored:
+def _score(df, query, column, query_column, reranker, prefilter, candidates, cache, progress, errors,
+           cancel: threading.Event | None = None, on_progress: ProgressCallback | None = None) -> _Scored:
+    """Prefilter, pick the candidates, score them. ``cancel`` (the pipeline's private hook) stops the run in the
+    prefilter, between it and the main run, or in the main run; ``on_progress`` follows the main run."""
     from .pipeline import rerank
 
     candidates = whole("candidates", candidates, minimum=1)
     pre, name = prefilter_scores(df, query, column, query_column=query_column, prefilter=prefilter, cache=cache,
-                                 progress=progress, errors=errors)
+                                 progress=progress, errors=errors, cancel=cancel)
     row_group, has_text = _groups(df, query, column, query_column)
     is_candidate = candidate_mask(pre, row_group, has_text, candidates)
+    if cancel is not None and cancel.is_set():
+        raise RunCancelled(f"cancelled after the prefilter ({name}), before any of the {int(is_candidate.sum())} "
+                           "candidates reached the reranker")
     main = np.full(len(df), np.nan)
     subset = df.iloc[np.flatnonzero(is_candidate)]
     ranked = rerank(subset, query, column, query_column=query_column, reranker=reranker, sort=False, cache=cache,
-                    progress=progress, errors=errors)
+                    progress=progress, errors=errors, _cancel=cancel, _on_progress=on_progress)
     main[np.flatnonzero(is_candidate)] = ranked[SCORE].to_numpy(dtype=np.float64)
     info = dict(ranked.attrs.get("rerank", {}))
     if "rerank_error" in ranked.columns:
@@ -170,14 +181,18 @@ def _assemble(df: pd.DataFrame, s: _Scored, candidates: int, top_n: int | None, 
 def rerank_cascade(df: pd.DataFrame, query: str | None = None, column: Any = "text", *, query_column: Any = None,
                    top_n: int | None = None, reranker: Any = None, prefilter: Any = "bm25", candidates: int = 100,
                    sort: bool = True, cache: bool | str | os.PathLike = True, progress: bool | None = None,
-                   errors: str = "raise") -> pd.DataFrame:
+                   errors: str = "raise", _cancel: threading.Event | None = None,
+                   _on_progress: ProgressCallback | None = None) -> pd.DataFrame:
     """:func:`rerankpd.rerank` with a prefilter: see the module's notes (``rerank(..., prefilter=...)`` calls it).
 
     ``prefilter`` is a column of ``df`` holding scores (higher is better), a reranker name, or a reranker
-    object; a string that is a column name means the column.
+    object; a string that is a column name means the column. ``_cancel`` and ``_on_progress`` are
+    :func:`rerankpd.rerank`'s private hooks (the panel's Cancel button and progress bar): the event stops the
+    cascade between requests (:class:`rerankpd.errors.RunCancelled`), the callback follows the main run.
     """
     candidates = whole("candidates", candidates, minimum=1)
-    scored = _score(df, query, column, query_column, reranker, prefilter, candidates, cache, progress, errors)
+    scored = _score(df, query, column, query_column, reranker, prefilter, candidates, cache, progress, errors,
+                    _cancel, _on_progress)
     return _assemble(df, scored, candidates, top_n, sort)
 
 
@@ -346,7 +361,7 @@ def estimate_cascade(df: pd.DataFrame, query: str | None = None, column: Any = "
     """
     from dataclasses import replace
 
-    from .estimate import estimate
+    from .estimate import estimate, reranker_for_estimate
     from .rerankers.base import describe
 
     candidates = whole("candidates", candidates, minimum=1)
@@ -354,9 +369,7 @@ def estimate_cascade(df: pd.DataFrame, query: str | None = None, column: Any = "
     is_column = isinstance(prefilter, str) and prefilter in df.columns
     cheap = is_column
     if not is_column:
-        from .pipeline import reranker_in_use
-
-        with reranker_in_use(prefilter) as model:
+        with reranker_for_estimate(prefilter) as model:
             cheap = describe(model).kind == "lexical"
     if cheap:
         pre, name = prefilter_scores(df, query, column, query_column=query_column, prefilter=prefilter,

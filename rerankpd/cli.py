@@ -96,20 +96,6 @@ def check_reranker_options(name: str, options: dict) -> None:
             raise UsageError(f"-O {key}: {name} takes no option {key!r}; its options are: {', '.join(valid)}")
 
 
-def _reranker_for_estimate(name: str, options: dict) -> Any:
-    """The reranker an estimate plans with: a hosted service without its key is built keyless (an estimate
-    sends nothing), so ``--dry-run`` works before signing up."""
-    from .rerankers.http import HTTPReranker
-
-    cls = reranker_class(name)
-    if issubclass(cls, HTTPReranker) and cls.key_required and cls.availability().ready is False:
-        keyless = type(cls.__name__, (cls,), {"key_required": False, "__module__": cls.__module__})
-        print(f"rerankpd: {name}: {cls.availability().note} before a real run (a dry run needs no key)",
-              file=sys.stderr)
-        return keyless(**options)
-    return get_reranker(name, **options)
-
-
 # --------------------------------------------------------------------------------------------- rank
 def summary_line(info: dict, written: int, output: str | None = None) -> str:
     """The line ``rank`` prints on stderr: rows written, reranker, pairs, requests (retries included),
@@ -169,13 +155,10 @@ def _rank(args: argparse.Namespace) -> int:
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
     common = dict(query_column=args.query_column, top_n=args.top_n, cache=cache, errors=args.errors)
     if args.dry_run:
-        from .estimate import estimate
+        from .estimate import estimate, reranker_for_estimate
 
-        model = _reranker_for_estimate(name, options)
-        try:
+        with reranker_for_estimate(name, **options) as model:  # a hosted service without its key: keyless, noted
             est = estimate(df, args.query, args.column, reranker=model, **common)
-        finally:
-            model.close()
         print(json.dumps(est.to_dict(), indent=2, ensure_ascii=False))
         print(f"rerankpd: dry run, nothing sent: {est}", file=sys.stderr)
         return EXIT_OK

@@ -1,16 +1,21 @@
 """The embedding cache: each text's embedding on disk, so a new query over the same frame embeds only the query.
 
-It lives beside the score cache, in the same directory (one SQLite file, ``embeddings.sqlite3``, opened with
-the standard library's :mod:`sqlite3`). A key is the SHA-256 digest of the reranker's identity (model and
-every option that changes vectors, never an API key), the role (``"query"`` or ``"document"``: e5 and most
-embedding models embed the two with different prefixes) and the text. A value is raw bytes: a fixed header
-(magic, dtype, dimension) followed by the float32 vector, little-endian. Nothing is ever pickled, so a shared
-cache directory is never a way to run code; a value whose header or length is wrong is ignored (a miss).
+It lives beside the score cache, in the same directory: one :class:`rerankpd.sqlite_store.SQLiteTable`
+(``embeddings`` in ``embeddings.sqlite3``, BLOB values), so it shares the score cache's storage policy -- a
+private (0700) directory and private file, WAL, read-only fallback, a writer thread, no pickle. A key is the
+SHA-256 digest of the reranker's identity (model and every option that changes vectors, never an API key),
+the role (``"query"`` or ``"document"``: e5 and most embedding models embed the two with different prefixes)
+and the text. A value is raw bytes: a fixed header (magic, dtype, dimension) followed by the float32 vector,
+little-endian. Nothing is ever pickled, so a shared cache directory is never a way to run code; a value that
+is not a blob, or whose header, length or numbers are wrong, is a miss (and is overwritten when re-embedded).
 
 :class:`EmbeddingCache` follows the score cache's run policy (:class:`rerankpd.cache.RunCache`): opening,
-reading and writing are best effort -- a cache that cannot be used is switched off with one warning and the
-run goes on embedding. Each finished batch is written at once (one transaction), so an interrupted run keeps
-what it embedded and a rerun resumes from there. The directory is created private to the user (0700).
+reading and writing are best effort. A cache that cannot be opened is switched off with one warning; one
+that can only be read (a read-only directory or mount, a full disk, a directory deleted mid-run, a lock held
+by another process) still serves what it holds, with one warning that new vectors are not kept. Each finished
+batch is handed to the writer thread at once (one call, so a Ctrl-C lands before or after it, never inside a
+transaction) and committed within milliseconds; :meth:`EmbeddingCache.close` waits until everything handed
+over is written, so an interrupted run keeps what it embedded and a rerun resumes from there.
 
 Examples
 --------
@@ -35,20 +40,24 @@ import numpy as np
 
 from . import config
 from .errors import warn_user
+from .sqlite_store import SQLiteTable, WriteBehind
 
 __all__ = ["FILENAME", "EmbeddingCache", "decode_vector", "encode_vector"]
 
 logger = logging.getLogger(__name__)
 
-#: The cache file inside the cache directory (beside the score cache's own files).
+#: The cache file inside the cache directory (beside the score cache's own files), and its table.
 FILENAME = "embeddings.sqlite3"
+TABLE = "embeddings"
 #: Header of every value: magic, format version, dtype code ('<f4'), dimension.
 _MAGIC = b"RPDE"
 _HEADER = struct.Struct("<4sB3sI")
 _VERSION = 1
 _DTYPE = b"<f4"
-#: Keys per SQL query when reading (below SQLite's oldest bound-variable limit, 999).
-_LOOKUP_CHUNK = 900
+#: Only a blob can be a vector; anything else stored under a key is a miss (decode_vector checks the rest).
+_VALID_VALUE = f"typeof(value) = 'blob' AND length(value) >= {_HEADER.size}"
+#: Seconds close() waits for the writer to commit what is queued (it is usually milliseconds).
+_CLOSE_TIMEOUT = 120.0
 ROLES = ("query", "document")
 
 
@@ -83,29 +92,25 @@ def _directory(cache: Any) -> str:
 class EmbeddingCache:
     """Embeddings of one reranker identity, on disk; best effort, as one run sees it.
 
-    Use :meth:`open` (it returns None when ``cache`` is off or the cache cannot be opened).
+    Use :meth:`open` (it returns None when ``cache`` is off or the cache cannot be opened), then
+    :meth:`lookup`, :meth:`store` and, on every exit path, :meth:`close`.
     """
 
     def __init__(self, directory: str, identity: str) -> None:
         self.directory = directory
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        self.path = os.path.join(directory, FILENAME)
-        existed = os.path.exists(self.path)
-        self._db: sqlite3.Connection | None = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
-        if not existed:
-            os.chmod(self.path, 0o600)
-        self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (key BLOB PRIMARY KEY, value BLOB NOT NULL) "
-                         "WITHOUT ROWID")
-        self._db.commit()
+        self.table: SQLiteTable | None = SQLiteTable.open(directory, FILENAME, TABLE, "BLOB", valid=_VALID_VALUE)
+        self.path = self.table.path
+        self.read_only = self.table.read_only
         self._digest = hashlib.sha256(identity.encode("utf-8")).digest()
-        self._failed = False
+        self._writer = None if self.read_only else WriteBehind(self.table, self._rows)
+        self._warned = False
 
     @classmethod
     def open(cls, cache: Any, identity: str | None) -> "EmbeddingCache | None":
         """The cache for ``identity`` under ``cache`` (True: the default directory, or a path), else None.
 
         None also when ``cache`` is False/None, when ``identity`` is None (nothing ties the vectors to a
-        model), or when the cache cannot be opened (one warning; the run goes on without it).
+        model), or when the cache can be neither written nor read (one warning; the run goes on without it).
         """
         if cache is False or cache is None or identity is None:
             return None
@@ -125,57 +130,85 @@ class EmbeddingCache:
         return h.digest()
 
     def lookup(self, role: str, texts: Sequence[str]) -> dict[int, np.ndarray]:
-        """The cached vectors of ``texts`` as ``{position: vector}``; misses are absent."""
-        if self._db is None:
+        """The cached vectors of ``texts`` as ``{position: vector}``; misses are absent.
+
+        Everything handed to :meth:`store` before is read back (the writer is waited for first).
+        """
+        if self.table is None or not len(texts):
             return {}
-        keys = [self.key(role, t) for t in texts]
-        position = {k: i for i, k in enumerate(keys)}
-        found: dict[int, np.ndarray] = {}
+        self.flush()
         try:
-            for start in range(0, len(keys), _LOOKUP_CHUNK):
-                chunk = keys[start:start + _LOOKUP_CHUNK]
-                rows = self._db.execute(
-                    f"SELECT key, value FROM embeddings WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-                for key, value in rows:
-                    vector = decode_vector(value)
-                    if vector is not None and np.isfinite(vector).all():
-                        found[position[bytes(key)]] = vector
-        except sqlite3.Error as exc:
-            self._give_up(f"could not be read ({exc})")
+            keys = [self.key(role, t) for t in texts]
+            rows = self.table.get_many(keys)
+            found: dict[int, np.ndarray] = {}
+            for i, key in enumerate(keys):
+                vector = decode_vector(rows[key]) if key in rows else None
+                if vector is not None and np.isfinite(vector).all():
+                    found[i] = vector
+            return found
+        except (OSError, sqlite3.Error) as exc:
+            self._warn(f"rerankpd: the embedding cache at {self.path} could not be read ({exc}); "
+                       "embedding without it")
+            self.close()
             return {}
-        return found
+        except BaseException:  # Ctrl-C while reading: do not leave SQLite open
+            self.close()
+            raise
 
     def store(self, role: str, texts: Sequence[str], vectors: np.ndarray) -> None:
-        """Write the vectors of one finished batch (row ``i`` is the embedding of ``texts[i]``), in one
-        transaction."""
-        if self._db is None or self._failed or not len(texts):
+        """Hand the vectors of one finished batch (row ``i`` is the embedding of ``texts[i]``) to the writer,
+        which commits them in one transaction within milliseconds."""
+        writer = self._writer
+        if not len(texts):
             return
-        rows = [(self.key(role, t), encode_vector(v)) for t, v in zip(texts, vectors)]
-        try:
-            with self._db:
-                self._db.executemany("INSERT OR REPLACE INTO embeddings (key, value) VALUES (?, ?)", rows)
-        except sqlite3.Error as exc:
-            self._failed = True
-            self._give_up(f"could not be written ({exc}); embedding goes on, but this run's vectors will not "
-                          "be cached")
+        if writer is not None:
+            writer.put((role, list(texts), vectors))  # one call: a Ctrl-C lands before or after it, never inside
+            if writer.failure is not None:
+                self._warn_not_written(writer.failure)
+        elif self.table is not None:
+            self._warn_not_written("it is read-only: a read-only directory or mount, or a full disk")
+
+    def flush(self) -> None:
+        """Wait until every batch handed to :meth:`store` so far is on disk (or writing has failed)."""
+        if self._writer is not None:
+            self._writer.flush(_CLOSE_TIMEOUT)
+            if self._writer.failure is not None:
+                self._warn_not_written(self._writer.failure)
 
     def __len__(self) -> int:
-        if self._db is None:
+        """How many vectors the file holds (after writing what is queued)."""
+        if self.table is None:
             return 0
-        return int(self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
-
-    def _give_up(self, what: str) -> None:
-        warn_user(f"rerankpd: the embedding cache at {self.path} {what}")
-        self.close()
+        self.flush()
+        return len(self.table)
 
     def close(self) -> None:
-        """Release the SQLite connection (every finished batch is written by then)."""
-        if self._db is not None:
-            try:
-                self._db.close()
-            except sqlite3.Error:  # pragma: no cover - closing is best effort too
-                logger.debug("could not close the embedding cache", exc_info=True)
-            self._db = None
+        """Write every batch handed over (waits a bounded time), then release SQLite; safe to call twice."""
+        writer, self._writer = self._writer, None
+        try:
+            if writer is not None:
+                if not writer.close(_CLOSE_TIMEOUT):
+                    self._warn_not_written(f"its writer did not finish within {_CLOSE_TIMEOUT:.0f}s")
+                elif writer.failure is not None:
+                    self._warn_not_written(writer.failure)
+        finally:
+            table, self.table = self.table, None
+            if table is not None:
+                table.close()
+
+    def _rows(self, item: tuple[str, list[str], np.ndarray]) -> list[tuple[bytes, bytes]]:
+        """In the writer thread: the (key, encoded vector) rows of one finished batch."""
+        role, texts, vectors = item
+        return [(self.key(role, t), encode_vector(v)) for t, v in zip(texts, vectors)]
+
+    def _warn_not_written(self, reason: str) -> None:
+        self._warn(f"rerankpd: the embedding cache at {self.path} could not be written ({reason}); embedding "
+                   "goes on and cached embeddings are still read, but new ones will not be kept")
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warn_user(message)
 
     def __repr__(self) -> str:
-        return f"EmbeddingCache({self.path!r})"
+        return f"EmbeddingCache({self.path!r}{', read-only' if self.read_only else ''})"

@@ -17,18 +17,23 @@ Examples
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ContextManager
 
 import pandas as pd
 
+from . import config
 from .arguments import check_arguments
+from .errors import RerankError, warn_user
 from .pipeline import reranker_in_use
+from .rerankers import get_reranker, reranker_class
+from .rerankers.base import Reranker
 from .plan import plan_run
 from .tokens import text_tokens
 
-__all__ = ["Estimate", "estimate"]
+__all__ = ["Estimate", "estimate", "reranker_for_estimate"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,9 @@ def estimate(
     not change the cost and are only checked) and validates them the same way. With ``prefilter``, returns a
     :class:`rerankpd.cascade.CascadeEstimate`: the figures with and without the cascade.
 
+    No API key is needed: a hosted reranker named (or chosen by default) without its key set is planned
+    keyless, with a warning naming the variable a real run will need (:func:`reranker_for_estimate`).
+
     Returns
     -------
     Estimate
@@ -120,7 +128,7 @@ def estimate(
 
         return estimate_cascade(df, query, column, query_column=query_column, reranker=reranker, prefilter=prefilter,
                                 candidates=candidates, cache=cache, top_n=top_n, errors=errors)
-    with reranker_in_use(reranker) as model:
+    with reranker_for_estimate(reranker) as model:
         run = plan_run(df, query, column, query_column, model, cache, errors)
     try:
         pairs = run.pairs
@@ -163,3 +171,49 @@ def _counted_by_reranker(own_count, run) -> tuple[int, int]:
         r, t = own_count(query, take_texts(run.pairs.texts, run.pairs.pair_text[batch]))
         requests, tokens = requests + int(r), tokens + int(t)
     return requests, tokens
+
+
+# --------------------------------------------------------------------------------------------- reranker
+def reranker_for_estimate(reranker: Any, **options: Any) -> ContextManager[Reranker]:
+    """The reranker an estimate plans with, as a context manager; one made here (from a name or None) is
+    closed after it.
+
+    Like :func:`rerankpd.pipeline.reranker_in_use`, except that a hosted reranker named without its API key
+    (no ``api_key=`` option, none of its key variables set) is built keyless -- an estimate sends nothing --
+    and a warning names the variable a real run will need. The keyless reranker holds no key at all and
+    refuses to send: its ``score_batch`` and its HTTP session raise. A reranker object is used as it is.
+
+    Examples
+    --------
+    >>> with reranker_for_estimate("bm25", k1=1.2) as model:
+    ...     print(model.name)
+    bm25
+    """
+    if reranker is not None and not isinstance(reranker, str):
+        return reranker_in_use(reranker)
+    name = reranker or config.default_reranker_name()
+    keyless = _keyless_class(name, options)  # built here, not in a generator, so the warning names the user's line
+    return contextlib.closing(keyless(**options) if keyless is not None else get_reranker(name, **options))
+
+
+def _keyless_class(name: str, options: dict) -> type | None:
+    """A keyless subclass of the hosted reranker ``name`` when it needs a key it has not got, else None."""
+    from .rerankers.http import HTTPReranker
+
+    cls = reranker_class(name)
+    if not (issubclass(cls, HTTPReranker) and cls.key_required) or options.get("api_key") is not None:
+        return None
+    availability = cls.availability()
+    if availability.ready is not False:
+        return None
+    warn_user(f"rerankpd: {name.lower()}: {availability.note} before a real run (an estimate needs no key)")
+
+    def refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise RerankError(f"{self.name} was built without its API key to plan an estimate; it sends nothing")
+
+    members = {"key_required": False, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+               "score_batch": refuse, "session": refuse}
+    for method in ("embed_queries", "embed_documents"):  # an embedding API embeds through its own request
+        if callable(getattr(cls, method, None)):
+            members[method] = refuse
+    return type(cls.__name__, (cls,), members)

@@ -289,7 +289,7 @@ def rerank(
         check_arguments(df, query, column, query_column, top_n, errors)
         return cascade.rerank_cascade(df, query, column, query_column=query_column, top_n=top_n, reranker=reranker,
                                       prefilter=prefilter, candidates=candidates, sort=sort, cache=cache,
-                                      progress=progress, errors=errors)
+                                      progress=progress, errors=errors, _cancel=_cancel, _on_progress=_on_progress)
     run = _run(df, query, column, query_column, reranker, cache, progress, errors, top_n, _cancel, _on_progress)
     out = _assemble(run, top_n, sort)
     _log_summary(out.attrs["rerank"])

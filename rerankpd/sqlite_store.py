@@ -1,13 +1,15 @@
 """A best-effort key -> value table in one SQLite file of a private directory, written by one background thread.
 
-The storage under rerankpd's caches (the score cache today; an embedding cache can be a second
-:class:`SQLiteTable` with ``value_type="BLOB"``). It is the stdlib :mod:`sqlite3` and nothing else:
+The storage under rerankpd's caches: the score cache (:mod:`rerankpd.cache`, REAL values) and the
+embedding cache (:mod:`rerankpd.embedding_cache`, BLOB values) are each one :class:`SQLiteTable`. It is the
+stdlib :mod:`sqlite3` and nothing else:
 
 - one table ``(key BLOB PRIMARY KEY, value <type>) WITHOUT ROWID``: keys are fixed-size digests, values
   are plain SQL values (no pickle, no file references), so a tampered file can give a wrong-typed value
   (which the table's ``valid`` condition turns into a miss) but never runs code or reads another file;
 - WAL journal and a busy timeout, so several processes share one directory (readers never wait for the
   writer);
+- the directory is created 0700 and the file 0600 (private to the user);
 - opened read-write when it can be, else read-only: a cache on a read-only directory, a read-only mount or
   a full disk still serves what it holds;
 - reads go in large sorted batches (one ``IN (...)`` query per batch);
@@ -43,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a statement waits for another process's lock before it fails as busy.
 BUSY_TIMEOUT = 10.0
+#: How long opening a cache waits out other connections of the same file before it gives up on writing.
+OPEN_RETRY_SECONDS = 2.0
 
 #: Keys per read query (sorted, so each query walks one stretch of the B-tree); SQLite before 3.32 allows
 #: 999 bound variables per statement, later versions 32766.
@@ -104,12 +108,9 @@ class SQLiteTable:
                 if not os.path.isdir(directory):
                     raise
         try:
-            con = _connect(path, "rwc" if create else "rw")
-            try:
-                _setup(con, table, value_type)
-            except BaseException:
-                con.close()
-                raise
+            if create:
+                _create_private(path)
+            con = _open_writable(path, "rwc" if create else "rw", table, value_type)
             return cls(path, table, con, read_only=False, valid=valid)
         except (OSError, sqlite3.Error) as exc:
             if not os.path.exists(path):
@@ -232,6 +233,15 @@ def _placeholders(n: int) -> str:
     return "(" + ",".join("?" * n) + ")"
 
 
+def _create_private(path: str) -> None:
+    """Create ``path`` empty and readable by its owner only (0600) unless it exists: SQLite then makes its
+    ``-wal`` and ``-shm`` files with the same mode. An empty file is a valid, empty database."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def _file_identity(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -252,6 +262,36 @@ def _connect(path: str, mode: str, immutable: bool = False) -> sqlite3.Connectio
         con.close()
         raise
     return con
+
+
+def _open_writable(path: str, mode: str, table: str, value_type: str) -> sqlite3.Connection:
+    """Connect and set up the table, waiting out what other connections of the file are doing.
+
+    Connections that open, set up (switch to WAL) or close (remove the ``-wal``/``-shm`` files) the same
+    file at that moment can make this fail at once, without SQLite's busy handler being asked (seen with
+    Dask partitions in threads: the cache was then taken for a read-only one and a rerun paid again).
+    Those are waits, never a read-only cache: retry for up to :data:`OPEN_RETRY_SECONDS`. What says the
+    file cannot be written (read-only, disk full) is raised at once.
+    """
+    deadline = time.monotonic() + OPEN_RETRY_SECONDS
+    while True:
+        con = None
+        try:
+            con = _connect(path, mode)
+            _setup(con, table, value_type)
+            return con
+        except sqlite3.OperationalError as exc:
+            if con is not None:
+                con.close()
+            text = str(exc).lower()
+            final = any(word in text for word in ("readonly", "read-only", "full", "not a database"))
+            if final or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+        except BaseException:
+            if con is not None:
+                con.close()
+            raise
 
 
 def _setup(con: sqlite3.Connection, table: str, value_type: str) -> None:
@@ -358,7 +398,7 @@ class WriteBehind:
                     try:
                         rows.extend(self._prepare(item))
                     except Exception as exc:  # noqa: BLE001 - a bug here must not kill the thread silently
-                        self._fail(f"its scores could not be prepared ({type(exc).__name__}: {exc})")
+                        self._fail(f"its rows could not be prepared ({type(exc).__name__}: {exc})")
             if rows and self.failure is None:
                 self._write(rows)
             for event in waiters:

@@ -350,3 +350,34 @@ def test_a_file_that_is_not_a_database_gives_a_clear_error(tmp_path):
         out, messages = _run(_texts(3), server.url, tmp_path)  # a run warns and scores without it
     assert out["rerank_score"].notna().all()
     assert len(messages) == 1 and "could not be opened" in messages[0]
+
+
+def test_many_connections_opening_one_new_cache_at_once_all_get_a_writable_cache(tmp_path):
+    """Setting up a new file (switching it to WAL) from several connections at once can answer SQLITE_BUSY
+    without waiting; that must be waited out, never taken for a read-only cache (seen with Dask partitions
+    in threads: a rerun then paid again)."""
+    import threading
+
+    from rerankpd.sqlite_store import SQLiteTable
+
+    for trial in range(20):
+        directory = str(tmp_path / f"c{trial}")
+        barrier = threading.Barrier(6)
+        tables, errors = [], []
+
+        def open_one():
+            barrier.wait()
+            try:
+                tables.append(SQLiteTable.open(directory, "t.sqlite3", "t", "REAL"))
+            except Exception as exc:  # noqa: BLE001 - recorded and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert not errors
+        assert [t.read_only for t in tables] == [False] * 6, f"trial {trial}"
+        for t in tables:
+            t.close()

@@ -1,6 +1,8 @@
 """Cascades (rerankpd.cascade): a prefilter picks each query's candidates, only they reach the reranker."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -242,3 +244,69 @@ def test_cascade_metrics_equal_a_loop_per_query_reference():
         got, want = _metrics(ranks, groups, labels, 10), reference_metrics(ranks, groups, labels, 10)
         for name in want:
             assert got[name] == pytest.approx(want[name], nan_ok=True)
+
+
+class OneAtATime(Recorder):
+    """A Recorder scoring one document per request, that sets ``event`` after its ``after``-th request."""
+
+    batch_size, max_concurrency = 1, 1
+
+    def __init__(self, event, after):
+        super().__init__()
+        self.event, self.after, self.requests = event, after, 0
+
+    def score(self, query, documents):
+        self.requests += 1
+        if self.requests >= self.after:
+            self.event.set()
+        return super().score(query, documents)
+
+
+def test_the_cancel_hook_stops_a_cascade_between_the_prefilter_and_the_reranker():
+    from rerankpd.errors import RunCancelled
+
+    cancel = threading.Event()
+    main = Recorder()
+    prefilter = OneAtATime(cancel, after=2)
+    prefilter.batch_size = 64                    # one request per query: Cancel lands in its last one
+    with pytest.raises(RunCancelled, match="after the prefilter"):
+        rerankpd.rerank(frame(), query_column="q", reranker=main, prefilter=prefilter, candidates=3, cache=False,
+                        progress=False, _cancel=cancel)
+    assert prefilter.requests == 2 and main.seen == []   # the prefilter finished; not one candidate was sent
+    with pytest.raises(RunCancelled, match="after the prefilter"):   # a column prefilter: nothing to run
+        rerankpd.rerank(frame(), query_column="q", reranker=main, prefilter="pre", candidates=3, cache=False,
+                        progress=False, _cancel=cancel)
+    assert main.seen == []
+
+
+def test_the_cancel_hook_stops_a_cascade_inside_the_prefilter():
+    from rerankpd.errors import RunCancelled
+
+    cancel = threading.Event()
+    main, prefilter = Recorder(), OneAtATime(cancel, after=1)
+    with pytest.raises(RunCancelled, match="cancelled after 1 of 12 pairs"):
+        rerankpd.rerank(frame(), query_column="q", reranker=main, prefilter=prefilter, candidates=3, cache=False,
+                        progress=False, _cancel=cancel)
+    assert prefilter.requests == 1 and main.seen == []
+
+
+def test_the_cancel_hook_stops_a_cascade_inside_the_main_run():
+    from rerankpd.errors import RunCancelled
+
+    cancel = threading.Event()
+    main = OneAtATime(cancel, after=2)
+    with pytest.raises(RunCancelled) as caught:
+        rerankpd.rerank(frame(), query_column="q", reranker=main, prefilter="pre", candidates=3, cache=False,
+                        progress=False, _cancel=cancel)
+    assert main.requests == 2 < 6                # 2 of the 6 candidates, then it stopped
+    assert "cancelled after 2 of 6 pairs" in str(caught.value)
+
+
+def test_the_progress_hook_follows_a_cascades_main_run():
+    reports = []
+    out = rerankpd.rerank(frame(), query_column="q", reranker=OneAtATime(threading.Event(), after=99),
+                          prefilter="pre", candidates=3, cache=False, progress=False,
+                          _on_progress=lambda done, total: reports.append((done, total)))
+    assert reports[0] == (0, 6) and reports[-1] == (6, 6)   # the 6 candidates, not the 12 rows
+    assert [d for d, _ in reports] == sorted(d for d, _ in reports) and len(reports) == 7
+    assert out["rerank_score"].notna().sum() == 6

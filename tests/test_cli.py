@@ -225,6 +225,9 @@ def test_dry_run_of_a_hosted_service_needs_no_key(tmp_path, capsys):
     assert est["reranker"] == "cohere" and est["to_score"] == 3 and est["requests"] == 1
     assert "COHERE_API_KEY" in captured.err                       # says what a real run will need
     assert main(["rank", src, "-q", "cats", "-r", "cohere"]) == 2  # a real run still does need it
+    assert main(["rank", src, "-q", "cats", "-r", "cohere", "-O", "batch_size=1", "--dry-run"]) == 0
+    captured = capsys.readouterr()                                # -O options reach the keyless planner
+    assert json.loads(captured.out)["requests"] == 3 and "COHERE_API_KEY" in captured.err
 
 
 def test_errors_name_where_the_input_came_from(tmp_path, monkeypatch, capsys):

@@ -1,9 +1,12 @@
 """The embedding path (rerankpd.embedding) and the embedding cache (rerankpd.embedding_cache)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sqlite3
 import stat
+import subprocess
 import threading
 import warnings
 from collections import Counter
@@ -20,6 +23,7 @@ from rerankpd.embedding_cache import FILENAME, EmbeddingCache, decode_vector, en
 from rerankpd.errors import BadResponseError
 from rerankpd.pairs import build_pairs
 from rerankpd.rerankers import Reranker
+from rerankpd.rerankers.base import describe
 from rerankpd.testing import bigram_embedding
 
 
@@ -265,8 +269,11 @@ def test_a_corrupt_cache_file_warns_once_and_the_run_goes_on(tmp_path):
 def test_a_garbled_value_is_a_miss_and_is_embedded_again(tmp_path):
     cache = EmbeddingCache.open(tmp_path, '{"m": 1}')
     cache.store("document", ["a"], np.ones((1, 3), dtype=np.float32))
-    cache._db.execute("UPDATE embeddings SET value = ?", (b"RPDE garbage",))
-    cache._db.commit()
+    cache.flush()   # the writer thread has committed the batch
+    db = sqlite3.connect(tmp_path / FILENAME)
+    db.execute("UPDATE embeddings SET value = ?", (b"RPDE garbage",))
+    db.commit()
+    db.close()
     assert cache.lookup("document", ["a"]) == {} and len(cache) == 1
     cache.close()
     assert cache.lookup("document", ["a"]) == {}   # a closed cache is an empty one
@@ -293,3 +300,112 @@ def test_no_identity_means_no_embedding_cache(tmp_path):
     assert EmbeddingCache.open(tmp_path, None) is None and EmbeddingCache.open(False, "{}") is None
     with pytest.raises(ValueError, match="cache must be"):
         EmbeddingCache.open(3, "{}")
+
+
+# ------------------------------------------------------------------ the embedding cache on rerankpd.sqlite_store
+@contextlib.contextmanager
+def _read_only(path):
+    """Make ``path`` read-only: by permissions for a user; by a read-only bind mount for root."""
+    if os.geteuid() != 0:
+        os.chmod(path, 0o500)
+        try:
+            yield
+        finally:
+            os.chmod(path, 0o700)
+        return
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(path), str(path)], check=True)
+        yield
+    finally:
+        if subprocess.run(["umount", str(path)]).returncode:
+            subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def _embedding_warnings(caught):
+    return [str(w.message) for w in caught if "embedding cache" in str(w.message)]
+
+
+def test_a_read_only_cache_directory_still_serves_cached_embeddings_and_warns_once(tmp_path):
+    cache_dir = tmp_path / "ro"
+    texts = [f"text {i} about colds" for i in range(8)]
+    rerankpd.rerank(pd.DataFrame({"text": texts[:5]}), "cold", reranker=Bigrams(), cache=cache_dir, progress=False)
+    r = Bigrams()
+    with _read_only(cache_dir):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = rerankpd.rerank(pd.DataFrame({"text": texts}), "a new query", reranker=r, cache=cache_dir,
+                                  progress=False)
+        cache = EmbeddingCache.open(cache_dir, describe(r).identity)
+        assert cache.read_only and len(cache) == 5 + 1
+        cache.close()
+    assert r.embedded == Counter({("query", "a new query"): 1, **{("document", t): 1 for t in texts[5:]}})
+    info = out.attrs["rerank"]["embedding"]
+    assert info["texts_from_cache"] == 5 and info["texts_embedded"] == 3
+    messages = _embedding_warnings(caught)
+    assert len(messages) == 1 and "could not be written" in messages[0] and "read-only" in messages[0], messages
+    fresh = rerankpd.rerank(pd.DataFrame({"text": texts}), "a new query", reranker=Bigrams(), cache=False,
+                            progress=False)
+    assert out["rerank_score"].tolist() == pytest.approx(fresh["rerank_score"].tolist(), abs=0)
+
+
+def test_deleting_the_cache_directory_mid_run_warns_once_and_recreates_nothing(tmp_path):
+    cache_dir = tmp_path / "doomed"
+
+    class DeletesTheCache(Bigrams):
+        def _embed(self, texts, role):
+            if self.calls == 2:
+                shutil.rmtree(cache_dir)
+            return super()._embed(texts, role)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = rerankpd.rerank(pd.DataFrame({"text": [f"text {i}" for i in range(12)]}), "q",
+                              reranker=DeletesTheCache(batch_size=2), cache=cache_dir, progress=False)
+    assert out["rerank_score"].notna().all()
+    messages = _embedding_warnings(caught)
+    assert len(messages) == 1 and "could not be written" in messages[0] and "removed" in messages[0], messages
+    assert not cache_dir.exists()
+
+
+def test_a_stored_value_that_is_not_a_blob_is_a_miss_and_is_overwritten(tmp_path):
+    cache = EmbeddingCache.open(tmp_path, '{"m": 1}')
+    cache.store("document", ["a", "b", "c"], np.ones((3, 2), dtype=np.float32))
+    cache.flush()
+    db = sqlite3.connect(tmp_path / FILENAME)
+    for text, value in (("a", "RPDE text, not bytes"), ("b", 1.5)):
+        db.execute("UPDATE embeddings SET value = ? WHERE key = ?", (value, cache.key("document", text)))
+    db.commit()
+    assert sorted(cache.lookup("document", ["a", "b", "c"])) == [2]
+    cache.store("document", ["a", "b"], np.full((2, 2), 2, dtype=np.float32))
+    assert {i: v.tolist() for i, v in cache.lookup("document", ["a", "b"]).items()} == {0: [2, 2], 1: [2, 2]}
+    assert db.execute("SELECT count(*) FROM embeddings WHERE typeof(value) = 'blob'").fetchone() == (3,)
+    db.close()
+    cache.close()
+
+
+def test_ctrl_c_while_embedding_keeps_every_batch_that_finished(tmp_path):
+    class Interrupted(Bigrams):
+        def _embed(self, texts, role):
+            if self.calls == 4:   # the query and three batches of documents are done
+                self.calls += 1
+                raise KeyboardInterrupt
+            return super()._embed(texts, role)
+
+    df = pd.DataFrame({"text": [f"text {i}" for i in range(10)]})
+    with pytest.raises(KeyboardInterrupt):
+        rerankpd.rerank(df, "q", reranker=Interrupted(batch_size=2), cache=tmp_path, progress=False)
+    r = Bigrams(batch_size=2)
+    out = rerankpd.rerank(df, "q", reranker=r, cache=tmp_path, progress=False)
+    info = out.attrs["rerank"]["embedding"]
+    assert info["queries_from_cache"] == 1 and info["texts_from_cache"] == 6 and info["texts_embedded"] == 4
+    assert sum(r.embedded.values()) == 4
+
+
+def test_the_cache_file_and_its_journal_are_private(tmp_path):
+    cache = EmbeddingCache.open(tmp_path / "c", '{"m": 1}')
+    cache.store("query", ["q"], np.ones((1, 2)))
+    cache.flush()
+    for name in os.listdir(tmp_path / "c"):
+        assert stat.S_IMODE(os.stat(tmp_path / "c" / name).st_mode) == 0o600, name
+    cache.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pandas as pd
 import pytest
@@ -9,6 +10,8 @@ import pytest
 import rerankpd
 from rerankpd.ratelimit import text_tokens
 from rerankpd.cli import main
+from rerankpd.errors import ConfigurationError
+from rerankpd.rerankers import reranker_class
 from rerankpd.testing import LoopbackRerankServer
 
 KEY = "sk-estimate-canary-51aa"
@@ -81,7 +84,7 @@ def test_estimate_validates_like_rerank(server):
         frame().rerank.estimate("q", column="nope", reranker=tei(server))
     with pytest.raises(ValueError, match="top_n"):
         frame().rerank.estimate("q", column="text", top_n=0, reranker=tei(server))
-    with pytest.raises(rerankpd.RerankError, match="COHERE_API_KEY"):
+    with pytest.warns(RuntimeWarning, match="COHERE_API_KEY"):  # a hosted reranker's key: named, not needed
         frame().rerank.estimate("q", column="text", reranker="cohere")
     assert server.requests == []
 
@@ -104,3 +107,33 @@ def test_cli_dry_run_prints_the_estimate_and_sends_nothing(server, tmp_path, cap
     assert figures["to_score"] == 4 and figures["requests"] == 2 and figures["reranker"] == "tei"
     assert "dry run, nothing sent" in captured.err
     assert server.requests == [] and not dst.exists()
+
+
+@pytest.mark.parametrize("name, variable", [("voyage", "VOYAGE_API_KEY"), ("cohere", "COHERE_API_KEY")])
+def test_estimate_of_a_hosted_service_needs_no_key(name, variable):
+    df = frame()
+    with pytest.warns(RuntimeWarning, match=variable):            # names what a real run will need
+        est = rerankpd.estimate(df, query_column="q", reranker=name, cache=False)
+    assert (est.reranker, est.pairs, est.to_score) == (name, 4, 4) and est.requests >= 2 and est.approx_tokens > 0
+    with pytest.warns(RuntimeWarning, match=variable):            # the accessor too
+        assert df.rerank.estimate(query_column="q", reranker=name, cache=False).to_score == 4
+    with pytest.raises(ConfigurationError, match="needs an API key"):
+        rerankpd.rerank(df, query_column="q", reranker=name, cache=False, progress=False)  # a real run does
+
+
+def test_a_keyless_reranker_planned_for_an_estimate_sends_nothing():
+    from rerankpd.estimate import reranker_for_estimate
+
+    with LoopbackRerankServer(dialect="cohere") as srv:
+        with pytest.warns(RuntimeWarning, match="COHERE_API_KEY"):
+            with reranker_for_estimate("cohere", base_url=srv.url) as model:
+                assert not model.has_key and "api_key" not in repr(model)
+                with pytest.raises(rerankpd.RerankError, match="sends nothing"):
+                    model.score_batch("q", ["a", "b"])
+                with pytest.raises(rerankpd.RerankError, match="sends nothing"):
+                    model.session()
+        assert srv.requests == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with reranker_for_estimate("cohere", api_key=KEY) as model:  # a key given: the real reranker, no warning
+            assert type(model) is reranker_class("cohere") and model.has_key

@@ -12,7 +12,7 @@ import rerankpd
 from rerankpd.errors import AuthenticationError, BadRequestError, BadResponseError, ConfigurationError
 from rerankpd.testing import LoopbackRerankServer, bigram_embedding
 
-KEY = "sk-canary-embeddings-77a1"
+KEY = "sk-canary-7e1b0d9c77a1"  # random-looking: the scrubber masks any 8 characters of a key
 DOCS = ["cold hands in winter", "stock prices fell", "wash hands to prevent a cold", "cold hands in winter"]
 
 
