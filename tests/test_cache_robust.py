@@ -3,13 +3,11 @@ colliding keys, tampered rows, corrupt values, read-only and full disks, a delet
 the cache's own code, and cache_info / clear_cache on paths that cannot hold a cache."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
 import threading
 import warnings
@@ -28,7 +26,7 @@ from rerankpd.rerankers.dmxapi import DMXAPIReranker
 from rerankpd.testing import LoopbackRerankServer, overlap_score
 
 from .conftest import API_KEY
-from .full_disk import run_with_full_disk
+from .cache_faults import read_only, run_with_full_disk
 
 QUERY = "how to prevent a cold"
 
@@ -173,33 +171,13 @@ def test_corrupt_values_are_misses_overwritten_and_the_rest_of_the_cache_keeps_w
 
 
 # ----------------------------------------------------------------------------------------- #7 unwritable caches
-@contextlib.contextmanager
-def _read_only(path):
-    """Make ``path`` read-only: by permissions for a user; by a read-only bind mount for root (to whom
-    permissions do not apply)."""
-    if os.geteuid() != 0:
-        os.chmod(path, 0o500)
-        try:
-            yield
-        finally:
-            os.chmod(path, 0o700)
-        return
-    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(path), str(path)], check=True)
-        yield
-    finally:
-        if subprocess.run(["umount", str(path)]).returncode:
-            subprocess.run(["umount", "-l", str(path)], check=True)  # still busy: detach it lazily
-
-
 def test_a_read_only_cache_is_read_and_warns_once_that_new_scores_are_not_kept(tmp_path):
     texts = _texts(60)
     cache_dir = tmp_path / "ro"
     with LoopbackRerankServer(api_key=API_KEY) as server:
         _run(texts[:40], server.url, cache_dir)
         server.reset()
-        with _read_only(cache_dir):
+        with read_only(cache_dir):
             out, messages = _run(texts, server.url, cache_dir)
             assert sorted(server.documents_received()) == sorted(texts[40:])  # the 40 hits were served
             assert len(messages) == 1 and "could not be written" in messages[0] and "not be kept" in messages[0]

@@ -22,7 +22,7 @@ import rerankpd
 from rerankpd.testing import FAULT_KINDS, LoopbackRerankServer, overlap_score
 
 from .conftest import API_KEY
-from .full_disk import run_with_full_disk
+from .cache_faults import run_with_full_disk
 
 QUERY = "how to prevent a cold"
 

@@ -1,14 +1,16 @@
-"""A rerank run in a child process whose cache "disk" fills up mid-run (``RLIMIT_FSIZE``), for the cache
-fault tests of ``test_cache_robust.py`` and ``test_reliability.py``.
+"""Faults for the cache tests (``test_cache_robust.py``, ``test_reliability.py``, ``test_embedding.py``): a
+read-only cache directory, and a rerank run in a child process whose "disk" fills up mid-run.
 
-The child first scores ``cached_first`` texts with the cache on (so the cache file exists and holds them),
+:func:`run_with_full_disk`: the child first scores ``cached_first`` texts with the cache on (so the cache file exists and holds them),
 caps the size of any file it writes just above the cache's current size, then scores all ``total`` texts
 and prints one JSON line: the warnings it caught, how many rows were scored, sent and served from the
 cache. A real loopback server answers; nothing is patched.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -33,6 +35,26 @@ FULL_DISK_CHILD = textwrap.dedent("""
                       "scored": int(out["rerank_score"].notna().sum()),
                       "sent": out.attrs["rerank"]["sent"], "from_cache": out.attrs["rerank"]["from_cache"]}))
 """)
+
+
+@contextlib.contextmanager
+def read_only(path):
+    """Make ``path`` read-only: by permissions for a user; by a read-only bind mount for root (to whom
+    permissions do not apply)."""
+    if os.geteuid() != 0:
+        os.chmod(path, 0o500)
+        try:
+            yield
+        finally:
+            os.chmod(path, 0o700)
+        return
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(path), str(path)], check=True)
+        yield
+    finally:
+        if subprocess.run(["umount", str(path)]).returncode:
+            subprocess.run(["umount", "-l", str(path)], check=True)  # still busy: detach it lazily
 
 
 def run_with_full_disk(tmp_path, url: str, api_key: str, *, total: int, cached_first: int) -> dict:
