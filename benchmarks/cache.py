@@ -13,62 +13,20 @@ Ends with one ``BENCHMARK_JSON {...}`` line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
-import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-import numpy as np
 import pandas as pd
 
 import rerankpd
+from _common import KEY, QUERY, merge_rank_floor, print_report, repeated_texts_frame, server, texts
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)
-HERE = os.path.dirname(os.path.abspath(__file__))
-KEY = "sk-benchmark-not-a-real-key"
-QUERY = "how to prevent a common cold in winter"
-
-
-@contextlib.contextmanager
-def server(**options):
-    """A zero-latency loopback rerank server in its own process (its CPU is not charged to the client)."""
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "_server.py"), json.dumps(options)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"benchmark server did not start: {url!r}")
-        yield url
-    finally:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def texts(n: int, seed: int) -> list[str]:
-    rng = np.random.default_rng(seed)
-    vocab = np.array("cold flu winter hands wash vitamin sleep rest fever cough doctor tea honey mask "
-                     "school work office virus season water soup walk sun air window room".split())
-    picks = vocab[rng.integers(0, len(vocab), size=(n, 12))]
-    return [f"{i} " + " ".join(row) for i, row in enumerate(picks)]
-
-
-def frame(rows: int, seed: int) -> pd.DataFrame:
-    distinct = rows // 2
-    pool = texts(distinct, seed)
-    rng = np.random.default_rng(seed)
-    order = np.concatenate([np.arange(distinct), rng.integers(0, distinct, rows - distinct)])
-    return pd.DataFrame({"text": np.asarray(pool, dtype=object)[order], "id": np.arange(rows)})
 
 
 def reranker(url: str):
@@ -109,7 +67,7 @@ def bench_first_run(url: str, docs: int, repeat: int) -> dict:
 
 
 def bench_rerun(url: str, rows: int, repeat: int) -> dict:
-    df = frame(rows, seed=3)
+    df = repeated_texts_frame(rows, rows // 2, seed=3)
     r = reranker(url)
     with tempfile.TemporaryDirectory() as cache_dir:
         first = timed(lambda: rerankpd.rerank(df, QUERY, reranker=r, cache=cache_dir, progress=False))
@@ -125,14 +83,7 @@ def bench_rerun(url: str, rows: int, repeat: int) -> dict:
         size = rerankpd.cache_info(cache_dir)["size_bytes"]
         load = os.getloadavg()[0]
     r.close()
-    table = pd.DataFrame({"text": out["text"].to_numpy(), "rerank_score": out["rerank_score"].to_numpy()})
-    table = table.drop_duplicates("text")
-
-    def floor():
-        merged = df.merge(table, on="text", how="left")
-        merged["rerank_rank"] = merged["rerank_score"].rank(ascending=False, method="first")
-        merged.sort_values("rerank_rank", kind="stable")
-
+    floor = merge_rank_floor(df, out, sort=True)
     base = min(timed(floor) for _ in range(repeat))  # best of: on a shared machine the floor of each side
     rerun_s = min(runs)
     ratio = rerun_s / base
@@ -150,24 +101,13 @@ def main() -> None:
         dict(first=40_000, reruns=(100_000, 1_000_000), repeat=3)
     start = time.perf_counter()
     results = []
-    with server() as url:
+    with server() as (url, _):
         results.append(bench_first_run(url, sizes["first"], 2 * sizes["repeat"] - 1))
         for rows in sizes["reruns"]:
             results.append(bench_rerun(url, rows, 5))
     print(f"\nrerankpd {rerankpd.__version__} score cache benchmarks - python {sys.version.split()[0]}, "
           f"pandas {pd.__version__}, {os.cpu_count()} cores, {'quick' if args.quick else 'full'} sizes\n")
-    width = max(len(r["name"]) for r in results)
-    print(f"{'measurement':<{width}}  {'rerankpd':>18}  {'baseline':>26}  {'ratio':>6}  {'target':<8} met")
-    for r in results:
-        print(f"{r['name']:<{width}}  {r['value']:>18}  {r['baseline']:>26}  {r['ratio']:>6.2f}  "
-              f"{r['target']:<8} {'yes' if r['met'] else 'NO'}")
-        print(f"{'':<{width}}  {r['detail']}")
-    seconds = time.perf_counter() - start
-    print(f"\ntotal {seconds:.0f}s")
-    print("BENCHMARK_JSON " + json.dumps({
-        "sizes": "quick" if args.quick else "full", "seconds": round(seconds, 1),
-        "results": {r["name"]: {"ratio": round(r["ratio"], 3), "value": r["value"], "baseline": r["baseline"],
-                                "met": bool(r["met"])} for r in results}}))
+    print_report(results, args.quick, time.perf_counter() - start)
 
 
 if __name__ == "__main__":

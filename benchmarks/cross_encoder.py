@@ -35,12 +35,10 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from _common import QUERY, VOCAB
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-QUERY = "how to prevent a common cold in winter"
-WORDS = ("cold flu winter hands wash vitamin sleep rest fever cough doctor tea honey mask school work office "
-         "virus season water soup walk sun air window room").split()
 
 
 def build_model(directory: str, layers: int, hidden: int) -> str:
@@ -66,7 +64,7 @@ def skewed_documents(n: int, seed: int = 0) -> list[str]:
     docs = []
     for i in range(n):
         words = rng.integers(60, 91) if rng.random() < 0.1 else rng.integers(3, 16)
-        docs.append(f"{i} " + " ".join(rng.choice(WORDS, size=words)))
+        docs.append(f"{i} " + " ".join(rng.choice(VOCAB, size=words)))
     return docs
 
 

@@ -22,57 +22,22 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# This file is named dask.py: keep its directory off the path so ``import dask`` finds the library.
+# The shared benchmark helpers sit next to this file (put on the path here too: Dask's worker processes run
+# this file as their __main__ without its directory on the path) ...
+sys.path.insert(0, HERE)
+from _common import KEY, QUERY, server, texts  # noqa: E402
+
+# ... but this file is named dask.py: keep its directory off the path so ``import dask`` finds the library.
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-KEY = "sk-benchmark-not-a-real-key"
-QUERY = "how to prevent a common cold in winter"
-
-
-@contextlib.contextmanager
-def server(**options):
-    """A loopback rerank server in a child process; yields (url, requests_so_far())."""
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "_server.py"), json.dumps(options)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"benchmark server did not start: {url!r}")
-
-        def requests_so_far() -> int:
-            proc.stdin.write("stats\n")
-            proc.stdin.flush()
-            return json.loads(proc.stdout.readline())["requests"]
-
-        yield url, requests_so_far
-    finally:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def texts(n: int) -> list[str]:
-    rng = np.random.default_rng(0)
-    vocab = np.array("cold flu winter hands wash vitamin sleep rest fever cough doctor tea honey mask "
-                     "school work office virus season water soup walk sun air window room".split())
-    picks = vocab[rng.integers(0, len(vocab), size=(n, 12))]
-    return [f"{i} " + " ".join(row) for i, row in enumerate(picks)]
 
 
 def _use_cache_dir(root: str, common: bool = False, dask_worker=None) -> str:
@@ -102,13 +67,16 @@ def main() -> None:
     options = {"batch_size": batch_size, "max_concurrency": concurrency}
     scratch = tempfile.mkdtemp(prefix="rerankpd-bench-dask-")
     results: dict[str, dict] = {}
-    with server(latency=latency, latency_per_document=per_document, api_key=KEY) as (url, requests_so_far):
+    with server(latency=latency, latency_per_document=per_document, api_key=KEY) as (url, stats):
         # The workers read the key and the URL from the environment they start with (as a user's would).
         os.environ.update({"DMXAPI_API_KEY": KEY, "DMXAPI_BASE_URL": url})
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                host="127.0.0.1", silence_logs=logging.ERROR)
         with cluster, Client(cluster) as client:
             fresh = iter(range(10_000))
+
+            def requests_so_far() -> int:
+                return stats()["requests"]
 
             def fresh_local_caches() -> None:
                 client.run(_use_cache_dir, os.path.join(scratch, f"local-{next(fresh)}"))

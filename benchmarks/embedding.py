@@ -23,15 +23,11 @@ which the length does not change. Ends with one ``BENCHMARK_JSON {...}`` line.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gzip
 import json
 import logging
 import math
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -40,36 +36,17 @@ import pandas as pd
 
 import rerankpd
 from rerankpd.cascade import _metrics
+from _common import KEY, cranfield_path, load_cranfield, server
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-KEY = "sk-benchmark-not-a-real-key"
 
 
 # ----------------------------------------------------------------------------------------- data
-def cranfield_path() -> str | None:
-    """``../shared/data/cranfield-dev.json.gz`` from the repository root, or from its main checkout (a git
-    worktree's common directory is the main checkout's ``.git``)."""
-    roots = [ROOT]
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        common = subprocess.run(["git", "-C", ROOT, "rev-parse", "--path-format=absolute", "--git-common-dir"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        if common:
-            roots.append(os.path.dirname(common))
-    for root in roots:
-        path = os.path.join(root, "..", "shared", "data", "cranfield-dev.json.gz")
-        if os.path.exists(path):
-            return os.path.normpath(path)
-    return None
-
-
 def load_corpus(path: str | None, max_chars: int) -> tuple[dict, dict, dict, str]:
     """(docs, queries, gains by (query id, doc id)) and where they came from."""
     cut = (lambda t: t[:max_chars].rsplit(" ", 1)[0] if max_chars and len(t) > max_chars else t)
     if path is not None:
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            data = json.load(f)
+        data = load_cranfield(path)
         docs = {k: cut(v) for k, v in data["docs"].items()}
         gains = {(str(q), str(d)): float(5 - g) for q, d, g in data["qrels"] if g > 0}
         return docs, dict(data["queries"]), gains, f"Cranfield dev ({os.path.basename(path)})"
@@ -111,40 +88,13 @@ def ndcg(df: pd.DataFrame, ranks) -> float:
 
 
 # ----------------------------------------------------------------------------------------- the API
-@contextlib.contextmanager
-def server(**options):
-    """A loopback embeddings server in a child process (``benchmarks/_server.py``); yields (url, stats())."""
-    options = {"dialect": "openai-embeddings", **options}
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "_server.py"), json.dumps(options)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"benchmark server did not start: {url!r}")
-
-        def stats() -> dict:
-            proc.stdin.write("stats\n")
-            proc.stdin.flush()
-            return json.loads(proc.stdout.readline())
-
-        yield url, stats
-    finally:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 def bench_api(n_docs: int) -> dict:
     batch, conc, latency = 50, 8, 0.1
     docs = [f"{i} embedding benchmark text about cold hands and winter tea" for i in range(n_docs)]
     df = pd.DataFrame({"text": docs})
     n_requests = 1 + math.ceil(n_docs / batch)   # the query's request shares the pool with the texts'
     limit = math.ceil(n_requests / conc) * latency
-    with server(latency=latency) as (url, stats):
+    with server(dialect="openai-embeddings", latency=latency) as (url, stats):
         r = rerankpd.get_reranker("embeddings", api_key=KEY, base_url=url, model="loopback-embed",
                                   batch_size=batch, max_concurrency=conc, timeout=(5.0, 30.0))
         rerankpd.rerank(df.head(100), "warm up", reranker=r, cache=False, progress=False)

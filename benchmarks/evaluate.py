@@ -19,7 +19,6 @@ Ends with one ``BENCHMARK_JSON {...}`` line.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import os
@@ -32,12 +31,10 @@ import pandas as pd
 
 import rerankpd
 from rerankpd.rerankers.bm25 import BM25Reranker
+from _common import CRANFIELD_NEXT_TO_ROOT, VOCAB, cranfield_path, load_cranfield, texts
 
-ROOT = Path(__file__).resolve().parents[1]
-#: ../shared from the repository root (one level further up from a git worktree under wt/)
-CRANFIELD = next((p for p in (ROOT.parent / "shared" / "data" / "cranfield-dev.json.gz",
-                              ROOT.parent.parent / "shared" / "data" / "cranfield-dev.json.gz") if p.exists()),
-                 ROOT.parent / "shared" / "data" / "cranfield-dev.json.gz")
+#: ../shared from the repository root (or from its main checkout, for a git worktree)
+CRANFIELD = Path(cranfield_path() or CRANFIELD_NEXT_TO_ROOT)
 METRICS = ["ndcg@10", "mrr@10", "map", "recall@10", "precision@10"]
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
@@ -93,11 +90,6 @@ def bench_speed(queries: int = 2000, rows: int = 100) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ cranfield
-def load_cranfield(path: Path = CRANFIELD) -> dict:
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 def first_stage(data: dict, depth: int = 100) -> tuple[pd.DataFrame, pd.DataFrame]:
     """BM25 (bm25s, its own tokenizer and English stop words) over the collection: top ``depth`` per query,
     with the judgments as gain 5 - grade (grade 1 = complete answer ... 4 = minimal interest; -1 -> 0)."""
@@ -127,7 +119,7 @@ def bench_cranfield(plot: str | None) -> dict:
 
     if not CRANFIELD.exists():
         return {"skipped": f"{CRANFIELD} not found"}
-    frame, qrels = first_stage(load_cranfield())
+    frame, qrels = first_stage(load_cranfield(CRANFIELD))
     before = BM25Reranker(statistics="query", stopwords=None)   # what bm25 did before issue 8 #9
     start = time.perf_counter()
     evaluation = rerankpd.evaluate(frame, query_column="query", label_column="label", metrics=METRICS,
@@ -163,21 +155,19 @@ def bench_e5(short_pairs: int = 128, long_pairs: int = 32) -> dict:
     except Exception as exc:  # noqa: BLE001 - reported, not hidden
         return {"skipped": f"e5 unavailable: {exc}"}
     rng = np.random.default_rng(5)
-    vocab = np.array("cold flu winter hands wash vitamin sleep rest fever cough doctor tea honey mask school "
-                     "work office virus season water soup walk sun air window room".split())
-    short = [f"{i} " + " ".join(row) for i, row in enumerate(vocab[rng.integers(0, len(vocab), (short_pairs, 13))])]
+    short = texts(short_pairs, words=13, rng=rng)
     if CRANFIELD.exists():
-        docs = [t for t in load_cranfield()["docs"].values() if 900 <= len(t) <= 1100][:long_pairs]
+        docs = [t for t in load_cranfield(CRANFIELD)["docs"].values() if 900 <= len(t) <= 1100][:long_pairs]
     else:
-        docs = [" ".join(vocab[rng.integers(0, len(vocab), 180)]) for _ in range(long_pairs)]
+        docs = [" ".join(VOCAB[rng.integers(0, len(VOCAB), 180)]) for _ in range(long_pairs)]
     query = "what similarity laws must be obeyed when constructing aeroelastic models"
     e5.score(query, short[:8])
     out = {}
-    for label, texts in (("short", short), ("long", docs)):
-        seconds, _ = timed(lambda t=texts: rerankpd.rerank(pd.DataFrame({"text": t}), query, reranker=e5,
+    for label, batch in (("short", short), ("long", docs)):
+        seconds, _ = timed(lambda t=batch: rerankpd.rerank(pd.DataFrame({"text": t}), query, reranker=e5,
                                                            cache=False, progress=False), repeat=1)
-        out[label] = {"pairs": len(texts), "mean_chars": round(float(np.mean([len(t) for t in texts]))),
-                      "pairs_per_s": round(len(texts) / seconds, 1)}
+        out[label] = {"pairs": len(batch), "mean_chars": round(float(np.mean([len(t) for t in batch]))),
+                      "pairs_per_s": round(len(batch) / seconds, 1)}
     return out
 
 

@@ -32,22 +32,19 @@ import pandas as pd
 import requests
 
 import rerankpd
+from _common import HERE, KEY, QUERY, print_report, server, texts
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location("benchmarks_run", os.path.join(HERE, "run.py"))
-run = importlib.util.module_from_spec(_spec)  # benchmarks/run.py: its server(), texts() and benchmark R
+run = importlib.util.module_from_spec(_spec)  # benchmarks/run.py: its timed() and benchmark R
 _spec.loader.exec_module(run)
-
-KEY = run.KEY
-QUERY = run.QUERY
 
 
 def small_run(sizes: dict) -> dict:
     """(a) the default budget against no budget on a run that fits in the minute's quota."""
-    docs = run.texts(sizes["small_docs"], seed=3)
+    docs = texts(sizes["small_docs"], seed=3)
     df = pd.DataFrame({"text": docs})
     walls: dict[str, list[float]] = {"default budget": [], "no budget": []}
-    with run.server(latency=0.1, dialect="cohere", api_key=KEY) as (url, stats):
+    with server(latency=0.1, dialect="cohere", api_key=KEY) as (url, stats):
         for _ in range(sizes["repeat"]):
             for label, options in (("default budget", {}), ("no budget", {"requests_per_minute": 0})):
                 r = rerankpd.get_reranker("cohere", api_key=KEY, base_url=url, batch_size=50, max_concurrency=8,
@@ -68,9 +65,9 @@ def small_run(sizes: dict) -> dict:
 def client_cpu(sizes: dict) -> dict:
     """(c) client CPU seconds per request at concurrency 8: rerankpd's client against a bare Session loop."""
     n, batch = sizes["cpu_requests"], 10
-    docs = run.texts(n * batch, seed=5)
+    docs = texts(n * batch, seed=5)
     batches = [docs[i:i + batch] for i in range(0, len(docs), batch)]
-    with run.server() as (url, _):
+    with server() as (url, _):
         r = rerankpd.get_reranker("dmxapi", api_key=KEY, base_url=url, max_concurrency=8, timeout=(5, 30))
         headers = {"Content-Type": "application/json", "Accept": "application/json", "Authorization": KEY}
         bare = requests.Session()
@@ -119,17 +116,7 @@ def main() -> None:
     rows += [row for row in run.bench_rate_limit(sizes) if row["met"] is not None]  # (b): benchmark R
     rows.append(client_cpu(sizes))
     total = time.perf_counter() - started
-    width = max(len(r["name"]) for r in rows)
-    print(f"{'measurement':<{width}}  {'rerankpd':>10}  {'baseline':>18}  {'ratio':>6}  {'target':<20} met")
-    for r in rows:
-        met = {True: "yes", False: "NO", None: "-"}[r["met"]]
-        print(f"{r['name']:<{width}}  {r['value']:>10}  {r['baseline']:>18}  {r['ratio']:>6.2f}  {r['target']:<20} {met}")
-        print(f"{'':<{width}}    {r['detail']}")
-    print(f"\ntotal {total:.0f}s")
-    summary = {r["name"]: {"ratio": round(r["ratio"], 3), "value": r["value"], "baseline": r["baseline"],
-                           "met": r["met"]} for r in rows}
-    print("BENCHMARK_JSON " + json.dumps({"sizes": "quick" if args.quick else "full", "seconds": round(total, 1),
-                                          "results": summary}, ensure_ascii=False))
+    print_report(rows, args.quick, total)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ runs the same cell against DMXAPI's chat API. Ends with one ``BENCHMARK_JSON`` l
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import logging
 import math
 import os
@@ -30,12 +28,10 @@ import pandas as pd
 
 import rerankpd
 from rerankpd.testing import LoopbackRerankServer
+from _common import CRANFIELD_NEXT_TO_ROOT, KEY, QUERY, cranfield_path, load_cranfield, print_report
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)
-HERE = os.path.dirname(os.path.abspath(__file__))
-CRANFIELD = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "cranfield-dev.json.gz"))
-KEY = "sk-benchmark-not-a-real-key"
-QUERY = "how to prevent a common cold in winter"
+CRANFIELD = cranfield_path() or CRANFIELD_NEXT_TO_ROOT
 TOPICS = ["wash hands often to prevent a cold", "stock markets fell sharply today", "a cold winter is coming",
           "how to prevent the flu in winter", "a recipe for beef stew", "sleep well to prevent a common cold",
           "预防感冒应勤洗手、戴口罩，保持室内通风", "冬天如何预防感冒"]
@@ -118,8 +114,7 @@ def bench_cranfield(path: str, n_queries: int, real_model: str | None, confirm: 
     if not os.path.exists(path):
         print(f"[cranfield: {path} not found, skipped]", file=sys.stderr)
         return []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        data = json.load(f)
+    data = load_cranfield(path)
     frame, gains = cranfield_candidates(data, n_queries)
     rows, runs = [], {}
     with LoopbackRerankServer(api_key=KEY, dialect="openai-chat") as server:
@@ -182,18 +177,8 @@ def main() -> None:
     rows = [] if args.real else bench_requests()
     rows += bench_cranfield(args.data, 5 if args.quick else 25, args.real, args.confirm)
     total = time.perf_counter() - started
-    width = max([len(r["name"]) for r in rows] + [10])
-    print(f"\n{'measurement':<{width}}  {'value':>10}  {'baseline':>16}  {'ratio':>7}  {'target':<11} met")
-    for r in rows:
-        met = {True: "yes", False: "NO", None: "-"}[r["met"]]
-        print(f"{r['name']:<{width}}  {r['value']:>10}  {r['baseline']:>16}  {r['ratio']:>7.3f}  "
-              f"{r['target']:<11} {met}")
-        if r["detail"]:
-            print(f"{'':<{width}}    {r['detail']}")
-    summary = {r["name"]: {"ratio": round(r["ratio"], 4), "value": r["value"], "baseline": r["baseline"],
-                           "met": r["met"]} for r in rows}
-    print("BENCHMARK_JSON " + json.dumps({"sizes": "quick" if args.quick else "full", "seconds": round(total, 1),
-                                          "results": summary}, ensure_ascii=False))
+    print()
+    print_report(rows, args.quick, total, table_digits=3, json_digits=4)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ frame is built and a 2,000-row warm-up call has paid the one-time costs: imports
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import logging
@@ -25,54 +24,16 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import pandas as pd
 import requests
 
 import rerankpd
+from _common import HERE, KEY, QUERY, merge_rank_floor, print_report, repeated_texts_frame, server, texts
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)  # the 429 benchmark retries on purpose; keep output clean
-HERE = os.path.dirname(os.path.abspath(__file__))
-KEY = "sk-benchmark-not-a-real-key"
-QUERY = "how to prevent a common cold in winter"
 
 
 # ----------------------------------------------------------------------------------------- helpers
-@contextlib.contextmanager
-def server(**options):
-    """A loopback rerank server in a child process; yields (url, stats())."""
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "_server.py"), json.dumps(options)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"benchmark server did not start: {url!r}")
-
-        def stats() -> dict:
-            proc.stdin.write("stats\n")
-            proc.stdin.flush()
-            return json.loads(proc.stdout.readline())
-
-        yield url, stats
-    finally:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def texts(n: int, seed: int = 0, words: int = 12) -> list[str]:
-    """n distinct English-like texts."""
-    rng = np.random.default_rng(seed)
-    vocab = np.array("cold flu winter hands wash vitamin sleep rest fever cough doctor tea honey mask "
-                     "school work office virus season water soup walk sun air window room".split())
-    picks = vocab[rng.integers(0, len(vocab), size=(n, words))]
-    return [f"{i} " + " ".join(row) for i, row in enumerate(picks)]
-
-
 def reranker(url: str, **options):
     options.setdefault("timeout", (5.0, 30.0))
     return rerankpd.get_reranker("dmxapi", api_key=KEY, base_url=url, **options)
@@ -161,10 +122,7 @@ def bench_overhead(sizes: dict) -> list[dict]:
 
 def bench_cached(sizes: dict) -> list[dict]:
     rows, distinct = sizes["cached_rows"], sizes["cached_distinct"]
-    pool = texts(distinct, seed=3)
-    rng = np.random.default_rng(3)
-    order = np.concatenate([np.arange(distinct), rng.integers(0, distinct, rows - distinct)])
-    df = pd.DataFrame({"text": np.asarray(pool, dtype=object)[order], "id": np.arange(rows)})
+    df = repeated_texts_frame(rows, distinct, seed=3)
     with tempfile.TemporaryDirectory() as cache_dir, server() as (url, _):
         r = reranker(url, batch_size=100, max_concurrency=4)
         first = timed(lambda: rerankpd.rerank(df, QUERY, reranker=r, cache=cache_dir, progress=False))
@@ -172,13 +130,7 @@ def bench_cached(sizes: dict) -> list[dict]:
         assert out.attrs["rerank"]["sent"] == 0, "the rerun should be served from the cache"
         rerun = timed(lambda: rerankpd.rerank(df, QUERY, reranker=r, cache=cache_dir, progress=False), repeat=3)
         r.close()
-    table = pd.DataFrame({"text": out["text"].to_numpy(), "rerank_score": out["rerank_score"].to_numpy()})
-    table = table.drop_duplicates("text")
-
-    def floor():
-        merged = df.merge(table, on="text", how="left")
-        merged["rerank_rank"] = merged["rerank_score"].rank(ascending=False, method="first")
-
+    floor = merge_rank_floor(df, out)
     base = timed(floor, repeat=3)
     ratio = rerun / base
     return [dict(name="4. cached rerun (vs pandas merge + rank)", value=f"{rerun:.3f}s",
@@ -208,13 +160,8 @@ def _memory_child(kind: str, rows: int) -> dict:
                                                cache=False, progress=False)
     else:
         cache_dir = os.environ["RERANKPD_BENCH_CACHE"]
-        distinct = rows // 2
-        pool = texts(distinct, seed=3)
-        rng = np.random.default_rng(3)
-        order = np.concatenate([np.arange(distinct), rng.integers(0, distinct, rows - distinct)])
-        df = pd.DataFrame({"text": np.asarray(pool, dtype=object)[order], "id": np.arange(rows)})
+        df = repeated_texts_frame(rows, rows // 2, seed=3)
         df["text"] = df["text"].astype(pd.StringDtype() if pd.__version__ < "3" else "str")
-        del pool, order
         url = os.environ["RERANKPD_BENCH_URL"]
         r = reranker(url, batch_size=100, max_concurrency=4)
         run = lambda frame=df: rerankpd.rerank(frame, QUERY, reranker=r, cache=cache_dir,  # noqa: E731
@@ -380,20 +327,9 @@ def main() -> None:
         print(f"[{name}: {time.perf_counter() - t:.1f}s]", file=sys.stderr, flush=True)
     total = time.perf_counter() - started
 
-    width = max(len(r["name"]) for r in rows)
     print(f"\nrerankpd {rerankpd.__version__} benchmarks - python {platform.python_version()}, "
           f"pandas {pd.__version__}, {os.cpu_count()} cores, {'quick' if args.quick else 'full'} sizes\n")
-    print(f"{'measurement':<{width}}  {'rerankpd':>14}  {'baseline':>20}  {'ratio':>8}  {'target':<22} met")
-    for r in rows:
-        met = {True: "yes", False: "NO", None: "-"}[r["met"]]
-        print(f"{r['name']:<{width}}  {r['value']:>14}  {r['baseline']:>20}  {r['ratio']:>8.2f}  "
-              f"{r['target']:<22} {met}")
-        print(f"{'':<{width}}    {r['detail']}")
-    print(f"\ntotal {total:.0f}s")
-    summary = {r["name"]: {"ratio": round(r["ratio"], 3), "value": r["value"], "baseline": r["baseline"],
-                           "met": r["met"]} for r in rows}
-    print("BENCHMARK_JSON " + json.dumps({"sizes": "quick" if args.quick else "full", "seconds": round(total, 1),
-                                          "results": summary}, ensure_ascii=False))
+    print_report(rows, args.quick, total)
 
 
 if __name__ == "__main__":

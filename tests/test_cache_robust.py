@@ -3,16 +3,12 @@ colliding keys, tampered rows, corrupt values, read-only and full disks, a delet
 the cache's own code, and cache_info / clear_cache on paths that cannot hold a cache."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import os
 import random
 import shutil
 import sqlite3
-import subprocess
 import sys
-import textwrap
 import threading
 import warnings
 
@@ -30,6 +26,7 @@ from rerankpd.rerankers.dmxapi import DMXAPIReranker
 from rerankpd.testing import LoopbackRerankServer, overlap_score
 
 from .conftest import API_KEY
+from .cache_faults import read_only, run_with_full_disk
 
 QUERY = "how to prevent a cold"
 
@@ -174,33 +171,13 @@ def test_corrupt_values_are_misses_overwritten_and_the_rest_of_the_cache_keeps_w
 
 
 # ----------------------------------------------------------------------------------------- #7 unwritable caches
-@contextlib.contextmanager
-def _read_only(path):
-    """Make ``path`` read-only: by permissions for a user; by a read-only bind mount for root (to whom
-    permissions do not apply)."""
-    if os.geteuid() != 0:
-        os.chmod(path, 0o500)
-        try:
-            yield
-        finally:
-            os.chmod(path, 0o700)
-        return
-    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(path), str(path)], check=True)
-        yield
-    finally:
-        if subprocess.run(["umount", str(path)]).returncode:
-            subprocess.run(["umount", "-l", str(path)], check=True)  # still busy: detach it lazily
-
-
 def test_a_read_only_cache_is_read_and_warns_once_that_new_scores_are_not_kept(tmp_path):
     texts = _texts(60)
     cache_dir = tmp_path / "ro"
     with LoopbackRerankServer(api_key=API_KEY) as server:
         _run(texts[:40], server.url, cache_dir)
         server.reset()
-        with _read_only(cache_dir):
+        with read_only(cache_dir):
             out, messages = _run(texts, server.url, cache_dir)
             assert sorted(server.documents_received()) == sorted(texts[40:])  # the 40 hits were served
             assert len(messages) == 1 and "could not be written" in messages[0] and "not be kept" in messages[0]
@@ -216,36 +193,10 @@ def test_a_read_only_cache_is_read_and_warns_once_that_new_scores_are_not_kept(t
     assert rerankpd.cache_info(cache_dir)["entries"] == 40
 
 
-FULL_DISK_CHILD = textwrap.dedent("""
-    import json, os, resource, signal, sys, warnings
-    import pandas as pd
-    import rerankpd
-    url, cache_dir, key = sys.argv[1:4]
-    r = rerankpd.get_reranker("dmxapi", api_key=key, base_url=url, batch_size=50, max_concurrency=2)
-    texts = [f"text number {i} about colds and flu and tea" * 3 for i in range(6000)]
-    rerankpd.rerank(pd.DataFrame({"text": texts[:600]}), "cold", reranker=r, cache=cache_dir, progress=False)
-    size = sum(os.path.getsize(os.path.join(cache_dir, f)) for f in os.listdir(cache_dir))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)           # a write past the limit fails with EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 4096, size + 4096))   # the "disk" is now full
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = rerankpd.rerank(pd.DataFrame({"text": texts}), "cold", reranker=r, cache=cache_dir,
-                              progress=False)
-    print(json.dumps({"warnings": [str(w.message) for w in caught],
-                      "scored": int(out["rerank_score"].notna().sum()),
-                      "sent": out.attrs["rerank"]["sent"], "from_cache": out.attrs["rerank"]["from_cache"]}))
-""")
-
-
 @pytest.mark.slow
 def test_a_full_disk_still_serves_the_cached_scores(tmp_path):
-    script = tmp_path / "full.py"
-    script.write_text(FULL_DISK_CHILD, encoding="utf-8")
     with LoopbackRerankServer(api_key=API_KEY) as server:
-        proc = subprocess.run([sys.executable, str(script), server.url, str(tmp_path / "cache"), API_KEY],
-                              capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+        report = run_with_full_disk(tmp_path, server.url, API_KEY, total=6000, cached_first=600)
     assert report["scored"] == 6000 and report["from_cache"] == 600 and report["sent"] == 5400, report
     cache_warnings = [w for w in report["warnings"] if "score cache" in w]
     assert len(cache_warnings) == 1 and "could not be written" in cache_warnings[0], report["warnings"]

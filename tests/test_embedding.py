@@ -1,12 +1,10 @@
 """The embedding path (rerankpd.embedding) and the embedding cache (rerankpd.embedding_cache)."""
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sqlite3
 import stat
-import subprocess
 import threading
 import warnings
 from collections import Counter
@@ -27,6 +25,8 @@ from rerankpd.pairs import build_pairs
 from rerankpd.rerankers import Reranker
 from rerankpd.rerankers.base import describe
 from rerankpd.testing import bigram_embedding
+
+from .cache_faults import read_only
 
 
 class Bigrams(Reranker):
@@ -305,25 +305,6 @@ def test_no_identity_means_no_embedding_cache(tmp_path):
 
 
 # ------------------------------------------------------------------ the embedding cache on rerankpd.sqlite_store
-@contextlib.contextmanager
-def _read_only(path):
-    """Make ``path`` read-only: by permissions for a user; by a read-only bind mount for root."""
-    if os.geteuid() != 0:
-        os.chmod(path, 0o500)
-        try:
-            yield
-        finally:
-            os.chmod(path, 0o700)
-        return
-    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(path), str(path)], check=True)
-        yield
-    finally:
-        if subprocess.run(["umount", str(path)]).returncode:
-            subprocess.run(["umount", "-l", str(path)], check=True)
-
-
 def _embedding_warnings(caught):
     return [str(w.message) for w in caught if "embedding cache" in str(w.message)]
 
@@ -333,7 +314,7 @@ def test_a_read_only_cache_directory_still_serves_cached_embeddings_and_warns_on
     texts = [f"text {i} about colds" for i in range(8)]
     rerankpd.rerank(pd.DataFrame({"text": texts[:5]}), "cold", reranker=Bigrams(), cache=cache_dir, progress=False)
     r = Bigrams()
-    with _read_only(cache_dir):
+    with read_only(cache_dir):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             out = rerankpd.rerank(pd.DataFrame({"text": texts}), "a new query", reranker=r, cache=cache_dir,

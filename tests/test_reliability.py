@@ -22,6 +22,7 @@ import rerankpd
 from rerankpd.testing import FAULT_KINDS, LoopbackRerankServer, overlap_score
 
 from .conftest import API_KEY
+from .cache_faults import run_with_full_disk
 
 QUERY = "how to prevent a cold"
 
@@ -226,36 +227,10 @@ def test_property_hostile_frames_keep_every_row(hostile_server, texts, labels, c
 
 
 # ----------------------------------------------------------------------------------------- unwritable cache
-FULL_DISK_CHILD = textwrap.dedent("""
-    import json, os, resource, signal, sys, warnings
-    import pandas as pd
-    import rerankpd
-    url, cache_dir, key = sys.argv[1:4]
-    r = rerankpd.get_reranker("dmxapi", api_key=key, base_url=url, batch_size=50, max_concurrency=2)
-    texts = [f"text number {i} about colds and flu and tea" * 3 for i in range(4000)]
-    rerankpd.rerank(pd.DataFrame({"text": texts[:10]}), "cold", reranker=r, cache=cache_dir, progress=False)
-    size = sum(os.path.getsize(os.path.join(cache_dir, f)) for f in os.listdir(cache_dir))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)           # a write past the limit fails with EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 4096, size + 4096))   # the "disk" is now full
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = rerankpd.rerank(pd.DataFrame({"text": texts}), "cold", reranker=r, cache=cache_dir,
-                              progress=False)
-    print(json.dumps({"warnings": [str(w.message) for w in caught],
-                      "scored": int(out["rerank_score"].notna().sum()),
-                      "sent": out.attrs["rerank"]["sent"]}))
-""")
-
-
 @pytest.mark.slow
 def test_full_cache_disk_warns_once_and_loses_no_result(tmp_path):
-    script = tmp_path / "full.py"
-    script.write_text(FULL_DISK_CHILD, encoding="utf-8")
     with LoopbackRerankServer(api_key=API_KEY) as server:
-        proc = subprocess.run([sys.executable, str(script), server.url, str(tmp_path / "cache"), API_KEY],
-                              capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+        report = run_with_full_disk(tmp_path, server.url, API_KEY, total=4000, cached_first=10)
     assert report["scored"] == 4000, report  # every row scored, none lost
     cache_warnings = [w for w in report["warnings"] if "score cache" in w]
     assert len(cache_warnings) == 1, report["warnings"]  # warned once, not once per request
