@@ -428,10 +428,16 @@ class RunCache:
             return np.full(len(keys), np.nan)
 
     def store(self, pair_ids: Sequence[int], values: Sequence[float]) -> None:
-        """Hand the scores of one finished request to the writer (pairs numbered as in :meth:`lookup`)."""
+        """Write the scores of one finished request (pairs numbered as in :meth:`lookup`) before returning.
+
+        The writer thread makes the keys and commits; this waits for that commit, so the pipeline sends no
+        further request before a finished one is on disk: a killed process loses at most its requests in
+        flight (the answers it already had are never only in a queue).
+        """
         writer = self._writer
         if writer is not None:
             writer.put((pair_ids, values))  # one call: a Ctrl-C lands before or after it, never inside
+            writer.flush(_CLOSE_TIMEOUT)
             if writer.failure is not None:
                 self._warn_not_written(writer.failure)
         elif self._scores is not None:

@@ -46,22 +46,21 @@ def test_top_n_per_query_matches_pandas(frame):
     assert got["q"].tolist() == want["q"].tolist()
 
 
-def test_with_scores_is_lazy_and_uses_worker_env(frame, monkeypatch, tmp_path):
-    with LoopbackRerankServer(api_key=API_KEY) as srv:
-        monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
-        monkeypatch.setenv("DMXAPI_BASE_URL", srv.url)
-        lazy = rdask.with_scores(dd.from_pandas(frame, npartitions=4, sort=False), "colds", reranker="dmxapi",
-                                 reranker_options={"batch_size": 8}, cache=tmp_path)
-        assert len(srv.requests) == 0
-        scored = lazy.compute()
-        assert len(srv.requests) > 0
-        want = frame.rerank.scores("colds", reranker=rerankpd.get_reranker("dmxapi", base_url=srv.url),
-                                   cache=False, progress=False)
-        assert scored.index.tolist() == want.index.tolist()
-        assert scored["rerank_score"].tolist() == pytest.approx(want.tolist(), nan_ok=True)
-        srv.reset()
-        lazy.compute()                                   # every pair now comes from the shared cache
-        assert len(srv.requests) == 0
+def test_with_scores_is_lazy_and_uses_worker_env(frame, monkeypatch, tmp_path, server):
+    monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+    monkeypatch.setenv("DMXAPI_BASE_URL", server.url)
+    lazy = rdask.with_scores(dd.from_pandas(frame, npartitions=4, sort=False), "colds", reranker="dmxapi",
+                             reranker_options={"batch_size": 8}, cache=tmp_path)
+    assert len(server.requests) == 0
+    scored = lazy.compute()
+    assert len(server.requests) > 0
+    want = frame.rerank.scores("colds", reranker=rerankpd.get_reranker("dmxapi", base_url=server.url),
+                               cache=False, progress=False)
+    assert scored.index.tolist() == want.index.tolist()
+    assert scored["rerank_score"].tolist() == pytest.approx(want.tolist(), nan_ok=True)
+    server.reset()
+    lazy.compute()                                   # every pair now comes from the shared cache
+    assert len(server.requests) == 0
 
 
 def test_refuses_key_in_options_and_bm25(frame):

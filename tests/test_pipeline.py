@@ -226,33 +226,32 @@ def test_cancel_stops_between_requests(tmp_path):
 
 
 # ----------------------------------------------------------------------- cache over HTTP
-def test_interrupted_http_run_resumes_sending_only_the_rest(tmp_path):
+def test_interrupted_http_run_resumes_sending_only_the_rest(tmp_path, server):
     df = pd.DataFrame({"text": [f"passage about topic {i}" for i in range(40)]})
-    with LoopbackRerankServer(api_key=API_KEY) as srv:
-        def reranker():
-            return rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=srv.url, batch_size=5,
-                                         max_concurrency=1, max_retries=0)
+    def reranker():
+        return rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=server.url, batch_size=5,
+                                     max_concurrency=1, max_retries=0)
 
-        # Run 1: the 4th request meets a 400; three batches (15 pairs) are finished and cached.
-        srv.fail_on_request(4, "status", status=400, message="rejected")
-        with pytest.raises(errors.BadRequestError) as info:
-            df.rerank("topic 3", reranker=reranker(), cache=tmp_path, progress=False)
-        assert info.value.partial["rerank_score"].notna().sum() == 15
-        assert len(srv.requests) == 4
-        srv.reset()
+    # Run 1: the 4th request meets a 400; three batches (15 pairs) are finished and cached.
+    server.fail_on_request(4, "status", status=400, message="rejected")
+    with pytest.raises(errors.BadRequestError) as info:
+        df.rerank("topic 3", reranker=reranker(), cache=tmp_path, progress=False)
+    assert info.value.partial["rerank_score"].notna().sum() == 15
+    assert len(server.requests) == 4
+    server.reset()
 
-        # Run 2: only the 25 missing pairs are sent.
-        out = df.rerank("topic 3", reranker=reranker(), cache=tmp_path, progress=False)
-        assert len(srv.documents_received()) == 25 and len(srv.requests) == 5
-        assert out["rerank_score"].notna().all()
-        assert out.attrs["rerank"]["from_cache"] == 15 and out.attrs["rerank"]["sent"] == 25
-        srv.reset()
+    # Run 2: only the 25 missing pairs are sent.
+    out = df.rerank("topic 3", reranker=reranker(), cache=tmp_path, progress=False)
+    assert len(server.documents_received()) == 25 and len(server.requests) == 5
+    assert out["rerank_score"].notna().all()
+    assert out.attrs["rerank"]["from_cache"] == 15 and out.attrs["rerank"]["sent"] == 25
+    server.reset()
 
-        # Run 3: a rerun costs nothing.
-        again = df.rerank("topic 3", reranker=reranker(), cache=tmp_path, progress=False)
-        assert len(srv.requests) == 0
-        pd.testing.assert_frame_equal(again, out, check_like=True)
-        assert again.attrs["rerank"]["from_cache"] == 40 and again.attrs["rerank"]["requests"] == 0
+    # Run 3: a rerun costs nothing.
+    again = df.rerank("topic 3", reranker=reranker(), cache=tmp_path, progress=False)
+    assert len(server.requests) == 0
+    pd.testing.assert_frame_equal(again, out, check_like=True)
+    assert again.attrs["rerank"]["from_cache"] == 40 and again.attrs["rerank"]["requests"] == 0
 
 
 def test_cache_false_always_sends(tmp_path):
@@ -263,23 +262,22 @@ def test_cache_false_always_sends(tmp_path):
     assert len(r.calls) == 2
 
 
-def test_cache_key_depends_on_model_and_options(tmp_path):
+def test_cache_key_depends_on_model_and_options(tmp_path, server):
     df = pd.DataFrame({"text": ["a b", "c d"]})
-    with LoopbackRerankServer(api_key=API_KEY) as srv:
-        def run(**kw):
-            r = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=srv.url, **kw)
-            df.rerank("a", reranker=r, cache=tmp_path, progress=False)
+    def run(**kw):
+        r = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=server.url, **kw)
+        df.rerank("a", reranker=r, cache=tmp_path, progress=False)
 
-        run()
-        run()
-        assert len(srv.requests) == 1
-        run(model="bge-reranker-v2-m3")
-        run(max_chunks_per_doc=3)
-        assert len(srv.requests) == 3
-        # a different key is the same identity: the key never enters the cache key
-        other = rerankpd.get_reranker("dmxapi", api_key="another-key", base_url=srv.url)
-        assert other.identity() == rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=srv.url).identity()
-        assert "another-key" not in repr(other.identity())
+    run()
+    run()
+    assert len(server.requests) == 1
+    run(model="bge-reranker-v2-m3")
+    run(max_chunks_per_doc=3)
+    assert len(server.requests) == 3
+    # a different key is the same identity: the key never enters the cache key
+    other = rerankpd.get_reranker("dmxapi", api_key="another-key", base_url=server.url)
+    assert other.identity() == rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=server.url).identity()
+    assert "another-key" not in repr(other.identity())
 
 
 def test_progress_bar_names_reranker_and_cache_hits(tmp_path, capsys):

@@ -160,25 +160,24 @@ def test_cancel_stops_between_requests_and_finished_scores_stay_cached(tmp_path)
         assert f"{sent_before} pairs from cache" in panel.status.value
 
 
-def test_errors_show_in_plain_words_without_the_key_and_the_panel_stays_usable():
-    with LoopbackRerankServer(api_key=API_KEY) as server:
-        wrong = rerankpd.get_reranker("dmxapi", api_key="sk-wrong-secret-123", base_url=server.url)
-        panel = DOCS.rerank.panel(query="cats", reranker=wrong, cache=False)
-        panel.run_button.click()
-        assert panel.wait(30) is None
-        assert isinstance(panel.error, errors.AuthenticationError)
-        status = panel.status.value
-        assert "Failed" in status and "AuthenticationError" in status and "401" in status
-        assert "sk-wrong-secret-123" not in status and "Traceback" not in status
-        assert panel.progress.bar_style == "danger" and not panel.run_button.disabled
-        # fix the cause, run again from the same panel
-        right = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=server.url)
-        panel.reranker.options = [("dmxapi (loopback)", right)]
-        panel.run_button.click()
-        out = panel.wait(30)
-        assert out is not None and panel.error is None
-        assert "tokens" in panel.status.value and "tokens: n/a" not in panel.status.value
-        assert "1 request " in panel.status.value
+def test_errors_show_in_plain_words_without_the_key_and_the_panel_stays_usable(server):
+    wrong = rerankpd.get_reranker("dmxapi", api_key="sk-wrong-secret-123", base_url=server.url)
+    panel = DOCS.rerank.panel(query="cats", reranker=wrong, cache=False)
+    panel.run_button.click()
+    assert panel.wait(30) is None
+    assert isinstance(panel.error, errors.AuthenticationError)
+    status = panel.status.value
+    assert "Failed" in status and "AuthenticationError" in status and "401" in status
+    assert "sk-wrong-secret-123" not in status and "Traceback" not in status
+    assert panel.progress.bar_style == "danger" and not panel.run_button.disabled
+    # fix the cause, run again from the same panel
+    right = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=server.url)
+    panel.reranker.options = [("dmxapi (loopback)", right)]
+    panel.run_button.click()
+    out = panel.wait(30)
+    assert out is not None and panel.error is None
+    assert "tokens" in panel.status.value and "tokens: n/a" not in panel.status.value
+    assert "1 request " in panel.status.value
 
 
 def test_bad_input_is_a_message_not_an_exception():
