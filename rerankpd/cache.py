@@ -35,7 +35,7 @@ import numpy as np
 from . import config
 from .errors import CacheError, warn_user
 from .pairs import Pairs, take_texts
-from .sqlite_store import SQLiteTable, WriteBehind
+from .sqlite_store import SQLiteTable, WriteBehind, close_writer, flush_writer, hand_over
 
 __all__ = ["RunCache", "ScoreCache", "cache_info", "clear_cache", "identity_digest"]
 
@@ -59,9 +59,6 @@ LOOKUP_CHUNK_PAIRS = 8192
 
 #: A query with at least this many pairs in a run reads its block of the table in one walk.
 _BLOCK_MIN_PAIRS = 2048
-
-#: Seconds close() waits for the writer to commit what is queued (it is usually milliseconds).
-_CLOSE_TIMEOUT = 120.0
 
 
 def identity_digest(identity: Mapping) -> str:
@@ -434,31 +431,17 @@ class RunCache:
         further request before a finished one is on disk: a killed process loses at most its requests in
         flight (the answers it already had are never only in a queue).
         """
-        writer = self._writer
-        if writer is not None:
-            writer.put((pair_ids, values))  # one call: a Ctrl-C lands before or after it, never inside
-            writer.flush(_CLOSE_TIMEOUT)
-            if writer.failure is not None:
-                self._warn_not_written(writer.failure)
-        elif self._scores is not None:
-            self._warn_not_written("it is read-only: a read-only directory or mount, or a full disk")
+        hand_over(self._writer, self._scores, (pair_ids, values), self._warn_not_written, wait=True)
 
     def flush(self) -> None:
         """Wait until every score handed to :meth:`store` so far is on disk (or writing has failed)."""
-        if self._writer is not None:
-            self._writer.flush(_CLOSE_TIMEOUT)
-            if self._writer.failure is not None:
-                self._warn_not_written(self._writer.failure)
+        flush_writer(self._writer, self._warn_not_written)
 
     def close(self) -> None:
         """Write every score handed over, then release SQLite (waits at most a bounded time)."""
         writer, self._writer = self._writer, None
         try:
-            if writer is not None:
-                if not writer.close(_CLOSE_TIMEOUT):
-                    self._warn_not_written(f"its writer did not finish within {_CLOSE_TIMEOUT:.0f}s")
-                elif writer.failure is not None:
-                    self._warn_not_written(writer.failure)
+            close_writer(writer, self._warn_not_written)
         finally:
             if self._scores is not None:
                 self._scores.close()

@@ -40,7 +40,7 @@ import numpy as np
 
 from . import config
 from .errors import warn_user
-from .sqlite_store import SQLiteTable, WriteBehind
+from .sqlite_store import SQLiteTable, WriteBehind, close_writer, flush_writer, hand_over
 
 __all__ = ["FILENAME", "EmbeddingCache", "decode_vector", "encode_vector"]
 
@@ -56,8 +56,6 @@ _VERSION = 1
 _DTYPE = b"<f4"
 #: Only a blob can be a vector; anything else stored under a key is a miss (decode_vector checks the rest).
 _VALID_VALUE = f"typeof(value) = 'blob' AND length(value) >= {_HEADER.size}"
-#: Seconds close() waits for the writer to commit what is queued (it is usually milliseconds).
-_CLOSE_TIMEOUT = 120.0
 ROLES = ("query", "document")
 
 
@@ -158,22 +156,12 @@ class EmbeddingCache:
     def store(self, role: str, texts: Sequence[str], vectors: np.ndarray) -> None:
         """Hand the vectors of one finished batch (row ``i`` is the embedding of ``texts[i]``) to the writer,
         which commits them in one transaction within milliseconds."""
-        writer = self._writer
-        if not len(texts):
-            return
-        if writer is not None:
-            writer.put((role, list(texts), vectors))  # one call: a Ctrl-C lands before or after it, never inside
-            if writer.failure is not None:
-                self._warn_not_written(writer.failure)
-        elif self.table is not None:
-            self._warn_not_written("it is read-only: a read-only directory or mount, or a full disk")
+        if len(texts):
+            hand_over(self._writer, self.table, (role, list(texts), vectors), self._warn_not_written)
 
     def flush(self) -> None:
         """Wait until every batch handed to :meth:`store` so far is on disk (or writing has failed)."""
-        if self._writer is not None:
-            self._writer.flush(_CLOSE_TIMEOUT)
-            if self._writer.failure is not None:
-                self._warn_not_written(self._writer.failure)
+        flush_writer(self._writer, self._warn_not_written)
 
     def __len__(self) -> int:
         """How many vectors the file holds (after writing what is queued)."""
@@ -186,11 +174,7 @@ class EmbeddingCache:
         """Write every batch handed over (waits a bounded time), then release SQLite; safe to call twice."""
         writer, self._writer = self._writer, None
         try:
-            if writer is not None:
-                if not writer.close(_CLOSE_TIMEOUT):
-                    self._warn_not_written(f"its writer did not finish within {_CLOSE_TIMEOUT:.0f}s")
-                elif writer.failure is not None:
-                    self._warn_not_written(writer.failure)
+            close_writer(writer, self._warn_not_written)
         finally:
             table, self.table = self.table, None
             if table is not None:

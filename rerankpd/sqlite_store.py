@@ -39,7 +39,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-__all__ = ["SQLiteTable", "WriteBehind", "is_busy"]
+__all__ = ["CLOSE_TIMEOUT", "SQLiteTable", "WriteBehind", "close_writer", "flush_writer", "hand_over", "is_busy"]
 
 logger = logging.getLogger(__name__)
 
@@ -324,6 +324,44 @@ def _open_read_only(path: str, table: str) -> sqlite3.Connection:
 
 _STOP = object()
 _FLUSH = object()
+
+
+#: Longest a cache waits for its writer to commit what it was handed (a flush, or the close at a run's end).
+CLOSE_TIMEOUT = 120.0
+#: Why nothing is written when a cache was opened read-only (no writer).
+READ_ONLY = "it is read-only: a read-only directory or mount, or a full disk"
+
+
+def hand_over(writer: "WriteBehind | None", table: SQLiteTable | None, item: Any,
+              report: Callable[[str], None], *, wait: bool = False) -> None:
+    """Give ``item`` to ``writer`` (and wait for its commit when ``wait``); ``report`` why it cannot be
+    written: the writer's failure, or a table opened read-only. The one policy of both caches."""
+    if writer is not None:
+        writer.put(item)  # one call: a Ctrl-C lands before or after it, never inside
+        if wait:
+            writer.flush(CLOSE_TIMEOUT)
+        if writer.failure is not None:
+            report(writer.failure)
+    elif table is not None:
+        report(READ_ONLY)
+
+
+def flush_writer(writer: "WriteBehind | None", report: Callable[[str], None]) -> None:
+    """Wait until everything handed to ``writer`` so far is committed; ``report`` a failure."""
+    if writer is not None:
+        writer.flush(CLOSE_TIMEOUT)
+        if writer.failure is not None:
+            report(writer.failure)
+
+
+def close_writer(writer: "WriteBehind | None", report: Callable[[str], None]) -> None:
+    """Write what ``writer`` holds and stop it, waiting at most :data:`CLOSE_TIMEOUT`; ``report`` a failure."""
+    if writer is None:
+        return
+    if not writer.close(CLOSE_TIMEOUT):
+        report(f"its writer did not finish within {CLOSE_TIMEOUT:.0f}s")
+    elif writer.failure is not None:
+        report(writer.failure)
 
 
 class WriteBehind:
