@@ -297,18 +297,25 @@ def test_summary_wording_counts_what_was_written_and_every_request(tmp_path, cap
     assert "2 pairs scored in 1 request," in summary_line(info, 2)
 
 
-def test_ctrl_c_says_at_once_that_the_run_stops_after_the_current_request(tmp_path):
+def _rank_in_a_child_until_its_first_request(tmp_path, srv, *extra: str) -> subprocess.Popen:
+    """``rerankpd rank`` of three rows, one request at a time, in a child process against ``srv``; returns
+    once the server has its first request (or the child ended, or 60 s passed)."""
     src = _csv(tmp_path, [f"cats {i}" for i in range(3)])
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(DMXAPI_API_KEY=API_KEY, DMXAPI_BASE_URL=srv.url, RERANKPD_CACHE_DIR=str(tmp_path / "c"))
+    proc = subprocess.Popen([sys.executable, "-m", "rerankpd", "rank", src, "-q", "cats", "-O", "batch_size=1",
+                             "-O", "max_concurrency=1", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+    deadline = time.monotonic() + 60
+    while not srv.requests and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    return proc
+
+
+def test_ctrl_c_says_at_once_that_the_run_stops_after_the_current_request(tmp_path):
     with LoopbackRerankServer(api_key=API_KEY, latency=4.0) as srv:
-        env.update(DMXAPI_API_KEY=API_KEY, DMXAPI_BASE_URL=srv.url, RERANKPD_CACHE_DIR=str(tmp_path / "c"))
-        proc = subprocess.Popen([sys.executable, "-m", "rerankpd", "rank", src, "-q", "cats", "-O", "batch_size=1",
-                                 "-O", "max_concurrency=1", "-o", str(tmp_path / "out.csv")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = _rank_in_a_child_until_its_first_request(tmp_path, srv, "-o", str(tmp_path / "out.csv"))
         try:
-            deadline = time.monotonic() + 60
-            while not srv.requests and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.05)
             assert srv.requests, proc.stderr.read().decode()
             lines: list[tuple[float, str]] = []
             reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), line.decode())
@@ -330,16 +337,9 @@ def test_ctrl_c_says_at_once_that_the_run_stops_after_the_current_request(tmp_pa
 
 
 def test_a_second_ctrl_c_quits_at_once(tmp_path):
-    src = _csv(tmp_path, [f"cats {i}" for i in range(3)])
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     with LoopbackRerankServer(api_key=API_KEY, latency=20.0) as srv:
-        env.update(DMXAPI_API_KEY=API_KEY, DMXAPI_BASE_URL=srv.url, RERANKPD_CACHE_DIR=str(tmp_path / "c"))
-        proc = subprocess.Popen([sys.executable, "-m", "rerankpd", "rank", src, "-q", "cats", "-O", "batch_size=1",
-                                 "-O", "max_concurrency=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = _rank_in_a_child_until_its_first_request(tmp_path, srv)
         try:
-            deadline = time.monotonic() + 60
-            while not srv.requests and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.05)
             proc.send_signal(signal.SIGINT)
             time.sleep(0.5)
             started = time.monotonic()
