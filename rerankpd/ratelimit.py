@@ -332,9 +332,6 @@ class RateLimiter:
 
 #: The longest one wait for a free slot sleeps before it looks again (a release normally wakes it at once).
 POLL_SECONDS = 0.05
-#: A gate's lock is held for microseconds; one not released within this many seconds was left held by an
-#: interrupted call, and is replaced.
-LOCK_HEAL_SECONDS = 1.0
 
 
 class Slot:
@@ -392,8 +389,10 @@ class AdaptiveConcurrency:
     Interrupt-safe: the places in flight are the live :class:`Slot` objects
     (held by weak reference, counted without callbacks), so a KeyboardInterrupt
     anywhere in :meth:`acquire` or a release cannot leak a place; the state lock
-    is a plain lock taken with a timeout (one left held by an interrupted call is
-    replaced after ``LOCK_HEAL_SECONDS``), and a waiter never depends on a
+    is a C lock taken only by ``with`` (CPython checks for signals and async
+    exceptions after a call returns, so ``lock.acquire()`` followed by ``try`` can
+    be interrupted holding the lock, but nothing runs between a ``with`` statement's
+    ``__enter__`` and its protected block), and a waiter never depends on a
     notification (it looks again at least every ``POLL_SECONDS``), so no wait
     can hang.
 
@@ -455,15 +454,6 @@ class AdaptiveConcurrency:
         """Requests currently holding a slot."""
         return sum(1 for ref in list(self._holders.values()) if ref() is not None)
 
-    def _locked(self) -> threading.Lock:
-        """The state lock, acquired; release it in a ``finally``. A lock left held is replaced."""
-        lock = self._lock
-        if not lock.acquire(timeout=LOCK_HEAL_SECONDS):
-            logger.warning("adaptive concurrency: replacing a lock left held by an interrupted call")
-            lock = self._lock = threading.Lock()
-            lock.acquire()
-        return lock
-
     def _live(self) -> int:
         """Places held by live slots, forgetting slots that were dropped unreleased (call under the lock)."""
         for key in [key for key, ref in self._holders.items() if ref() is None]:
@@ -480,14 +470,11 @@ class AdaptiveConcurrency:
         """Take a slot if one is free now, else return ``None`` without waiting."""
         slot = Slot(self, self._epoch)
         try:
-            lock = self._locked()
-            try:
+            with self._lock:
                 if self._live() >= self._limit:
                     return None
                 slot._epoch = self._epoch
                 self._holders[id(slot)] = weakref.ref(slot)
-            finally:
-                lock.release()
             return slot
         except BaseException:  # interrupted after taking it: give it back
             self._release(slot)
@@ -535,19 +522,15 @@ class AdaptiveConcurrency:
             pass
 
     def _release(self, slot: Slot) -> None:
-        lock = self._locked()
-        try:
+        with self._lock:
             ref = self._holders.get(id(slot))
             if ref is not None and ref() is slot:
                 del self._holders[id(slot)]
-        finally:
-            lock.release()
         self._wake()
 
     def _on_success(self) -> None:
         raised = False
-        lock = self._locked()
-        try:
+        with self._lock:
             if self._limit >= self.max_concurrency:
                 self._successes = 0
             else:
@@ -556,22 +539,17 @@ class AdaptiveConcurrency:
                     self._limit += 1
                     self._successes = 0
                     raised = True
-        finally:
-            lock.release()
         if raised:
             logger.debug("adaptive concurrency: limit raised to %d", self._limit)
             self._wake()
 
     def _on_rate_limited(self, epoch: int) -> None:
-        lock = self._locked()
-        try:
+        with self._lock:
             self._successes = 0
             if epoch != self._epoch:
                 return  # already cut for this episode
             self._epoch += 1
             self.decreases += 1
             old, self._limit = self._limit, max(1, self._limit // 2)
-        finally:
-            lock.release()
         if old != self._limit:
             logger.info("adaptive concurrency: 429 received, limit %d -> %d", old, self._limit)
