@@ -1,14 +1,25 @@
 """The score cache: finished scores on disk, so a rerun costs nothing and an interrupted run loses nothing.
 
-Scores live in one SQLite table (:mod:`rerankpd.sqlite_store`) in ``scores-v2.sqlite3`` of a private (0700)
-directory: 32-byte keys, REAL values, nothing else. A key is the SHA-256 of the reranker's identity digest
-(provider, endpoint, model and every option that changes scores, never the API key), the query and the
-text, each field length-prefixed so no two pairs share a key. A value is a float: no JSON to parse, no
-pickle, no file to open, so a tampered cache can at worst cost a miss. A stored value that is not a finite
-REAL (NULL, text, a blob, infinity) is a miss and is overwritten by the fresh score.
+Scores live in one SQLite table (:mod:`rerankpd.sqlite_store`) in ``scores-v3.sqlite3`` of a private (0700)
+directory. Each row is one *block*: the scores of one finished request for one (reranker, query), written
+as one row when the request finishes. A row's key is the query's 16-byte block prefix and a 16-byte stamp
+(write time and a random number, so later blocks sort after earlier ones); its value is the texts' 16-byte
+hashes followed by the scores as little-endian float64. So a finished request of 100 pairs costs one short
+append, not 100 inserts at random places of a B-tree, and a query's scores are one contiguous stretch of
+the table, read in one walk.
 
-Caches made by rerankpd 0.1 (diskcache's ``cache.db``, keys without length prefixes) are ignored, never
-read; :func:`clear_cache` removes them too.
+The key of a pair (what :meth:`ScoreCache.key` returns and a block stores in two halves) is 32 bytes:
+``Q[:16]``, where ``Q = SHA-256(tag, identity digest, query)`` over the reranker's identity digest
+(provider, endpoint, model and every option that changes scores, never the API key) with each field
+length-prefixed, then BLAKE2b-128 of the text's UTF-8 (personalised for this format). No two pairs share a
+key, and a text is hashed once per run however many queries it appears under.
+
+Nothing in a row is code: no JSON to parse, no pickle, no file to open, so a tampered cache can at worst
+cost a miss. A row whose value is not a BLOB of whole (hash, score) records is ignored; a stored score that
+is not finite is a miss; when a pair is stored twice (a re-scored pair, two processes) the later block wins.
+
+Caches of earlier formats (rerankpd 0.1's diskcache ``cache.db``; ``scores-v2.sqlite3``, one row per pair)
+are ignored, never read; :func:`clear_cache` removes them too.
 
 Examples
 --------
@@ -23,19 +34,21 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
-import math
 import os
 import sqlite3
-from typing import Any, Iterable, Mapping, Sequence
+import threading
+import time
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from . import config
 from .errors import CacheError, warn_user
 from .pairs import Pairs, take_texts
-from .sqlite_store import SQLiteTable, WriteBehind, close_writer, flush_writer, hand_over
+from .sqlite_store import SQLiteTable, TableWriter, close_writer, report_failure
 
 __all__ = ["RunCache", "ScoreCache", "cache_info", "clear_cache", "identity_digest"]
 
@@ -43,22 +56,25 @@ logger = logging.getLogger(__name__)
 
 #: The file and table of the current key and value format. A change of either bumps the version in the
 #: file name: older files are left alone (never read) and :func:`clear_cache` removes them.
-SCORES_FILE = "scores-v2.sqlite3"
-SCORES_TABLE = "scores"
-#: The files of the 0.1 format (diskcache, text keys without length prefixes): ignored, removed by clear.
-LEGACY_FILES = ("cache.db", "cache.db-wal", "cache.db-shm")
+SCORES_FILE = "scores-v3.sqlite3"
+SCORES_TABLE = "score_blocks"
+#: The files of earlier formats: ignored, removed by :func:`clear_cache` (with the table they count).
+LEGACY_FILES = {"cache.db": "Cache", "scores-v2.sqlite3": "scores"}
 
-#: Only a finite REAL is a score; any other stored value is a miss (and is overwritten).
-_VALID_SCORE = "typeof(value) = 'real' AND abs(value) <= 1.7976931348623157e308"
+#: Bytes of one stored pair in a block's value: the text's hash and the score.
+_HASH_BYTES = 16
+_RECORD_BYTES = _HASH_BYTES + 8
+#: Only a BLOB of whole records is a block; any other stored value is ignored.
+_VALID_BLOCK = f"typeof(value) = 'blob' AND length(value) > 0 AND length(value) % {_RECORD_BYTES} = 0"
 
-#: Starts every key's hash input: a new key format gets a new tag (and a new file).
-_KEY_TAG = b"rerankpd score key v2\x00"
+#: Starts every query prefix's hash input; personalises every text hash: a new format gets new ones.
+_KEY_TAG = b"rerankpd score key v3\x00"
+_TEXT_PERSON = b"rerankpd text v3"
 
-#: Pairs whose keys are made and looked up at once (the writer makes the keys of what it stores itself).
-LOOKUP_CHUNK_PAIRS = 8192
-
-#: A query with at least this many pairs in a run reads its block of the table in one walk.
-_BLOCK_MIN_PAIRS = 2048
+#: Texts hashed (and pairs matched) at once while looking up a run.
+LOOKUP_CHUNK_PAIRS = 65_536
+#: Query prefixes read in one go while looking up a run.
+LOOKUP_CHUNK_QUERIES = 4096
 
 
 def identity_digest(identity: Mapping) -> str:
@@ -79,6 +95,102 @@ def _directory(directory: str | os.PathLike | None) -> str:
     return os.path.expanduser(os.fspath(directory) if directory is not None else config.cache_dir())
 
 
+def query_prefix(identity_digest: str, query: str) -> bytes:
+    """The 16 bytes every key of ``query`` under that identity starts with (its block prefix)."""
+    return hashlib.sha256(_KEY_TAG + _field(identity_digest.encode("ascii")) + _field(_encode(query))).digest()[:16]
+
+
+def text_hashes(texts: Sequence[str]) -> np.ndarray:
+    """The 16-byte hash of each text, as an ``(n, 16)`` uint8 array (BLAKE2b-128 of its UTF-8)."""
+    blake2b, person = hashlib.blake2b, _TEXT_PERSON
+    joined = b"".join([blake2b(_encode(t), digest_size=_HASH_BYTES, person=person).digest() for t in texts])
+    return np.frombuffer(joined, dtype=np.uint8).reshape(len(texts), _HASH_BYTES)
+
+
+def pair_keys(prefixes: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """32-byte keys from per-pair prefixes ``(n, 16)`` and text hashes ``(n, 16)``, as an ``S32`` array
+    (compare, sort and search it as a whole; never read single items: NumPy drops their trailing NULs)."""
+    keys = np.empty((len(hashes), 32), dtype=np.uint8)
+    keys[:, :16] = prefixes
+    keys[:, 16:] = hashes
+    return keys.view("S32").reshape(-1)
+
+
+class _Stamps:
+    """Row stamps of one writer: the write time in nanoseconds (strictly increasing within the process) and
+    a random number, so a query's blocks sort in the order they were written and two processes never write
+    the same row key."""
+
+    _lock = threading.Lock()
+    _last = 0
+
+    def __init__(self) -> None:
+        self._salt = int.from_bytes(os.urandom(8), "big")
+        self._count = itertools.count()
+
+    def __call__(self) -> bytes:
+        with _Stamps._lock:
+            now = _Stamps._last = max(time.time_ns(), _Stamps._last + 1)
+        return now.to_bytes(8, "big") + ((self._salt + next(self._count)) % (1 << 64)).to_bytes(8, "big")
+
+
+def _block_rows(prefix_of: Callable[[int], bytes], groups: np.ndarray, hashes: np.ndarray, values: Any,
+                stamp: _Stamps) -> list[tuple[bytes, bytes]]:
+    """One row per query of the pairs: ``(prefix + stamp, hashes + scores)``; non-finite scores are left out.
+
+    Pair ``i`` belongs to query ``groups[i]``, whose prefix is ``prefix_of(groups[i])``.
+    """
+    values = np.asarray(values, dtype="<f8").reshape(-1)
+    keep = np.isfinite(values)
+    if not keep.all():
+        groups, hashes, values = groups[keep], hashes[keep], values[keep]
+    if not len(values):
+        return []
+    if (groups == groups[0]).all():  # the usual request: one query
+        return [(prefix_of(int(groups[0])) + stamp(), hashes.tobytes() + values.tobytes())]
+    order = np.argsort(groups, kind="stable")
+    groups, hashes, values = groups[order], hashes[order], values[order]
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    ends = np.r_[starts[1:], len(groups)]
+    hash_bytes, value_bytes = hashes.tobytes(), values.tobytes()
+    return [(prefix_of(int(groups[a])) + stamp(),
+             hash_bytes[a * _HASH_BYTES:b * _HASH_BYTES] + value_bytes[a * 8:b * 8])
+            for a, b in zip(starts.tolist(), ends.tolist())]
+
+
+class _Found:
+    """The scores stored under some query prefixes, sorted by key for :meth:`scores_of` (later wins)."""
+
+    def __init__(self, rows: list[tuple[bytes, bytes]]) -> None:
+        rows.sort(key=lambda row: row[0])  # by prefix, then stamp: a later block after an earlier one
+        prefixes, hashes, values = [], [], []
+        for key, value in rows:
+            n = len(value) // _RECORD_BYTES
+            prefixes.append(key[:16] * n)
+            hashes.append(value[:n * _HASH_BYTES])
+            values.append(value[n * _HASH_BYTES:])
+        n_total = sum(len(v) for v in values) // 8
+        keys = pair_keys(np.frombuffer(b"".join(prefixes), np.uint8).reshape(n_total, 16),
+                         np.frombuffer(b"".join(hashes), np.uint8).reshape(n_total, _HASH_BYTES))
+        scores = np.frombuffer(b"".join(values), dtype="<f8").astype(np.float64)
+        finite = np.isfinite(scores)
+        keys, scores = keys[finite], scores[finite]
+        order = np.argsort(keys, kind="stable")
+        keys, scores = keys[order], scores[order]
+        last = np.r_[keys[1:] != keys[:-1], True] if len(keys) else np.zeros(0, bool)
+        self.keys, self.scores = keys[last], scores[last]
+
+    def scores_of(self, keys: np.ndarray) -> np.ndarray:
+        """The stored score of each of ``keys`` (an ``S32`` array), NaN where there is none."""
+        out = np.full(len(keys), np.nan)
+        if len(self.keys) and len(keys):
+            pos = np.searchsorted(self.keys, keys)
+            pos[pos == len(self.keys)] = 0
+            match = self.keys[pos] == keys
+            out[match] = self.scores[pos[match]]
+        return out
+
+
 class ScoreCache:
     """Scores of (reranker, query, text) on disk.
 
@@ -93,8 +205,9 @@ class ScoreCache:
 
     def __init__(self, directory: str | os.PathLike | None = None, *, read_only: bool = False) -> None:
         self.directory = _directory(directory)
-        self.table = SQLiteTable.open(self.directory, SCORES_FILE, SCORES_TABLE, "REAL", valid=_VALID_SCORE,
+        self.table = SQLiteTable.open(self.directory, SCORES_FILE, SCORES_TABLE, "BLOB", valid=_VALID_BLOCK,
                                       read_only=read_only)
+        self.stamp = _Stamps()  #: makes the key stamps of the blocks written through this cache
 
     def __repr__(self) -> str:
         return f"ScoreCache({self.directory!r}{', read-only' if self.read_only else ''})"
@@ -105,13 +218,8 @@ class ScoreCache:
 
     @staticmethod
     def key(identity_digest: str, query: str, text: str) -> bytes:
-        """The 32-byte key of one pair under one reranker identity.
-
-        The first 16 bytes name the (identity, query) block: ``Q = SHA-256(tag, identity digest, query)``,
-        each field preceded by its length (8 bytes, little-endian), so no choice of texts makes two pairs'
-        inputs equal. The last 16 are BLAKE2b of the text's UTF-8 keyed with the whole ``Q``. A query's
-        scores are therefore one contiguous stretch of the table, read in one sequential walk.
-        """
+        """The 32-byte key of one pair under one reranker identity: :func:`query_prefix` of the query, then
+        the text's hash (:func:`text_hashes`)."""
         return ScoreCache.keys(identity_digest, [query], [text], [0], [0])[0]
 
     @staticmethod
@@ -119,7 +227,7 @@ class ScoreCache:
              pair_group: Iterable[int], pair_text: Iterable[int]) -> list[bytes]:
         """:meth:`key` of many pairs at once (pair ``i`` is ``queries[pair_group[i]], texts[pair_text[i]]``).
 
-        Hashes each query's prefix once and copies it per text, so it costs one short hash per pair.
+        Hashes each query and each text once.
 
         Examples
         --------
@@ -127,52 +235,56 @@ class ScoreCache:
         ...     ScoreCache.key("d", "q", "b"), ScoreCache.key("d", "q", "a")]
         True
         """
-        prefixes: dict[int, Any] = {}
-        out: list[bytes] = []
-        pair_group, pair_text = _as_list(pair_group), _as_list(pair_text)
-        step = LOOKUP_CHUNK_PAIRS  # texts may be Arrow-backed: make str in chunks
-        for start in range(0, len(pair_text), step):
-            out.extend(_keys_chunk(identity_digest, queries, prefixes, pair_group[start:start + step],
-                                   take_texts(texts, pair_text[start:start + step])))
-        return out
+        groups = np.asarray(_as_list(pair_group), dtype=np.int64)
+        positions = np.asarray(_as_list(pair_text), dtype=np.int64)
+        if not len(groups):
+            return []
+        used_groups, group_at = np.unique(groups, return_inverse=True)
+        used_texts, text_at = np.unique(positions, return_inverse=True)
+        prefixes = np.frombuffer(b"".join(query_prefix(identity_digest, queries[g]) for g in used_groups.tolist()),
+                                 np.uint8).reshape(-1, 16)
+        hashes = text_hashes(take_texts(texts, used_texts))
+        joined = pair_keys(prefixes[group_at], hashes[text_at]).tobytes()
+        return [joined[i:i + 32] for i in range(0, len(joined), 32)]
 
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, float]:
-        """The cached scores of those keys that are present and valid (finite REAL values).
+        """The cached scores of those of ``keys`` (32 bytes each) that are present and finite."""
+        keys = [k for k in keys if len(k) == 32]
+        if not keys:
+            return {}
+        found = self.read(sorted({k[:16] for k in keys}))
+        scores = found.scores_of(np.frombuffer(b"".join(keys), dtype="S32"))
+        return {k: float(v) for k, v in zip(keys, scores.tolist()) if v == v}
 
-        Keys are read in large sorted batches, one SQL query per batch.
-        """
-        return self.table.get_many(keys)
-
-    def block(self, prefix: bytes, max_rows: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Every valid score whose key starts with the 16-byte ``prefix`` (one query's block), in key order:
-        ``(high, low, values)`` where ``high`` and ``low`` are the key's last 16 bytes as two unsigned
-        integers (so the block is sorted by ``high``). None when it holds more than ``max_rows`` scores."""
-        end = _block_end(prefix)
-        if max_rows is not None and self.table.count_range(prefix, end) > max_rows:
-            return None
-        tails, value_parts = [_key_tails(b"")], [np.empty(0)]
-        for rows in self.table.scan_range(prefix, end):
-            keys, values = zip(*rows)
-            tails.append(_key_tails(b"".join(keys)))
-            value_parts.append(np.fromiter(values, dtype=np.float64, count=len(values)))
-        tail = np.concatenate(tails)
-        return tail["high"].astype(np.uint64), tail["low"].astype(np.uint64), np.concatenate(value_parts)
+    def read(self, prefixes: Sequence[bytes]) -> _Found:
+        """Every stored score of the queries with those 16-byte prefixes."""
+        return _Found(self.table.scan_prefixes(prefixes))
 
     def set_many(self, scores: Mapping[bytes, float]) -> None:
         """Store scores now, in one transaction (a run writes through :class:`RunCache` instead)."""
-        if scores:
-            self.table.put_many([(key, float(score)) for key, score in scores.items()])
+        if not scores:
+            return
+        keys = list(scores)
+        values = np.array([float(scores[k]) for k in keys])
+        prefixes = sorted({k[:16] for k in keys})
+        number = {p: i for i, p in enumerate(prefixes)}
+        groups = np.array([number[k[:16]] for k in keys], dtype=np.int64)
+        hashes = np.frombuffer(b"".join(k[16:] for k in keys), np.uint8).reshape(len(keys), _HASH_BYTES)
+        self.table.put_many(_block_rows(prefixes.__getitem__, groups, hashes, values, self.stamp))
 
     def __len__(self) -> int:
-        return len(self.table)
+        """How many scores are stored (a pair stored twice counts twice)."""
+        return self.table.value_bytes() // _RECORD_BYTES
 
     def volume(self) -> int:
         """Bytes the score table takes on disk (its database, WAL and shared-memory files)."""
         return sum(_size(self.table.path + suffix) for suffix in ("", "-wal", "-shm"))
 
     def clear(self) -> int:
-        """Remove every entry; returns how many there were."""
-        return self.table.clear()
+        """Remove every entry; returns how many scores there were."""
+        count = len(self)
+        self.table.clear()
+        return count
 
     def close(self) -> None:
         self.table.close()
@@ -182,40 +294,6 @@ class ScoreCache:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def query_block(identity_digest: str, query: str) -> tuple[bytes, bytes]:
-    """``(Q, Q[:16])``: the digest keying a query's texts and the prefix its keys share."""
-    digest = hashlib.sha256(_KEY_TAG + _field(identity_digest.encode("ascii")) + _field(_encode(query))).digest()
-    return digest, digest[:16]
-
-
-#: A 32-byte key as its block prefix and its text part read as two big-endian integers (key order).
-_KEY_LAYOUT = np.dtype([("block", "S16"), ("high", ">u8"), ("low", ">u8")])
-
-
-def _key_tails(joined: bytes) -> np.ndarray:
-    """Concatenated 32-byte keys as an array of :data:`_KEY_LAYOUT` records."""
-    return np.frombuffer(joined, dtype=_KEY_LAYOUT)
-
-
-def _block_end(prefix: bytes) -> bytes | None:
-    """The smallest 16-byte string above every key starting with ``prefix`` (None: there is none)."""
-    value = int.from_bytes(prefix, "big") + 1
-    return value.to_bytes(16, "big") if value < 1 << 128 else None
-
-
-def _keys_chunk(identity_digest: str, queries: Sequence[str], prefixes: dict, groups: list[int],
-                texts: list[str]) -> list[bytes]:
-    blake2b = hashlib.blake2b
-    out: list[bytes] = []
-    append = out.append
-    for g, text in zip(groups, texts):
-        block = prefixes.get(g)
-        if block is None:
-            block = prefixes[g] = query_block(identity_digest, queries[g])
-        append(block[1] + blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16, key=block[0]).digest())
-    return out
 
 
 def _as_list(values: Iterable[int]) -> list[int]:
@@ -288,22 +366,23 @@ def clear_cache(directory: str | os.PathLike | None = None) -> int:
 
 
 def _remove_legacy(directory: str) -> int:
-    legacy = os.path.join(directory, LEGACY_FILES[0])
-    if not os.path.exists(legacy):
-        return 0
+    """Remove the files of earlier cache formats; returns how many entries their tables held."""
     count = 0
-    try:
-        con = sqlite3.connect(f"file:{legacy}?mode=ro", uri=True)
+    for filename, table in LEGACY_FILES.items():
+        legacy = os.path.join(directory, filename)
+        if not os.path.exists(legacy):
+            continue
         try:
-            count = con.execute("SELECT COUNT(*) FROM Cache").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        pass  # unreadable: removed all the same
-    for name in LEGACY_FILES:
-        path = os.path.join(directory, name)
-        if os.path.exists(path):
-            os.remove(path)
+            con = sqlite3.connect(f"file:{legacy}?mode=ro", uri=True)
+            try:
+                count += con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error:
+            pass  # unreadable: removed all the same
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(legacy + suffix):
+                os.remove(legacy + suffix)
     return count
 
 
@@ -311,11 +390,11 @@ class RunCache:
     """The score cache as one run sees it: best effort, and the pipeline's only door to it.
 
     Opening, reading and writing never fail a run, and the pipeline only calls :meth:`open`,
-    :meth:`lookup`, :meth:`store` and :meth:`close`. Finished scores go to one writer thread
-    (:class:`rerankpd.sqlite_store.WriteBehind`) that commits them within milliseconds in bulk
-    transactions; :meth:`close` (on success, error and Ctrl-C alike) waits until all are written. A cache
-    that cannot be written (read-only, full disk, deleted mid-run, locked by another process) is still
-    read; the run warns once, at the user's line, that new scores will not be kept.
+    :meth:`lookup`, :meth:`store`, :meth:`report` and :meth:`close`. Each finished request is written as
+    one block per query, committed before :meth:`store` returns; :meth:`close` (on success, error and
+    Ctrl-C alike) releases SQLite. A cache that cannot be written (read-only, full disk,
+    deleted mid-run, locked by another process) is still read; the run warns once, at the user's line,
+    that new scores will not be kept.
 
     Parameters
     ----------
@@ -330,7 +409,10 @@ class RunCache:
         self.directory = scores.directory
         self._digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
         self._pairs: Pairs | None = None
-        self._writer = None if scores.read_only else WriteBehind(scores.table, self._rows)
+        self._prefixes: dict[int, bytes] = {}  # query number -> its block prefix, made once per run
+        self._hashes: np.ndarray | None = None  # every text's hash, when the lookup made them
+        self._stamp = scores.stamp
+        self._writer = None if scores.read_only else TableWriter(scores.table, self._rows)
         self._warned = False
 
     @classmethod
@@ -354,88 +436,84 @@ class RunCache:
     def active(self) -> bool:
         return self._scores is not None
 
+    def _prefix(self, group: int) -> bytes:
+        prefix = self._prefixes.get(group)
+        if prefix is None:
+            prefix = self._prefixes[group] = query_prefix(self._digest, self._pairs.queries[group])
+        return prefix
+
     def lookup(self, pairs: Pairs, scores: np.ndarray) -> int:
         """Fill ``scores[i]`` for every cached pair ``i`` of ``pairs``; returns how many were found.
 
-        Works in chunks of :data:`LOOKUP_CHUNK_PAIRS` pairs and keeps no keys (the writer thread makes the
-        keys of the pairs it stores). A query with many pairs reads its whole block of the table in one
-        sequential walk (once, kept as compact arrays until its last pair is looked up) and matches keys
-        with a binary search; the other pairs are read by key in sorted batches. An empty cache is not
+        Hashes every distinct text once (kept for :meth:`store`), then reads the stored blocks of a few
+        thousand queries at a time and matches their pairs with one binary search. An empty cache is not
         read at all.
         """
+        self._pairs, self._prefixes, self._hashes = pairs, {}, None
         found_count = 0
-        self._pairs = pairs
         try:
-            if self._scores is None or self._scores.table.is_empty():
+            if self._scores is None or not pairs.n_pairs:
                 return 0
-            groups_all = np.asarray(pairs.pair_group)
-            sizes = np.bincount(groups_all, minlength=len(pairs.queries)) if pairs.n_pairs else np.zeros(0, int)
-            left = sizes.copy()
-            blocks: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
-            for start in range(0, pairs.n_pairs, LOOKUP_CHUNK_PAIRS):
-                stop = min(start + LOOKUP_CHUNK_PAIRS, pairs.n_pairs)
-                groups = groups_all[start:stop]
-                keys = ScoreCache.keys(self._digest, pairs.queries, pairs.texts, groups, pairs.pair_text[start:stop])
-                values = self._read(keys, groups, sizes, blocks)
+            if self._scores.table.is_empty():
+                return 0  # nothing to read; store() hashes each request's texts as it finishes
+            # every text's hash, in bulk: what the lookup matches, kept for store()
+            hashes = np.empty((len(pairs.texts), _HASH_BYTES), dtype=np.uint8)
+            for start in range(0, len(pairs.texts), LOOKUP_CHUNK_PAIRS):  # texts may be Arrow-backed
+                stop = min(start + LOOKUP_CHUNK_PAIRS, len(pairs.texts))
+                hashes[start:stop] = text_hashes(take_texts(pairs.texts, np.arange(start, stop)))
+            self._hashes = hashes
+            order = np.argsort(np.asarray(pairs.pair_group, dtype=np.int64), kind="stable")
+            groups = np.asarray(pairs.pair_group, dtype=np.int64)[order]
+            starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+            sizes = np.diff(np.r_[starts, len(groups)])
+            chunk = np.maximum((np.cumsum(sizes) - sizes) // LOOKUP_CHUNK_PAIRS,
+                               np.arange(len(starts)) // LOOKUP_CHUNK_QUERIES)
+            edges = np.r_[np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]), len(starts)]
+            for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
+                prefixes = [self._prefix(g) for g in groups[starts[a:b]].tolist()]
+                stored = self._read(prefixes)
+                if stored is None:
+                    break
+                ids = order[starts[a]:starts[b] if b < len(starts) else len(order)]
+                want = pair_keys(np.repeat(np.frombuffer(b"".join(prefixes), np.uint8).reshape(-1, 16),
+                                           sizes[a:b], axis=0), hashes[pairs.pair_text[ids]])
+                values = stored.scores_of(want)
                 hit = ~np.isnan(values)
-                scores[start:stop][hit] = values[hit]
+                scores[ids[hit]] = values[hit]
                 found_count += int(hit.sum())
-                done, counts = np.unique(groups, return_counts=True)
-                left[done] -= counts
-                for g in done[left[done] == 0].tolist():
-                    blocks.pop(g, None)  # the query's last pair is looked up: free its block
         except BaseException:  # Ctrl-C while reading a large cache: do not leave SQLite open
             self.close()
             raise
         return found_count
 
-    def _read(self, keys: list[bytes], groups: np.ndarray, sizes: np.ndarray, blocks: dict) -> np.ndarray:
-        """The cached scores of ``keys`` (NaN where missing)."""
-        values = np.full(len(keys), np.nan)
-        if self._scores is None:
-            return values
+    def _read(self, prefixes: list[bytes]) -> _Found | None:
+        """The stored scores of those queries; None (after one warning) when the cache cannot be read."""
         try:
-            by_key = np.flatnonzero(sizes[groups] < _BLOCK_MIN_PAIRS)
-            for g in np.unique(groups[sizes[groups] >= _BLOCK_MIN_PAIRS]).tolist():
-                at = np.flatnonzero(groups == g)
-                if g not in blocks:
-                    blocks[g] = self._scores.block(keys[at[0]][:16], max_rows=4 * int(sizes[g]) + _BLOCK_MIN_PAIRS)
-                block = blocks[g]
-                if block is None:  # the block is much larger than this run needs: read by key
-                    by_key = np.concatenate([by_key, at])
-                elif len(block[0]):
-                    block_high, block_low, block_values = block
-                    want = _key_tails(b"".join([keys[i] for i in at.tolist()]))
-                    pos = np.searchsorted(block_high, want["high"])
-                    pos[pos == len(block_high)] = 0
-                    match = (block_high[pos] == want["high"]) & (block_low[pos] == want["low"])
-                    values[at[match]] = block_values[pos[match]]
-            if len(by_key):
-                found = self._scores.get_many([keys[i] for i in by_key.tolist()])
-                if found:
-                    for i in by_key.tolist():
-                        score = found.get(keys[i])
-                        if score is not None:
-                            values[i] = score
-            return values
+            return self._scores.read(prefixes)
         except (OSError, sqlite3.Error) as exc:
             self._warn(f"rerankpd: the score cache at {self.directory} could not be read ({exc}); "
                        "scoring without it")
             self.close()
-            return np.full(len(keys), np.nan)
+            return None
 
-    def store(self, pair_ids: Sequence[int], values: Sequence[float]) -> None:
+    def store(self, pair_ids: Sequence[int], values: Sequence[float], texts: Sequence[str] | None = None) -> None:
         """Write the scores of one finished request (pairs numbered as in :meth:`lookup`) before returning.
 
-        The writer thread makes the keys and commits; this waits for that commit, so the pipeline sends no
-        further request before a finished one is on disk: a killed process loses at most its requests in
-        flight (the answers it already had are never only in a queue).
+        One short row per query of the request (its texts' hashes and scores), committed in the calling
+        thread: the scheduler calls this in the thread that ran the request, before the next request is
+        sent, so a killed process loses at most its requests in flight (the answers it already had are
+        never only in memory). ``texts`` are the request's documents when the caller has them (the pairs'
+        texts, in order: saves looking them up). Any thread may call it; it never warns (:meth:`report`
+        does, in the user's thread). An interrupt inside the write loses that one request's scores at most.
         """
-        hand_over(self._writer, self._scores, (pair_ids, values), self._warn_not_written, wait=True)
+        writer = self._writer
+        if writer is not None:
+            writer.write((pair_ids, values, texts))
 
-    def flush(self) -> None:
-        """Wait until every score handed to :meth:`store` so far is on disk (or writing has failed)."""
-        flush_writer(self._writer, self._warn_not_written)
+    def report(self) -> None:
+        """Warn once, at the user's line, when finished scores are not being kept (call it in the user's
+        thread after :meth:`store`)."""
+        report_failure(self._writer, self._scores, self._warn_not_written)
 
     def close(self) -> None:
         """Write every score handed over, then release SQLite (waits at most a bounded time)."""
@@ -447,15 +525,17 @@ class RunCache:
                 self._scores.close()
                 self._scores = None
 
-    def _rows(self, item: tuple[Sequence[int], Sequence[float]]) -> list[tuple[bytes, float]]:
-        """In the writer thread: the (key, score) rows of one finished request (its keys are made here,
-        off the scoring thread)."""
-        pair_ids, values = item
+    def _rows(self, item: tuple) -> list[tuple[bytes, bytes]]:
+        """The block rows of one finished request (its texts' hashes are the lookup's, or made here)."""
+        pair_ids, values, texts = item
         pairs = self._pairs
         ids = np.asarray(pair_ids, dtype=np.int64)
-        keys = ScoreCache.keys(self._digest, pairs.queries, pairs.texts, pairs.pair_group[ids], pairs.pair_text[ids])
-        values = values.tolist() if hasattr(values, "tolist") else list(values)
-        return [(key, v) for key, v in zip(keys, values) if math.isfinite(v)]
+        if self._hashes is not None:
+            hashes = self._hashes[pairs.pair_text[ids]]
+        else:
+            hashes = text_hashes(texts if texts is not None else take_texts(pairs.texts, pairs.pair_text[ids]))
+        groups = np.asarray(pairs.pair_group[ids], dtype=np.int64)
+        return _block_rows(self._prefix, groups, hashes, values, self._stamp)
 
     def _warn_not_written(self, reason: str) -> None:
         self._warn(f"rerankpd: the score cache at {self.directory} could not be written ({reason}); scoring "

@@ -102,7 +102,8 @@ def score_in_batches(run: Run, progress: Any, cancel: threading.Event | None,
     counter = Progress(run.spec.name, run.to_score, run.from_cache, progress, on_progress)
     try:
         outcome = run_requests(run.reranker, run.requests_to_send(), name=run.spec.name,
-                               max_in_flight=run.spec.max_concurrency, callbacks=(run.record, run.store, counter),
+                               max_in_flight=run.spec.max_concurrency,
+                               callbacks=(run.record, run.report_cache, counter), on_scored=run.store,
                                cancel=cancel, stop_on_error=run.errors == "raise")
     finally:
         counter.close()

@@ -31,7 +31,7 @@ from .chunking import ChunkPlan, plan_chunks
 from .columns import text_cells
 from .errors import warn_user
 from .pairs import Pairs, build_pairs, plan_batches, take_texts
-from .rerankers.base import RerankerSpec, describe
+from .rerankers.base import BatchResult, RerankerSpec, describe
 from .scheduler import Finished, Request
 
 __all__ = ["Run", "plan_run"]
@@ -108,10 +108,17 @@ class Run:
         self.sent += len(batch)
         self.usage.update(finished.result.usage)
 
-    def store(self, finished: Finished) -> None:
-        """A scheduler callback: write a finished request's scores to the cache at once."""
+    def store(self, request: Request, result: BatchResult) -> None:
+        """Write a request's scores to the cache as soon as it succeeds, in the thread that ran it (the
+        scheduler's ``on_scored``): before the next request is sent, without the calling thread waiting."""
+        if self.cache is not None:
+            self.cache.store(request.key, result.scores, request.documents)
+
+    def report_cache(self, finished: Finished) -> None:
+        """A scheduler callback (in the calling thread): warn once, at the user's line, when finished scores
+        cannot be kept."""
         if finished.ok and self.cache is not None:
-            self.cache.store(finished.request.key, finished.result.scores)
+            self.cache.report()
 
 
 def plan_run(df: pd.DataFrame, query: str | None, column: Any, query_column: Any, reranker: Any,

@@ -8,6 +8,9 @@ pipeline stores scores, writes the cache and moves the progress bar from there.
 The rules it keeps:
 
 - ``max_in_flight=1`` scores in the calling thread (no hand-off to a worker thread per request).
+- ``on_scored`` runs in the thread that ran a request, right after it succeeded and before its place is
+  given to the next request: what it does (the pipeline writes the scores to the cache) is done before
+  any further request is sent, without the calling thread waiting for it.
 - The first failure stops new requests when ``stop_on_error`` (the pipeline's ``errors="raise"``); the
   requests already in flight still finish and are reported.
 - ``cancel`` (a :class:`threading.Event`) stops new requests once set; a :class:`~rerankpd.Reranker` gets it
@@ -117,8 +120,12 @@ def _finished(request: Request, call: Callable[[], BatchResult]) -> Finished:
 
 def run_requests(reranker: Any, requests: Iterable[Request], *, name: str, max_in_flight: int = 1,
                  callbacks: Sequence[Callback] = (), cancel: threading.Event | None = None,
-                 stop_on_error: bool = True) -> Outcome:
+                 stop_on_error: bool = True,
+                 on_scored: Callable[[Request, BatchResult], None] | None = None) -> Outcome:
     """Send ``requests`` to ``reranker``, up to ``max_in_flight`` at once, reporting each to ``callbacks``.
+
+    ``on_scored(request, result)`` is called in the thread that ran each successful request, before the
+    request counts as finished (it must not raise).
 
     Returns an :class:`Outcome`; raises only what interrupts it (Ctrl-C, a failing callback), after the
     requests in flight have been waited for and reported.
@@ -139,13 +146,19 @@ def run_requests(reranker: Any, requests: Iterable[Request], *, name: str, max_i
     def stopping() -> bool:
         return state["error"] is not None or cancel.is_set()
 
+    def call(request: Request) -> BatchResult:
+        result = score_request(reranker, name, request.query, request.documents)
+        if on_scored is not None:
+            on_scored(request, result)
+        return result
+
     if isinstance(reranker, Reranker):
         reranker.bind_cancel(cancel)
     try:
         if max_in_flight <= 1:
-            _one_at_a_time(reranker, name, todo, report, stopping)
+            _one_at_a_time(call, todo, report, stopping)
         else:
-            _in_flight(reranker, name, todo, report, stopping, max_in_flight, cancel)
+            _in_flight(call, todo, report, stopping, max_in_flight, cancel)
     finally:
         if isinstance(reranker, Reranker):
             reranker.bind_cancel(None)
@@ -153,16 +166,16 @@ def run_requests(reranker: Any, requests: Iterable[Request], *, name: str, max_i
     return Outcome(state["error"], cancelled, state["finished"])
 
 
-def _one_at_a_time(reranker, name, todo, report, stopping) -> None:
+def _one_at_a_time(call, todo, report, stopping) -> None:
     """Score in the calling thread: no worker thread, no hand-off per request."""
     while not stopping():
         request = next(todo, None)
         if request is None:
             return
-        report(_finished(request, lambda: score_request(reranker, name, request.query, request.documents)))
+        report(_finished(request, lambda: call(request)))
 
 
-def _in_flight(reranker, name, todo, report, stopping, max_in_flight: int, cancel: threading.Event) -> None:
+def _in_flight(call, todo, report, stopping, max_in_flight: int, cancel: threading.Event) -> None:
     """Keep up to ``max_in_flight`` requests in worker threads; report each as it finishes."""
     pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="rerankpd")
     pending: dict[Future, Request] = {}
@@ -170,7 +183,7 @@ def _in_flight(reranker, name, todo, report, stopping, max_in_flight: int, cance
     def submit() -> bool:
         request = next(todo, None)
         if request is not None:
-            pending[pool.submit(score_request, reranker, name, request.query, request.documents)] = request
+            pending[pool.submit(call, request)] = request
         return request is not None
 
     try:

@@ -13,12 +13,13 @@ stdlib :mod:`sqlite3` and nothing else:
 - opened read-write when it can be, else read-only: a cache on a read-only directory, a read-only mount or
   a full disk still serves what it holds;
 - reads go in large sorted batches (one ``IN (...)`` query per batch);
-- writes go through :class:`WriteBehind`, one writer thread that commits whatever has queued in one
-  ``executemany`` transaction: never on the caller's thread, so a Ctrl-C (which Python delivers to the main
-  thread only) can never land inside a transaction.
+- writes go through a :class:`TableWriter` (committed in the caller's thread before it goes on: the score
+  cache, one short row per finished request) or a :class:`WriteBehind` (one writer thread that commits
+  whatever has queued in one transaction: the embedding cache); both share one failure policy, and a
+  transaction an interrupt cuts short is rolled back (or, left open, rolled back when the connection is
+  reopened).
 
-Nothing here raises into a run: :class:`WriteBehind` records the first failure as a sentence the owner
-shows once.
+Nothing here raises into a run: a writer records the first failure as a sentence the owner shows once.
 
 Examples
 --------
@@ -37,9 +38,10 @@ import queue
 import sqlite3
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-__all__ = ["CLOSE_TIMEOUT", "SQLiteTable", "WriteBehind", "close_writer", "flush_writer", "hand_over", "is_busy"]
+__all__ = ["CLOSE_TIMEOUT", "SQLiteTable", "TableWriter", "WriteBehind", "close_writer", "flush_writer", "hand_over",
+           "is_busy", "report_failure"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,9 @@ OPEN_RETRY_SECONDS = 2.0
 #: Keys per read query (sorted, so each query walks one stretch of the B-tree); SQLite before 3.32 allows
 #: 999 bound variables per statement, later versions 32766.
 READ_CHUNK = 30_000 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+#: Rows per INSERT statement (two bound variables each).
+INSERT_ROWS = READ_CHUNK // 2
 
 #: SQLite page cache per connection, in KiB (negative cache_size is KiB), and no memory map: a large
 #: cached rerun's peak memory stays a small multiple of the frame's own.
@@ -81,7 +86,7 @@ class SQLiteTable:
         self._identity = _file_identity(path)
         self._valid = f"({valid}) AND " if valid else ""
         self._select = f"SELECT key, value FROM {table} WHERE {self._valid}key IN "
-        self._insert = f"INSERT OR REPLACE INTO {table} (key, value) VALUES (?, ?)"
+        self._insert = f"INSERT OR REPLACE INTO {table} (key, value) VALUES "
 
     def __repr__(self) -> str:
         return f"SQLiteTable({self.path!r}, {self.table!r}{', read-only' if self.read_only else ''})"
@@ -130,28 +135,35 @@ class SQLiteTable:
                 found.update(con.execute(self._select + _placeholders(len(chunk)), chunk).fetchall())
         return found
 
-    def count_range(self, low: bytes, high: bytes | None) -> int:
-        """How many valid rows have ``low <= key < high`` (no upper bound when ``high`` is None)."""
-        where, args = _range(low, high)
+    def scan_prefixes(self, prefixes: Sequence[bytes]) -> list[tuple[bytes, Any]]:
+        """The valid rows whose key starts with one of ``prefixes`` (all of one length), in no set order.
+
+        One statement per :data:`READ_CHUNK` // 2 prefixes: each prefix is a range of the primary key, and
+        SQLite seeks each range in turn.
+        """
+        found: list[tuple[bytes, Any]] = []
+        step = max(1, READ_CHUNK // 2)
+        with self._lock:
+            con = self._connection()
+            for start in range(0, len(prefixes), step):
+                ranges = [(p, _prefix_end(p)) for p in prefixes[start:start + step]]
+                bounded = [r for r in ranges if r[1] is not None]
+                if bounded:
+                    values = ",".join(["(?,?)"] * len(bounded))
+                    found.extend(con.execute(
+                        f"WITH wanted(low, high) AS (VALUES {values}) SELECT t.key, t.value FROM wanted "
+                        f"CROSS JOIN {self.table} AS t WHERE {self._valid}t.key >= wanted.low AND t.key < wanted.high",
+                        [bound for r in bounded for bound in r]).fetchall())
+                for low, _ in (r for r in ranges if r[1] is None):  # a prefix of only 0xFF bytes
+                    found.extend(con.execute(f"SELECT key, value FROM {self.table} WHERE {self._valid}key >= ?",
+                                             (low,)).fetchall())
+        return found
+
+    def value_bytes(self) -> int:
+        """Total length of the valid values (for BLOB values: how many bytes of data the table holds)."""
         with self._lock:
             return self._connection().execute(
-                f"SELECT COUNT(*) FROM {self.table} WHERE {self._valid}{where}", args).fetchone()[0]
-
-    def scan_range(self, low: bytes, high: bytes | None, batch: int = 8192) -> Iterator[list[tuple[bytes, Any]]]:
-        """The valid rows with ``low <= key < high`` in key order, ``batch`` rows at a time (one sequential
-        walk of the B-tree: the fast way to read a block of keys that share a prefix)."""
-        where, args = _range(low, high)
-        with self._lock:
-            cursor = self._connection().execute(
-                f"SELECT key, value FROM {self.table} WHERE {self._valid}{where} ORDER BY key", args)
-            try:
-                while True:
-                    rows = cursor.fetchmany(batch)
-                    if not rows:
-                        return
-                    yield rows
-            finally:
-                cursor.close()
+                f"SELECT COALESCE(SUM(length(value)), 0) FROM {self.table} WHERE {self._valid}1").fetchone()[0]
 
     def is_empty(self) -> bool:
         with self._lock:
@@ -163,13 +175,28 @@ class SQLiteTable:
 
     # ------------------------------------------------------------------------------------- writing
     def put_many(self, rows: Iterable[tuple[bytes, Any]]) -> None:
-        """Write rows in one transaction (rolled back, never left open, if anything fails)."""
+        """Write rows in one transaction (rolled back, never left open, if anything fails).
+
+        Up to :data:`INSERT_ROWS` rows go in one multi-row INSERT, a transaction of its own: one call into
+        SQLite, so a writer gives up the GIL (and waits to take it back) once, not once per row and per
+        BEGIN and COMMIT.
+        """
+        rows = rows if isinstance(rows, list) else list(rows)
+        if not rows:
+            return
         with self._lock:
             con = self._connection()
             self._check_file()
+            if con.in_transaction:  # left open by an interrupted write: undo it, or it would swallow this one
+                con.execute("ROLLBACK")
+            if len(rows) <= INSERT_ROWS:
+                con.execute(self._insert + ",".join(["(?,?)"] * len(rows)), [v for row in rows for v in row])
+                return
             try:
                 con.execute("BEGIN IMMEDIATE")
-                con.executemany(self._insert, rows)
+                for start in range(0, len(rows), INSERT_ROWS):
+                    chunk = rows[start:start + INSERT_ROWS]
+                    con.execute(self._insert + ",".join(["(?,?)"] * len(chunk)), [v for row in chunk for v in row])
                 con.execute("COMMIT")
             except BaseException:
                 if con.in_transaction:
@@ -191,8 +218,10 @@ class SQLiteTable:
         return removed
 
     def reopen(self) -> None:
-        """Drop the connection (rolling back anything open) and open a fresh one on the same file."""
+        """Drop the connection (rolling back anything open) and open a fresh one on the same file; a
+        closed table stays closed."""
         with self._lock:
+            self._connection()  # raises when closed
             if self._con is not None:
                 try:
                     if self._con.in_transaction:
@@ -219,10 +248,10 @@ class SQLiteTable:
                 self._con = None
 
 
-def _range(low: bytes, high: bytes | None) -> tuple[str, tuple]:
-    if high is None:
-        return "key >= ?", (low,)
-    return "key >= ? AND key < ?", (low, high)
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest string of ``len(prefix)`` bytes above every key starting with ``prefix`` (None: none)."""
+    value = int.from_bytes(prefix, "big") + 1
+    return value.to_bytes(len(prefix), "big") if value < 1 << (8 * len(prefix)) else None
 
 
 def _writable(directory: str, path: str) -> bool:
@@ -332,21 +361,26 @@ CLOSE_TIMEOUT = 120.0
 READ_ONLY = "it is read-only: a read-only directory or mount, or a full disk"
 
 
-def hand_over(writer: "WriteBehind | None", table: SQLiteTable | None, item: Any,
-              report: Callable[[str], None], *, wait: bool = False) -> None:
-    """Give ``item`` to ``writer`` (and wait for its commit when ``wait``); ``report`` why it cannot be
-    written: the writer's failure, or a table opened read-only. The one policy of both caches."""
+def hand_over(writer: "TableWriter | None", table: SQLiteTable | None, item: Any,
+              report: Callable[[str], None]) -> None:
+    """Give ``item`` to ``writer`` (a :class:`WriteBehind` queues it for its thread, a :class:`TableWriter`
+    commits it before returning), then :func:`report_failure`. The one policy of both caches."""
     if writer is not None:
-        writer.put(item)  # one call: a Ctrl-C lands before or after it, never inside
-        if wait:
-            writer.flush(CLOSE_TIMEOUT)
+        writer.write(item)  # queued in one call: a Ctrl-C lands before or after it, never inside
+    report_failure(writer, table, report)
+
+
+def report_failure(writer: "TableWriter | None", table: SQLiteTable | None, report: Callable[[str], None]) -> None:
+    """``report`` why what is handed to ``writer`` is not kept: the writer's failure, or ``table`` having
+    been opened read-only (no writer)."""
+    if writer is not None:
         if writer.failure is not None:
             report(writer.failure)
     elif table is not None:
         report(READ_ONLY)
 
 
-def flush_writer(writer: "WriteBehind | None", report: Callable[[str], None]) -> None:
+def flush_writer(writer: "TableWriter | None", report: Callable[[str], None]) -> None:
     """Wait until everything handed to ``writer`` so far is committed; ``report`` a failure."""
     if writer is not None:
         writer.flush(CLOSE_TIMEOUT)
@@ -354,7 +388,7 @@ def flush_writer(writer: "WriteBehind | None", report: Callable[[str], None]) ->
             report(writer.failure)
 
 
-def close_writer(writer: "WriteBehind | None", report: Callable[[str], None]) -> None:
+def close_writer(writer: "TableWriter | None", report: Callable[[str], None]) -> None:
     """Write what ``writer`` holds and stop it, waiting at most :data:`CLOSE_TIMEOUT`; ``report`` a failure."""
     if writer is None:
         return
@@ -364,20 +398,22 @@ def close_writer(writer: "WriteBehind | None", report: Callable[[str], None]) ->
         report(writer.failure)
 
 
-class WriteBehind:
-    """One writer thread in front of a :class:`SQLiteTable`: :meth:`put` hands rows over and returns at once.
+class TableWriter:
+    """Writes items to a :class:`SQLiteTable` in the calling thread: :meth:`write` returns once committed.
+    Several threads may write at once (the table serialises them).
 
-    The thread takes everything queued, writes it in one transaction, and repeats; with a slow source each
-    put is committed within milliseconds, with a fast one the transactions grow. The first failure stops
-    writing (the rows are dropped, not retried forever); :attr:`failure` says what went wrong in a sentence.
+    For a caller that must not go on before its rows are on disk, when a write is cheap (the score cache
+    writes one row per finished request: handing it to a thread and waiting cost more than the write). The
+    first failure stops writing (the rows are dropped, not retried forever); :attr:`failure` says what went
+    wrong in a sentence.
 
     Parameters
     ----------
     table
         Where the rows go. Must not be read-only.
     prepare
-        Called in the writer thread on each queued item; returns the rows to write. Lets the caller hand
-        over whatever is cheapest to hand over (the score cache hands over pair numbers and scores).
+        Called on each item; returns the rows to write. Lets the caller hand over whatever is cheapest to
+        hand over (the score cache hands over pair numbers and scores).
     """
 
     def __init__(self, table: SQLiteTable, prepare: Callable[[Any], Iterable[tuple[bytes, Any]]]) -> None:
@@ -385,17 +421,80 @@ class WriteBehind:
         self.failure: str | None = None
         self.written = 0  # rows committed
         self.transactions = 0  # transactions committed
-        self.busy_seconds = 0.0  # CPU seconds the writer thread spent
+        self.busy_seconds = 0.0  # CPU seconds spent writing
         self._prepare = prepare
+
+    def write(self, item: Any) -> None:
+        """Prepare and commit ``item`` now (nothing once writing has failed)."""
+        if self.failure is None:
+            rows = self._rows([item])
+            if rows and self.failure is None:
+                self._write(rows)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Everything written is already committed."""
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        return True
+
+    def _rows(self, items: list) -> list:
+        rows: list = []
+        for item in items:
+            try:
+                rows.extend(self._prepare(item))
+            except Exception as exc:  # noqa: BLE001 - a bug here must not break the run
+                self._fail(f"its rows could not be prepared ({type(exc).__name__}: {exc})")
+                return []
+        return rows
+
+    def _write(self, rows: list) -> None:
+        for attempt in (1, 2):
+            try:
+                started = time.thread_time()
+                self.table.put_many(rows)
+                self.busy_seconds += time.thread_time() - started
+                self.written += len(rows)
+                self.transactions += 1
+                return
+            except (OSError, sqlite3.Error) as exc:
+                if is_busy(exc):
+                    return self._fail(f"it is locked by another process ({exc})")
+                if isinstance(exc, OSError) or attempt == 2:
+                    return self._fail(str(exc))
+                logger.info("cache write failed (%s); reopening %s and trying once more", exc, self.table.path)
+                try:
+                    self.table.reopen()  # a connection left in a bad state: roll back, reopen, write again
+                except (OSError, sqlite3.Error) as reopen_exc:
+                    return self._fail(str(reopen_exc))
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+            logger.info("cache writes stopped: %s", reason)
+
+
+class WriteBehind(TableWriter):
+    """One writer thread in front of a :class:`SQLiteTable`: :meth:`write` hands an item over and returns
+    at once.
+
+    The thread takes everything queued, writes it in one transaction, and repeats; with a slow source each
+    item is committed within milliseconds, with a fast one the transactions grow. Same failure policy as
+    :class:`TableWriter`.
+    """
+
+    def __init__(self, table: SQLiteTable, prepare: Callable[[Any], Iterable[tuple[bytes, Any]]]) -> None:
+        super().__init__(table, prepare)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()  # put() is one C call: safe under Ctrl-C
         self._thread = threading.Thread(target=self._loop, name="rerankpd-cache-writer", daemon=True)
 
-    def put(self, item: Any) -> None:
+    def write(self, item: Any) -> None:
         """Queue one item for writing (ignored once writing has failed); the thread starts at the first."""
         if self.failure is None:
             self._queue.put(item)
             if self._thread.ident is None:
                 self._thread.start()
+
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed (or dropped after a failure); False on timeout."""
@@ -425,44 +524,17 @@ class WriteBehind:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            waiters = []
-            rows: list = []
+            waiters, data = [], []
             for item in items:
                 if item is _STOP:
                     stop = True
                 elif isinstance(item, tuple) and len(item) == 2 and item[0] is _FLUSH:
                     waiters.append(item[1])
-                elif self.failure is None:
-                    try:
-                        rows.extend(self._prepare(item))
-                    except Exception as exc:  # noqa: BLE001 - a bug here must not kill the thread silently
-                        self._fail(f"its rows could not be prepared ({type(exc).__name__}: {exc})")
-            if rows and self.failure is None:
-                self._write(rows)
+                else:
+                    data.append(item)
+            if data and self.failure is None:
+                rows = self._rows(data)
+                if rows and self.failure is None:
+                    self._write(rows)
             for event in waiters:
                 event.set()
-
-    def _write(self, rows: list) -> None:
-        for attempt in (1, 2):
-            try:
-                started = time.thread_time()
-                self.table.put_many(rows)
-                self.busy_seconds += time.thread_time() - started
-                self.written += len(rows)
-                self.transactions += 1
-                return
-            except (OSError, sqlite3.Error) as exc:
-                if is_busy(exc):
-                    return self._fail(f"it is locked by another process ({exc})")
-                if isinstance(exc, OSError) or attempt == 2:
-                    return self._fail(str(exc))
-                logger.info("cache write failed (%s); reopening %s and trying once more", exc, self.table.path)
-                try:
-                    self.table.reopen()  # a connection left in a bad state: roll back, reopen, write again
-                except (OSError, sqlite3.Error) as reopen_exc:
-                    return self._fail(str(reopen_exc))
-
-    def _fail(self, reason: str) -> None:
-        if self.failure is None:
-            self.failure = reason
-            logger.info("cache writes stopped: %s", reason)

@@ -68,3 +68,50 @@ def run_with_full_disk(tmp_path, url: str, api_key: str, *, total: int, cached_f
                            str(cached_first)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def tamper_score(directory, key: bytes, value) -> None:
+    """Replace the stored score of the pair whose 32-byte cache key is ``key`` with ``value`` (any SQL value),
+    as an attacker or a broken disk would: the pair's record is taken out of its block and ``value`` is
+    written as a row of its own, the way a block of that one pair is stored. Fails when the key is not
+    stored, so a test cannot tamper with nothing."""
+    import sqlite3
+
+    from rerankpd.cache import SCORES_FILE, SCORES_TABLE
+
+    prefix, text_hash = key[:16], key[16:]
+    con = sqlite3.connect(os.path.join(directory, SCORES_FILE), isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        rows = con.execute(f"SELECT key, value FROM {SCORES_TABLE} WHERE substr(key, 1, 16) = ?",
+                           (prefix,)).fetchall()
+        for row_key, blob in rows:
+            n = len(blob) // 24
+            hashes = [blob[i * 16:(i + 1) * 16] for i in range(n)]
+            if text_hash not in hashes:
+                continue
+            i = hashes.index(text_hash)
+            rest = hashes[:i] + hashes[i + 1:]
+            scores = blob[n * 16:]
+            rest_scores = scores[:i * 8] + scores[(i + 1) * 8:]
+            if rest:
+                con.execute(f"UPDATE {SCORES_TABLE} SET value = ? WHERE key = ?",
+                            (b"".join(rest) + rest_scores, row_key))
+            else:
+                con.execute(f"DELETE FROM {SCORES_TABLE} WHERE key = ?", (row_key,))
+            con.execute(f"INSERT INTO {SCORES_TABLE} (key, value) VALUES (?, ?)",
+                        (prefix + b"\xff" * 15 + bytes([len(rows)]), value))
+            con.execute("COMMIT")
+            return
+        raise AssertionError(f"no stored score has the key {key.hex()}")
+    finally:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        con.close()
+
+
+def score_record(key: bytes, score: float) -> bytes:
+    """A well-formed stored record (the text's hash, then the score as little-endian float64) of ``key``."""
+    import struct
+
+    return key[16:] + struct.pack("<d", score)

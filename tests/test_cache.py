@@ -7,13 +7,15 @@ import pathlib
 import pickle
 import sqlite3
 import stat
+import struct
 
 import pandas as pd
 import pytest
 
 import rerankpd
-from rerankpd.cache import SCORES_FILE, ScoreCache, identity_digest
+from rerankpd.cache import SCORES_FILE, SCORES_TABLE, ScoreCache, identity_digest
 from rerankpd.testing import LoopbackRerankServer
+from tests.cache_faults import score_record, tamper_score
 from tests.conftest import API_KEY
 
 
@@ -29,19 +31,20 @@ def test_roundtrip_and_keys(tmp_path):
     assert identity_digest({"model": "m1"}) != identity_digest({"model": "m2"})
 
 
-def test_values_are_finite_reals_and_nothing_else_is_ever_read(tmp_path):
-    """No pickle, JSON or file reference exists in the format: a value is a REAL, and a planted value of any
-    other kind (a pickle, JSON text, a path) is a miss, never unpickled, parsed or opened."""
+def test_values_are_score_records_and_nothing_else_is_ever_read(tmp_path):
+    """No pickle, JSON or file reference exists in the format: a value is a BLOB of (text hash, float64)
+    records, and a planted value of any other kind (a pickle, JSON text, a path) is a miss, never unpickled,
+    parsed or opened."""
     cache = ScoreCache(tmp_path / "c")
     key, other = ScoreCache.key("d", "q", "a"), ScoreCache.key("d", "q", "b")
     with pytest.raises((TypeError, ValueError)):
         cache.set_many({key: {"not": "a number"}})
     cache.set_many({key: 0.5, other: 0.25})
+    tamper_score(tmp_path / "c", other, pickle.dumps(["a", "list"]))
     con = sqlite3.connect(tmp_path / "c" / SCORES_FILE)
-    con.execute("UPDATE scores SET value = ? WHERE key = ?", (pickle.dumps(["a", "list"]), other))
-    con.commit()
-    assert con.execute("SELECT typeof(value) FROM scores WHERE key = ?", (key,)).fetchone() == ("real",)
+    values = [value for (value,) in con.execute(f"SELECT value FROM {SCORES_TABLE}")]
     con.close()
+    assert score_record(key, 0.5) in values and pickle.dumps(["a", "list"]) in values
     assert cache.get_many([key, other]) == {key: 0.5}
     cache.close()
 
@@ -84,17 +87,27 @@ def test_unwritable_cache_warns_and_keeps_scoring(tmp_path):
     assert out["rerank_score"].notna().all()
 
 
-def test_key_format_is_stable():
+def test_key_format_is_stable(tmp_path):
     """Keys on disk outlive releases: changing how they are made would silently miss every cached score
-    (a change must come with a new file name, as v2 did). v2: ``Q = SHA-256(tag, identity digest, query)``
-    with each field's UTF-8 preceded by its length as 8 bytes little-endian; the key is ``Q[:16]`` then
-    BLAKE2b-128 of the text keyed with ``Q``."""
+    (a change must come with a new file name, as v3 did). v3: a query's prefix is the first 16 bytes of
+    ``SHA-256(tag, identity digest, query)`` with each field's UTF-8 preceded by its length as 8 bytes
+    little-endian; a text's hash is BLAKE2b-128 of its UTF-8, personalised ``rerankpd text v3``; a pair's
+    key is the two together. A block row is keyed by the prefix and a 16-byte stamp and holds the hashes,
+    then the scores as little-endian float64."""
     def field(text: str) -> bytes:
         data = text.encode()
         return len(data).to_bytes(8, "little") + data
 
-    block = hashlib.sha256(b"rerankpd score key v2\x00" + field("digest") + field("如何预防感冒")).digest()
-    want = block[:16] + hashlib.blake2b("text 🙂".encode(), digest_size=16, key=block).digest()
+    prefix = hashlib.sha256(b"rerankpd score key v3\x00" + field("digest") + field("如何预防感冒")).digest()[:16]
+    text_hash = hashlib.blake2b("text 🙂".encode(), digest_size=16, person=b"rerankpd text v3").digest()
+    want = prefix + text_hash
     assert ScoreCache.key("digest", "如何预防感冒", "text 🙂") == want
     assert ScoreCache.keys("digest", ["x", "如何预防感冒"], ["text 🙂"], [1], [0]) == [want]
-    assert SCORES_FILE == "scores-v2.sqlite3"
+    assert SCORES_FILE == "scores-v3.sqlite3"
+    with ScoreCache(tmp_path) as cache:
+        cache.set_many({want: 0.75})
+    con = sqlite3.connect(tmp_path / SCORES_FILE)
+    [(row_key, value)] = con.execute(f"SELECT key, value FROM {SCORES_TABLE}").fetchall()
+    con.close()
+    assert row_key[:16] == prefix and len(row_key) == 32
+    assert value == text_hash + struct.pack("<d", 0.75)

@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import hashlib
 import random
-import sqlite3
 import threading
 
 import numpy as np
 import pytest
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rerankpd.cache as cache_module
-from rerankpd.cache import SCORES_FILE, RunCache, ScoreCache, identity_digest
+from rerankpd.cache import RunCache, ScoreCache, identity_digest
 from rerankpd.pairs import build_pairs
-from rerankpd.sqlite_store import SQLiteTable, WriteBehind
+from rerankpd.sqlite_store import SQLiteTable, TableWriter, WriteBehind
+from tests.cache_faults import score_record, tamper_score
 
 
 @settings(max_examples=50, deadline=None)
@@ -44,23 +44,23 @@ def test_get_many_across_chunks_returns_exactly_the_present_keys(tmp_path, monke
 
 
 def test_a_tampered_value_that_is_not_a_finite_number_is_a_miss(tmp_path):
-    keys = [ScoreCache.key("d", "q", t) for t in "abcdef"]
+    keys = [ScoreCache.key("d", "q", t) for t in "abcdefgh"]
     with ScoreCache(tmp_path) as cache:
         cache.set_many(dict.fromkeys(keys, 0.25))
-    con = sqlite3.connect(tmp_path / SCORES_FILE)
     for key, value in zip(keys[1:], ['{"__reduce__": "os.system"}', None, b"\x00\x01", "/etc/passwd",
-                                     float("inf")]):
-        con.execute("UPDATE scores SET value = ? WHERE key = ?", (value, key))
-    con.commit()
-    con.close()
+                                     float("inf"), score_record(keys[6], float("inf")),
+                                     score_record(keys[7], float("nan"))]):
+        tamper_score(tmp_path, key, value)
     with ScoreCache(tmp_path) as cache:
         assert cache.get_many(keys) == {keys[0]: 0.25}
 
 
-@pytest.mark.parametrize("block_min", [1, 100, 10**9])  # every query read as a block / big ones only / none
-def test_block_reads_and_key_reads_find_exactly_the_valid_cached_scores(tmp_path, monkeypatch, block_min):
-    monkeypatch.setattr(cache_module, "_BLOCK_MIN_PAIRS", block_min)
-    monkeypatch.setattr(cache_module, "LOOKUP_CHUNK_PAIRS", 700)  # a block outlives several chunks
+@pytest.mark.parametrize("chunk_pairs, chunk_queries", [(700, 1), (700, 2), (10**9, 10**9)])
+def test_lookups_in_any_chunking_find_exactly_the_valid_cached_scores(tmp_path, monkeypatch, chunk_pairs,
+                                                                       chunk_queries):
+    """Queries read one at a time, two at a time, or all at once find the same scores, and nothing else."""
+    monkeypatch.setattr(cache_module, "LOOKUP_CHUNK_PAIRS", chunk_pairs)
+    monkeypatch.setattr(cache_module, "LOOKUP_CHUNK_QUERIES", chunk_queries)
     identity = '{"provider": "p"}'
     digest = hashlib.sha256(identity.encode()).hexdigest()
     big = [f"big {i}" for i in range(3000)]
@@ -74,15 +74,12 @@ def test_block_reads_and_key_reads_find_exactly_the_valid_cached_scores(tmp_path
         for i, (q, t) in enumerate(rows):
             if i % 3:
                 stored[(q, t)] = i / 7
-        # the "qh" block holds far more than the run asks for: read by key, not walked
+        # the "qh" block holds far more than the run asks for
         extra = {ScoreCache.key(digest, "qh", f"other {i}"): 1.0 for i in range(2000)}
         cache.set_many({**{ScoreCache.key(digest, q, t): v for (q, t), v in stored.items()}, **extra})
         corrupt = [(q, t) for (q, t) in stored if t.endswith("5")]
-    con = sqlite3.connect(tmp_path / SCORES_FILE)
     for q, t in corrupt:
-        con.execute("UPDATE scores SET value = 'x' WHERE key = ?", (ScoreCache.key(digest, q, t),))
-    con.commit()
-    con.close()
+        tamper_score(tmp_path, ScoreCache.key(digest, q, t), "x")
     for q, t in corrupt:
         del stored[(q, t)]
     run = RunCache(ScoreCache(tmp_path), identity)
@@ -105,7 +102,7 @@ def test_the_writer_commits_off_the_callers_thread_and_in_bulk_when_behind(tmp_p
     writer = WriteBehind(table, prepare)
     with table._lock:  # the disk is slow: the first transaction waits while 99 more requests finish
         for i in range(100):
-            writer.put((i.to_bytes(32, "big"), float(i)))
+            writer.write((i.to_bytes(32, "big"), float(i)))
     assert writer.close(30)
     assert threading.get_ident() not in threads and len(threads) == 1
     assert writer.failure is None and writer.written == 100 and writer.transactions <= 2
@@ -113,14 +110,52 @@ def test_the_writer_commits_off_the_callers_thread_and_in_bulk_when_behind(tmp_p
     table.close()
 
 
-def test_a_connection_left_inside_a_transaction_is_rolled_back_reopened_and_written(tmp_path):
+@pytest.mark.parametrize("writer_class", [TableWriter, WriteBehind])
+def test_a_connection_left_inside_a_transaction_is_rolled_back_reopened_and_written(tmp_path, writer_class):
     """What an interrupt landing right after BEGIN used to leave behind: every later write failed, and the
     warning blamed another process's lock."""
     table = SQLiteTable.open(str(tmp_path), "t.sqlite3", "t", "REAL")
     table._con.execute("BEGIN")
-    writer = WriteBehind(table, lambda item: [item])
-    writer.put((b"k" * 32, 0.5))
+    writer = writer_class(table, lambda item: [item])
+    writer.write((b"k" * 32, 0.5))
     assert writer.close(30)
     assert writer.failure is None
     assert table.get_many([b"k" * 32]) == {b"k" * 32: 0.5}
     table.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_each_run_reads_back_exactly_the_latest_finite_score_stored_for_each_pair(tmp_path, data):
+    """Runs over random frames (shared texts, several queries, requests mixing queries, non-finite scores,
+    pairs re-scored by a later run): each lookup finds exactly the latest finite score stored per pair."""
+    import math
+    import uuid
+
+    directory = tmp_path / uuid.uuid4().hex
+    identity = '{"provider": "p"}'
+    queries = data.draw(st.lists(st.text(max_size=8), min_size=1, max_size=4, unique=True))
+    texts = data.draw(st.lists(st.text(max_size=12), min_size=1, max_size=12, unique=True))
+    latest: dict = {}
+    for _ in range(data.draw(st.integers(1, 3))):
+        rows = data.draw(st.lists(st.tuples(st.sampled_from(queries), st.sampled_from(texts)), min_size=1,
+                                  max_size=20))
+        pairs = build_pairs([q for q, _ in rows], [t for _, t in rows])
+        run = RunCache(ScoreCache(directory), identity)
+        scores = np.full(pairs.n_pairs, np.nan)
+        found = run.lookup(pairs, scores)
+        want = np.array([latest.get(pairs.pair(p), np.nan) for p in range(pairs.n_pairs)])
+        np.testing.assert_array_equal(scores, want)
+        assert found == int(np.isfinite(want).sum())
+        ids = data.draw(st.permutations(range(pairs.n_pairs)))[:data.draw(st.integers(0, pairs.n_pairs))]
+        values = data.draw(st.lists(st.floats(width=64), min_size=len(ids), max_size=len(ids)))
+        size = data.draw(st.integers(1, 5))
+        for start in range(0, len(ids), size):
+            batch, batch_values = ids[start:start + size], values[start:start + size]
+            batch_texts = [pairs.texts[pairs.pair_text[i]] for i in batch] if data.draw(st.booleans()) else None
+            run.store(batch, np.array(batch_values), batch_texts)
+            for i, v in zip(batch, batch_values):
+                if math.isfinite(v):
+                    latest[pairs.pair(i)] = v
+        run.report()
+        run.close()

@@ -26,7 +26,7 @@ from rerankpd.rerankers.dmxapi import DMXAPIReranker
 from rerankpd.testing import LoopbackRerankServer, overlap_score
 
 from .conftest import API_KEY
-from .cache_faults import read_only, run_with_full_disk
+from .cache_faults import read_only, run_with_full_disk, score_record, tamper_score
 
 QUERY = "how to prevent a cold"
 
@@ -82,18 +82,26 @@ def test_keys_are_injective_on_identity_query_and_text(first, second):
             assert ScoreCache.key("d", joined[:cut], joined[cut:]) != ScoreCache.key("d", q1, t1)
 
 
-def test_a_cache_of_the_old_key_format_is_ignored_and_cleared(tmp_path):
+def test_caches_of_the_old_formats_are_ignored_and_cleared(tmp_path):
+    """0.1's diskcache file and the one-row-per-pair v2 file (which holds this very run's pairs under the
+    v2 keys) are never read, and clearing removes them with their entries."""
     legacy = tmp_path / "cache.db"
     con = sqlite3.connect(legacy)
     con.execute("CREATE TABLE Cache (key TEXT, raw INT, value TEXT)")
     con.execute("INSERT INTO Cache VALUES ('k', 1, '0.5')")
     con.commit()
     con.close()
+    con = sqlite3.connect(tmp_path / "scores-v2.sqlite3")
+    con.execute("PRAGMA journal_mode = WAL")
+    con.execute("CREATE TABLE scores (key BLOB PRIMARY KEY, value REAL) WITHOUT ROWID")
+    con.executemany("INSERT INTO scores VALUES (?, ?)", [(bytes([i]) * 32, 0.5) for i in range(2)])
+    con.commit()
     with LoopbackRerankServer(api_key=API_KEY) as server:
         out, messages = _run(_texts(3), server.url, tmp_path)
         assert out.attrs["rerank"]["sent"] == 3 and messages == []
+    con.close()
     assert rerankpd.cache_info(tmp_path)["entries"] == 3
-    assert rerankpd.clear_cache(tmp_path) == 4  # the three scores and the old cache's entry
+    assert rerankpd.clear_cache(tmp_path) == 6  # the three scores and the old caches' three entries
     assert sorted(os.listdir(tmp_path)) == [SCORES_FILE]
 
 
@@ -153,13 +161,13 @@ def test_corrupt_values_are_misses_overwritten_and_the_rest_of_the_cache_keeps_w
     texts = _texts(40)
     with LoopbackRerankServer(api_key=API_KEY) as server:
         _run(texts[:20], server.url, tmp_path)
-        con = sqlite3.connect(tmp_path / SCORES_FILE)
         bad = {texts[0]: None, texts[1]: "not json {", texts[2]: b"\x80\x04K\x01.", texts[3]: "/etc/passwd",
                texts[4]: float("inf")}
         for text, value in bad.items():
-            con.execute("UPDATE scores SET value = ? WHERE key = ?", (value, _key(server.url, QUERY, text)))
-        con.commit()
-        con.close()
+            tamper_score(tmp_path, _key(server.url, QUERY, text), value)
+        tamper_score(tmp_path, _key(server.url, QUERY, texts[5]), score_record(_key(server.url, QUERY, texts[5]),
+                                                                              float("nan")))
+        bad[texts[5]] = float("nan")
         server.reset()
         out, messages = _run(texts, server.url, tmp_path)
         assert sorted(server.documents_received()) == sorted(list(bad) + texts[20:])  # 15 hits served
@@ -265,7 +273,11 @@ def test_ctrl_c_inside_the_cache_keeps_every_score_the_run_waits_for(tmp_path):
     """Statistical, bounded and seeded: 40 runs, each interrupted at a random line of the cache code that a
     finished request runs through (diskcache's too, as it was when the loss was found). The run then waits
     for the requests in flight; every one of their scores must reach the cache (a rerun sends at most the
-    one request whose hand-over the interrupt cut), and no warning may blame another process's lock."""
+    one request whose write the interrupt cut), and no warning may blame another process's lock.
+
+    At concurrency 1 the scores are written in the user's thread, where a Ctrl-C lands; above it they are
+    written by the worker thread that ran the request, which Python never interrupts (the scheduler's own
+    tests check that the write happens there, before the next request is sent)."""
     import importlib.util
 
     files = tuple(os.path.dirname(spec.origin) for spec in map(importlib.util.find_spec, ("rerankpd", "diskcache"))
@@ -277,7 +289,7 @@ def test_ctrl_c_inside_the_cache_keeps_every_score_the_run_waits_for(tmp_path):
         for trial in range(40):
             cache_dir = tmp_path / f"t{trial}"
             tracer, state = _interrupt_at_line(rng.randint(1, 60), files)
-            r = _reranker(server.url, max_concurrency=4)
+            r = _reranker(server.url, max_concurrency=1)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 sys.settrace(tracer)

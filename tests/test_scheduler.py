@@ -193,3 +193,47 @@ def test_finished_says_whether_it_succeeded():
     request = Request("q", ["a"], key=[0])
     assert Finished(request, BatchResult([1.0]), None).ok
     assert not Finished(request, None, ValueError("x")).ok
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_on_scored_runs_in_the_requests_thread_before_any_later_request_is_sent(in_flight):
+    """What makes the cache's guarantee: a succeeded request's ``on_scored`` (the cache write) has returned
+    before a request sent after it finished starts, so a killed run loses at most the requests in flight;
+    a failed request is not passed to it; it runs in the thread that ran the request."""
+    events, lock = [], threading.Lock()
+
+    class Recording(Reranker):
+        name = "recording"
+
+        def score(self, query, documents):
+            with lock:
+                events.append(("start", query))
+            time.sleep(0.002)
+            if query == "q5":
+                raise errors.BadResponseError("broken", provider="recording")
+            return [1.0] * len(documents)
+
+    stored_in = {}
+
+    def on_scored(request, result):
+        time.sleep(0.01)  # a slow disk: the next request must still wait for it
+        stored_in[request.query] = threading.get_ident()
+        with lock:
+            events.append(("stored", request.query))
+
+    reported_in = set()
+    outcome = run_requests(Recording(), _requests(12), name="recording", max_in_flight=in_flight,
+                           stop_on_error=False, on_scored=on_scored,
+                           callbacks=[lambda finished: reported_in.add(threading.get_ident())])
+    assert outcome.finished == 12 and outcome.error is None
+    assert sorted(stored_in) == sorted(f"q{i}" for i in range(12) if i != 5)
+    if in_flight > 1:
+        assert threading.get_ident() not in set(stored_in.values())  # written by the workers
+    assert reported_in == {threading.get_ident()}
+    starts = [i for i, (kind, _) in enumerate(events) if kind == "start"]
+    for n, at in enumerate(starts):
+        ended_before = sum(1 for kind, _ in events[:at] if kind == "stored")
+        # the (n+1)-th request starts only once all but in_flight - 1 of the earlier ones are written (the
+        # failed one, q5, counts as ended once it has started)
+        failed_before = 1 if any(q == "q5" for kind, q in events[:at] if kind == "start") else 0
+        assert ended_before + failed_before >= n - (in_flight - 1), (n, events[:at + 1])

@@ -17,6 +17,7 @@ import traceback
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pandas as pd
 import pytest
 import requests
@@ -96,23 +97,26 @@ def test_canary_key_never_appears_in_reprs_errors_logs_progress_cli_or_cache(tmp
     assert stat.S_IMODE(os.stat(cache_dir).st_mode) == 0o700
 
 
-def test_cache_values_are_reals_never_pickle_or_json(tmp_path):
+def test_cache_values_are_score_records_never_pickle_or_json(tmp_path):
     cache_dir = tmp_path / "c"
     with LoopbackRerankServer(api_key=CANARY) as server:
         r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=server.url)
-        rerankpd.rerank(pd.DataFrame({"text": ["a b", "c d", "预防感冒"]}), "q", reranker=r, cache=cache_dir,
-                        progress=False)
-    con = sqlite3.connect(cache_dir / "scores-v2.sqlite3")
+        out = rerankpd.rerank(pd.DataFrame({"text": ["a b", "c d", "预防感冒"]}), "q", reranker=r, cache=cache_dir,
+                              progress=False)
+    con = sqlite3.connect(cache_dir / "scores-v3.sqlite3")
     try:
-        rows = con.execute("SELECT key, typeof(key), value, typeof(value) FROM scores").fetchall()
+        rows = con.execute("SELECT key, typeof(key), value, typeof(value) FROM score_blocks").fetchall()
         tables = [name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     finally:
         con.close()
-    assert tables == ["scores"] and len(rows) == 3
-    for key, key_type, value, value_type in rows:
-        assert key_type == "blob" and len(key) == 32  # digests of the pair, never text
-        assert value_type == "real" and isinstance(value, float)  # a number: nothing to unpickle or parse
-    assert sorted(os.listdir(cache_dir)) == ["scores-v2.sqlite3"]  # no value files beside the table
+    assert tables == ["score_blocks"] and len(rows) == 1  # the one request's block
+    [(key, key_type, value, value_type)] = rows
+    assert key_type == "blob" and len(key) == 32  # digests, never text
+    assert value_type == "blob" and len(value) == 3 * 24  # three text digests, then three float64 scores
+    assert sorted(np.frombuffer(value[48:], "<f8").tolist()) == sorted(out["rerank_score"].tolist())
+    for text in ["a b", "c d", "预防感冒"]:
+        assert text.encode() not in value and text.encode() not in key
+    assert sorted(os.listdir(cache_dir)) == ["scores-v3.sqlite3"]  # no value files beside the table
 
 
 def test_plain_http_to_a_remote_host_warns_but_not_to_loopback_or_https():
