@@ -104,7 +104,7 @@ class Run:
             self.failed_requests += 1
             return
         self.pair_scores[batch] = finished.result.scores
-        self.requests += 1
+        self.requests += finished.result.requests
         self.sent += len(batch)
         self.usage.update(finished.result.usage)
 

@@ -106,7 +106,9 @@ def score_request(reranker: Any, name: str, query: str, documents: list[str]) ->
         bad = int(np.flatnonzero(~finite)[0])
         raise BadResponseError(f"{name} returned a score of {values[bad]} for document {bad} of the "
                                f"{len(documents)} in a request; scores must be finite numbers", provider=name)
-    return BatchResult(values, dict(result.usage), result.attempts if is_whole(result.attempts) else 1)
+    requests = getattr(result, "requests", 1)
+    return BatchResult(values, dict(result.usage), result.attempts if is_whole(result.attempts) else 1,
+                       requests if is_whole(requests) and requests >= 0 else 1)
 
 
 def _finished(request: Request, call: Callable[[], BatchResult]) -> Finished:

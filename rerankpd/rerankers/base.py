@@ -49,11 +49,14 @@ class BatchResult:
     """The scores of one request, in the order of the documents sent, and the provider's usage counts.
 
     ``attempts`` is how many HTTP requests it took (1 plus the retries), for what a run reports.
+    ``requests`` is how many requests answered it: 1 for a rerank call; a chat reranker asks one prompt per
+    pair or per window, and says so here (0 when every window came from its cache).
     """
 
     scores: list[float]
     usage: dict[str, int] = field(default_factory=dict)
     attempts: int = 1
+    requests: int = 1
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ class _Tally:
         self.attempts += answer.attempts
 
     def result(self, scores: list[float]) -> BatchResult:
-        return BatchResult(scores, {k: int(v) for k, v in self.usage.items()}, max(self.attempts, 0))
+        return BatchResult(scores, {k: int(v) for k, v in self.usage.items()}, max(self.attempts, 0),
+                           requests=int(self.usage["chat_requests"]))
 
 
 class LLMReranker(HTTPReranker):

@@ -228,7 +228,7 @@ def test_pointwise_sends_exactly_one_request_per_pair_minus_cache_hits(chat, tmp
     assert len(chat.requests) == 100
     info = out.attrs["rerank"]
     assert info["usage"]["scored_by_logprobs"] == 100 and info["usage"]["scored_by_grade"] == 0
-    assert info["usage"]["chat_requests"] == 100
+    assert info["usage"]["chat_requests"] == info["requests"] == 100
     want = sorted(range(100), key=lambda i: -expected_pointwise(QUERY, docs[i]))
     assert out["rerank_score"].tolist() == pytest.approx([expected_pointwise(QUERY, docs[i]) for i in out.index])
     assert set(ranked_index(out)[:10]) == set(want[:10])
@@ -236,6 +236,7 @@ def test_pointwise_sends_exactly_one_request_per_pair_minus_cache_hits(chat, tmp
     more = pd.DataFrame({"text": docs[:70] + [f"fresh note {i} on colds" for i in range(30)]})
     again = more.rerank(QUERY, reranker=r, cache=tmp_path, progress=False)
     assert len(chat.requests) == 30 and again.attrs["rerank"]["from_cache"] == 70
+    assert again.attrs["rerank"]["requests"] == 30
 
 
 def test_chinese_query_and_documents(chat):
@@ -319,7 +320,7 @@ def test_listwise_sends_exactly_nine_requests_for_100_candidates(chat):
     assert out.loc[want, "rerank_score"].tolist() == [float(100 - i) for i in range(100)]
     usage = out.attrs["rerank"]["usage"]
     assert (usage["windows"], usage["windows_repaired"], usage["windows_failed"]) == (9, 0, 0)
-    assert usage["chat_requests"] == 9
+    assert usage["chat_requests"] == out.attrs["rerank"]["requests"] == 9  # not the one score() call
     assert [len(re.findall(r"^\[\d+\] ", r.body["messages"][1]["content"], re.M)) for r in chat.requests] == [20] * 9
 
 
@@ -407,7 +408,7 @@ def test_windows_are_cached_on_their_content(chat, tmp_path):
     chat.reset()
     again = df.rerank(QUERY, reranker=make(chat, mode="listwise", window_cache=tmp_path), progress=False)
     assert len(chat.requests) == 0 and again.attrs["rerank"]["usage"]["windows_cached"] == 9
-    assert again.attrs["rerank"]["usage"]["chat_requests"] == 0
+    assert again.attrs["rerank"]["usage"]["chat_requests"] == again.attrs["rerank"]["requests"] == 0
     assert ranked_index(again) == ranked_index(first)
     chat.reset()
     df.rerank("another query about colds", reranker=make(chat, mode="listwise", window_cache=tmp_path),
