@@ -11,8 +11,8 @@ the table, read in one walk.
 The key of a pair (what :meth:`ScoreCache.key` returns and a block stores in two halves) is 32 bytes:
 ``Q[:16]``, where ``Q = SHA-256(tag, identity digest, query)`` over the reranker's identity digest
 (provider, endpoint, model and every option that changes scores, never the API key) with each field
-length-prefixed, then BLAKE2b-128 of the text's UTF-8 (personalised for this format). No two pairs share a
-key, and a text is hashed once per run however many queries it appears under.
+length-prefixed, then BLAKE2b-128 of the text's UTF-8. No two pairs share a key, and a text's hash does
+not depend on the query: a lookup hashes each text once however many queries it appears under.
 
 Nothing in a row is code: no JSON to parse, no pickle, no file to open, so a tampered cache can at worst
 cost a miss. A row whose value is not a BLOB of whole (hash, score) records is ignored; a stored score that
@@ -48,6 +48,7 @@ import numpy as np
 from . import config
 from .errors import CacheError, warn_user
 from .pairs import Pairs, take_texts
+from . import journal
 from .sqlite_store import SQLiteTable, TableWriter, close_writer, report_failure
 
 __all__ = ["RunCache", "ScoreCache", "cache_info", "clear_cache", "identity_digest"]
@@ -67,9 +68,8 @@ _RECORD_BYTES = _HASH_BYTES + 8
 #: Only a BLOB of whole records is a block; any other stored value is ignored.
 _VALID_BLOCK = f"typeof(value) = 'blob' AND length(value) > 0 AND length(value) % {_RECORD_BYTES} = 0"
 
-#: Starts every query prefix's hash input; personalises every text hash: a new format gets new ones.
+#: Starts every query prefix's hash input: a new format gets a new one.
 _KEY_TAG = b"rerankpd score key v3\x00"
-_TEXT_PERSON = b"rerankpd text v3"
 
 #: Texts hashed (and pairs matched) at once while looking up a run.
 LOOKUP_CHUNK_PAIRS = 65_536
@@ -102,8 +102,8 @@ def query_prefix(identity_digest: str, query: str) -> bytes:
 
 def text_hashes(texts: Sequence[str]) -> np.ndarray:
     """The 16-byte hash of each text, as an ``(n, 16)`` uint8 array (BLAKE2b-128 of its UTF-8)."""
-    blake2b, person = hashlib.blake2b, _TEXT_PERSON
-    joined = b"".join([blake2b(_encode(t), digest_size=_HASH_BYTES, person=person).digest() for t in texts])
+    blake2b = hashlib.blake2b
+    joined = b"".join([blake2b(t.encode("utf-8", "surrogatepass"), digest_size=_HASH_BYTES).digest() for t in texts])
     return np.frombuffer(joined, dtype=np.uint8).reshape(len(texts), _HASH_BYTES)
 
 
@@ -357,6 +357,7 @@ def clear_cache(directory: str | os.PathLike | None = None) -> int:
                 if cache.read_only:
                     raise CacheError(f"cannot clear the score cache at {directory}: it is read-only "
                                      "(check the directory's permissions, or whether its disk is full)")
+                journal.recover(directory, cache.table)  # a killed run's journal is cleared with the rest
                 removed += cache.clear()
         removed += _remove_legacy(directory)
     except (OSError, sqlite3.Error) as exc:
@@ -390,9 +391,9 @@ class RunCache:
     """The score cache as one run sees it: best effort, and the pipeline's only door to it.
 
     Opening, reading and writing never fail a run, and the pipeline only calls :meth:`open`,
-    :meth:`lookup`, :meth:`store`, :meth:`report` and :meth:`close`. Each finished request is written as
-    one block per query, committed before :meth:`store` returns; :meth:`close` (on success, error and
-    Ctrl-C alike) releases SQLite. A cache that cannot be written (read-only, full disk,
+    :meth:`lookup`, :meth:`store`, :meth:`report` and :meth:`close`. Each finished request is kept as one
+    block per query before :meth:`store` returns; :meth:`close` (on success, error and Ctrl-C alike)
+    moves the run's journal into the table and releases SQLite. A cache that cannot be written (read-only, full disk,
     deleted mid-run, locked by another process) is still read; the run warns once, at the user's line,
     that new scores will not be kept.
 
@@ -412,7 +413,13 @@ class RunCache:
         self._prefixes: dict[int, bytes] = {}  # query number -> its block prefix, made once per run
         self._hashes: np.ndarray | None = None  # every text's hash, when the lookup made them
         self._stamp = scores.stamp
-        self._writer = None if scores.read_only else TableWriter(scores.table, self._rows)
+        self._writer: TableWriter | None = None
+        if not scores.read_only:
+            if journal.supported():
+                journal.recover(self.directory, scores.table)  # what a killed run left, before the lookup
+                self._writer = journal.JournalWriter(scores.table, self._rows)
+            else:
+                self._writer = TableWriter(scores.table, self._rows)
         self._warned = False
 
     @classmethod
@@ -497,14 +504,15 @@ class RunCache:
             return None
 
     def store(self, pair_ids: Sequence[int], values: Sequence[float], texts: Sequence[str] | None = None) -> None:
-        """Write the scores of one finished request (pairs numbered as in :meth:`lookup`) before returning.
+        """Keep the scores of one finished request (pairs numbered as in :meth:`lookup`) before returning.
 
-        One short row per query of the request (its texts' hashes and scores), committed in the calling
-        thread: the scheduler calls this in the thread that ran the request, before the next request is
-        sent, so a killed process loses at most its requests in flight (the answers it already had are
-        never only in memory). ``texts`` are the request's documents when the caller has them (the pairs'
-        texts, in order: saves looking them up). Any thread may call it; it never warns (:meth:`report`
-        does, in the user's thread). An interrupt inside the write loses that one request's scores at most.
+        One short row per query of the request (its texts' hashes and scores), appended to the run's
+        journal (:mod:`rerankpd.journal`: one write; :meth:`close` moves it into the table) or, where
+        journals are not supported, committed to the table. The scheduler calls this in the thread that
+        ran the request, before the next request is sent, so a killed process loses at most its requests
+        in flight. ``texts`` are the request's documents when the caller has them (the pairs' texts, in
+        order: saves looking them up). Any thread may call it; it never warns (:meth:`report` does, in the
+        user's thread). An interrupt inside it loses that one request's scores at most.
         """
         writer = self._writer
         if writer is not None:

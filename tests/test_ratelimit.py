@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tests.conftest import FakeClock
+from tests.interrupts import interruptible_offsets
 from rerankpd.ratelimit import (
     AdaptiveConcurrency,
     RateLimiter,
@@ -615,25 +616,6 @@ TestGateMachine.settings = settings(max_examples=150, stateful_step_count=40, de
 # ----------------------------------------------------------------------------- interrupts (issue 9 #8)
 
 
-def _interruptible_offsets(code) -> frozenset[int]:
-    """Where CPython delivers a KeyboardInterrupt (a signal or an async exception) in ``code``.
-
-    The interpreter looks at its "eval breaker" only at a function's start (RESUME), on a backward jump and
-    after a call returns; a real Ctrl-C therefore lands just before one of these instructions. (A
-    line-by-line sweep raises at places a real interrupt never reaches, such as between a ``with`` block's
-    last line and its ``__exit__`` call.) Python-to-Python calls are included, which is more than CPython
-    checks: the sweep may only err on the side of more interrupts.
-    """
-    import dis
-
-    points, after_call = set(), False
-    for ins in dis.get_instructions(code):
-        if after_call or ins.opname in ("RESUME", "JUMP_BACKWARD"):
-            points.add(ins.offset)
-        after_call = ins.opname.startswith("CALL")
-    return frozenset(points)
-
-
 @pytest.mark.timeout(120)  # before the fix this deadlocked: a Condition's lock left held by the interrupt
 def test_an_interrupt_at_any_point_of_acquire_or_release_leaves_a_working_gate():
     """A KeyboardInterrupt raised at each point where CPython can deliver one, in the gate and the
@@ -664,7 +646,7 @@ def test_an_interrupt_at_any_point_of_acquire_or_release_leaves_a_working_gate()
             if event == "opcode":
                 code = frame.f_code
                 if code not in offsets:
-                    offsets[code] = _interruptible_offsets(code)
+                    offsets[code] = interruptible_offsets(code)
                 if frame.f_lasti in offsets[code]:
                     seen[0] += 1
                     if seen[0] == k:
