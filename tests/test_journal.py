@@ -6,10 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import rerankpd
@@ -17,11 +15,8 @@ import rerankpd.cache as cache_module
 from rerankpd import journal
 from rerankpd.cache import SCORES_FILE, RunCache, ScoreCache
 from rerankpd.pairs import build_pairs
-from rerankpd.rerankers.dmxapi import DMXAPIReranker
 from rerankpd.sqlite_store import SQLiteTable, TableWriter
-from rerankpd.testing import LoopbackRerankServer, overlap_score
 
-from .conftest import API_KEY
 
 QUERY = "how to prevent a cold"
 IDENTITY = '{"provider": "p"}'
@@ -150,34 +145,6 @@ def test_without_journals_each_request_is_committed_to_the_table(tmp_path, monke
         assert len(other) == 10  # committed before store() returned
     run.close()
     assert _journals(tmp_path) == []
-
-
-def test_a_cache_deleted_mid_run_is_reported_once_when_the_journal_cannot_be_moved(tmp_path):
-    """The journal was open when the directory went: the run ends with one warning naming the removal and
-    recreates nothing."""
-    cache_dir = tmp_path / "cache"
-    texts = _texts(40)
-
-    class DeletesTheCache(DMXAPIReranker):
-        calls = 0
-
-        def score_batch(self, query, documents):
-            DeletesTheCache.calls += 1
-            if DeletesTheCache.calls == 2:
-                import shutil
-                shutil.rmtree(cache_dir)
-            return super().score_batch(query, documents)
-
-    with LoopbackRerankServer(api_key=API_KEY) as server:
-        r = DeletesTheCache(api_key=API_KEY, base_url=server.url, batch_size=10, max_concurrency=1)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            out = rerankpd.rerank(pd.DataFrame({"text": texts}), QUERY, reranker=r, cache=cache_dir,
-                                  progress=False)
-    messages = [str(w.message) for w in caught if "score cache" in str(w.message)]
-    assert len(messages) == 1 and "removed" in messages[0], messages
-    assert out["rerank_score"].tolist() == [overlap_score(QUERY, t) for t in texts]
-    assert not cache_dir.exists()
 
 
 @pytest.mark.parametrize("threads", [4])
