@@ -103,7 +103,7 @@ def query_prefix(identity_digest: str, query: str) -> bytes:
 def text_hashes(texts: Sequence[str]) -> np.ndarray:
     """The 16-byte hash of each text, as an ``(n, 16)`` uint8 array (BLAKE2b-128 of its UTF-8)."""
     blake2b = hashlib.blake2b
-    joined = b"".join([blake2b(t.encode("utf-8", "surrogatepass"), digest_size=_HASH_BYTES).digest() for t in texts])
+    joined = b"".join([blake2b(_encode(t), digest_size=_HASH_BYTES).digest() for t in texts])
     return np.frombuffer(joined, dtype=np.uint8).reshape(len(texts), _HASH_BYTES)
 
 
@@ -393,9 +393,9 @@ class RunCache:
     Opening, reading and writing never fail a run, and the pipeline only calls :meth:`open`,
     :meth:`lookup`, :meth:`store`, :meth:`report` and :meth:`close`. Each finished request is kept as one
     block per query before :meth:`store` returns; :meth:`close` (on success, error and Ctrl-C alike)
-    moves the run's journal into the table and releases SQLite. A cache that cannot be written (read-only, full disk,
-    deleted mid-run, locked by another process) is still read; the run warns once, at the user's line,
-    that new scores will not be kept.
+    moves the run's journal into the table and releases SQLite. A cache that cannot be written (read-only,
+    full disk, deleted mid-run, locked by another process) is still read; the run warns once, at the
+    user's line, that new scores will not be kept.
 
     Parameters
     ----------
@@ -469,8 +469,9 @@ class RunCache:
                 stop = min(start + LOOKUP_CHUNK_PAIRS, len(pairs.texts))
                 hashes[start:stop] = text_hashes(take_texts(pairs.texts, np.arange(start, stop)))
             self._hashes = hashes
-            order = np.argsort(np.asarray(pairs.pair_group, dtype=np.int64), kind="stable")
-            groups = np.asarray(pairs.pair_group, dtype=np.int64)[order]
+            pair_group = np.asarray(pairs.pair_group, dtype=np.int64)
+            order = np.argsort(pair_group, kind="stable")
+            groups = pair_group[order]
             starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
             sizes = np.diff(np.r_[starts, len(groups)])
             chunk = np.maximum((np.cumsum(sizes) - sizes) // LOOKUP_CHUNK_PAIRS,

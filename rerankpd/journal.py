@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 #: Journal files in a cache directory (the random part keeps two runs apart).
 PATTERN = "journal-*.scores"
 _MAGIC = b"RPJ1"
-_HEADER = struct.Struct("<4sIHI")  # magic, key length, (reserved), value length; then key, value, CRC-32
+_HEADER = struct.Struct("<4sII")  # magic, key length, value length; then key, value, CRC-32
 _CRC = struct.Struct("<I")
 
 
@@ -58,7 +58,7 @@ def supported() -> bool:
 
 def frame(key: bytes, value: bytes) -> bytes:
     """One row as a journal record."""
-    body = _HEADER.pack(_MAGIC, len(key), 0, len(value)) + key + value
+    body = _HEADER.pack(_MAGIC, len(key), len(value)) + key + value
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -66,7 +66,7 @@ def read_rows(data: bytes) -> list[tuple[bytes, bytes]]:
     """The rows of a journal's bytes, up to the first record that is cut short or does not check out."""
     rows, at = [], 0
     while at + _HEADER.size <= len(data):
-        magic, key_length, _, value_length = _HEADER.unpack_from(data, at)
+        magic, key_length, value_length = _HEADER.unpack_from(data, at)
         end = at + _HEADER.size + key_length + value_length
         if magic != _MAGIC or end + _CRC.size > len(data):
             break

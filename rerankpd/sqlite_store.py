@@ -54,8 +54,8 @@ OPEN_RETRY_SECONDS = 2.0
 #: 999 bound variables per statement, later versions 32766.
 READ_CHUNK = 30_000 if sqlite3.sqlite_version_info >= (3, 32) else 999
 
-#: Rows per INSERT statement (two bound variables each).
-INSERT_ROWS = READ_CHUNK // 2
+#: Rows per statement that binds two variables per row (an INSERT of (key, value), a read of key ranges).
+ROWS_PER_STATEMENT = READ_CHUNK // 2
 
 #: SQLite page cache per connection, in KiB (negative cache_size is KiB), and no memory map: a large
 #: cached rerun's peak memory stays a small multiple of the frame's own.
@@ -138,11 +138,11 @@ class SQLiteTable:
     def scan_prefixes(self, prefixes: Sequence[bytes]) -> list[tuple[bytes, Any]]:
         """The valid rows whose key starts with one of ``prefixes`` (all of one length), in no set order.
 
-        One statement per :data:`READ_CHUNK` // 2 prefixes: each prefix is a range of the primary key, and
-        SQLite seeks each range in turn.
+        One statement per :data:`ROWS_PER_STATEMENT` prefixes: each prefix is a range of the primary key,
+        and SQLite seeks each range in turn.
         """
         found: list[tuple[bytes, Any]] = []
-        step = max(1, READ_CHUNK // 2)
+        step = ROWS_PER_STATEMENT
         with self._lock:
             con = self._connection()
             for start in range(0, len(prefixes), step):
@@ -177,8 +177,8 @@ class SQLiteTable:
     def put_many(self, rows: Iterable[tuple[bytes, Any]]) -> None:
         """Write rows in one transaction (rolled back, never left open, if anything fails).
 
-        Up to :data:`INSERT_ROWS` rows go in one multi-row INSERT, a transaction of its own: one call into
-        SQLite, so a writer gives up the GIL (and waits to take it back) once, not once per row and per
+        Up to :data:`ROWS_PER_STATEMENT` rows go in one multi-row INSERT, a transaction of its own: one call
+        into SQLite, so a writer gives up the GIL (and waits to take it back) once, not once per row and per
         BEGIN and COMMIT.
         """
         rows = rows if isinstance(rows, list) else list(rows)
@@ -189,19 +189,22 @@ class SQLiteTable:
             self._check_file()
             if con.in_transaction:  # left open by an interrupted write: undo it, or it would swallow this one
                 con.execute("ROLLBACK")
-            if len(rows) <= INSERT_ROWS:
-                con.execute(self._insert + ",".join(["(?,?)"] * len(rows)), [v for row in rows for v in row])
+            if len(rows) <= ROWS_PER_STATEMENT:
+                self._insert_rows(con, rows)
                 return
             try:
                 con.execute("BEGIN IMMEDIATE")
-                for start in range(0, len(rows), INSERT_ROWS):
-                    chunk = rows[start:start + INSERT_ROWS]
-                    con.execute(self._insert + ",".join(["(?,?)"] * len(chunk)), [v for row in chunk for v in row])
+                for start in range(0, len(rows), ROWS_PER_STATEMENT):
+                    self._insert_rows(con, rows[start:start + ROWS_PER_STATEMENT])
                 con.execute("COMMIT")
             except BaseException:
                 if con.in_transaction:
                     con.execute("ROLLBACK")
                 raise
+
+    def _insert_rows(self, con: sqlite3.Connection, rows: list[tuple[bytes, Any]]) -> None:
+        """One INSERT of up to :data:`ROWS_PER_STATEMENT` rows."""
+        con.execute(self._insert + ",".join(["(?,?)"] * len(rows)), [v for row in rows for v in row])
 
     def clear(self) -> int:
         """Delete every row; returns how many there were."""
@@ -221,13 +224,12 @@ class SQLiteTable:
         """Drop the connection (rolling back anything open) and open a fresh one on the same file; a
         closed table stays closed."""
         with self._lock:
-            self._connection()  # raises when closed
-            if self._con is not None:
-                try:
-                    if self._con.in_transaction:
-                        self._con.execute("ROLLBACK")
-                finally:
-                    self._con.close()
+            con = self._connection()  # raises when closed
+            try:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+            finally:
+                con.close()
             self._con = _connect(self.path, "ro" if self.read_only else "rw")
 
     def _check_file(self) -> None:
@@ -366,7 +368,7 @@ def hand_over(writer: "TableWriter | None", table: SQLiteTable | None, item: Any
     """Give ``item`` to ``writer`` (a :class:`WriteBehind` queues it for its thread, a :class:`TableWriter`
     commits it before returning), then :func:`report_failure`. The one policy of both caches."""
     if writer is not None:
-        writer.write(item)  # queued in one call: a Ctrl-C lands before or after it, never inside
+        writer.write(item)
     report_failure(writer, table, report)
 
 
@@ -494,7 +496,6 @@ class WriteBehind(TableWriter):
             self._queue.put(item)
             if self._thread.ident is None:
                 self._thread.start()
-
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed (or dropped after a failure); False on timeout."""
