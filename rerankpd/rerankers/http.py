@@ -15,16 +15,8 @@ Retry policy: 408, 409, 429 and 5xx answers, timeouts, dropped connections and m
 retried up to ``max_retries`` times with capped exponential backoff and full jitter; a ``Retry-After``
 header is honoured up to a cap. 400, 401, 403, 404, 413 and 422 are never retried. Every wait (backoff,
 ``Retry-After``, the request budget, a concurrency slot) wakes when the run is cancelled
-(:meth:`~rerankpd.rerankers.base.Reranker.bind_cancel`), and no attempt starts after that.
-
-Examples
---------
->>> should_retry(429), should_retry(503), should_retry(401)
-(True, True, False)
->>> parse_retry_after("2", cap=30.0)
-2.0
->>> 0.0 <= backoff_delay(3, base=0.5, cap=4.0) <= 4.0
-True
+(:meth:`~rerankpd.rerankers.base.Reranker.bind_cancel`), and no attempt starts after that. The policy's
+functions, with examples, are in :mod:`rerankpd.rerankers.retry`.
 """
 from __future__ import annotations
 
