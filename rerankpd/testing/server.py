@@ -324,7 +324,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, dialect.error_body(404, f"no route for {self.path}"))
             return
         if owner.api_key is not None and not dialect.check_auth(self.headers.get("Authorization"), owner.api_key):
-            self._json(401, dialect.error_body(401, "invalid api key or insufficient quota"))
+            # like some real services, the message quotes the key it was given: a client must scrub it
+            presented = self.headers.get("Authorization") or ""
+            self._json(401, dialect.error_body(401, f"invalid api key or insufficient quota: {presented!r}"))
             return
         try:
             request = dialect.parse_request(body)

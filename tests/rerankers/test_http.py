@@ -12,6 +12,7 @@ import threading
 import time
 
 import pandas as pd
+import requests
 import pytest
 
 import rerankpd
@@ -64,6 +65,9 @@ def test_401_says_quota_and_never_leaks_the_key(dmxapi, server, caplog):
     assert "quota" in str(info.value) and "DMXAPI_API_KEY" in str(info.value)
     assert "invalid api key" in str(info.value)            # the provider's own message
     assert len(server.requests) == 1
+    echoed = requests.post(server.url + "/rerank", json={"model": "m", "query": "q", "documents": ["a"]},
+                           headers={"Authorization": f"Bearer {bad}"}, timeout=5)
+    assert echoed.status_code == 401 and bad in echoed.text      # the server does quote the key back
     text = str(info.value) + repr(info.value) + caplog.text + repr(dmxapi(api_key=bad))
     assert bad not in text
 
@@ -100,7 +104,10 @@ def test_retry_policy_functions():
     assert parse_retry_after("-3", cap=2.0) == 0.0
     assert parse_retry_after("soon", cap=2.0) is None
     assert parse_retry_after(None, cap=2.0) is None
-    assert 0 < parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", cap=9.0, now=1445412470.0) <= 9.0
+    # the date is 1445412480: ten seconds after `now`, cut to the cap when the cap is lower
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", cap=60.0, now=1445412470.0) == 10.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", cap=9.0, now=1445412470.0) == 9.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", cap=60.0, now=1445412490.0) == 0.0
     assert backoff_delay(10, base=0.5, cap=4.0, rng=lambda: 1.0) == 4.0
     assert backoff_delay(1, base=0.5, cap=4.0, rng=lambda: 0.5) == 0.5
 
@@ -337,8 +344,8 @@ def test_self_hosted_availability_tries_the_port(monkeypatch):
 
     with LoopbackRerankServer(dialect="tei") as server:
         monkeypatch.setenv("TEI_BASE_URL", server.url)
-        assert TEIReranker.availability() == (True, f"server at {server.url} answers") or \
-            TEIReranker.availability().ready is True
+        status = TEIReranker.availability()
+        assert (status.ready, status.note) == (True, f"server at {server.url} answers")
         port = server.port
     monkeypatch.setenv("TEI_BASE_URL", f"http://me:hunter2-secret@127.0.0.1:{port}")
     t0 = time.perf_counter()
