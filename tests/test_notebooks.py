@@ -100,6 +100,9 @@ def test_notebook_is_stored_executed_without_noise(path):
     assert not _VOLATILE.search(shown), f"{path.name}: outputs hold timings, ports or temporary paths"
     assert not any(is_progress_bar(out) for out in outputs)
     assert "execution" not in json.dumps([cell.metadata for cell in code])    # no timing metadata
+    source = "\n".join(cell.source for cell in code)
+    for found in re.findall(r"__file__|[\"'/]tests[\"'/]", source):   # a user has no source checkout
+        pytest.fail(f"{path.name} reads {found!r}: ship its data with the package (rerankpd.testing)")
     for cell in code:    # a cell's last expression is not a raw HTML string
         for out in cell.outputs:
             text = out.get("data", {}).get("text/plain", "")
