@@ -253,7 +253,7 @@ class HTTPReranker(Reranker):
         if tpm is None:
             tpm = self.default_tokens_per_minute or published_tpm
         #: The request/token budget shared by all requests of this reranker: a bucket holding one minute's
-        #: quota, spaced evenly after a 429 (see :meth:`rerankpd.ratelimit.RateLimiter.rate_limited`).
+        #: quota, spaced evenly while 429s are frequent (see :meth:`rerankpd.ratelimit.RateLimiter.rate_limited`).
         self.rate_limiter = RateLimiter(rpm or None, tpm or None, burst_seconds=60.0, clock=self._clock,
                                         sleep=self._wait)
         self.adaptive_concurrency = boolean("adaptive_concurrency", adaptive)
