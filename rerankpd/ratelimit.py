@@ -342,7 +342,7 @@ class RateLimiter:
         >>> limiter.rate_limited()                     # one 429: still bursting
         >>> limiter.reserve()
         0.0
-        >>> for _ in range(3):
+        >>> for _ in range(THROTTLE_AT - 1):
         ...     limiter.rate_limited()
         >>> limiter.throttled, limiter.reserve()
         (True, 3.0)
@@ -365,7 +365,7 @@ class RateLimiter:
 
         >>> t = [0.0]
         >>> limiter = RateLimiter(requests_per_minute=60, burst_seconds=60, clock=lambda: t[0])
-        >>> for _ in range(4):
+        >>> for _ in range(THROTTLE_AT):
         ...     limiter.rate_limited()
         >>> for _ in range(RATE_WINDOW):
         ...     limiter.answered()
