@@ -112,6 +112,7 @@ def test_info_and_clear_after_a_run_and_no_key_on_disk(tmp_path):
     info = rerankpd.cache_info()
     # two requests of one query: two blocks and the query's counter
     assert info["entries"] == 3 and info["kinds"] == {"scores": 3, "embeddings": 0, "windows": 0}
+    assert info["scores"] == 3
     assert info["size_bytes"] > 0
     for path in pathlib.Path(info["directory"]).rglob("*"):
         if path.is_file():

@@ -354,7 +354,7 @@ def test_ctrl_c_inside_the_cache_keeps_every_score_the_run_waits_for(tmp_path):
 def test_cache_info_creates_nothing_and_reports_an_empty_cache(tmp_path):
     missing = tmp_path / "typo"
     assert rerankpd.cache_info(missing) == {"directory": str(missing), "entries": 0, "size_bytes": 0,
-                                            "kinds": {"scores": 0, "embeddings": 0, "windows": 0},
+                                            "kinds": {"scores": 0, "embeddings": 0, "windows": 0}, "scores": 0,
                                             "size_limit": 2**30}
     assert rerankpd.clear_cache(missing) == 0
     assert not missing.exists()

@@ -317,7 +317,8 @@ def cache_info(directory: Any = None) -> dict:
     """Where the cache is, what it holds by kind, how many bytes it takes and its limit. Creates nothing.
 
     ``entries`` counts diskcache entries; ``kinds`` splits them into ``scores`` (one per finished request
-    and query, plus one counter per query), ``embeddings`` and LLM ``windows``. A directory that does not
+    and query, plus one counter per query), ``embeddings`` and LLM ``windows``; ``scores`` is how many
+    scores those entries hold (a pair scored twice counts twice). A directory that does not
     exist holds nothing. Raises :class:`rerankpd.errors.CacheError` when the path is a file or the cache
     cannot be read.
 
@@ -325,13 +326,13 @@ def cache_info(directory: Any = None) -> dict:
     --------
     >>> import rerankpd
     >>> sorted(rerankpd.cache_info())
-    ['directory', 'entries', 'kinds', 'size_bytes', 'size_limit']
+    ['directory', 'entries', 'kinds', 'scores', 'size_bytes', 'size_limit']
     """
     settings = settings_for(CacheSettings(directory))
     directory = settings.directory
     _check_directory(directory, "read")
-    info = {"directory": directory, "entries": 0, "kinds": {kind: 0 for kind in KINDS.values()}, "size_bytes": 0,
-            "size_limit": settings.size_limit}
+    info = {"directory": directory, "entries": 0, "kinds": {kind: 0 for kind in KINDS.values()}, "scores": 0,
+            "size_bytes": 0, "size_limit": settings.size_limit}
     if not os.path.isdir(directory):
         return info
     info["size_bytes"] = sum(_size(os.path.join(d, f)) for d, _, files in os.walk(directory) for f in files)
@@ -339,15 +340,20 @@ def cache_info(directory: Any = None) -> dict:
         return info
     try:
         with Store(settings, read_only=True) as store:
-            rows = store.cache._sql("SELECT substr(key, 1, 1), count(*) FROM Cache WHERE raw = 1 AND "
-                                    "(expire_time IS NULL OR expire_time > ?) GROUP BY 1", (time.time(),)).fetchall()
+            # one statement over diskcache's table: entries by the key's first byte, and the scores their
+            # blocks hold (a block's key is 21 bytes, its value 24 bytes per score)
+            rows = store.cache._sql("SELECT substr(key, 1, 1), count(*), sum(CASE WHEN length(key) = 21 THEN "
+                                    "length(value) / 24 ELSE 0 END) FROM Cache WHERE raw = 1 AND (expire_time IS "
+                                    "NULL OR expire_time > ?) GROUP BY 1", (time.time(),)).fetchall()
             info["entries"] = len(store.cache)
     except STORE_ERRORS as exc:
         raise CacheError(f"cannot read the cache at {directory}: {exc}") from exc
-    for prefix, count in rows:
+    for prefix, count, scores in rows:
         kind = KINDS.get(bytes(prefix) if isinstance(prefix, (bytes, memoryview)) else b"")
         if kind is not None:
             info["kinds"][kind] += count
+        if kind == "scores":
+            info["scores"] = scores
     return info
 
 
