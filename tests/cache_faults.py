@@ -112,30 +112,25 @@ def tamper_score(directory, key: bytes, value, *, mode: int = 1, filename: str |
 
     prefix, text_hash = key[:16], key[16:]
     con = sqlite3.connect(_store_db(directory), isolation_level=None)
+    found, n = False, 0
     try:
-        (count,) = con.execute("SELECT value FROM Cache WHERE key = ?", (b"S" + prefix,)).fetchone()
-        count = int.from_bytes(count, "little")
-        for n in range(count):
-            block_key = b"S" + prefix + n.to_bytes(4, "big")
-            row = con.execute("SELECT value FROM Cache WHERE key = ?", (block_key,)).fetchone()
-            if row is None:
-                continue
-            blob = row[0]
+        while (row := con.execute("SELECT value FROM Cache WHERE key = ?",
+                                  (b"S" + prefix + n.to_bytes(4, "big"),)).fetchone()) is not None:
+            blob = row[0] if isinstance(row[0], bytes) else b""  # a value planted before
             k = len(blob) // 24
             hashes = [blob[i * 16:(i + 1) * 16] for i in range(k)]
-            if text_hash not in hashes:
-                continue
-            i = hashes.index(text_hash)
-            scores = blob[k * 16:]
-            rest = b"".join(hashes[:i] + hashes[i + 1:]) + scores[:i * 8] + scores[(i + 1) * 8:]
-            con.execute("UPDATE Cache SET value = ? WHERE key = ?", (rest, block_key))
-            con.execute("UPDATE Cache SET value = ? WHERE key = ?", ((count + 1).to_bytes(8, "little"), b"S" + prefix))
-            break
-        else:
-            raise AssertionError(f"no stored score has the key {key.hex()}")
+            if not found and text_hash in hashes:
+                i = hashes.index(text_hash)
+                scores = blob[k * 16:]
+                rest = b"".join(hashes[:i] + hashes[i + 1:]) + scores[:i * 8] + scores[(i + 1) * 8:]
+                con.execute("UPDATE Cache SET value = ? WHERE key = ?", (rest, b"S" + prefix + n.to_bytes(4, "big")))
+                found = True
+            n += 1
     finally:
         con.close()
-    plant(directory, b"S" + prefix + count.to_bytes(4, "big"), value, mode=mode, filename=filename)
+    if not found:
+        raise AssertionError(f"no stored score has the key {key.hex()}")
+    plant(directory, b"S" + prefix + n.to_bytes(4, "big"), value, mode=mode, filename=filename)
 
 
 def score_record(key: bytes, score: float) -> bytes:

@@ -110,14 +110,14 @@ def test_info_and_clear_after_a_run_and_no_key_on_disk(tmp_path):
     with LoopbackRerankServer(api_key=API_KEY) as srv:
         _run(srv.url, ["alpha", "beta", "gamma"], True)
     info = rerankpd.cache_info()
-    # two requests of one query: two blocks and the query's counter
-    assert info["entries"] == 3 and info["kinds"] == {"scores": 3, "embeddings": 0, "windows": 0}
+    # two requests of one query: two blocks
+    assert info["entries"] == 2 and info["kinds"] == {"scores": 2, "embeddings": 0, "windows": 0}
     assert info["scores"] == 3
     assert info["size_bytes"] > 0
     for path in pathlib.Path(info["directory"]).rglob("*"):
         if path.is_file():
             assert API_KEY.encode() not in path.read_bytes()
-    assert rerankpd.clear_cache() == 3
+    assert rerankpd.clear_cache() == 2
     assert rerankpd.cache_info()["entries"] == 0
 
 
@@ -125,16 +125,16 @@ def test_clear_by_reranker_removes_only_that_rerankers_entries(tmp_path):
     with ScoreCache(tmp_path, tag="cohere") as a, ScoreCache(tmp_path, tag="jina") as b:
         a.set_many({ScoreCache.key("d1", "q", "x"): 1.0})
         b.set_many({ScoreCache.key("d2", "q", "x"): 2.0})
-    assert rerankpd.clear_cache(tmp_path, reranker="cohere") == 2  # its block and its counter
+    assert rerankpd.clear_cache(tmp_path, reranker="cohere") == 1  # its block
     with ScoreCache(tmp_path) as cache:
         assert list(cache.get_many([ScoreCache.key("d1", "q", "x"), ScoreCache.key("d2", "q", "x")]).values()) == [2.0]
     with LoopbackRerankServer(api_key=API_KEY) as srv:
         _run(srv.url, ["alpha", "beta"], tmp_path)
         r = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=srv.url)
-        assert rerankpd.clear_cache(tmp_path, reranker=r) == 2
+        assert rerankpd.clear_cache(tmp_path, reranker=r) == 1
         srv.reset()
         assert _run(srv.url, ["alpha", "beta"], tmp_path).attrs["rerank"]["sent"] == 2
-    assert rerankpd.cache_info(tmp_path)["entries"] == 4  # jina's two, and dmxapi's new block and counter
+    assert rerankpd.cache_info(tmp_path)["entries"] == 2  # jina's block and dmxapi's new one
     with pytest.raises(ValueError, match="reranker"):
         rerankpd.clear_cache(tmp_path, reranker=3)
 
@@ -156,21 +156,24 @@ def test_entries_expire(tmp_path):
 
 
 def test_the_size_limit_evicts_the_least_recently_used_entries(tmp_path):
-    """A 1 MiB limit and about 4 MiB of blocks: the cache stays near its limit, and a query read just
-    before the others were written survives them."""
+    """A 1 MiB limit and about 4 MiB of blocks written by 39 "runs": each run that wrote evicts down to the
+    limit as it ends, and a query read by every run survives them all."""
     settings = CacheSettings(tmp_path, size_limit=2**20)
     keep = ScoreCache.keys("d", ["keep"], [f"t{i}" for i in range(100)], [0] * 100, range(100))
     with ScoreCache(settings) as cache:
         cache.set_many(dict.fromkeys(keep, 1.0))
-        for q in range(1, 40):
+    for q in range(1, 40):
+        with ScoreCache(settings) as cache:
+            assert len(cache.get_many(keep)) == 100  # read: recently used
             keys = ScoreCache.keys("d", [f"q{q}"], [f"t{i}" for i in range(4000)], [0] * 4000, range(4000))
             for start in range(0, 4000, 1000):
                 cache.set_many(dict.fromkeys(keys[start:start + 1000], 2.0))
-            assert len(cache.get_many(keep)) == 100  # read: recently used
+        assert rerankpd.cache_info(tmp_path)["size_bytes"] < 2**20 + 2**19
+    with ScoreCache(settings) as cache:
         first = ScoreCache.keys("d", ["q1"], [f"t{i}" for i in range(4000)], [0] * 4000, range(4000))
         assert cache.get_many(first) == {}  # written long ago and never read since: evicted
-        assert cache.store.cache.volume() < 2 * 2**20
-    assert rerankpd.cache_info(tmp_path)["size_bytes"] < 3 * 2**20
+        last = ScoreCache.keys("d", ["q39"], [f"t{i}" for i in range(4000)], [0] * 4000, range(4000))
+        assert len(cache.get_many(last)) == 4000 and len(cache.get_many(keep)) == 100
 
 
 def test_key_format_is_stable(tmp_path):
@@ -179,7 +182,7 @@ def test_key_format_is_stable(tmp_path):
     ``SHA-256(tag, identity digest, query)`` with each field's UTF-8 preceded by its length as 8 bytes
     little-endian; a text's hash is BLAKE2b-128 of its UTF-8; a pair's key is the two together. A query's
     block ``n`` is stored under ``S`` + prefix + ``n`` (4 bytes big-endian) and holds the hashes, then
-    the scores as little-endian float64; ``S`` + prefix holds the number of blocks (8 bytes little-endian)."""
+    the scores as little-endian float64."""
     def field(text: str) -> bytes:
         data = text.encode()
         return len(data).to_bytes(8, "little") + data
@@ -193,7 +196,12 @@ def test_key_format_is_stable(tmp_path):
     with ScoreCache(tmp_path) as cache:
         cache.set_many({want: 0.75})
         assert cache.store.cache.get(b"S" + prefix + bytes(4)) == text_hash + struct.pack("<d", 0.75)
-        assert cache.store.cache.get(b"S" + prefix) == (1).to_bytes(8, "little")
-    plant(tmp_path, b"S" + prefix, b"\x05")  # a counter of the wrong size: the query holds nothing
+        cache.set_many({want: 0.5})
+        assert cache.store.cache.get(b"S" + prefix + (1).to_bytes(4, "big")) == text_hash + struct.pack("<d", 0.5)
+    plant(tmp_path, b"S" + prefix + bytes(4), None)  # not a block: skipped, the later ones still read
     with ScoreCache(tmp_path) as cache:
-        assert cache.get_many([want]) == {}
+        assert cache.get_many([want]) == {want: 0.5}
+        cache.store.cache.delete(b"S" + prefix + bytes(4))  # a hole at block 0 (evicted, expired)
+        assert cache.get_many([want]) == {}  # blocks are read up to the first missing one
+        cache.set_many({want: 0.25})  # the next write fills the hole
+        assert cache.get_many([want]) == {want: 0.5}  # block 1 is read again, and is the later one

@@ -109,8 +109,8 @@ def test_caches_of_the_old_formats_are_ignored_and_cleared(tmp_path):
         out, messages = _run(_texts(3), server.url, tmp_path)
         assert out.attrs["rerank"]["sent"] == 3 and messages == []
     con.close()
-    assert rerankpd.cache_info(tmp_path)["kinds"]["scores"] == 2  # one block and the query's counter
-    assert rerankpd.clear_cache(tmp_path) == 7  # those two and the old caches' five rows
+    assert rerankpd.cache_info(tmp_path)["kinds"]["scores"] == 1  # one block
+    assert rerankpd.clear_cache(tmp_path) == 6  # that one and the old caches' five rows
     assert sorted(os.listdir(tmp_path)) == [STORE_DIR]
 
 
@@ -152,7 +152,6 @@ def test_a_row_of_the_store_pointing_at_a_fifo_is_a_miss_and_does_not_hang_the_r
     with LoopbackRerankServer(api_key=API_KEY) as server:
         _run(["another doc"], server.url, cache_dir)
         prefix = _key(server.url, QUERY, text)[:16]
-        plant(cache_dir, b"S" + prefix, (1).to_bytes(8, "little"))
         plant(cache_dir, b"S" + prefix + bytes(4), None, mode=2, filename=str(fifo))
         server.reset()
         out, _ = _run([text], server.url, cache_dir)
@@ -217,14 +216,14 @@ def test_a_read_only_cache_is_read_and_warns_once_that_new_scores_are_not_kept(t
             assert len(messages) == 1 and "could not be written" in messages[0] and "not be kept" in messages[0]
             assert "locked" not in messages[0]
             info = rerankpd.cache_info(cache_dir)
-            assert info["entries"] == 5  # four blocks of ten and the query's counter
+            assert info["entries"] == 4 and info["scores"] == 40  # four blocks of ten
             with pytest.raises(CacheError, match="read-only"):
                 rerankpd.clear_cache(cache_dir)
             server.reset()
             out, messages = _run(texts[:40], server.url, cache_dir)  # all cached: nothing to warn about
             assert server.requests == [] and messages == []
     assert out.sort_index()["rerank_score"].tolist() == [overlap_score(QUERY, t) for t in texts[:40]]
-    assert rerankpd.cache_info(cache_dir)["entries"] == 5
+    assert rerankpd.cache_info(cache_dir)["entries"] == 4
 
 
 @pytest.mark.slow

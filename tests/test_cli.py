@@ -89,7 +89,7 @@ def test_cache_info_and_clear(tmp_path, table, capsys):
     capsys.readouterr()
     assert main(["cache", "info", "--cache-dir", cache]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["directory"] == cache and info["kinds"]["scores"] == 2  # one block, one counter
+    assert info["directory"] == cache and info["kinds"]["scores"] == 1  # one block
     assert info["entries"] == sum(info["kinds"].values()) and info["kinds"]["embeddings"] > 0
     assert main(["cache", "clear", "--cache-dir", cache, "--reranker", "bm25"]) == 0
     assert "removed 0 cache entries of bm25" in capsys.readouterr().out

@@ -109,16 +109,15 @@ def test_cache_values_are_score_records_never_pickle_or_json(tmp_path):
                            "ORDER BY length(key)").fetchall()
     finally:
         con.close()
-    assert len(rows) == 2  # the query's counter, then the one request's block
+    assert len(rows) == 1  # the one request's block
     for key, key_type, raw, mode, filename, _, value_type in rows:
         assert key_type == "blob" and raw == 1 and key[:1] == b"S"  # digests, never text
         assert mode == 1 and filename is None and value_type == "blob"  # raw bytes inline: no pickle, no file
-    counter, block = rows[0][5], rows[1][5]
-    assert counter == (1).to_bytes(8, "little")
+    block = rows[0][5]
     assert len(block) == 3 * 24  # three text digests, then three float64 scores
     assert sorted(np.frombuffer(block[48:], "<f8").tolist()) == sorted(out["rerank_score"].tolist())
     for text in ["a b", "c d", "预防感冒"]:
-        assert text.encode() not in block and text.encode() not in rows[1][0]
+        assert text.encode() not in block and text.encode() not in rows[0][0]
     assert os.listdir(cache_dir) == ["store-v4"]
     assert sorted(os.listdir(cache_dir / "store-v4")) == ["cache.db"]  # no value files beside the table
 

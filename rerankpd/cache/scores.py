@@ -2,15 +2,15 @@
 nothing.
 
 A finished request is written as one *block* per query it holds: the texts' 16-byte hashes followed by
-the scores as little-endian float64 (:mod:`rerankpd.cache.keys`). A query's blocks are numbered: its
-counter entry (``S`` + prefix, 8 bytes) says how many there are, block ``n`` is ``S`` + prefix + ``n``
-(4 bytes, big-endian), and a block and the counter that names it are written in one transaction. So a
-finished request of 100 pairs costs one short insert, and a lookup reads each query's counter, then its
-blocks, and matches the pairs with one binary search; a later block wins over an earlier one.
+the scores as little-endian float64 (:mod:`rerankpd.cache.keys`). A query's blocks are numbered from 0:
+block ``n`` is ``S`` + prefix + ``n`` (4 bytes, big-endian). A lookup reads a query's blocks from 0 up to
+the first that is missing and matches the pairs with one binary search (a later block wins). A write
+appends a block in one transaction: from the position the run's lookup stopped at, it steps down past
+missing blocks (a clear by another process) and up past present ones (another writer), so the blocks
+stay contiguous; a block evicted or expired from the middle is a hole that the next write fills.
 
-A block that is not whole (hash, score) records, a counter that is not 8 bytes and a score that is not
-finite are misses. An evicted or expired block is a miss; an evicted counter starts the query's blocks
-again from 0.
+So a finished request of 100 pairs costs one short insert. A block that is not whole (hash, score)
+records, and a score that is not finite, are misses.
 
 Examples
 --------
@@ -48,33 +48,34 @@ LOOKUP_CHUNK_TEXTS = 65_536
 LOOKUP_CHUNK_QUERIES = 256
 
 
-def _counter_key(prefix: bytes) -> bytes:
-    return SCORES + prefix
+_MISSING = object()
 
 
 def _block_key(prefix: bytes, n: int) -> bytes:
     return SCORES + prefix + n.to_bytes(4, "big")
 
 
-def _count(value: bytes | None) -> int:
-    return int.from_bytes(value, "little") if value is not None and len(value) == 8 else 0
-
-
 def read_blocks(cache: diskcache.Cache, prefix: bytes) -> list[bytes]:
-    """The valid blocks of one query, oldest first."""
-    blocks = []
-    for n in range(_count(cache.get(_counter_key(prefix)))):
-        block = cache.get(_block_key(prefix, n))
+    """The valid blocks of one query, oldest first: blocks 0, 1, ... up to the first missing one (a value
+    that is not a block is skipped)."""
+    blocks, n = [], 0
+    while (block := cache.get(_block_key(prefix, n), _MISSING)) is not _MISSING:
         if block is not None and len(block) and len(block) % RECORD_BYTES == 0:
             blocks.append(block)
+        n += 1
     return blocks
 
 
-def write_block(cache: diskcache.Cache, prefix: bytes, block: bytes, options: dict) -> None:
-    """Append one block to a query's blocks (call it inside a transaction)."""
-    n = _count(cache.get(_counter_key(prefix)))
+def write_block(cache: diskcache.Cache, prefix: bytes, block: bytes, options: dict, start: int = 0) -> int:
+    """Append one block to a query's blocks, looking from position ``start`` (call it inside a
+    transaction); returns the position written."""
+    n = start
+    while n > 0 and _block_key(prefix, n - 1) not in cache:
+        n -= 1
+    while _block_key(prefix, n) in cache:
+        n += 1
     cache.set(_block_key(prefix, n), block, **options)
-    cache.set(_counter_key(prefix), (n + 1).to_bytes(8, "little"), **options)
+    return n
 
 
 def block_rows(prefix_of: Callable[[int], bytes], groups: np.ndarray, hashes: np.ndarray,
@@ -214,6 +215,7 @@ class ScoreCache:
         with self.store.cache.transact():
             for prefix, block in rows:
                 write_block(self.store.cache, prefix, block, options)
+        self.store.wrote = True
 
     def close(self) -> None:
         self.store.close()
@@ -256,6 +258,7 @@ class RunCache:
         self._pairs: Pairs | None = None
         self._prefixes: dict[int, bytes] = {}  # query number -> its prefix, made once per run
         self._hashes: np.ndarray | None = None  # every text's hash, when the lookup made them
+        self._next: dict[bytes, int] = {}  # query prefix -> where its next block probably goes
         self._warned = False
 
     @classmethod
@@ -291,7 +294,7 @@ class RunCache:
         Reads each query's blocks (a few hundred queries per transaction), hashes every distinct text once
         (kept for :meth:`store`) when anything was found, and matches the pairs with one binary search.
         """
-        self._pairs, self._prefixes, self._hashes = pairs, {}, None
+        self._pairs, self._prefixes, self._hashes, self._next = pairs, {}, None, {}
         store = self._store
         if store is None or not pairs.n_pairs:
             return 0
@@ -312,7 +315,10 @@ class RunCache:
         blocks: list[tuple[bytes, bytes]] = []
         for start in range(0, len(used), LOOKUP_CHUNK_QUERIES):
             prefixes = [self._prefix(g) for g in used[start:start + LOOKUP_CHUNK_QUERIES]]
-            blocks += store.read(lambda cache: [(p, b) for p in prefixes for b in read_blocks(cache, p)])
+            found = store.read(lambda cache: [(p, read_blocks(cache, p)) for p in prefixes])
+            for prefix, query_blocks in found:
+                self._next[prefix] = len(query_blocks)
+                blocks += [(prefix, block) for block in query_blocks]
         if not blocks:
             return 0  # nothing stored: store() hashes each request's texts as it finishes
         found = Found(blocks)
@@ -348,8 +354,12 @@ class RunCache:
         else:
             hashes = text_hashes(texts if texts is not None else take_texts(pairs.texts, pairs.pair_text[ids]))
         rows = block_rows(self._prefix, np.asarray(pairs.pair_group[ids], dtype=np.int64), hashes, values)
+        def write(cache: diskcache.Cache) -> None:
+            for prefix, block in rows:
+                self._next[prefix] = write_block(cache, prefix, block, self._options, self._next.get(prefix, 0)) + 1
+
         if rows:
-            store.write(lambda cache: [write_block(cache, prefix, block, self._options) for prefix, block in rows])
+            store.write(write)
 
     def report(self) -> None:
         """Warn once, at the user's line, when finished scores are not being kept (call it in the user's

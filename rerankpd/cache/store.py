@@ -218,6 +218,7 @@ class Store:
         self.settings, self.directory = settings, settings.directory
         self.path = os.path.join(self.directory, STORE_DIR)
         self.failure: str | None = None  #: why writing stopped (None: it has not)
+        self.wrote = False
         self._warned: set[str] = set()
         self.cache: diskcache.Cache = self._open(read_only)
         self.read_only = isinstance(self.cache, _ReadOnlyCache)
@@ -236,8 +237,10 @@ class Store:
                 os.makedirs(self.path, mode=0o700, exist_ok=True)
                 with contextlib.suppress(FileExistsError):  # private from its first byte; SQLite keeps the mode
                     os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                return _Cache(self.path, tag_index=True, eviction_policy="least-recently-used",
-                              size_limit=self.settings.size_limit, sqlite_mmap_size=0, sqlite_cache_size=256)
+                cache = _Cache(self.path, tag_index=True, eviction_policy="least-recently-used", cull_limit=0,
+                               size_limit=self.settings.size_limit, sqlite_mmap_size=0, sqlite_cache_size=256)
+                self._cull(cache)
+                return cache
             except STORE_ERRORS as exc:
                 if not os.path.isfile(database) or not os.path.getsize(database):
                     raise
@@ -245,6 +248,14 @@ class Store:
         if not os.path.isfile(database):
             raise FileNotFoundError(f"no cache at {self.directory}")
         return _ReadOnlyCache(self.path)
+
+    def _cull(self, cache: diskcache.Cache) -> None:
+        """Remove expired entries, then the least recently used ones down to the size limit. Writes do not
+        evict (each would cost a few more statements), so this runs when a store opens and closes."""
+        try:
+            cache.cull()
+        except STORE_ERRORS as exc:  # busy, read-only, full: evicting waits for a later run
+            logger.info("could not evict from the cache at %s: %s", self.directory, exc)
 
     def write(self, fn: Callable[[diskcache.Cache], Any]) -> bool:
         """Run ``fn(cache)`` in one transaction; False (and :attr:`failure` set) when it could not.
@@ -259,6 +270,7 @@ class Store:
                 raise FileNotFoundError("the cache directory was removed or replaced during the run")
             with self.cache.transact():
                 fn(self.cache)
+            self.wrote = True
             return True
         except STORE_ERRORS as exc:
             self.failure = ("it is locked by another process (timed out waiting)" if isinstance(exc, diskcache.Timeout)
@@ -291,7 +303,12 @@ class Store:
                       f"{goes_on}")
 
     def close(self) -> None:
-        self.cache.close()
+        """Evict down to the size limit (when this store wrote anything), then close every connection."""
+        try:
+            if self.wrote and self.failure is None:
+                self._cull(self.cache)
+        finally:
+            self.cache.close()
 
     def __enter__(self) -> "Store":
         return self
