@@ -73,10 +73,6 @@ class EmbeddingCache:
                       "embedding without it")
             return None
 
-    @property
-    def read_only(self) -> bool:
-        return self._store is None or self._store.read_only
-
     def key(self, role: str, text: str) -> bytes:
         """``E`` + SHA-256 of the identity, the role and the text."""
         return EMBEDDINGS + digest(self._digest, role.encode("ascii"), encode(text))
@@ -147,15 +143,6 @@ class EmbeddingCache:
             self._store.report("embedding", "embedding goes on and cached embeddings are still read, but "
                                             "new ones will not be kept")
 
-    def __len__(self) -> int:
-        """How many vectors this cache's directory holds (of every model)."""
-        if self._store is None:
-            return 0
-        return sum(1 for key in self._store.cache.iterkeys() if key[:1] == EMBEDDINGS and len(key) == 33)
-
-    def flush(self) -> None:
-        """Nothing to wait for: each batch is committed by :meth:`store`."""
-
     def close(self) -> None:
         """Release the store (when this cache opened it); safe to call twice."""
         store, self._store = self._store, None
@@ -166,6 +153,3 @@ class EmbeddingCache:
         if not self._warned:
             self._warned = True
             warn_user(message)
-
-    def __repr__(self) -> str:
-        return f"EmbeddingCache({self.directory!r}{', read-only' if self.read_only else ''})"

@@ -15,6 +15,7 @@ records, and a score that is not finite, are misses.
 Examples
 --------
 >>> import tempfile
+>>> from rerankpd.cache import identity_digest
 >>> cache = ScoreCache(tempfile.mkdtemp())
 >>> key = cache.key(identity_digest({"provider": "demo"}), "q", "text")
 >>> cache.set_many({key: 0.5})
@@ -33,7 +34,7 @@ import numpy as np
 
 from ..pairs import Pairs, take_texts
 from ..errors import warn_user
-from .keys import HASH_BYTES, SCORES, identity_digest, pair_keys, query_prefix, text_hashes  # noqa: F401
+from .keys import HASH_BYTES, SCORES, pair_keys, query_prefix, text_hashes
 from .store import STORE_ERRORS, CacheSettings, Store, settings_for
 
 __all__ = ["RunCache", "ScoreCache"]
@@ -156,13 +157,6 @@ class ScoreCache:
         self.store = Store(settings, read_only=read_only)
         self.directory, self.tag = self.store.directory, tag
 
-    def __repr__(self) -> str:
-        return f"ScoreCache({self.directory!r}{', read-only' if self.read_only else ''})"
-
-    @property
-    def read_only(self) -> bool:
-        return self.store.read_only
-
     @staticmethod
     def key(identity_digest: str, query: str, text: str) -> bytes:
         """The 32-byte key of one pair under one reranker identity: :func:`query_prefix` of the query, then
@@ -203,7 +197,7 @@ class ScoreCache:
         """Store scores now, one block per query, in one transaction; raises when they cannot be written."""
         if not scores:
             return
-        if self.read_only:
+        if self.store.read_only:
             raise PermissionError(f"the cache at {self.directory} is read-only")
         keys = list(scores)
         prefixes = sorted({k[:16] for k in keys})
@@ -272,10 +266,6 @@ class RunCache:
         except STORE_ERRORS as exc:
             warn_user(f"rerankpd: the score cache could not be opened ({exc}); scoring without it")
             return None
-
-    @property
-    def active(self) -> bool:
-        return self._store is not None
 
     @property
     def shared_store(self) -> Store | None:

@@ -166,20 +166,18 @@ class _ReadOnlyCache(_Cache):
     writes its settings as it opens). A WAL database whose ``-shm`` file cannot be created (a read-only
     directory) is opened ``immutable``: nobody can be writing it then either."""
 
-    def __init__(self, directory: str) -> None:  # noqa: D107 - deliberately not diskcache's __init__
+    def __init__(self, directory: str) -> None:  # deliberately not diskcache's __init__: it writes
         self._directory, self._timeout, self._txn_id = directory, BUSY_TIMEOUT, None
         self._local = threading.local()
         self._connections, self._connections_lock = [], threading.Lock()
         self._disk = BytesDisk(directory)
         self._immutable = False
         try:
-            settings = dict(self._sql("SELECT key, value FROM Settings").fetchall())
+            self._sql("SELECT 1 FROM Settings").fetchall()
         except sqlite3.Error:
             self.close()
             self._immutable = True
-            settings = dict(self._sql("SELECT key, value FROM Settings").fetchall())
-        for key in ("size_limit", "cull_limit", "tag_index", "count", "size"):
-            setattr(self, key, settings.get(key, 0))
+            self._sql("SELECT 1 FROM Settings").fetchall()
         self.statistics, self.eviction_policy = 0, "none"  # reads write nothing
         ((self._page_size,),) = self._sql("PRAGMA page_size").fetchall()
 
@@ -323,13 +321,6 @@ def _check_directory(directory: str, doing: str) -> None:
                          "pass a directory (cache=... or --cache-dir)")
 
 
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
 def cache_info(directory: Any = None) -> dict:
     """Where the cache is, what it holds by kind, how many bytes it takes and its limit. Creates nothing.
 
@@ -352,7 +343,7 @@ def cache_info(directory: Any = None) -> dict:
             "size_bytes": 0, "size_limit": settings.size_limit}
     if not os.path.isdir(directory):
         return info
-    info["size_bytes"] = sum(_size(os.path.join(d, f)) for d, _, files in os.walk(directory) for f in files)
+    info["size_bytes"] = sum(os.lstat(os.path.join(d, f)).st_size for d, _, files in os.walk(directory) for f in files)
     if not os.path.isfile(os.path.join(directory, STORE_DIR, DBNAME)):
         return info
     try:
@@ -398,33 +389,17 @@ def clear_cache(directory: Any = None, *, reranker: Any = None) -> int:
                                      "directory's permissions, or whether its disk is full)")
                 removed += store.cache.evict(tag, retry=True) if tag is not None else store.cache.clear(retry=True)
         if tag is None:
-            removed += _remove_legacy(directory)
+            _remove_legacy(directory)
     except STORE_ERRORS as exc:
         raise CacheError(f"cannot clear the cache at {directory}: {exc}") from exc
     logger.info("cleared %d cache entries from %s", removed, directory)
     return removed
 
 
-def _remove_legacy(directory: str) -> int:
-    """Remove the files of earlier cache formats; returns how many rows their tables held."""
-    count = 0
-    for filename in LEGACY_FILES:
-        legacy = os.path.join(directory, filename)
-        if not os.path.exists(legacy):
-            continue
-        with contextlib.suppress(sqlite3.Error):  # unreadable: removed all the same
-            con = sqlite3.connect(f"file:{quote(legacy)}?mode=ro", uri=True)
-            try:
-                for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-                    if table != "Settings":
-                        count += con.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
-            finally:
-                con.close()
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(legacy + suffix):
-                os.remove(legacy + suffix)
-    for pattern in LEGACY_PATTERNS:
+def _remove_legacy(directory: str) -> None:
+    """Remove the files of earlier cache formats (never read: their entries are not counted)."""
+    patterns = [name + suffix for name in LEGACY_FILES for suffix in ("", "-wal", "-shm")] + list(LEGACY_PATTERNS)
+    for pattern in patterns:
         for path in glob.glob(os.path.join(glob.escape(directory), pattern)):
             os.remove(path)
-    return count
 
