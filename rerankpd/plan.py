@@ -138,7 +138,7 @@ def plan_run(df: pd.DataFrame, query: str | None, column: Any, query_column: Any
     run = Run(df=df, column=column, query=query, query_column=query_column, reranker=reranker, spec=spec,
               pairs=pairs, errors=errors, pair_scores=np.full(pairs.n_pairs, np.nan), chunks=chunks)
     if pairs.n_pairs and spec.cacheable:
-        run.cache = RunCache.open(cache, spec.identity)
+        run.cache = RunCache.open(cache, spec.identity, spec.name)
     elif pairs.n_pairs and spec.pairwise and cache is not False:
         _warn_not_cached(reranker, spec)
     if run.cache is not None:

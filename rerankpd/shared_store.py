@@ -30,12 +30,11 @@ import hashlib
 import logging
 import posixpath
 import shutil
-import sqlite3
 import tempfile
 import uuid
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from .cache import ScoreCache
+from .cache import STORE_ERRORS, ScoreCache
 from .errors import ConfigurationError, MissingDependencyError, warn_user
 
 __all__ = ["SharedScoreStore", "check_url", "compact", "pair_keys", "seeded_local_cache"]
@@ -46,7 +45,7 @@ logger = logging.getLogger(__name__)
 _NAMESPACE_PAIR = ("rerankpd shared score store", "namespace")
 
 #: What a store or cache that cannot be used raises (pyarrow's errors are OSError or ValueError subclasses).
-_UNREADABLE = (OSError, ValueError, sqlite3.Error)
+_UNREADABLE = (ValueError, *STORE_ERRORS)
 
 
 def pair_keys(identity: str, queries: Sequence[str], texts: Sequence[str], pair_group: Iterable[int],

@@ -153,6 +153,13 @@ class Reranker(abc.ABC):
         """
         self._cancel_event = event
 
+    def bind_cache(self, cache: Any) -> Any:
+        """The pipeline hands over its run's ``cache=`` argument before scoring and the previous one after;
+        returns the previous one. A reranker with a cache of its own (the LLM reranker's window answers)
+        follows it: with ``cache=False`` nothing is read from or written to any cache."""
+        previous, self._run_cache = getattr(self, "_run_cache", True), cache
+        return previous
+
     def __repr__(self) -> str:
         model = f", model={self.model!r}" if self.model else ""
         return f"{type(self).__name__}(name={self.name!r}{model})"

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 from .. import config
-from ..cache import ScoreCache, identity_digest
+from ..cache import STORE_ERRORS, CacheSettings, WindowCache, identity_digest
 from ..errors import (APIConnectionError, BadRequestError, BadResponseError, ConfigurationError, RateLimitError,
                       RerankError, RunCancelled, ServerError, warn_user)
 from ..prompts import (GRADE_PROMPT, LISTWISE_PROMPT, LISTWISE_SYSTEM, POINTWISE_PROMPT, POINTWISE_SYSTEM,
@@ -76,7 +75,7 @@ SCORING = ("auto", "logprobs", "grade")
 #: Errors that mean "this window could not be ranked now" (after the retries): the window keeps its order.
 _WINDOW_FAILURES = (RateLimitError, ServerError, BadResponseError, APIConnectionError)
 #: What the window cache may raise; it is best effort, like the score cache in a run.
-_CACHE_FAILURES = (OSError, sqlite3.Error, RerankError)
+_CACHE_FAILURES = (*STORE_ERRORS, RerankError, ValueError)
 
 
 @dataclass
@@ -183,11 +182,11 @@ class LLMReranker(HTTPReranker):
         if not isinstance(system, str):
             raise ConfigurationError(f"system_prompt must be a string, got {type(system).__name__}")
         self.system_prompt = system
-        if not isinstance(window_cache, (bool, str, os.PathLike)):
-            raise ConfigurationError(f"window_cache must be True, False or a directory path, got {window_cache!r}")
+        if not isinstance(window_cache, (bool, str, os.PathLike, CacheSettings)):
+            raise ConfigurationError(f"window_cache must be True, False, a directory path or rerankpd.CacheSettings, "
+                                     f"got {window_cache!r}")
         self._window_cache_arg = window_cache
-        self._window_store: ScoreCache | None = None
-        self._window_store_failed = False
+        self._window_stores: dict[Any, WindowCache | None] = {}
         self._lock = threading.Lock()
         self._logprobs_missing = self.scoring == "grade"
         self._keep_dmxapi_key_home(options)
@@ -374,8 +373,8 @@ class LLMReranker(HTTPReranker):
         return scores
 
     def _rank_window(self, query: str, passages: list[str], tally: _Tally) -> list[int]:
-        keys = self._window_keys(query, passages)
-        cached = self._cached_permutation(keys)
+        windows = self._windows()
+        cached = windows.get(query, passages) if windows is not None else None
         if cached is not None:
             tally.usage["windows_cached"] += 1
             return cached
@@ -384,62 +383,41 @@ class LLMReranker(HTTPReranker):
         if problems:
             tally.usage["windows_repaired"] += 1
             logger.info("%s: repaired a ranking answer (%s): %.120r", self.name, "; ".join(problems), answer.content)
-        else:  # a repaired answer is not cached: a rerun asks again
-            self._store_permutation(keys, permutation)
+        elif windows is not None:  # a repaired answer is not cached: a rerun asks again
+            windows.put(query, passages, permutation)
         return permutation
 
     # ----------------------------------------------------------------- the window cache
-    def _window_keys(self, query: str, passages: list[str]) -> list[str] | None:
-        if self._window_cache_arg is False:
-            return None
-        digest = identity_digest({**self.identity(), "cached": "listwise window"})
-        text = "\x1f".join(passages)
-        k = len(passages)
-        return ScoreCache.keys(digest, [query], [f"{text}\x1e{i}" for i in range(k)], [0] * k, list(range(k)))
+    def _window_setting(self) -> Any:
+        """Where window answers are cached: nowhere when the run's ``cache=`` or ``window_cache`` is False;
+        ``window_cache=True`` follows the run's ``cache=`` (the default directory outside a run)."""
+        run_cache = getattr(self, "_run_cache", True)
+        if self._window_cache_arg is False or run_cache is False or run_cache is None:
+            return False
+        return run_cache if self._window_cache_arg is True else self._window_cache_arg
 
-    def _store(self) -> ScoreCache | None:
+    def _windows(self) -> WindowCache | None:
+        setting = self._window_setting()
+        if setting is False:
+            return None
         with self._lock:
-            if self._window_store is None and not self._window_store_failed:
-                arg = self._window_cache_arg
+            if setting not in self._window_stores:
                 try:
-                    self._window_store = ScoreCache(None if arg is True else arg)
+                    digest = identity_digest({**self.identity(), "cached": "listwise window"})
+                    self._window_stores[setting] = WindowCache.open(setting, digest, self.name)
                 except _CACHE_FAILURES as exc:
-                    self._window_store_failed = True
+                    self._window_stores[setting] = None
                     warn_user(f"{self.name}: the window cache could not be opened ({exc}); ranking without it")
-            return self._window_store
-
-    def _cached_permutation(self, keys: list[str] | None) -> list[int] | None:
-        """A window's cached answer, stored as its positions (one number per key); None when absent."""
-        store = self._store() if keys else None
-        if store is None:
-            return None
-        try:
-            found = store.get_many(keys)
-        except _CACHE_FAILURES as exc:
-            logger.warning("%s: window cache read failed: %s", self.name, exc)
-            return None
-        values = [found.get(key) for key in keys]
-        if any(v is None for v in values):
-            return None
-        permutation = [int(v) for v in values]
-        return permutation if sorted(permutation) == list(range(len(keys))) else None
-
-    def _store_permutation(self, keys: list[str] | None, permutation: list[int]) -> None:
-        store = self._store() if keys else None
-        if store is None:
-            return
-        try:
-            store.set_many({key: float(p) for key, p in zip(keys, permutation)})
-        except _CACHE_FAILURES as exc:
-            logger.warning("%s: window cache write failed: %s", self.name, exc)
+            return self._window_stores[setting]
 
     def close(self) -> None:
         """Close the connection pool and the window cache."""
         super().close()
         with self._lock:
-            if self._window_store is not None:
-                self._window_store.close()
-                self._window_store = None
+            stores, self._window_stores = self._window_stores, {}
+        for store in stores.values():
+            if store is not None:
+                store.close()
 
     # ----------------------------------------------------------------- cost
     def estimate_requests(self, query: str, documents: Sequence[str]) -> tuple[int, int]:

@@ -423,6 +423,60 @@ def test_windows_are_cached_on_their_content(chat, tmp_path):
     assert len(chat.requests) == 9
 
 
+def test_cache_false_reads_and_writes_no_window_cache(chat, tmp_path):
+    """rerank(cache=False), and evaluate(cache=False), read and write no window answer, whatever
+    window_cache says; window_cache=True follows the run's cache= (the default directory here)."""
+    docs = corpus(100)
+    df = pd.DataFrame({"text": docs})
+    default = tmp_path / "cache"  # RERANKPD_CACHE_DIR (conftest)
+    for window_cache in (True, tmp_path / "windows"):
+        r = make(chat, mode="listwise", window_cache=window_cache)
+        df.rerank(QUERY, reranker=r, cache=False, progress=False)
+        assert not default.exists() and not (tmp_path / "windows").exists()
+    df.rerank(QUERY, reranker=make(chat, mode="listwise"), progress=False)  # cache=True: windows kept
+    assert rerankpd.cache_info(default)["kinds"]["windows"] == 9
+    chat.reset()
+    r = make(chat, mode="listwise")
+    out = df.rerank(QUERY, reranker=r, cache=False, progress=False)
+    assert len(chat.requests) == 9 and out.attrs["rerank"]["usage"]["windows_cached"] == 0  # nothing read
+    chat.reset()
+    labelled = df.assign(q=QUERY, label=[1] + [0] * 99)
+    rerankpd.evaluate(labelled, query_column="q", label_column="label", rerankers={"llm": r}, cache=False,
+                      progress=False)
+    assert len(chat.requests) == 9
+    chat.reset()
+    df.rerank(QUERY, reranker=r, cache=tmp_path / "mine", progress=False)  # window_cache=True: the run's cache=
+    assert len(chat.requests) == 9 and rerankpd.cache_info(tmp_path / "mine")["kinds"]["windows"] == 9
+    r.close()
+
+
+def test_window_answers_are_key_value_entries_of_the_cache(chat, tmp_path):
+    from rerankpd.cache import WindowCache
+
+    docs = corpus(30)
+    r = make(chat, mode="listwise", window_cache=tmp_path)
+    scores = r.score(QUERY, docs)
+    r.close()
+    info = rerankpd.cache_info(tmp_path)
+    assert info["kinds"] == {"scores": 0, "embeddings": 0, "windows": 2} and info["entries"] == 2
+    windows = WindowCache.open(tmp_path, "another identity")
+    assert windows.get(QUERY, docs[:20]) is None  # keyed on the reranker's identity too
+    windows.close()
+    assert rerankpd.clear_cache(tmp_path, reranker="llm") == 2
+    chat.reset()
+    again = make(chat, mode="listwise", window_cache=tmp_path)
+    assert again.score(QUERY, docs) == scores and len(chat.requests) == 2
+    again.close()
+
+
+def test_estimate_names_the_llm_mode(chat):
+    df = pd.DataFrame({"text": corpus(30)})
+    for mode in ("pointwise", "listwise"):
+        est = rerankpd.estimate(df, QUERY, reranker=make(chat, mode=mode), cache=False)
+        assert est.mode == mode and f"(fake-chat, {mode})" in str(est)
+    assert rerankpd.estimate(df, QUERY, reranker="bm25", cache=False).mode is None
+
+
 def test_an_unusable_window_cache_warns_and_ranks_without_it(chat, tmp_path):
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("x")
