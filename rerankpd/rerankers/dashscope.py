@@ -33,17 +33,18 @@ class DashScopeReranker(ClientChunkedReranker):
     Parameters
     ----------
     **options
-        ``api_key`` (default ``DASHSCOPE_API_KEY``), ``base_url`` (default ``DASHSCOPE_BASE_URL``, else
-        ``https://dashscope.aliyuncs.com/api/v1``; the international endpoint is
+        ``api_key`` (default ``DASHSCOPE_API_KEY``), ``base_url`` (default ``DASHSCOPE_BASE_URL``, else the
+        SDK's ``DASHSCOPE_HTTP_BASE_URL``, else ``https://dashscope.aliyuncs.com/api/v1``; the international endpoint is
         ``https://dashscope-intl.aliyuncs.com/api/v1``), ``model``, ``batch_size`` (default 500), client
         chunking and the shared options.
     """
 
     name = "dashscope"
     default_base_url = "https://dashscope.aliyuncs.com/api/v1"
-    base_url_env = "DASHSCOPE_BASE_URL"
+    base_url_env = ("DASHSCOPE_BASE_URL", "DASHSCOPE_HTTP_BASE_URL")  # ours, then the official SDK's
     path = "/services/rerank/text-rerank/text-rerank"
     key_env = ("DASHSCOPE_API_KEY",)
+    key_domains = ("dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com")
     default_model = "gte-rerank-v2"
     default_batch_size = 500
 

@@ -54,7 +54,6 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
-from urllib.parse import urlsplit
 
 from .. import config
 from ..cache import ScoreCache, identity_digest
@@ -65,7 +64,7 @@ from ..prompts import (GRADE_PROMPT, LISTWISE_PROMPT, LISTWISE_SYSTEM, POINTWISE
                        pointwise_messages, prompt_tokens, window_starts, yes_no_score)
 from ..validate import one_of, whole
 from .base import Availability, BatchResult
-from .http import HTTPReranker, usage_counts
+from .http import HTTPReranker, openai_key_homes, usage_counts
 
 __all__ = ["LLMReranker"]
 
@@ -135,8 +134,9 @@ class LLMReranker(HTTPReranker):
         Listwise: True caches each window's answer in the score cache directory, a path uses that
         directory, False does not cache.
     **options
-        ``api_key`` (default ``DMXAPI_API_KEY``, sent only to DMXAPI's host: with another ``base_url`` pass
-        ``api_key=``; a self-hosted server needs none), ``base_url`` (default ``DMXAPI_BASE_URL``, else
+        ``api_key`` (default ``DMXAPI_API_KEY``, sent only to DMXAPI's hosts, or ``OPENAI_API_KEY``, sent only
+        to ``api.openai.com`` and the host of ``OPENAI_BASE_URL``: with another ``base_url`` pass ``api_key=``;
+        a self-hosted server needs none), ``base_url`` (default ``DMXAPI_BASE_URL``, else
         ``https://www.dmxapi.cn/v1``), ``max_concurrency``, ``timeout``, ``max_retries`` and the rate limits
         of :class:`~rerankpd.rerankers.http.HTTPReranker`.
     """
@@ -146,7 +146,9 @@ class LLMReranker(HTTPReranker):
     default_base_url = "https://www.dmxapi.cn/v1"
     base_url_env = "DMXAPI_BASE_URL"
     path = "/chat/completions"
-    key_env: tuple[str, ...] = ("DMXAPI_API_KEY",)
+    key_env: tuple[str, ...] = ("DMXAPI_API_KEY", "OPENAI_API_KEY")
+    key_domains = ("dmxapi.cn", "dmxapi.com")
+    keyless_elsewhere = True
     default_model = None
     default_batch_size = 1
     default_max_concurrency = 4
@@ -190,19 +192,14 @@ class LLMReranker(HTTPReranker):
         self._window_store_failed = False
         self._lock = threading.Lock()
         self._logprobs_missing = self.scoring == "grade"
-        self._keep_dmxapi_key_home(options)
         super().__init__(model=model.strip(), batch_size=1, **options)
         self.pairwise = not listwise
         if listwise:
             self.batch_size = None  # a query's candidates in one call: the windows need the whole list
 
-    def _keep_dmxapi_key_home(self, options: dict) -> None:
-        """``DMXAPI_API_KEY`` goes only to DMXAPI's host; another ``base_url`` takes ``api_key=`` or no key."""
-        given = options.get("base_url")
-        if given is None or options.get("api_key") is not None:
-            return
-        if urlsplit(str(given)).hostname != urlsplit(self.default_base_url).hostname:
-            self.key_env, self.key_required = (), False
+    def key_homes(self) -> dict[str, tuple[str, ...] | None]:
+        """``DMXAPI_API_KEY`` goes only to DMXAPI, ``OPENAI_API_KEY`` only to OpenAI (see :func:`openai_key_homes`)."""
+        return openai_key_homes(super().key_homes())
 
     @classmethod
     def pairwise_with(cls, options: dict) -> bool:

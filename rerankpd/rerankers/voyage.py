@@ -19,7 +19,10 @@ from typing import Sequence
 from ..validate import boolean
 from .chunked import ClientChunkedReranker
 
-__all__ = ["VoyageReranker"]
+__all__ = ["MONGODB_BASE_URL", "VoyageReranker"]
+
+#: Where Voyage's models are served for MongoDB Atlas keys (``al-...``).
+MONGODB_BASE_URL = "https://ai.mongodb.com/v1"
 
 
 class VoyageReranker(ClientChunkedReranker):
@@ -32,7 +35,7 @@ class VoyageReranker(ClientChunkedReranker):
         reject them. None (default) leaves Voyage's default (True) and sends nothing.
     **options
         ``api_key`` (default ``VOYAGE_API_KEY``), ``base_url`` (default ``VOYAGE_BASE_URL``, else
-        ``https://api.voyageai.com/v1``), ``model``, ``batch_size`` (default 1000), client chunking and the
+        ``https://ai.mongodb.com/v1`` for a MongoDB Atlas key (``al-...``), else ``https://api.voyageai.com/v1``), ``model``, ``batch_size`` (default 1000), client chunking and the
         shared options.
     """
 
@@ -40,9 +43,14 @@ class VoyageReranker(ClientChunkedReranker):
     default_base_url = "https://api.voyageai.com/v1"
     base_url_env = "VOYAGE_BASE_URL"
     key_env = ("VOYAGE_API_KEY",)
+    key_domains = ("voyageai.com", "ai.mongodb.com")
     default_model = "rerank-2.5"
     default_batch_size = 1000
     results_field = "data"
+
+    def default_base_for(self, key: str | None) -> str:
+        """MongoDB Atlas keys (``al-...``) belong to ``https://ai.mongodb.com/v1``, as in the official SDK."""
+        return MONGODB_BASE_URL if isinstance(key, str) and key.strip().startswith("al-") else self.default_base_url
 
     def __init__(self, *, truncation: bool | None = None, **options) -> None:
         self.truncation = None if truncation is None else boolean("truncation", truncation)

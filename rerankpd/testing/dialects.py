@@ -265,7 +265,7 @@ class CohereDialect(RerankDialect):
     def envelope(self, results, tokens):
         return {"results": results, "id": "loopback-cohere",
                 "meta": {"api_version": {"version": "2", "is_experimental": False},
-                         "billed_units": {"search_units": 1}}}
+                         "billed_units": {"search_units": 1}, "tokens": {"input_tokens": tokens, "output_tokens": 0}}}
 
     def error_body(self, status, message):
         return {"id": "loopback-cohere-error", "message": f"invalid request: {message}"}

@@ -51,9 +51,9 @@ SPECS = [
          {"model": "BAAI/bge-reranker-v2-m3", "query": QUERY, "documents": DOCS, "top_n": 4,
           "return_documents": False},
          {"input_tokens": TOKENS, "output_tokens": 0}, 64),
-    Spec("cohere", "/v2/rerank", ("COHERE_API_KEY", "CO_API_KEY"),
+    Spec("cohere", "/v2/rerank", ("CO_API_KEY", "COHERE_API_KEY"),
          {"model": "rerank-v3.5", "query": QUERY, "documents": DOCS, "top_n": 4},
-         {"search_units": 1}, 1000),
+         {"search_units": 1, "tokens.input_tokens": TOKENS, "tokens.output_tokens": 0}, 1000),
     Spec("jina", "/v1/rerank", ("JINA_API_KEY",),
          {"model": "jina-reranker-v2-base-multilingual", "query": QUERY, "documents": DOCS, "top_n": 4,
           "return_documents": False},
@@ -150,8 +150,20 @@ def test_rejected_key_is_an_authentication_error_without_the_key(spec):
             make(spec, server, api_key=KEY).score(QUERY, DOCS)
     assert info.value.status_code == 401
     assert KEY not in str(info.value) and KEY not in repr(info.value)
-    if spec.hosted:
-        assert spec.key_env[0] in str(info.value)
+    assert "api_key=" in str(info.value)  # the key came from api_key=, so the hint names it, not a variable
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.hosted], ids=lambda s: s.name)
+def test_rejected_key_from_a_variable_names_that_variable(spec, monkeypatch):
+    with LoopbackRerankServer(api_key="another-key", dialect=spec.name) as server:
+        for var in spec.key_env:
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(spec.key_env[-1], KEY)
+        monkeypatch.setenv(f"{spec.name.upper()}_BASE_URL", server.url)
+        with pytest.raises(AuthenticationError) as info:
+            rerankpd.get_reranker(spec.name, max_retries=0).score(QUERY, DOCS)
+    assert f"check the API key in {spec.key_env[-1]}" in str(info.value)
+    assert KEY not in str(info.value)
 
 
 def test_429_is_retried_then_succeeds(spec, server):
