@@ -50,6 +50,7 @@ class CohereReranker(ClientChunkedReranker):
     auth_statuses = (401, 403, 498)  # 498: "invalid token" (the SDK's InvalidTokenError)
     default_model = "rerank-v3.5"
     default_batch_size = 1000
+    max_documents = 10_000  # Cohere's maximum; it recommends at most 1,000 (the default batch)
 
     @classmethod
     def configured_base_url(cls) -> str | None:

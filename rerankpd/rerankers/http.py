@@ -49,6 +49,7 @@ from ..errors import (
 )
 from ..ratelimit import PUBLISHED_LIMITS, AdaptiveConcurrency, RateLimiter, RateLimitWaitTooLong, estimate_tokens
 from ..redact import mask_url, scrub, shorten, url_secrets
+from ..tokens import budget_spans, text_tokens
 from ..validate import boolean, number, timeout_pair, whole
 from .answers import decode_json, scores_from_results, usage_counts
 from .base import Availability, BatchResult, Reranker
@@ -120,6 +121,11 @@ class HTTPReranker(Reranker):
         Seconds of the first backoff and the longest one (full jitter).
     retry_after_cap
         The longest ``Retry-After`` honoured, in seconds.
+    max_request_tokens
+        The most tokens one request may carry (query tokens x documents + the documents' tokens, counted by
+        :func:`rerankpd.tokens.request_tokens`); requests are cut to stay within 80% of it
+        (:data:`rerankpd.tokens.REQUEST_TOKEN_HEADROOM`). None: the service's published limit for the model
+        (:meth:`request_limits`); 0: no limit.
     requests_per_minute, tokens_per_minute
         A budget shared by every request of this reranker (tokens are estimated from the text, see
         :func:`rerankpd.ratelimit.estimate_tokens`). None: the service's published limit where known
@@ -161,6 +167,10 @@ class HTTPReranker(Reranker):
     results_field = "results"
     usage_field = "usage"
     default_requests_per_minute: float | None = None  # None: PUBLISHED_LIMITS[name], if any
+    #: The service's published per-request limits: documents, and tokens (query tokens x documents + the
+    #: documents' tokens); None where none is published. A model-specific limit: :meth:`request_limits`.
+    max_documents: int | None = None
+    default_max_request_tokens: int | None = None
     default_tokens_per_minute: float | None = None
 
     def __init__(
@@ -181,6 +191,7 @@ class HTTPReranker(Reranker):
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         adaptive_concurrency: bool = True,
+        max_request_tokens: int | None = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
@@ -191,6 +202,7 @@ class HTTPReranker(Reranker):
             raise ConfigurationError(f"model must be a string, got {self.model!r}")
         self.batch_size = whole("batch_size", self.default_batch_size if batch_size is None else batch_size,
                                 minimum=1)
+        self._init_request_limits(max_request_tokens)
         self.max_concurrency = whole(
             "max_concurrency", self.default_max_concurrency if max_concurrency is None else max_concurrency,
             minimum=1)
@@ -220,6 +232,20 @@ class HTTPReranker(Reranker):
                 "use https://", stacklevel=3)
 
     # ----------------------------------------------------------------- configuration
+    def request_limits(self) -> tuple[int | None, int | None]:
+        """The published (documents, tokens) per request for :attr:`model`; None where none is published."""
+        return self.max_documents, self.default_max_request_tokens
+
+    def _init_request_limits(self, max_request_tokens: int | None) -> None:
+        max_documents, published_tokens = self.request_limits()
+        if max_documents is not None and self.batch_size > max_documents:
+            raise ConfigurationError(
+                f"batch_size={self.batch_size} is above {self.name}'s limit of {max_documents} documents per "
+                f"request{f' for {self.model}' if self.model else ''}; use batch_size <= {max_documents}")
+        tokens = whole("max_request_tokens", max_request_tokens, minimum=0, allow_none=True)
+        #: The cap on one request's tokens the plan keeps below (None: none).
+        self.max_request_tokens = published_tokens if tokens is None else (tokens or None)
+
     @classmethod
     def configured_base_url(cls) -> str | None:
         """The base URL the environment sets (the first set variable of ``base_url_env``), else None."""
@@ -293,7 +319,7 @@ class HTTPReranker(Reranker):
             return Availability(True, f"server at {shown} answers")
         if any(config.env(var) for var in cls.key_env):
             return Availability(True, "key set")
-        return Availability(False, f"no key: set {cls.key_env[0] if cls.key_env else 'api_key='}")
+        return Availability(False, f"no key: set {' or '.join(cls.key_env) if cls.key_env else 'api_key='}")
 
     # ----------------------------------------------------------------- keys stay home
     def key_homes(self) -> dict[str, tuple[str, ...] | None]:
@@ -431,8 +457,26 @@ class HTTPReranker(Reranker):
         return self.score_batch(query, documents).scores
 
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:
+        """One request for ``documents``; more, one after another, when they exceed the batch size or the
+        token cap (a direct call: the pipeline plans requests that fit)."""
         if not documents:
             return BatchResult([])
+        spans = [(0, len(documents))]
+        if len(documents) > self.batch_size or self.max_request_tokens:
+            query_tokens = text_tokens(query)
+            costs = [query_tokens + text_tokens(d) for d in documents] if self.max_request_tokens else [0] * len(documents)
+            spans = budget_spans(costs, self.batch_size, self.max_request_tokens)
+        results = [self._score_one(query, documents[a:b]) for a, b in spans]
+        if len(results) == 1:
+            return results[0]
+        usage: dict[str, int] = {}
+        for result in results:
+            for name, value in result.usage.items():
+                usage[name] = usage.get(name, 0) + value
+        return BatchResult([s for r in results for s in r.scores], usage, attempts=sum(r.attempts for r in results),
+                           requests=len(results))
+
+    def _score_one(self, query: str, documents: list[str]) -> BatchResult:
         tokens = estimate_tokens(query, documents) if self.rate_limiter.tokens_per_minute else 0
         return self._request(self.request_body(query, documents), len(documents), tokens)
 

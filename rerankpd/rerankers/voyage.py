@@ -3,7 +3,9 @@
 API reference: https://docs.voyageai.com/reference/reranker-api (errors:
 https://docs.voyageai.com/docs/error-codes, limits: https://docs.voyageai.com/docs/rate-limits). The body is
 ``query``, ``documents`` (at most 1,000), ``model``, ``top_k`` (not ``top_n``), ``return_documents`` and
-``truncation`` (default true on Voyage's side); the answer is ``{"object": "list", "data": [{"index",
+``truncation`` (default true on Voyage's side); per request at most 600,000 tokens (rerank-2.5, rerank-2 and
+their lite models; rerank-lite-1 300,000, rerank-1 100,000), counted as query tokens x documents + the
+documents' tokens, so requests are cut by tokens as well as by count; the answer is ``{"object": "list", "data": [{"index",
 "relevance_score"}], "model", "usage": {"total_tokens"}}`` -- the results live in ``data``.
 
 Examples
@@ -47,6 +49,13 @@ class VoyageReranker(ClientChunkedReranker):
     default_model = "rerank-2.5"
     default_batch_size = 1000
     results_field = "data"
+    max_documents = 1000
+    #: Published tokens per request by model (query tokens x documents + the documents' tokens).
+    request_tokens_by_model = {"rerank-2.5": 600_000, "rerank-2.5-lite": 600_000, "rerank-2": 600_000,
+                               "rerank-2-lite": 600_000, "rerank-1": 100_000, "rerank-lite-1": 300_000}
+
+    def request_limits(self) -> tuple[int | None, int | None]:
+        return self.max_documents, self.request_tokens_by_model.get(self.model or "", 100_000)
 
     def default_base_for(self, key: str | None) -> str:
         """MongoDB Atlas keys (``al-...``) belong to ``https://ai.mongodb.com/v1``, as in the official SDK."""

@@ -53,6 +53,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+from ..tokens import request_tokens
+
 __all__ = [
     "DIALECTS",
     "CohereDialect",
@@ -143,6 +145,17 @@ def _texts(query: Any, documents: Any, field: str, limit: int | None, limit_stat
     if limit is not None and len(documents) > limit:
         raise RequestRejected(f"{field}: {len(documents)} items, at most {limit} per request", limit_status)
     return query, documents
+
+
+def _check_request_tokens(query: str, documents: list[str], model: Any, caps: dict[str, int], default: int) -> None:
+    """Refuse a request over its model's published token cap, counted as the service counts it (query tokens x
+    documents + the documents' tokens), with :func:`rerankpd.tokens.request_tokens` standing in for the
+    service's tokenizer."""
+    cap = caps.get(model, default) if isinstance(model, str) else default
+    total = request_tokens(query, documents)
+    if total > cap:
+        raise RequestRejected(f"the request has {total} tokens (query tokens x documents + documents' tokens); "
+                              f"at most {cap} for {model}")
 
 
 def _top(value: Any, name: str, allow_zero: bool) -> int | None:
@@ -255,12 +268,14 @@ class SiliconFlowDialect(RerankDialect):
 
 
 class CohereDialect(RerankDialect):
-    """Cohere v2: https://docs.cohere.com/reference/rerank. No ``return_documents`` in v2; usage in
-    ``meta.billed_units``; errors ``{"message"}``."""
+    """Cohere v2: https://docs.cohere.com/reference/rerank. No ``return_documents`` in v2; ``priority`` and
+    ``relevant_spans`` accepted; at most 10,000 documents; usage in ``meta.billed_units`` and ``meta.tokens``;
+    errors ``{"message"}``."""
 
     path = "/v2/rerank"
-    fields = frozenset({"model", "query", "documents", "top_n", "max_tokens_per_doc"})
+    fields = frozenset({"model", "query", "documents", "top_n", "max_tokens_per_doc", "priority", "relevant_spans"})
     return_field = None
+    max_documents = 10_000
 
     def envelope(self, results, tokens):
         return {"results": results, "id": "loopback-cohere",
@@ -286,7 +301,8 @@ class JinaDialect(RerankDialect):
 
 
 class VoyageDialect(RerankDialect):
-    """Voyage: https://docs.voyageai.com/reference/reranker-api. ``top_k``, at most 1,000 documents,
+    """Voyage: https://docs.voyageai.com/reference/reranker-api. ``top_k``, at most 1,000 documents and
+    600,000 tokens per request (rerank-2.5 and rerank-2 families; rerank-lite-1 300,000, rerank-1 100,000),
     results in ``data``; errors ``{"detail"}``."""
 
     fields = frozenset({"query", "documents", "model", "top_k", "return_documents", "truncation"})
@@ -299,7 +315,11 @@ class VoyageDialect(RerankDialect):
         request = super().parse_request(body)
         if "truncation" in body and not isinstance(body["truncation"], bool):
             raise RequestRejected("truncation must be a boolean")
+        _check_request_tokens(request.query, request.documents, body.get("model"), self.request_tokens_by_model,
+                              600_000)
         return request
+
+    request_tokens_by_model = {"rerank-1": 100_000, "rerank-lite-1": 300_000}
 
     def envelope(self, results, tokens):
         return {"object": "list", "data": results, "model": "rerank-2.5", "usage": {"total_tokens": tokens}}
@@ -309,8 +329,9 @@ class VoyageDialect(RerankDialect):
 
 
 class DashScopeDialect(RerankDialect):
-    """DashScope: https://help.aliyun.com/zh/model-studio/text-rerank-api. ``input``/``parameters`` in,
-    ``output.results`` out, at most 500 documents; errors ``{"code", "message", "request_id"}``."""
+    """DashScope: https://help.aliyun.com/zh/model-studio/text-rerank-api. ``input``/``parameters`` in
+    (``top_n``, ``return_documents``, ``instruct``), ``output.results`` out, at most 500 documents and 30,000
+    tokens per request (qwen3-rerank 120,000); errors ``{"code", "message", "request_id"}``."""
 
     path = "/api/v1/services/rerank/text-rerank/text-rerank"
     base_path = "/api/v1"
@@ -326,9 +347,16 @@ class DashScopeDialect(RerankDialect):
         if not isinstance(given, dict) or set(given) - {"query", "documents"}:
             raise RequestRejected("input must be an object with query and documents")
         parameters = body.get("parameters") or {}
-        if not isinstance(parameters, dict) or set(parameters) - {"top_n", "return_documents"}:
-            raise RequestRejected("parameters may hold only top_n and return_documents")
-        return self.request_from(given, parameters)
+        if not isinstance(parameters, dict) or set(parameters) - {"top_n", "return_documents", "instruct"}:
+            raise RequestRejected("parameters may hold only top_n, return_documents and instruct")
+        if "instruct" in parameters and not isinstance(parameters["instruct"], str):
+            raise RequestRejected("parameters.instruct must be a string")
+        request = self.request_from(given, parameters)
+        _check_request_tokens(request.query, request.documents, body.get("model"), self.request_tokens_by_model,
+                              30_000)
+        return request
+
+    request_tokens_by_model = {"gte-rerank-v2": 30_000, "qwen3-rerank": 120_000}
 
     def envelope(self, results, tokens):
         return {"output": {"results": results}, "usage": {"total_tokens": tokens},

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import pytest
+import requests
 
 import rerankpd
 from rerankpd.errors import (
@@ -192,8 +193,18 @@ def test_default_batch_limit(spec, server):
     sizes = [len(server.dialect.parse_request(r.body)[1]) for r in server.requests]
     assert sorted(sizes) == [1, spec.batch]  # requests run concurrently: arrival order varies
     if spec.enforced:  # the loopback server refuses one more, as the service does
-        with pytest.raises(spec.over_limit_error):
-            make(spec, server, batch_size=spec.batch + 1).score(QUERY, docs)
+        try:
+            over = make(spec, server, batch_size=spec.batch + 1)
+        except ConfigurationError as exc:  # a published limit: refused before any request
+            assert f"limit of {spec.batch} documents" in str(exc)
+            body = reranker.request_body(QUERY, docs)  # built by hand: the client would never send it
+            headers = {"Authorization": f"Bearer {KEY}"} if spec.hosted else {}
+            answer = requests.post(server.url + spec.path.removeprefix(server.url.removeprefix(server.root)),
+                                   json=body, headers=headers, timeout=5)
+            assert answer.status_code in (400, 413, 422)
+        else:
+            with pytest.raises(spec.over_limit_error):
+                over.score(QUERY, docs)
 
 
 @pytest.mark.parametrize("spec", [s for s in SPECS if s.hosted], ids=lambda s: s.name)
