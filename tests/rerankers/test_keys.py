@@ -20,6 +20,7 @@ QUERY, DOCS = "how to prevent a cold", ["wash hands", "stock prices"]
 HTTP_NAMES = sorted(n for n in REGISTRY if issubclass(reranker_class(n), HTTPReranker))
 HOSTED = [n for n in HTTP_NAMES if reranker_class(n).key_domains is not None]
 GENERIC = {"llm": "openai-chat", "embeddings": "openai-embeddings"}  # keyless on a foreign host
+OPTIONAL = [n for n in HOSTED if not reranker_class(n).key_required]  # a hosted API or a keyless server (NIM)
 
 
 def _clear(monkeypatch, cls):
@@ -32,11 +33,12 @@ def _options(name):
 
 
 def test_every_http_reranker_is_covered():
-    assert {"cohere", "dashscope", "dmxapi", "embeddings", "jina", "llm", "siliconflow", "voyage"} <= set(HOSTED)
+    assert {"cohere", "dashscope", "dmxapi", "embeddings", "jina", "llm", "siliconflow", "voyage", "pinecone",
+            "mixedbread", "nim"} <= set(HOSTED)
     assert {"tei", "vllm", "infinity"} <= set(HTTP_NAMES) - set(HOSTED)
 
 
-@pytest.mark.parametrize("name", [n for n in HOSTED if n not in GENERIC])
+@pytest.mark.parametrize("name", [n for n in HOSTED if n not in GENERIC and n not in OPTIONAL])
 def test_a_variable_key_is_not_sent_to_another_host(name, monkeypatch):
     cls = reranker_class(name)
     _clear(monkeypatch, cls)
@@ -73,6 +75,20 @@ def test_generic_clients_send_no_variable_key_to_another_host(name, monkeypatch)
         # OPENAI_BASE_URL makes that host OpenAI's: OPENAI_API_KEY goes there
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
         rerankpd.get_reranker(name, base_url=server.url, model="m").score(QUERY, DOCS)
+        assert server.requests[-1].headers["Authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.parametrize("name", OPTIONAL)
+def test_an_optional_variable_key_is_not_sent_to_another_host(name, monkeypatch):
+    cls = reranker_class(name)
+    _clear(monkeypatch, cls)
+    monkeypatch.setenv(cls.key_env[0], KEY)
+    with LoopbackRerankServer(dialect=name) as server:
+        reranker = rerankpd.get_reranker(name, base_url=server.url)
+        assert not reranker.has_key
+        reranker.score(QUERY, DOCS)
+        assert "Authorization" not in server.requests[-1].headers
+        rerankpd.get_reranker(name, base_url=server.url, api_key=KEY).score(QUERY, DOCS)
         assert server.requests[-1].headers["Authorization"] == f"Bearer {KEY}"
 
 

@@ -40,6 +40,12 @@ class Spec:
     over_limit_error: type = BadRequestError
     error_words: str = "invalid thing here"
     extra: dict = field(default_factory=dict)
+    auth_header: str = "Authorization"   # Pinecone: Api-Key, with the bare key
+    auth_scheme: str = "Bearer "
+    names_a_model: bool = False          # a self-hosted server whose API requires the model's name
+
+    def auth(self, key: str) -> str:
+        return self.auth_scheme + key
 
     @property
     def hosted(self) -> bool:
@@ -75,6 +81,18 @@ SPECS = [
     Spec("vllm", "/v1/rerank", (),
          {"query": QUERY, "documents": DOCS, "top_n": 4},
          {"prompt_tokens": TOKENS, "total_tokens": TOKENS}, 64),
+    Spec("pinecone", "/rerank", ("PINECONE_API_KEY",),
+         {"model": "bge-reranker-v2-m3", "query": QUERY, "documents": [{"text": d} for d in DOCS],
+          "rank_fields": ["text"], "top_n": 4, "return_documents": False},
+         {"rerank_units": 1}, 100, enforced=True, auth_header="Api-Key", auth_scheme=""),
+    Spec("nim", "/v1/ranking", (),
+         {"model": "nvidia/llama-3.2-nv-rerankqa-1b-v2", "query": {"text": QUERY},
+          "passages": [{"text": d} for d in DOCS]},
+         {}, 64, names_a_model=True),
+    Spec("mixedbread", "/v1/reranking", ("MXBAI_API_KEY",),
+         {"model": "mixedbread-ai/mxbai-rerank-large-v2", "query": QUERY, "input": DOCS, "top_k": 4,
+          "return_input": False},
+         {"prompt_tokens": TOKENS, "total_tokens": TOKENS, "completion_tokens": 0}, 64),
 ]
 BY_NAME = {s.name: s for s in SPECS}
 
@@ -113,8 +131,8 @@ def test_request_path_auth_and_body(spec, server):
     (request,) = server.requests
     assert request.path == spec.path
     assert request.body == spec.body
-    auth = request.headers.get("Authorization")
-    assert auth == (f"Bearer {KEY}" if spec.hosted else None)
+    auth = request.headers.get(spec.auth_header)
+    assert auth == (spec.auth(KEY) if spec.hosted else None)
     assert request.headers.get("Content-Type") == "application/json"
     assert len(out) == len(DOCS)
 
@@ -198,7 +216,7 @@ def test_default_batch_limit(spec, server):
         except ConfigurationError as exc:  # a published limit: refused before any request
             assert f"limit of {spec.batch} documents" in str(exc)
             body = reranker.request_body(QUERY, docs)  # built by hand: the client would never send it
-            headers = {"Authorization": f"Bearer {KEY}"} if spec.hosted else {}
+            headers = {spec.auth_header: spec.auth(KEY)} if spec.hosted else {}
             answer = requests.post(server.url + spec.path.removeprefix(server.url.removeprefix(server.root)),
                                    json=body, headers=headers, timeout=5)
             assert answer.status_code in (400, 413, 422)
@@ -224,7 +242,7 @@ def test_hosted_provider_reads_its_key_and_base_url_from_the_environment(spec, m
         monkeypatch.setenv(f"{spec.name.upper()}_BASE_URL", server.url)
         out = frame().rerank(QUERY, reranker=spec.name, cache=False, progress=False)
         assert out["rerank_score"].notna().all()
-        assert server.requests[0].headers["Authorization"] == f"Bearer {KEY}"
+        assert server.requests[0].headers[spec.auth_header] == spec.auth(KEY)
 
 
 @pytest.mark.parametrize("spec", [s for s in SPECS if not s.hosted], ids=lambda s: s.name)
@@ -324,7 +342,7 @@ def test_a_result_missing_an_index_is_a_bad_response(spec, server):
         make(spec, server, max_retries=1).score(QUERY, DOCS)
 
 
-@pytest.mark.parametrize("spec", [s for s in SPECS if not s.hosted], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [s for s in SPECS if not s.hosted and not s.names_a_model], ids=lambda s: s.name)
 def test_self_hosted_without_a_model_name_is_not_cached(spec, tmp_path):
     """The same URL can serve another model tomorrow: without model= there is nothing to key the cache on."""
     df = pd.DataFrame({"text": DOCS})
