@@ -66,8 +66,8 @@ class VoyageReranker(ClientChunkedReranker):
         super().__init__(**options)
 
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:
-        return {"query": query, "documents": list(documents), "model": self.model,
-                "top_k": len(documents), "return_documents": False}
+        # return_documents is left at Voyage's default (false), as the official SDK leaves it
+        return {"query": query, "documents": list(documents), "model": self.model, "top_k": len(documents)}
 
     def score_options(self) -> dict:
         return {} if self.truncation is None else {"truncation": self.truncation}

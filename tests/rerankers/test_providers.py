@@ -66,7 +66,7 @@ SPECS = [
           "return_documents": False},
          {"total_tokens": TOKENS, "prompt_tokens": TOKENS}, 64),
     Spec("voyage", "/v1/rerank", ("VOYAGE_API_KEY",),
-         {"query": QUERY, "documents": DOCS, "model": "rerank-2.5", "top_k": 4, "return_documents": False},
+         {"query": QUERY, "documents": DOCS, "model": "rerank-2.5", "top_k": 4},
          {"total_tokens": TOKENS}, 1000, enforced=True),
     Spec("dashscope", "/api/v1/services/rerank/text-rerank/text-rerank", ("DASHSCOPE_API_KEY",),
          {"model": "gte-rerank-v2", "input": {"query": QUERY, "documents": DOCS},

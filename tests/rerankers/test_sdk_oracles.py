@@ -2,7 +2,7 @@
 rerankpd's request equals the SDK's field by field.
 
 ``pinecone`` and ``mixedbread`` are in the ``test`` extra. ``cohere`` (heavy) is used when installed; the
-others (``voyageai``, ``dashscope``, ``openai``) are compared in ``benchmarks/sdk_oracles.py``.
+others (``voyageai``, ``dashscope``, ``openai``) are compared by ``benchmarks/sdk_oracles.py``.
 """
 from __future__ import annotations
 
