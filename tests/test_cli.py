@@ -126,6 +126,7 @@ def test_reranker_options_on_the_command_line(tmp_path, table, monkeypatch, caps
     table.to_csv(src, index=False)
     with LoopbackRerankServer(api_key=API_KEY) as srv:
         monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+        monkeypatch.setenv("DMXAPI_BASE_URL", srv.url)  # the key in DMXAPI_API_KEY goes only to this URL's host
         assert main(["rank", str(src), "-q", "cats", "-r", "dmxapi", "-O", f"base_url={srv.url}",
                      "-O", "batch_size=2", "-O", "model=bge-reranker-v2-m3", "-O", "timeout=[2, 5]"]) == 0
         bodies = [r.body for r in srv.requests]
@@ -152,6 +153,7 @@ def test_coerce_counts_failed_rows_and_says_so_in_the_exit_status(tmp_path, monk
     src = _csv(tmp_path, [f"cats {i}" for i in range(5)])
     with LoopbackRerankServer(api_key=API_KEY, fault_rate=1.0, fault_kinds=("500",)) as srv:
         monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+        monkeypatch.setenv("DMXAPI_BASE_URL", srv.url)  # the key in DMXAPI_API_KEY goes only to this URL's host
         argv = ["rank", src, "-q", "cats", "-r", "dmxapi", "-O", f"base_url={srv.url}", "-O", "max_retries=0",
                 "-O", "batch_size=2", "-o", str(tmp_path / "out.csv")]
         assert main(argv + ["--errors", "coerce"]) == 3

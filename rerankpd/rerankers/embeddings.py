@@ -33,7 +33,7 @@ from ..embedding import EmbeddingBatch
 from ..errors import BadResponseError, ConfigurationError
 from ..ratelimit import estimate_tokens
 from .base import BatchResult
-from .http import HTTPReranker, usage_counts
+from .http import HTTPReranker, openai_key_homes, usage_counts
 
 __all__ = ["EmbeddingsReranker"]
 
@@ -60,7 +60,9 @@ class EmbeddingsReranker(HTTPReranker):
     normalize
         L2-normalise every vector (True: the score is a cosine whatever the model returns).
     **options
-        ``api_key`` (default ``DMXAPI_API_KEY``), ``base_url`` (default ``DMXAPI_BASE_URL``, else
+        ``api_key`` (default ``DMXAPI_API_KEY``, sent only to DMXAPI's hosts, or ``OPENAI_API_KEY``, sent only
+        to ``api.openai.com`` and the host of ``OPENAI_BASE_URL``; with another ``base_url`` pass ``api_key=``,
+        a self-hosted server needs none), ``base_url`` (default ``DMXAPI_BASE_URL``, else
         ``https://www.dmxapi.cn/v1``), ``batch_size`` (texts per request, default 64, at most 2,048),
         ``max_concurrency``, ``timeout``, ``max_retries``, ``auth_scheme``, ``requests_per_minute``,
         ``tokens_per_minute``, ``adaptive_concurrency``.
@@ -71,7 +73,9 @@ class EmbeddingsReranker(HTTPReranker):
     default_base_url = "https://www.dmxapi.cn/v1"
     base_url_env = "DMXAPI_BASE_URL"
     path = "/embeddings"
-    key_env = ("DMXAPI_API_KEY",)
+    key_env = ("DMXAPI_API_KEY", "OPENAI_API_KEY")
+    key_domains = ("dmxapi.cn", "dmxapi.com")
+    keyless_elsewhere = True
     default_model = None
     default_batch_size = 64
     default_max_concurrency = 4
@@ -98,6 +102,10 @@ class EmbeddingsReranker(HTTPReranker):
         if self.batch_size > MAX_INPUTS:
             raise ConfigurationError(f"batch_size must be at most {MAX_INPUTS} (the API's limit), "
                                      f"got {self.batch_size}")
+
+    def key_homes(self) -> dict[str, tuple[str, ...] | None]:
+        """``DMXAPI_API_KEY`` goes only to DMXAPI, ``OPENAI_API_KEY`` only to OpenAI (see :func:`openai_key_homes`)."""
+        return openai_key_homes(super().key_homes())
 
     def score_options(self) -> dict:
         """What changes the vectors besides the model: prefixes, dimensions, normalisation."""

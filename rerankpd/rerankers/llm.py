@@ -8,10 +8,17 @@ https://developers.openai.com/api/reference/python/resources/chat/subresources/c
 as openai-python's ``types/chat/completion_create_params.py``, ``chat_completion.py`` and
 ``chat_completion_token_logprob.py``). We send ``model``, ``messages`` (``[{"role": "system"|"user",
 "content": str}]``), ``max_tokens`` (``token_limit_field="max_completion_tokens"`` sends the newer name,
-which OpenAI's o-series models require; ``max_tokens`` is deprecated there but it is what most compatible
-gateways take), ``temperature: 0`` and, pointwise, ``logprobs: true`` with ``top_logprobs`` (0 to 20). We
-read ``choices[0].message.content``, ``choices[0].logprobs.content[0].top_logprobs[].{token, logprob}``
-and ``usage.{prompt_tokens, completion_tokens, total_tokens}``.
+which OpenAI's o-series and GPT-5 models require; ``max_tokens`` is deprecated there but it is what most
+compatible gateways take), ``temperature: 0`` and, pointwise, ``logprobs: true`` with ``top_logprobs`` (0 to
+20). We read ``choices[0].message.content``, ``choices[0].finish_reason``,
+``choices[0].logprobs.content[0].top_logprobs[].{token, logprob}`` and ``usage.{prompt_tokens,
+completion_tokens, total_tokens}``.
+
+Reasoning models (OpenAI's o-series and GPT-5 by name, or any model with ``reasoning=True``) refuse
+``temperature: 0``, ``max_tokens`` and logprobs, and think before they answer: for them temperature is left
+out, the budget goes in ``max_completion_tokens`` with room to think (:data:`REASONING_ANSWER_TOKENS`), and a
+pointwise pair is scored by its 0-10 grade. An answer cut by its budget (``finish_reason: "length"``) is an
+error that says so and names ``answer_tokens``.
 
 Two modes:
 
@@ -49,11 +56,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
-from urllib.parse import urlsplit
 
 from .. import config
 from ..cache import STORE_ERRORS, CacheSettings, WindowCache, identity_digest
@@ -62,9 +69,9 @@ from ..errors import (APIConnectionError, BadRequestError, BadResponseError, Con
 from ..prompts import (GRADE_PROMPT, LISTWISE_PROMPT, LISTWISE_SYSTEM, POINTWISE_PROMPT, POINTWISE_SYSTEM,
                        check_template, cut_document, grade_score, listwise_messages, parse_grade, parse_permutation,
                        pointwise_messages, prompt_tokens, window_starts, yes_no_score)
-from ..validate import one_of, whole
+from ..validate import boolean, number, one_of, whole
 from .base import Availability, BatchResult
-from .http import HTTPReranker, usage_counts
+from .http import HTTPReranker, openai_key_homes, usage_counts
 
 __all__ = ["LLMReranker"]
 
@@ -72,6 +79,12 @@ logger = logging.getLogger(__name__)
 
 MODES = ("pointwise", "listwise")
 SCORING = ("auto", "logprobs", "grade")
+#: Model names (the last path segment) of the families that reason before answering and refuse temperature 0:
+#: OpenAI's o-series (o1, o3-mini, o4-mini, ...) and GPT-5.
+REASONING_MODELS = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
+#: The completion budget of a reasoning model's answer when ``answer_tokens`` is not given: its thinking
+#: counts against it.
+REASONING_ANSWER_TOKENS = 2048
 #: Errors that mean "this window could not be ranked now" (after the retries): the window keeps its order.
 _WINDOW_FAILURES = (RateLimitError, ServerError, BadResponseError, APIConnectionError)
 #: What the window cache may raise; it is best effort, like the score cache in a run.
@@ -84,6 +97,7 @@ class _ChatAnswer(BatchResult):
 
     content: str = ""
     alternatives: list | None = None
+    finish_reason: str | None = None
 
 
 @dataclass
@@ -129,13 +143,21 @@ class LLMReranker(HTTPReranker):
         The completion budget of a grade or ranking answer (default 4, and 5 per passage + 20); raise it for
         a model that thinks before answering (``<think>...</think>`` is ignored).
     token_limit_field
-        ``"max_tokens"`` (default) or ``"max_completion_tokens"`` (OpenAI's o-series).
+        ``"max_tokens"``, ``"max_completion_tokens"`` (OpenAI's o-series and GPT-5 require it), or ``"auto"``
+        (default): the latter for a reasoning model, else ``max_tokens``.
+    temperature
+        ``"auto"`` (default): 0, left out for a reasoning model (they refuse it); None: never sent (the
+        model's default); a number from 0 to 2: sent as it is.
+    reasoning
+        Whether the model thinks before answering (see the module notes); None (default): by its name
+        (:data:`REASONING_MODELS`).
     window_cache
         Listwise: True caches each window's answer in the score cache directory, a path uses that
         directory, False does not cache.
     **options
-        ``api_key`` (default ``DMXAPI_API_KEY``, sent only to DMXAPI's host: with another ``base_url`` pass
-        ``api_key=``; a self-hosted server needs none), ``base_url`` (default ``DMXAPI_BASE_URL``, else
+        ``api_key`` (default ``DMXAPI_API_KEY``, sent only to DMXAPI's hosts, or ``OPENAI_API_KEY``, sent only
+        to ``api.openai.com`` and the host of ``OPENAI_BASE_URL``: with another ``base_url`` pass ``api_key=``;
+        a self-hosted server needs none), ``base_url`` (default ``DMXAPI_BASE_URL``, else
         ``https://www.dmxapi.cn/v1``), ``max_concurrency``, ``timeout``, ``max_retries`` and the rate limits
         of :class:`~rerankpd.rerankers.http.HTTPReranker`.
     """
@@ -145,7 +167,9 @@ class LLMReranker(HTTPReranker):
     default_base_url = "https://www.dmxapi.cn/v1"
     base_url_env = "DMXAPI_BASE_URL"
     path = "/chat/completions"
-    key_env: tuple[str, ...] = ("DMXAPI_API_KEY",)
+    key_env: tuple[str, ...] = ("DMXAPI_API_KEY", "OPENAI_API_KEY")
+    key_domains = ("dmxapi.cn", "dmxapi.com")
+    keyless_elsewhere = True
     default_model = None
     default_batch_size = 1
     default_max_concurrency = 4
@@ -154,7 +178,8 @@ class LLMReranker(HTTPReranker):
     def __init__(self, *, model: str | None = None, mode: str = "pointwise", prompt: str | None = None,
                  system_prompt: str | None = None, grade_prompt: str | None = None, scoring: str = "auto",
                  top_logprobs: int = 5, max_doc_tokens: int = 300, window: int = 20, step: int = 10,
-                 answer_tokens: int | None = None, token_limit_field: str = "max_tokens",
+                 answer_tokens: int | None = None, token_limit_field: str = "auto",
+                 temperature: float | str | None = "auto", reasoning: bool | None = None,
                  window_cache: Any = True, **options) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ConfigurationError(
@@ -171,7 +196,16 @@ class LLMReranker(HTTPReranker):
         self.window = whole("window", window, minimum=2)
         self.step = whole("step", step, minimum=1, maximum=self.window - 1)
         self.answer_tokens = whole("answer_tokens", answer_tokens, minimum=1, allow_none=True)
-        self.token_limit_field = one_of("token_limit_field", token_limit_field, ("max_tokens", "max_completion_tokens"))
+        self.reasoning = (bool(REASONING_MODELS.match(model.strip().rsplit("/", 1)[-1])) if reasoning is None
+                          else boolean("reasoning", reasoning))
+        token_limit_field = one_of("token_limit_field", token_limit_field, ("auto", "max_tokens", "max_completion_tokens"))
+        if token_limit_field == "auto":
+            token_limit_field = "max_completion_tokens" if self.reasoning else "max_tokens"
+        self.token_limit_field = token_limit_field
+        if temperature == "auto":
+            temperature = None if self.reasoning else 0
+        #: The temperature sent (None: left out).
+        self.temperature = number("temperature", temperature, minimum=0, maximum=2, allow_none=True)
         listwise = self.mode == "listwise"
         fields = {"query", "passages", "count"} if listwise else {"query", "document"}
         self.prompt = check_template("prompt", LISTWISE_PROMPT if prompt is None and listwise
@@ -188,20 +222,15 @@ class LLMReranker(HTTPReranker):
         self._window_cache_arg = window_cache
         self._window_stores: dict[Any, WindowCache | None] = {}
         self._lock = threading.Lock()
-        self._logprobs_missing = self.scoring == "grade"
-        self._keep_dmxapi_key_home(options)
+        self._logprobs_missing = self.scoring == "grade" or (self.reasoning and self.scoring == "auto")
         super().__init__(model=model.strip(), batch_size=1, **options)
         self.pairwise = not listwise
         if listwise:
             self.batch_size = None  # a query's candidates in one call: the windows need the whole list
 
-    def _keep_dmxapi_key_home(self, options: dict) -> None:
-        """``DMXAPI_API_KEY`` goes only to DMXAPI's host; another ``base_url`` takes ``api_key=`` or no key."""
-        given = options.get("base_url")
-        if given is None or options.get("api_key") is not None:
-            return
-        if urlsplit(str(given)).hostname != urlsplit(self.default_base_url).hostname:
-            self.key_env, self.key_required = (), False
+    def key_homes(self) -> dict[str, tuple[str, ...] | None]:
+        """``DMXAPI_API_KEY`` goes only to DMXAPI, ``OPENAI_API_KEY`` only to OpenAI (see :func:`openai_key_homes`)."""
+        return openai_key_homes(super().key_homes())
 
     @classmethod
     def pairwise_with(cls, options: dict) -> bool:
@@ -227,6 +256,10 @@ class LLMReranker(HTTPReranker):
             options.update(scoring=self.scoring, grade_prompt=self.grade_prompt, top_logprobs=self.top_logprobs)
         else:
             options.update(window=self.window, step=self.step)
+        if self.temperature != 0:  # not the default: part of what decides the scores
+            options["temperature"] = self.temperature
+        if self.reasoning:
+            options["reasoning"] = True
         return {**(super().identity() or {}), **options}
 
     def score_options(self) -> dict:
@@ -246,8 +279,9 @@ class LLMReranker(HTTPReranker):
         return self._grade_body(query, cut[0]) if self._logprobs_missing else self._yes_no_body(query, cut[0])
 
     def _body(self, messages: list[dict], max_tokens: int, logprobs: bool) -> dict:
-        body: dict = {"model": self.model, "messages": messages, self.token_limit_field: max_tokens,
-                      "temperature": 0}
+        body: dict = {"model": self.model, "messages": messages, self.token_limit_field: max_tokens}
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         if logprobs:
             body.update(logprobs=True, top_logprobs=self.top_logprobs)
         return body
@@ -257,11 +291,22 @@ class LLMReranker(HTTPReranker):
 
     def _grade_body(self, query: str, document: str) -> dict:
         messages = pointwise_messages(self.grade_prompt, query, document, self.system_prompt)
-        return self._body(messages, self.answer_tokens or 4, False)
+        return self._body(messages, self.answer_tokens or (REASONING_ANSWER_TOKENS if self.reasoning else 4), False)
 
     def _ranking_body(self, query: str, passages: Sequence[str]) -> dict:
         messages = listwise_messages(self.prompt, query, passages, self.system_prompt)
-        return self._body(messages, self.answer_tokens or 5 * len(passages) + 20, False)
+        budget = 5 * len(passages) + 20 + (REASONING_ANSWER_TOKENS if self.reasoning else 0)
+        return self._body(messages, self.answer_tokens or budget, False)
+
+    def _cut_short(self, answer: _ChatAnswer, body: dict, wanted: str) -> BadResponseError:
+        """The error for an answer that gave no ``wanted``: says so when the budget cut it (finish_reason)."""
+        if answer.finish_reason == "length":
+            limit = body.get(self.token_limit_field)
+            return BadResponseError(
+                f"{self.name}: the answer of {self.model!r} was cut at {limit} tokens (finish_reason: length) "
+                f"before it gave {wanted}: {answer.content[:80]!r}; raise answer_tokens= (a reasoning model "
+                "spends tokens thinking first; reasoning=True gives it room)")
+        return BadResponseError(f"{self.name}: asked for {wanted}, the model answered {answer.content[:80]!r}")
 
     def parse_response(self, data: Any, n_documents: int) -> _ChatAnswer:
         """The first choice's text and its first token's alternatives; BadResponseError (retried) if absent."""
@@ -276,8 +321,10 @@ class LLMReranker(HTTPReranker):
         content = message.get("content")
         if content is not None and not isinstance(content, str):
             raise BadResponseError(f"the message content is {type(content).__name__}, not text")
+        finish = choices[0].get("finish_reason")
         return _ChatAnswer(scores=[], usage=usage_counts(data.get("usage")), content=content or "",
-                           alternatives=_first_token_alternatives(choices[0].get("logprobs")))
+                           alternatives=_first_token_alternatives(choices[0].get("logprobs")),
+                           finish_reason=finish if isinstance(finish, str) else None)
 
     # ----------------------------------------------------------------- the one job
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:
@@ -325,11 +372,11 @@ class LLMReranker(HTTPReranker):
                                            f"{self.model!r}; use scoring='auto' or 'grade'")
                 else:
                     self._without_logprobs("returned no logprobs")
-        answer = self._chat(self._grade_body(query, document), tally)
+        body = self._grade_body(query, document)
+        answer = self._chat(body, tally)
         grade = parse_grade(answer.content)
         if grade is None:
-            raise BadResponseError(f"{self.name}: asked for a grade from 0 to 10, the model answered "
-                                   f"{answer.content[:80]!r}")
+            raise self._cut_short(answer, body, "a grade from 0 to 10")
         tally.usage["scored_by_grade"] += 1
         return grade_score(grade)
 
@@ -378,8 +425,11 @@ class LLMReranker(HTTPReranker):
         if cached is not None:
             tally.usage["windows_cached"] += 1
             return cached
-        answer = self._chat(self._ranking_body(query, passages), tally)
+        body = self._ranking_body(query, passages)
+        answer = self._chat(body, tally)
         permutation, problems = parse_permutation(answer.content, len(passages))
+        if problems and answer.finish_reason == "length":
+            raise self._cut_short(answer, body, "a whole ranking")
         if problems:
             tally.usage["windows_repaired"] += 1
             logger.info("%s: repaired a ranking answer (%s): %.120r", self.name, "; ".join(problems), answer.content)

@@ -120,11 +120,18 @@ class FakeChatModel:
         ``score_fn(query, document) -> float`` in [0, 1]; None (default) uses the server's.
     logprobs
         False answers every request with ``"logprobs": null``, as some providers do.
+    reasoning_tokens
+        When set, a reasoning model (OpenAI's o-series, GPT-5): it refuses a ``temperature`` other than 1,
+        ``max_tokens`` and ``logprobs`` with OpenAI's 400s, and spends this many completion tokens thinking
+        before it answers; a budget (``max_completion_tokens``) they use up gives empty content with
+        ``finish_reason: "length"``.
     """
 
-    def __init__(self, score_fn: Callable[[str, str], float] | None = None, logprobs: bool = True) -> None:
+    def __init__(self, score_fn: Callable[[str, str], float] | None = None, logprobs: bool = True,
+                 reasoning_tokens: int = 0) -> None:
         self.score_fn = score_fn
         self.logprobs = logprobs
+        self.reasoning_tokens = reasoning_tokens
         self._lock = threading.Lock()
         self._malformed: list[str] = []
         self.served = 0
@@ -152,6 +159,8 @@ class FakeChatModel:
         score_fn = self.score_fn or score_fn
         prompt = body["messages"][-1]["content"]
         limit = body.get("max_tokens") or body.get("max_completion_tokens") or 4096
+        thinking = min(self.reasoning_tokens, limit)
+        limit -= thinking
         alternatives = None
         pointwise, listwise = _POINTWISE.search(prompt), _LISTWISE.search(prompt)
         if pointwise and "yes or no" in pointwise["ask"]:
@@ -164,7 +173,7 @@ class FakeChatModel:
         else:
             content = "I do not understand the question."
         pieces = content.split(" ")
-        finish = "length" if len(pieces) > limit else "stop"
+        finish = "length" if len(pieces) > limit or limit == 0 else "stop"
         content = " ".join(pieces[:limit])
         used = sum(count_tokens(m["content"]) for m in body["messages"])
         with self._lock:
@@ -176,7 +185,7 @@ class FakeChatModel:
         if body.get("logprobs") and self.logprobs:
             choice["logprobs"] = {"content": _token_logprobs(content, alternatives, body.get("top_logprobs", 0)),
                                   "refusal": None}
-        completion = max(1, count_tokens(content))
+        completion = max(1, count_tokens(content)) + thinking
         return {"id": f"chatcmpl-loopback-{serial}", "object": "chat.completion", "created": int(time.time()),
                 "model": body["model"], "choices": [choice],
                 "usage": {"prompt_tokens": used, "completion_tokens": completion, "total_tokens": used + completion}}
@@ -235,8 +244,19 @@ class OpenAIChatDialect(Dialect):
         self.model = model or FakeChatModel(**options)
 
     def parse_request(self, body: Any) -> dict:
-        """The body, checked against the reference (RequestRejected in OpenAI's words if it is not valid)."""
-        return check_chat_request(body)
+        """The body, checked against the reference (RequestRejected in OpenAI's words if it is not valid); a
+        reasoning model also refuses what OpenAI's reasoning models refuse."""
+        body = check_chat_request(body)
+        if self.model.reasoning_tokens:
+            if body.get("temperature", 1) != 1:
+                raise RequestRejected(f"Unsupported value: 'temperature' does not support {body['temperature']} "
+                                      "with this model. Only the default (1) value is supported.")
+            if "max_tokens" in body:
+                raise RequestRejected("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                      "Use 'max_completion_tokens' instead.")
+            if body.get("logprobs"):
+                raise RequestRejected("Unsupported parameter: 'logprobs' is not supported with this model.")
+        return body
 
     def texts(self, request: dict) -> list[str]:
         """The messages' text."""

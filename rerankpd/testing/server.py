@@ -327,9 +327,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != dialect.path:
             self._json(404, dialect.error_body(404, f"no route for {self.path}"))
             return
-        if owner.api_key is not None and not dialect.check_auth(self.headers.get("Authorization"), owner.api_key):
+        auth_header = getattr(dialect, "auth_header", "Authorization")
+        if owner.api_key is not None and not dialect.check_auth(self.headers.get(auth_header), owner.api_key):
             # like some real services, the message quotes the key it was given: a client must scrub it
-            presented = self.headers.get("Authorization") or ""
+            presented = self.headers.get(auth_header) or ""
             self._json(401, dialect.error_body(401, f"invalid api key or insufficient quota: {presented!r}"))
             return
         try:

@@ -539,3 +539,66 @@ def test_dask_refuses_the_listwise_mode_and_takes_the_pointwise_one():
     lazy = rerankpd.dask.with_scores(ddf, QUERY, reranker="llm", reranker_options={"model": "m"})  # nothing sent
     assert isinstance(lazy, dd.DataFrame) and lazy.npartitions == 2
     assert list(lazy.columns) == ["text", "rerank_score"] and lazy["rerank_score"].dtype == "float64"
+
+
+# ------------------------------------------------------------------ reasoning models (o-series, GPT-5)
+def _reasoning_server(thinking=300):
+    from rerankpd.testing.chat import FakeChatModel, OpenAIChatDialect
+
+    return LoopbackRerankServer(dialect=OpenAIChatDialect(FakeChatModel(reasoning_tokens=thinking)))
+
+
+@pytest.mark.parametrize("model", ["o3-mini", "gpt-5-mini", "openai/o4-mini"])
+def test_reasoning_models_run_without_temperature_and_with_room_to_think(model):
+    with _reasoning_server() as server:
+        reranker = rerankpd.get_reranker("llm", model=model, base_url=server.url)
+        scores = reranker.score("prevent a cold", ["wash hands to prevent a cold", "stock prices"])
+        body = server.requests[-1].body
+    assert scores[0] > scores[1]
+    assert "temperature" not in body and "max_tokens" not in body and "logprobs" not in body
+    assert body["max_completion_tokens"] >= 1024
+    assert reranker.identity()["reasoning"] is True
+
+
+def test_temperature_can_be_left_out_or_set():
+    with _reasoning_server(thinking=0) as server:  # refuses temperature 0 like a reasoning model
+        reranker = rerankpd.get_reranker("llm", model="some-model", base_url=server.url, temperature=None,
+                                         scoring="grade", token_limit_field="max_completion_tokens")
+        reranker.score("q", ["a"])
+        assert "temperature" not in server.requests[-1].body
+    body = rerankpd.get_reranker("llm", model="m", api_key="k", temperature=0.3).build_payload("q", ["a"])
+    assert body["temperature"] == 0.3
+    assert rerankpd.get_reranker("llm", model="m", api_key="k").build_payload("q", ["a"])["temperature"] == 0
+    with pytest.raises(ConfigurationError, match="temperature"):
+        rerankpd.get_reranker("llm", model="m", api_key="k", temperature=3)
+
+
+def test_an_answer_cut_by_its_budget_names_finish_reason_and_answer_tokens():
+    with _reasoning_server(thinking=300) as server:
+        reranker = rerankpd.get_reranker("llm", model="o3-mini", base_url=server.url, answer_tokens=100,
+                                         max_retries=0)
+        with pytest.raises(BadResponseError) as info:
+            reranker.score("q", ["a"])
+    assert "finish_reason: length" in str(info.value) and "answer_tokens=" in str(info.value)
+    assert "cut at 100 tokens" in str(info.value)
+
+
+def test_a_reasoning_model_the_name_does_not_reveal_is_told_by_reasoning_true():
+    with _reasoning_server(thinking=300) as server:
+        plain = rerankpd.get_reranker("llm", model="deep-thinker", base_url=server.url, max_retries=0)
+        with pytest.raises(BadRequestError, match="temperature"):
+            plain.score("q", ["a"])
+        told = rerankpd.get_reranker("llm", model="deep-thinker", base_url=server.url, reasoning=True)
+        assert len(told.score("q", ["a cold", "b"])) == 2
+
+
+def test_listwise_reasoning_budget_and_cut_windows():
+    docs = [f"doc {i} about colds" for i in range(5)]
+    with _reasoning_server(thinking=300) as server:
+        ranked = rerankpd.get_reranker("llm", model="gpt-5", base_url=server.url, mode="listwise",
+                                       window_cache=False)
+        assert len(ranked.score_batch("colds", docs).scores) == 5
+        cut = rerankpd.get_reranker("llm", model="gpt-5", base_url=server.url, mode="listwise", answer_tokens=50,
+                                    window_cache=False, max_retries=0)
+        with pytest.raises(BadResponseError, match="finish_reason: length"):
+            cut.score_batch("colds", docs)
