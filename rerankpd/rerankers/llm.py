@@ -63,6 +63,7 @@ from ..errors import (APIConnectionError, BadRequestError, BadResponseError, Con
 from ..prompts import (GRADE_PROMPT, LISTWISE_PROMPT, LISTWISE_SYSTEM, POINTWISE_PROMPT, POINTWISE_SYSTEM,
                        check_template, cut_document, grade_score, listwise_messages, parse_grade, parse_permutation,
                        pointwise_messages, prompt_tokens, window_starts, yes_no_score)
+from ..redact import shorten
 from ..validate import one_of, whole
 from .base import Availability, BatchResult
 from .http import HTTPReranker, usage_counts
@@ -319,8 +320,9 @@ class LLMReranker(HTTPReranker):
                         tally.usage["scored_by_logprobs"] += 1
                         return score
                     if self.scoring == "logprobs":
-                        raise BadResponseError(f"{self.name}: the model answered {answer.content[:60]!r} and "
-                                               "neither yes nor no is among its top_logprobs; use scoring='auto'")
+                        raise BadResponseError(f"{self.name}: the model answered {self._quote(answer.content, 60)} "
+                                               "and neither yes nor no is among its top_logprobs; use "
+                                               "scoring='auto'")
                 elif self.scoring == "logprobs":
                     raise BadResponseError(f"{self.name}: {self.endpoint} returned no logprobs for model "
                                            f"{self.model!r}; use scoring='auto' or 'grade'")
@@ -330,9 +332,14 @@ class LLMReranker(HTTPReranker):
         grade = parse_grade(answer.content)
         if grade is None:
             raise BadResponseError(f"{self.name}: asked for a grade from 0 to 10, the model answered "
-                                   f"{answer.content[:80]!r}")
+                                   f"{self._quote(answer.content, 80)}")
         tally.usage["scored_by_grade"] += 1
         return grade_score(grade)
+
+    def _quote(self, answer: str, limit: int) -> str:
+        """A model's answer as quoted in a message or a log line: scrubbed of the key (a model may repeat
+        what it was sent), then cut to ``limit`` characters (the one scrubber of every HTTP message)."""
+        return repr(shorten(answer, self._secrets(), limit))
 
     def _without_logprobs(self, reason: str) -> None:
         with self._lock:
@@ -383,7 +390,8 @@ class LLMReranker(HTTPReranker):
         permutation, problems = parse_permutation(answer.content, len(passages))
         if problems:
             tally.usage["windows_repaired"] += 1
-            logger.info("%s: repaired a ranking answer (%s): %.120r", self.name, "; ".join(problems), answer.content)
+            logger.info("%s: repaired a ranking answer (%s): %s", self.name, self._shorten("; ".join(problems)),
+                        self._quote(answer.content, 120))
         else:  # a repaired answer is not cached: a rerun asks again
             self._store_permutation(keys, permutation)
         return permutation

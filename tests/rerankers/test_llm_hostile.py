@@ -1,0 +1,85 @@
+"""The ``llm`` reranker against hostile answers and hostile documents, on the loopback ``"openai-chat"`` server.
+
+Answers that repeat the key, logprobs at the extremes or written with hundreds of digits, listwise ids too
+long for Python's integers, and passages that try to forge the prompt's structure.
+"""
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import re
+
+import pandas as pd
+import pytest
+
+import rerankpd
+from rerankpd.errors import BadResponseError
+from rerankpd.prompts import (LISTWISE_PROMPT, LISTWISE_SYSTEM, POINTWISE_PROMPT, listwise_messages, parse_permutation,
+                              pointwise_messages, yes_no_score)
+from rerankpd.testing import LoopbackRerankServer, overlap_score
+
+KEY = "sk-llm-canary-qzxwvutsrk"  # no digits: a grade answer quoting it holds no grade
+QUERY = "how to prevent a cold"
+MIN_LOGPROB = -100.0  # the documented floor of a logprob (rerankpd.prompts.MIN_LOGPROB)
+
+
+@pytest.fixture
+def chat():
+    with LoopbackRerankServer(api_key=KEY, dialect="openai-chat") as server:
+        yield server
+
+
+def make(server, **options):
+    options.setdefault("model", "fake-chat")
+    options.setdefault("api_key", KEY)
+    options.setdefault("base_url", server.url)
+    options.setdefault("backoff_base", 0.001)
+    options.setdefault("backoff_cap", 0.01)
+    options.setdefault("timeout", (2.0, 5.0))
+    options.setdefault("window_cache", False)
+    return rerankpd.get_reranker("llm", **options)
+
+
+def completion(content: str, top_logprobs: list[dict] | None = None) -> bytes:
+    """A chat completion in OpenAI's shape, as raw JSON (Python's json writes -Infinity for float('-inf'))."""
+    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
+              "logprobs": None}
+    if top_logprobs is not None:
+        choice["logprobs"] = {"content": [{"token": top_logprobs[0]["token"], "logprob": top_logprobs[0]["logprob"],
+                                           "top_logprobs": top_logprobs}]}
+    return json.dumps({"id": "x", "object": "chat.completion", "model": "fake-chat", "choices": [choice],
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+
+
+def serve(server, body: bytes, count: int = 1) -> None:
+    server.fail_next("raw", count=count, status=200, body=body)
+
+
+# ------------------------------------------------------------------------------------ the key in an answer
+def test_a_grade_answer_repeating_the_key_is_scrubbed_in_rerank_error(chat):
+    serve(chat, completion(f"I will not grade; your key is {KEY} and {KEY[:12]}"))
+    df = pd.DataFrame({"text": ["wash hands"]})
+    out = rerankpd.rerank(df, QUERY, reranker=make(chat, scoring="grade", max_retries=0), cache=False,
+                          progress=False, errors="coerce")
+    message = out["rerank_error"].iloc[0]
+    assert "grade" in message and "***" in message
+    assert KEY[:8] not in message and KEY[-8:] not in message
+
+
+def test_a_logprobs_answer_repeating_the_key_is_scrubbed(chat):
+    serve(chat, completion(f"{KEY} is your key", [{"token": KEY, "logprob": -0.1},
+                                                  {"token": "Maybe", "logprob": -3.0}]))
+    with pytest.raises(BadResponseError) as info:
+        make(chat, scoring="logprobs", max_retries=0).score(QUERY, ["wash hands"])
+    assert "top_logprobs" in str(info.value) and KEY[:8] not in str(info.value) and KEY[-8:] not in str(info.value)
+
+
+def test_a_repaired_ranking_repeating_the_key_is_scrubbed_in_the_log(chat, caplog):
+    serve(chat, completion(f"[2] > [1] > {KEY}"))
+    with caplog.at_level(logging.INFO, logger="rerankpd"):
+        result = make(chat, mode="listwise").score_batch(QUERY, ["a cold", "prevent a cold", "stocks"])
+    assert result.usage["windows_repaired"] == 1
+    assert "repaired a ranking answer" in caplog.text
+    assert KEY[:8] not in caplog.text and KEY[-8:] not in caplog.text
