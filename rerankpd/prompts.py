@@ -19,7 +19,10 @@ Reading the answers:
   (tokens case- and whitespace-folded; variants such as ``"Yes"`` and ``" yes"`` are added up as
   probabilities). When only one of the two is among the alternatives, the other is taken as the lowest
   returned logprob minus :data:`ABSENT_MARGIN` (it was less likely than every alternative returned). When
-  neither is there the answer says nothing (None) and the reranker asks for a grade instead.
+  neither is there the answer says nothing (None) and the reranker asks for a grade instead. Extremes have
+  a finite meaning: every logprob is clipped to ``[MIN_LOGPROB, 0]`` (:data:`MIN_LOGPROB` is -100 nats, a
+  probability of about 4e-44), so ``-Infinity`` means "at most that likely", a (malformed) positive logprob
+  means certainty, and every score lies in ``[-100, 100]``: the strongest "yes" scores 100, never NaN.
 * the fallback, :func:`parse_grade` and :func:`grade_score`: a 0-10 grade ``g`` becomes the log-odds
   ``log(p / (1 - p))`` with ``p = (g + 0.5) / 11``, the same scale as ``logprob(yes) - logprob(no)`` (which
   is ``log(P(yes) / P(no))``), so scores of the two methods can share a ranking and a cache.
@@ -53,6 +56,7 @@ __all__ = [
     "GRADE_PROMPT",
     "LISTWISE_PROMPT",
     "LISTWISE_SYSTEM",
+    "MIN_LOGPROB",
     "POINTWISE_PROMPT",
     "POINTWISE_SYSTEM",
     "check_template",
@@ -94,6 +98,9 @@ LISTWISE_PROMPT = ("I will give you {count} passages, each marked with a number 
 
 #: How far below the lowest returned alternative an absent "yes" or "no" is put, in nats.
 ABSENT_MARGIN = 1.0
+#: The lowest logprob a score uses, in nats: lower ones (``-Infinity`` included) are read as this one, so
+#: :func:`yes_no_score` lies in ``[MIN_LOGPROB, -MIN_LOGPROB]``.
+MIN_LOGPROB = -100.0
 
 _POINTWISE_FIELDS = frozenset({"query", "document"})
 _LISTWISE_FIELDS = frozenset({"query", "passages", "count"})
@@ -189,6 +196,8 @@ def yes_no_score(alternatives: Sequence[dict]) -> float | None:
     3.5
     >>> yes_no_score([{"token": "Sure", "logprob": -0.1}]) is None
     True
+    >>> yes_no_score([{"token": "yes", "logprob": 0.0}, {"token": "no", "logprob": float("-inf")}])
+    100.0
     """
     yes, no, seen = [], [], []
     for item in alternatives:
@@ -197,7 +206,10 @@ def yes_no_score(alternatives: Sequence[dict]) -> float | None:
         value = item.get("logprob")
         if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
             continue
-        value = float(value)
+        try:
+            value = min(max(float(value), MIN_LOGPROB), 0.0)  # -inf: at most e^-100 likely; > 0: certain
+        except OverflowError:  # an integer too large for a float: not a logprob
+            continue
         seen.append(value)
         token = _fold(item.get("token"))
         if token in _YES:
@@ -206,8 +218,10 @@ def yes_no_score(alternatives: Sequence[dict]) -> float | None:
             no.append(value)
     if not yes and not no:
         return None
-    floor = min(seen) - ABSENT_MARGIN
-    return (_logsumexp(yes) if yes else floor) - (_logsumexp(no) if no else floor)
+    floor = max(min(seen) - ABSENT_MARGIN, MIN_LOGPROB)
+    yes_logprob = min(_logsumexp(yes), 0.0) if yes else floor
+    no_logprob = min(_logsumexp(no), 0.0) if no else floor
+    return yes_logprob - no_logprob
 
 
 _GRADE = re.compile(r"(?<![\d.])(\d{1,2}(?:\.\d+)?)(?![\d.]*\d)")

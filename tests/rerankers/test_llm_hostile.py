@@ -83,3 +83,21 @@ def test_a_repaired_ranking_repeating_the_key_is_scrubbed_in_the_log(chat, caplo
     assert result.usage["windows_repaired"] == 1
     assert "repaired a ranking answer" in caplog.text
     assert KEY[:8] not in caplog.text and KEY[-8:] not in caplog.text
+
+
+# ------------------------------------------------------------------------------------ extreme logprobs
+def test_the_strongest_yes_scores_high_and_finite():
+    score = yes_no_score([{"token": "yes", "logprob": 0.0}, {"token": "no", "logprob": -math.inf}])
+    assert math.isfinite(score) and score == -MIN_LOGPROB
+    assert yes_no_score([{"token": "no", "logprob": 0.0}, {"token": "yes", "logprob": -math.inf}]) == MIN_LOGPROB
+    # a (malformed) positive logprob counts as certainty, a huge one too
+    assert yes_no_score([{"token": "yes", "logprob": 5.0}, {"token": "no", "logprob": -1e308}]) == -MIN_LOGPROB
+    assert yes_no_score([{"token": "yes", "logprob": -math.inf}]) == 0.0  # both at the floor: no preference
+
+
+def test_an_answer_with_no_at_minus_infinity_scores_the_pair(chat):
+    serve(chat, completion("yes", [{"token": "yes", "logprob": 0.0}, {"token": "no", "logprob": -math.inf}]))
+    df = pd.DataFrame({"text": ["wash hands to prevent a cold", "stock prices"]})
+    out = rerankpd.rerank(df, QUERY, reranker=make(chat), cache=False, progress=False, errors="coerce")
+    assert out["rerank_error"].isna().all()
+    assert out["rerank_score"].max() == -MIN_LOGPROB
