@@ -259,8 +259,8 @@ _NUMBER = re.compile(r"\d+")
 def parse_permutation(text: Any, count: int) -> tuple[list[int], list[str]]:
     """The order (0-based positions, best first) a listwise answer gives ``count`` passages, and its repairs.
 
-    Ids in brackets are read (or, when there are none, every number). Ids outside ``1..count`` and repeats
-    are dropped, ids never named are appended in their previous order; each repair is described in the
+    Ids in brackets are read (or, when there are none, every number). Ids outside ``1..count`` (however
+    many digits they have) and repeats are dropped, ids never named are appended in their previous order; each repair is described in the
     second list, which is empty for a well-formed answer.
 
     >>> parse_permutation("[3] > [1] > [2]", 3)
@@ -276,7 +276,11 @@ def parse_permutation(text: Any, count: int) -> tuple[list[int], list[str]]:
     order: list[int] = []
     seen: set[int] = set()
     for raw in found:
-        ident = int(raw)
+        digits = raw.lstrip("0") or "0"
+        if len(digits) > len(str(count)):  # too long to be an id (and maybe for int(): 4300 digits at most)
+            problems.append(f"unknown id {digits[:12]}..." if len(digits) > 12 else f"unknown id {digits}")
+            continue
+        ident = int(digits)
         if not 1 <= ident <= count:
             problems.append(f"unknown id {ident}")
         elif ident - 1 in seen:

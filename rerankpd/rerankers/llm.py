@@ -482,4 +482,12 @@ def _first_token_alternatives(logprobs: Any) -> list | None:
     alternatives = [a for a in given if isinstance(a, dict)]
     if first.get("token") not in {a.get("token") for a in alternatives}:
         alternatives.append({"token": first.get("token"), "logprob": first.get("logprob")})
+    for alternative in alternatives:
+        value = alternative.get("logprob")
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                float(value)
+            except OverflowError:  # a number of hundreds of digits: a broken answer (retried), not a logprob
+                raise BadResponseError(f"a logprob of {len(str(value))} digits is not a number a model "
+                                       "returns") from None
     return alternatives

@@ -101,3 +101,35 @@ def test_an_answer_with_no_at_minus_infinity_scores_the_pair(chat):
     out = rerankpd.rerank(df, QUERY, reranker=make(chat), cache=False, progress=False, errors="coerce")
     assert out["rerank_error"].isna().all()
     assert out["rerank_score"].max() == -MIN_LOGPROB
+
+
+# ------------------------------------------------------------------------------------ malformed numbers
+def test_a_logprob_of_400_digits_is_a_bad_answer_and_retried(chat):
+    body = completion("yes", [{"token": "yes", "logprob": -0.5}, {"token": "no", "logprob": -1.5}])
+    body = body.replace(b"-1.5", b"-" + b"9" * 400)
+    serve(chat, body)
+    scores = make(chat).score(QUERY, ["wash hands to prevent a cold"])
+    p = min(0.98, max(0.02, overlap_score(QUERY, "wash hands to prevent a cold")))
+    assert scores == pytest.approx([math.log(p / (1 - p))], abs=1e-6)
+    assert len(chat.requests) == 2  # the bad answer, then its retry
+
+
+def test_a_logprob_of_400_digits_every_time_fails_as_a_bad_response(chat):
+    body = completion("yes", [{"token": "yes", "logprob": 1}]).replace(b'"logprob": 1', b'"logprob": ' + b"1" * 400)
+    serve(chat, body, count=5)
+    with pytest.raises(BadResponseError, match="logprob"):
+        make(chat, max_retries=1).score(QUERY, ["wash hands"])
+
+
+def test_a_listwise_id_of_5000_digits_is_repaired():
+    order, problems = parse_permutation("[" + "9" * 5000 + "] > [2] > [1]", 3)
+    assert order == [1, 0, 2]
+    assert any(p.startswith("unknown id 999") for p in problems) and all(len(p) < 80 for p in problems)
+
+
+def test_a_window_answered_with_a_5000_digit_id_keeps_the_query(chat):
+    serve(chat, completion("[" + "7" * 5000 + "] > [2] > [1] > [3]"))
+    docs = ["stock prices", "prevent a cold", "a cold", "recipes"]
+    result = make(chat, mode="listwise").score_batch(QUERY, docs)
+    assert result.usage["windows_repaired"] == 1
+    assert result.scores == [3.0, 4.0, 2.0, 1.0]  # [2] > [1] > [3], then the missing [4]
