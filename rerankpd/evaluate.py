@@ -252,14 +252,36 @@ def _judgments(df, codes, labels, queries, qrels, column, id_column) -> tuple[np
     if not isinstance(qrels, pd.DataFrame) or qrels.shape[1] != 3:
         raise TypeError("qrels must be a DataFrame of three columns: query, document (text, or id when "
                         "id_column= is given), label")
-    q_query, q_doc, q_label = (qrels.iloc[:, i] for i in range(3))
+    q_labels = _labels(pd.DataFrame({"qrels label": qrels.iloc[:, 2]}, index=qrels.index), "qrels label")
+    qrels, q_labels = _distinct_judgments(qrels, q_labels)
+    q_query, q_doc = qrels.iloc[:, 0], qrels.iloc[:, 1]
     key = df[id_column if id_column is not None else column]
     index = pd.Index(queries)
     q_codes = index.get_indexer(q_query)
-    q_labels = _labels(pd.DataFrame({"qrels label": q_label}), "qrels label")
     held = pd.MultiIndex.from_arrays([codes, key.to_numpy()])
     extra = (q_codes >= 0) & ~pd.MultiIndex.from_arrays([q_codes, q_doc.to_numpy()]).isin(held)
     return np.concatenate([codes, q_codes[extra]]), np.concatenate([labels, q_labels[extra]])
+
+
+def _distinct_judgments(qrels: pd.DataFrame, labels: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """``qrels`` with each (query, document) judged once: a repeated row with the same label counts once (as in
+    trec_eval); a document judged twice with different labels is refused, naming the rows."""
+    pairs = pd.DataFrame({"query": qrels.iloc[:, 0].to_numpy(), "doc": qrels.iloc[:, 1].to_numpy(),
+                          "label": labels}, index=qrels.index)
+    repeated = pairs.duplicated(["query", "doc"], keep=False).to_numpy()
+    if not repeated.any():
+        return qrels, labels
+    clashes = pairs[repeated].groupby(["query", "doc"], sort=False, dropna=False)["label"].nunique()
+    clashes = clashes[clashes > 1]
+    if len(clashes):
+        query, doc = clashes.index[0]
+        rows = pairs.index[repeated & (pairs["query"] == query).to_numpy() & (pairs["doc"] == doc).to_numpy()]
+        raise ValueError(f"qrels judge document {doc!r} of query {query!r} more than once with different labels "
+                         f"(rows with index {', '.join(map(repr, rows.tolist()))}; {len(clashes)} such documents "
+                         "in all); keep one judgment per query and document")
+    kept = ~pairs.duplicated(["query", "doc"], keep="first").to_numpy()
+    logger.info("evaluate: %d repeated qrels rows counted once", int((~kept).sum()))
+    return qrels[kept], labels[kept]
 
 
 def _tokens(usage: dict) -> int:
@@ -312,7 +334,8 @@ def evaluate(
     qrels
         The collection's judgments, a frame of three columns (query, document, label), for relevant
         documents the frame does not hold: they count in recall, AP and the ideal DCG. The document is
-        matched to ``column``'s text, or to ``id_column`` when given.
+        matched to ``column``'s text, or to ``id_column`` when given. A row repeated with the same label
+        counts once; a document judged twice with different labels is refused (the rows are named).
     gain
         nDCG's gain: ``"linear"`` (the label) or ``"exponential"`` (2^label - 1).
     skip_empty

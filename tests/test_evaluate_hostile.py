@@ -1,0 +1,47 @@
+"""rerankpd.evaluate on hostile judgments: duplicate qrels, infinite labels, and ties, against ir-measures."""
+from __future__ import annotations
+
+import ir_measures
+import numpy as np
+import pandas as pd
+import pytest
+from ir_measures import AP, P, R, RR, nDCG
+
+import rerankpd
+
+NAMES = {nDCG @ 10: "ndcg@10", AP: "map", R @ 5: "recall@5", P @ 3: "precision@3", RR @ 10: "mrr@10"}
+
+
+def assert_equals_ir_measures(ev, ranking, qrels, run):
+    results = list(ir_measures.iter_calc(list(NAMES), qrels, run))
+    assert results
+    for r in results:
+        ours = ev.values(ranking, NAMES[r.measure])[ev.queries.index(r.query_id)]
+        assert ours == pytest.approx(r.value, abs=1e-9), (ranking, r)
+
+
+# ------------------------------------------------------------------------------------ duplicate qrels
+def small():
+    df = pd.DataFrame({"q": ["q1"] * 4, "doc": ["d1", "d2", "d3", "d4"], "label": [1, 0, 0, 0],
+                       "s": [4.0, 3.0, 2.0, 1.0]})
+    return df
+
+
+def test_a_qrels_row_given_twice_counts_once_as_ir_measures_does():
+    df = small()
+    qrels = pd.DataFrame({"query": ["q1", "q1", "q1"], "doc": ["d9", "d9", "d1"], "label": [1, 1, 1]})
+    ev = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", qrels=qrels,
+                           id_column="doc", metrics=list(NAMES.values()))
+    assert ev.values("s", "recall@5")[0] == pytest.approx(0.5)
+    judged = [ir_measures.Qrel(q, d, int(lab)) for q, d, lab in qrels.itertuples(index=False)]
+    run = [ir_measures.ScoredDoc("q1", d, s) for d, s in zip(df.doc, df.s)]
+    assert_equals_ir_measures(ev, "s", judged, run)
+
+
+def test_qrels_that_judge_a_document_twice_differently_are_refused_with_the_rows_named():
+    df = small()
+    qrels = pd.DataFrame({"query": ["q1", "q1", "q1"], "doc": ["d9", "d1", "d9"], "label": [1, 1, 2]},
+                         index=[10, 11, 12])
+    with pytest.raises(ValueError, match=r"qrels.*'d9'.*10.*12"):
+        rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", qrels=qrels,
+                          id_column="doc")
