@@ -201,12 +201,31 @@ def _labels(df: pd.DataFrame, label_column: Any) -> np.ndarray:
                         f"{series.dtype}") from None
     labels = np.asarray(values, dtype=np.float64)
     labels = np.where(np.isnan(labels), 0.0, labels)  # a missing label means not relevant
+    infinite = np.flatnonzero(np.isinf(labels))
+    if len(infinite):
+        raise ValueError(f"label_column {label_column!r}: the row with index {df.index[infinite[0]]!r} has label "
+                         f"{labels[infinite[0]]:g}; labels must be finite numbers >= 0 (relevant means > 0)")
     bad = np.flatnonzero(labels < 0)
     if len(bad):
         raise ValueError(f"label_column {label_column!r}: the row with index {df.index[bad[0]]!r} has label "
                          f"{labels[bad[0]]:g}; labels must be >= 0 (relevant means > 0): map 'not relevant' "
                          "grades to 0 first")
     return labels
+
+
+#: The largest label ``gain="exponential"`` takes: 2^label - 1 overflows a float64 from 2^1024 on.
+MAX_EXPONENTIAL_LABEL = 1023.0
+
+
+def _check_gain(labels: np.ndarray, index: pd.Index, gain: str, where: str) -> None:
+    """Refuse a label whose gain is not a finite number (NaN nDCG otherwise), naming its row."""
+    if gain != "exponential" or not len(labels):
+        return
+    big = np.flatnonzero(labels > MAX_EXPONENTIAL_LABEL)
+    if len(big):
+        raise ValueError(f"{where}: the row with index {index[big[0]]!r} has label {labels[big[0]]:g}, whose gain "
+                         f"2^label - 1 under gain='exponential' is not a finite number; labels up to "
+                         f"{MAX_EXPONENTIAL_LABEL:g} work (graded labels are usually 0-4), or use gain='linear'")
 
 
 def _query_codes(df: pd.DataFrame, query: str | None, query_column: Any) -> tuple[np.ndarray, list]:
@@ -245,7 +264,7 @@ def _named_rerankers(rerankers: Any) -> dict[str, Any]:
     return named
 
 
-def _judgments(df, codes, labels, queries, qrels, column, id_column) -> tuple[np.ndarray, np.ndarray]:
+def _judgments(df, codes, labels, queries, qrels, column, id_column, gain) -> tuple[np.ndarray, np.ndarray]:
     """The judged set per query: the frame's rows, plus qrels rows whose document the frame does not hold."""
     if qrels is None:
         return codes, labels
@@ -253,6 +272,7 @@ def _judgments(df, codes, labels, queries, qrels, column, id_column) -> tuple[np
         raise TypeError("qrels must be a DataFrame of three columns: query, document (text, or id when "
                         "id_column= is given), label")
     q_labels = _labels(pd.DataFrame({"qrels label": qrels.iloc[:, 2]}, index=qrels.index), "qrels label")
+    _check_gain(q_labels, qrels.index, gain, "qrels")
     qrels, q_labels = _distinct_judgments(qrels, q_labels)
     q_query, q_doc = qrels.iloc[:, 0], qrels.iloc[:, 1]
     key = df[id_column if id_column is not None else column]
@@ -317,7 +337,9 @@ def evaluate(
         As for :func:`rerankpd.rerank`: the frame, one query for all rows or a column of each row's query,
         and the text column the rerankers score.
     label_column
-        Each row's relevance: graded (numbers >= 0; relevant means > 0) or booleans; missing means 0.
+        Each row's relevance: graded (finite numbers >= 0; relevant means > 0) or booleans; missing means 0.
+        Infinite labels are refused, and under ``gain="exponential"`` labels above 1023 (whose gain
+        2^label - 1 is not a finite number).
     rerankers
         A name, a reranker object, a list of them, or a dict ``{label: name_or_object}``; each runs through
         :func:`rerankpd.rerank` (score cache, batching, retries, progress bar).
@@ -361,6 +383,7 @@ def evaluate(
     parsed = [parse_metric(m) for m in metrics]
     names = list(dict.fromkeys(m.name for m in parsed))
     labels = _labels(df, label_column)
+    _check_gain(labels, df.index, gain, f"label_column {label_column!r}")
     codes, queries = _query_codes(df, query, query_column)
 
     rankings: dict[str, np.ndarray] = {ORIGINAL: -np.arange(len(df), dtype=np.float64)}
@@ -383,7 +406,7 @@ def evaluate(
     if baseline not in rankings:
         raise KeyError(f"baseline {baseline!r} is not one of the rankings {list(rankings)}")
 
-    judged_codes, judged_labels = _judgments(df, codes, labels, queries, qrels, column, id_column)
+    judged_codes, judged_labels = _judgments(df, codes, labels, queries, qrels, column, id_column, gain)
     n_relevant = np.bincount(judged_codes[judged_codes >= 0], weights=judged_labels[judged_codes >= 0] > 0,
                              minlength=len(queries))
     values = {}

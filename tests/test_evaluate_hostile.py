@@ -45,3 +45,28 @@ def test_qrels_that_judge_a_document_twice_differently_are_refused_with_the_rows
     with pytest.raises(ValueError, match=r"qrels.*'d9'.*10.*12"):
         rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", qrels=qrels,
                           id_column="doc")
+
+
+# ------------------------------------------------------------------------------------ infinite labels
+@pytest.mark.parametrize("label", [np.inf, -np.inf])
+def test_an_infinite_label_is_refused_with_its_row(label):
+    df = small().astype({"label": float})
+    df.loc[2, "label"] = label
+    with pytest.raises(ValueError, match=r"label.*index 2.*finite"):
+        rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s")
+
+
+def test_an_infinite_qrels_label_is_refused():
+    qrels = pd.DataFrame({"query": ["q1"], "doc": ["d9"], "label": [np.inf]})
+    with pytest.raises(ValueError, match="finite"):
+        rerankpd.evaluate(small(), query_column="q", label_column="label", score_columns="s", qrels=qrels,
+                          id_column="doc")
+
+
+def test_a_label_whose_exponential_gain_overflows_is_refused():
+    df = small()
+    df.loc[1, "label"] = 2000
+    with pytest.raises(ValueError, match=r"index 1 has label 2000.*gain='exponential'"):
+        rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", gain="exponential")
+    ev = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s")  # linear: fine
+    assert np.isfinite(ev.summary.loc["s", "ndcg@10"])
