@@ -4,8 +4,9 @@ A frame with a relevance label per row (and a query per row, or one query) holds
 ``"original"`` (the rows' own order within each query: the first stage that retrieved them), columns of
 scores the user already has, and rerankers, each run through the normal pipeline (cache, batching,
 retries, progress), so evaluating twice sends nothing the second time. Metrics follow trec_eval's
-definitions (see :mod:`rerankpd.metrics`): order by score descending, ties by input position, missing
-scores last; nDCG with linear gain (``gain="exponential"`` for 2^label - 1); MRR@k; AP; Recall@k;
+definitions (see :mod:`rerankpd.metrics`): order by score descending, missing scores last, ties by document
+id descending as trec_eval breaks them when ``id_column=`` is given, else by input position (rerankpd's
+rule: with many ties the numbers can then differ from trec_eval's); nDCG with linear gain (``gain="exponential"`` for 2^label - 1); MRR@k; AP; Recall@k;
 Precision@k dividing by k. A query with no relevant row scores 0 and is counted (``skip_empty=True``
 leaves it out). ``qrels=`` adds the collection's judgments of documents the frame does not hold, so
 recall and ideal DCG are those of the collection.
@@ -358,6 +359,10 @@ def evaluate(
         documents the frame does not hold: they count in recall, AP and the ideal DCG. The document is
         matched to ``column``'s text, or to ``id_column`` when given. A row repeated with the same label
         counts once; a document judged twice with different labels is refused (the rows are named).
+    id_column
+        A column of document ids: ``qrels`` documents are matched to it, and rows with equal scores are
+        ordered by id descending (compared as strings), trec_eval's rule, so the numbers equal trec_eval's
+        and ir-measures'. Without it, equal scores keep their input order.
     gain
         nDCG's gain: ``"linear"`` (the label) or ``"exponential"`` (2^label - 1).
     skip_empty
@@ -409,10 +414,11 @@ def evaluate(
     judged_codes, judged_labels = _judgments(df, codes, labels, queries, qrels, column, id_column, gain)
     n_relevant = np.bincount(judged_codes[judged_codes >= 0], weights=judged_labels[judged_codes >= 0] > 0,
                              minlength=len(queries))
+    tie_ids = None if id_column is None else df[id_column].to_numpy(dtype=object)
     values = {}
     for name, scores in rankings.items():
         by_metric = per_query(parsed, codes, scores, labels, n_queries=len(queries),
-                              judged=(judged_codes, judged_labels), gain=gain)
+                              judged=(judged_codes, judged_labels), gain=gain, tie_ids=tie_ids)
         values[name] = np.column_stack([by_metric[m] for m in names]) if names else np.empty((len(queries), 0))
     if skip_empty:
         keep = n_relevant > 0

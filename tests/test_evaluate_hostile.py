@@ -9,7 +9,7 @@ from ir_measures import AP, P, R, RR, nDCG
 
 import rerankpd
 
-NAMES = {nDCG @ 10: "ndcg@10", AP: "map", R @ 5: "recall@5", P @ 3: "precision@3", RR @ 10: "mrr@10"}
+NAMES = {nDCG @ 10: "ndcg@10", AP: "map", R @ 5: "recall@5", P @ 3: "precision@3", RR: "mrr"}  # RR@10 comes from another provider (msmarco), RR from trec_eval
 
 
 def assert_equals_ir_measures(ev, ranking, qrels, run):
@@ -70,3 +70,39 @@ def test_a_label_whose_exponential_gain_overflows_is_refused():
         rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", gain="exponential")
     ev = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s")  # linear: fine
     assert np.isfinite(ev.summary.loc["s", "ndcg@10"])
+
+
+# ------------------------------------------------------------------------------------ ties
+def tie_heavy(n_queries: int = 30, rows: int = 12, seed: int = 3) -> pd.DataFrame:
+    """Scores from three values only, ids in an order unrelated to the rows' (so the two tie rules differ)."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for q in range(n_queries):
+        ids = rng.permutation(rows)
+        for i in range(rows):
+            records.append({"q": f"q{q}", "doc": f"doc{ids[i]:03d}", "label": int(rng.integers(0, 3) * (rng.random() < .5)),
+                            "s": float(rng.integers(0, 3))})
+    return pd.DataFrame(records)
+
+
+def test_with_id_column_ties_follow_trec_eval_document_id_descending():
+    df = tie_heavy()
+    ev = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", id_column="doc",
+                           metrics=list(NAMES.values()))
+    qrels = [ir_measures.Qrel(q, d, lab) for q, d, lab in zip(df.q, df.doc, df.label)]
+    run = [ir_measures.ScoredDoc(q, d, s) for q, d, s in zip(df.q, df.doc, df.s)]
+    assert_equals_ir_measures(ev, "s", qrels, run)
+
+
+def test_without_id_column_ties_follow_the_input_order_as_documented():
+    df = tie_heavy()
+    ev = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s",
+                           metrics=list(NAMES.values()))
+    qrels = [ir_measures.Qrel(q, d, lab) for q, d, lab in zip(df.q, df.doc, df.label)]
+    position = df.groupby("q").cumcount().to_numpy()
+    run = [ir_measures.ScoredDoc(q, d, s - p * 1e-6) for q, d, s, p in zip(df.q, df.doc, df.s, position)]
+    assert_equals_ir_measures(ev, "s", qrels, run)
+    # and the two rules really differ on this frame
+    by_id = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", id_column="doc",
+                              metrics=["map"])
+    assert (by_id.values("s", "map") != ev.values("s", "map")).sum() >= 10
