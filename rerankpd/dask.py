@@ -33,7 +33,7 @@ import pandas as pd
 
 from . import config, pipeline
 from .arguments import check_arguments
-from .errors import ConfigurationError, MissingDependencyError
+from .errors import ConfigurationError, MissingDependencyError, warn_user
 from .pairs import Pairs, rank_within_groups, sort_order
 from .plan import plan_run
 from .rerankers import get_reranker, reranker_class
@@ -82,7 +82,12 @@ def _score_partition(part: pd.DataFrame, query, column, query_column, name, opti
             pairs = _partition_pairs(part, query, column, query_column, model)
             if not pairs.n_pairs or not spec.cacheable:
                 return _scored(part, query, column, query_column, model, cache, errors)
-            store = SharedScoreStore(shared_cache, spec.identity)
+            try:
+                store = SharedScoreStore(shared_cache, spec.identity)  # a remote store may connect here
+            except (OSError, ValueError) as exc:
+                warn_user(f"rerankpd: the shared score store {shared_cache} could not be reached ({exc}); "
+                          "scoring this partition without it")
+                return _scored(part, query, column, query_column, model, cache, errors)
             keys = store.keys(pairs.queries, pairs.texts, pairs.pair_group, pairs.pair_text)
             with seeded_local_cache(store, keys, cache) as local_cache:
                 return _scored(part, query, column, query_column, model, local_cache, errors)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import posixpath
 import shutil
 import sqlite3
@@ -134,7 +135,8 @@ class SharedScoreStore:
                       if name.endswith(".parquet") and not posixpath.basename(name).startswith((".", "_")))
 
     def lookup(self, keys: Sequence) -> dict:
-        """The stored score of each of ``keys`` that the store holds (read with one pyarrow dataset scan).
+        """The stored score of each of ``keys`` that the store holds (read with one pyarrow dataset scan);
+        a row whose score is null or not finite (written by another tool) is not a score and is left out.
 
         Only the ``key`` and ``score`` columns are read, filtered to ``keys`` as they stream in. A file
         removed between listing and reading (by :func:`compact`) means one more listing, not a failure.
@@ -160,7 +162,11 @@ class SharedScoreStore:
         if key_type != wanted.type:  # e.g. large_binary written elsewhere: compare in the stored type
             wanted = wanted.cast(key_type)
         table = dataset.to_table(columns=["key", "score"], filter=pc.field("key").isin(wanted))
-        found = dict(zip(table.column("key").to_pylist(), table.column("score").to_pylist()))
+        found = {key: score for key, score in zip(table.column("key").to_pylist(), table.column("score").to_pylist())
+                 if isinstance(score, (int, float)) and math.isfinite(score)}  # a null or NaN: not a score
+        if len(found) < table.num_rows:
+            logger.warning("shared store %s: %d stored rows have no usable score (null or not finite); those pairs "
+                           "are scored again", self.url, table.num_rows - len(found))
         logger.debug("shared store %s: %d of %d keys found in %d files", self.url, len(found), len(keys), len(files))
         return found
 
