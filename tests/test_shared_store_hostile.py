@@ -56,3 +56,40 @@ def test_an_ftp_store_refusing_the_connection_warns_and_the_partition_is_scored(
         out = rdask.with_scores(dd.from_pandas(df, npartitions=1), QUERY, reranker="dmxapi", cache=False,
                                 shared_cache=url).compute(scheduler="sync")
     assert out["rerank_score"].notna().all() and len(server.requests) == 1
+
+
+# ------------------------------------------------------------------------------------ passwords in URLs
+def test_a_password_in_the_store_url_never_shows():
+    with pytest.raises(MissingDependencyError) as info:
+        check_url(f"sftp://me:{PASSWORD}@files.example.com/rerankpd")
+    assert PASSWORD not in str(info.value) and "sftp://***:***@files.example.com/rerankpd" in str(info.value)
+    store = SharedScoreStore(f"memory://me:{PASSWORD}@bucket/scores", IDENTITY)
+    assert PASSWORD not in repr(store) and "***:***@" in repr(store)
+
+
+def test_the_store_warnings_mask_the_password(tmp_path):
+    url = f"memory://me:{PASSWORD}@bucket/scores"
+    store = SharedScoreStore(url, IDENTITY)
+    keys = store.keys([QUERY], ["a"], [0], [0])
+    store.fs.makedirs(store.directory, exist_ok=True)
+    with store.fs.open(store.directory + "/part-broken.parquet", "wb") as out:
+        out.write(b"not parquet")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with seeded_local_cache(store, keys, False):
+            pass
+    assert caught and all(PASSWORD not in str(w.message) for w in caught)
+    assert any("could not be read" in str(w.message) and "***:***@" in str(w.message) for w in caught)
+
+
+def test_credentials_that_would_enter_the_task_graph_are_refused(tmp_path):
+    ddf = dd.from_pandas(pd.DataFrame({"text": ["colds"]}), npartitions=1)
+    with pytest.raises(ConfigurationError) as info:
+        rdask.with_scores(ddf, QUERY, reranker="dmxapi",
+                          reranker_options={"base_url": f"https://me:{PASSWORD}@rerank.example.com/v1"})
+    message = str(info.value)
+    assert PASSWORD not in message and "***:***@" in message and "DMXAPI_BASE_URL" in message
+    with pytest.raises(ConfigurationError) as info:
+        rdask.with_scores(ddf, QUERY, reranker="dmxapi", shared_cache=f"ftp://me:{PASSWORD}@127.0.0.1/scores")
+    message = str(info.value)
+    assert PASSWORD not in message and "***:***@" in message and "FSSPEC_FTP_PASSWORD" in message
