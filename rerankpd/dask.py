@@ -36,9 +36,9 @@ from .arguments import check_arguments
 from .errors import ConfigurationError, MissingDependencyError, warn_user
 from .pairs import Pairs, rank_within_groups, sort_order
 from .plan import plan_run
+from .redact import mask_url, scrub, url_secrets
 from .rerankers import get_reranker, reranker_class
 from .rerankers.base import Reranker, describe
-from .redact import mask_url, scrub, url_secrets
 from .shared_store import SharedScoreStore, check_url, seeded_local_cache
 from .validate import whole
 

@@ -6,7 +6,8 @@ scores the user already has, and rerankers, each run through the normal pipeline
 retries, progress), so evaluating twice sends nothing the second time. Metrics follow trec_eval's
 definitions (see :mod:`rerankpd.metrics`): order by score descending, missing scores last, ties by document
 id descending as trec_eval breaks them when ``id_column=`` is given, else by input position (rerankpd's
-rule: with many ties the numbers can then differ from trec_eval's); nDCG with linear gain (``gain="exponential"`` for 2^label - 1); MRR@k; AP; Recall@k;
+rule: with many ties the numbers can then differ from trec_eval's); nDCG with linear gain
+(``gain="exponential"`` for 2^label - 1); MRR@k; AP; Recall@k;
 Precision@k dividing by k. A query with no relevant row scores 0 and is counted (``skip_empty=True``
 leaves it out). ``qrels=`` adds the collection's judgments of documents the frame does not hold, so
 recall and ideal DCG are those of the collection.

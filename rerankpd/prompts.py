@@ -297,8 +297,8 @@ def parse_permutation(text: Any, count: int) -> tuple[list[int], list[str]]:
     """The order (0-based positions, best first) a listwise answer gives ``count`` passages, and its repairs.
 
     Ids in brackets are read (or, when there are none, every number). Ids outside ``1..count`` (however
-    many digits they have) and repeats are dropped, ids never named are appended in their previous order; each repair is described in the
-    second list, which is empty for a well-formed answer.
+    many digits they have) and repeats are dropped, ids never named are appended in their previous order;
+    each repair is described in the second list, which is empty for a well-formed answer.
 
     >>> parse_permutation("[3] > [1] > [2]", 3)
     ([2, 0, 1], [])

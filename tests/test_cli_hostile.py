@@ -17,7 +17,7 @@ def _csv(tmp_path, n=50):
 
 def _rank(tmp_path, **popen):
     return subprocess.run([sys.executable, "-m", "rerankpd", "rank", _csv(tmp_path), "-q", "cats", "-r", "bm25",
-                           "--no-cache"], stderr=subprocess.PIPE, text=True, timeout=120, **popen)
+                           "--no-cache"], stderr=subprocess.PIPE, text=True, timeout=120, check=False, **popen)
 
 
 def test_stdout_closed_says_one_line_naming_stdout(tmp_path):

@@ -5,11 +5,12 @@ import ir_measures
 import numpy as np
 import pandas as pd
 import pytest
-from ir_measures import AP, P, R, RR, nDCG
+from ir_measures import AP, RR, P, R, nDCG
 
 import rerankpd
 
-NAMES = {nDCG @ 10: "ndcg@10", AP: "map", R @ 5: "recall@5", P @ 3: "precision@3", RR: "mrr"}  # RR@10 comes from another provider (msmarco), RR from trec_eval
+# RR@10 comes from another provider (msmarco) with its own order of ties; RR (whole ranking) from trec_eval
+NAMES = {nDCG @ 10: "ndcg@10", AP: "map", R @ 5: "recall@5", P @ 3: "precision@3", RR: "mrr"}
 
 
 def assert_equals_ir_measures(ev, ranking, qrels, run):
@@ -80,8 +81,8 @@ def tie_heavy(n_queries: int = 30, rows: int = 12, seed: int = 3) -> pd.DataFram
     for q in range(n_queries):
         ids = rng.permutation(rows)
         for i in range(rows):
-            records.append({"q": f"q{q}", "doc": f"doc{ids[i]:03d}", "label": int(rng.integers(0, 3) * (rng.random() < .5)),
-                            "s": float(rng.integers(0, 3))})
+            label = int(rng.integers(0, 3) * (rng.random() < .5))
+            records.append({"q": f"q{q}", "doc": f"doc{ids[i]:03d}", "label": label, "s": float(rng.integers(0, 3))})
     return pd.DataFrame(records)
 
 

@@ -154,7 +154,8 @@ def test_listwise_request_body_numbers_the_window_and_bounds_the_answer(chat):
     assert body["temperature"] == 0 and body["max_tokens"] == 5 * 3 + 20
     assert body["messages"][1]["content"] == LISTWISE_PROMPT.format(
         count=3, query=f"<query>{QUERY}</query>",
-        passages="[1] <passage>alpha text</passage>\n[2] <passage>beta text</passage>\n[3] <passage>gamma text</passage>")
+        passages="[1] <passage>alpha text</passage>\n[2] <passage>beta text</passage>\n"
+                 "[3] <passage>gamma text</passage>")
 
 
 def test_max_completion_tokens_replaces_max_tokens_when_asked(chat):

@@ -16,8 +16,15 @@ import pytest
 
 import rerankpd
 from rerankpd.errors import BadResponseError
-from rerankpd.prompts import (LISTWISE_PROMPT, LISTWISE_SYSTEM, POINTWISE_PROMPT, listwise_messages, parse_permutation,
-                              pointwise_messages, yes_no_score)
+from rerankpd.prompts import (
+    LISTWISE_PROMPT,
+    LISTWISE_SYSTEM,
+    POINTWISE_PROMPT,
+    listwise_messages,
+    parse_permutation,
+    pointwise_messages,
+    yes_no_score,
+)
 from rerankpd.testing import LoopbackRerankServer, overlap_score
 
 KEY = "sk-llm-canary-qzxwvutsrk"  # no digits: a grade answer quoting it holds no grade
