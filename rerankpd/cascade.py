@@ -169,9 +169,8 @@ def _score(df, query, column, query_column, reranker, prefilter, candidates, cac
     if "rerank_error" in ranked.columns:
         info["_errors"] = (np.flatnonzero(is_candidate), ranked["rerank_error"].to_numpy(dtype=object))
     left_out = np.flatnonzero(pre_failed & ~is_candidate)
-    if len(left_out):  # failed as in a plain run: their error says so, attrs["failed"] counts them
-        info["_prefilter_errors"] = (left_out, np.array([f"prefilter {name}: {pre_errors[i]}" for i in left_out],
-                                                        dtype=object))
+    if len(left_out) and pre_errors is not None:  # failed as in a plain run: rerank_error says so, "failed" counts
+        info["_prefilter_errors"] = (left_out, [f"prefilter {name}: {pre_errors[i]}" for i in left_out])
         warn_user(f"cascade: the prefilter {name} failed on {len(left_out)} row(s) that found no place among the "
                   f"{candidates} candidates; they are marked failed in rerank_error and ranked last "
                   f"(first error: {pre_errors[left_out[0]]})")

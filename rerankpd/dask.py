@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -67,8 +68,8 @@ def _check_reranker(reranker: Any, options: dict | None) -> str:
     cls = reranker_class(name)
     for option, value in (options or {}).items():
         if isinstance(value, str) and url_secrets(value):
-            where = f"{cls.base_url_env} in the workers' environment" if getattr(cls, "base_url_env", None) \
-                else "the workers' environment"
+            variable = getattr(cls, "base_url_env", None)
+            where = f"{variable} in the workers' environment" if variable else "the workers' environment"
             raise ConfigurationError(
                 f"reranker_options[{option!r}] = {mask_url(value)!r} holds a user name and password, which would "
                 f"be written into the Dask task graph in clear; put the URL with its credentials in {where} "
@@ -84,9 +85,7 @@ def _without_credentials(url: str) -> str:
     """``url`` if it holds no ``user:password@`` (it is written into the task graph); else ConfigurationError."""
     if not url_secrets(url):
         return url
-    from fsspec.utils import get_protocol
-
-    protocol = get_protocol(url).upper()
+    protocol = urlsplit(url).scheme.upper()
     raise ConfigurationError(
         f"shared_cache {mask_url(url)!r} holds a user name and password, which would be written into the Dask task "
         f"graph in clear; give them to fsspec on the workers instead: the variables FSSPEC_{protocol}_USERNAME and "
