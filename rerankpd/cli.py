@@ -182,10 +182,26 @@ def _rank(args: argparse.Namespace) -> int:
         raise
     except OSError as exc:
         kept = "; the scores are cached: rerun to write them" if not args.no_cache else ""
-        raise RerankError(f"could not write {args.output}: {exc.strerror or exc}{kept}") from None
+        where = args.output
+        if args.output in (None, "-"):
+            where = "to stdout"
+            _quiet_stdout()  # what could not be written must not be flushed again (and fail) at exit
+        raise RerankError(f"could not write {where}: {exc.strerror or exc}{kept}") from None
     info = out.attrs.get("rerank", {})
     print(summary_line(info, len(out), args.output), file=sys.stderr)
     return EXIT_ROWS_FAILED if info.get("failed") else EXIT_OK
+
+
+def _quiet_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so Python's last flush of stdout at exit has nowhere to fail."""
+    if sys.stdout is None:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _interruptible(work: Callable[[threading.Event], Any]) -> Any:

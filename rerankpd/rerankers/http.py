@@ -56,9 +56,10 @@ from ..validate import boolean, number, timeout_pair, whole
 from .answers import decode_json, scores_from_results, usage_counts
 from .base import Availability, BatchResult, Reranker
 from .retry import backoff_delay, is_quick, may_retry, parse_retry_after, retry_delay, should_retry
-from .transport import DeadlinePassed, make_session, post
+from .transport import AnswerTooLarge, DeadlinePassed, make_session, post
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "HTTPReranker",
     "openai_key_homes",
     "backoff_delay",
@@ -72,6 +73,10 @@ logger = logging.getLogger(__name__)
 
 #: Characters of a provider's error text kept in a message (after the key is scrubbed).
 ERROR_TEXT_LIMIT = 300
+#: The default largest answer body, in bytes once decoded (gzip ...): 512 MiB, some four times the largest
+#: real answer (2,048 embeddings of 3,072 dimensions written as JSON text, about 130 MB); a rerank answer
+#: is kilobytes.
+MAX_ANSWER_BYTES = 512 * 2**20
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -149,6 +154,10 @@ class HTTPReranker(Reranker):
         While 429s are frequent (half of the recent answers), each 429 halves the requests allowed in
         flight (down to 1); a run of successes raises them again by one, up to ``max_concurrency``. A 429's
         ``Retry-After`` also holds every request back.
+    max_answer_bytes
+        The largest answer accepted, in bytes once decoded (default :data:`MAX_ANSWER_BYTES`, 512 MiB): a
+        larger one (a compressed answer that inflates to gigabytes) fails its request with a
+        :class:`~rerankpd.errors.BadResponseError`, not retried.
     clock, sleep
         For tests: the monotonic clock and the sleep the budget and the retry waits use (default: real time,
         and a sleep that wakes when the run is cancelled).
@@ -207,6 +216,7 @@ class HTTPReranker(Reranker):
         tokens_per_minute: float | None = None,
         adaptive_concurrency: bool = True,
         max_request_tokens: int | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
@@ -232,6 +242,7 @@ class HTTPReranker(Reranker):
         self.backoff_base = number("backoff_base", backoff_base, minimum=0)
         self.backoff_cap = number("backoff_cap", backoff_cap, minimum=0)
         self.retry_after_cap = number("retry_after_cap", retry_after_cap, minimum=0)
+        self.max_answer_bytes = whole("max_answer_bytes", max_answer_bytes, minimum=1)
         if clock is not None and not callable(clock) or sleep is not None and not callable(sleep):
             raise ConfigurationError("clock and sleep must be callables (a clock() -> seconds, a sleep(seconds))")
         self._clock = clock or time.monotonic
@@ -634,7 +645,12 @@ class HTTPReranker(Reranker):
         connect, read = self.timeout
         try:
             return post(self.session(), self._url + self.path, body, self._headers(),
-                        (connect, min(read, self.attempt_deadline)), deadline, self._verify)
+                        (connect, min(read, self.attempt_deadline)), deadline, self._verify, self.max_answer_bytes)
+        except AnswerTooLarge as exc:  # not retried: the next answer would be as large, and as costly to read
+            raise BadResponseError(
+                f"{self.name}: the answer from {self.endpoint} is larger than max_answer_bytes="
+                f"{self.max_answer_bytes} ({exc}); no real answer is this large: check base_url, or raise "
+                "max_answer_bytes if the service really sends this much", provider=self.name) from None
         except DeadlinePassed:
             raise _RetryableFailure(APITimeoutError(
                 f"{self.name}: the answer from {self.endpoint} took longer than attempt_deadline="

@@ -69,6 +69,7 @@ from ..errors import (APIConnectionError, BadRequestError, BadResponseError, Con
 from ..prompts import (GRADE_PROMPT, LISTWISE_PROMPT, LISTWISE_SYSTEM, POINTWISE_PROMPT, POINTWISE_SYSTEM,
                        check_template, cut_document, grade_score, listwise_messages, parse_grade, parse_permutation,
                        pointwise_messages, prompt_tokens, window_starts, yes_no_score)
+from ..redact import shorten
 from ..validate import boolean, number, one_of, whole
 from .base import Availability, BatchResult
 from .http import HTTPReranker, openai_key_homes, usage_counts
@@ -304,9 +305,9 @@ class LLMReranker(HTTPReranker):
             limit = body.get(self.token_limit_field)
             return BadResponseError(
                 f"{self.name}: the answer of {self.model!r} was cut at {limit} tokens (finish_reason: length) "
-                f"before it gave {wanted}: {answer.content[:80]!r}; raise answer_tokens= (a reasoning model "
+                f"before it gave {wanted}: {self._quote(answer.content, 80)}; raise answer_tokens= (a reasoning model "
                 "spends tokens thinking first; reasoning=True gives it room)")
-        return BadResponseError(f"{self.name}: asked for {wanted}, the model answered {answer.content[:80]!r}")
+        return BadResponseError(f"{self.name}: asked for {wanted}, the model answered {self._quote(answer.content, 80)}")
 
     def parse_response(self, data: Any, n_documents: int) -> _ChatAnswer:
         """The first choice's text and its first token's alternatives; BadResponseError (retried) if absent."""
@@ -365,8 +366,9 @@ class LLMReranker(HTTPReranker):
                         tally.usage["scored_by_logprobs"] += 1
                         return score
                     if self.scoring == "logprobs":
-                        raise BadResponseError(f"{self.name}: the model answered {answer.content[:60]!r} and "
-                                               "neither yes nor no is among its top_logprobs; use scoring='auto'")
+                        raise BadResponseError(f"{self.name}: the model answered {self._quote(answer.content, 60)} "
+                                               "and neither yes nor no is among its top_logprobs; use "
+                                               "scoring='auto'")
                 elif self.scoring == "logprobs":
                     raise BadResponseError(f"{self.name}: {self.endpoint} returned no logprobs for model "
                                            f"{self.model!r}; use scoring='auto' or 'grade'")
@@ -379,6 +381,11 @@ class LLMReranker(HTTPReranker):
             raise self._cut_short(answer, body, "a grade from 0 to 10")
         tally.usage["scored_by_grade"] += 1
         return grade_score(grade)
+
+    def _quote(self, answer: str, limit: int) -> str:
+        """A model's answer as quoted in a message or a log line: scrubbed of the key (a model may repeat
+        what it was sent), then cut to ``limit`` characters (the one scrubber of every HTTP message)."""
+        return repr(shorten(answer, self._secrets(), limit))
 
     def _without_logprobs(self, reason: str) -> None:
         with self._lock:
@@ -432,7 +439,8 @@ class LLMReranker(HTTPReranker):
             raise self._cut_short(answer, body, "a whole ranking")
         if problems:
             tally.usage["windows_repaired"] += 1
-            logger.info("%s: repaired a ranking answer (%s): %.120r", self.name, "; ".join(problems), answer.content)
+            logger.info("%s: repaired a ranking answer (%s): %s", self.name, self._shorten("; ".join(problems)),
+                        self._quote(answer.content, 120))
         elif windows is not None:  # a repaired answer is not cached: a rerun asks again
             windows.put(query, passages, permutation)
         return permutation
@@ -502,4 +510,12 @@ def _first_token_alternatives(logprobs: Any) -> list | None:
     alternatives = [a for a in given if isinstance(a, dict)]
     if first.get("token") not in {a.get("token") for a in alternatives}:
         alternatives.append({"token": first.get("token"), "logprob": first.get("logprob")})
+    for alternative in alternatives:
+        value = alternative.get("logprob")
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                float(value)
+            except OverflowError:  # a number of hundreds of digits: a broken answer (retried), not a logprob
+                raise BadResponseError(f"a logprob of {len(str(value))} digits is not a number a model "
+                                       "returns") from None
     return alternatives

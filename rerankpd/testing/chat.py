@@ -11,7 +11,8 @@ It checks each request body against OpenAI's chat completions reference
 ``logprobs: true``, not both ``max_tokens`` and ``max_completion_tokens``; it answers in that reference's
 shape (``choices[0].message.content``, ``choices[0].logprobs.content[].top_logprobs[]``, ``usage``).
 
-It reads the default prompts of :mod:`rerankpd.prompts` like a model would, and answers with the
+It reads the default prompts of :mod:`rerankpd.prompts` like a model would (the text between their tags,
+unescaped), and answers with the
 character-bigram overlap of query and document (the server's ``score_fn``,
 :func:`rerankpd.testing.overlap_score` by default, unless the model was given its own):
 
@@ -28,13 +29,14 @@ whitespace-separated pieces of the rest of every message.
 Examples
 --------
 >>> from rerankpd.testing import overlap_score
->>> body = {"model": "m", "messages": [{"role": "user", "content": "Query: cold\\n\\n[1] stocks\\n[2] a cold\\n\\n"
-...         "Rank the 2 passages above"}]}
+>>> body = {"model": "m", "messages": [{"role": "user", "content": "Query: <query>cold</query>\\n\\n"
+...         "[1] <passage>stocks</passage>\\n[2] <passage>a cold</passage>\\n\\nRank the 2 passages above"}]}
 >>> OpenAIChatDialect().respond(check_chat_request(body), overlap_score)["choices"][0]["message"]["content"]
 '[2] > [1]'
 """
 from __future__ import annotations
 
+import html
 import math
 import re
 import threading
@@ -55,9 +57,11 @@ MALFORMED_KINDS = ("unknown", "repeat", "missing", "garbage", "unclear")
 
 _CJK_CHAR = re.compile("[\u1100-\u11ff\u3040-\u30ff\u3100-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
                        "\uf900-\ufaff\U00020000-\U0003134f]")
-_POINTWISE = re.compile(r"Query: (?P<query>.*?)\n\nDocument: (?P<document>.*?)\n\n(?P<ask>[^\n]*)\Z", re.DOTALL)
-_LISTWISE = re.compile(r"Query: (?P<query>.*?)\n\n(?P<passages>\[1\] .*?)\n\nRank the", re.DOTALL)
-_PASSAGE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
+_POINTWISE = re.compile(r"Query: <query>(?P<query>.*?)</query>\n\nDocument: <document>(?P<document>.*?)</document>"
+                        r"\n\n(?P<ask>[^\n]*)\Z", re.DOTALL)
+_LISTWISE = re.compile(r"Query: <query>(?P<query>.*?)</query>\n\n(?P<passages>\[1\] <passage>.*?)\n\nRank the",
+                       re.DOTALL)
+_PASSAGE = re.compile(r"^\[(\d+)\] <passage>(.*)</passage>$", re.MULTILINE)
 
 
 def count_tokens(text: str) -> int:
@@ -164,12 +168,14 @@ class FakeChatModel:
         alternatives = None
         pointwise, listwise = _POINTWISE.search(prompt), _LISTWISE.search(prompt)
         if pointwise and "yes or no" in pointwise["ask"]:
-            alternatives = self._yes_no(score_fn, pointwise["query"], pointwise["document"])
+            alternatives = self._yes_no(score_fn, html.unescape(pointwise["query"]),
+                                        html.unescape(pointwise["document"]))
             content = alternatives[0]["token"].strip()
         elif pointwise and "0" in pointwise["ask"] and "10" in pointwise["ask"]:
-            content = str(round(10 * self._p(score_fn, pointwise["query"], pointwise["document"])))
+            content = str(round(10 * self._p(score_fn, html.unescape(pointwise["query"]),
+                                             html.unescape(pointwise["document"]))))
         elif listwise:
-            content = self._ranking(score_fn, listwise["query"], listwise["passages"])
+            content = self._ranking(score_fn, html.unescape(listwise["query"]), listwise["passages"])
         else:
             content = "I do not understand the question."
         pieces = content.split(" ")
@@ -201,7 +207,7 @@ class FakeChatModel:
         return [{"token": token, "logprob": math.log(share)} for token, share in ranked]
 
     def _ranking(self, score_fn, query: str, passages: str) -> str:
-        texts = {int(number): text for number, text in _PASSAGE.findall(passages)}
+        texts = {int(number): html.unescape(text) for number, text in _PASSAGE.findall(passages)}
         ids = sorted(texts, key=lambda i: (-float(score_fn(query, texts[i])), i))
         kind = self._take_malformed(("unknown", "repeat", "missing", "garbage"))
         if kind == "unknown":

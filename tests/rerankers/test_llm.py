@@ -135,7 +135,8 @@ def test_pointwise_request_body_follows_the_chat_completions_reference(chat):
         "model": "fake-chat",
         "messages": [
             {"role": "system", "content": body["messages"][0]["content"]},
-            {"role": "user", "content": POINTWISE_PROMPT.format(query=QUERY, document="Wash your hands often.")},
+            {"role": "user", "content": POINTWISE_PROMPT.format(
+                query=f"<query>{QUERY}</query>", document="<document>Wash your hands often.</document>")},
         ],
         "max_tokens": 1,
         "temperature": 0,
@@ -152,7 +153,9 @@ def test_listwise_request_body_numbers_the_window_and_bounds_the_answer(chat):
     assert set(body) == {"model", "messages", "max_tokens", "temperature"}
     assert body["temperature"] == 0 and body["max_tokens"] == 5 * 3 + 20
     assert body["messages"][1]["content"] == LISTWISE_PROMPT.format(
-        count=3, query=QUERY, passages="[1] alpha text\n[2] beta text\n[3] gamma text")
+        count=3, query=f"<query>{QUERY}</query>",
+        passages="[1] <passage>alpha text</passage>\n[2] <passage>beta text</passage>\n"
+                 "[3] <passage>gamma text</passage>")
 
 
 def test_max_completion_tokens_replaces_max_tokens_when_asked(chat):
