@@ -54,9 +54,10 @@ class Evaluation:
     summary : DataFrame
         One row per ranking (index ``ranking``), one column per metric (the mean over queries), then
         ``queries`` (evaluated), ``no_relevant`` (of those, queries with no relevant judgment),
-        ``pairs_sent`` and ``tokens`` (what the reranker's run sent; ``pairs_sent`` 0 for columns and the
-        original order; ``tokens`` <NA> (shown ``-``) where nothing goes to a service: columns, the original
-        order, rerankers that compute on this machine).
+        ``pairs_sent`` and ``tokens`` (what the ranking's reranker runs sent: pairs scored by a model, not
+        from the cache -- for a cascade, the pairs its reranker (and a model prefilter) scored; 0 for columns,
+        the original order and bm25, which no model sees; ``tokens`` <NA> (shown ``-``) where nothing goes
+        to a service: columns, the original order, rerankers that compute on this machine).
     per_query : DataFrame
         Long form: ``query``, ``ranking``, ``metric``, ``value``.
     metrics, rankings, queries, baseline
@@ -393,12 +394,15 @@ def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
 
 
 def _cost(info: dict, model: Any) -> dict:
-    """What one run sent: pairs, requests and tokens; requests and tokens None for a reranker that computes
-    on this machine (it sends nothing anywhere)."""
+    """What one run sent: pairs to a model (a lexical reranker such as bm25 counts none: it computes word
+    statistics in this process, no model sees a pair), requests and tokens (None for a reranker that computes
+    on this machine: nothing goes to a service)."""
+    from .rerankers.base import describe
     from .rerankers.http import HTTPReranker
 
     remote = isinstance(model, HTTPReranker)
-    return {"sent": int(info["sent"]), "requests": int(info["requests"]) if remote else None,
+    lexical = describe(model).kind == "lexical"
+    return {"sent": 0 if lexical else int(info["sent"]), "requests": int(info["requests"]) if remote else None,
             "tokens": _tokens(info["usage"]) if remote else None}
 
 

@@ -398,3 +398,21 @@ def test_a_cascade_is_a_ranking_of_evaluate_with_its_pairs_counted_and_each_rera
     assert len(r2.seen) == 40
     with pytest.raises(ValueError, match="candidates"):
         rerankpd.Cascade("pre", 0, r)
+
+
+def test_without_matplotlib_both_plots_say_which_install_fixes_it(monkeypatch):
+    import sys
+
+    from rerankpd.errors import MissingDependencyError
+
+    df = frame()
+    df["rel"] = [1, 0] * 6
+    curve = rerankpd.cascade_curve(df, query_column="q", prefilter="pre", reranker=Recorder(), candidates=[1, 3],
+                                   label_column="rel", cache=False, progress=False)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)   # what `import matplotlib` meets when it is not installed
+    with pytest.raises(MissingDependencyError, match=r"CascadeCurve.plot needs matplotlib: pip install 'rerankpd\[eval\]'"):
+        curve.plot()
+    with pytest.raises(MissingDependencyError, match=r"Evaluation.plot needs matplotlib: pip install 'rerankpd\[eval\]'"):
+        curve.evaluation.plot()
