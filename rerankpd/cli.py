@@ -28,7 +28,8 @@ import pandas as pd
 
 from . import __version__, config, evaluate_cli
 from .cache import cache_info, clear_cache
-from .cli_io import UsageError, check_columns, check_output, read_table, reranker_options, write_table
+from .cli_io import (UsageError, check_columns, check_output, cli_terms, read_table, reranker_options,
+                     write_table)
 from .errors import ConfigurationError, RerankError, RunCancelled
 from .rerankers import available_rerankers, get_reranker, reranker_class
 
@@ -339,10 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (UsageError, ConfigurationError, KeyError, TypeError, ValueError, FileNotFoundError,
                 IsADirectoryError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            print(f"rerankpd: error: {message}", file=sys.stderr)
+            print(f"rerankpd: error: {cli_terms(str(message))}", file=sys.stderr)
             return EXIT_USAGE
         except (RerankError, OSError, sqlite3.Error) as exc:
-            print(f"rerankpd: error: {exc}", file=sys.stderr)
+            print(f"rerankpd: error: {cli_terms(str(exc))}", file=sys.stderr)
             return EXIT_FAILED
 
 

@@ -374,3 +374,85 @@ def test_a_write_that_fails_after_scoring_is_one_line_and_says_the_scores_are_ke
     err = capsys.readouterr().err.rpartition("\r")[2]            # a progress bar may come first on a slow machine
     assert err.startswith(f"rerankpd: error: could not write {full}: No space left on device")
     assert "rerun to write them" in err and "Traceback" not in err and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- messages in the CLI's words
+def test_reranker_messages_speak_in_flags_not_python_parameters(tmp_path, table, monkeypatch, capsys):
+    path = tmp_path / "in.csv"
+    table.to_csv(path, index=False)
+    monkeypatch.delenv("DMXAPI_API_KEY", raising=False)
+    assert main(["rank", str(path), "--query", "q", "-r", "llm"]) == 2
+    err = capsys.readouterr().err
+    assert "-O model=..." in err and "-O model=gpt-4o-mini" in err and " model=..." not in err.replace("-O model", "")
+    assert main(["rank", str(path), "--query", "q", "-r", "dmxapi", "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert "DMXAPI_API_KEY" in err and "api_key" not in err
+
+
+def _judged(tmp_path):
+    df = pd.DataFrame({"qid": [1, 1, 2, 2], "doc": ["d1", "d2", "d3", "d4"],
+                       "text": ["cold hands", "stock prices", "warm socks", "cold feet"], "rel": [1, 0, 0, 1]})
+    path = tmp_path / "judged.csv"
+    df.to_csv(path, index=False)
+    return df, path
+
+
+def test_evaluate_names_the_file_and_its_columns_for_a_missing_label_column(tmp_path, capsys):
+    _, path = _judged(tmp_path)
+    assert main(["evaluate", str(path), "--query-column", "qid", "--label-column", "relevance", "-r", "bm25"]) == 2
+    err = capsys.readouterr().err
+    assert f"--label-column 'relevance' is not a column of {path}" in err
+    assert "'qid', 'doc', 'text', 'rel'" in err and "label_column" not in err
+    assert main(["evaluate", str(path), "--query-column", "qid", "-l", "rel", "-s", "nope"]) == 2
+    assert "--score-column 'nope' is not a column of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["trec", "csv"])
+def test_evaluate_takes_an_ordinary_qrels_file(tmp_path, capsys, kind):
+    _, path = _judged(tmp_path)
+    if kind == "trec":   # qid 0 docid grade, no header; d9 is relevant but not in the input
+        qrels = tmp_path / "qrels.txt"
+        qrels.write_text("1 0 d1 1\n1 0 d9 2\n2 0 d4 1\n")
+    else:
+        qrels = tmp_path / "qrels.csv"
+        pd.DataFrame({"qid": [1, 1, 2], "doc": ["d1", "d9", "d4"], "grade": [1, 2, 1],
+                      "note": ["", "", ""]}).to_csv(qrels, index=False)
+    assert main(["evaluate", str(path), "--query-column", "qid", "-l", "rel", "--qrels", str(qrels),
+                 "--id-column", "doc", "-m", "recall@10", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary[0]["recall@10"] == pytest.approx((0.5 + 1.0) / 2)   # d9 counts in query 1's recall base
+
+
+def test_qrels_are_checked_before_any_scoring(tmp_path, monkeypatch, capsys):
+    from rerankpd.testing import LoopbackRerankServer
+
+    _, path = _judged(tmp_path)
+    bad = tmp_path / "bad.qrels"
+    bad.write_text("1 0 d1 1\n1 d9 2\n")
+    wrong_ids = tmp_path / "ids.qrels"
+    wrong_ids.write_text("1 0 d1 1\n")
+    negative = tmp_path / "neg.qrels"
+    negative.write_text("1 0 d1 -1\n")
+    with LoopbackRerankServer(api_key="sk-test") as server:
+        monkeypatch.setenv("DMXAPI_API_KEY", "sk-test")
+        monkeypatch.setenv("DMXAPI_BASE_URL", server.url)
+        for qrels, want in [(bad, "line 2: expected 4 fields 'QUERY 0 DOC GRADE'"),
+                            (wrong_ids, "pass --id-column"),
+                            (negative, "line 1: grade '-1' is not a number >= 0"),
+                            (tmp_path / "missing.qrels", "file not found")]:
+            assert main(["evaluate", str(path), "--query-column", "qid", "-l", "rel", "-r", "dmxapi",
+                         "--qrels", str(qrels), "--no-cache"]) == 2
+            err = capsys.readouterr().err
+            assert want in err and f"--qrels {qrels}" in err, err
+        assert main(["evaluate", str(path), "--query-column", "text", "-l", "rel", "--id-column", "doc",
+                     "-r", "dmxapi", "--qrels", str(wrong_ids), "--no-cache"]) == 2
+        assert "pass --query-column naming the column" in capsys.readouterr().err
+        assert server.requests == []   # nothing was scored
+    import argparse
+
+    from rerankpd.evaluate_cli import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    assert "QUERY 0 DOC GRADE" in text and "qid, doc, grade" in text

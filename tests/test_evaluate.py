@@ -312,7 +312,7 @@ def test_command_line_prints_the_summary_and_json(tmp_path, capsys):
     with_qrels = json.loads(capsys.readouterr().out)["summary"][0]["recall@10"]
     assert with_qrels < 1.0 == data["summary"][0]["recall@10"]
     assert main(["evaluate", str(path), "--query-column", "question", "-l", "nope"]) == 2
-    assert "label_column 'nope' is not a column" in capsys.readouterr().err
+    assert f"--label-column 'nope' is not a column of {path}" in capsys.readouterr().err
 
 
 def cranfield_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
