@@ -235,8 +235,8 @@ class Cascade:
     ...                    "rel": [1, 2, 0, 1], "order": [4, 3, 2, 1]})
     >>> ev = rerankpd.evaluate(df, query_column="q", label_column="rel", metrics=["mrr@10"], cache=False,
     ...                        progress=False, rerankers=rerankpd.Cascade("order", 2, "bm25"))
-    >>> ev.summary[["mrr@10", "pairs_sent"]].loc["order->bm25"].tolist()
-    [1.0, 2.0]
+    >>> ev.rankings, float(ev.summary.loc["order->bm25", "mrr@10"])
+    (['original', 'order->bm25'], 1.0)
     """
 
     prefilter: Any = "bm25"

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from rerankpd.cli import main, summary_line
-from rerankpd.errors import RerankError
+from rerankpd.errors import RerankError, RunCancelled
+from rerankpd.rerankers import Reranker
 from rerankpd.testing import LoopbackRerankServer
 from tests.conftest import API_KEY, SEED_DOCUMENTS
 
@@ -286,7 +287,8 @@ def test_verbose_works_before_and_after_the_subcommand():
 def test_summary_wording_counts_what_was_written_and_every_request(tmp_path, capsys):
     src = _csv(tmp_path, ["cats purr"])
     assert main(["rank", src, "-q", "cats", "-r", "bm25", "--no-cache"]) == 0
-    assert "1 row written, ranked with bm25 (bm25s-lucene): 1 pair scored in 1 request," in capsys.readouterr().err
+    # bm25 computes here: no request to count
+    assert "1 row written, ranked with bm25 (bm25s-lucene): 1 pair scored on this machine," in capsys.readouterr().err
     src = _csv(tmp_path, ["cats purr", "dogs bark", "cats", "birds"], "four.csv")
     assert main(["rank", src, "-q", "cats", "-r", "bm25", "--top-n", "2"]) == 0
     captured = capsys.readouterr()
@@ -456,3 +458,72 @@ def test_qrels_are_checked_before_any_scoring(tmp_path, monkeypatch, capsys):
     add_arguments(parser)
     text = " ".join(parser.format_help().split())
     assert "QUERY 0 DOC GRADE" in text and "qid, doc, grade" in text
+
+
+# ----------------------------------------------------------------------------- long local runs
+class SlowLocal(Reranker):
+    """A local reranker (no HTTP) taking 5 ms a document: what e5 on a long file is, faster."""
+
+    name = "slowlocal"
+    batch_size = 20
+
+    def identity(self):
+        return {"reranker": "slowlocal"}
+
+    def score(self, query, documents):
+        time.sleep(0.005 * len(documents))
+        return [float(len(d)) for d in documents]
+
+
+@pytest.fixture
+def slow_registered(monkeypatch):
+    from rerankpd.rerankers import REGISTRY
+
+    monkeypatch.setitem(REGISTRY, "slowlocal", "tests.test_cli:SlowLocal")
+    monkeypatch.delenv("DMXAPI_API_KEY", raising=False)
+
+
+def test_a_long_local_run_says_how_long_and_the_faster_choices_before_it_starts(tmp_path, monkeypatch, capsys,
+                                                                                 slow_registered):
+    import rerankpd.cli as cli
+
+    monkeypatch.setattr(cli, "LONG_RUN", 0.3)   # "a few minutes", scaled to this small file
+    rows = [{"q": q, "text": f"{q} passage {i}"} for q in ("a", "b") for i in range(120)]
+    src = tmp_path / "long.csv"
+    pd.DataFrame(rows).to_csv(src, index=False)
+    assert main(["rank", str(src), "--query-column", "q", "-r", "slowlocal", "--no-cache",
+                 "-o", str(tmp_path / "out.csv")]) == 0
+    err = capsys.readouterr().err
+    notice, summary = err.strip().splitlines()[0], err.strip().splitlines()[-1]
+    assert notice.startswith("rerankpd: slowlocal will score 240 pairs on this machine: about ")
+    assert "(measured here: 16 pairs in" in notice
+    assert "--reranker bm25" in notice and "--prefilter bm25 --candidates 50" in notice
+    assert "DMXAPI_API_KEY" in notice and "Ctrl-C stops it" in notice
+    assert "240 pairs scored on this machine" in summary
+    # the dry run gives the time too; the cascade it names runs
+    assert main(["rank", str(src), "--query-column", "q", "-r", "slowlocal", "--no-cache", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["seconds"] > 0 and "to score on this machine, about" in captured.err
+    assert main(["rank", str(src), "--query-column", "q", "-r", "slowlocal", "--no-cache", "--prefilter", "bm25",
+                 "--candidates", "50", "-o", str(tmp_path / "cascade.csv")]) == 0
+    assert "100 pairs scored on this machine" in capsys.readouterr().err
+    out = pd.read_csv(tmp_path / "cascade.csv")
+    assert out["rerank_score"].notna().sum() == 100 and out["rerank_rank"].notna().all()
+    assert main(["rank", str(src), "--query-column", "q", "--prefilter", "nope"]) == 2
+    assert "--prefilter 'nope' is neither a reranker" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_a_local_run_within_a_second_or_so():
+    """A local batch cannot be interrupted, and its result is not paid for: the command waits at most
+    LOCAL_PATIENCE for it, then stops (every finished batch is already cached)."""
+    from rerankpd.cli import LOCAL_PATIENCE, _interruptible
+
+    def work(cancel):
+        time.sleep(20)   # one long local batch that ignores the event until it ends
+
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(RunCancelled, match="finished one is cached"):
+        _interruptible(work, patience=LOCAL_PATIENCE)
+    assert time.monotonic() - started < 0.5 + LOCAL_PATIENCE + 1.5
