@@ -173,16 +173,16 @@ def estimate(
             run.cache.close()
 
 
-#: Pairs of a run scored here to time a reranker that computes on this machine (at most), and the seconds
-#: after which the sample stops sooner (a slow model is timed on fewer pairs, so an estimate stays quick).
+#: Pairs of a run scored here to time a reranker that computes on this machine (at most), and about how long
+#: the sample may take (a slow model is timed on fewer pairs, 4 at least, so an estimate stays quick).
 SAMPLE_PAIRS = 16
 SAMPLE_SECONDS = 3.0
 
 
 def _timed(run: Any) -> tuple[float | None, str | None]:
-    """The expected seconds of a local reranker's run, from up to :data:`SAMPLE_PAIRS` of its own pairs scored
-    here, two at a time, for about :data:`SAMPLE_SECONDS` (spread over the run, one warm-up pair first;
-    nothing is cached); (None, None) for a hosted service or a reranker that cannot be timed this way."""
+    """The expected seconds of a local reranker's run, from its own pairs scored here in one call (spread over
+    the run; as many as the warm-up pair's time says fit in about :data:`SAMPLE_SECONDS`, 4 to
+    :data:`SAMPLE_PAIRS`; nothing is cached); (None, None) for a hosted service or one that cannot be timed."""
     import time
 
     import numpy as np
@@ -201,11 +201,13 @@ def _timed(run: Any) -> tuple[float | None, str | None]:
     query = pairs.queries[int(pairs.pair_group[sample[0]])]
     documents = take_texts(pairs.texts, pairs.pair_text[sample])
     try:
+        started = time.perf_counter()
         model.score(query, documents[:1])  # warm-up: a model loads or compiles on its first call
-        started, timed = time.perf_counter(), 0
-        while timed < len(documents) and (timed < 2 or time.perf_counter() - started < SAMPLE_SECONDS):
-            model.score(query, documents[timed:timed + 2])   # a few pairs at a time: stops soon on a slow model
-            timed += len(documents[timed:timed + 2])
+        warm = time.perf_counter() - started
+        # one call, as the run batches its pairs; as many pairs as fit in about SAMPLE_SECONDS (4 at least)
+        timed = len(documents[: max(4, min(SAMPLE_PAIRS, int(SAMPLE_SECONDS / max(warm, 1e-3))))])
+        started = time.perf_counter()
+        model.score(query, documents[:timed])
         elapsed = max(time.perf_counter() - started, 1e-6)
     except Exception:  # noqa: BLE001 - a time estimate never fails the estimate
         return None, None

@@ -485,7 +485,7 @@ def slow_registered(monkeypatch):
 
 def test_a_long_local_run_says_how_long_and_the_faster_choices_before_it_starts(tmp_path, monkeypatch, capsys,
                                                                                  slow_registered):
-    import rerankpd.cli as cli
+    from rerankpd import cli
 
     monkeypatch.setattr(cli, "LONG_RUN", 0.3)   # "a few minutes", scaled to this small file
     rows = [{"q": q, "text": f"{q} passage {i}"} for q in ("a", "b") for i in range(120)]

@@ -160,10 +160,13 @@ def test_estimate_times_a_local_reranker_on_a_sample_and_says_so():
     df = pd.DataFrame({"text": [f"document {i}" for i in range(400)]})
     slow = Slow()
     est = rerankpd.estimate(df, "q", reranker=slow, cache=False)
-    assert slow.calls == 1 + 8                               # a warm-up pair, then 16 pairs two at a time
+    assert slow.calls == 2                                   # a warm-up pair, then one timed call
     assert 400 * 0.02 * 0.8 <= est.seconds <= 400 * 0.02 * 2.5
-    assert est.timing.startswith("measured here: 16 pairs in")
-    assert "400 to score on this machine, about " in str(est) and "(measured here: 16 pairs in" in str(est)
+    import re
+
+    timed = int(re.match(r"measured here: (\d+) pairs in", est.timing).group(1))
+    assert 4 <= timed <= 16   # as many as fit in ~3 s after the slow warm-up
+    assert "400 to score on this machine, about " in str(est) and f"(measured here: {timed} pairs in" in str(est)
     assert est.to_dict()["seconds"] == est.seconds
 
 
