@@ -31,8 +31,8 @@ from .cache import cache_info, clear_cache
 from .cli_io import (UsageError, check_columns, check_output, cli_terms, read_table, reranker_options,
                      write_table)
 from .errors import ConfigurationError, RerankError, RunCancelled
+from .estimate import computes_locally
 from .rerankers import available_rerankers, get_reranker, reranker_class
-from .rerankers.http import HTTPReranker
 
 __all__ = ["COMMANDS", "EXIT_CODES", "main", "reranker_options", "summary_line"]
 
@@ -173,7 +173,7 @@ def _rank(args: argparse.Namespace) -> int:
             raise UsageError(f"--prefilter {args.prefilter!r} is neither a reranker ({', '.join(available_rerankers())}) "
                              f"nor a column of {args.input}; its columns are {list(map(str, df.columns))!r}")
         common.update(prefilter=args.prefilter, candidates=args.candidates)
-    local = not issubclass(reranker_class(name), HTTPReranker)
+    local = computes_locally(reranker_class(name))
     if args.dry_run or local:
         from .estimate import estimate, reranker_for_estimate
 

@@ -33,7 +33,7 @@ from .rerankers.base import Reranker
 from .plan import plan_run
 from .tokens import text_tokens
 
-__all__ = ["Estimate", "duration", "estimate", "reranker_for_estimate"]
+__all__ = ["Estimate", "computes_locally", "duration", "estimate", "reranker_for_estimate"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,8 @@ class Estimate:
         Approximate billed tokens sent (:func:`rerankpd.tokens.text_tokens`): for every pair sent, its
         query's plus its document's.
     seconds, timing
-        For a reranker that computes on this machine (e5, a local cross-encoder, bm25): the expected time of
+        For a reranker that computes on this machine (e5, a local cross-encoder, bm25; one of your own with
+        ``computes_locally = True``, see :func:`computes_locally`): the expected time of
         the run in seconds, and how it was worked out (``"measured here: 16 pairs in 2.10 s"``: a short
         sample of the run's own pairs scored on this machine, nothing cached or sent). None for a hosted
         service, whose time depends on the service and its rate limits.
@@ -188,10 +189,9 @@ def _timed(run: Any) -> tuple[float | None, str | None]:
     import numpy as np
 
     from .pairs import take_texts
-    from .rerankers.http import HTTPReranker
 
     model = run.reranker
-    if isinstance(model, HTTPReranker) or not isinstance(model, Reranker):
+    if not computes_locally(model) or not callable(getattr(model, "score", None)):
         return None, None
     if not run.to_score:
         return 0.0, "nothing to score"
@@ -212,6 +212,25 @@ def _timed(run: Any) -> tuple[float | None, str | None]:
     except Exception:  # noqa: BLE001 - a time estimate never fails the estimate
         return None, None
     return run.to_score * elapsed / timed, f"measured here: {timed} pairs in {elapsed:.2f} s"
+
+
+def computes_locally(reranker: Any) -> bool:
+    """Whether a reranker (object or class) computes on this machine, so that timing a sample of its pairs
+    costs nothing: rerankpd's own that send no request (e5, cross-encoder, bm25). A reranker of your own
+    says so with a class attribute ``computes_locally = True``; without it, it is not timed (it might call a
+    paid service).
+
+    >>> from rerankpd.rerankers import reranker_class
+    >>> computes_locally(reranker_class("bm25")), computes_locally(reranker_class("dmxapi"))
+    (True, False)
+    """
+    from .rerankers.http import HTTPReranker
+
+    cls = reranker if isinstance(reranker, type) else type(reranker)
+    declared = getattr(cls, "computes_locally", None)
+    if declared is not None:
+        return bool(declared)
+    return cls.__module__.startswith("rerankpd.rerankers.") and not issubclass(cls, HTTPReranker)
 
 
 def duration(seconds: float) -> str:

@@ -397,10 +397,10 @@ def _cost(info: dict, model: Any) -> dict:
     """What one run sent: pairs to a model (a lexical reranker such as bm25 counts none: it computes word
     statistics in this process, no model sees a pair), requests and tokens (None for a reranker that computes
     on this machine: nothing goes to a service)."""
+    from .estimate import computes_locally
     from .rerankers.base import describe
-    from .rerankers.http import HTTPReranker
 
-    remote = isinstance(model, HTTPReranker)
+    remote = not computes_locally(model)
     lexical = describe(model).kind == "lexical"
     return {"sent": 0 if lexical else int(info["sent"]), "requests": int(info["requests"]) if remote else None,
             "tokens": _tokens(info["usage"]) if remote else None}

@@ -465,6 +465,7 @@ class SlowLocal(Reranker):
     """A local reranker (no HTTP) taking 5 ms a document: what e5 on a long file is, faster."""
 
     name = "slowlocal"
+    computes_locally = True   # timing a sample costs nothing
     batch_size = 20
 
     def identity(self):

@@ -144,6 +144,7 @@ class Slow(rerankpd.Reranker):
     """A local reranker taking 20 ms a document (and 0.3 s on its first call, as a model loads)."""
 
     name = "slow"
+    computes_locally = True   # timing a sample costs nothing
 
     def __init__(self):
         self.calls = 0

@@ -305,8 +305,10 @@ def test_command_line_prints_the_summary_and_json(tmp_path, capsys):
     assert [r["ranking"] for r in data["summary"]] == ["original", "oracle"]
     assert {r["metric"] for r in data["compare"]} == {"ndcg@10", "mrr@10", "map", "recall@10", "precision@10"}
     qrels = tmp_path / "qrels.csv"
-    pd.DataFrame({"q": ["topic0 relevant answer"], "doc": ["an abstract nobody retrieved"], "l": [2]}).to_csv(qrels,
-                                                                                                        index=False)
+    judged = frame(n_queries=5, rows=6)
+    # one judgment of a row the file holds (so the qrels match the input), one of an abstract nobody retrieved
+    pd.DataFrame({"q": ["topic0 relevant answer"] * 2, "doc": [judged.loc[0, "text"], "an abstract nobody retrieved"],
+                  "l": [int(judged.loc[0, "label"]), 2]}).to_csv(qrels, index=False)
     assert main(["evaluate", str(path), "--query-column", "question", "-l", "label", "-m", "recall@10",
                  "--qrels", str(qrels), "--json"]) == 0
     with_qrels = json.loads(capsys.readouterr().out)["summary"][0]["recall@10"]
