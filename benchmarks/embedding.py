@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 import rerankpd
-from rerankpd.cascade import _metrics
+from rerankpd.cascade import scores_from_ranks
+from rerankpd.evaluate import judgments
 from _common import KEY, cranfield_path, exit_unless_checks_met, load_cranfield, server
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)
@@ -83,8 +84,9 @@ def bm25_frame(docs: dict, queries: dict, gains: dict, n_queries: int, n_candida
 
 
 def ndcg(df: pd.DataFrame, ranks) -> float:
-    groups = pd.factorize(df["qid"])[0]
-    return _metrics(np.asarray(ranks, dtype=np.int64), groups, df["gain"].to_numpy(dtype=float))["ndcg@10"]
+    judged = judgments(df, query_column="qid", label_column="gain", metrics=["ndcg@10"], skip_empty=True,
+                       text_needed=False)   # evaluate's own figures; the mean over queries with a relevant row
+    return float(judged.values(scores_from_ranks(np.asarray(ranks, dtype=np.int64))).mean())
 
 
 # ----------------------------------------------------------------------------------------- the API

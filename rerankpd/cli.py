@@ -29,8 +29,10 @@ import pandas as pd
 
 from . import __version__, config, evaluate_cli
 from .cache import STORE_ERRORS, cache_info, clear_cache
-from .cli_io import UsageError, check_columns, check_output, read_table, reranker_options, write_table
+from .cli_io import (UsageError, check_columns, check_output, cli_terms, read_table, reranker_options,
+                     write_table)
 from .errors import ConfigurationError, RerankError, RunCancelled
+from .estimate import computes_locally
 from .rerankers import available_rerankers, get_reranker, reranker_class
 
 __all__ = ["COMMANDS", "EXIT_CODES", "main", "reranker_options", "summary_line"]
@@ -98,9 +100,13 @@ def check_reranker_options(name: str, options: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------- rank
-def summary_line(info: dict, written: int, output: str | None = None) -> str:
-    """The line ``rank`` prints on stderr: rows written, reranker, pairs, requests (retries included),
-    cache hits and failed rows.
+def summary_line(info: dict, written: int, output: str | None = None, local: bool = False) -> str:
+    """The line ``rank`` prints on stderr: rows written, reranker, pairs, requests (retries included; for a
+    ``local`` reranker, which sends none, "on this machine" instead), cache hits and failed rows.
+
+    >>> summary_line({"reranker": "bm25", "model": None, "rows": 2, "sent": 2, "requests": 1, "from_cache": 0},
+    ...              2, local=True)
+    'rerankpd: 2 rows written, ranked with bm25: 2 pairs scored on this machine, 0 from cache'
 
     >>> summary_line({"reranker": "bm25", "model": "m", "rows": 5, "sent": 1, "requests": 1, "from_cache": 0}, 4)
     'rerankpd: 4 rows (of 5) written, ranked with bm25 (m): 1 pair scored in 1 request, 0 from cache'
@@ -113,7 +119,8 @@ def summary_line(info: dict, written: int, output: str | None = None) -> str:
     requests = int(info.get("attempts") or info.get("requests") or 0)
     line = (f"rerankpd: {_plural(written, 'row')}" + (f" (of {rows})" if written != rows else "") + " written"
             + (f" to {output}" if output else "") + f", ranked with {info.get('reranker', '?')}{model}: "
-            + f"{_plural(int(info.get('sent', 0)), 'pair')} scored in {_plural(requests, 'request')}, "
+            + f"{_plural(int(info.get('sent', 0)), 'pair')} scored "
+            + ("on this machine, " if local else f"in {_plural(requests, 'request')}, ")
             + f"{info.get('from_cache', 0)} from cache")
     failed = int(info.get("failed") or 0)
     if failed:
@@ -136,6 +143,11 @@ def _add_rank(rank: argparse.ArgumentParser) -> None:
     rank.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
                       help="a reranker option, repeatable: -O model=rerank-v3.5 -O batch_size=50 "
                            "-O max_chunks_per_doc=4 -O timeout=[5,60] (values read as JSON, else text)")
+    rank.add_argument("--prefilter", metavar="RERANKER_OR_COLUMN",
+                      help="a cascade: this cheap ranking (bm25, or a column of scores) orders every row first, and "
+                           "only each query's --candidates best rows go to --reranker")
+    rank.add_argument("--candidates", type=int, default=100, help="rows per query the --prefilter hands to "
+                                                                  "--reranker (default: 100)")
     rank.add_argument("--no-sort", action="store_true", help="keep input order")
     rank.add_argument("--no-cache", action="store_true", help="bypass the score cache")
     rank.add_argument("--cache-dir", help="score cache directory (default: RERANKPD_CACHE_DIR or user cache)")
@@ -155,14 +167,24 @@ def _rank(args: argparse.Namespace) -> int:
     check_reranker_options(name, options)
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
     common = dict(query_column=args.query_column, top_n=args.top_n, cache=cache, errors=args.errors)
-    if args.dry_run:
+    if args.prefilter is not None:
+        if args.prefilter.lower() in available_rerankers() and args.prefilter not in df.columns:
+            args.prefilter = args.prefilter.lower()
+        elif args.prefilter not in df.columns:
+            raise UsageError(f"--prefilter {args.prefilter!r} is neither a reranker ({', '.join(available_rerankers())}) "
+                             f"nor a column of {args.input}; its columns are {list(map(str, df.columns))!r}")
+        common.update(prefilter=args.prefilter, candidates=args.candidates)
+    local = computes_locally(reranker_class(name))
+    if args.dry_run or local:
         from .estimate import estimate, reranker_for_estimate
 
         with reranker_for_estimate(name, **options) as model:  # a hosted service without its key: keyless, noted
             est = estimate(df, args.query, args.column, reranker=model, **common)
-        print(json.dumps(est.to_dict(), indent=2, ensure_ascii=False))
-        print(f"rerankpd: dry run, nothing sent: {est}", file=sys.stderr)
-        return EXIT_OK
+        if args.dry_run:
+            print(json.dumps(est.to_dict(), indent=2, ensure_ascii=False))
+            print(f"rerankpd: dry run, nothing sent: {est}", file=sys.stderr)
+            return EXIT_OK
+        _say_if_long(est, name, df, args)
     model = get_reranker(name, **options) if options else name
 
     def work(cancel: threading.Event) -> pd.DataFrame:
@@ -172,7 +194,7 @@ def _rank(args: argparse.Namespace) -> int:
                       **common)
 
     try:
-        out = _interruptible(work)
+        out = _interruptible(work, patience=LOCAL_PATIENCE if local else None)
     finally:
         if not isinstance(model, str):
             model.close()
@@ -188,7 +210,7 @@ def _rank(args: argparse.Namespace) -> int:
             _quiet_stdout()  # what could not be written must not be flushed again (and fail) at exit
         raise RerankError(f"could not write {where}: {exc.strerror or exc}{kept}") from None
     info = out.attrs.get("rerank", {})
-    print(summary_line(info, len(out), args.output), file=sys.stderr)
+    print(summary_line(info, len(out), args.output, local=local), file=sys.stderr)
     return EXIT_ROWS_FAILED if info.get("failed") else EXIT_OK
 
 
@@ -204,9 +226,44 @@ def _quiet_stdout() -> None:
         pass
 
 
-def _interruptible(work: Callable[[threading.Event], Any]) -> Any:
+#: A run that will take longer than this (seconds) says so before it starts, with the faster choices.
+LONG_RUN = 180.0
+#: After Ctrl-C, how long a run computing on this machine may take to finish its batch before the command
+#: quits without it (a finished batch is cached; a hosted service's request in flight is always awaited: it is
+#: paid for).
+LOCAL_PATIENCE = 1.0
+
+
+def _say_if_long(est: Any, name: str, df: pd.DataFrame, args: argparse.Namespace) -> None:
+    """Before a run of a local reranker that will take more than :data:`LONG_RUN` seconds: say how long, and
+    name the faster choices (bm25, a cascade, a hosted service's key)."""
+    from .estimate import duration
+
+    seconds = getattr(est, "with_cascade", est).seconds
+    if seconds is None or seconds <= LONG_RUN:
+        return
+    to_score = getattr(est, "with_cascade", est).to_score
+    faster = []
+    if name != "bm25":
+        faster.append("--reranker bm25 (seconds; words only)")
+    if getattr(args, "prefilter", None) is None and args.query_column is not None and to_score:
+        per_query = df.groupby(args.query_column, sort=False).size()
+        share = float(per_query.clip(upper=50).sum()) / max(int(per_query.sum()), 1)
+        if share < 0.9:
+            faster.append(f"a cascade, --prefilter bm25 --candidates 50 (about {duration(seconds * share)})")
+    if not config.env("DMXAPI_API_KEY"):
+        faster.append("a hosted reranker: set DMXAPI_API_KEY (then dmxapi is the default)")
+    print(f"rerankpd: {name} will score {to_score} pairs on this machine: about {duration(seconds)} "
+          f"({getattr(est, 'with_cascade', est).timing})"
+          + (f"; faster: {'; '.join(faster)}" if faster else "") + ". Ctrl-C stops it; finished scores are cached",
+          file=sys.stderr, flush=True)
+
+
+def _interruptible(work: Callable[[threading.Event], Any], patience: float | None = None) -> Any:
     """Run ``work(cancel)`` in a thread; Ctrl-C says at once that the run stops after the current request,
-    sets ``cancel`` and waits for it (a second Ctrl-C quits without waiting)."""
+    sets ``cancel`` and waits for it (a second Ctrl-C quits without waiting). With ``patience`` (a run that
+    computes on this machine), the wait lasts at most that many seconds: then the command quits, the batch
+    in progress dropped (every finished one is cached)."""
     cancel, finished = threading.Event(), threading.Event()
     outcome: dict = {}
 
@@ -227,6 +284,8 @@ def _interruptible(work: Callable[[threading.Event], Any]) -> Any:
                 finished.wait(0.2)
             except KeyboardInterrupt:
                 cancel.set()
+                if patience is not None and not finished.wait(patience):
+                    raise RunCancelled("stopped; the batch in progress was dropped, every finished one is cached")
     finally:
         restore()
     if "error" in outcome:
@@ -362,10 +421,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (UsageError, ConfigurationError, KeyError, TypeError, ValueError, FileNotFoundError,
                 IsADirectoryError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            print(f"rerankpd: error: {message}", file=sys.stderr)
+            print(f"rerankpd: error: {cli_terms(str(message))}", file=sys.stderr)
             return EXIT_USAGE
         except (RerankError, OSError, sqlite3.Error) as exc:
-            print(f"rerankpd: error: {exc}", file=sys.stderr)
+            print(f"rerankpd: error: {cli_terms(str(exc))}", file=sys.stderr)
             return EXIT_FAILED
 
 

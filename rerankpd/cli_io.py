@@ -16,12 +16,14 @@ import errno
 import importlib.util
 import json
 import os
+import re
 import sys
 from typing import Any, Sequence
 
 import pandas as pd
 
-__all__ = ["UsageError", "check_columns", "check_output", "read_table", "reranker_options", "write_table"]
+__all__ = ["UsageError", "check_columns", "check_output", "check_qrels", "cli_terms", "read_qrels", "read_table",
+           "reranker_options", "write_table"]
 
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _NAMES = {"csv": "CSV", "parquet": "Parquet", "jsonl": "JSON Lines"}
@@ -85,9 +87,13 @@ def read_table(path: str, sep: str = ",") -> pd.DataFrame:
         raise UsageError(f"{path}: could not read it as {_NAMES[kind]}: {detail}") from None
 
 
-def check_columns(df: pd.DataFrame, path: str, column: Any, query_column: Any, sep: str = ",") -> None:
-    """Every named column must be in the file; a CSV read as one column gets a hint about its delimiter."""
-    for flag, name in (("--column", column), ("--query-column", query_column)):
+def check_columns(df: pd.DataFrame, path: str, column: Any, query_column: Any, sep: str = ",",
+                  more: Sequence[tuple[str, Any]] = ()) -> None:
+    """Every named column must be in the file; a CSV read as one column gets a hint about its delimiter.
+
+    ``more`` adds ``(flag, column name)`` pairs to check, e.g. ``[("--label-column", "relevance")]``.
+    """
+    for flag, name in (("--column", column), ("--query-column", query_column), *more):
         if name is None or name in df.columns:
             continue
         message = f"{flag} {name!r} is not a column of {path}; its columns are {list(map(str, df.columns))!r}"
@@ -136,3 +142,116 @@ def reranker_options(pairs: Sequence[str]) -> dict:
         except ValueError:
             options[key] = value
     return options
+
+
+# --------------------------------------------------------------------------------------------- qrels
+#: Column names a qrels table may use, per role (the first match wins; case-insensitive).
+QRELS_NAMES = {"query": ("qid", "query_id", "query", "topic"),
+               "document": ("docid", "doc_id", "doc", "document", "docno"),
+               "label": ("grade", "label", "relevance", "rel", "judgment", "score")}
+QRELS_HELP = ("the collection's judgments, for relevant documents the input does not hold: a TREC qrels file "
+              "('QUERY 0 DOC GRADE' per line, any extension but .csv/.parquet/.jsonl), or a table (.csv, "
+              ".parquet, .jsonl) with query, document and grade columns (named e.g. qid, doc, grade; else its "
+              "first three). QUERY matches the values of --query-column (or the --query), DOC the --id-column "
+              "values (else the --column text); GRADE is a number >= 0, relevant means > 0")
+
+
+def read_qrels(path: str) -> pd.DataFrame:
+    r"""Read ``--qrels``: a TREC qrels file or a table, as a frame of three columns (query, document, label).
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+    ...     _ = fh.write("1 0 184 2\n1 0 29 1\n")
+    >>> read_qrels(fh.name).values.tolist()
+    [['1', '184', 2.0], ['1', '29', 1.0]]
+    """
+    if os.path.splitext(path)[1].lower() in _FORMATS:
+        table = read_table(path)
+        table = table.rename(columns=str)
+        lower = {c.lower(): c for c in table.columns}
+        picked = [next((lower[n] for n in names if n in lower), None) for names in QRELS_NAMES.values()]
+        if None in picked:
+            if len(table.columns) == 4:       # a TREC qrels table: query, iteration, document, grade
+                picked = [table.columns[0], table.columns[2], table.columns[3]]
+            elif len(table.columns) == 3:
+                picked = list(table.columns)
+            else:
+                raise UsageError(f"--qrels {path}: cannot tell its query, document and grade columns among "
+                                 f"{list(table.columns)!r}; name them qid, doc and grade (or give three columns)")
+        qrels = table[picked].copy()
+        qrels.columns = ["query", "document", "label"]
+        qrels["query"], qrels["document"] = qrels["query"].astype(str), qrels["document"].astype(str)
+        where = lambda i: f"row {i + 2}"  # the header is line 1
+    else:
+        if not os.path.isfile(path):
+            raise UsageError(f"--qrels {path}: file not found" if not os.path.exists(path)
+                             else f"--qrels {path}: a directory, not a file")
+        rows = []
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh, 1):
+                fields = line.split()
+                if not fields:
+                    continue
+                if len(fields) != 4:
+                    raise UsageError(f"--qrels {path}, line {number}: expected 4 fields 'QUERY 0 DOC GRADE' "
+                                     f"(TREC qrels), got {len(fields)}: {line.strip()[:80]!r}")
+                rows.append((fields[0], fields[2], fields[3], number))
+        if not rows:
+            raise UsageError(f"--qrels {path} holds no judgment")
+        qrels = pd.DataFrame([r[:3] for r in rows], columns=["query", "document", "label"])
+        lines = [r[3] for r in rows]
+        where = lambda i: f"line {lines[i]}"
+    labels = pd.to_numeric(qrels["label"], errors="coerce")
+    bad = [int(i) for i in (labels.isna() | (labels < 0) | ~labels.abs().lt(float("inf"))).to_numpy().nonzero()[0]]
+    if bad:
+        raise UsageError(f"--qrels {path}, {where(bad[0])}: grade {qrels['label'].iloc[bad[0]]!r} is not a number "
+                         ">= 0 (relevant means > 0; map 'not relevant' grades such as -1 to 0)")
+    qrels["label"] = labels.astype("float64")
+    return qrels
+
+
+def check_qrels(qrels: pd.DataFrame, path: str, df: pd.DataFrame, input_path: str, queries: Any,
+                query_flag: str, documents: Any, document_flag: str) -> None:
+    """Fail before any scoring when ``--qrels`` cannot match the input: none of its queries is a query of the
+    input, or none of its documents is a document of the input (then it names the flag that fixes it)."""
+    values = pd.Series(queries).astype(str)
+    if not qrels["query"].isin(set(values)).any():
+        raise UsageError(f"--qrels {path}: none of its {qrels['query'].nunique()} queries (e.g. "
+                         f"{qrels['query'].iloc[0]!r}) is a {query_flag} value of {input_path} (e.g. "
+                         f"{values.iloc[0]!r}); pass --query-column naming the column of {input_path} that "
+                         "holds the qrels' query ids")
+    docs = df[documents].astype(str)
+    if not qrels["document"].isin(set(docs)).any():
+        hint = ("pass --id-column, the column of document ids the qrels name" if document_flag == "--column"
+                else "check that --id-column holds the ids the qrels name")
+        raise UsageError(f"--qrels {path}: none of its documents (e.g. {qrels['document'].iloc[0]!r}) is a "
+                         f"{document_flag} {documents!r} value of {input_path}; {hint}")
+
+
+# --------------------------------------------------------------------------------------------- messages
+#: The library's parameter names the command line spells as flags.
+FLAGS = {"label_column": "--label-column", "query_column": "--query-column", "id_column": "--id-column",
+         "score_columns": "--score-column", "top_n": "--top-n"}
+_PARAMETER = re.compile(r"(?<![\w\-])(?<!-O )(?<!--option )(?!api_key=)([a-z_][a-z0-9_]*)=(\.\.\.|'([^'\s]*)')")
+_FLAG = re.compile(r"\b(" + "|".join(FLAGS) + r")\b")
+
+
+def cli_terms(message: str) -> str:
+    """A library message in the command line's words: a reranker option ``model=...`` is ``-O model=...``
+    (``model='m'``: ``-O model=m``), a parameter is its flag (``label_column`` -> ``--label-column``), the
+    frame is the input file, and no message asks for ``api_key=`` (the command line takes keys from the
+    environment only).
+
+    >>> cli_terms("the llm reranker needs model=... (for example model='gpt-4o-mini')")
+    'the llm reranker needs -O model=... (for example -O model=gpt-4o-mini)'
+    >>> cli_terms("dmxapi needs an API key: set DMXAPI_API_KEY or pass api_key=... to the reranker")
+    'dmxapi needs an API key: set DMXAPI_API_KEY'
+    >>> cli_terms("label_column 'rel' is not a column of the frame")
+    "--label-column 'rel' is not a column of the input file"
+    """
+    message = message.replace(" or pass api_key=... to the reranker", "")
+    message = _PARAMETER.sub(lambda m: f"-O {m.group(1)}={m.group(3) if m.group(3) is not None else '...'}",
+                             message)
+    message = _FLAG.sub(lambda m: FLAGS[m.group(1)], message)
+    message = re.sub(r"^metrics: ", "--metric: ", message)
+    return message.replace("of the frame", "of the input file")

@@ -327,10 +327,9 @@ def execute_run(run: Any, progress: Any, cancel: threading.Event | None,
     bar = None
     n_pairs = len(todo)
     if progress is not False and n_pairs:
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
-        bar = tqdm(total=n_pairs, desc=f"rerank [{spec.name}]", unit="pair", delay=0 if progress else 1.0,
-                   dynamic_ncols=True, leave=bool(progress))
+        bar = progress_bar(spec.name, n_pairs, progress)
 
     def report(done: int, total: int) -> None:
         # the run's progress is in pairs, as for every reranker: the share of the embedding work done

@@ -35,11 +35,12 @@ import pandas as pd
 
 from . import pipeline
 from .errors import ConfigurationError, warn_user
-from .metrics import DEFAULT_METRICS, GAINS, parse_metric, per_query
+from .metrics import DEFAULT_METRICS, GAINS, Metric, parse_metric, per_query
+from .rerankers import Reranker, get_reranker
 from .significance import TESTS, holm, paired_p_value
 from .validate import boolean, one_of, whole
 
-__all__ = ["Evaluation", "evaluate"]
+__all__ = ["Evaluation", "RankingRun", "evaluate"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,10 @@ class Evaluation:
     summary : DataFrame
         One row per ranking (index ``ranking``), one column per metric (the mean over queries), then
         ``queries`` (evaluated), ``no_relevant`` (of those, queries with no relevant judgment),
-        ``pairs_sent`` and ``tokens`` (what the reranker's run sent; 0 for columns and the original order).
+        ``pairs_sent`` and ``tokens`` (what the ranking's reranker runs sent: pairs scored by a model, not
+        from the cache -- for a cascade, the pairs its reranker (and a model prefilter) scored; 0 for columns,
+        the original order and bm25, which no model sees; ``tokens`` <NA> (shown ``-``) where nothing goes
+        to a service: columns, the original order, rerankers that compute on this machine).
     per_query : DataFrame
         Long form: ``query``, ``ranking``, ``metric``, ``value``.
     metrics, rankings, queries, baseline
@@ -80,9 +84,23 @@ class Evaluation:
             cost = self._costs.get(name, {})
             means = values.mean(axis=0) if len(self.queries) else np.full(len(self.metrics), np.nan)
             rows.append([*means, len(self.queries), int((self._n_relevant == 0).sum()),
-                         int(cost.get("sent", 0)), int(cost.get("tokens", 0))])
-        return pd.DataFrame(rows, columns=[*self.metrics, *COST_COLUMNS],
-                            index=pd.Index(self.rankings, name="ranking"))
+                         int(cost.get("sent", 0)), cost.get("tokens")])
+        table = pd.DataFrame(rows, columns=[*self.metrics, *COST_COLUMNS],
+                             index=pd.Index(self.rankings, name="ranking"))
+        table["tokens"] = table["tokens"].astype("Int64")  # <NA>: nothing was sent to a service
+        return table
+
+    def to_string(self, width: int | None = None) -> str:
+        """The summary as text, every column shown (wrapped to ``width``, default the terminal's), means to 4
+        decimals, and ``-`` for tokens of rankings that sent nothing to a service (columns, local models)."""
+        import shutil
+
+        width = shutil.get_terminal_size((120, 24)).columns if width is None else width
+        table = self.summary.astype({"tokens": object})
+        table["tokens"] = [("-" if v is pd.NA else int(v)) for v in table["tokens"]]
+        with pd.option_context("display.width", max(width, 40), "display.max_columns", None,
+                               "display.precision", 4):
+            return table.to_string(line_width=max(width, 40), float_format=lambda v: f"{v:.4f}")
 
     @property
     def per_query(self) -> pd.DataFrame:
@@ -151,9 +169,10 @@ class Evaluation:
 
     # ------------------------------------------------------------------------------------------ show
     def plot(self, metric: str | None = None, baseline: str | None = None, confidence: float = 0.95):
-        """A matplotlib figure: each metric's mean per ranking with a confidence interval (normal
-        approximation over queries), and the per-query difference of ``metric`` (default: the first)
-        against ``baseline``, sorted, for each other ranking. Returns the Figure (``fig.savefig(path)``)."""
+        """A matplotlib Figure of three panels (see :mod:`rerankpd.plotting`): each metric's mean per
+        ranking (from 0); each ranking's mean difference against ``baseline`` with its paired ``confidence``
+        interval; and the per-query difference of ``metric`` (default: the first) against ``baseline``,
+        sorted. Returns the Figure (``fig.savefig(path)``), as :meth:`rerankpd.CascadeCurve.plot` does."""
         from .plotting import evaluation_figure
 
         metric = self.metrics[0] if metric is None else metric
@@ -172,17 +191,19 @@ class Evaluation:
         return out
 
     def __repr__(self) -> str:
-        with pd.option_context("display.width", 120, "display.precision", 4):
-            return f"Evaluation of {len(self.rankings)} rankings on {len(self.queries)} queries\n{self.summary}"
+        return f"Evaluation of {len(self.rankings)} rankings on {len(self.queries)} queries\n{self.to_string()}"
 
     def _repr_html_(self) -> str:
         head = (f"<p><b>Evaluation</b> of {len(self.rankings)} rankings on {len(self.queries)} queries "
                 f"(baseline {html.escape(str(self.baseline))}; <code>.compare()</code> for significance, "
                 "<code>.plot()</code> for the picture)</p>")
-        return head + self.summary.to_html(float_format=lambda v: f"{v:.4f}", classes="rerankpd-evaluation")
+        return head + self.summary.to_html(float_format=lambda v: f"{v:.4f}", classes="rerankpd-evaluation",
+                                           na_rep="-")
 
 
 def _plain(value: Any) -> Any:
+    if value is pd.NA:
+        return None
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating, float)):
@@ -259,11 +280,16 @@ def _named_rerankers(rerankers: Any) -> dict[str, Any]:
     items = rerankers if isinstance(rerankers, (list, tuple)) else [rerankers]
     named: dict[str, Any] = {}
     for item in items:
-        name = item if isinstance(item, str) else describe(item).name
+        name = (item if isinstance(item, str) else str(item.name) if _composite(item) else describe(item).name)
         if name in named:
             raise ConfigurationError(f"rerankers: two are named {name!r}; pass a dict {{label: reranker}}")
         named[name] = item
     return named
+
+
+def _composite(ranking: Any) -> bool:
+    """A composite ranking (see :class:`RankingRun`): it has ``evaluation_scores(run)``."""
+    return callable(getattr(ranking, "evaluation_scores", None))
 
 
 def _judgments(df, codes, labels, queries, qrels, column, id_column, gain) -> tuple[np.ndarray, np.ndarray]:
@@ -312,6 +338,127 @@ def _tokens(usage: dict) -> int:
     return int(sum(v for k, v in usage.items() if "tokens" in k))
 
 
+# ---------------------------------------------------------------------------------------------- rankings
+class RankingRun:
+    """What a composite ranking sees of one :func:`evaluate` call: the frame, and its rows' scores, memoised.
+
+    A **composite ranking** (:class:`rerankpd.Cascade`; a fusion of rankings) is any object with one method::
+
+        def evaluation_scores(self, run: RankingRun) -> numpy.ndarray
+
+    returning one float64 score per row of ``run.df`` (higher ranks first; NaN ranks last, ties and NaNs in
+    row order, as every ranking of :func:`evaluate`). It gets what it combines from :meth:`scores`, never by
+    running a reranker itself, so each underlying run happens once per evaluation however many rankings
+    share it, and the pairs it sends are counted against the ranking that asked (the memo's hits included:
+    a ranking's ``pairs_sent`` is what it needs, whether or not another ranking paid for it first).
+    ``evaluate(rerankers={"label": composite})`` names it in the summary.
+
+    Attributes
+    ----------
+    df, query, column, query_column, cache, progress
+        As :func:`evaluate` was given them.
+    """
+
+    def __init__(self, df: pd.DataFrame, query: str | None, column: Any, query_column: Any, cache: Any,
+                 progress: bool | None) -> None:
+        self.df, self.query, self.column, self.query_column = df, query, column, query_column
+        self.cache, self.progress = cache, progress
+        self._memo: dict[tuple, tuple[np.ndarray, dict]] = {}
+        self._models: dict[str, Any] = {}     # reranker name -> the object made once for this evaluation
+        self._charged: list[dict] = []        # costs of the calls made for the ranking being computed
+
+    def scores(self, ranking: Any, rows: np.ndarray | None = None) -> np.ndarray:
+        """Every row's score under ``ranking``: a reranker (name or object), a column of scores of ``df``
+        (a string naming a column means the column), or another composite ranking.
+
+        ``rows`` (positions into ``df``) scores only those rows (the others are NaN): a reranker is then run
+        on ``df.iloc[rows]`` alone, as a cascade sends only its candidates. The result is read-only and
+        shared with other callers: copy it before writing to it.
+        """
+        key_rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        if isinstance(ranking, str) and ranking in self.df.columns:
+            values = _score_column(self.df, ranking)
+            return values if key_rows is None else _only(values, key_rows)
+        if _composite(ranking):
+            values = np.asarray(ranking.evaluation_scores(self), dtype=np.float64)
+            if values.shape != (len(self.df),):
+                raise ValueError(f"{type(ranking).__name__}.evaluation_scores returned {values.shape} scores for "
+                                 f"a frame of {len(self.df)} rows")
+            return values if key_rows is None else _only(values, key_rows)
+        return self._rerank(ranking, key_rows)
+
+    def _rerank(self, reranker: Any, rows: np.ndarray | None) -> np.ndarray:
+        name = (reranker or "").lower() if reranker is None or isinstance(reranker, str) else None
+        key = (name if name is not None else id(reranker), None if rows is None else rows.tobytes())
+        if key not in self._memo:
+            model = reranker
+            if name is not None:
+                if name not in self._models:
+                    self._models[name] = get_reranker(name or _default_reranker())
+                model = self._models[name]
+            frame = self.df if rows is None else self.df.iloc[rows]
+            out = pipeline.rerank(frame, self.query, self.column, query_column=self.query_column, reranker=model,
+                                  sort=False, cache=self.cache, progress=self.progress)
+            values = out["rerank_score"].to_numpy(dtype=np.float64)
+            values = values if rows is None else _scatter(values, rows, len(self.df))
+            values.setflags(write=False)
+            self._memo[key] = (values, _cost(out.attrs["rerank"], model), reranker)
+        values, cost, _ = self._memo[key]
+        self._charged.append(cost)
+        return values
+
+    def _ranking(self, ranking: Any) -> tuple[np.ndarray, dict]:
+        """One ranking of the summary and what it cost (every call it made, memo hits included)."""
+        self._charged = []
+        values = self.scores(ranking) if not isinstance(ranking, str) else self._rerank(ranking, None)
+        return values, _total(self._charged)
+
+    def close(self) -> None:
+        """Close the rerankers made from names for this evaluation."""
+        for model in self._models.values():
+            if isinstance(model, Reranker):
+                model.close()
+        self._models.clear()
+
+
+def _default_reranker() -> str:
+    from .config import default_reranker_name
+
+    return default_reranker_name()
+
+
+def _only(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return _scatter(values[rows], rows, len(values))
+
+
+def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(n, np.nan)
+    out[rows] = values
+    return out
+
+
+def _cost(info: dict, model: Any) -> dict:
+    """What one run sent: pairs to a model (a lexical reranker such as bm25 counts none: it computes word
+    statistics in this process, no model sees a pair), requests and tokens (None for a reranker that computes
+    on this machine: nothing goes to a service)."""
+    from .estimate import computes_locally
+    from .rerankers.base import describe
+
+    remote = not computes_locally(model)
+    lexical = describe(model).kind == "lexical"
+    return {"sent": 0 if lexical else int(info["sent"]), "requests": int(info["requests"]) if remote else None,
+            "tokens": _tokens(info["usage"]) if remote else None}
+
+
+def _total(costs: list[dict]) -> dict:
+    """The sum of several runs' costs; a figure no run counted (all None) stays None."""
+    out: dict = {}
+    for field in ("sent", "requests", "tokens"):
+        counted = [c[field] for c in costs if c[field] is not None]
+        out[field] = sum(counted) if counted or field == "sent" else None
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- public
 def evaluate(
     df: pd.DataFrame,
@@ -343,8 +490,10 @@ def evaluate(
         Infinite labels are refused, and under ``gain="exponential"`` labels above 1023 (whose gain
         2^label - 1 is not a finite number).
     rerankers
-        A name, a reranker object, a list of them, or a dict ``{label: name_or_object}``; each runs through
-        :func:`rerankpd.rerank` (score cache, batching, retries, progress bar).
+        A name, a reranker object, a composite ranking (a :class:`rerankpd.Cascade`), a list of them, or a
+        dict ``{label: ranking}``; each reranker runs once through :func:`rerankpd.rerank` (score cache,
+        batching, retries, progress bar), however many rankings use it. A cascade is named by its ``name``
+        (``"bm25->e5"``) unless a dict labels it; its ``pairs_sent`` counts the pairs its reranker needs.
     score_columns
         A column name or a list of them holding scores the frame already has (e.g. the retriever's);
         higher ranks first.
@@ -373,25 +522,9 @@ def evaluate(
     -------
     Evaluation
     """
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"evaluate expects a pandas DataFrame, got {type(df).__name__}")
-    if (query is None) == (query_column is None):
-        raise ConfigurationError("give exactly one of query (one query for every row) and query_column")
-    text_needed = bool(rerankers) or (qrels is not None and id_column is None)
-    for name, value in (("column", column if text_needed else None), ("query_column", query_column),
-                        ("id_column", id_column)):
-        if value is not None and value not in df.columns:
-            raise KeyError(f"{name} {value!r} is not a column of the frame; its columns are {list(df.columns)!r}")
-    one_of("gain", gain, GAINS)
-    skip_empty = boolean("skip_empty", skip_empty)
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    parsed = [parse_metric(m) for m in metrics]
-    names = list(dict.fromkeys(m.name for m in parsed))
-    labels = _labels(df, label_column)
-    _check_gain(labels, df.index, gain, f"label_column {label_column!r}")
-    codes, queries = _query_codes(df, query, query_column)
-
+    judged = judgments(df, query, column, query_column=query_column, label_column=label_column, metrics=metrics,
+                       qrels=qrels, id_column=id_column, gain=gain, skip_empty=skip_empty,
+                       text_needed=bool(rerankers))
     rankings: dict[str, np.ndarray] = {ORIGINAL: -np.arange(len(df), dtype=np.float64)}
     costs: dict[str, dict] = {}
     columns = [] if score_columns is None else (
@@ -401,30 +534,76 @@ def evaluate(
         if str(name) in rankings:
             raise ConfigurationError(f"score_columns: {name!r} repeats a ranking name")
         rankings[str(name)] = _score_column(df, name)
-    for name, reranker in _named_rerankers(rerankers).items():
+    named = _named_rerankers(rerankers)
+    for name in named:
         if name in rankings:
             raise ConfigurationError(f"rerankers: {name!r} repeats a ranking name; pass a dict {{label: reranker}}")
-        out = pipeline.rerank(df, query, column, query_column=query_column, reranker=reranker, sort=False,
-                              cache=cache, progress=progress)
-        rankings[name] = out["rerank_score"].to_numpy(dtype=np.float64)
-        info = out.attrs["rerank"]
-        costs[name] = {"sent": info["sent"], "tokens": _tokens(info["usage"]), "requests": info["requests"]}
-    if baseline not in rankings:
-        raise KeyError(f"baseline {baseline!r} is not one of the rankings {list(rankings)}")
+    if baseline not in rankings and baseline not in named:
+        raise KeyError(f"baseline {baseline!r} is not one of the rankings {[*rankings, *named]}")
+    run = RankingRun(df, query, column, query_column, cache, progress)
+    try:
+        for name, ranking in named.items():
+            rankings[name], costs[name] = run._ranking(ranking)
+    finally:
+        run.close()
+    values = {name: judged.values(scores) for name, scores in rankings.items()}
+    logger.info("evaluated %d rankings on %d queries", len(values), len(judged.queries))
+    return Evaluation(values, judged.names, judged.queries, judged.n_relevant, costs, baseline)
 
-    judged_codes, judged_labels = _judgments(df, codes, labels, queries, qrels, column, id_column, gain)
-    n_relevant = np.bincount(judged_codes[judged_codes >= 0], weights=judged_labels[judged_codes >= 0] > 0,
-                             minlength=len(queries))
+
+class Judged:
+    """A frame's judgments, ready to score any ranking of its rows: the one place :func:`evaluate` and
+    :func:`rerankpd.cascade_curve` compute metrics (so their figures agree exactly). Made by :func:`judgments`.
+
+    ``values(scores)`` is the (queries x metrics) array of one ranking, given one score per row (higher
+    first, NaN last); ``names``, ``queries`` and ``n_relevant`` describe its rows and columns.
+    """
+
+    def __init__(self, parsed: list[Metric], codes: np.ndarray, queries: list, labels: np.ndarray,
+                 judged: tuple[np.ndarray, np.ndarray], gain: str, skip_empty: bool,
+                 tie_ids: np.ndarray | None = None) -> None:
+        self.parsed, self.names = parsed, list(dict.fromkeys(m.name for m in parsed))
+        self._codes, self._labels, self._judged, self._gain = codes, labels, judged, gain
+        self._tie_ids = tie_ids
+        judged_codes, judged_labels = judged
+        n_relevant = np.bincount(judged_codes[judged_codes >= 0], weights=judged_labels[judged_codes >= 0] > 0,
+                                 minlength=len(queries))
+        self._n_queries = len(queries)
+        self._keep = n_relevant > 0 if skip_empty else np.ones(len(queries), dtype=bool)
+        self.queries = [q for q, k in zip(queries, self._keep) if k]
+        self.n_relevant = n_relevant[self._keep]
+
+    def values(self, scores: np.ndarray) -> np.ndarray:
+        """One ranking's per-query values: a float64 array of (queries x metrics)."""
+        by_metric = per_query(self.parsed, self._codes, scores, self._labels, n_queries=self._n_queries,
+                              judged=self._judged, gain=self._gain, tie_ids=self._tie_ids)
+        table = (np.column_stack([by_metric[m] for m in self.names]) if self.names
+                 else np.empty((self._n_queries, 0)))
+        return table[self._keep]
+
+
+def judgments(df: pd.DataFrame, query: str | None = None, column: Any = "text", *, query_column: Any = None,
+              label_column: Any, metrics: Sequence[str] = DEFAULT_METRICS, qrels: pd.DataFrame | None = None,
+              id_column: Any = None, gain: str = "linear", skip_empty: bool = False,
+              text_needed: bool = True) -> Judged:
+    """Check :func:`evaluate`'s judgment arguments and read them once (see :class:`Judged`)."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"evaluate expects a pandas DataFrame, got {type(df).__name__}")
+    if (query is None) == (query_column is None):
+        raise ConfigurationError("give exactly one of query (one query for every row) and query_column")
+    text_needed = text_needed or (qrels is not None and id_column is None)
+    for name, value in (("column", column if text_needed else None), ("query_column", query_column),
+                        ("id_column", id_column)):
+        if value is not None and value not in df.columns:
+            raise KeyError(f"{name} {value!r} is not a column of the frame; its columns are {list(df.columns)!r}")
+    one_of("gain", gain, GAINS)
+    skip_empty = boolean("skip_empty", skip_empty)
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    parsed = [parse_metric(m) for m in metrics]
+    labels = _labels(df, label_column)
+    _check_gain(labels, df.index, gain, f"label_column {label_column!r}")
+    codes, queries = _query_codes(df, query, query_column)
+    judged = _judgments(df, codes, labels, queries, qrels, column, id_column, gain)
     tie_ids = None if id_column is None else df[id_column].to_numpy(dtype=object)
-    values = {}
-    for name, scores in rankings.items():
-        by_metric = per_query(parsed, codes, scores, labels, n_queries=len(queries),
-                              judged=(judged_codes, judged_labels), gain=gain, tie_ids=tie_ids)
-        values[name] = np.column_stack([by_metric[m] for m in names]) if names else np.empty((len(queries), 0))
-    if skip_empty:
-        keep = n_relevant > 0
-        values = {name: v[keep] for name, v in values.items()}
-        queries = [q for q, k in zip(queries, keep) if k]
-        n_relevant = n_relevant[keep]
-    logger.info("evaluated %d rankings on %d queries", len(values), len(queries))
-    return Evaluation(values, names, queries, n_relevant, costs, baseline)
+    return Judged(parsed, codes, queries, labels, judged, gain, skip_empty, tie_ids)

@@ -15,6 +15,7 @@ import sys
 
 import pandas as pd
 
+from .cli_io import QRELS_HELP
 from .metrics import DEFAULT_METRICS
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -39,8 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a column of scores to evaluate as a ranking (higher first), repeatable")
     parser.add_argument("--metric", "-m", action="append", default=[],
                         help=f"repeatable; default: {' '.join(DEFAULT_METRICS)}")
-    parser.add_argument("--qrels", help="a file of the collection's judgments (query, document, label columns) "
-                                        "for relevant documents the input does not hold")
+    parser.add_argument("--qrels", metavar="FILE", help=QRELS_HELP)
     parser.add_argument("--id-column", help="match --qrels documents to this column instead of the text")
     parser.add_argument("--gain", choices=("linear", "exponential"), default="linear", help="nDCG's gain")
     parser.add_argument("--skip-empty", action="store_true", help="leave out queries with no relevant row")
@@ -54,11 +54,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print; returns the exit status."""
-    from .cli_io import read_table
+    from .cli_io import check_columns, check_qrels, read_qrels, read_table
     from .evaluate import evaluate
 
     df = read_table(args.input)
-    qrels = read_table(args.qrels) if args.qrels else None
+    text_needed = bool(args.reranker) or (bool(args.qrels) and not args.id_column)
+    check_columns(df, args.input, args.column if text_needed else None, args.query_column,
+                  more=[("--label-column", args.label_column), ("--id-column", args.id_column),
+                        *(("--score-column", name) for name in args.score_column)])
+    qrels = None
+    if args.qrels:  # checked before any scoring: its format, its grades, and that it matches the input
+        qrels = read_qrels(args.qrels)
+        for name in (args.query_column, args.id_column):  # ids compare as text, as the qrels file holds them
+            if name is not None:
+                df[name] = df[name].where(df[name].isna(), df[name].astype(str))
+        queries = df[args.query_column].dropna() if args.query_column else [args.query]
+        check_qrels(qrels, args.qrels, df, args.input, queries,
+                    "--query-column" if args.query_column else "--query", args.id_column or args.column,
+                    "--id-column" if args.id_column else "--column")
     evaluation = evaluate(df, args.query, args.column, query_column=args.query_column,
                           label_column=args.label_column, rerankers=args.reranker or None,
                           score_columns=args.score_column or None, metrics=args.metric or DEFAULT_METRICS,
@@ -70,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
         out["compare"] = [] if comparison is None else json.loads(comparison.to_json(orient="records"))
         print(json.dumps(out, indent=2, ensure_ascii=False))
         return 0
+    print(evaluation.to_string())
     with pd.option_context("display.width", 160, "display.max_columns", 50, "display.precision", 4):
-        print(evaluation.summary.to_string())
         if comparison is not None:
             print(f"\nagainst {evaluation.baseline} ({args.test} test, Holm-adjusted p):")
             print(comparison.drop(columns=["baseline"]).to_string(index=False))

@@ -18,7 +18,11 @@ from typing import Any, Callable
 
 from .scheduler import Finished
 
-__all__ = ["Progress", "ProgressCallback"]
+__all__ = ["Progress", "ProgressCallback", "progress_bar"]
+
+#: tqdm's smoothing of the rate behind the ETA: 0.05 averages over about the last 20 updates (tqdm's default
+#: 0.3 over the last 3), so the ETA settles within a few batches instead of following the first, fast ones.
+SMOOTHING = 0.05
 
 #: ``on_progress(done, total)``: pairs finished (scored or failed) and pairs to score.
 ProgressCallback = Callable[[int, int], None]
@@ -37,10 +41,7 @@ class Progress:
         self._on_progress = on_progress
         self._bar = None
         if progress is not False and total:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=total, desc=f"rerank [{name}]", unit="pair", delay=0 if progress else 1.0,
-                             dynamic_ncols=True, leave=bool(progress))
+            self._bar = progress_bar(name, total, progress)
             if cached:
                 self._bar.set_postfix(cached=cached, refresh=False)
         if on_progress is not None:
@@ -70,3 +71,12 @@ class Progress:
             self._bar.colour = "red"
             self._bar.set_description(f"rerank [{self.name}] failed", refresh=False)
         self._bar.close()
+
+
+def progress_bar(name: str, total: int, progress: Any):
+    """The tqdm bar of a run: pairs of ``total``, named after the reranker; shown after a second unless
+    ``progress`` is True (then at once), left on screen only then; the one place its look is decided."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"rerank [{name}]", unit="pair", delay=0 if progress else 1.0,
+                dynamic_ncols=True, leave=bool(progress), smoothing=SMOOTHING)

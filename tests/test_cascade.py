@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rerankpd
-from rerankpd.cascade import _metrics, candidate_mask, cascade_ranks
+from rerankpd.cascade import candidate_mask, cascade_ranks, scores_from_ranks
+from rerankpd.evaluate import judgments
 from rerankpd.rerankers import Reranker
 
 
@@ -125,6 +126,19 @@ def test_ranks_are_a_permutation_with_candidates_first(scores, groups, candidate
     assert (ranks[~has_text | (row_group < 0)] == 0).all()
 
 
+def _metrics(ranks, row_group, labels, k=10):
+    """nDCG@k and MRR@k of a ranking by evaluate's own code, averaged over the queries with a relevant row."""
+    import warnings
+
+    df = pd.DataFrame({"q": np.where(row_group >= 0, row_group, np.nan), "label": labels})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # rows with no query are left out, as the reference leaves them
+        judged = judgments(df, query_column="q", label_column="label", metrics=[f"ndcg@{k}", f"mrr@{k}"],
+                           skip_empty=True, text_needed=False)
+    values = judged.values(scores_from_ranks(ranks))
+    return {name: float(values[:, j].mean()) if len(values) else float("nan") for j, name in enumerate(judged.names)}
+
+
 def test_metrics_match_hand_computed_ndcg():
     ranks = np.array([1, 2, 3, 4])
     labels = np.array([0.0, 3.0, 0.0, 1.0])
@@ -150,21 +164,27 @@ def test_cascade_curve_pays_once_for_the_largest_count(tmp_path):
                               cache=tmp_path, progress=False, sort=False)
         groups = pd.factorize(df["q"])[0]
         assert _metrics(out["rerank_rank"].to_numpy(dtype=np.int64, na_value=0), groups,
-                        df["rel"].to_numpy(dtype=float))["ndcg@10"] == pytest.approx(ndcg)
+                        df["rel"].to_numpy(dtype=float))["ndcg@10"] == pytest.approx(ndcg, abs=1e-12)
     assert table["ndcg@10"].iloc[-1] == pytest.approx(1.0)   # all candidates reranked by their x: ideal here
     assert 0 <= curve.prefilter_only["ndcg@10"] <= 1 and "recorder" in repr(curve)
 
 
 def test_cascade_curve_plots(tmp_path):
     import matplotlib
+    import matplotlib.figure
 
     matplotlib.use("Agg")
     df = frame()
     df["rel"] = [1, 0] * 6
     curve = rerankpd.cascade_curve(df, query_column="q", prefilter="pre", reranker=Recorder(), candidates=[1, 3],
                                    label_column="rel", cache=False, progress=False)
-    ax = curve.plot()
+    fig = curve.plot()
+    assert isinstance(fig, matplotlib.figure.Figure) and type(fig) is type(curve.evaluation.plot())
+    ax = fig.axes[0]
     assert ax.get_xlabel() == "pairs sent to the reranker" and len(ax.lines) == 2
+    assert ax.get_ylim()[0] == 0                                  # small gains do not look large
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)   # pairs are counted in whole numbers
     with pytest.raises(KeyError, match="metric"):
         curve.plot("precision@3")
     with pytest.raises(KeyError, match="label_column"):
@@ -225,8 +245,8 @@ def reference_metrics(ranks, row_group, labels, k=10):
         gains = labels[rows]
         if not (gains > 0).any():
             continue
-        ranked = rows[ranks[rows] >= 1]
-        ranked = ranked[np.argsort(ranks[ranked], kind="stable")][:k]
+        # unranked rows (0) last, in row order: as evaluate ranks rows without a score
+        ranked = rows[np.lexsort((rows, ranks[rows], ranks[rows] == 0))][:k]
         discounts = 1.0 / np.log2(np.arange(2, k + 2))
         dcg = float((labels[ranked] * discounts[:len(ranked)]).sum())
         ideal = np.sort(gains)[::-1][:k]
@@ -244,7 +264,7 @@ def test_cascade_metrics_equal_a_loop_per_query_reference():
     for _ in range(200):
         n = int(rng.integers(1, 40))
         groups = rng.integers(-1, 4, n)
-        labels = rng.choice([np.nan, 0, 1, 2, 3, -1], n).astype(float)
+        labels = rng.choice([np.nan, 0, 1, 2, 3], n).astype(float)
         ranks = rank_within_groups(np.where(rng.random(n) < 0.1, np.nan, rng.random(n)), groups)
         got, want = _metrics(ranks, groups, labels, 10), reference_metrics(ranks, groups, labels, 10)
         for name in want:
@@ -315,3 +335,89 @@ def test_the_progress_hook_follows_a_cascades_main_run():
     assert reports[0] == (0, 6) and reports[-1] == (6, 6)   # the 6 candidates, not the 12 rows
     assert [d for d, _ in reports] == sorted(d for d, _ in reports) and len(reports) == 7
     assert out["rerank_score"].notna().sum() == 6
+
+
+# ------------------------------------------------------------------------- the curve and evaluate agree
+def judged_frame(n_queries=6, per_query=12, seed=1):
+    rng = np.random.default_rng(seed)
+    df = frame(n_per_query=per_query, queries=tuple(f"q{i}" for i in range(n_queries)))
+    df["rel"] = rng.choice([0, 0, 1, 2, 3], len(df))
+    df["doc"] = [f"d{i}" for i in range(len(df))]
+    # the collection judges documents the frame does not hold: recall and the ideal DCG are the collection's
+    qrels = pd.DataFrame({"q": [f"q{i}" for i in range(n_queries)] * 2, "doc": [f"x{i}" for i in range(2 * n_queries)],
+                          "grade": rng.integers(1, 4, 2 * n_queries)})
+    return df, qrels
+
+
+@pytest.mark.parametrize("gain", ["linear", "exponential"])
+def test_the_curve_computes_every_metric_as_evaluate_does(gain):
+    df, qrels = judged_frame()
+    metrics = ["ndcg@5", "mrr@5", "map", "recall@5", "precision@5"]
+    options = {"query_column": "q", "label_column": "rel", "qrels": qrels, "id_column": "doc", "gain": gain,
+               "cache": False, "progress": False}
+    curve = rerankpd.cascade_curve(df, prefilter="pre", reranker=Recorder(), candidates=[2, 5, 12], k=5,
+                                   metrics=metrics, **options)
+    r = Recorder()
+    ev = rerankpd.evaluate(df, metrics=metrics, rerankers={c: rerankpd.Cascade("pre", c, r) for c in (2, 5, 12)},
+                           score_columns="pre", **options)
+    for _, row in curve.table.iterrows():
+        for metric in metrics:
+            assert abs(row[metric] - ev.summary.loc[str(int(row["candidates"])), metric]) <= 1e-12, (row, metric)
+        assert row["pairs_sent"] == ev.summary.loc[str(int(row["candidates"])), "pairs_sent"]
+    for metric in metrics:
+        assert abs(curve.prefilter_only[metric] - ev.summary.loc["pre", metric]) <= 1e-12
+    # the scale of evaluate's: with the collection's judgments, not the frame's alone
+    alone = rerankpd.cascade_curve(df, query_column="q", prefilter="pre", reranker=Recorder(), candidates=[5],
+                                   label_column="rel", k=5, cache=False, progress=False)
+    if gain == "linear":
+        assert alone.table["ndcg@5"].iloc[0] > curve.table.set_index("candidates").loc[5, "ndcg@5"]
+    # the curve's own evaluation compares each count with the prefilter
+    table = curve.evaluation.compare(n_resamples=200)
+    assert set(table["ranking"]) == {f"column 'pre'->recorder @{c}" for c in (2, 5, 12)}
+
+
+def test_a_cascade_is_a_ranking_of_evaluate_with_its_pairs_counted_and_each_reranker_run_once():
+    df, _ = judged_frame(n_queries=4, per_query=10)
+    r = Recorder()
+    ev = rerankpd.evaluate(df, query_column="q", label_column="rel", cache=False, progress=False,
+                           rerankers=[r, rerankpd.Cascade(prefilter="pre", candidates=3, reranker=r),
+                                      rerankpd.Cascade(prefilter="pre", candidates=3, reranker=r)][:2],
+                           metrics=["ndcg@10", "mrr@10"])
+    assert ev.rankings == ["original", "recorder", "pre->recorder"]
+    # the cascade's pairs: 3 per query; the recorder alone: every row
+    assert ev.summary.loc["pre->recorder", "pairs_sent"] == 12 and ev.summary.loc["recorder", "pairs_sent"] == 40
+    assert len(r.seen) == 40 + 12
+    # its ranking is the one rerank(..., prefilter=) returns
+    out = rerankpd.rerank(df, query_column="q", reranker=Recorder(), prefilter="pre", candidates=3, cache=False,
+                          progress=False, sort=False)
+    groups = pd.factorize(df["q"])[0]
+    want = _metrics(out["rerank_rank"].to_numpy(dtype=np.int64, na_value=0), groups, df["rel"].to_numpy(float))
+    assert ev.summary.loc["pre->recorder", "ndcg@10"] == pytest.approx(want["ndcg@10"], abs=1e-12)
+    table = ev.compare(baseline="recorder", n_resamples=200)
+    assert table["ranking"].tolist() == ["original", "original", "pre->recorder", "pre->recorder"]
+    # two rankings sharing a run: the memo runs the prefilter reranker once for both
+    r2 = Recorder()
+    rerankpd.evaluate(df, query_column="q", label_column="rel", cache=False, progress=False,
+                      rerankers={"a": rerankpd.Cascade(r2, 3, "bm25"), "b": rerankpd.Cascade(r2, 5, "bm25"),
+                                 "alone": r2})
+    assert len(r2.seen) == 40
+    with pytest.raises(ValueError, match="candidates"):
+        rerankpd.Cascade("pre", 0, r)
+
+
+def test_without_matplotlib_both_plots_say_which_install_fixes_it(monkeypatch):
+    import sys
+
+    from rerankpd.errors import MissingDependencyError
+
+    df = frame()
+    df["rel"] = [1, 0] * 6
+    curve = rerankpd.cascade_curve(df, query_column="q", prefilter="pre", reranker=Recorder(), candidates=[1, 3],
+                                   label_column="rel", cache=False, progress=False)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)   # what `import matplotlib` meets when it is not installed
+    with pytest.raises(MissingDependencyError, match=r"CascadeCurve.plot needs matplotlib: pip install 'rerankpd\[eval\]'"):
+        curve.plot()
+    with pytest.raises(MissingDependencyError, match=r"Evaluation.plot needs matplotlib: pip install 'rerankpd\[eval\]'"):
+        curve.evaluation.plot()

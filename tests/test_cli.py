@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from rerankpd.cli import main, summary_line
-from rerankpd.errors import RerankError
+from rerankpd.errors import RerankError, RunCancelled
+from rerankpd.rerankers import Reranker
 from rerankpd.testing import LoopbackRerankServer
 from tests.conftest import API_KEY, SEED_DOCUMENTS
 
@@ -303,7 +304,8 @@ def test_verbose_works_before_and_after_the_subcommand():
 def test_summary_wording_counts_what_was_written_and_every_request(tmp_path, capsys):
     src = _csv(tmp_path, ["cats purr"])
     assert main(["rank", src, "-q", "cats", "-r", "bm25", "--no-cache"]) == 0
-    assert "1 row written, ranked with bm25 (bm25s-lucene): 1 pair scored in 1 request," in capsys.readouterr().err
+    # bm25 computes here: no request to count
+    assert "1 row written, ranked with bm25 (bm25s-lucene): 1 pair scored on this machine," in capsys.readouterr().err
     src = _csv(tmp_path, ["cats purr", "dogs bark", "cats", "birds"], "four.csv")
     assert main(["rank", src, "-q", "cats", "-r", "bm25", "--top-n", "2"]) == 0
     captured = capsys.readouterr()
@@ -391,3 +393,155 @@ def test_a_write_that_fails_after_scoring_is_one_line_and_says_the_scores_are_ke
     err = capsys.readouterr().err.rpartition("\r")[2]            # a progress bar may come first on a slow machine
     assert err.startswith(f"rerankpd: error: could not write {full}: No space left on device")
     assert "rerun to write them" in err and "Traceback" not in err and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- messages in the CLI's words
+def test_reranker_messages_speak_in_flags_not_python_parameters(tmp_path, table, monkeypatch, capsys):
+    path = tmp_path / "in.csv"
+    table.to_csv(path, index=False)
+    monkeypatch.delenv("DMXAPI_API_KEY", raising=False)
+    assert main(["rank", str(path), "--query", "q", "-r", "llm"]) == 2
+    err = capsys.readouterr().err
+    assert "-O model=..." in err and "-O model=gpt-4o-mini" in err and " model=..." not in err.replace("-O model", "")
+    assert main(["rank", str(path), "--query", "q", "-r", "dmxapi", "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert "DMXAPI_API_KEY" in err and "api_key" not in err
+
+
+def _judged(tmp_path):
+    df = pd.DataFrame({"qid": [1, 1, 2, 2], "doc": ["d1", "d2", "d3", "d4"],
+                       "text": ["cold hands", "stock prices", "warm socks", "cold feet"], "rel": [1, 0, 0, 1]})
+    path = tmp_path / "judged.csv"
+    df.to_csv(path, index=False)
+    return df, path
+
+
+def test_evaluate_names_the_file_and_its_columns_for_a_missing_label_column(tmp_path, capsys):
+    _, path = _judged(tmp_path)
+    assert main(["evaluate", str(path), "--query-column", "qid", "--label-column", "relevance", "-r", "bm25"]) == 2
+    err = capsys.readouterr().err
+    assert f"--label-column 'relevance' is not a column of {path}" in err
+    assert "'qid', 'doc', 'text', 'rel'" in err and "label_column" not in err
+    assert main(["evaluate", str(path), "--query-column", "qid", "-l", "rel", "-s", "nope"]) == 2
+    assert "--score-column 'nope' is not a column of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["trec", "csv"])
+def test_evaluate_takes_an_ordinary_qrels_file(tmp_path, capsys, kind):
+    _, path = _judged(tmp_path)
+    if kind == "trec":   # qid 0 docid grade, no header; d9 is relevant but not in the input
+        qrels = tmp_path / "qrels.txt"
+        qrels.write_text("1 0 d1 1\n1 0 d9 2\n2 0 d4 1\n")
+    else:
+        qrels = tmp_path / "qrels.csv"
+        pd.DataFrame({"qid": [1, 1, 2], "doc": ["d1", "d9", "d4"], "grade": [1, 2, 1],
+                      "note": ["", "", ""]}).to_csv(qrels, index=False)
+    assert main(["evaluate", str(path), "--query-column", "qid", "-l", "rel", "--qrels", str(qrels),
+                 "--id-column", "doc", "-m", "recall@10", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary[0]["recall@10"] == pytest.approx((0.5 + 1.0) / 2)   # d9 counts in query 1's recall base
+
+
+def test_qrels_are_checked_before_any_scoring(tmp_path, monkeypatch, capsys):
+    from rerankpd.testing import LoopbackRerankServer
+
+    _, path = _judged(tmp_path)
+    bad = tmp_path / "bad.qrels"
+    bad.write_text("1 0 d1 1\n1 d9 2\n")
+    wrong_ids = tmp_path / "ids.qrels"
+    wrong_ids.write_text("1 0 d1 1\n")
+    negative = tmp_path / "neg.qrels"
+    negative.write_text("1 0 d1 -1\n")
+    with LoopbackRerankServer(api_key="sk-test") as server:
+        monkeypatch.setenv("DMXAPI_API_KEY", "sk-test")
+        monkeypatch.setenv("DMXAPI_BASE_URL", server.url)
+        for qrels, want in [(bad, "line 2: expected 4 fields 'QUERY 0 DOC GRADE'"),
+                            (wrong_ids, "pass --id-column"),
+                            (negative, "line 1: grade '-1' is not a number >= 0"),
+                            (tmp_path / "missing.qrels", "file not found")]:
+            assert main(["evaluate", str(path), "--query-column", "qid", "-l", "rel", "-r", "dmxapi",
+                         "--qrels", str(qrels), "--no-cache"]) == 2
+            err = capsys.readouterr().err
+            assert want in err and f"--qrels {qrels}" in err, err
+        assert main(["evaluate", str(path), "--query-column", "text", "-l", "rel", "--id-column", "doc",
+                     "-r", "dmxapi", "--qrels", str(wrong_ids), "--no-cache"]) == 2
+        assert "pass --query-column naming the column" in capsys.readouterr().err
+        assert server.requests == []   # nothing was scored
+    import argparse
+
+    from rerankpd.evaluate_cli import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    assert "QUERY 0 DOC GRADE" in text and "qid, doc, grade" in text
+
+
+# ----------------------------------------------------------------------------- long local runs
+class SlowLocal(Reranker):
+    """A local reranker (no HTTP) taking 5 ms a document: what e5 on a long file is, faster."""
+
+    name = "slowlocal"
+    computes_locally = True   # timing a sample costs nothing
+    batch_size = 20
+
+    def identity(self):
+        return {"reranker": "slowlocal"}
+
+    def score(self, query, documents):
+        time.sleep(0.005 * len(documents))
+        return [float(len(d)) for d in documents]
+
+
+@pytest.fixture
+def slow_registered(monkeypatch):
+    from rerankpd.rerankers import REGISTRY
+
+    monkeypatch.setitem(REGISTRY, "slowlocal", "tests.test_cli:SlowLocal")
+    monkeypatch.delenv("DMXAPI_API_KEY", raising=False)
+
+
+def test_a_long_local_run_says_how_long_and_the_faster_choices_before_it_starts(tmp_path, monkeypatch, capsys,
+                                                                                 slow_registered):
+    from rerankpd import cli
+
+    monkeypatch.setattr(cli, "LONG_RUN", 0.3)   # "a few minutes", scaled to this small file
+    rows = [{"q": q, "text": f"{q} passage {i}"} for q in ("a", "b") for i in range(120)]
+    src = tmp_path / "long.csv"
+    pd.DataFrame(rows).to_csv(src, index=False)
+    assert main(["rank", str(src), "--query-column", "q", "-r", "slowlocal", "--no-cache",
+                 "-o", str(tmp_path / "out.csv")]) == 0
+    err = capsys.readouterr().err
+    notice, summary = err.strip().splitlines()[0], err.strip().splitlines()[-1]
+    assert notice.startswith("rerankpd: slowlocal will score 240 pairs on this machine: about ")
+    assert "(measured here: 16 pairs in" in notice
+    assert "--reranker bm25" in notice and "--prefilter bm25 --candidates 50" in notice
+    assert "DMXAPI_API_KEY" in notice and "Ctrl-C stops it" in notice
+    assert "240 pairs scored on this machine" in summary
+    # the dry run gives the time too; the cascade it names runs
+    assert main(["rank", str(src), "--query-column", "q", "-r", "slowlocal", "--no-cache", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["seconds"] > 0 and "to score on this machine, about" in captured.err
+    assert main(["rank", str(src), "--query-column", "q", "-r", "slowlocal", "--no-cache", "--prefilter", "bm25",
+                 "--candidates", "50", "-o", str(tmp_path / "cascade.csv")]) == 0
+    assert "100 pairs scored on this machine" in capsys.readouterr().err
+    out = pd.read_csv(tmp_path / "cascade.csv")
+    assert out["rerank_score"].notna().sum() == 100 and out["rerank_rank"].notna().all()
+    assert main(["rank", str(src), "--query-column", "q", "--prefilter", "nope"]) == 2
+    assert "--prefilter 'nope' is neither a reranker" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_a_local_run_within_a_second_or_so():
+    """A local batch cannot be interrupted, and its result is not paid for: the command waits at most
+    LOCAL_PATIENCE for it, then stops (every finished batch is already cached)."""
+    from rerankpd.cli import LOCAL_PATIENCE, _interruptible
+
+    def work(cancel):
+        time.sleep(20)   # one long local batch that ignores the event until it ends
+
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(RunCancelled, match="finished one is cached"):
+        _interruptible(work, patience=LOCAL_PATIENCE)
+    assert time.monotonic() - started < 0.5 + LOCAL_PATIENCE + 1.5

@@ -93,7 +93,8 @@ def test_estimate_counts_chinese_characters_and_words():
     df = pd.DataFrame({"text": ["预防感冒应勤洗手", "wash your hands"]})
     est = rerankpd.estimate(df, "如何预防感冒", reranker="bm25", cache=False)
     assert est.approx_tokens == (6 + 8) + (6 + 4)      # CJK: a token a character; ASCII: ~4 characters
-    assert est.to_dict()["to_score"] == 2 and "~24 tokens" in str(est)
+    assert est.to_dict()["to_score"] == 2 and est.to_dict()["approx_tokens"] == 24
+    assert "to score on this machine" in str(est) and "tokens" not in str(est)   # bm25 bills nothing
 
 
 def test_cli_dry_run_prints_the_estimate_and_sends_nothing(server, tmp_path, capsys, monkeypatch):
@@ -137,3 +138,42 @@ def test_a_keyless_reranker_planned_for_an_estimate_sends_nothing():
         warnings.simplefilter("error")
         with reranker_for_estimate("cohere", api_key=KEY) as model:  # a key given: the real reranker, no warning
             assert type(model) is reranker_class("cohere") and model.has_key
+
+
+class Slow(rerankpd.Reranker):
+    """A local reranker taking 20 ms a document (and 0.3 s on its first call, as a model loads)."""
+
+    name = "slow"
+    computes_locally = True   # timing a sample costs nothing
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, query, documents):
+        import time
+
+        self.calls += 1
+        time.sleep((0.3 if self.calls == 1 else 0.0) + 0.02 * len(documents))
+        return [0.0] * len(documents)
+
+
+def test_estimate_times_a_local_reranker_on_a_sample_and_says_so():
+    df = pd.DataFrame({"text": [f"document {i}" for i in range(400)]})
+    slow = Slow()
+    est = rerankpd.estimate(df, "q", reranker=slow, cache=False)
+    assert slow.calls == 2                                   # a warm-up pair, then one timed call
+    assert 400 * 0.02 * 0.8 <= est.seconds <= 400 * 0.02 * 2.5
+    import re
+
+    timed = int(re.match(r"measured here: (\d+) pairs in", est.timing).group(1))
+    assert 4 <= timed <= 16   # as many as fit in ~3 s after the slow warm-up
+    assert "400 to score on this machine, about " in str(est) and f"(measured here: {timed} pairs in" in str(est)
+    assert est.to_dict()["seconds"] == est.seconds
+
+
+def test_a_hosted_service_gets_no_time_and_keeps_its_requests_and_tokens(monkeypatch):
+    monkeypatch.delenv("DMXAPI_API_KEY", raising=False)
+    df = pd.DataFrame({"text": ["a b", "c d e"]})
+    with pytest.warns(RuntimeWarning, match="DMXAPI_API_KEY"):
+        est = rerankpd.estimate(df, "q", reranker="dmxapi", cache=False)
+    assert est.seconds is None and "request" in str(est) and "tokens" in str(est)

@@ -220,9 +220,9 @@ def test_plot_html_and_dict(tmp_path):
     matplotlib.use("Agg")
     ev = _two_rankings(10, better_by=1.5)
     fig = ev.plot()
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 3
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["mrr@10", "ndcg@10"]
-    assert "better: 10 better, 0 worse" in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "better: 10 better, 0 worse" in [t.get_text() for t in fig.axes[2].get_legend().get_texts()]
     fig.savefig(tmp_path / "eval.png")
     assert (tmp_path / "eval.png").stat().st_size > 1000
     with pytest.raises(KeyError, match="metric 'map' was not evaluated"):
@@ -234,6 +234,60 @@ def test_plot_html_and_dict(tmp_path):
     assert [row["ranking"] for row in data["summary"]] == ["original", "same", "better"]
     assert len(data["per_query"]) == 3 * 10 * 2
     assert "Evaluation of 3 rankings on 10 queries" in repr(ev)
+
+
+def _visible_ticks(axis_ticks, limits):
+    return [t for t in axis_ticks if limits[0] <= t <= limits[1]]
+
+
+def test_the_figure_is_readable_with_six_rankings_and_shows_paired_intervals():
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    matplotlib.use("Agg")
+    rng = np.random.default_rng(5)
+    n_queries = 20
+    df = pd.DataFrame({"q": np.repeat(np.arange(n_queries), 10), "label": rng.integers(0, 2, n_queries * 10)})
+    base = -np.arange(len(df), dtype=float)
+    noise = {f"s{i}": base + rng.normal(0, 3, len(df)) for i in range(5)}
+    df = df.assign(**noise)
+    ev = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns=list(noise),
+                           metrics=["ndcg@10", "mrr@10"])
+    fig = ev.plot()
+    assert isinstance(fig, Figure) and len(ev.rankings) == 6
+    means, paired, steps = fig.axes
+    assert means.get_ylim()[0] == 0 and steps.get_xlim()[0] >= 0
+    # six rankings: every (colour, line style, marker) of the per-query lines differs
+    step_lines = [line for line in steps.get_lines() if line.get_linestyle() != "None" and len(line.get_xdata()) > 2]
+    looks = {(matplotlib.colors.to_hex(line.get_color()), line.get_linestyle()) for line in step_lines}
+    assert len(step_lines) == 5 and len(looks) == 5
+    assert len({line.get_marker() for line in steps.get_lines() if line.get_linestyle() == "None"}) == 5
+    # whole queries on the x axis
+    assert all(float(t).is_integer() for t in _visible_ticks(steps.get_xticks(), steps.get_xlim()))
+    # the middle panel's intervals are those of the paired differences: mean(delta) +/- z sd(delta) / sqrt(n)
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.975)
+    delta = ev.values("s0", "ndcg@10") - ev.values("original", "ndcg@10")
+    half = z * delta.std(ddof=1) / np.sqrt(n_queries)
+    segments = [seg for coll in paired.collections for seg in coll.get_segments()]
+    lows_highs = {(round(float(seg[0][1]), 12), round(float(seg[1][1]), 12)) for seg in segments}
+    assert (round(delta.mean() - half, 12), round(delta.mean() + half, 12)) in lows_highs
+
+
+def test_print_shows_every_column_and_tokens_dash_for_rankings_that_send_nothing():
+    df = frame(n_queries=3, rows=4)
+    ev = rerankpd.evaluate(df, query_column="question", label_column="label", rerankers="bm25",
+                           score_columns="oracle", cache=False, progress=False)
+    text = ev.to_string(width=80)
+    assert "..." not in text
+    for column in ev.summary.columns:
+        assert column in text
+    assert ev.summary["tokens"].isna().all()          # bm25, a column, the original order: nothing sent anywhere
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[1:] if line.split()}
+    assert rows["bm25"][-1] == "-" and rows["oracle"][-1] == "-"
+    assert "..." not in repr(ev)
+    assert json.loads(json.dumps(ev.to_dict()))["summary"][1]["tokens"] is None
 
 
 def test_command_line_prints_the_summary_and_json(tmp_path, capsys):
@@ -251,14 +305,16 @@ def test_command_line_prints_the_summary_and_json(tmp_path, capsys):
     assert [r["ranking"] for r in data["summary"]] == ["original", "oracle"]
     assert {r["metric"] for r in data["compare"]} == {"ndcg@10", "mrr@10", "map", "recall@10", "precision@10"}
     qrels = tmp_path / "qrels.csv"
-    pd.DataFrame({"q": ["topic0 relevant answer"], "doc": ["an abstract nobody retrieved"], "l": [2]}).to_csv(qrels,
-                                                                                                        index=False)
+    judged = frame(n_queries=5, rows=6)
+    # one judgment of a row the file holds (so the qrels match the input), one of an abstract nobody retrieved
+    pd.DataFrame({"q": ["topic0 relevant answer"] * 2, "doc": [judged.loc[0, "text"], "an abstract nobody retrieved"],
+                  "l": [int(judged.loc[0, "label"]), 2]}).to_csv(qrels, index=False)
     assert main(["evaluate", str(path), "--query-column", "question", "-l", "label", "-m", "recall@10",
                  "--qrels", str(qrels), "--json"]) == 0
     with_qrels = json.loads(capsys.readouterr().out)["summary"][0]["recall@10"]
     assert with_qrels < 1.0 == data["summary"][0]["recall@10"]
     assert main(["evaluate", str(path), "--query-column", "question", "-l", "nope"]) == 2
-    assert "label_column 'nope' is not a column" in capsys.readouterr().err
+    assert f"--label-column 'nope' is not a column of {path}" in capsys.readouterr().err
 
 
 def cranfield_sample() -> tuple[pd.DataFrame, pd.DataFrame]:

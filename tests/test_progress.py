@@ -54,3 +54,18 @@ def test_bar_of_a_clean_run_shows_no_failures(capsys):
                     progress=True)
     err = capsys.readouterr().err
     assert "rerank [failing]" in err and "failed" not in err
+
+
+def test_the_eta_averages_over_many_batches_in_every_bar():
+    """tqdm's default smoothing (0.3) follows the last few updates, so an ETA after a fast first batch was
+    several times too optimistic; every run's bar (batched and embedding runs alike) averages over ~20."""
+    from rerankpd.progress import SMOOTHING, Progress, progress_bar
+
+    p = Progress("x", total=10, cached=0, progress=True)
+    try:
+        assert p._bar.smoothing == SMOOTHING <= 0.1
+    finally:
+        p.close()
+    bar = progress_bar("e5", 10, True)
+    assert bar.smoothing == SMOOTHING
+    bar.close()
