@@ -10,16 +10,16 @@
 from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers DataFrame.rerank)
-from .agreement import Agreement, agreement
+from .evaluate.agreement import Agreement, agreement
 from .cache import cache_info, clear_cache
-from .cascade import cascade_curve
-from .display import show
+from .run.cascade import cascade_curve
+from .notebook.display import show
 from .errors import RerankError
-from .estimate import Estimate, estimate
-from .evaluate import Evaluation, evaluate
-from .pipeline import rerank, scores
+from .run.estimate import Estimate, estimate
+from .evaluate.evaluation import Evaluation, evaluate
+from .run.pipeline import rerank, scores
 from .rerankers import Reranker, available_rerankers, get_reranker
-from .widget import RerankPanel
+from .notebook.panel import RerankPanel
 
 __version__ = "0.1.0"
 

@@ -16,9 +16,9 @@ import inspect
 
 import pandas as pd
 
-from . import estimate as _estimate
-from . import evaluate as _evaluate
-from . import pipeline
+from .run import estimate as _estimate
+from .evaluate import evaluation as _evaluate
+from .run import pipeline
 
 __all__ = ["RerankAccessor"]
 
@@ -64,7 +64,7 @@ class RerankAccessor:
     def panel(self, column=None, **defaults):
         """An ipywidgets panel over this frame: query, columns, reranker, top_n, Run; see
         :class:`rerankpd.RerankPanel`."""
-        from .widget import RerankPanel
+        from .notebook.panel import RerankPanel
 
         return RerankPanel(self._df, column, **defaults)
 

@@ -31,15 +31,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config, pipeline
-from .arguments import check_arguments
+from . import config
+from .run import pipeline
+from .run.arguments import check_arguments
 from .errors import ConfigurationError, MissingDependencyError
 from .pairs import Pairs, rank_within_groups, sort_order
-from .plan import plan_run
+from .run.plan import plan_run
 from .rerankers import get_reranker, reranker_class
 from .rerankers.base import Reranker, describe
 from .shared_store import SharedScoreStore, check_url, seeded_local_cache
-from .validate import whole
+from .core.options import whole
 
 __all__ = ["copy_env_to_workers", "top_n", "with_scores"]
 

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .validate import whole
+from .core.options import whole
 
 __all__ = [
     "Factorized",

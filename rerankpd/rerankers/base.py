@@ -90,7 +90,7 @@ class Reranker(abc.ABC):
         an embedding): the pipeline then batches freely and caches each pair. False (BM25, whose IDF depends
         on the candidate set): each query's candidates go in one call and nothing is cached per pair.
     ``chunking``
-        A :class:`rerankpd.chunking.ChunkSpec` when long documents are cut on the client, else None.
+        A :class:`rerankpd.core.chunking.ChunkSpec` when long documents are cut on the client, else None.
     :meth:`identity`
         Everything that decides the scores; None (the default) means the scores are not cached.
     :meth:`prepare`
@@ -207,7 +207,7 @@ def describe(reranker: Any) -> RerankerSpec:
     >>> spec.kind, spec.pairwise, spec.batch_size
     ('lexical', False, None)
     """
-    from ..validate import one_of, whole
+    from ..core.options import one_of, whole
 
     is_class = isinstance(reranker, type)
     if not callable(getattr(reranker, "score", None)) and _embeds(reranker) is None:

@@ -40,9 +40,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..chunking import chunk_spec
+from ..core.chunking import chunk_spec
 from ..errors import MissingDependencyError, RerankError, warn_user
-from ..validate import boolean, one_of, whole
+from ..core.options import boolean, one_of, whole
 from .base import Availability, BatchResult, Reranker
 
 __all__ = ["DEFAULT_MODEL", "SORT_WINDOW", "CrossEncoderReranker", "ModelSource", "resolve_model",
@@ -252,7 +252,7 @@ class CrossEncoderReranker(Reranker):
     trust_remote_code
         Run the model repository's own code (needed by some models, e.g. jina-reranker-v2); off by default.
     max_chunks_per_doc, chunk_tokens, overlap_tokens
-        Client chunking of long documents, as for the HTTP rerankers (:mod:`rerankpd.chunking`).
+        Client chunking of long documents, as for the HTTP rerankers (:mod:`rerankpd.core.chunking`).
     """
 
     name = "cross-encoder"

@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 from ..errors import BadResponseError
 from .base import BatchResult
-from .chunked import ClientChunkedReranker
-from .http import scores_from_results, usage_counts
+from .http.chunked import ClientChunkedReranker
+from .http.client import scores_from_results, usage_counts
 
 __all__ = ["DashScopeReranker"]
 

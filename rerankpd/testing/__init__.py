@@ -46,7 +46,7 @@ from .dialects import (
     VoyageDialect,
     register_dialect,
 )
-from .embeddings import OpenAIEmbeddingsDialect, bigram_embedding  # registers "openai-embeddings"
+from .embeddings_dialect import OpenAIEmbeddingsDialect, bigram_embedding  # registers "openai-embeddings"
 from .server import FAULT_KINDS, Fault, LoopbackRerankServer, RecordedRequest, overlap_score
 
 __all__ = [

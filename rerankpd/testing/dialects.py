@@ -30,7 +30,7 @@ What a dialect must implement (see :class:`Dialect`):
 A new wire format (an embeddings or chat API) subclasses :class:`Dialect` and registers itself with
 :func:`register_dialect`; ``LoopbackRerankServer(dialect="name")`` then finds it. The rerank services share
 :class:`RerankDialect`, set by class attributes (field names, limits, where results and usage go), as the
-client side's :class:`~rerankpd.rerankers.http.HTTPReranker` is.
+client side's :class:`~rerankpd.rerankers.http.client.HTTPReranker` is.
 
 Examples
 --------

@@ -1,0 +1,377 @@
+"""``rerankpd.evaluate``: is the reranking any good? Metrics, costs and significance for rankings of a frame.
+
+A frame with a relevance label per row (and a query per row, or one query) holds one or more rankings:
+``"original"`` (the rows' own order within each query: the first stage that retrieved them), columns of
+scores the user already has, and rerankers, each run through the normal pipeline (cache, batching,
+retries, progress), so evaluating twice sends nothing the second time. Metrics follow trec_eval's
+definitions (see :mod:`rerankpd.evaluate.metrics`): order by score descending, ties by input position, missing
+scores last; nDCG with linear gain (``gain="exponential"`` for 2^label - 1); MRR@k; AP; Recall@k;
+Precision@k dividing by k. A query with no relevant row scores 0 and is counted (``skip_empty=True``
+leaves it out). ``qrels=`` adds the collection's judgments of documents the frame does not hold, so
+recall and ideal DCG are those of the collection.
+
+Examples
+--------
+>>> import pandas as pd, rerankpd
+>>> df = pd.DataFrame({"q": ["cats"] * 3 + ["dogs"] * 3,
+...                    "text": ["dogs bark", "cats purr", "fish swim", "cats purr", "dogs bark", "birds sing"],
+...                    "label": [0, 1, 0, 0, 1, 0]})
+>>> ev = rerankpd.evaluate(df, query_column="q", label_column="label", rerankers="bm25",
+...                        metrics=["mrr@10", "ndcg@10"], cache=False, progress=False)
+>>> ev.summary["mrr@10"].to_dict()
+{'original': 0.5, 'bm25': 1.0}
+"""
+from __future__ import annotations
+
+import html
+import logging
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..run import pipeline
+from ..errors import ConfigurationError, warn_user
+from .metrics import DEFAULT_METRICS, GAINS, parse_metric, per_query
+from .significance import TESTS, holm, paired_p_value
+from ..core.options import boolean, one_of, whole
+
+__all__ = ["Evaluation", "evaluate"]
+
+logger = logging.getLogger(__name__)
+
+ORIGINAL = "original"
+COST_COLUMNS = ("queries", "no_relevant", "pairs_sent", "tokens")
+
+
+class Evaluation:
+    """The result of :func:`evaluate`: per-query metric values of each ranking, and what they cost.
+
+    Attributes
+    ----------
+    summary : DataFrame
+        One row per ranking (index ``ranking``), one column per metric (the mean over queries), then
+        ``queries`` (evaluated), ``no_relevant`` (of those, queries with no relevant judgment),
+        ``pairs_sent`` and ``tokens`` (what the reranker's run sent; 0 for columns and the original order).
+    per_query : DataFrame
+        Long form: ``query``, ``ranking``, ``metric``, ``value``.
+    metrics, rankings, queries, baseline
+        The metric names, ranking names, the queries (in first-appearance order) and the default baseline.
+    """
+
+    def __init__(self, values: dict[str, np.ndarray], metrics: list[str], queries: list, n_relevant: np.ndarray,
+                 costs: dict[str, dict], baseline: str) -> None:
+        self._values = values          # ranking -> (queries x metrics) array
+        self.metrics = list(metrics)
+        self.rankings = list(values)
+        self.queries = list(queries)
+        self.baseline = baseline
+        self._n_relevant = n_relevant
+        self._costs = costs
+
+    # ------------------------------------------------------------------------------------------ tables
+    @property
+    def summary(self) -> pd.DataFrame:
+        rows = []
+        for name, values in self._values.items():
+            cost = self._costs.get(name, {})
+            means = values.mean(axis=0) if len(self.queries) else np.full(len(self.metrics), np.nan)
+            rows.append([*means, len(self.queries), int((self._n_relevant == 0).sum()),
+                         int(cost.get("sent", 0)), int(cost.get("tokens", 0))])
+        return pd.DataFrame(rows, columns=[*self.metrics, *COST_COLUMNS],
+                            index=pd.Index(self.rankings, name="ranking"))
+
+    @property
+    def per_query(self) -> pd.DataFrame:
+        n_q, n_m = len(self.queries), len(self.metrics)
+        stacked = np.stack([self._values[r] for r in self.rankings]) if self.rankings else np.empty((0, n_q, n_m))
+        return pd.DataFrame({
+            "query": np.tile(np.repeat(np.asarray(self.queries, dtype=object), n_m), len(self.rankings)),
+            "ranking": np.repeat(np.asarray(self.rankings, dtype=object), n_q * n_m),
+            "metric": np.tile(np.asarray(self.metrics, dtype=object), n_q * len(self.rankings)),
+            "value": stacked.reshape(-1),
+        })
+
+    def values(self, ranking: str, metric: str) -> np.ndarray:
+        """One ranking's per-query values of one metric (a float64 array in the order of ``queries``)."""
+        if ranking not in self._values:
+            raise KeyError(f"ranking {ranking!r} was not evaluated; the rankings are {self.rankings}")
+        if metric not in self.metrics:
+            raise KeyError(f"metric {metric!r} was not evaluated; the metrics are {self.metrics}")
+        return self._values[ranking][:, self.metrics.index(metric)]
+
+    # ------------------------------------------------------------------------------------------ compare
+    def compare(self, baseline: str | None = None, test: str = "randomization", correction: str | None = "holm",
+                n_resamples: int = 10_000, seed: int | None = 0) -> pd.DataFrame:
+        """Each other ranking against ``baseline``, per metric: is the difference real?
+
+        Returns one row per (ranking, metric): ``baseline_mean``, ``mean``, ``mean_delta``, ``p_value``
+        (two-sided, paired over queries; see :mod:`rerankpd.evaluate.significance`), ``p_adjusted`` (Holm's
+        correction across every ranking x metric of the table; equal to ``p_value`` with
+        ``correction=None``), and ``wins``, ``ties``, ``losses`` (queries where the ranking is better,
+        equal, worse).
+
+        >>> import pandas as pd, rerankpd
+        >>> df = pd.DataFrame({"q": [0, 0, 1, 1], "label": [0, 1, 0, 1], "s": [0.0, 1.0, 0.0, 1.0]})
+        >>> rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s",
+        ...                   metrics=["mrr@10"]).compare(n_resamples=100)[["ranking", "mean_delta", "wins"]]
+          ranking  mean_delta  wins
+        0       s         0.5     2
+        """
+        baseline = self.baseline if baseline is None else baseline
+        if baseline not in self._values:
+            raise KeyError(f"baseline {baseline!r} was not evaluated; the rankings are {self.rankings}")
+        one_of("test", test, TESTS)
+        one_of("correction", correction, ("holm", None))
+        n_resamples = whole("n_resamples", n_resamples, minimum=1)
+        rows = []
+        for name in self.rankings:
+            if name == baseline:
+                continue
+            for j, metric in enumerate(self.metrics):
+                base, ours = self._values[baseline][:, j], self._values[name][:, j]
+                delta = ours - base
+                tie = np.isclose(ours, base, rtol=0, atol=1e-12)
+                rows.append({"ranking": name, "metric": metric, "baseline": baseline,
+                             "baseline_mean": base.mean() if len(base) else np.nan,
+                             "mean": ours.mean() if len(ours) else np.nan,
+                             "mean_delta": delta.mean() if len(delta) else np.nan,
+                             "p_value": paired_p_value(np.where(tie, 0.0, delta), test, n_resamples, seed),
+                             "wins": int((~tie & (delta > 0)).sum()), "ties": int(tie.sum()),
+                             "losses": int((~tie & (delta < 0)).sum())})
+        columns = ["ranking", "metric", "baseline", "baseline_mean", "mean", "mean_delta", "p_value", "p_adjusted",
+                   "wins", "ties", "losses"]
+        table = pd.DataFrame(rows, columns=columns)
+        p = table["p_value"].to_numpy(dtype=np.float64)
+        table["p_adjusted"] = holm(p) if correction == "holm" else p
+        return table
+
+    # ------------------------------------------------------------------------------------------ show
+    def plot(self, metric: str | None = None, baseline: str | None = None, confidence: float = 0.95):
+        """A matplotlib figure: each metric's mean per ranking with a confidence interval (normal
+        approximation over queries), and the per-query difference of ``metric`` (default: the first)
+        against ``baseline``, sorted, for each other ranking. Returns the Figure (``fig.savefig(path)``)."""
+        from .plots import evaluation_figure
+
+        metric = self.metrics[0] if metric is None else metric
+        baseline = self.baseline if baseline is None else baseline
+        self.values(baseline, metric)  # raises KeyError naming what exists
+        return evaluation_figure(self, metric, baseline, confidence)
+
+    def to_dict(self, per_query: bool = False) -> dict:
+        """Plain JSON-ready data: metrics, baseline, query count, the summary rows (and per-query values)."""
+        summary = self.summary.reset_index()
+        out = {"metrics": self.metrics, "baseline": self.baseline, "queries": len(self.queries),
+               "summary": [{k: _plain(v) for k, v in row.items()} for row in summary.to_dict("records")]}
+        if per_query:
+            out["per_query"] = [{k: _plain(v) for k, v in row.items()}
+                                for row in self.per_query.to_dict("records")]
+        return out
+
+    def __repr__(self) -> str:
+        with pd.option_context("display.width", 120, "display.precision", 4):
+            return f"Evaluation of {len(self.rankings)} rankings on {len(self.queries)} queries\n{self.summary}"
+
+    def _repr_html_(self) -> str:
+        head = (f"<p><b>Evaluation</b> of {len(self.rankings)} rankings on {len(self.queries)} queries "
+                f"(baseline {html.escape(str(self.baseline))}; <code>.compare()</code> for significance, "
+                "<code>.plot()</code> for the picture)</p>")
+        return head + self.summary.to_html(float_format=lambda v: f"{v:.4f}", classes="rerankpd-evaluation")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def _labels(df: pd.DataFrame, label_column: Any) -> np.ndarray:
+    if label_column not in df.columns:
+        raise KeyError(f"label_column {label_column!r} is not a column of the frame; its columns are "
+                       f"{list(df.columns)!r}")
+    series = df[label_column]
+    try:
+        values = pd.to_numeric(series.astype("float64") if series.dtype == bool else series, errors="raise")
+    except (TypeError, ValueError):
+        raise TypeError(f"label_column {label_column!r} must hold numbers >= 0 or booleans; it holds "
+                        f"{series.dtype}") from None
+    labels = np.asarray(values, dtype=np.float64)
+    labels = np.where(np.isnan(labels), 0.0, labels)  # a missing label means not relevant
+    bad = np.flatnonzero(labels < 0)
+    if len(bad):
+        raise ValueError(f"label_column {label_column!r}: the row with index {df.index[bad[0]]!r} has label "
+                         f"{labels[bad[0]]:g}; labels must be >= 0 (relevant means > 0): map 'not relevant' "
+                         "grades to 0 first")
+    return labels
+
+
+def _query_codes(df: pd.DataFrame, query: str | None, query_column: Any) -> tuple[np.ndarray, list]:
+    if query is not None:
+        return np.zeros(len(df), dtype=np.int64), [query]
+    codes, uniques = pd.factorize(df[query_column], use_na_sentinel=True)
+    missing = int((codes < 0).sum())
+    if missing:
+        warn_user(f"evaluate: {missing} rows have no query in {query_column!r}; they are left out")
+    return codes.astype(np.int64), list(uniques)
+
+
+def _score_column(df: pd.DataFrame, name: Any) -> np.ndarray:
+    if name not in df.columns:
+        raise KeyError(f"score_columns: {name!r} is not a column of the frame; its columns are {list(df.columns)!r}")
+    try:
+        return np.asarray(pd.to_numeric(df[name], errors="raise"), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"score_columns: column {name!r} must hold numbers (higher ranks first)") from None
+
+
+def _named_rerankers(rerankers: Any) -> dict[str, Any]:
+    from ..rerankers.base import describe
+
+    if rerankers is None:
+        return {}
+    if isinstance(rerankers, dict):
+        return {str(k): v for k, v in rerankers.items()}
+    items = rerankers if isinstance(rerankers, (list, tuple)) else [rerankers]
+    named: dict[str, Any] = {}
+    for item in items:
+        name = item if isinstance(item, str) else describe(item).name
+        if name in named:
+            raise ConfigurationError(f"rerankers: two are named {name!r}; pass a dict {{label: reranker}}")
+        named[name] = item
+    return named
+
+
+def _judgments(df, codes, labels, queries, qrels, column, id_column) -> tuple[np.ndarray, np.ndarray]:
+    """The judged set per query: the frame's rows, plus qrels rows whose document the frame does not hold."""
+    if qrels is None:
+        return codes, labels
+    if not isinstance(qrels, pd.DataFrame) or qrels.shape[1] != 3:
+        raise TypeError("qrels must be a DataFrame of three columns: query, document (text, or id when "
+                        "id_column= is given), label")
+    q_query, q_doc, q_label = (qrels.iloc[:, i] for i in range(3))
+    key = df[id_column if id_column is not None else column]
+    index = pd.Index(queries)
+    q_codes = index.get_indexer(q_query)
+    q_labels = _labels(pd.DataFrame({"qrels label": q_label}), "qrels label")
+    held = pd.MultiIndex.from_arrays([codes, key.to_numpy()])
+    extra = (q_codes >= 0) & ~pd.MultiIndex.from_arrays([q_codes, q_doc.to_numpy()]).isin(held)
+    return np.concatenate([codes, q_codes[extra]]), np.concatenate([labels, q_labels[extra]])
+
+
+def _tokens(usage: dict) -> int:
+    if "total_tokens" in usage:
+        return int(usage["total_tokens"])
+    return int(sum(v for k, v in usage.items() if "tokens" in k))
+
+
+# ---------------------------------------------------------------------------------------------- public
+def evaluate(
+    df: pd.DataFrame,
+    query: str | None = None,
+    column: Any = "text",
+    *,
+    query_column: Any = None,
+    label_column: Any,
+    rerankers: Any = None,
+    score_columns: Any = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    baseline: str = ORIGINAL,
+    cache: bool | str | os.PathLike = True,
+    progress: bool | None = None,
+    qrels: pd.DataFrame | None = None,
+    id_column: Any = None,
+    gain: str = "linear",
+    skip_empty: bool = False,
+) -> Evaluation:
+    """Evaluate the frame's rankings against its relevance labels (trec_eval's definitions; see the module).
+
+    Parameters
+    ----------
+    df, query, column, query_column
+        As for :func:`rerankpd.rerank`: the frame, one query for all rows or a column of each row's query,
+        and the text column the rerankers score.
+    label_column
+        Each row's relevance: graded (numbers >= 0; relevant means > 0) or booleans; missing means 0.
+    rerankers
+        A name, a reranker object, a list of them, or a dict ``{label: name_or_object}``; each runs through
+        :func:`rerankpd.rerank` (score cache, batching, retries, progress bar).
+    score_columns
+        A column name or a list of them holding scores the frame already has (e.g. the retriever's);
+        higher ranks first.
+    metrics
+        Names such as ``"ndcg@10"``, ``"mrr@10"``, ``"map"``, ``"recall@10"``, ``"precision@10"``.
+    baseline
+        The ranking :meth:`Evaluation.compare` and :meth:`Evaluation.plot` compare against by default;
+        ``"original"`` (the frame's own row order within each query) is always evaluated.
+    cache, progress
+        Passed to each reranker's run.
+    qrels
+        The collection's judgments, a frame of three columns (query, document, label), for relevant
+        documents the frame does not hold: they count in recall, AP and the ideal DCG. The document is
+        matched to ``column``'s text, or to ``id_column`` when given.
+    gain
+        nDCG's gain: ``"linear"`` (the label) or ``"exponential"`` (2^label - 1).
+    skip_empty
+        Leave out queries with no relevant judgment (by default they are kept and score 0).
+
+    Returns
+    -------
+    Evaluation
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"evaluate expects a pandas DataFrame, got {type(df).__name__}")
+    if (query is None) == (query_column is None):
+        raise ConfigurationError("give exactly one of query (one query for every row) and query_column")
+    text_needed = bool(rerankers) or (qrels is not None and id_column is None)
+    for name, value in (("column", column if text_needed else None), ("query_column", query_column),
+                        ("id_column", id_column)):
+        if value is not None and value not in df.columns:
+            raise KeyError(f"{name} {value!r} is not a column of the frame; its columns are {list(df.columns)!r}")
+    one_of("gain", gain, GAINS)
+    skip_empty = boolean("skip_empty", skip_empty)
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    parsed = [parse_metric(m) for m in metrics]
+    names = list(dict.fromkeys(m.name for m in parsed))
+    labels = _labels(df, label_column)
+    codes, queries = _query_codes(df, query, query_column)
+
+    rankings: dict[str, np.ndarray] = {ORIGINAL: -np.arange(len(df), dtype=np.float64)}
+    costs: dict[str, dict] = {}
+    columns = [] if score_columns is None else (
+        [score_columns] if isinstance(score_columns, str) or not isinstance(score_columns, (list, tuple))
+        else list(score_columns))
+    for name in columns:
+        if str(name) in rankings:
+            raise ConfigurationError(f"score_columns: {name!r} repeats a ranking name")
+        rankings[str(name)] = _score_column(df, name)
+    for name, reranker in _named_rerankers(rerankers).items():
+        if name in rankings:
+            raise ConfigurationError(f"rerankers: {name!r} repeats a ranking name; pass a dict {{label: reranker}}")
+        out = pipeline.rerank(df, query, column, query_column=query_column, reranker=reranker, sort=False,
+                              cache=cache, progress=progress)
+        rankings[name] = out["rerank_score"].to_numpy(dtype=np.float64)
+        info = out.attrs["rerank"]
+        costs[name] = {"sent": info["sent"], "tokens": _tokens(info["usage"]), "requests": info["requests"]}
+    if baseline not in rankings:
+        raise KeyError(f"baseline {baseline!r} is not one of the rankings {list(rankings)}")
+
+    judged_codes, judged_labels = _judgments(df, codes, labels, queries, qrels, column, id_column)
+    n_relevant = np.bincount(judged_codes[judged_codes >= 0], weights=judged_labels[judged_codes >= 0] > 0,
+                             minlength=len(queries))
+    values = {}
+    for name, scores in rankings.items():
+        by_metric = per_query(parsed, codes, scores, labels, n_queries=len(queries),
+                              judged=(judged_codes, judged_labels), gain=gain)
+        values[name] = np.column_stack([by_metric[m] for m in names]) if names else np.empty((len(queries), 0))
+    if skip_empty:
+        keep = n_relevant > 0
+        values = {name: v[keep] for name, v in values.items()}
+        queries = [q for q, k in zip(queries, keep) if k]
+        n_relevant = n_relevant[keep]
+    logger.info("evaluated %d rankings on %d queries", len(values), len(queries))
+    return Evaluation(values, names, queries, n_relevant, costs, baseline)

@@ -1,0 +1,376 @@
+"""The command line: rank (CSV, Parquet, JSONL), demo, cache info|clear, errors as exit codes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from rerankpd.cli.commands import main, summary_line
+from rerankpd.errors import RerankError
+from rerankpd.testing import LoopbackRerankServer
+from tests.conftest import API_KEY, SEED_DOCUMENTS
+
+
+@pytest.fixture
+def table(tmp_path):
+    df = pd.DataFrame({"id": [1, 2, 3, 4], "text": ["cats purr", "dogs bark", "NA", "cats and dogs"],
+                       "q": ["cats", "dogs", "cats", "dogs"]})
+    return df
+
+
+@pytest.mark.parametrize("ext", ["csv", "parquet", "jsonl"])
+def test_rank_file_formats(tmp_path, table, ext, capsys):
+    src, dst = tmp_path / f"in.{ext}", tmp_path / f"out.{ext}"
+    if ext == "csv":
+        table.to_csv(src, index=False)
+    elif ext == "parquet":
+        table.to_parquet(src, index=False)
+    else:
+        table.to_json(src, orient="records", lines=True)
+    assert main(["rank", str(src), "--query", "cats", "--reranker", "bm25", "-o", str(dst)]) == 0
+    out = {"csv": pd.read_csv, "parquet": pd.read_parquet,
+           "jsonl": lambda p: pd.read_json(p, lines=True)}[ext](dst)
+    assert set(out["id"].tolist()[:2]) == {1, 4}
+    assert out["rerank_rank"].tolist()[:2] == [1, 2]
+    assert "ranked with bm25" in capsys.readouterr().err
+
+
+def test_csv_to_stdout_with_query_column_and_top_n(tmp_path, table, capsys):
+    src = tmp_path / "in.csv"
+    table.to_csv(src, index=False)
+    assert main(["rank", str(src), "--query-column", "q", "--top-n", "1", "-r", "bm25"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert lines[0] == "id,text,q,rerank_score,rerank_rank"
+    assert len(lines) == 3
+    assert main(["rank", str(src), "-q", "cats", "-r", "bm25"]) == 0
+    ranked = capsys.readouterr().out
+    assert "3,NA,cats," in ranked and "3,NA,cats,,\n" not in ranked     # "NA" is text, scored
+
+
+def test_rank_against_dmxapi_loopback(tmp_path, table, monkeypatch, capsys):
+    src = tmp_path / "in.csv"
+    table.to_csv(src, index=False)
+    with LoopbackRerankServer(api_key=API_KEY) as srv:
+        monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+        monkeypatch.setenv("DMXAPI_BASE_URL", srv.url)
+        assert main(["rank", str(src), "-q", "cats"]) == 0
+        assert len(srv.requests) == 1
+    captured = capsys.readouterr()
+    assert "dmxapi" in captured.err and API_KEY not in captured.out + captured.err
+
+
+def test_errors_are_one_line_with_exit_codes(tmp_path, table, capsys):
+    src = tmp_path / "in.csv"
+    table.to_csv(src, index=False)
+    assert main(["rank", str(src), "-q", "x", "--column", "body", "-r", "bm25"]) == 2
+    err = capsys.readouterr().err
+    assert "column 'body'" in err and "Traceback" not in err
+    assert main(["rank", str(tmp_path / "nope.csv"), "-q", "x"]) == 2
+    assert main(["rank", str(tmp_path / "in.txt"), "-q", "x"]) == 2
+    assert ".csv, .parquet or .jsonl" in capsys.readouterr().err
+    assert main(["rank", str(src), "-q", "x", "-r", "dmxapi"]) == 2
+    assert "DMXAPI_API_KEY" in capsys.readouterr().err
+
+
+def test_cache_info_and_clear(tmp_path, table, capsys):
+    src = tmp_path / "in.csv"
+    table.to_csv(src, index=False)
+    cache = str(tmp_path / "c")
+    assert main(["rank", str(src), "-q", "cats", "-r", "e5", "--cache-dir", cache]) == 0
+    capsys.readouterr()
+    assert main(["cache", "info", "--cache-dir", cache]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["entries"] == 4 and info["directory"] == cache
+    assert main(["cache", "clear", "--cache-dir", cache]) == 0
+    assert "removed 4" in capsys.readouterr().out
+
+
+def test_demo_and_python_m_entry_points():
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    for cmd in ([sys.executable, "-m", "rerankpd", "demo"],
+                [os.path.join(os.path.dirname(sys.executable), "rerankpd"), "demo", "-r", "bm25"]):
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert "如何预防感冒" in lines[0]
+        assert SEED_DOCUMENTS[0] in lines[3] and lines[3].split()[1] == "1"
+        assert result.stderr == ""
+
+
+def test_reranker_options_on_the_command_line(tmp_path, table, monkeypatch, capsys):
+    src = tmp_path / "in.csv"
+    table.to_csv(src, index=False)
+    with LoopbackRerankServer(api_key=API_KEY) as srv:
+        monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+        assert main(["rank", str(src), "-q", "cats", "-r", "dmxapi", "-O", f"base_url={srv.url}",
+                     "-O", "batch_size=2", "-O", "model=bge-reranker-v2-m3", "-O", "timeout=[2, 5]"]) == 0
+        bodies = [r.body for r in srv.requests]
+    assert [len(b["documents"]) for b in bodies] == [2, 2]
+    assert {b["model"] for b in bodies} == {"bge-reranker-v2-m3"}
+    capsys.readouterr()
+    assert main(["rank", str(src), "-q", "cats", "-r", "dmxapi", "-O", "api_key=sk-secret"]) == 2
+    err = capsys.readouterr().err
+    assert "shell history" in err and "sk-secret" not in err
+    assert main(["rank", str(src), "-q", "cats", "-r", "bm25", "-O", "nonsense"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["rank", str(src), "-q", "cats", "-r", "bm25", "-O", "colour=3"]) == 2
+    assert "colour" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- issue 8: CLI hardening
+def _csv(tmp_path, texts, name="in.csv"):
+    src = tmp_path / name
+    pd.DataFrame({"text": texts}).to_csv(src, index=False)
+    return str(src)
+
+
+def test_coerce_counts_failed_rows_and_says_so_in_the_exit_status(tmp_path, monkeypatch, capsys):
+    src = _csv(tmp_path, [f"cats {i}" for i in range(5)])
+    with LoopbackRerankServer(api_key=API_KEY, fault_rate=1.0, fault_kinds=("500",)) as srv:
+        monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+        argv = ["rank", src, "-q", "cats", "-r", "dmxapi", "-O", f"base_url={srv.url}", "-O", "max_retries=0",
+                "-O", "batch_size=2", "-o", str(tmp_path / "out.csv")]
+        assert main(argv + ["--errors", "coerce"]) == 3
+        err = capsys.readouterr().err
+        assert "5 rows FAILED" in err and "0 pairs scored" in err and "rerank_error" in err
+        out = pd.read_csv(tmp_path / "out.csv")
+        assert out["rerank_score"].isna().all() and out["rerank_error"].notna().all()
+        assert main(argv) == 1                                   # --errors raise: the run failed
+        assert "Traceback" not in capsys.readouterr().err
+    assert "3  " in _help() and "some rows failed" in _help()   # the codes are in --help
+
+
+def _help() -> str:
+    from rerankpd.cli.commands import _parser
+
+    return _parser().format_help()
+
+
+@pytest.mark.parametrize("output", ["out.xlsx", "missing-dir/out.csv", "a-file/out.csv", "a-dir"])
+def test_output_is_checked_before_any_request(tmp_path, monkeypatch, capsys, output):
+    src = _csv(tmp_path, ["cats purr", "dogs bark"])
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "a-dir").mkdir()
+    with LoopbackRerankServer(api_key=API_KEY) as srv:
+        monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+        monkeypatch.setenv("DMXAPI_BASE_URL", srv.url)
+        assert main(["rank", src, "-q", "cats", "-r", "dmxapi", "-o", str(tmp_path / output)]) == 2
+        assert srv.requests == []                                 # nothing was scored (or paid for)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "--output" in err
+
+
+def test_piping_into_head_is_quiet(tmp_path):
+    src = _csv(tmp_path, [f"cats and dogs number {i} " * 4 for i in range(4000)])   # far beyond a pipe buffer
+    cli = os.path.join(os.path.dirname(sys.executable), "rerankpd")
+    proc = subprocess.Popen([cli, "rank", src, "-q", "cats", "-r", "bm25", "--no-cache"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = [proc.stdout.readline() for _ in range(2)]
+    proc.stdout.close()                                           # what `| head -2` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141, err
+    assert head[0].startswith(b"text,rerank_score,rerank_rank")
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_cache_commands_on_a_file_or_a_typo_say_one_line_and_create_nothing(tmp_path, capsys):
+    afile = tmp_path / "not-a-dir"
+    afile.write_text("x")
+    typo = tmp_path / "typo"
+    for action in ("info", "clear"):
+        assert main(["cache", action, "--cache-dir", str(afile)]) == 1
+        err = capsys.readouterr().err
+        assert "not a score cache directory" in err and err.count("\n") == 1
+        assert main(["cache", action, "--cache-dir", str(typo)]) == 1
+        assert "no score cache at" in capsys.readouterr().err
+        assert not typo.exists()                                   # an info command creates nothing
+
+
+@pytest.mark.parametrize("failure", [
+    sqlite3.OperationalError("attempt to write a readonly database"),
+    PermissionError(13, "Permission denied"),
+    RerankError("the score cache is read-only"),
+])
+def test_cache_commands_on_an_unusable_cache_say_one_line(tmp_path, monkeypatch, capsys, failure):
+    """Whatever cache_info/clear_cache raise for a read-only directory (OSError, sqlite3.Error or a
+    RerankError): one line and exit 1. (The test runs as root, where chmod cannot make a directory read-only.)"""
+    import rerankpd.cli.commands as cli
+
+    def broken(directory=None):
+        raise failure
+
+    monkeypatch.setattr(cli, "cache_info", broken)
+    monkeypatch.setattr(cli, "clear_cache", broken)
+    (tmp_path / "c").mkdir()
+    for action in ("info", "clear"):
+        assert main(["cache", action, "--cache-dir", str(tmp_path / "c")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("rerankpd: error: the score cache at") and err.count("\n") == 1
+
+
+def test_dry_run_of_a_hosted_service_needs_no_key(tmp_path, capsys):
+    src = _csv(tmp_path, ["cats purr", "dogs bark", "cats and dogs"])
+    assert main(["rank", src, "-q", "cats", "-r", "cohere", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    est = json.loads(captured.out)
+    assert est["reranker"] == "cohere" and est["to_score"] == 3 and est["requests"] == 1
+    assert "COHERE_API_KEY" in captured.err                       # says what a real run will need
+    assert main(["rank", src, "-q", "cats", "-r", "cohere"]) == 2  # a real run still does need it
+    assert main(["rank", src, "-q", "cats", "-r", "cohere", "-O", "batch_size=1", "--dry-run"]) == 0
+    captured = capsys.readouterr()                                # -O options reach the keyless planner
+    assert json.loads(captured.out)["requests"] == 3 and "COHERE_API_KEY" in captured.err
+
+
+def test_errors_name_where_the_input_came_from(tmp_path, monkeypatch, capsys):
+    src = _csv(tmp_path, ["cats purr", "dogs bark"])
+    monkeypatch.setenv("RERANKPD_RERANKER", "foo")
+    assert main(["rank", src, "-q", "cats"]) == 2
+    assert "RERANKPD_RERANKER='foo'" in capsys.readouterr().err
+    monkeypatch.setenv("RERANKPD_RERANKER", "BM25")             # names are case-insensitive
+    assert main(["rank", src, "-q", "cats"]) == 0
+    assert "ranked with bm25" in capsys.readouterr().err
+    monkeypatch.delenv("RERANKPD_RERANKER")
+
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text('text\n"an unclosed quote\n', encoding="utf-8")
+    bad_jsonl = tmp_path / "bad.jsonl"
+    bad_jsonl.write_text('{"text": "ok"}\n{"text": \n', encoding="utf-8")
+    for path, kind in ((bad_csv, "CSV"), (bad_jsonl, "JSON Lines")):
+        assert main(["rank", str(path), "-q", "cats", "-r", "bm25"]) == 2
+        err = capsys.readouterr().err
+        assert str(path) in err and f"could not read it as {kind}" in err and "Traceback" not in err
+
+    semi = tmp_path / "semi.csv"
+    semi.write_text("id;text\n1;cats purr\n2;dogs bark\n", encoding="utf-8")
+    assert main(["rank", str(semi), "-q", "cats", "-r", "bm25"]) == 2
+    assert "--sep ';'" in capsys.readouterr().err
+    assert main(["rank", str(semi), "-q", "cats", "-r", "bm25", "--sep", ";"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("1,cats purr,")
+
+    assert main(["rank", src, "-q", "cats", "-r", "bm25", "-O", "batchsize=3"]) == 2
+    err = capsys.readouterr().err
+    assert "batchsize" in err and "its options are: k1, b" in err and "unexpected keyword" not in err
+
+
+def test_reranker_names_are_case_insensitive(tmp_path, monkeypatch, capsys):
+    import rerankpd
+
+    assert rerankpd.get_reranker("BM25").name == "bm25"
+    src = _csv(tmp_path, ["cats purr", "dogs bark"])
+    with LoopbackRerankServer(api_key=API_KEY) as srv:
+        monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+        monkeypatch.setenv("DMXAPI_BASE_URL", srv.url)
+        assert main(["rank", src, "-q", "cats", "-r", "DMXAPI"]) == 0
+        out = pd.DataFrame({"text": ["cats", "dogs"]}).rerank("cats", reranker="DMXAPI", cache=False)
+    assert out.attrs["rerank"]["reranker"] == "dmxapi"
+
+
+def test_verbose_works_before_and_after_the_subcommand():
+    from rerankpd.cli.commands import _parser
+
+    assert _parser().parse_args(["-v", "rank", "x.csv", "-q", "q"]).verbose is True
+    assert _parser().parse_args(["rank", "x.csv", "-q", "q", "-v"]).verbose is True
+    assert _parser().parse_args(["cache", "info", "--verbose"]).verbose is True
+    assert _parser().parse_args(["rank", "x.csv", "-q", "q"]).verbose is False
+
+
+def test_summary_wording_counts_what_was_written_and_every_request(tmp_path, capsys):
+    src = _csv(tmp_path, ["cats purr"])
+    assert main(["rank", src, "-q", "cats", "-r", "bm25", "--no-cache"]) == 0
+    assert "1 row written, ranked with bm25 (bm25s-lucene): 1 pair scored in 1 request," in capsys.readouterr().err
+    src = _csv(tmp_path, ["cats purr", "dogs bark", "cats", "birds"], "four.csv")
+    assert main(["rank", src, "-q", "cats", "-r", "bm25", "--top-n", "2"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.strip().splitlines()) == 3 and "2 rows (of 4) written" in captured.err
+    info = {"reranker": "dmxapi", "model": "m", "rows": 2, "sent": 2, "requests": 1, "attempts": 4, "from_cache": 0}
+    assert "2 pairs scored in 4 requests" in summary_line(info, 2)   # retries are requests too
+    del info["attempts"]
+    assert "2 pairs scored in 1 request," in summary_line(info, 2)
+
+
+def _rank_in_a_child_until_its_first_request(tmp_path, srv, *extra: str) -> subprocess.Popen:
+    """``rerankpd rank`` of three rows, one request at a time, in a child process against ``srv``; returns
+    once the server has its first request (or the child ended, or 60 s passed)."""
+    src = _csv(tmp_path, [f"cats {i}" for i in range(3)])
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(DMXAPI_API_KEY=API_KEY, DMXAPI_BASE_URL=srv.url, RERANKPD_CACHE_DIR=str(tmp_path / "c"))
+    proc = subprocess.Popen([sys.executable, "-m", "rerankpd", "rank", src, "-q", "cats", "-O", "batch_size=1",
+                             "-O", "max_concurrency=1", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+    deadline = time.monotonic() + 60
+    while not srv.requests and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    return proc
+
+
+def test_ctrl_c_says_at_once_that_the_run_stops_after_the_current_request(tmp_path):
+    with LoopbackRerankServer(api_key=API_KEY, latency=4.0) as srv:
+        proc = _rank_in_a_child_until_its_first_request(tmp_path, srv, "-o", str(tmp_path / "out.csv"))
+        try:
+            assert srv.requests, proc.stderr.read().decode()
+            lines: list[tuple[float, str]] = []
+            reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), line.decode())
+                                                                 for line in proc.stderr), daemon=True)
+            reader.start()
+            sent_at = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(30)
+            reader.join(5)
+            assert code == 130, lines
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    notice = [(t, line) for t, line in lines if "stopping after the current request..." in line]
+    assert notice, lines
+    assert notice[0][0] - sent_at < 3.0                            # at once, while the request is in flight
+    assert "rerun to continue" in lines[-1][1]
+    assert len(srv.requests) == 1                                 # it stopped after the current request
+
+
+def test_a_second_ctrl_c_quits_at_once(tmp_path):
+    with LoopbackRerankServer(api_key=API_KEY, latency=20.0) as srv:
+        proc = _rank_in_a_child_until_its_first_request(tmp_path, srv)
+        try:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(10) == 130
+            assert time.monotonic() - started < 5                  # not after the 20 s request
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    err = proc.stderr.read().decode()
+    assert "stopping after the current request..." in err and "stopped; requests in flight are lost" in err
+    assert "Traceback" not in err
+
+
+def test_a_warning_on_the_command_line_is_one_line_without_a_library_location(tmp_path, capsys):
+    src = _csv(tmp_path, ["cats purr", "dogs bark"])
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    assert main(["rank", src, "-q", "cats", "-r", "e5", "--cache-dir", str(not_a_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "score cache could not be opened" in err
+    assert "Warning" not in err and "rerankpd/" not in err.replace(str(tmp_path), "")
+
+
+def test_a_write_that_fails_after_scoring_is_one_line_and_says_the_scores_are_kept(tmp_path, capsys):
+    if not os.path.exists("/dev/full"):
+        pytest.fail("this test needs /dev/full (Linux) to play a full disk")
+    src = _csv(tmp_path, ["cats purr", "dogs bark"])
+    full = tmp_path / "out.csv"
+    full.symlink_to("/dev/full")                                  # every write: No space left on device
+    assert main(["rank", src, "-q", "cats", "-r", "e5", "-o", str(full)]) == 1
+    err = capsys.readouterr().err.rpartition("\r")[2]            # a progress bar may come first on a slow machine
+    assert err.startswith(f"rerankpd: error: could not write {full}: No space left on device")
+    assert "rerun to write them" in err and "Traceback" not in err and err.count("\n") == 1
