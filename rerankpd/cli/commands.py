@@ -156,7 +156,8 @@ def _rank(args: argparse.Namespace) -> int:
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
     common = dict(query_column=args.query_column, top_n=args.top_n, cache=cache, errors=args.errors)
     if args.dry_run:
-        from ..run.estimate import estimate, reranker_for_estimate
+        from ..api import estimate
+        from ..run.estimate import reranker_for_estimate
 
         with reranker_for_estimate(name, **options) as model:  # a hosted service without its key: keyless, noted
             est = estimate(df, args.query, args.column, reranker=model, **common)
@@ -166,7 +167,7 @@ def _rank(args: argparse.Namespace) -> int:
     model = get_reranker(name, **options) if options else name
 
     def work(cancel: threading.Event) -> pd.DataFrame:
-        from ..run.pipeline import rerank
+        from ..api import rerank
 
         return rerank(df, args.query, args.column, reranker=model, sort=not args.no_sort, _cancel=cancel,
                       **common)
@@ -245,7 +246,7 @@ def _add_demo(demo: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..run.pipeline import rerank
+    from ..api import rerank
 
     name = args.reranker or config.embedded_default()
     df = pd.DataFrame({"text": DEMO_DOCUMENTS})

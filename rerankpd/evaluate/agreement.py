@@ -219,7 +219,7 @@ def agreement(
     >>> rerankpd.agreement(df, "cats", a="bm25", b="bm25", cache=False, progress=False).per_query["rows"].tolist()
     [4]
     """
-    from ..run.pipeline import scores
+    from ..api import scores
 
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"agreement expects a pandas DataFrame, got {type(df).__name__}")

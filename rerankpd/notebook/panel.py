@@ -112,7 +112,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _rerank_parameters() -> set[str]:
-    from ..run.pipeline import rerank
+    from ..api import rerank
 
     return {name for name in inspect.signature(rerank).parameters if not name.startswith("_")}
 
@@ -373,7 +373,7 @@ class RerankPanel:
         return self.result
 
     def _work(self, arguments: dict, cancel: threading.Event) -> None:
-        from ..run.pipeline import rerank
+        from ..api import rerank
 
         started = time.perf_counter()
         failure: BaseException | None = None

@@ -99,35 +99,20 @@ def estimate(
     cache: bool | str | os.PathLike = True,
     progress: bool | None = None,
     errors: str = "raise",
-    prefilter: Any = None,
-    candidates: int = 100,
 ) -> Estimate:
-    """What :func:`rerankpd.rerank` with the same arguments would send, without sending anything.
+    """The plain estimate behind :func:`rerankpd.estimate` (no prefilter): plan the run and count.
 
-    Takes every argument of :func:`rerankpd.rerank` (``top_n``, ``sort``, ``progress`` and ``errors`` do
-    not change the cost and are only checked) and validates them the same way. With ``prefilter``, returns a
-    :class:`rerankpd.run.cascade.CascadeEstimate`: the figures with and without the cascade.
-
-    No API key is needed: a hosted reranker named (or chosen by default) without its key set is planned
-    keyless, with a warning naming the variable a real run will need (:func:`reranker_for_estimate`).
-
-    Returns
-    -------
-    Estimate
+    Same arguments as :func:`rerankpd.estimate` without ``prefilter`` and ``candidates``; with a cascade,
+    :func:`rerankpd.run.cascade.estimate_cascade` calls this twice.
 
     Examples
     --------
-    >>> import pandas as pd, rerankpd
+    >>> import pandas as pd
     >>> df = pd.DataFrame({"text": ["a b", "c d e"]})
-    >>> print(rerankpd.estimate(df, "q", reranker="bm25", cache=False))
+    >>> print(estimate(df, "q", reranker="bm25", cache=False))
     bm25 (bm25s-lucene): 2 rows -> 2 unique pairs; 0 cached, 2 to score in 1 request, ~5 tokens
     """
     check_arguments(df, query, column, query_column, top_n, errors)
-    if prefilter is not None:  # [cascade hook] with and without the cascade: rerankpd.run.cascade.CascadeEstimate
-        from .cascade import estimate_cascade
-
-        return estimate_cascade(df, query, column, query_column=query_column, reranker=reranker, prefilter=prefilter,
-                                candidates=candidates, cache=cache, top_n=top_n, errors=errors)
     with reranker_for_estimate(reranker) as model:
         run = plan_run(df, query, column, query_column, model, cache, errors)
     try:

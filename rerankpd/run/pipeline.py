@@ -1,6 +1,6 @@
-"""``rerankpd.rerank``: the one real entry point behind ``df.rerank``.
+"""The plain run behind ``rerankpd.rerank`` (no prefilter; :mod:`rerankpd.api` decides plain or cascade).
 
-The flow of one call (``design.md``), each step in its own module and this one only orchestrating:
+The flow of one call, each step in its own module and this one only orchestrating:
 
 1. check the arguments (:mod:`rerankpd.run.arguments`);
 2. plan (:mod:`rerankpd.run.plan`): read the columns (:mod:`rerankpd.run.columns`), build unique pairs
@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from . import cascade, embedding_path as embedding
+from . import embedding_path as embedding
 from .. import config
 from .arguments import check_arguments
 from ..errors import RunCancelled, warn_user
@@ -234,64 +234,21 @@ def rerank(
     cache: bool | str | os.PathLike = True,
     progress: bool | None = None,
     errors: str = "raise",
-    prefilter: Any = None,
-    candidates: int = 100,
     _cancel: threading.Event | None = None,
     _on_progress: ProgressCallback | None = None,
 ) -> pd.DataFrame:
-    """Score each row's text against a query and rank the rows.
+    """The plain run behind :func:`rerankpd.rerank` (no prefilter): plan, score, assemble.
 
-    Parameters
-    ----------
-    df
-        The frame; it is not modified.
-    query
-        One query for every row. Give this or ``query_column``, not both.
-    column
-        The column holding the text to score.
-    query_column
-        A column holding each row's query; ranks, ``top_n`` and sorting then apply within each query.
-    top_n
-        Keep only the ``top_n`` best rows of each query.
-    reranker
-        A name from :func:`rerankpd.available_rerankers` or a reranker object. None: ``RERANKPD_RERANKER``,
-        else ``"dmxapi"`` when ``DMXAPI_API_KEY`` is set, else the embedded offline reranker.
-    sort
-        True orders rows by query (first appearance) then rank; False keeps input order.
-    cache
-        True uses the score cache in the default directory, a path uses that directory, False bypasses it.
-    progress
-        None shows a progress bar for work that takes more than a moment, True always, False never.
-    errors
-        ``"raise"``: a failure raises, with the partial result as ``exc.partial``. ``"coerce"``: failed rows
-        get NaN and a message in a ``rerank_error`` column.
-    prefilter
-        None (default): the reranker scores every row. Else a cascade (:mod:`rerankpd.run.cascade`): a column of
-        scores the frame has, or a reranker name or object (``"bm25"``, ``"e5"``), ranks every row first,
-        and only each query's ``candidates`` best rows go to ``reranker``; the rest follow in prefilter
-        order, with the prefilter's score in ``rerank_prefilter_score`` and NaN in ``rerank_score``.
-    candidates
-        Rows per query the prefilter hands to the reranker (with ``prefilter``).
-
-    Returns
-    -------
-    DataFrame
-        A new frame with the input's columns and index labels plus ``rerank_score`` (float64) and
-        ``rerank_rank`` (Int64, 1 = most relevant within its query). Rows with missing or blank text keep
-        NaN and <NA> and sort last. ``out.attrs["rerank"]`` says which reranker ran and what it cost.
+    Same arguments as :func:`rerankpd.rerank` without ``prefilter`` and ``candidates``; a cascade is
+    :func:`rerankpd.run.cascade.rerank_cascade`, and :mod:`rerankpd.api` chooses between the two.
 
     Examples
     --------
-    >>> import pandas as pd, rerankpd
+    >>> import pandas as pd
     >>> df = pd.DataFrame({"text": ["cats purr", "dogs bark", "cats and dogs"]})
-    >>> rerankpd.rerank(df, "cats", reranker="bm25", cache=False, progress=False).index.tolist()
+    >>> rerank(df, "cats", reranker="bm25", cache=False, progress=False).index.tolist()
     [0, 2, 1]
     """
-    if prefilter is not None:  # [cascade hook] a prefilter picks the candidates; rerankpd.run.cascade does the rest
-        check_arguments(df, query, column, query_column, top_n, errors)
-        return cascade.rerank_cascade(df, query, column, query_column=query_column, top_n=top_n, reranker=reranker,
-                                      prefilter=prefilter, candidates=candidates, sort=sort, cache=cache,
-                                      progress=progress, errors=errors, _cancel=_cancel, _on_progress=_on_progress)
     run = _run(df, query, column, query_column, reranker, cache, progress, errors, top_n, _cancel, _on_progress)
     out = _assemble(run, top_n, sort)
     _log_summary(out.attrs["rerank"])

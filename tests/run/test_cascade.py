@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rerankpd
-from rerankpd.run.cascade import _metrics, candidate_mask, cascade_ranks
+from rerankpd.evaluate.cascade_curve import _metrics
+from rerankpd.run.cascade import candidate_mask, cascade_ranks
 from rerankpd.rerankers import Reranker
 
 
