@@ -38,7 +38,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["KINDS", "Availability", "BatchResult", "Reranker", "RerankerSpec", "describe"]
+__all__ = ["KINDS", "Availability", "BatchResult", "EmbeddingBatch", "Reranker", "RerankerSpec", "describe"]
 
 #: What a reranker can be; see the module's notes.
 KINDS = ("cross-encoder", "embedding", "lexical", "llm")
@@ -57,6 +57,15 @@ class BatchResult:
     usage: dict[str, int] = field(default_factory=dict)
     attempts: int = 1
     requests: int = 1
+
+
+@dataclass
+class EmbeddingBatch:
+    """The vectors of one embedding call (one row per text sent, in order), usage counts and HTTP attempts."""
+
+    vectors: Any
+    usage: dict[str, int] = field(default_factory=dict)
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -211,7 +220,7 @@ def describe(reranker: Any) -> RerankerSpec:
 
     is_class = isinstance(reranker, type)
     if not callable(getattr(reranker, "score", None)) and _embeds(reranker) is None:
-        from . import available_rerankers
+        from .registry import available_rerankers
 
         raise ValueError(f"reranker must be a name ({', '.join(available_rerankers())}) or an object with a "
                          f"score(query, documents) method (or embed_queries and embed_documents), got "

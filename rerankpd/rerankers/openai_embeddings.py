@@ -29,10 +29,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..run.embedding_path import EmbeddingBatch
 from ..errors import BadResponseError, ConfigurationError
 from .http.ratelimit import estimate_tokens
-from .base import BatchResult
+from .base import BatchResult, EmbeddingBatch
 from .http.client import HTTPReranker, usage_counts
 
 __all__ = ["EmbeddingsReranker"]

@@ -44,7 +44,7 @@ import numpy as np
 from ..embedding_cache import EmbeddingCache
 from ..errors import BadResponseError, RunCancelled
 from ..pairs import Pairs, take_texts
-from ..rerankers.base import RerankerSpec, describe
+from ..rerankers.base import EmbeddingBatch, RerankerSpec, describe
 
 __all__ = ["EmbeddingBatch", "EmbeddingOutcome", "EmbeddingStats", "applies", "embed_groups", "embed_texts",
            "execute_run", "rowwise_products", "score_pairs"]
@@ -54,15 +54,6 @@ logger = logging.getLogger(__name__)
 #: Pairs whose row-wise products are taken at once (bounds the temporary (pairs x dim) arrays).
 _PRODUCT_CHUNK = 65_536
 ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass
-class EmbeddingBatch:
-    """The vectors of one embedding call (one row per text sent, in order), usage counts and HTTP attempts."""
-
-    vectors: Any
-    usage: dict[str, int] = field(default_factory=dict)
-    attempts: int = 1
 
 
 @dataclass

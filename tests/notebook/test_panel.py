@@ -317,7 +317,7 @@ def test_the_panel_lists_whatever_the_registry_has_labelled_by_availability(monk
 
     monkeypatch.setattr(rerankers, "reranker_class",
                         lambda name, real=rerankers.reranker_class: Elsewhere if name == "elsewhere" else real(name))
-    monkeypatch.setitem(rerankers.REGISTRY, "elsewhere", "tests.test_widget:Elsewhere")
+    monkeypatch.setitem(rerankers.REGISTRY, "elsewhere", "tests.notebook.test_panel:Elsewhere")
     labels = {name: label for label, name in reranker_choices()}
     assert labels["elsewhere"] == "elsewhere (needs the moon)"
 
