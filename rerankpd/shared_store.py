@@ -35,7 +35,9 @@ import tempfile
 import uuid
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from . import config
 from .cache import ScoreCache
+from .core.identity import identity_digest
 from .errors import ConfigurationError, MissingDependencyError, warn_user
 
 __all__ = ["SharedScoreStore", "check_url", "compact", "pair_keys", "seeded_local_cache"]
@@ -57,8 +59,7 @@ def pair_keys(identity: str, queries: Sequence[str], texts: Sequence[str], pair_
     the SHA-256 of the identity, as :class:`rerankpd.cache.RunCache` does), so the shared store and the
     worker's local cache always agree. Keys are ``str`` or ``bytes``, whatever the cache uses.
     """
-    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
-    return ScoreCache.keys(digest, queries, texts, pair_group, pair_text)
+    return ScoreCache.keys(identity_digest(identity), queries, texts, pair_group, pair_text)
 
 
 def check_url(url: Any) -> str:
@@ -265,7 +266,7 @@ def seeded_local_cache(store: SharedScoreStore, keys: Sequence, cache: Any) -> I
     temporary = None
     if cache is False or cache is None:
         cache = temporary = tempfile.mkdtemp(prefix="rerankpd-partition-")
-    directory = None if cache is True else cache   # None: the default directory, as the pipeline reads it
+    directory = config.cache_directory(cache)
     try:
         try:
             shared = store.lookup(keys)

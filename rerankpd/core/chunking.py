@@ -18,7 +18,7 @@ Examples
 >>> spec = ChunkSpec(chunk_tokens=3, overlap_tokens=1, max_chunks=10)
 >>> split_text("one two three four five", spec)
 ['one two three', 'three four five']
->>> approx_token_count("预防感冒 wash hands")
+>>> window_token_count("预防感冒 wash hands")
 6
 """
 from __future__ import annotations
@@ -36,8 +36,6 @@ from .options import whole
 __all__ = [
     "ChunkPlan",
     "ChunkSpec",
-    "approx_token_count",
-    "approx_token_spans",
     "chunk_spec",
     "max_by_owner",
     "plan_chunks",
@@ -46,30 +44,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-def approx_token_spans(text: str) -> list[tuple[int, int]]:
-    """``(start, end)`` character offsets of each approximate token of ``text``, in order.
-
-    The window count of :mod:`rerankpd.core.tokens` (:func:`~rerankpd.core.tokens.window_token_spans`).
-
-    Examples
-    --------
-    >>> approx_token_spans("hi 你好")
-    [(0, 2), (3, 4), (4, 5)]
-    """
-    return window_token_spans(text)
-
-
-def approx_token_count(text: str) -> int:
-    """How many approximate tokens ``text`` has (CJK characters and other words).
-
-    Examples
-    --------
-    >>> approx_token_count("Wash hands, 勤洗手")
-    5
-    """
-    return window_token_count(text)
-
 
 @dataclass(frozen=True)
 class ChunkSpec:
@@ -148,7 +122,7 @@ def split_text(text: str, spec: ChunkSpec) -> list[str]:
     >>> split_text("a b c d e", ChunkSpec(chunk_tokens=2, overlap_tokens=0, max_chunks=2))
     ['a b', 'c d']
     """
-    spans = approx_token_spans(text)
+    spans = window_token_spans(text)
     if len(spans) <= spec.chunk_tokens:
         return [text]
     bounds = window_bounds(len(spans), spec)

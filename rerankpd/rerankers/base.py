@@ -33,10 +33,11 @@ Examples
 from __future__ import annotations
 
 import abc
-import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+from ..core.identity import identity_text
 
 __all__ = ["KINDS", "Availability", "BatchResult", "EmbeddingBatch", "Reranker", "RerankerSpec", "describe"]
 
@@ -236,7 +237,7 @@ def describe(reranker: Any) -> RerankerSpec:
         name=str(name),
         model=getattr(reranker, "model", None),
         kind=kind,
-        identity=None if identity is None else json.dumps(identity, sort_keys=True, ensure_ascii=False, default=str),
+        identity=None if identity is None else identity_text(identity),
         pairwise=pairwise,
         batch_size=batch_size if pairwise else None,
         max_concurrency=whole(f"{name}.max_concurrency", concurrency or 1, minimum=1),

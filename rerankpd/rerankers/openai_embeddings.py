@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import BadResponseError, ConfigurationError
-from .http.ratelimit import estimate_tokens
+from ..core.tokens import request_tokens
 from .base import BatchResult, EmbeddingBatch
 from .http.client import HTTPReranker, usage_counts
 
@@ -120,7 +120,7 @@ class EmbeddingsReranker(HTTPReranker):
         if not texts:
             return EmbeddingBatch(np.zeros((0, self.dimensions or 0), dtype=np.float32))
         payload = self.build_embeddings_payload(texts, role)
-        tokens = estimate_tokens("", payload["input"]) if self.rate_limiter.tokens_per_minute else 0
+        tokens = request_tokens("", payload["input"]) if self.rate_limiter.tokens_per_minute else 0
         return self._request(payload, len(texts), tokens)
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:

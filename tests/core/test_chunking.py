@@ -10,8 +10,6 @@ from hypothesis import strategies as st
 
 from rerankpd.core.chunking import (
     ChunkSpec,
-    approx_token_count,
-    approx_token_spans,
     chunk_spec,
     max_by_owner,
     plan_chunks,
@@ -19,6 +17,7 @@ from rerankpd.core.chunking import (
     window_bounds,
 )
 from rerankpd.errors import ConfigurationError
+from rerankpd.core.tokens import window_token_count, window_token_spans
 from rerankpd.pairs import build_pairs
 
 specs = st.builds(
@@ -32,7 +31,7 @@ texts = st.lists(st.tuples(words, st.sampled_from([" ", "  ", "\n", "\t", ""])),
 
 
 def token_texts(text):
-    return [text[a:b] for a, b in approx_token_spans(text)]
+    return [text[a:b] for a, b in window_token_spans(text)]
 
 
 @settings(max_examples=300, deadline=None)
@@ -82,10 +81,10 @@ def test_split_text_windows_cover_the_text_in_order(text, spec):
 
 
 def test_cjk_characters_and_latin_words_are_tokens():
-    assert approx_token_count("预防感冒应勤洗手") == 8
-    assert approx_token_count("wash your hands, often!") == 4
-    assert approx_token_count("勤洗手 wash hands") == 5
-    assert approx_token_count("   ") == 0
+    assert window_token_count("预防感冒应勤洗手") == 8
+    assert window_token_count("wash your hands, often!") == 4
+    assert window_token_count("勤洗手 wash hands") == 5
+    assert window_token_count("   ") == 0
 
 
 def test_split_text_keeps_whitespace_inside_chunks():

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import rerankpd
-from rerankpd.rerankers.http.ratelimit import text_tokens
+from rerankpd.core.tokens import text_tokens
 from rerankpd.cli.commands import main
 from rerankpd.errors import ConfigurationError
 from rerankpd.rerankers import reranker_class

@@ -47,7 +47,8 @@ from ...errors import (
     RunCancelled,
     ServerError,
 )
-from .ratelimit import PUBLISHED_LIMITS, AdaptiveConcurrency, RateLimiter, RateLimitWaitTooLong, estimate_tokens
+from ...core.tokens import request_tokens
+from .ratelimit import PUBLISHED_LIMITS, AdaptiveConcurrency, RateLimiter, RateLimitWaitTooLong
 from ...redact import mask_url, scrub, shorten, url_secrets
 from ...core.options import boolean, number, timeout_pair, whole
 from .answers import decode_json, scores_from_results, usage_counts
@@ -121,7 +122,7 @@ class HTTPReranker(Reranker):
         The longest ``Retry-After`` honoured, in seconds.
     requests_per_minute, tokens_per_minute
         A budget shared by every request of this reranker (tokens are estimated from the text, see
-        :func:`rerankpd.rerankers.http.ratelimit.estimate_tokens`). None: the service's published limit where known
+        :func:`rerankpd.core.tokens.request_tokens`). None: the service's published limit where known
         (:data:`rerankpd.rerankers.http.ratelimit.PUBLISHED_LIMITS`), else unlimited; 0: unlimited. The budget is a
         per-minute quota: a run that fits in a minute's quota goes at full concurrency; beyond it, or after
         a 429, requests are spaced evenly at the rate.
@@ -359,7 +360,7 @@ class HTTPReranker(Reranker):
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:
         if not documents:
             return BatchResult([])
-        tokens = estimate_tokens(query, documents) if self.rate_limiter.tokens_per_minute else 0
+        tokens = request_tokens(query, documents) if self.rate_limiter.tokens_per_minute else 0
         return self._request(self.request_body(query, documents), len(documents), tokens)
 
     # ----------------------------------------------------------------- time and cancel

@@ -39,7 +39,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import TracebackType
 
 from ...errors import RunCancelled
@@ -51,8 +51,6 @@ __all__ = [
     "RateLimitWaitTooLong",
     "RateLimiter",
     "Slot",
-    "estimate_tokens",
-    "text_tokens",
 ]
 
 logger = logging.getLogger(__name__)
@@ -100,47 +98,6 @@ def _bound(default: float | None, override: float | None, name: str) -> float | 
     """The effective wait bound: the per-call override, else the default; inf -> None."""
     value = default if override is None else _seconds(override, name)
     return None if value is None or math.isinf(value) else value
-
-
-def estimate_tokens(query: str, documents: Iterable[str]) -> int:
-    """Estimate the tokens a rerank request consumes, for ``tokens_per_minute``.
-
-    Rerank APIs bill every (query, document) pair, so the query counts once per
-    document.  ASCII text is counted at ~4 characters per token; any other
-    character (CJK, emoji, ...) as one token each, which errs on the high side.
-
-    Parameters
-    ----------
-    query : str
-        The query text.
-    documents : iterable of str
-        The documents sent in one request.
-
-    Returns
-    -------
-    int
-        Estimated token count, at least 1 per document.
-
-    Examples
-    --------
-    >>> estimate_tokens("cold", ["wash hands", "预防感冒"])
-    9
-    """
-    q = text_tokens(query)
-    return sum(q + text_tokens(doc) for doc in documents)
-
-
-def text_tokens(text: str) -> int:
-    """Approximate billed tokens of one text: ~4 ASCII characters per token, any other character one.
-
-    The one token count rerankpd uses for what a request costs (the rate limiter's ``tokens_per_minute``
-    budget and :func:`rerankpd.estimate`); chunk windows are measured in words instead.
-
-    >>> text_tokens("wash your hands"), text_tokens("预防感冒")
-    (4, 4)
-    """
-    n_ascii = len(text.encode("ascii", "ignore"))
-    return max(1, -(-n_ascii // 4) + (len(text) - n_ascii))
 
 
 class RateLimiter:
@@ -224,7 +181,7 @@ class RateLimiter:
         Parameters
         ----------
         n_tokens : int, default 0
-            Tokens this request consumes (see :func:`estimate_tokens`).
+            Tokens this request consumes (see :func:`rerankpd.core.tokens.request_tokens`).
         max_wait : float, optional
             Overrides the instance's ``max_wait`` for this call (``math.inf``:
             no bound).

@@ -45,7 +45,7 @@ import re
 import string
 from typing import Any, Sequence
 
-from ...core.chunking import approx_token_count, approx_token_spans
+from ...core.tokens import window_token_count, window_token_spans
 from ...errors import ConfigurationError
 
 __all__ = [
@@ -139,7 +139,7 @@ def cut_document(text: str, max_tokens: int) -> tuple[str, bool]:
     ('预防感冒', True)
     """
     text = " ".join(text.split())
-    spans = approx_token_spans(text)
+    spans = window_token_spans(text)
     if len(spans) <= max_tokens:
         return text, False
     return text[:spans[max_tokens - 1][1]], True
@@ -170,7 +170,7 @@ def prompt_tokens(messages: Sequence[dict]) -> int:
     >>> prompt_tokens([{"role": "user", "content": "wash hands 勤洗手"}])
     5
     """
-    return sum(approx_token_count(m["content"]) for m in messages)
+    return sum(window_token_count(m["content"]) for m in messages)
 
 
 def _fold(token: Any) -> str:

@@ -48,7 +48,6 @@ Examples
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 from collections import Counter
@@ -57,7 +56,8 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 from ... import config
-from ...cache import ScoreCache, identity_digest
+from ...cache import ScoreCache
+from ...core.identity import identity_digest
 from ...errors import (APIConnectionError, BadRequestError, BadResponseError, ConfigurationError, RateLimitError,
                       RerankError, RunCancelled, ServerError, warn_user)
 from .prompts import (GRADE_PROMPT, LISTWISE_PROMPT, LISTWISE_SYSTEM, POINTWISE_PROMPT, POINTWISE_SYSTEM,
@@ -183,8 +183,7 @@ class LLMReranker(HTTPReranker):
         if not isinstance(system, str):
             raise ConfigurationError(f"system_prompt must be a string, got {type(system).__name__}")
         self.system_prompt = system
-        if not isinstance(window_cache, (bool, str, os.PathLike)):
-            raise ConfigurationError(f"window_cache must be True, False or a directory path, got {window_cache!r}")
+        config.cache_directory(window_cache, "window_cache")  # a bad value fails here, not at the first window
         self._window_cache_arg = window_cache
         self._window_store: ScoreCache | None = None
         self._window_store_failed = False
@@ -402,7 +401,7 @@ class LLMReranker(HTTPReranker):
             if self._window_store is None and not self._window_store_failed:
                 arg = self._window_cache_arg
                 try:
-                    self._window_store = ScoreCache(None if arg is True else arg)
+                    self._window_store = ScoreCache(config.cache_directory(arg, "window_cache"))
                 except _CACHE_FAILURES as exc:
                     self._window_store_failed = True
                     warn_user(f"{self.name}: the window cache could not be opened ({exc}); ranking without it")

@@ -9,7 +9,8 @@ import pytest
 
 import rerankpd
 from rerankpd.errors import ConfigurationError
-from rerankpd.rerankers.http.ratelimit import PUBLISHED_LIMITS, estimate_tokens
+from rerankpd.core.tokens import request_tokens
+from rerankpd.rerankers.http.ratelimit import PUBLISHED_LIMITS
 from rerankpd.rerankers.dmxapi import DMXAPIReranker
 from rerankpd.testing import LoopbackRerankServer, overlap_score
 
@@ -68,7 +69,7 @@ def test_token_budget_uses_the_estimate_of_each_request(dmxapi, server, fake_clo
     assert len(sent) == 10
     # 10 tokens a second, a bucket of one minute's 600: request k may go once the tokens of the requests
     # before it, less the 600 of the bucket, have been earned
-    costs = [estimate_tokens("colds", docs) / 10.0 for docs in sent]
+    costs = [request_tokens("colds", docs) / 10.0 for docs in sent]
     expected, now, due = [], 0.0, 0.0
     for cost in costs:
         start = max(now, due - 60.0)

@@ -17,7 +17,6 @@ from rerankpd.rerankers.http.ratelimit import (
     AdaptiveConcurrency,
     RateLimiter,
     RateLimitWaitTooLong,
-    estimate_tokens,
 )
 
 EPS = 1e-9
@@ -25,27 +24,6 @@ EPS = 1e-9
 
 def make(clock: FakeClock, **kwargs) -> RateLimiter:
     return RateLimiter(clock=clock, sleep=clock.sleep, **kwargs)
-
-
-# ----------------------------------------------------------------------------- estimate_tokens
-
-
-def test_estimate_tokens_counts_query_per_document():
-    assert estimate_tokens("abcd", ["abcd"]) == 2
-    assert estimate_tokens("abcd", ["abcd", "abcd", "abcd"]) == 6
-    assert estimate_tokens("q", []) == 0
-
-
-def test_estimate_tokens_non_ascii_counts_one_per_char():
-    assert estimate_tokens("", ["预防感冒"]) == 1 + 4  # empty query still counts 1
-    assert estimate_tokens("x", ["😀😀"]) == 1 + 2
-
-
-@given(st.text(max_size=200), st.lists(st.text(max_size=200), max_size=20))
-def test_estimate_tokens_is_positive_per_doc_and_bounded(query, docs):
-    n = estimate_tokens(query, docs)
-    assert n >= 2 * len(docs)
-    assert n <= sum(len(query) + len(d) + 2 for d in docs)
 
 
 # ----------------------------------------------------------------------------- RateLimiter: validation
