@@ -32,6 +32,7 @@ from ..cache import cache_info, clear_cache
 from .io import UsageError, check_columns, check_output, read_table, reranker_options, write_table
 from ..errors import ConfigurationError, RerankError, RunCancelled
 from ..rerankers import available_rerankers, get_reranker, reranker_class
+from ..run.pipeline import RANK, SCORE
 
 __all__ = ["COMMANDS", "EXIT_CODES", "main", "reranker_options", "summary_line"]
 
@@ -254,7 +255,7 @@ def _demo(args: argparse.Namespace) -> int:
     info = out.attrs["rerank"]
     print(f"query: {DEMO_QUERY}    reranker: {info['reranker']} ({info['model']})\n")
     with pd.option_context("display.max_colwidth", 60, "display.width", 120):
-        print(out[["rerank_rank", "rerank_score", "text"]].to_string())
+        print(out[[RANK, SCORE, "text"]].to_string())
     return EXIT_OK
 
 

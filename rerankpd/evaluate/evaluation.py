@@ -354,7 +354,7 @@ def evaluate(
             raise ConfigurationError(f"rerankers: {name!r} repeats a ranking name; pass a dict {{label: reranker}}")
         out = pipeline.rerank(df, query, column, query_column=query_column, reranker=reranker, sort=False,
                               cache=cache, progress=progress)
-        rankings[name] = out["rerank_score"].to_numpy(dtype=np.float64)
+        rankings[name] = out[pipeline.SCORE].to_numpy(dtype=np.float64)
         info = out.attrs["rerank"]
         costs[name] = {"sent": info["sent"], "tokens": _tokens(info["usage"]), "requests": info["requests"]}
     if baseline not in rankings:

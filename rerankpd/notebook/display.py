@@ -27,12 +27,12 @@ from typing import IO, Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..run.pipeline import RANK, SCORE
+
 __all__ = ["SCORE_NOTES", "RankedView", "histogram_svg", "score_note", "show", "to_html", "to_text"]
 
 logger = logging.getLogger(__name__)
 
-SCORE = "rerank_score"
-RANK = "rerank_rank"
 
 _TABLE_STYLE = ("border-collapse:collapse;font-size:13px;font-family:system-ui,-apple-system,'Segoe UI',"
                 "sans-serif;margin:4px 0")

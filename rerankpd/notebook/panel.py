@@ -31,6 +31,7 @@ from .display import score_note, to_html
 from ..errors import ConfigurationError, MissingDependencyError, RerankError, RunCancelled
 from ..rerankers.base import describe
 from ..core.options import whole
+from ..run.pipeline import SCORE
 
 __all__ = ["ONE_QUERY", "RerankPanel", "reranker_choices"]
 
@@ -424,8 +425,8 @@ class RerankPanel:
 
     def _show_failure(self, exc: BaseException, seconds: float) -> None:
         partial = getattr(exc, "partial", None)
-        if isinstance(partial, pd.DataFrame) and "rerank_score" in partial:
-            scored = int(partial["rerank_score"].notna().sum())
+        if isinstance(partial, pd.DataFrame) and SCORE in partial:
+            scored = int(partial[SCORE].notna().sum())
             self.progress_text.value = f"stopped: {scored} of {_plural(len(partial), 'row')} scored"
         else:
             self.progress_text.value = "stopped: no rows scored"
@@ -439,7 +440,7 @@ class RerankPanel:
                 " (unexpected: see the log for details)"
             self._set_status(f"Failed after {seconds:.2f} s: {html.escape(_plain_error(exc))}{hint}",
                              kind="error")
-        if isinstance(partial, pd.DataFrame) and len(partial) and partial["rerank_score"].notna().any():
+        if isinstance(partial, pd.DataFrame) and len(partial) and partial[SCORE].notna().any():
             self.results.value = ('<div style="color:#8a6d3b">Partial result (rows not scored show \u2014):'
                                   "</div>" + to_html(partial, max_rows=self.max_rows, explain_scores=False))
         else:

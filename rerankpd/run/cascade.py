@@ -39,7 +39,7 @@ from ..errors import RunCancelled
 from ..rerankers.base import describe
 from .estimate import estimate, reranker_for_estimate
 from ..pairs import build_pairs, rank_within_groups, sort_order, top_n_mask
-from .pipeline import rerank, scores
+from .pipeline import ERROR, RANK, SCORE, rerank, scores
 from .progress import ProgressCallback
 from ..core.options import whole
 
@@ -47,7 +47,8 @@ __all__ = ["CascadeEstimate", "estimate_cascade", "rerank_cascade"]
 
 logger = logging.getLogger(__name__)
 
-SCORE, RANK, PREFILTER = "rerank_score", "rerank_rank", "rerank_prefilter_score"
+#: The prefilter's score of every row, beside the pipeline's columns (:data:`rerankpd.run.pipeline.SCORE`, ...).
+PREFILTER = "rerank_prefilter_score"
 
 
 def _cells(values: Any) -> list[str | None]:
@@ -147,8 +148,8 @@ def _score(df, query, column, query_column, reranker, prefilter, candidates, cac
                     progress=progress, errors=errors, _cancel=cancel, _on_progress=on_progress)
     main[np.flatnonzero(is_candidate)] = ranked[SCORE].to_numpy(dtype=np.float64)
     info = dict(ranked.attrs.get("rerank", {}))
-    if "rerank_error" in ranked.columns:
-        info["_errors"] = (np.flatnonzero(is_candidate), ranked["rerank_error"].to_numpy(dtype=object))
+    if ERROR in ranked.columns:
+        info["_errors"] = (np.flatnonzero(is_candidate), ranked[ERROR].to_numpy(dtype=object))
     return _Scored(pre, name, row_group, has_text, main, is_candidate, info)
 
 
@@ -163,7 +164,7 @@ def _assemble(df: pd.DataFrame, s: _Scored, candidates: int, top_n: int | None, 
         rows, messages = s.main_info["_errors"]
         column = np.full(len(df), None, dtype=object)
         column[rows] = messages
-        out["rerank_error"] = column
+        out[ERROR] = column
     keep = np.flatnonzero(top_n_mask(ranks, top_n))
     if sort:
         keep = keep[sort_order(s.row_group[keep], ranks[keep])]

@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -45,6 +44,7 @@ from ..embedding_cache import EmbeddingCache
 from ..errors import BadResponseError, RunCancelled
 from ..pairs import Pairs, take_texts
 from ..rerankers.base import EmbeddingBatch, RerankerSpec, describe
+from .scheduler import Finished, run_bounded
 
 __all__ = ["EmbeddingBatch", "EmbeddingOutcome", "EmbeddingStats", "applies", "embed_groups", "embed_texts",
            "execute_run", "rowwise_products", "score_pairs"]
@@ -140,40 +140,24 @@ def embed_groups(reranker: Any, groups: Sequence[tuple[str, Sequence[str]]], *, 
             stats.texts_from_cache += len(texts) - len(todo)
         size = batch_size or max(len(todo), 1)
         plan.extend((g, todo[i:i + size]) for i in range(0, len(todo), size))
-    batches = iter(plan)
-    first_error: BaseException | None = None
-    pending: dict[Future, tuple[int, list[int]]] = {}
-    pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="rerankpd-embed") \
-        if max_concurrency > 1 else None
+    cancel = cancel if cancel is not None else threading.Event()
+    state: dict[str, BaseException | None] = {"error": None}
 
-    def submit() -> bool:
-        job = next(batches, None)
-        if job is None:
-            return False
+    def call(job: tuple[int, list[int]]) -> EmbeddingBatch:
         g, batch = job
         role, texts = groups[g]
-        chunk = [texts[i] for i in batch]
-        if pool is None:
-            future: Future = Future()
-            try:
-                future.set_result(_call(reranker, spec, chunk, role))
-            except Exception as exc:  # noqa: BLE001 - recorded below like a worker's failure
-                future.set_exception(exc)
-        else:
-            future = pool.submit(_call, reranker, spec, chunk, role)
-        pending[future] = job
-        return True
+        return _call(reranker, spec, [texts[i] for i in batch], role)
 
-    def collect(future: Future, job: tuple[int, list[int]]) -> BaseException | None:
-        g, batch = job
+    def report(finished: Finished) -> None:
+        g, batch = finished.request
         role, texts = groups[g]
-        try:
-            result = future.result()
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded or re-raised by the caller
+        if finished.error is not None:
             for i in batch:
-                failed[g][i] = str(exc) or type(exc).__name__
-            outcome: BaseException | None = exc
+                failed[g][i] = str(finished.error) or type(finished.error).__name__
+            if state["error"] is None and errors == "raise":
+                state["error"] = finished.error
         else:
+            result = finished.result
             for i, vector in zip(batch, result.vectors):
                 vectors[g][i] = vector
             if cache is not None:
@@ -184,27 +168,14 @@ def embed_groups(reranker: Any, groups: Sequence[tuple[str, Sequence[str]]], *, 
                 stats.queries_embedded += len(batch)
             else:
                 stats.texts_embedded += len(batch)
-            outcome = None
         if on_batch is not None:
             on_batch(len(batch))
-        return outcome
 
-    try:
-        while len(pending) < max_concurrency and submit():
-            pass
-        while pending:
-            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for future in finished:
-                error = collect(future, pending.pop(future))
-                if error is not None and first_error is None and errors == "raise":
-                    first_error = error
-            if first_error is not None or (cancel is not None and cancel.is_set()):
-                continue  # let what is in flight finish (and reach the cache); send nothing new
-            while len(pending) < max_concurrency and submit():
-                pass
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+    def stopping() -> bool:  # let what is in flight finish (and reach the cache); send nothing new
+        return state["error"] is not None or cancel.is_set()
+
+    run_bounded(call, iter(plan), report, stopping, max_concurrency, cancel)
+    first_error = state["error"]
     if first_error is None and cancel is not None and cancel.is_set() and any(
             v is None for group in vectors for v in group):
         first_error = RunCancelled("cancelled while embedding; finished embeddings are cached")

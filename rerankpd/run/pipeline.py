@@ -75,21 +75,20 @@ def reranker_in_use(reranker: Any, **options) -> Iterator[Reranker]:
 
 # --------------------------------------------------------------------------------------------- score
 def scoring_for(spec: RerankerSpec) -> Callable[..., BaseException | None]:
-    """How a run of this kind of reranker is scored.
+    """How a run of this kind of reranker is scored: the one place that chooses by ``spec.kind``.
 
-    Every kind is scored in batches of (query, documents) requests today (:func:`score_in_batches`). A
-    kind-specific strategy plugs in here by ``spec.kind``, with the same signature: an embedding reranker
-    embedding each distinct query and text once, a listwise LLM reranker ranking windows of candidates.
+    An embedding reranker goes through the embedding path (each distinct query and text embedded once);
+    every other kind is scored in batches of (query, documents) requests (:func:`score_in_batches`).
     """
-    if spec.kind == "embedding":  # [embedding hook] each distinct query and text embedded once
+    if spec.kind == "embedding":
         return _score_embedding
     return score_in_batches
 
 
 def _score_embedding(run: Run, progress: Any, cancel: threading.Event | None,
                      on_progress: ProgressCallback | None) -> BaseException | None:
-    """[embedding hook] An embedding reranker (``embed_queries``/``embed_documents``): :mod:`rerankpd.run.embedding_path`;
-    one of kind "embedding" without those methods is scored in batches like any other."""
+    """An embedding reranker (``embed_queries``/``embed_documents``): :mod:`rerankpd.run.embedding_path`; one of
+    kind "embedding" without those methods is scored in batches like any other."""
     if embedding.applies(run.spec):
         return embedding.execute_run(run, progress, cancel, on_progress)
     return score_in_batches(run, progress, cancel, on_progress)
@@ -189,7 +188,7 @@ def _summary(run: Run, failed_rows: int) -> dict:
         "usage": dict(run.usage),
         "seconds": round(time.perf_counter() - run.started, 3),
         "cache_dir": run.cache.directory if run.cache is not None else None,
-        "embedding": getattr(run, "embedding", None),  # [embedding hook] set by rerankpd.run.embedding_path
+        "embedding": run.embedding,
     }
 
 

@@ -17,7 +17,6 @@ Examples
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import pandas as pd
 from ..cache import RunCache
 from ..core.chunking import ChunkPlan, plan_chunks
 from .columns import text_cells
-from ..errors import warn_user
+from ..errors import WarnOnce
 from ..pairs import Pairs, build_pairs, plan_batches, take_texts
 from ..rerankers.base import BatchResult, RerankerSpec, describe
 from .scheduler import Finished, Request
@@ -41,13 +40,14 @@ __all__ = ["Run", "plan_run"]
 LIST_TEXTS_UP_TO = 100_000
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     """Everything one call knows, from plan to assembly.
 
     ``pairs`` are what is cached, batched and sent (with client-side chunking, the (query, chunk) pairs;
     ``chunks`` then leads back to the documents). ``pair_scores`` is NaN until a pair is scored;
-    ``pair_errors`` holds the message of each pair whose request failed.
+    ``pair_errors`` holds the message of each pair whose request failed. ``embedding`` is what the embedding
+    path did (:class:`rerankpd.run.embedding_path.EmbeddingStats` as a dict), None when it did not run.
     """
 
     df: pd.DataFrame
@@ -70,6 +70,7 @@ class Run:
     usage: Counter = field(default_factory=Counter)
     started: float = field(default_factory=time.perf_counter)
     chunks: ChunkPlan | None = None
+    embedding: dict | None = None
 
     @property
     def to_score(self) -> int:
@@ -144,24 +145,19 @@ def plan_run(df: pd.DataFrame, query: str | None, column: Any, query_column: Any
     if run.cache is not None:
         run.from_cache = run.cache.lookup(pairs, run.pair_scores)
     todo = np.flatnonzero(np.isnan(run.pair_scores))
-    # How the misses are cut into requests. Every kind is scored in batches of (query, documents) today;
-    # a kind-specific strategy (an embedding reranker embedding each distinct text once, a listwise LLM
-    # reranker ranking windows of candidates) plugs in here by ``spec.kind`` and in the pipeline's
-    # ``scoring_for``.
+    # The misses, cut into requests of at most ``batch_size`` pairs of one query. The pipeline's
+    # ``scoring_for`` sends them as they are, or (an embedding reranker) hands them to the embedding path,
+    # which embeds each distinct query and text once; a listwise LLM reranker windows each request itself.
     run.batches = plan_batches(todo, pairs.pair_group, spec.batch_size)
     return run
 
 
-_warned_not_cached: set[type] = set()
-_warned_lock = threading.Lock()
+#: Says once per reranker class per process that its scores are not cached.
+NOT_CACHED_WARNING = WarnOnce()
 
 
 def _warn_not_cached(reranker: Any, spec: RerankerSpec) -> None:
     """Say once per reranker class per process that its scores are not cached, and how to fix it."""
-    with _warned_lock:
-        if type(reranker) in _warned_not_cached:
-            return
-        _warned_not_cached.add(type(reranker))
-    warn_user(f"{spec.name}: scores are not cached because the reranker names no model (a server can change "
-              "models behind one URL) or declares no identity(); pass model=... (or define identity(), returning "
-              "everything that decides the scores) to cache them")
+    NOT_CACHED_WARNING(f"{spec.name}: scores are not cached because the reranker names no model (a server can "
+                       "change models behind one URL) or declares no identity(); pass model=... (or define "
+                       "identity(), returning everything that decides the scores) to cache them", key=type(reranker))

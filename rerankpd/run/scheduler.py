@@ -35,7 +35,7 @@ import logging
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ from ..errors import BadResponseError, RunCancelled
 from ..rerankers.base import BatchResult, Reranker
 from ..core.options import is_whole
 
-__all__ = ["Finished", "Outcome", "Request", "run_requests", "score_request"]
+__all__ = ["Finished", "Outcome", "Request", "run_bounded", "run_requests", "score_request"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,15 +157,29 @@ def run_requests(reranker: Any, requests: Iterable[Request], *, name: str, max_i
     if isinstance(reranker, Reranker):
         reranker.bind_cancel(cancel)
     try:
-        if max_in_flight <= 1:
-            _one_at_a_time(call, todo, report, stopping)
-        else:
-            _in_flight(call, todo, report, stopping, max_in_flight, cancel)
+        run_bounded(call, todo, report, stopping, max_in_flight, cancel)
     finally:
         if isinstance(reranker, Reranker):
             reranker.bind_cancel(None)
     cancelled = state["error"] is None and cancel.is_set() and (state["cut_short"] or next(todo, None) is not None)
     return Outcome(state["error"], cancelled, state["finished"])
+
+
+def run_bounded(call: Callable[[Any], Any], jobs: Iterator[Any], report: Callable[[Finished], None],
+                stopping: Callable[[], bool], max_in_flight: int, cancel: threading.Event) -> None:
+    """The one bounded in-flight loop: ``call(job)`` for each of ``jobs``, up to ``max_in_flight`` at once.
+
+    Each job is reported as a :class:`Finished` (its ``request`` is the job) in the calling thread as soon
+    as it ends. No new job starts once ``stopping()`` is true; those in flight still finish and are
+    reported. ``max_in_flight=1`` calls in the calling thread. Ctrl-C (or a failing ``report``) sets
+    ``cancel``, waits for the jobs in flight and reports those that succeeded (a second Ctrl-C abandons
+    them), then lets the exception go on. The requests of a run (:func:`run_requests`) and the embedding
+    calls of the embedding path both go through it.
+    """
+    if max_in_flight <= 1:
+        _one_at_a_time(call, jobs, report, stopping)
+    else:
+        _in_flight(call, jobs, report, stopping, max_in_flight, cancel)
 
 
 def _one_at_a_time(call, todo, report, stopping) -> None:

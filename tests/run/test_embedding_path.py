@@ -385,6 +385,36 @@ def test_ctrl_c_while_embedding_keeps_every_batch_that_finished(tmp_path):
     assert sum(r.embedded.values()) == 4
 
 
+def test_ctrl_c_while_embedding_waits_for_the_batches_in_flight_and_keeps_them(tmp_path):
+    """The embedding path goes through the scheduler's bounded loop: Ctrl-C drains what is in flight."""
+    import time
+
+    class Slow(Bigrams):
+        def _embed(self, texts, role):
+            time.sleep(0.1)
+            return super()._embed(texts, role)
+
+    seen, cancel = [], threading.Event()
+
+    def interrupt_at_first(n):
+        seen.append(n)
+        if len(seen) == 1:
+            raise KeyboardInterrupt
+
+    reranker = Slow(batch_size=1)
+    cache = EmbeddingCache.open(tmp_path, '{"m": 1}')
+    texts = [f"text {i}" for i in range(10)]
+    with pytest.raises(KeyboardInterrupt):
+        embed_texts(reranker, texts, "document", batch_size=1, max_concurrency=3, cache=cache, cancel=cancel,
+                    on_batch=interrupt_at_first)
+    cache.close()
+    assert cancel.is_set()                        # nothing new starts
+    assert len(seen) == 3 and reranker.calls == 3  # the two in flight were waited for and reported
+    kept = EmbeddingCache.open(tmp_path, '{"m": 1}')
+    assert len(kept.lookup("document", texts)) == 3  # and reached the cache
+    kept.close()
+
+
 def test_the_cache_file_and_its_journal_are_private(tmp_path):
     cache = EmbeddingCache.open(tmp_path / "c", '{"m": 1}')
     cache.store("query", ["q"], np.ones((1, 2)))

@@ -157,3 +157,12 @@ def test_every_registered_class_can_be_described_without_an_object(name):
 
     spec = describe(reranker_class(name))
     assert spec.name == name and spec.identity is None and spec.kind in KINDS
+
+
+def test_a_run_declares_every_field_it_carries():
+    """Nothing attaches an attribute to a Run from outside: what the embedding path reports is a field."""
+    run = plan_run(pd.DataFrame({"text": ["a b", "c"]}), "a", "text", None, get_reranker("bm25"), cache=False,
+                   errors="raise")
+    assert run.embedding is None
+    with pytest.raises(AttributeError):
+        run.undeclared = 1
