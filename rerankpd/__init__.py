@@ -23,7 +23,7 @@ from .notebook.panel import RerankPanel
 
 __version__ = "0.1.0"
 
-__all__ = sorted([
+__all__ = [
     "Agreement",
     "Estimate",
     "Evaluation",
@@ -42,4 +42,4 @@ __all__ = sorted([
     "rerank",
     "scores",
     "show",
-])
+]

@@ -174,6 +174,10 @@ def test_each_public_name_is_importable_and_documented(module):
         assert (inspect.getdoc(value) or "").strip(), f"{module}.{name} has no docstring"
 
 
+def test_the_package_all_is_sorted():
+    assert rerankpd.__all__ == sorted(rerankpd.__all__)
+
+
 def test_internal_subpackages_say_they_are_private():
     for package in ("core", "run", "evaluate", "notebook", "cli", "rerankers/http", "rerankers/llm"):
         doc = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text(encoding="utf-8")))

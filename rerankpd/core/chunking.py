@@ -18,6 +18,7 @@ Examples
 >>> spec = ChunkSpec(chunk_tokens=3, overlap_tokens=1, max_chunks=10)
 >>> split_text("one two three four five", spec)
 ['one two three', 'three four five']
+>>> from rerankpd.core.tokens import window_token_count
 >>> window_token_count("预防感冒 wash hands")
 6
 """
@@ -30,7 +31,7 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..pairs import Pairs
-from .tokens import window_token_count, window_token_spans
+from .tokens import window_token_spans
 from .options import whole
 
 __all__ = [
