@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 import rerankpd
-from rerankpd.evaluate.cascade_curve import _metrics
+from rerankpd.evaluation.cascade_curve import _metrics
 from _common import KEY, cranfield_path, load_cranfield, server
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)

@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers DataFrame.rerank)
-from .evaluate.agreement import Agreement, agreement
+from .evaluation.agreement import Agreement, agreement
 from .cache import cache_info, clear_cache
-from .evaluate.cascade_curve import cascade_curve
+from .evaluation.cascade_curve import cascade_curve
 from .notebook.display import show
 from .errors import RerankError
 from .run.estimate import Estimate
-from .evaluate.evaluation import Evaluation, evaluate
+from .evaluation.evaluate import Evaluation, evaluate
 from .api import estimate, rerank, scores
 from .rerankers import Reranker, available_rerankers, get_reranker
 from .notebook.panel import RerankPanel

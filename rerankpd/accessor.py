@@ -17,7 +17,7 @@ import inspect
 import pandas as pd
 
 from . import api
-from .evaluate import evaluation as _evaluate
+from .evaluation import evaluate as _evaluate
 from .run import estimate as _estimate
 
 __all__ = ["RerankAccessor"]

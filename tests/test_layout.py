@@ -27,7 +27,7 @@ LAYERS: list[list[str]] = [
     ["rerankpd.rerankers"],
     ["rerankpd.run"],
     ["rerankpd.api"],
-    ["rerankpd.evaluate", "rerankpd.notebook", "rerankpd.dask"],
+    ["rerankpd.evaluation", "rerankpd.notebook", "rerankpd.dask"],
     ["rerankpd.accessor"],
     ["rerankpd", "rerankpd.cli", "rerankpd.__main__"],
 ]
@@ -179,6 +179,6 @@ def test_the_package_all_is_sorted():
 
 
 def test_internal_subpackages_say_they_are_private():
-    for package in ("core", "run", "evaluate", "notebook", "cli", "rerankers/http", "rerankers/llm"):
+    for package in ("core", "run", "evaluation", "notebook", "cli", "rerankers/http", "rerankers/llm"):
         doc = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text(encoding="utf-8")))
         assert doc and doc.startswith("Private"), package

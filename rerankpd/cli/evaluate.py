@@ -15,7 +15,7 @@ import sys
 
 import pandas as pd
 
-from ..evaluate.metrics import DEFAULT_METRICS
+from ..evaluation.metrics import DEFAULT_METRICS
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print; returns the exit status."""
     from .io import read_table
-    from ..evaluate.evaluation import evaluate
+    from ..evaluation.evaluate import evaluate
 
     df = read_table(args.input)
     qrels = read_table(args.qrels) if args.qrels else None

@@ -12,7 +12,7 @@ prefilter (a reranker name or object, or a column of scores the frame already ha
     Covers every row with text: the candidates by the main score, then the rest by the prefilter's.
 
 ``top_n <= candidates`` then never pays for a row it drops. :func:`rerankpd.cascade_curve`
-(:mod:`rerankpd.evaluate.cascade_curve`) measures, on a labelled frame, what each candidate count costs and
+(:mod:`rerankpd.evaluation.cascade_curve`) measures, on a labelled frame, what each candidate count costs and
 keeps: the curve an analyst reads to choose ``candidates``.
 
 Examples

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rerankpd
-from rerankpd.evaluate.cascade_curve import _metrics
+from rerankpd.evaluation.cascade_curve import _metrics
 from rerankpd.run.cascade import candidate_mask, cascade_ranks
 from rerankpd.rerankers import Reranker
 

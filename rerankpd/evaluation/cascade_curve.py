@@ -1,7 +1,7 @@
 """The cost/quality curve of a cascade: what each candidate count sends and what it keeps, on labelled data.
 
 :func:`cascade_curve` runs the cascade of :mod:`rerankpd.run.cascade` once, for the largest candidate count,
-then ranks the frame for each count and scores the rankings with :mod:`rerankpd.evaluate.metrics`: the curve
+then ranks the frame for each count and scores the rankings with :mod:`rerankpd.evaluation.metrics`: the curve
 an analyst reads to choose ``candidates``.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["CascadeCurve", "cascade_curve"]
 
 
 def _metrics(ranks: np.ndarray, row_group: np.ndarray, labels: np.ndarray, k: int = 10) -> dict[str, float]:
-    """nDCG@k and MRR@k of a ranking (``ranks`` 1 = best, 0 = unranked), by :func:`rerankpd.evaluate.metrics.per_query`
+    """nDCG@k and MRR@k of a ranking (``ranks`` 1 = best, 0 = unranked), by :func:`rerankpd.evaluation.metrics.per_query`
     (trec_eval's definitions: linear gains, the ideal from the frame's own labels), averaged over the queries
     with a positive label; missing and negative labels count as not relevant, and unranked rows (no text)
     count in the ideal ranking only.

@@ -4,7 +4,7 @@ A frame with a relevance label per row (and a query per row, or one query) holds
 ``"original"`` (the rows' own order within each query: the first stage that retrieved them), columns of
 scores the user already has, and rerankers, each run through the normal pipeline (cache, batching,
 retries, progress), so evaluating twice sends nothing the second time. Metrics follow trec_eval's
-definitions (see :mod:`rerankpd.evaluate.metrics`): order by score descending, ties by input position, missing
+definitions (see :mod:`rerankpd.evaluation.metrics`): order by score descending, ties by input position, missing
 scores last; nDCG with linear gain (``gain="exponential"`` for 2^label - 1); MRR@k; AP; Recall@k;
 Precision@k dividing by k. A query with no relevant row scores 0 and is counted (``skip_empty=True``
 leaves it out). ``qrels=`` adds the collection's judgments of documents the frame does not hold, so
@@ -107,7 +107,7 @@ class Evaluation:
         """Each other ranking against ``baseline``, per metric: is the difference real?
 
         Returns one row per (ranking, metric): ``baseline_mean``, ``mean``, ``mean_delta``, ``p_value``
-        (two-sided, paired over queries; see :mod:`rerankpd.evaluate.significance`), ``p_adjusted`` (Holm's
+        (two-sided, paired over queries; see :mod:`rerankpd.evaluation.significance`), ``p_adjusted`` (Holm's
         correction across every ranking x metric of the table; equal to ``p_value`` with
         ``correction=None``), and ``wins``, ``ties``, ``losses`` (queries where the ranking is better,
         equal, worse).

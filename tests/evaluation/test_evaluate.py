@@ -11,7 +11,7 @@ from ir_measures import AP, R, nDCG
 
 import rerankpd
 from rerankpd.errors import ConfigurationError
-from rerankpd.evaluate.evaluation import Evaluation
+from rerankpd.evaluation.evaluate import Evaluation
 from rerankpd.rerankers import Reranker
 from rerankpd.testing import LoopbackRerankServer
 

@@ -1,4 +1,4 @@
-"""The picture of an :class:`rerankpd.evaluate.evaluation.Evaluation` (matplotlib, from the ``eval`` extra).
+"""The picture of an :class:`rerankpd.evaluation.evaluate.Evaluation` (matplotlib, from the ``eval`` extra).
 
 Left: each metric's mean per ranking, with a confidence interval from the normal approximation over queries
 (mean +/- z * sd / sqrt(n)). Right: for one metric, each ranking's per-query difference against the

@@ -1,4 +1,4 @@
-"""rerankpd.evaluate.metrics against ir-measures (trec_eval's definitions) on generated tie-free frames, and the tie rules."""
+"""rerankpd.evaluation.metrics against ir-measures (trec_eval's definitions) on generated tie-free frames, and the tie rules."""
 from __future__ import annotations
 
 import ir_measures
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from ir_measures import AP, P, R, RR, nDCG
 
 from rerankpd.errors import ConfigurationError
-from rerankpd.evaluate.metrics import parse_metric, per_query, ranked_order
+from rerankpd.evaluation.metrics import parse_metric, per_query, ranked_order
 
 KS = (1, 3, 5, 20)  # 20 is larger than every generated list
 
