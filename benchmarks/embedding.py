@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 import rerankpd
-from rerankpd.cascade import scores_from_ranks
-from rerankpd.evaluate import judgments
+from rerankpd.evaluation.cascade_curve import scores_from_ranks
+from rerankpd.evaluation.evaluate import judgments
 from _common import KEY, cranfield_path, exit_unless_checks_met, load_cranfield, server
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)

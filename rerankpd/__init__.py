@@ -10,20 +10,20 @@
 from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers DataFrame.rerank)
-from .agreement import Agreement, agreement
+from .evaluation.agreement import Agreement, agreement
 from .cache import CacheSettings, cache_info, clear_cache
-from .cascade import Cascade, CascadeCurve, cascade_curve
-from .display import show
+from .evaluation.cascade_curve import Cascade, CascadeCurve, cascade_curve
+from .notebook.display import show
 from .errors import RerankError
-from .estimate import Estimate, estimate
-from .evaluate import Evaluation, evaluate
-from .pipeline import rerank, scores
+from .run.estimate import Estimate
+from .evaluation.evaluate import Evaluation, evaluate
+from .api import estimate, rerank, scores
 from .rerankers import Reranker, available_rerankers, get_reranker
-from .widget import RerankPanel
+from .notebook.panel import RerankPanel
 
 __version__ = "0.1.0"
 
-__all__ = sorted([
+__all__ = [
     "Agreement",
     "CacheSettings",
     "Cascade",
@@ -45,4 +45,4 @@ __all__ = sorted([
     "rerank",
     "scores",
     "show",
-])
+]

@@ -16,9 +16,9 @@ import inspect
 
 import pandas as pd
 
-from . import estimate as _estimate
-from . import evaluate as _evaluate
-from . import pipeline
+from . import api
+from .evaluation import evaluate as _evaluate
+from .run import estimate as _estimate
 
 __all__ = ["RerankAccessor"]
 
@@ -37,18 +37,18 @@ class RerankAccessor:
     def __init__(self, df: pd.DataFrame) -> None:
         self._df = df
 
-    @functools.wraps(pipeline.rerank, assigned=("__doc__",))
+    @functools.wraps(api.rerank, assigned=("__doc__",))
     def __call__(self, query=None, column="text", **kwargs) -> pd.DataFrame:
-        return pipeline.rerank(self._df, query, column, **kwargs)
+        return api.rerank(self._df, query, column, **kwargs)
 
     def scores(self, query=None, column="text", **kwargs) -> pd.Series:
         """The scores alone, a float Series aligned to the frame's index; see :func:`rerankpd.scores`."""
-        return pipeline.scores(self._df, query, column, **kwargs)
+        return api.scores(self._df, query, column, **kwargs)
 
     def estimate(self, query=None, column="text", **kwargs) -> "_estimate.Estimate":
         """What ``df.rerank(...)`` with the same arguments would send, without sending anything; see
         :func:`rerankpd.estimate`."""
-        return _estimate.estimate(self._df, query, column, **kwargs)
+        return api.estimate(self._df, query, column, **kwargs)
 
     def evaluate(self, query=None, column="text", **kwargs) -> "_evaluate.Evaluation":
         """Metrics, costs and significance of this frame's rankings against its labels; see
@@ -56,15 +56,15 @@ class RerankAccessor:
         return _evaluate.evaluate(self._df, query, column, **kwargs)
 
     # Show the real keyword arguments (for tab completion and help()), without the frame and private hooks.
-    __call__.__signature__ = _without_frame(pipeline.rerank)  # type: ignore[attr-defined]
-    scores.__signature__ = _without_frame(pipeline.scores)  # type: ignore[attr-defined]
-    estimate.__signature__ = _without_frame(_estimate.estimate)  # type: ignore[attr-defined]
+    __call__.__signature__ = _without_frame(api.rerank)  # type: ignore[attr-defined]
+    scores.__signature__ = _without_frame(api.scores)  # type: ignore[attr-defined]
+    estimate.__signature__ = _without_frame(api.estimate)  # type: ignore[attr-defined]
     evaluate.__signature__ = _without_frame(_evaluate.evaluate)  # type: ignore[attr-defined]
 
     def panel(self, column=None, **defaults):
         """An ipywidgets panel over this frame: query, columns, reranker, top_n, Run; see
         :class:`rerankpd.RerankPanel`."""
-        from .widget import RerankPanel
+        from .notebook.panel import RerankPanel
 
         return RerankPanel(self._df, column, **defaults)
 

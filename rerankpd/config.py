@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from typing import Any
 
 from .errors import ConfigurationError
 
-__all__ = ["Secret", "cache_dir", "cache_expire", "cache_size_limit", "default_reranker_name", "env"]
+__all__ = ["Secret", "cache_dir", "cache_directory", "cache_expire", "cache_size_limit", "default_reranker_name",
+           "env"]
 
 
 class Secret:
@@ -147,3 +149,26 @@ def cache_expire(value: "float | None" = None) -> float | None:
         raise ConfigurationError(f"{source}={raw!r}: give the seconds after which a cache entry expires "
                                  "(a number > 0), or leave it unset for never")
     return seconds
+
+
+def cache_directory(cache: Any, name: str = "cache") -> str | None:
+    """The directory a ``cache=`` argument names: the one rule for True, False and a path.
+
+    None for False (or None): no cache. True: the default directory (:func:`cache_dir`, read now). A
+    ``str`` or ``os.PathLike``: that directory, ``~`` expanded. Anything else raises
+    :class:`~rerankpd.errors.ConfigurationError` (a ``ValueError``) naming the argument ``name``.
+
+    >>> cache_directory(False) is None, cache_directory("/tmp/scores")
+    (True, '/tmp/scores')
+    >>> cache_directory(3, "window_cache")
+    Traceback (most recent call last):
+    ...
+    rerankpd.errors.ConfigurationError: window_cache must be True, False or a directory path, got 3
+    """
+    if cache is False or cache is None:
+        return None
+    if cache is True:
+        return os.path.expanduser(cache_dir())
+    if isinstance(cache, (str, os.PathLike)):
+        return os.path.expanduser(os.fspath(cache))
+    raise ConfigurationError(f"{name} must be True, False or a directory path, got {cache!r}")

@@ -3,7 +3,7 @@
 Partitions are scored in parallel, each with :func:`rerankpd.scores` (so batching, concurrency, retries and
 the score cache all apply per partition, and identical pairs across partitions meet in the cache); then
 only the best rows of each partition travel back to be ranked. On a cluster that spans machines,
-``shared_cache=`` names a score store all workers share (:mod:`rerankpd.shared_store`).
+``shared_cache=`` names a score store all workers share (:func:`compact` merges its files).
 
 Two rules follow from running on workers:
 
@@ -32,18 +32,19 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
-from . import config, pipeline
-from .arguments import check_arguments
+from . import config
 from .errors import ConfigurationError, MissingDependencyError, warn_user
 from .pairs import Pairs, rank_within_groups, sort_order
-from .plan import plan_run
 from .redact import mask_url, scrub, url_secrets
+from .run import pipeline
+from .run.arguments import check_arguments
+from .run.plan import plan_run
 from .rerankers import get_reranker, reranker_class
 from .rerankers.base import Reranker, describe
-from .shared_store import SharedScoreStore, check_url, seeded_local_cache
-from .validate import whole
+from .cache.shared import SharedScoreStore, check_url, compact, seeded_local_cache
+from .core.options import whole
 
-__all__ = ["copy_env_to_workers", "top_n", "with_scores"]
+__all__ = ["compact", "copy_env_to_workers", "top_n", "with_scores"]
 
 SCORE, RANK, ERROR = pipeline.SCORE, pipeline.RANK, pipeline.ERROR
 
@@ -213,7 +214,7 @@ def with_scores(ddf, query: str | None = None, column: Any = "text", *, query_co
     shared_cache
         A directory or object store URL every worker can reach (``"file:///mnt/shared/rerankpd"``,
         ``"s3://bucket/prefix"``): a score store shared by the whole cluster (see
-        :mod:`rerankpd.shared_store`). Each partition takes the scores it holds before scoring, and adds the
+        see :func:`compact`). Each partition takes the scores it holds before scoring, and adds the
         ones it scored after. None (the default): only each worker's local ``cache``.
     """
     dd = _dd()

@@ -45,6 +45,7 @@ __all__ = [
     "RerankError",
     "RunCancelled",
     "ServerError",
+    "WarnOnce",
     "warn_user",
 ]
 
@@ -141,3 +142,49 @@ def warn_user(message: str, category: type[Warning] = RuntimeWarning) -> None:
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+class WarnOnce:
+    """A warning said at most once per key (through :func:`warn_user`): the one warn-once rule.
+
+    A module-level instance says a thing once per process (the key says what is the same thing: a reranker
+    class, a directory); an instance held by an object, once per object. Thread-safe; a pickled copy keeps
+    what was said.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> once = WarnOnce()
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     said = [once("the cache is full", key="/tmp/c"), once("the cache is full", key="/tmp/c")]
+    >>> said, len(caught)
+    ([True, False], 1)
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._said: set = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, message: str, key: object = None, category: type[Warning] = RuntimeWarning) -> bool:
+        """Warn ``message`` unless ``key`` was warned about already; True when it was said now."""
+        with self._lock:
+            if key in self._said:
+                return False
+            self._said.add(key)
+        warn_user(message, category)
+        return True
+
+    def reset(self) -> None:
+        """Forget what was said (for tests)."""
+        with self._lock:
+            self._said.clear()
+
+    def __getstate__(self) -> dict:
+        return {"said": set(self._said)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+        self._said = set(state["said"])

@@ -20,8 +20,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .tokens import budget_spans
-from .validate import whole
+from .core.options import whole
+from .core.tokens import budget_spans
 
 __all__ = [
     "Factorized",
@@ -151,7 +151,7 @@ def plan_batches(pair_ids: Iterable[int], pair_group: np.ndarray, batch_size: in
                  pair_tokens: np.ndarray | None = None, max_tokens: int | None = None) -> list[list[int]]:
     """Group pairs by query and cut each group into requests of at most ``batch_size`` pairs and, with
     ``pair_tokens`` (each pair's query plus document tokens) and ``max_tokens``, within that token budget
-    (:func:`rerankpd.tokens.budget_spans`, the one rule).
+    (:func:`rerankpd.core.tokens.budget_spans`, the one rule).
 
     Groups come in order of their first pair; within a group pairs keep their order.
     ``batch_size=None`` puts each query's pairs in one request (token budget permitting).

@@ -129,6 +129,8 @@ def isolated_env(tmp_path: Path, extra: str | None = None) -> dict:
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
         "JUPYTER_PLATFORM_DIRS": "1",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        # a score cache of its own: the user's default one may hold the notebooks' scores from another run
+        "RERANKPD_CACHE_DIR": str(tmp_path / "rerankpd-cache"),
         # the kernel imports the rerankpd under test, whatever else is installed
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }

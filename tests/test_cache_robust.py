@@ -26,9 +26,9 @@ from rerankpd.rerankers.base import describe
 from rerankpd.rerankers.dmxapi import DMXAPIReranker
 from rerankpd.testing import LoopbackRerankServer, overlap_score
 
-from .conftest import API_KEY
-from .cache_faults import plant, read_only, run_with_full_disk, score_record, tamper_score
-from .interrupts import interruptible_offsets
+from tests.cache_faults import plant, read_only, run_with_full_disk, score_record, tamper_score
+from tests.conftest import API_KEY
+from tests.interrupts import interruptible_offsets
 
 QUERY = "how to prevent a cold"
 

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 import rerankpd
 from rerankpd.testing import FAULT_KINDS, LoopbackRerankServer, overlap_score
 
-from .conftest import API_KEY
-from .cache_faults import run_with_full_disk
+from tests.conftest import API_KEY
+from tests.cache_faults import run_with_full_disk
 
 QUERY = "how to prevent a cold"
 

@@ -24,10 +24,11 @@ import pytest
 import requests
 
 import rerankpd
-from rerankpd import cli, errors
+from rerankpd.cli import commands as cli
+from rerankpd import errors
 from rerankpd.testing import LoopbackRerankServer
 
-from .conftest import API_KEY
+from tests.conftest import API_KEY
 
 CANARY = API_KEY  # "sk-canary-..." - must appear nowhere but in the Authorization header
 

@@ -1,4 +1,4 @@
-"""rerankpd.shared_store: one score store for a whole Dask cluster, as Parquet files on an fsspec URL."""
+"""rerankpd.cache.shared: one score store for a whole Dask cluster, as Parquet files on an fsspec URL."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ import rerankpd.dask as rdask
 from rerankpd import errors
 from rerankpd.cache import ScoreCache
 from rerankpd.rerankers.base import describe
-from rerankpd.shared_store import SharedScoreStore, check_url, pair_keys, seeded_local_cache
+from rerankpd.cache.shared import SharedScoreStore, check_url, pair_keys, seeded_local_cache
 from rerankpd.testing import LoopbackRerankServer
 from tests.conftest import API_KEY
 from tests.dask_cluster import COMPUTE_TIMEOUT, local_cluster, set_worker_caches, set_worker_env
@@ -273,7 +273,7 @@ def test_benchmark_script_quick_run_sends_nothing_on_the_second_run():
 
 
 def test_compact_merges_each_identitys_files_and_drops_duplicates(tmp_path):
-    from rerankpd.shared_store import compact
+    from rerankpd.cache.shared import compact
 
     one = SharedScoreStore(tmp_path.as_uri(), IDENTITY)
     other = SharedScoreStore(tmp_path.as_uri(), json.dumps({"provider": "demo", "model": "other"}))

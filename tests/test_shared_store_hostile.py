@@ -16,7 +16,7 @@ import rerankpd
 import rerankpd.dask as rdask
 from rerankpd.errors import ConfigurationError, MissingDependencyError
 from rerankpd.rerankers.base import describe
-from rerankpd.shared_store import SharedScoreStore, check_url, seeded_local_cache
+from rerankpd.cache.shared import SharedScoreStore, check_url, seeded_local_cache
 from tests.conftest import API_KEY
 
 QUERY = "how to prevent colds"

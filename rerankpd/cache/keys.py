@@ -16,10 +16,11 @@ Examples
 from __future__ import annotations
 
 import hashlib
-import json
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
+
+from ..core.identity import identity_digest
 
 __all__ = ["EMBEDDINGS", "SCORES", "WINDOWS", "field", "identity_digest", "pair_keys", "query_prefix",
            "text_hashes"]
@@ -32,12 +33,6 @@ KINDS = {SCORES: "scores", EMBEDDINGS: "embeddings", WINDOWS: "windows"}
 HASH_BYTES = 16
 #: Starts every query prefix's hash input: a new format gets a new one.
 _KEY_TAG = b"rerankpd score key v4\x00"
-
-
-def identity_digest(identity: Mapping) -> str:
-    """A stable digest of a reranker's identity dict (sorted JSON, SHA-256)."""
-    text = json.dumps(identity, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def encode(text: str) -> bytes:

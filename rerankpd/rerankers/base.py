@@ -33,12 +33,13 @@ Examples
 from __future__ import annotations
 
 import abc
-import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["KINDS", "Availability", "BatchResult", "Reranker", "RerankerSpec", "describe"]
+from ..core.identity import identity_text
+
+__all__ = ["KINDS", "Availability", "BatchResult", "EmbeddingBatch", "Reranker", "RerankerSpec", "describe"]
 
 #: What a reranker can be; see the module's notes.
 KINDS = ("cross-encoder", "embedding", "lexical", "llm")
@@ -57,6 +58,15 @@ class BatchResult:
     usage: dict[str, int] = field(default_factory=dict)
     attempts: int = 1
     requests: int = 1
+
+
+@dataclass
+class EmbeddingBatch:
+    """The vectors of one embedding call (one row per text sent, in order), usage counts and HTTP attempts."""
+
+    vectors: Any
+    usage: dict[str, int] = field(default_factory=dict)
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ class Reranker(abc.ABC):
         an embedding): the pipeline then batches freely and caches each pair. False (BM25, whose IDF depends
         on the candidate set): each query's candidates go in one call and nothing is cached per pair.
     ``chunking``
-        A :class:`rerankpd.chunking.ChunkSpec` when long documents are cut on the client, else None.
+        A :class:`rerankpd.core.chunking.ChunkSpec` when long documents are cut on the client, else None.
     :meth:`identity`
         Everything that decides the scores; None (the default) means the scores are not cached.
     :meth:`prepare`
@@ -105,7 +115,7 @@ class Reranker(abc.ABC):
     pairwise: bool = True
     chunking: Any = None
     #: The service's published cap on one request's tokens (query tokens x documents + the documents' tokens,
-    #: counted by :func:`rerankpd.tokens.request_tokens`); requests are planned to stay below it. None: none.
+    #: counted by :func:`rerankpd.core.tokens.request_tokens`); requests are planned to stay below it. None: none.
     max_request_tokens: int | None = None
 
     @abc.abstractmethod
@@ -220,11 +230,11 @@ def describe(reranker: Any) -> RerankerSpec:
     >>> spec.kind, spec.pairwise, spec.batch_size
     ('lexical', False, None)
     """
-    from ..validate import one_of, whole
+    from ..core.options import one_of, whole
 
     is_class = isinstance(reranker, type)
     if not callable(getattr(reranker, "score", None)) and _embeds(reranker) is None:
-        from . import available_rerankers
+        from .registry import available_rerankers
 
         raise ValueError(f"reranker must be a name ({', '.join(available_rerankers())}) or an object with a "
                          f"score(query, documents) method (or embed_queries and embed_documents), got "
@@ -240,7 +250,7 @@ def describe(reranker: Any) -> RerankerSpec:
         name=str(name),
         model=getattr(reranker, "model", None),
         kind=kind,
-        identity=None if identity is None else json.dumps(identity, sort_keys=True, ensure_ascii=False, default=str),
+        identity=None if identity is None else identity_text(identity),
         pairwise=pairwise,
         batch_size=batch_size if pairwise else None,
         max_concurrency=whole(f"{name}.max_concurrency", concurrency or 1, minimum=1),

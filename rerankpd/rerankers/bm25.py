@@ -52,7 +52,7 @@ def _bm25s():
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     return bm25s
 
-from ..tokens import CJK as _CJK  # noqa: E402  (the one CJK table, shared with chunking)
+from ..core.tokens import CJK as _CJK  # noqa: E402  (the one CJK table, shared with chunking)
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+", re.UNICODE)
 _CJK_RUN = re.compile(rf"[{_CJK}]")
 
@@ -119,7 +119,7 @@ class BM25Reranker(Reranker):
 
     def __init__(self, k1: float = 1.5, b: float = 0.75, method: str = "lucene", statistics: str = "corpus",
                  stopwords: Any = "en") -> None:
-        from ..validate import one_of
+        from ..core.options import one_of
 
         self._bm25s = _bm25s()
         self.k1, self.b, self.method = k1, b, method

@@ -21,9 +21,9 @@ from typing import Any, Sequence
 from .. import config
 from ..errors import BadResponseError
 from .base import BatchResult
-from .chunked import ClientChunkedReranker
-from ..validate import whole
-from .http import scores_from_results, usage_counts
+from .http.chunked import ClientChunkedReranker
+from ..core.options import whole
+from .http.client import scores_from_results, usage_counts
 
 __all__ = ["CohereReranker"]
 

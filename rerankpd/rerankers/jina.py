@@ -3,7 +3,7 @@
 API reference: https://jina.ai/reranker/ (schema and limits: https://api.jina.ai/openapi.json). The body is
 ``model``, ``query``, ``documents``, ``top_n``, ``return_documents``; the answer ``{"model", "usage":
 {"total_tokens", ...}, "results": [{"index", "relevance_score", "document"?}]}``. Errors carry the message
-in ``detail`` (read by the shared :meth:`~rerankpd.rerankers.http.HTTPReranker.error_message`). Published
+in ``detail`` (read by the shared :meth:`~rerankpd.rerankers.http.client.HTTPReranker.error_message`). Published
 limits are per minute (free tier 500 RPM / 1M TPM); no per-request document limit is published, so the
 default batch is 64.
 
@@ -15,7 +15,7 @@ Examples
 """
 from __future__ import annotations
 
-from .chunked import ClientChunkedReranker
+from .http.chunked import ClientChunkedReranker
 
 __all__ = ["JinaReranker"]
 

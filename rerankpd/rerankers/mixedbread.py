@@ -20,9 +20,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..errors import BadResponseError
-from .answers import scores_from_results, usage_counts
+from .http.answers import scores_from_results, usage_counts
 from .base import BatchResult
-from .chunked import ClientChunkedReranker
+from .http.chunked import ClientChunkedReranker
 
 __all__ = ["MixedbreadReranker"]
 

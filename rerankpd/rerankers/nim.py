@@ -24,11 +24,11 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 from ..errors import BadResponseError
-from ..validate import one_of
-from .answers import scores_from_results, usage_counts
+from ..core.options import one_of
+from .http.answers import scores_from_results, usage_counts
 from .base import BatchResult
-from .chunked import ClientChunkedReranker
-from .http import _host_in
+from .http.chunked import ClientChunkedReranker
+from .http.client import _host_in
 
 __all__ = ["NIMReranker"]
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..errors import BadResponseError, ConfigurationError
-from ..validate import one_of
-from .answers import scores_from_results, usage_counts
+from ..core.options import one_of
+from .http.answers import scores_from_results, usage_counts
 from .base import BatchResult
-from .chunked import ClientChunkedReranker
+from .http.chunked import ClientChunkedReranker
 
 __all__ = ["API_VERSION", "PineconeReranker"]
 

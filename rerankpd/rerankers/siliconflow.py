@@ -19,7 +19,7 @@ from __future__ import annotations
 
 
 from ..errors import ConfigurationError
-from .server_chunked import ServerChunkedReranker
+from .http.server_chunked import ServerChunkedReranker
 
 __all__ = ["SiliconFlowReranker"]
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..validate import boolean
+from ..core.options import boolean
 from .base import BatchResult
-from .chunked import ClientChunkedReranker
-from .http import scores_from_results
+from .http.chunked import ClientChunkedReranker
+from .http.client import scores_from_results
 
 __all__ = ["TEIReranker"]
 

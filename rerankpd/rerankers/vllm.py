@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..errors import ConfigurationError
-from ..validate import whole
-from .chunked import ClientChunkedReranker
+from ..core.options import whole
+from .http.chunked import ClientChunkedReranker
 
 __all__ = ["VLLMReranker"]
 

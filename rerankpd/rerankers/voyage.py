@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..validate import boolean
-from .chunked import ClientChunkedReranker
+from ..core.options import boolean
+from .http.chunked import ClientChunkedReranker
 
 __all__ = ["MONGODB_BASE_URL", "VoyageReranker"]
 

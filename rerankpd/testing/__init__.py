@@ -49,7 +49,7 @@ from .dialects import (
     VoyageDialect,
     register_dialect,
 )
-from .embeddings import OpenAIEmbeddingsDialect, bigram_embedding  # registers "openai-embeddings"
+from .embeddings_dialect import OpenAIEmbeddingsDialect, bigram_embedding  # registers "openai-embeddings"
 from .samples import cranfield_sample
 from .server import FAULT_KINDS, Fault, LoopbackRerankServer, RecordedRequest, overlap_score
 

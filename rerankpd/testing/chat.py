@@ -11,8 +11,8 @@ It checks each request body against OpenAI's chat completions reference
 ``logprobs: true``, not both ``max_tokens`` and ``max_completion_tokens``; it answers in that reference's
 shape (``choices[0].message.content``, ``choices[0].logprobs.content[].top_logprobs[]``, ``usage``).
 
-It reads the default prompts of :mod:`rerankpd.prompts` like a model would (the text between their tags,
-unescaped), and answers with the
+It reads the default prompts of :mod:`rerankpd.rerankers.llm.prompts` like a model would (the text between
+their tags, unescaped), and answers with the
 character-bigram overlap of query and document (the server's ``score_fn``,
 :func:`rerankpd.testing.overlap_score` by default, unless the model was given its own):
 

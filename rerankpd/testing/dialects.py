@@ -31,7 +31,7 @@ What a dialect must implement (see :class:`Dialect`):
 A new wire format (an embeddings or chat API) subclasses :class:`Dialect` and registers itself with
 :func:`register_dialect`; ``LoopbackRerankServer(dialect="name")`` then finds it. The rerank services share
 :class:`RerankDialect`, set by class attributes (field names, limits, where results and usage go), as the
-client side's :class:`~rerankpd.rerankers.http.HTTPReranker` is.
+client side's :class:`~rerankpd.rerankers.http.client.HTTPReranker` is.
 
 Examples
 --------
@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from ..tokens import request_tokens
+from ..core.tokens import request_tokens
 
 __all__ = [
     "DIALECTS",
@@ -155,7 +155,7 @@ def _texts(query: Any, documents: Any, field: str, limit: int | None, limit_stat
 
 def _check_request_tokens(query: str, documents: list[str], model: Any, caps: dict[str, int], default: int) -> None:
     """Refuse a request over its model's published token cap, counted as the service counts it (query tokens x
-    documents + the documents' tokens), with :func:`rerankpd.tokens.request_tokens` standing in for the
+    documents + the documents' tokens), with :func:`rerankpd.core.tokens.request_tokens` standing in for the
     service's tokenizer."""
     cap = caps.get(model, default) if isinstance(model, str) else default
     total = request_tokens(query, documents)

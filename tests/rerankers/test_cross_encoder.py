@@ -17,7 +17,7 @@ import pytest
 import rerankpd
 from rerankpd.errors import ConfigurationError, MissingDependencyError, RerankError
 
-from .tiny_cross_encoder import build_tiny_cross_encoder
+from tests.rerankers.tiny_cross_encoder import build_tiny_cross_encoder
 
 torch = pytest.importorskip("torch")  # the `local` extra is part of `all`, which the test install has
 from sentence_transformers import CrossEncoder  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 
 import rerankpd
 from rerankpd import errors
-from rerankpd.rerankers.http import scores_from_results
+from rerankpd.rerankers.http.client import scores_from_results
 from rerankpd.testing import LoopbackRerankServer, overlap_score
 from tests.conftest import API_KEY, SEED_DOCUMENTS, SEED_QUERY
 

@@ -62,7 +62,7 @@ def test_an_answer_inflating_past_the_cap_fails_at_once_and_is_not_retried():
 
 
 def test_the_default_cap_is_documented_and_far_above_a_real_answer():
-    from rerankpd.rerankers.http import MAX_ANSWER_BYTES
+    from rerankpd.rerankers.http.client import MAX_ANSWER_BYTES
 
     r = rerankpd.get_reranker("cohere", api_key=KEY)
     assert r.max_answer_bytes == MAX_ANSWER_BYTES == 512 * 2**20

@@ -11,7 +11,7 @@ import pytest
 import rerankpd
 from rerankpd.errors import AuthenticationError, ConfigurationError
 from rerankpd.rerankers import REGISTRY, reranker_class
-from rerankpd.rerankers.http import HTTPReranker
+from rerankpd.rerankers.http.client import HTTPReranker
 from rerankpd.testing import LoopbackRerankServer
 
 KEY = "sk-home-canary-5e1f"

@@ -16,7 +16,7 @@ import pytest
 
 import rerankpd
 from rerankpd.errors import BadResponseError
-from rerankpd.prompts import (
+from rerankpd.rerankers.llm.prompts import (
     LISTWISE_PROMPT,
     LISTWISE_SYSTEM,
     POINTWISE_PROMPT,
@@ -29,7 +29,7 @@ from rerankpd.testing import LoopbackRerankServer, overlap_score
 
 KEY = "sk-llm-canary-qzxwvutsrk"  # no digits: a grade answer quoting it holds no grade
 QUERY = "how to prevent a cold"
-MIN_LOGPROB = -100.0  # the documented floor of a logprob (rerankpd.prompts.MIN_LOGPROB)
+MIN_LOGPROB = -100.0  # the documented floor of a logprob (rerankpd.rerankers.llm.prompts.MIN_LOGPROB)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ NEW = ("pinecone", "nim", "mixedbread")
 
 def test_new_services_are_everywhere_a_reranker_is_chosen():
     from rerankpd.cli import _parser
-    from rerankpd.widget import reranker_choices
+    from rerankpd.notebook.panel import reranker_choices
 
     assert set(NEW) <= set(rerankpd.available_rerankers())
     assert set(NEW) <= {name for _, name in reranker_choices()}

@@ -22,6 +22,7 @@ from rerankpd.errors import (
     ServerError,
 )
 from rerankpd.testing import LoopbackRerankServer, overlap_score
+from rerankpd.run import plan
 
 KEY = "sk-provider-canary-7c21"
 QUERY = "how to prevent a cold"
@@ -346,6 +347,7 @@ def test_a_result_missing_an_index_is_a_bad_response(spec, server):
 def test_self_hosted_without_a_model_name_is_not_cached(spec, tmp_path):
     """The same URL can serve another model tomorrow: without model= there is nothing to key the cache on."""
     df = pd.DataFrame({"text": DOCS})
+    plan.NOT_CACHED_WARNING.reset()  # said once per class per process: another test may have said it
     with LoopbackRerankServer(dialect=spec.name) as server:
         anonymous = rerankpd.get_reranker(spec.name, base_url=server.url)
         assert anonymous.identity() is None

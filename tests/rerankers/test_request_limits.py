@@ -12,7 +12,7 @@ import pytest
 import rerankpd
 from rerankpd.errors import BadRequestError, ConfigurationError
 from rerankpd.testing import LoopbackRerankServer
-from rerankpd.tokens import REQUEST_TOKEN_HEADROOM, budget_spans, request_tokens
+from rerankpd.core.tokens import REQUEST_TOKEN_HEADROOM, budget_spans, request_tokens
 
 KEY = "sk-limits"
 QUERY = "how do ordinary paragraphs behave against a capped service"
