@@ -422,7 +422,7 @@ class RankingRun:
 
 
 def _default_reranker() -> str:
-    from .config import default_reranker_name
+    from ..config import default_reranker_name
 
     return default_reranker_name()
 
@@ -441,8 +441,8 @@ def _cost(info: dict, model: Any) -> dict:
     """What one run sent: pairs to a model (a lexical reranker such as bm25 counts none: it computes word
     statistics in this process, no model sees a pair), requests and tokens (None for a reranker that computes
     on this machine: nothing goes to a service)."""
-    from .estimate import computes_locally
-    from .rerankers.base import describe
+    from ..run.estimate import computes_locally
+    from ..rerankers.base import describe
 
     remote = not computes_locally(model)
     lexical = describe(model).kind == "lexical"
