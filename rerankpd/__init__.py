@@ -17,6 +17,7 @@ from .display import show
 from .errors import RerankError
 from .estimate import Estimate, estimate
 from .evaluate import Evaluation, evaluate
+from .fusion import Fusion, fit_fusion, fuse
 from .pipeline import rerank, scores
 from .rerankers import Reranker, available_rerankers, get_reranker
 from .widget import RerankPanel
@@ -27,6 +28,7 @@ __all__ = sorted([
     "Agreement",
     "Estimate",
     "Evaluation",
+    "Fusion",
     "RerankError",
     "RerankPanel",
     "Reranker",
@@ -38,6 +40,8 @@ __all__ = sorted([
     "clear_cache",
     "estimate",
     "evaluate",
+    "fit_fusion",
+    "fuse",
     "get_reranker",
     "rerank",
     "scores",

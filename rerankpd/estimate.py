@@ -106,7 +106,9 @@ def estimate(
 
     Takes every argument of :func:`rerankpd.rerank` (``top_n``, ``sort``, ``progress`` and ``errors`` do
     not change the cost and are only checked) and validates them the same way. With ``prefilter``, returns a
-    :class:`rerankpd.cascade.CascadeEstimate`: the figures with and without the cascade.
+    :class:`rerankpd.cascade.CascadeEstimate`: the figures with and without the cascade. With a
+    :class:`rerankpd.Fusion` as ``reranker``, returns a :class:`rerankpd.fusion.FusionEstimate`: an
+    estimate per reranker among its rankings.
 
     No API key is needed: a hosted reranker named (or chosen by default) without its key set is planned
     keyless, with a warning naming the variable a real run will need (:func:`reranker_for_estimate`).
@@ -123,6 +125,9 @@ def estimate(
     bm25 (bm25s-lucene): 2 rows -> 2 unique pairs; 0 cached, 2 to score in 1 request, ~5 tokens
     """
     check_arguments(df, query, column, query_column, top_n, errors)
+    if callable(getattr(reranker, "estimate", None)) and callable(getattr(reranker, "ranking_scores", None)):
+        # a composite ranking (rerankpd.Fusion): an Estimate per reranker it runs
+        return reranker.estimate(df, query, column, query_column=query_column, cache=cache)
     if prefilter is not None:  # [cascade hook] with and without the cascade: rerankpd.cascade.CascadeEstimate
         from .cascade import estimate_cascade
 

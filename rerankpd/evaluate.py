@@ -31,9 +31,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from . import pipeline
 from .errors import ConfigurationError, warn_user
 from .metrics import DEFAULT_METRICS, GAINS, parse_metric, per_query
+from .rankings import RankingRuns, is_composite
 from .significance import TESTS, holm, paired_p_value
 from .validate import boolean, one_of, whole
 
@@ -238,7 +238,7 @@ def _named_rerankers(rerankers: Any) -> dict[str, Any]:
     items = rerankers if isinstance(rerankers, (list, tuple)) else [rerankers]
     named: dict[str, Any] = {}
     for item in items:
-        name = item if isinstance(item, str) else describe(item).name
+        name = item if isinstance(item, str) else str(item.name) if is_composite(item) else describe(item).name
         if name in named:
             raise ConfigurationError(f"rerankers: two are named {name!r}; pass a dict {{label: reranker}}")
         named[name] = item
@@ -262,10 +262,12 @@ def _judgments(df, codes, labels, queries, qrels, column, id_column) -> tuple[np
     return np.concatenate([codes, q_codes[extra]]), np.concatenate([labels, q_labels[extra]])
 
 
-def _tokens(usage: dict) -> int:
-    if "total_tokens" in usage:
-        return int(usage["total_tokens"])
-    return int(sum(v for k, v in usage.items() if "tokens" in k))
+def _needs_text(df: pd.DataFrame, reranker: Any) -> bool:
+    """A reranker scores the text column; a composite ranking (a Fusion) only if one of its parts does."""
+    if not is_composite(reranker):
+        return True
+    parts = getattr(reranker, "rankings", {})
+    return any(not (isinstance(p, str) and p in df.columns) and _needs_text(df, p) for p in parts.values())
 
 
 # ---------------------------------------------------------------------------------------------- public
@@ -298,7 +300,9 @@ def evaluate(
         Each row's relevance: graded (numbers >= 0; relevant means > 0) or booleans; missing means 0.
     rerankers
         A name, a reranker object, a list of them, or a dict ``{label: name_or_object}``; each runs through
-        :func:`rerankpd.rerank` (score cache, batching, retries, progress bar).
+        :func:`rerankpd.rerank` (score cache, batching, retries, progress bar). A :class:`rerankpd.Fusion`
+        is a ranking too (its score columns read from the frame, its rerankers run); a reranker runs once
+        however many of the rankings use it.
     score_columns
         A column name or a list of them holding scores the frame already has (e.g. the retriever's);
         higher ranks first.
@@ -326,7 +330,8 @@ def evaluate(
         raise TypeError(f"evaluate expects a pandas DataFrame, got {type(df).__name__}")
     if (query is None) == (query_column is None):
         raise ConfigurationError("give exactly one of query (one query for every row) and query_column")
-    text_needed = bool(rerankers) or (qrels is not None and id_column is None)
+    named = _named_rerankers(rerankers)
+    text_needed = any(_needs_text(df, r) for r in named.values()) or (qrels is not None and id_column is None)
     for name, value in (("column", column if text_needed else None), ("query_column", query_column),
                         ("id_column", id_column)):
         if value is not None and value not in df.columns:
@@ -349,14 +354,12 @@ def evaluate(
         if str(name) in rankings:
             raise ConfigurationError(f"score_columns: {name!r} repeats a ranking name")
         rankings[str(name)] = _score_column(df, name)
-    for name, reranker in _named_rerankers(rerankers).items():
+    runs = RankingRuns(df, query, column, query_column=query_column, cache=cache, progress=progress,
+                       evaluating=True)  # each reranker runs once, however many rankings (fusions) use it
+    for name, reranker in named.items():
         if name in rankings:
             raise ConfigurationError(f"rerankers: {name!r} repeats a ranking name; pass a dict {{label: reranker}}")
-        out = pipeline.rerank(df, query, column, query_column=query_column, reranker=reranker, sort=False,
-                              cache=cache, progress=progress)
-        rankings[name] = out["rerank_score"].to_numpy(dtype=np.float64)
-        info = out.attrs["rerank"]
-        costs[name] = {"sent": info["sent"], "tokens": _tokens(info["usage"]), "requests": info["requests"]}
+        rankings[name], costs[name] = runs.scores(reranker, name)
     if baseline not in rankings:
         raise KeyError(f"baseline {baseline!r} is not one of the rankings {list(rankings)}")
 
