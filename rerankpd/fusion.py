@@ -463,7 +463,7 @@ def fuse(
     >>> df = pd.DataFrame({"text": ["cats purr", "dogs bark", "cats and dogs"], "first": [0.2, 0.9, 0.5]})
     >>> out = rerankpd.fuse(df, ["first", "bm25"], "cats", cache=False, progress=False)
     >>> out.index.tolist(), [c for c in out.columns if c.startswith("fusion")]
-    ([2, 0, 1], ['fusion_score_bm25', 'fusion_score', 'fusion_rank'])
+    ([0, 1, 2], ['fusion_score_bm25', 'fusion_score', 'fusion_rank'])
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"fuse expects a pandas DataFrame, got {type(df).__name__}")
