@@ -134,7 +134,10 @@ def _contributions(scores: Sequence[np.ndarray], group: np.ndarray, method: str,
         for s in scores:
             s = np.asarray(s, dtype=np.float64)
             ranks = rank_within_groups(np.where(group >= 0, s, np.nan), group)
-            out.append(np.where(ranks > 0, 1 / ((k + (ranks - 1)) + 1), np.nan))
+            contribution = np.full(len(s), np.nan)
+            ranked = ranks > 0
+            contribution[ranked] = 1 / ((k + (ranks[ranked] - 1)) + 1)
+            out.append(contribution)
         return out
     return [normalize(s, group, norm) for s in scores]
 
