@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import CRANFIELD_NEXT_TO_ROOT, cranfield_path, load_cranfield
 
 import rerankpd
-from _common import CRANFIELD_NEXT_TO_ROOT, cranfield_path, load_cranfield
 
 CRANFIELD = Path(cranfield_path() or CRANFIELD_NEXT_TO_ROOT)
 logging.getLogger("bm25s").setLevel(logging.WARNING)
@@ -80,11 +80,11 @@ def bench_speed(queries: int, rows: int) -> dict:
     results = {"rows": len(df), "queries": queries}
     for method, baseline in (("wsum", pandas_wsum), ("rrf", pandas_rrf)):
         options = {"weights": [0.5, 0.5]} if method == "wsum" else {}
-        ours = timed(lambda: rerankpd.fuse(df, ["bm25", "dense"], query_column="q", method=method, sort=False,
-                                           **options))
-        base = timed(lambda: baseline(df))
-        sorted_s = timed(lambda: rerankpd.fuse(df, ["bm25", "dense"], query_column="q", method=method, **options),
-                         repeat=1)
+        ours = timed(lambda m=method, o=options: rerankpd.fuse(df, ["bm25", "dense"], query_column="q", method=m,
+                                                               sort=False, **o))
+        base = timed(lambda b=baseline: b(df))
+        sorted_s = timed(lambda m=method, o=options: rerankpd.fuse(df, ["bm25", "dense"], query_column="q", method=m,
+                                                                   **o), repeat=1)
         check = rerankpd.fuse(df, ["bm25", "dense"], query_column="q", method=method, sort=False, **options)
         agree = float(np.abs(check["fusion_score"].to_numpy() - baseline(df)["fused"].to_numpy()).max())
         results[method] = {"rerankpd_s": round(ours, 3), "pandas_s": round(base, 3), "ratio": round(ours / base, 2),
@@ -141,7 +141,7 @@ def bench_cranfield(depth: int, max_chars: int) -> dict:
     e5 = rerankpd.scores(frame, query_column="query", reranker="e5", progress=False)
     e5_seconds = time.perf_counter() - start
     frame["e5"] = e5.to_numpy()
-    common = dict(query_column="query", label_column="label", qrels=qrels, id_column="doc")
+    common = {"query_column": "query", "label_column": "label", "qrels": qrels, "id_column": "doc"}
     learned = rerankpd.fit_fusion(frame, ["first_stage", "e5"], metric="ndcg@10", folds=5, **common)
     frame["learned (cross-validated)"] = learned.fitted.cv_scores
     evaluation = rerankpd.evaluate(frame, score_columns=["first_stage", "e5", "learned (cross-validated)"],

@@ -49,8 +49,9 @@ import itertools
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,8 +68,8 @@ from .rerankers import available_rerankers
 from .rerankers.base import describe
 from .validate import boolean, number, one_of, whole
 
-__all__ = ["Fusion", "FusionEstimate", "FusionFit", "METHODS", "NORMS", "fit_fusion", "fuse", "fuse_scores",
-           "normalize"]
+__all__ = ["METHODS", "NORMS", "Fusion", "FusionEstimate", "FusionFit", "fit_fusion", "fuse", "fuse_scores",
+           "normalize", "simplex_grid"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +154,11 @@ def _combine(contributions: Sequence[np.ndarray], method: str, weights: Sequence
             total = np.maximum(total, np.where(p, c, -np.inf))
     else:
         total = np.zeros(n)
+        if method == "wsum" and weights is None:
+            raise ConfigurationError("method='wsum' needs weights")
         for r, (c, p) in enumerate(zip(contributions, present)):
             value = np.where(p, c, 0.0)
-            total = total + (weights[r] * value if method == "wsum" else value)
+            total = total + (weights[r] * value if weights is not None and method == "wsum" else value)
         if method == "combmnz":
             total = total * np.add.reduce(present, dtype=np.int64)
     return np.where(scored, total, np.nan)
@@ -228,7 +231,7 @@ def _weights(weights: Any, names: list[str], method: str) -> tuple[float, ...] |
                                  f"{names}; got {type(weights).__name__}")
     if len(weights) != len(names):
         raise ConfigurationError(f"weights: {len(weights)} weights for {len(names)} rankings {names}")
-    return tuple(number(f"weights[{n!r}]", w) for n, w in zip(names, weights))
+    return tuple(float(number(f"weights[{n!r}]", w)) for n, w in zip(names, weights))  # type: ignore[arg-type]
 
 
 class Fusion:
@@ -271,7 +274,7 @@ class Fusion:
         self.rankings = _named(rankings)
         self.method = one_of("method", method, METHODS)
         self.norm = one_of("norm", norm, NORMS)
-        self.k = number("k", k, minimum=0)
+        self.k = float(number("k", k, minimum=0))  # type: ignore[arg-type]
         self.weights = _weights(weights, list(self.rankings), self.method)
         self._name = None if name is None else str(name)
         self.fitted: FusionFit | None = None
@@ -336,7 +339,7 @@ class Fusion:
 
     # ------------------------------------------------------------------------------------------ estimate
     def estimate(self, df: pd.DataFrame, query: str | None = None, column: Any = "text", *,
-                 query_column: Any = None, cache: bool | str | os.PathLike = True) -> "FusionEstimate":
+                 query_column: Any = None, cache: bool | str | os.PathLike = True) -> FusionEstimate:
         """What fusing ``df`` would send: an :class:`rerankpd.Estimate` per reranker among the rankings
         (score columns cost nothing), without sending anything."""
         parts: dict[str, Any] = {}
@@ -387,8 +390,8 @@ class FusionEstimate:
                 "approx_tokens": self.approx_tokens}
 
     def __str__(self) -> str:
-        lines = [f"{self.fusion}: {self.to_score} pairs to score in {self.requests} requests, "
-                 f"~{self.approx_tokens} tokens"]
+        head = f"{self.fusion}: {self.to_score} pairs to score in {self.requests} requests, ~{self.approx_tokens} tokens"
+        lines = [head]
         lines += [f"  {label}: {e}" for label, e in self.parts.items()]
         lines += [f"  {label}: a score column, nothing to send" for label in self.columns]
         return "\n".join(lines)
@@ -721,10 +724,10 @@ def fit_fusion(
     runs = RankingRuns(judged, query, column, query_column=query_column, cache=cache, progress=progress)
     queries, groups = runs.queries, runs.groups
     n_queries = len(queries)
-    folds = whole("folds", folds, minimum=2)
+    folds = int(whole("folds", folds, minimum=2))  # type: ignore[arg-type]
     if folds > n_queries:
         raise ConfigurationError(f"folds={folds} but the frame has {n_queries} queries; use at most {n_queries}")
-    step = number("step", step, minimum=0, exclusive_minimum=True, maximum=1)
+    step = float(number("step", step, minimum=0, exclusive_minimum=True, maximum=1))  # type: ignore[arg-type]
     names = list(template.rankings)
     grid = simplex_grid(len(names), step)
     judged_codes, judged_labels = _judgments(judged, groups, labels, queries, qrels, column, id_column)

@@ -94,7 +94,7 @@ class RankingRuns:
             raise KeyError(f"{name!r} is not a column of the frame; its columns are {list(self.df.columns)!r}")
         values = self.df[name]
         if not isinstance(values, pd.Series):
-            raise ValueError(f"{name!r} names {values.shape[1]} columns of the frame (its column labels repeat); "
+            raise ValueError(f"{name!r} names {values.shape[1]} columns of the frame (its column labels repeat); "  # noqa: TRY004
                              "give each column a unique name first")
         if pd.api.types.is_bool_dtype(values) or not (pd.api.types.is_numeric_dtype(values)
                                                        or values.dtype == object):

@@ -12,7 +12,15 @@ import ranx
 
 import rerankpd
 from rerankpd.errors import ConfigurationError
-from rerankpd.fusion import METHODS, NORMS, Fusion, FusionEstimate, fuse_scores, normalize, simplex_grid
+from rerankpd.fusion import (
+    METHODS,
+    NORMS,
+    Fusion,
+    FusionEstimate,
+    fuse_scores,
+    normalize,
+    simplex_grid,
+)
 from rerankpd.pairs import rank_within_groups
 from rerankpd.testing import LoopbackRerankServer
 
