@@ -140,3 +140,15 @@ def print_report(rows: list[dict], quick: bool, seconds: float, table_digits: in
                for r in rows}
     print("BENCHMARK_JSON " + json.dumps({"sizes": "quick" if quick else "full", "seconds": round(seconds, 1),
                                           "results": results}, ensure_ascii=False))
+
+
+def exit_unless_checks_met(rows: list[dict], prefixes: tuple[str, ...]) -> None:
+    """Exit with status 1, naming them, when a row whose name starts with one of ``prefixes`` is not met.
+
+    Those rows are the benchmark's exact checks (counts, tokens, equal scores), not timings: a run that
+    measures something wrong must not print a report that looks fine.
+    """
+    failed = [r["name"] for r in rows if r["name"].startswith(prefixes) and not r["met"]]
+    if failed:
+        print("CHECKS NOT MET: " + "; ".join(failed), file=sys.stderr)
+        sys.exit(1)

@@ -172,6 +172,8 @@ def main() -> None:
     }
     print("BENCHMARK_JSON " + json.dumps(report))
     sys.stdout.flush()
+    if not max_diff < 1e-5:
+        sys.exit(f"CHECKS NOT MET: rerankpd's scores differ from CrossEncoder.predict's by {max_diff:.2e} (>= 1e-5)")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import pandas as pd
 
 import rerankpd
 from rerankpd.cascade import _metrics
-from _common import KEY, cranfield_path, load_cranfield, server
+from _common import KEY, cranfield_path, exit_unless_checks_met, load_cranfield, server
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)
 
@@ -222,6 +222,7 @@ def main() -> None:
               f"target {r['target']:<26} {mark}\n    {r['detail']}")
     print("BENCHMARK_JSON " + json.dumps({"source": source, "queries": args.queries, "candidates": args.candidates,
                                           "max_chars": args.max_chars, "results": results}, default=str))
+    exit_unless_checks_met(results, ("1a.", "2.", "3a."))   # what was embedded and sent: counts, not timings
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ import pandas as pd
 
 import rerankpd
 from rerankpd.testing import LoopbackRerankServer
-from _common import CRANFIELD_NEXT_TO_ROOT, KEY, QUERY, cranfield_path, load_cranfield, print_report
+from _common import (CRANFIELD_NEXT_TO_ROOT, KEY, QUERY, cranfield_path, exit_unless_checks_met, load_cranfield,
+                     print_report)
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)
 CRANFIELD = cranfield_path() or CRANFIELD_NEXT_TO_ROOT
@@ -179,6 +180,7 @@ def main() -> None:
     total = time.perf_counter() - started
     print()
     print_report(rows, args.quick, total, table_digits=3, json_digits=4)
+    exit_unless_checks_met(rows, ("1. requests", "2. estimate tokens"))   # counts: exact whatever the machine
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import pandas as pd
 
 from . import cascade, config, embedding
 from .arguments import check_arguments
-from .errors import RunCancelled, warn_user
+from .errors import RerankError, RunCancelled, warn_user
 from .pairs import Pairs, rank_within_groups, scatter, sort_order, top_n_mask
 from .plan import Run, plan_run
 from .progress import Progress, ProgressCallback
@@ -207,6 +207,8 @@ def _run(df, query, column, query_column, reranker, cache, progress, errors, top
                 run.cache.close()  # every score is written; release SQLite's connection and page cache
         if failure is not None:
             _attach_partial(failure, run)
+            if not isinstance(failure, RunCancelled):
+                _say_how_to_resume(failure, run)
             raise failure
         return run
 
@@ -219,6 +221,34 @@ def _attach_partial(exc: BaseException, run: Run) -> None:
         exc.partial = _assemble(run, None, True)
     except Exception:  # noqa: BLE001 - never hide the real error behind a failure to attach
         logger.debug("could not attach a partial result", exc_info=True)
+
+
+def _say_how_to_resume(exc: BaseException, run: Run) -> None:
+    """Add to the message of the error that stopped a run how many rows it left unscored and how to resume.
+
+    The requests in flight when it failed have finished by then (:func:`rerankpd.scheduler.run_requests`),
+    so every scored row is in ``exc.partial`` and, with the cache on, in the cache.
+    """
+    pairs, pair_scores, _, _ = _doc_level(run)
+    has_text = pairs.row_pair >= 0
+    missing = int((np.isnan(scatter(pair_scores, pairs.row_pair)) & has_text).sum())
+    if not missing:
+        return
+    scored = int(has_text.sum()) - missing
+    if run.cache is not None:
+        how = "they are cached too: run the same call again and only the missing rows are sent"
+    else:
+        how = ("the cache was off, so a rerun sends every row again: turn the cache on, or rerank only the rows "
+               "whose rerank_score is NaN in exc.partial")
+    note = (f"{missing} of {missing + scored} rows were not scored; the {scored} scored rows are in exc.partial, "
+            f"and {how}")
+    if isinstance(exc, RerankError):
+        message = f"{exc.args[0] if exc.args else ''} -- {note}"
+        exc.args = (message, *exc.args[1:])
+        if hasattr(exc, "message"):
+            exc.message = message
+    elif hasattr(exc, "add_note"):  # Python 3.11+: a caller's own exception keeps its message
+        exc.add_note(note)
 
 
 def rerank(

@@ -9,7 +9,8 @@ Two independent, thread-safe tools, both free of third-party dependencies:
     algorithm (GCRA, a token bucket written as "the earliest time the next unit
     may go"): each call *reserves* its slot under a lock and then sleeps outside
     it, so waiting threads never block each other and are served first come,
-    first served.
+    first served.  It bursts while the service grants it and spaces requests
+    evenly while 429s are frequent (:meth:`RateLimiter.rate_limited`).
 
 ``AdaptiveConcurrency``
     Additive-increase / multiplicative-decrease on the number of requests in
@@ -39,6 +40,7 @@ import math
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
 
@@ -60,6 +62,13 @@ logger = logging.getLogger(__name__)
 #: Default ceiling on one wait, in seconds.  A wait longer than this means the
 #: configured limits cannot serve the work in any reasonable time.
 DEFAULT_MAX_WAIT = 600.0
+
+
+#: How many recent answers the budget looks back over to tell a service's real limit from a stray 429.
+RATE_WINDOW = 12
+#: 429s among the last ``RATE_WINDOW`` answers that make the budget space requests evenly (half of them):
+#: a server that really limits answers most requests above its rate with 429, a flaky one an odd few.
+THROTTLE_AT = 6
 
 
 #: Published rerank limits of hosted services, as (requests per minute, tokens per minute) for the
@@ -152,7 +161,11 @@ class RateLimiter:
     carries many tokens), which keeps every sliding window of the provider under
     its limit.  With ``burst_seconds=60`` it is a token bucket holding one
     minute's quota: a run that fits in the quota goes at once, a longer one
-    settles on the rate; :meth:`rate_limited` (a 429) falls back to even spacing.
+    settles on the rate.  The outcome of every answer is reported with
+    :meth:`rate_limited` (a 429) or :meth:`answered` (anything else): while half
+    of the last ``RATE_WINDOW`` answers are 429s the budget spaces requests
+    evenly; once that many answers in a row come without one it may burst again
+    (with an empty bucket, refilled only by sending slower than the rate).
 
     Parameters
     ----------
@@ -194,7 +207,11 @@ class RateLimiter:
         self.requests_per_minute = _rate(requests_per_minute, "requests_per_minute")
         self.tokens_per_minute = _rate(tokens_per_minute, "tokens_per_minute")
         tau = _seconds(burst_seconds, "burst_seconds")
+        #: The burst tolerance in force: the configured one, or 0 while 429s are frequent.
         self.burst_seconds = 0.0 if tau is None else tau
+        self._burst = self.burst_seconds
+        self._recent: deque[bool] = deque(maxlen=RATE_WINDOW)  # True: a 429
+        self.throttled = False  #: spacing requests evenly because 429s are frequent
         self.max_wait = _seconds(max_wait, "max_wait")
         self._clock = clock
         self._sleep = sleep
@@ -311,23 +328,61 @@ class RateLimiter:
             self._paused_until = max(self._paused_until, self._clock() + secs)
 
     def rate_limited(self) -> None:
-        """The service answered 429 within the budget: it does not grant the burst, so stop bursting.
+        """The service answered 429: when half of the recent answers were 429s, stop bursting.
 
-        From then on requests are spaced evenly (``burst_seconds`` becomes 0); the schedule already counts
-        every request of the burst, so the next one waits until the even schedule catches up.
+        A stray 429 changes nothing here (its ``Retry-After`` is a :meth:`pause`). When ``THROTTLE_AT`` of
+        the last ``RATE_WINDOW`` answers were 429s, the service does not grant the burst: requests are
+        spaced evenly (``burst_seconds`` becomes 0), and as the schedule already counts every request of
+        the burst, the next one waits until the even schedule catches up.
 
         >>> t = [0.0]
         >>> limiter = RateLimiter(requests_per_minute=60, burst_seconds=60, clock=lambda: t[0])
         >>> limiter.reserve(), limiter.reserve()
         (0.0, 0.0)
-        >>> limiter.rate_limited()
+        >>> limiter.rate_limited()                     # one 429: still bursting
         >>> limiter.reserve()
-        2.0
+        0.0
+        >>> for _ in range(THROTTLE_AT - 1):
+        ...     limiter.rate_limited()
+        >>> limiter.throttled, limiter.reserve()
+        (True, 3.0)
         """
         with self._lock:
-            if self.burst_seconds:
-                logger.info("rate limiter: 429 within the budget; spacing requests evenly from now on")
-            self.burst_seconds = 0.0
+            self._recent.append(True)
+            if not self.throttled and sum(self._recent) >= THROTTLE_AT:
+                self.throttled = True
+                self.burst_seconds = 0.0
+                if self._burst:
+                    logger.info("rate limiter: %d of the last %d answers were 429s; spacing requests evenly "
+                                "until they stop", sum(self._recent), len(self._recent))
+
+    def answered(self) -> None:
+        """The service answered without a 429: after ``RATE_WINDOW`` such answers in a row, burst again.
+
+        The bucket starts empty then: it fills only while requests go slower than the rate, so a service
+        that really limits at the budget's rate keeps being paced evenly, and one that only had a bad
+        moment gets its burst back as the run slows down.
+
+        >>> t = [0.0]
+        >>> limiter = RateLimiter(requests_per_minute=60, burst_seconds=60, clock=lambda: t[0])
+        >>> for _ in range(THROTTLE_AT):
+        ...     limiter.rate_limited()
+        >>> for _ in range(RATE_WINDOW):
+        ...     limiter.answered()
+        >>> limiter.throttled, limiter.burst_seconds
+        (False, 60.0)
+        """
+        with self._lock:
+            self._recent.append(False)
+            if self.throttled and not any(self._recent) and len(self._recent) == RATE_WINDOW:
+                self.throttled = False
+                self.burst_seconds = self._burst
+                now = self._clock()
+                if self.requests_per_minute is not None:
+                    ahead = min(self._burst, 60.0 - 60.0 / self.requests_per_minute)
+                    self._next_request = max(self._next_request, now + ahead)
+                self._next_token = max(self._next_token, now + self._burst)
+                logger.info("rate limiter: no 429 in the last %d answers; bursting again", RATE_WINDOW)
 
 
 #: The longest one wait for a free slot sleeps before it looks again (a release normally wakes it at once).

@@ -113,7 +113,12 @@ def test_ranks_are_a_permutation_with_candidates_first(scores, groups, candidate
     for g in set(row_group[row_group >= 0].tolist()):
         rows = np.flatnonzero((row_group == g) & has_text)
         assert sorted(ranks[rows].tolist()) == list(range(1, len(rows) + 1))
-        assert is_candidate[rows].sum() <= candidates
+        scored = int((~np.isnan(pre[rows])).sum())              # rows of this query with a prefilter score
+        assert is_candidate[rows].sum() == min(candidates, scored)
+        assert not is_candidate[rows][np.isnan(pre[rows])].any()
+        if len(rows) and is_candidate[rows].any() and (~is_candidate[rows] & ~np.isnan(pre[rows])).any():
+            # every candidate scores at least as high as every scored non-candidate of the same query
+            assert pre[rows][is_candidate[rows]].min() >= pre[rows][~is_candidate[rows] & ~np.isnan(pre[rows])].max()
         cand = rows[is_candidate[rows]]
         if len(cand):
             assert ranks[cand].max() == len(cand)

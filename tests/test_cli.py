@@ -1,6 +1,7 @@
 """The command line: rank (CSV, Parquet, JSONL), demo, cache info|clear, errors as exit codes."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -38,8 +39,10 @@ def test_rank_file_formats(tmp_path, table, ext, capsys):
     assert main(["rank", str(src), "--query", "cats", "--reranker", "bm25", "-o", str(dst)]) == 0
     out = {"csv": pd.read_csv, "parquet": pd.read_parquet,
            "jsonl": lambda p: pd.read_json(p, lines=True)}[ext](dst)
-    assert set(out["id"].tolist()[:2]) == {1, 4}
-    assert out["rerank_rank"].tolist()[:2] == [1, 2]
+    # "cats purr" and "cats and dogs" tie ("and" is a stop word): the earlier row first
+    assert out["id"].tolist() == [1, 4, 2, 3]
+    assert out["rerank_rank"].tolist() == [1, 2, 3, 4]
+    assert out["rerank_score"].tolist() == pytest.approx([0.260512, 0.260512, 0.0, 0.0], abs=1e-6)
     assert "ranked with bm25" in capsys.readouterr().err
 
 
@@ -64,8 +67,15 @@ def test_rank_against_dmxapi_loopback(tmp_path, table, monkeypatch, capsys):
         monkeypatch.setenv("DMXAPI_BASE_URL", srv.url)
         assert main(["rank", str(src), "-q", "cats"]) == 0
         assert len(srv.requests) == 1
+        assert srv.requests[0].body["query"] == "cats"
+        assert srv.requests[0].body["documents"] == ["cats purr", "dogs bark", "NA", "cats and dogs"]
     captured = capsys.readouterr()
     assert "dmxapi" in captured.err and API_KEY not in captured.out + captured.err
+    ranked = pd.read_csv(io.StringIO(captured.out))
+    # the fake scores by word overlap: 0.989174 (cats purr), 0.98885 (cats and dogs), 0.009804 (NA), 0.009174
+    assert ranked["id"].tolist() == [1, 4, 3, 2]
+    assert ranked["rerank_rank"].tolist() == [1, 2, 3, 4]
+    assert ranked["rerank_score"].tolist() == pytest.approx([0.989174, 0.98885, 0.009804, 0.009174], abs=1e-6)
 
 
 def test_errors_are_one_line_with_exit_codes(tmp_path, table, capsys):

@@ -82,8 +82,10 @@ def test_show_writes_text_outside_a_notebook(ranked):
 
 
 def test_ranked_view_has_both_forms(ranked):
-    view = RankedView(ranked)
-    assert "rerankpd-table" in view._repr_html_() and "rank" in repr(view)
+    view = RankedView(ranked, max_rows=2)
+    assert view._repr_html_() == to_html(ranked, max_rows=2)
+    assert repr(view) == to_text(ranked, max_rows=2)
+    assert repr(view).splitlines()[-1] == "... 2 more rows" and view._repr_html_() != to_html(ranked)
 
 
 def test_bad_input_names_the_problem():

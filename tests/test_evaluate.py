@@ -262,12 +262,10 @@ def test_command_line_prints_the_summary_and_json(tmp_path, capsys):
 
 
 def cranfield_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The vendored sample (tests/data/CRANFIELD.md): 10 queries x their BM25 top 20, gain 5 - grade."""
-    import gzip
-    from pathlib import Path
+    """The shipped sample (rerankpd/testing/data/CRANFIELD.md): 10 queries x their BM25 top 20, gain 5 - grade."""
+    from rerankpd.testing import cranfield_sample as load
 
-    with gzip.open(Path(__file__).parent / "data" / "cranfield-sample.json.gz", "rt", encoding="utf-8") as fh:
-        data = json.load(fh)
+    data = load()
     qrels = pd.DataFrame(data["qrels"], columns=["qid", "doc", "grade"]).astype({"qid": str, "doc": str})
     qrels["label"] = np.where(qrels["grade"] > 0, 5 - qrels["grade"], 0)
     qrels["query"] = qrels["qid"].map(data["queries"])

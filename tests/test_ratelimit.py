@@ -679,3 +679,39 @@ def test_an_interrupt_at_any_point_of_acquire_or_release_leaves_a_working_gate()
     assert locked == []
     assert broken == []
     assert gate.in_flight == 0
+
+
+# ----------------------------------------------------------------------- the rate of 429s, not a stray one
+def _bursting_limiter(clock: FakeClock) -> RateLimiter:
+    return RateLimiter(requests_per_minute=60, burst_seconds=60, clock=clock, sleep=clock.sleep)
+
+
+def test_stray_429s_below_half_of_the_window_keep_the_burst(fake_clock):
+    from rerankpd.ratelimit import RATE_WINDOW, THROTTLE_AT
+
+    limiter = _bursting_limiter(fake_clock)
+    for i in range(3 * RATE_WINDOW):  # 429s spread thinner than THROTTLE_AT per window: never throttled
+        limiter.rate_limited() if i % RATE_WINDOW < THROTTLE_AT - 1 else limiter.answered()
+        assert not limiter.throttled
+    assert [limiter.reserve() for _ in range(10)] == [0.0] * 10 and limiter.burst_seconds == 60
+
+
+def test_frequent_429s_space_evenly_and_the_burst_returns_when_they_stop(fake_clock):
+    from rerankpd.ratelimit import RATE_WINDOW, THROTTLE_AT
+
+    limiter = _bursting_limiter(fake_clock)
+    assert [limiter.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    for _ in range(THROTTLE_AT):
+        limiter.rate_limited()
+    assert limiter.throttled and limiter.burst_seconds == 0
+    assert limiter.reserve() == 3.0  # the burst's three requests are still counted: even spacing from there
+    for _ in range(RATE_WINDOW - 1):
+        limiter.answered()
+    assert limiter.throttled  # one answer short of a clean window
+    limiter.answered()
+    assert not limiter.throttled and limiter.burst_seconds == 60
+    # the bucket starts empty: a service that really limits at this rate is still paced evenly ...
+    assert [limiter.reserve() for _ in range(3)] == [0.0, 1.0, 2.0]
+    # ... and idle time refills it: after a quiet minute the burst is back
+    fake_clock.advance(120.0)
+    assert [limiter.reserve() for _ in range(5)] == [0.0] * 5

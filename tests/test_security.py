@@ -2,6 +2,7 @@
 plain http to a remote host warns, redirects never carry the key to another host, TLS is verified."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -319,3 +320,33 @@ def test_url_credentials_are_masked_in_repr_errors_and_logs(caplog):
     with pytest.raises(errors.ConfigurationError) as bad:
         rerankpd.get_reranker("tei", base_url=f"ftp://admin:{password}@example.com")
     assert password not in str(bad.value)
+
+
+def test_scrubber_masks_runs_of_eight_or_more_and_short_secrets_whole_but_ignores_tiny_ones():
+    from rerankpd.redact import MIN_RUN, scrub
+
+    secret = "sk-AbCdEfGhIjKlMnOp"
+    assert MIN_RUN == 8
+    assert scrub(f"key {secret} end", [secret]) == "key *** end"
+    assert scrub(f"saw {secret[3:11]}!", [secret]) == "saw ***!"                 # any run of eight
+    assert scrub(f"saw {secret[3:10]}!", [secret]) == f"saw {secret[3:10]}!"     # seven are ordinary text
+    assert scrub("tail ...IjKlMnOp", [secret]) == "tail ...***"
+    assert scrub("a pin of 4821 and 48", ["4821"]) == "a pin of *** and 48"      # 4 to 7 characters: whole only
+    assert scrub("abc abcd", ["abc"]) == "abc abcd"                               # under 4: would mask words
+    assert scrub("x %73k-AbCdEfGh y", [secret]) == "x *** y"                     # an echoed form counts too
+    assert scrub("", [secret]) == "" and scrub("nothing here", [None, ""]) == "nothing here"
+
+
+def test_the_model_is_part_of_the_cache_key(tmp_path):
+    """Scores cached for one model are never served for another model of the same service."""
+    df = pd.DataFrame({"text": ["cats purr", "dogs bark"]})
+    with LoopbackRerankServer(api_key=API_KEY) as srv:
+        make = functools.partial(rerankpd.get_reranker, "dmxapi", api_key=API_KEY, base_url=srv.url)
+        a, b = make(model="model-a"), make(model="model-b")
+        assert a.identity()["model"] == "model-a" and b.identity()["model"] == "model-b"
+        df.rerank("cats", reranker=a, cache=tmp_path, progress=False)
+        again_a = df.rerank("cats", reranker=a, cache=tmp_path, progress=False)
+        other = df.rerank("cats", reranker=b, cache=tmp_path, progress=False)
+        assert again_a.attrs["rerank"]["from_cache"] == 2 and again_a.attrs["rerank"]["sent"] == 0
+        assert other.attrs["rerank"]["from_cache"] == 0 and other.attrs["rerank"]["sent"] == 2
+        assert [r.body["model"] for r in srv.requests] == ["model-a", "model-b"]

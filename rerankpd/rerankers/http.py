@@ -12,8 +12,10 @@ failures into the :mod:`rerankpd.errors` tree, with every text scrubbed of the k
 (:func:`rerankpd.redact.scrub`).
 
 Retry policy: 408, 409, 429 and 5xx answers, timeouts, dropped connections and malformed answers are
-retried up to ``max_retries`` times with capped exponential backoff and full jitter; a ``Retry-After``
-header is honoured up to a cap. 400, 401, 403, 404, 413 and 422 are never retried. Every wait (backoff,
+retried up to ``max_retries`` times and for at most ``max_retry_time`` seconds per request. A ``Retry-After``
+header is honoured as given (fractions too) up to a cap; a dropped connection or a 502/503/504 is retried
+after a short jittered wait; other faults wait a jittered backoff that doubles only with repeated failures
+of the same request. 400, 401, 403, 404, 413 and 422 are never retried. Every wait (backoff,
 ``Retry-After``, the request budget, a concurrency slot) wakes when the run is cancelled
 (:meth:`~rerankpd.rerankers.base.Reranker.bind_cancel`), and no attempt starts after that. The policy's
 functions, with examples, are in :mod:`rerankpd.rerankers.retry`.
@@ -52,7 +54,7 @@ from ..redact import mask_url, scrub, shorten, url_secrets
 from ..validate import boolean, number, timeout_pair, whole
 from .answers import decode_json, scores_from_results, usage_counts
 from .base import Availability, BatchResult, Reranker
-from .retry import backoff_delay, parse_retry_after, should_retry
+from .retry import backoff_delay, is_quick, may_retry, parse_retry_after, retry_delay, should_retry
 from .transport import DeadlinePassed, make_session, post
 
 __all__ = [
@@ -82,12 +84,17 @@ def _is_loopback(host: str | None) -> bool:
 
 
 class _RetryableFailure(Exception):
-    """Internal: an attempt failed in a way worth retrying; carries the error to raise if none are left."""
+    """Internal: an attempt failed in a way worth retrying; carries the error to raise if none are left.
 
-    def __init__(self, error: APIError, wait: float | None = None) -> None:
+    ``wait`` is the server's ``Retry-After`` (if any); ``quick`` says the fault is retried quickly (see
+    :func:`rerankpd.rerankers.retry.is_quick`).
+    """
+
+    def __init__(self, error: APIError, wait: float | None = None, quick: bool = False) -> None:
         super().__init__(str(error))
         self.error = error
         self.wait = wait
+        self.quick = quick
 
 
 class HTTPReranker(Reranker):
@@ -113,21 +120,28 @@ class HTTPReranker(Reranker):
         timeout plus twice the read timeout.
     max_retries
         Further attempts after the first, for retryable failures.
+    max_retry_time
+        The longest one request may spend retrying, in seconds from its first attempt: a retry whose wait
+        would end later is not made (None: no bound).
     auth_scheme
         Prefix of the key in the ``Authorization`` header (``"Bearer"``); ``""`` sends the bare key.
     backoff_base, backoff_cap
-        Seconds of the first backoff and the longest one (full jitter).
+        Seconds of the first backoff and the longest one; each wait is jittered between half and all of
+        ``backoff_base * 2**retry``. A dropped connection or a 502/503/504 starts at a fifth of
+        ``backoff_base`` (50 ms by default).
     retry_after_cap
-        The longest ``Retry-After`` honoured, in seconds.
+        The longest ``Retry-After`` honoured, in seconds; a shorter one is waited exactly as given.
     requests_per_minute, tokens_per_minute
         A budget shared by every request of this reranker (tokens are estimated from the text, see
         :func:`rerankpd.ratelimit.estimate_tokens`). None: the service's published limit where known
         (:data:`rerankpd.ratelimit.PUBLISHED_LIMITS`), else unlimited; 0: unlimited. The budget is a
-        per-minute quota: a run that fits in a minute's quota goes at full concurrency; beyond it, or after
-        a 429, requests are spaced evenly at the rate.
+        per-minute quota: a run that fits in a minute's quota goes at full concurrency; beyond it, or while
+        429s are frequent (half of the recent answers), requests are spaced evenly at the rate. A stray 429
+        changes nothing but its own retry and the ``Retry-After`` pause.
     adaptive_concurrency
-        On a 429, halve the requests allowed in flight (down to 1) and raise them again by one after a run
-        of successes, up to ``max_concurrency``; a 429's ``Retry-After`` also holds every request back.
+        While 429s are frequent (half of the recent answers), each 429 halves the requests allowed in
+        flight (down to 1); a run of successes raises them again by one, up to ``max_concurrency``. A 429's
+        ``Retry-After`` also holds every request back.
     clock, sleep
         For tests: the monotonic clock and the sleep the budget and the retry waits use (default: real time,
         and a sleep that wakes when the run is cancelled).
@@ -161,9 +175,10 @@ class HTTPReranker(Reranker):
         max_concurrency: int | None = None,
         timeout: float | tuple[float, float] | None = None,
         attempt_deadline: float | None = None,
-        max_retries: int = 5,
+        max_retries: int = 8,
+        max_retry_time: float | None = 120.0,
         auth_scheme: str | None = None,
-        backoff_base: float = 0.5,
+        backoff_base: float = 0.25,
         backoff_cap: float = 20.0,
         retry_after_cap: float = 60.0,
         requests_per_minute: float | None = None,
@@ -186,6 +201,7 @@ class HTTPReranker(Reranker):
         self.attempt_deadline = number("attempt_deadline", attempt_deadline, minimum=0, exclusive_minimum=True,
                                        allow_none=True) or self.timeout[0] + 2 * self.timeout[1]
         self.max_retries = whole("max_retries", max_retries, minimum=0)
+        self.max_retry_time = number("max_retry_time", max_retry_time, minimum=0, allow_none=True)
         self.auth_scheme = self.default_auth_scheme if auth_scheme is None else auth_scheme
         if not isinstance(self.auth_scheme, str):
             raise ConfigurationError(f"auth_scheme must be a string such as 'Bearer' or '', got {auth_scheme!r}")
@@ -237,7 +253,7 @@ class HTTPReranker(Reranker):
         if tpm is None:
             tpm = self.default_tokens_per_minute or published_tpm
         #: The request/token budget shared by all requests of this reranker: a bucket holding one minute's
-        #: quota, spaced evenly after a 429 (see :meth:`rerankpd.ratelimit.RateLimiter.rate_limited`).
+        #: quota, spaced evenly while 429s are frequent (see :meth:`rerankpd.ratelimit.RateLimiter.rate_limited`).
         self.rate_limiter = RateLimiter(rpm or None, tpm or None, burst_seconds=60.0, clock=self._clock,
                                         sleep=self._wait)
         self.adaptive_concurrency = boolean("adaptive_concurrency", adaptive)
@@ -426,17 +442,18 @@ class HTTPReranker(Reranker):
 
     def _request(self, payload: dict, n_documents: int, n_tokens: int = 0) -> BatchResult:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        started = self._clock()
         try:
             for attempt in range(self.max_retries + 1):
                 self._check_cancel()
                 try:
                     result = self._attempt(body, n_documents, n_tokens)
                 except _RetryableFailure as failure:
-                    if attempt >= self.max_retries:
+                    wait = retry_delay(attempt, retry_after=failure.wait, quick=failure.quick,
+                                       base=self.backoff_base, cap=self.backoff_cap)
+                    if not may_retry(attempt=attempt, max_retries=self.max_retries, wait=wait,
+                                     elapsed=self._clock() - started, max_retry_time=self.max_retry_time):
                         raise failure.error from failure.__cause__
-                    wait = failure.wait
-                    if not wait:  # no Retry-After, or "0": back off anyway rather than hammer the service
-                        wait = backoff_delay(attempt, self.backoff_base, self.backoff_cap)
                     logger.info("%s: %s; retry %d of %d in %.2fs", self.name, self._scrub(failure.error.message),
                                 attempt + 1, self.max_retries, wait)
                     self._wait(wait)
@@ -479,15 +496,17 @@ class HTTPReranker(Reranker):
                 if retry_after:
                     self.rate_limiter.pause(retry_after)
                 self.rate_limiter.rate_limited()
-                if self.adaptive_concurrency:
+                if self.adaptive_concurrency and self.rate_limiter.throttled:  # 429s are frequent, not stray
                     slot.rate_limited()
-            elif status < 300:
-                slot.succeeded()
+            else:
+                self.rate_limiter.answered()
+                if status < 300:
+                    slot.succeeded()
         if 200 <= status < 300:
             return self._parse(raw, status, n_documents)
         error = self._error_for(status, raw, retry_after)
         if should_retry(status):
-            raise _RetryableFailure(error, retry_after)
+            raise _RetryableFailure(error, retry_after, quick=is_quick(status))
         raise error
 
     def _exchange(self, body: bytes, n_documents: int) -> tuple[int, Any, bytes]:
@@ -521,7 +540,8 @@ class HTTPReranker(Reranker):
 
     def _connection_failed(self, exc: BaseException) -> _RetryableFailure:
         return _RetryableFailure(APIConnectionError(
-            f"{self.name}: connection to {self.endpoint} failed: {type(exc).__name__}", provider=self.name))
+            f"{self.name}: connection to {self.endpoint} failed: {type(exc).__name__}", provider=self.name),
+            quick=is_quick(None))
 
     def _parse(self, raw: bytes, status: int, n_documents: int) -> BatchResult:
         """A 2xx answer as scores; any malformed answer is a retryable BadResponseError."""

@@ -47,6 +47,7 @@ from .dialects import (
     register_dialect,
 )
 from .embeddings import OpenAIEmbeddingsDialect, bigram_embedding  # registers "openai-embeddings"
+from .samples import cranfield_sample
 from .server import FAULT_KINDS, Fault, LoopbackRerankServer, RecordedRequest, overlap_score
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "OpenAIEmbeddingsDialect",
     "RecordedRequest",
     "bigram_embedding",
+    "cranfield_sample",
     "overlap_score",
 ]
 __all__ += dialects.__all__  # the dialects' names (a form type checkers read)

@@ -108,6 +108,8 @@ class LoopbackRerankServer:
         ``Retry-After`` of the seconds until the next one would be admitted. ``rate_limited`` counts them.
     fault_rate, fault_kinds, seed
         The share of requests that meet a random fault drawn from ``fault_kinds`` (seeded, repeatable).
+    fault_retry_after
+        The ``Retry-After`` header of a random ``"429"`` fault (``"0"``; None sends none).
     dialect
         The wire format: a :class:`~rerankpd.testing.Dialect` object or a name from
         :data:`~rerankpd.testing.DIALECTS` (``"cohere"``, ``"tei"``, ...); DMXAPI's by default.
@@ -117,7 +119,7 @@ class LoopbackRerankServer:
                  latency: float = 0.0, fault_rate: float = 0.0, fault_kinds: tuple[str, ...] = FAULT_KINDS,
                  seed: int = 0, dialect: Any = None, stall_seconds: float = 2.0,
                  latency_per_document: float = 0.0, rate_limit: float | None = None,
-                 rate_limit_burst: float | None = None) -> None:
+                 rate_limit_burst: float | None = None, fault_retry_after: str | None = "0") -> None:
         self.api_key = api_key
         self.score_fn = score_fn
         self.latency = latency
@@ -129,6 +131,7 @@ class LoopbackRerankServer:
         self._bucket = (self.rate_limit_burst, time.monotonic())  # (tokens, at)
         self.fault_rate = fault_rate
         self.fault_kinds = tuple(fault_kinds)
+        self.fault_retry_after = fault_retry_after
         self.stall_seconds = stall_seconds
         if isinstance(dialect, str):
             try:
@@ -257,7 +260,8 @@ class LoopbackRerankServer:
                 return self._state.queued_faults.pop(0)
             if self.fault_rate and self._rng.random() < self.fault_rate:
                 self._state.faults_served += 1
-                return Fault(self._rng.choice(self.fault_kinds), stall_seconds=self.stall_seconds)
+                return Fault(self._rng.choice(self.fault_kinds), stall_seconds=self.stall_seconds,
+                             retry_after=self.fault_retry_after)
         return None
 
 
@@ -324,7 +328,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, dialect.error_body(404, f"no route for {self.path}"))
             return
         if owner.api_key is not None and not dialect.check_auth(self.headers.get("Authorization"), owner.api_key):
-            self._json(401, dialect.error_body(401, "invalid api key or insufficient quota"))
+            # like some real services, the message quotes the key it was given: a client must scrub it
+            presented = self.headers.get("Authorization") or ""
+            self._json(401, dialect.error_body(401, f"invalid api key or insufficient quota: {presented!r}"))
             return
         try:
             request = dialect.parse_request(body)

@@ -10,7 +10,7 @@ import pytest
 import rerankpd
 from rerankpd import errors
 from rerankpd.rerankers.http import scores_from_results
-from rerankpd.testing import LoopbackRerankServer
+from rerankpd.testing import LoopbackRerankServer, overlap_score
 from tests.conftest import API_KEY, SEED_DOCUMENTS, SEED_QUERY
 
 
@@ -118,17 +118,20 @@ def test_assembly_deterministic_whatever_order_answers_arrive():
 
 def test_reranker_is_usable_from_many_threads(dmxapi, server):
     r = dmxapi(max_concurrency=4)
-    results = []
+    results = {}
 
     def work(i):
-        results.append(r.score(f"q{i}", [f"doc {i}", "other"]))
+        results[i] = r.score(f"doc{i} q", [f"doc{i} words", "other", f"doc{i} q"])
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(10)
-    assert len(results) == 8 and all(len(x) == 2 for x in results)
+    # each thread got the scores of its own query and documents, in its documents' order
+    assert results == {i: pytest.approx([overlap_score(f"doc{i} q", d) for d in (f"doc{i} words", "other", f"doc{i} q")])
+                       for i in range(8)}
+    assert sorted(req.body["query"] for req in server.requests) == sorted(f"doc{i} q" for i in range(8))
 
 
 def test_per_row_queries_over_http_one_query_per_request(dmxapi, server):

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pandas as pd
+import requests
 import pytest
 
 import rerankpd
@@ -64,6 +65,9 @@ def test_401_says_quota_and_never_leaks_the_key(dmxapi, server, caplog):
     assert "quota" in str(info.value) and "DMXAPI_API_KEY" in str(info.value)
     assert "invalid api key" in str(info.value)            # the provider's own message
     assert len(server.requests) == 1
+    echoed = requests.post(server.url + "/rerank", json={"model": "m", "query": "q", "documents": ["a"]},
+                           headers={"Authorization": f"Bearer {bad}"}, timeout=5)
+    assert echoed.status_code == 401 and bad in echoed.text      # the server does quote the key back
     text = str(info.value) + repr(info.value) + caplog.text + repr(dmxapi(api_key=bad))
     assert bad not in text
 
@@ -100,7 +104,10 @@ def test_retry_policy_functions():
     assert parse_retry_after("-3", cap=2.0) == 0.0
     assert parse_retry_after("soon", cap=2.0) is None
     assert parse_retry_after(None, cap=2.0) is None
-    assert 0 < parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", cap=9.0, now=1445412470.0) <= 9.0
+    # the date is 1445412480: ten seconds after `now`, cut to the cap when the cap is lower
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", cap=60.0, now=1445412470.0) == 10.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", cap=9.0, now=1445412470.0) == 9.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", cap=60.0, now=1445412490.0) == 0.0
     assert backoff_delay(10, base=0.5, cap=4.0, rng=lambda: 1.0) == 4.0
     assert backoff_delay(1, base=0.5, cap=4.0, rng=lambda: 0.5) == 0.5
 
@@ -124,12 +131,67 @@ def test_invalid_url_is_not_retried_and_says_why(dmxapi):
     assert time.perf_counter() - t0 < 0.5
 
 
-def test_retry_after_zero_still_backs_off(dmxapi, server):
+def test_retry_after_zero_still_backs_off(dmxapi, server, fake_clock):
     server.fail_next("429", count=3, retry_after="0")
-    t0 = time.perf_counter()
-    dmxapi(backoff_base=0.2, backoff_cap=0.2, max_retries=3).score("q", ["a"])
-    # full jitter: each wait is uniform in [0, 0.2]; three of them all under 1 ms would be a 1-in-10^7 event
-    assert time.perf_counter() - t0 > 0.003 and len(server.requests) == 4
+    r = dmxapi(backoff_base=0.2, backoff_cap=10, max_retries=3, clock=fake_clock, sleep=fake_clock.sleep)
+    r.score("q", ["a"])
+    assert len(server.requests) == 4 and len(fake_clock.slept) == 3
+    # the backoff of retries 1, 2, 3: between half and all of 0.2, 0.4, 0.8 seconds
+    for wait, full in zip(fake_clock.slept, (0.2, 0.4, 0.8)):
+        assert full / 2 <= wait <= full
+
+
+def test_retry_after_is_waited_as_given_with_fractions(dmxapi, server, fake_clock):
+    server.fail_next("429", retry_after="0.25")
+    server.fail_next("429", retry_after="1.5")
+    r = dmxapi(clock=fake_clock, sleep=fake_clock.sleep, backoff_base=4, backoff_cap=4)
+    r.score("q", ["a"])
+    assert fake_clock.slept == [0.25, 1.5]  # the server's words, not rounded, no jitter added
+
+
+def test_each_reranker_caps_retry_after_at_its_own_retry_after_cap(dmxapi, server, fake_clock):
+    server.fail_next("429", retry_after="7200")
+    r = dmxapi(clock=fake_clock, sleep=fake_clock.sleep, retry_after_cap=12.5)
+    r.score("q", ["a"])
+    assert fake_clock.slept == [12.5]
+    assert r.rate_limiter._paused_until == pytest.approx(1000 + 12.5)  # the shared pause is capped too
+    server.fail_next("429", retry_after="7200")
+    jina = rerankpd.get_reranker("jina", api_key=API_KEY, base_url=server.url, clock=fake_clock,
+                                 sleep=fake_clock.sleep)
+    fake_clock.slept.clear()
+    jina.score("q", ["a"])  # another service, its default cap
+    assert fake_clock.slept == [60.0]
+
+
+def test_dropped_connections_and_502_503_are_retried_quickly(dmxapi, server, fake_clock):
+    server.fail_next("drop")
+    server.fail_next("502")
+    server.fail_next("503")
+    server.fail_next("500")
+    r = dmxapi(clock=fake_clock, sleep=fake_clock.sleep, backoff_base=0.5, backoff_cap=20)
+    r.score("q", ["a"])
+    quick = [0.1, 0.2, 0.4]  # a fifth of backoff_base, doubling with each failure of the same request
+    for wait, full in zip(fake_clock.slept[:3], quick):
+        assert full / 2 <= wait <= full
+    assert 0.5 * 8 / 2 <= fake_clock.slept[3] <= 0.5 * 8  # a 500 (4th failure): the normal backoff
+    assert len(fake_clock.slept) == 4
+
+
+def test_the_wait_grows_only_with_failures_of_the_same_request(dmxapi, server, fake_clock):
+    r = dmxapi(clock=fake_clock, sleep=fake_clock.sleep, backoff_base=1, backoff_cap=20)
+    for _ in range(3):  # three requests, each failing once: each first retry waits the first backoff
+        server.fail_next("500")
+        r.score("q", ["a"])
+    assert len(fake_clock.slept) == 3 and all(0.5 <= w <= 1 for w in fake_clock.slept)
+
+
+def test_max_retry_time_bounds_the_time_one_request_spends_retrying(dmxapi, server, fake_clock):
+    server.fail_next("429", count=10, retry_after="4")
+    r = dmxapi(clock=fake_clock, sleep=fake_clock.sleep, max_retries=10, max_retry_time=10)
+    with pytest.raises(errors.RateLimitError):
+        r.score("q", ["a"])
+    assert fake_clock.slept == [4.0, 4.0]  # a third wait would end 12 s after the first attempt began
+    assert len(server.requests) == 3
 
 
 def test_connect_timeout_names_the_connect_timeout():
@@ -302,7 +364,7 @@ def test_a_budget_that_cannot_serve_a_request_says_what_to_change(dmxapi, server
     assert "tokens_per_minute" in message and "batch_size" in message
 
 
-def test_a_429_within_the_budget_turns_the_burst_into_even_spacing(dmxapi, server, fake_clock):
+def test_a_stray_429_within_the_budget_keeps_the_burst(dmxapi, server, fake_clock):
     r = dmxapi(batch_size=1, max_concurrency=1, requests_per_minute=60, clock=fake_clock, sleep=fake_clock.sleep)
     for i in range(5):
         r.score("q", [f"d{i}"])
@@ -310,6 +372,21 @@ def test_a_429_within_the_budget_turns_the_burst_into_even_spacing(dmxapi, serve
     server.fail_next("429", retry_after="0")
     r.score("q", ["after"])
     fake_clock.slept.clear()
+    for i in range(5):
+        r.score("q", [f"next{i}"])
+    assert fake_clock.slept == []  # still bursting
+
+
+def test_frequent_429s_within_the_budget_turn_the_burst_into_even_spacing(dmxapi, server, fake_clock):
+    from rerankpd.ratelimit import THROTTLE_AT
+
+    r = dmxapi(batch_size=1, max_concurrency=1, requests_per_minute=60, clock=fake_clock, sleep=fake_clock.sleep,
+               backoff_base=0.01, backoff_cap=0.01)
+    server.fail_next("429", count=THROTTLE_AT, retry_after="0")
+    r.score("q", ["first"])
+    assert r.rate_limiter.throttled
+    fake_clock.slept.clear()
+    r.score("q", ["next"])
     r.score("q", ["next"])
     assert fake_clock.slept and fake_clock.slept[-1] == pytest.approx(1.0)  # now one a second
 
@@ -337,8 +414,8 @@ def test_self_hosted_availability_tries_the_port(monkeypatch):
 
     with LoopbackRerankServer(dialect="tei") as server:
         monkeypatch.setenv("TEI_BASE_URL", server.url)
-        assert TEIReranker.availability() == (True, f"server at {server.url} answers") or \
-            TEIReranker.availability().ready is True
+        status = TEIReranker.availability()
+        assert (status.ready, status.note) == (True, f"server at {server.url} answers")
         port = server.port
     monkeypatch.setenv("TEI_BASE_URL", f"http://me:hunter2-secret@127.0.0.1:{port}")
     t0 = time.perf_counter()

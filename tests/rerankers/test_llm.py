@@ -241,8 +241,12 @@ def test_pointwise_sends_exactly_one_request_per_pair_minus_cache_hits(chat, tmp
 
 def test_chinese_query_and_documents(chat):
     docs = ["今天股市大跌", "预防感冒应勤洗手、戴口罩", "感冒药的价格"]
-    out = pd.DataFrame({"text": docs}).rerank("如何预防感冒", reranker=make(chat), cache=False, progress=False)
-    assert ranked_index(out)[0] == 1
+    query = "如何预防感冒"
+    out = pd.DataFrame({"text": docs}).rerank(query, reranker=make(chat), cache=False, progress=False)
+    expected = {i: expected_pointwise(query, d) for i, d in enumerate(docs)}
+    assert ranked_index(out) == sorted(expected, key=lambda i: (-expected[i], i)) and ranked_index(out)[0] == 1
+    assert out["rerank_score"].tolist() == pytest.approx([expected[i] for i in out.index])
+    assert out["rerank_rank"].tolist() == [1, 2, 3]
 
 
 def test_long_documents_are_cut_and_counted(chat):
@@ -478,4 +482,6 @@ def test_dask_refuses_the_listwise_mode_and_takes_the_pointwise_one():
     ddf = dd.from_pandas(pd.DataFrame({"text": corpus(6)}), npartitions=2)
     with pytest.raises(ConfigurationError, match="cannot be split across partitions"):
         rerankpd.dask.with_scores(ddf, QUERY, reranker="llm", reranker_options={"model": "m", "mode": "listwise"})
-    rerankpd.dask.with_scores(ddf, QUERY, reranker="llm", reranker_options={"model": "m"})   # lazy: nothing sent
+    lazy = rerankpd.dask.with_scores(ddf, QUERY, reranker="llm", reranker_options={"model": "m"})  # nothing sent
+    assert isinstance(lazy, dd.DataFrame) and lazy.npartitions == 2
+    assert list(lazy.columns) == ["text", "rerank_score"] and lazy["rerank_score"].dtype == "float64"

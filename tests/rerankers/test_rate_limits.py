@@ -9,7 +9,7 @@ import pytest
 
 import rerankpd
 from rerankpd.errors import ConfigurationError
-from rerankpd.ratelimit import PUBLISHED_LIMITS, estimate_tokens
+from rerankpd.ratelimit import PUBLISHED_LIMITS, THROTTLE_AT, estimate_tokens
 from rerankpd.rerankers.dmxapi import DMXAPIReranker
 from rerankpd.testing import LoopbackRerankServer, overlap_score
 
@@ -89,9 +89,18 @@ def test_retry_after_holds_every_request_back(dmxapi, server, fake_clock):
     assert r.rate_limiter._paused_until >= 1000.3  # and the pause is the limiter's, for every request
 
 
-def test_429_halves_concurrency_and_successes_raise_it_again(dmxapi, server):
+def test_a_stray_429_leaves_concurrency_and_the_burst_alone(dmxapi, server):
+    r = dmxapi(batch_size=5, max_concurrency=8, requests_per_minute=6000)
+    server.fail_next("429", count=THROTTLE_AT - 1, retry_after="0")
+    out = rerankpd.rerank(_frame(400), "colds", reranker=r, cache=False, progress=False)
+    assert out["rerank_score"].notna().all()
+    assert r.concurrency_gate.decreases == 0 and not r.rate_limiter.throttled
+    assert r.rate_limiter.burst_seconds == 60.0
+
+
+def test_frequent_429s_halve_concurrency_and_successes_raise_it_again(dmxapi, server):
     r = dmxapi(batch_size=5, max_concurrency=8)
-    server.fail_next("429", count=1, retry_after="0")
+    server.fail_next("429", count=THROTTLE_AT, retry_after="0")  # half of the window: the service's limit
     df = _frame(400)
     out = rerankpd.rerank(df, "colds", reranker=r, cache=False, progress=False)
     expected = [overlap_score("colds", t) for t in df["text"]]
