@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers DataFrame.rerank)
 from .agreement import Agreement, agreement
-from .cache import cache_info, clear_cache
+from .cache import CacheSettings, cache_info, clear_cache
 from .cascade import cascade_curve
 from .display import show
 from .errors import RerankError
@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = sorted([
     "Agreement",
+    "CacheSettings",
     "Estimate",
     "Evaluation",
     "Fusion",

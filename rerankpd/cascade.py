@@ -11,6 +11,11 @@ prefilter (a reranker name or object, or a column of scores the frame already ha
 ``rerank_rank``
     Covers every row with text: the candidates by the main score, then the rest by the prefilter's.
 
+With ``errors="coerce"``, a row whose prefilter request failed takes a candidate place left free by the
+rows the prefilter scored (so with ``candidates`` at least a query's row count the cascade ranks like a
+plain run); one that finds no place is marked failed as in a plain run (``rerank_error`` says
+``prefilter <name>: ...``, ``attrs["rerank"]["failed"]`` counts it, a warning says how many) and ranked last.
+
 ``top_n <= candidates`` then never pays for a row it drops. :func:`cascade_curve` measures, on a labelled
 frame, what each candidate count costs and keeps: the curve an analyst reads to choose ``candidates``.
 
@@ -34,7 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import RunCancelled
+from .errors import RunCancelled, warn_user
 from .pairs import build_pairs, rank_within_groups, sort_order, top_n_mask
 from .progress import ProgressCallback
 from .validate import whole
@@ -44,6 +49,7 @@ __all__ = ["CascadeCurve", "cascade_curve", "rerank_cascade"]
 logger = logging.getLogger(__name__)
 
 SCORE, RANK, PREFILTER = "rerank_score", "rerank_rank", "rerank_prefilter_score"
+ERROR = "rerank_error"
 
 
 def _cells(values: Any) -> list[str | None]:
@@ -62,20 +68,31 @@ def prefilter_scores(df: pd.DataFrame, query: str | None, column: Any, *, query_
                      cancel: threading.Event | None = None) -> tuple[np.ndarray, str]:
     """Every row's prefilter score (NaN where it has none) and what the prefilter was; ``cancel`` stops a
     prefilter reranker's run between its requests (:class:`rerankpd.errors.RunCancelled`)."""
+    scores, name, _ = _prefilter_run(df, query, column, query_column=query_column, prefilter=prefilter, cache=cache,
+                                     progress=progress, errors=errors, cancel=cancel)
+    return scores, name
+
+
+def _prefilter_run(df: pd.DataFrame, query: str | None, column: Any, *, query_column: Any, prefilter: Any,
+                   cache: Any, progress: Any, errors: str, cancel: threading.Event | None = None
+                   ) -> tuple[np.ndarray, str, np.ndarray | None]:
+    """:func:`prefilter_scores`, plus each row's prefilter error (None where it has none; the array is None
+    when nothing could fail: a column, or ``errors="raise"``)."""
     if isinstance(prefilter, str) and prefilter in df.columns:
         values = df[prefilter]
         if not isinstance(values, pd.Series) or not (pd.api.types.is_numeric_dtype(values)
                                                      and not pd.api.types.is_bool_dtype(values)):
             raise TypeError(f"prefilter column {prefilter!r} must hold numbers (the scores to rank by), "
                             f"got dtype {getattr(values, 'dtype', 'of several columns')}")
-        return values.to_numpy(dtype=np.float64, na_value=np.nan), f"column {prefilter!r}"
-    from .pipeline import scores
+        return values.to_numpy(dtype=np.float64, na_value=np.nan), f"column {prefilter!r}", None
+    from .pipeline import rerank
 
-    out = scores(df, query, column, query_column=query_column, reranker=prefilter, cache=cache,
+    out = rerank(df, query, column, query_column=query_column, reranker=prefilter, sort=False, cache=cache,
                  progress=progress, errors=errors, _cancel=cancel)
     name = prefilter if isinstance(prefilter, str) else (getattr(prefilter, "name", None) or
                                                          type(prefilter).__name__)
-    return out.to_numpy(dtype=np.float64), str(name)
+    failures = out[ERROR].to_numpy(dtype=object) if ERROR in out.columns else None
+    return out[SCORE].to_numpy(dtype=np.float64), str(name), failures
 
 
 def candidate_mask(prefilter: np.ndarray, row_group: np.ndarray, has_text: np.ndarray, candidates: int) -> np.ndarray:
@@ -134,10 +151,12 @@ def _score(df, query, column, query_column, reranker, prefilter, candidates, cac
     from .pipeline import rerank
 
     candidates = whole("candidates", candidates, minimum=1)
-    pre, name = prefilter_scores(df, query, column, query_column=query_column, prefilter=prefilter, cache=cache,
-                                 progress=progress, errors=errors, cancel=cancel)
+    pre, name, pre_errors = _prefilter_run(df, query, column, query_column=query_column, prefilter=prefilter,
+                                           cache=cache, progress=progress, errors=errors, cancel=cancel)
     row_group, has_text = _groups(df, query, column, query_column)
-    is_candidate = candidate_mask(pre, row_group, has_text, candidates)
+    pre_failed = has_text & pd.notna(pre_errors) if pre_errors is not None else np.zeros(len(df), dtype=bool)
+    # a row the prefilter failed on takes a place left free by the scored rows (after them, in row order)
+    is_candidate = candidate_mask(np.where(pre_failed, -np.inf, pre), row_group, has_text, candidates)
     if cancel is not None and cancel.is_set():
         raise RunCancelled(f"cancelled after the prefilter ({name}), before any of the {int(is_candidate.sum())} "
                            "candidates reached the reranker")
@@ -149,6 +168,12 @@ def _score(df, query, column, query_column, reranker, prefilter, candidates, cac
     info = dict(ranked.attrs.get("rerank", {}))
     if "rerank_error" in ranked.columns:
         info["_errors"] = (np.flatnonzero(is_candidate), ranked["rerank_error"].to_numpy(dtype=object))
+    left_out = np.flatnonzero(pre_failed & ~is_candidate)
+    if len(left_out) and pre_errors is not None:  # failed as in a plain run: rerank_error says so, "failed" counts
+        info["_prefilter_errors"] = (left_out, [f"prefilter {name}: {pre_errors[i]}" for i in left_out])
+        warn_user(f"cascade: the prefilter {name} failed on {len(left_out)} row(s) that found no place among the "
+                  f"{candidates} candidates; they are marked failed in rerank_error and ranked last "
+                  f"(first error: {pre_errors[left_out[0]]})")
     return _Scored(pre, name, row_group, has_text, main, is_candidate, info)
 
 
@@ -159,11 +184,14 @@ def _assemble(df: pd.DataFrame, s: _Scored, candidates: int, top_n: int | None, 
     out[SCORE] = s.main
     out[RANK] = pd.arrays.IntegerArray(ranks, mask=ranks == 0)
     info = {k: v for k, v in s.main_info.items() if not k.startswith("_")}
-    if "_errors" in s.main_info:
-        rows, messages = s.main_info["_errors"]
+    if "_errors" in s.main_info or "_prefilter_errors" in s.main_info:
         column = np.full(len(df), None, dtype=object)
-        column[rows] = messages
+        for key in ("_errors", "_prefilter_errors"):
+            if key in s.main_info:
+                rows, messages = s.main_info[key]
+                column[rows] = messages
         out["rerank_error"] = column
+        info["failed"] = int(pd.notna(column).sum())
     keep = np.flatnonzero(top_n_mask(ranks, top_n))
     if sort:
         keep = keep[sort_order(s.row_group[keep], ranks[keep])]

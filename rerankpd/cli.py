@@ -11,6 +11,7 @@ $ rerankpd rank docs.csv --query "如何预防感冒" --top-n 10 -o ranked.parqu
 $ rerankpd rank qa.jsonl --query-column question --column passage > ranked.csv
 $ rerankpd rank docs.csv --query "如何预防感冒" --reranker cohere --dry-run
 $ rerankpd cache info
+$ rerankpd cache clear --reranker cohere
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from . import __version__, config, evaluate_cli
-from .cache import cache_info, clear_cache
+from .cache import STORE_ERRORS, cache_info, clear_cache
 from .cli_io import UsageError, check_columns, check_output, read_table, reranker_options, write_table
 from .errors import ConfigurationError, RerankError, RunCancelled
 from .rerankers import available_rerankers, get_reranker, reranker_class
@@ -181,10 +182,26 @@ def _rank(args: argparse.Namespace) -> int:
         raise
     except OSError as exc:
         kept = "; the scores are cached: rerun to write them" if not args.no_cache else ""
-        raise RerankError(f"could not write {args.output}: {exc.strerror or exc}{kept}") from None
+        where = args.output
+        if args.output in (None, "-"):
+            where = "to stdout"
+            _quiet_stdout()  # what could not be written must not be flushed again (and fail) at exit
+        raise RerankError(f"could not write {where}: {exc.strerror or exc}{kept}") from None
     info = out.attrs.get("rerank", {})
     print(summary_line(info, len(out), args.output), file=sys.stderr)
     return EXIT_ROWS_FAILED if info.get("failed") else EXIT_OK
+
+
+def _quiet_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so Python's last flush of stdout at exit has nowhere to fail."""
+    if sys.stdout is None:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _interruptible(work: Callable[[threading.Event], Any]) -> Any:
@@ -259,7 +276,9 @@ def _demo(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- cache
 def _add_cache(cache: argparse.ArgumentParser) -> None:
     cache.add_argument("action", choices=("info", "clear"))
-    cache.add_argument("--cache-dir", help="score cache directory (default: RERANKPD_CACHE_DIR or user cache)")
+    cache.add_argument("--cache-dir", help="cache directory (default: RERANKPD_CACHE_DIR or user cache)")
+    cache.add_argument("--reranker", metavar="NAME", help="clear only this reranker's entries (its name, "
+                       "as in --reranker of rank: cohere, e5, llm, ...)")
 
 
 class CacheUnusable(RerankError):
@@ -269,16 +288,20 @@ class CacheUnusable(RerankError):
 def _cache(args: argparse.Namespace) -> int:
     directory = args.cache_dir or config.cache_dir()
     if not os.path.exists(directory):
-        raise CacheUnusable(f"no score cache at {directory} (nothing was cached there; check the path)")
+        raise CacheUnusable(f"no cache at {directory} (nothing was cached there; check the path)")
     if not os.path.isdir(directory):
-        raise CacheUnusable(f"{directory} is a file, not a score cache directory")
+        raise CacheUnusable(f"{directory} is a file, not a cache directory")
+    if args.reranker is not None and args.action == "info":
+        raise UsageError("--reranker goes with 'cache clear' (cache info reports the whole cache)")
     try:
         if args.action == "info":
             print(json.dumps(cache_info(directory), indent=2, ensure_ascii=False))
         else:
-            print(f"removed {clear_cache(directory)} cached scores")
-    except (OSError, sqlite3.Error, RerankError) as exc:
-        raise CacheUnusable(f"the score cache at {directory} could not be "
+            removed = clear_cache(directory, reranker=args.reranker)
+            whose = f" of {args.reranker}" if args.reranker is not None else ""
+            print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}{whose}")
+    except (*STORE_ERRORS, RerankError) as exc:
+        raise CacheUnusable(f"the cache at {directory} could not be "
                             f"{'read' if args.action == 'info' else 'cleared'}: {exc}") from None
     return EXIT_OK
 
@@ -287,7 +310,7 @@ def _cache(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {
     "rank": (_add_rank, _rank, "rank the rows of a CSV, Parquet or JSONL file"),
     "demo": (_add_demo, _demo, "rank the DMXAPI page's example offline and print it"),
-    "cache": (_add_cache, _cache, "inspect or clear the score cache"),
+    "cache": (_add_cache, _cache, "inspect or clear the cache (scores, embeddings, LLM windows)"),
     "evaluate": (evaluate_cli.add_arguments, evaluate_cli.run, evaluate_cli.HELP),
 }
 

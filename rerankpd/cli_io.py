@@ -12,6 +12,7 @@ rerankpd.cli_io.UsageError: --output 'ranked.xlsx': unknown file type .xlsx; use
 """
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -101,6 +102,8 @@ def check_columns(df: pd.DataFrame, path: str, column: Any, query_column: Any, s
 def write_table(df: pd.DataFrame, path: str | None, sep: str = ",") -> None:
     """Write CSV, Parquet or JSON Lines by extension; CSV to stdout when ``path`` is None or ``-``."""
     if path in (None, "-"):
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            raise OSError(errno.EBADF, "stdout is closed")
         df.to_csv(sys.stdout, index=False, sep=sep)
         sys.stdout.flush()
         return

@@ -6,7 +6,9 @@ so setting ``os.environ["DMXAPI_API_KEY"]`` in a notebook takes effect on the ne
 Environment variables
 ---------------------
 ``RERANKPD_RERANKER``   the reranker used when a call names none
-``RERANKPD_CACHE_DIR``  the score cache directory
+``RERANKPD_CACHE_DIR``  the cache directory (scores, embeddings, LLM windows)
+``RERANKPD_CACHE_SIZE_LIMIT``  the cache's size limit (bytes, or with a unit: ``500MB``, ``2GiB``)
+``RERANKPD_CACHE_EXPIRE``  seconds after which a cache entry expires (default: never)
 ``DMXAPI_API_KEY``      DMXAPI's key; its presence makes ``"dmxapi"`` the default reranker
 ``DMXAPI_BASE_URL``     DMXAPI's base URL (default ``https://www.dmxapi.cn/v1``)
 """
@@ -15,7 +17,9 @@ from __future__ import annotations
 import importlib.util
 import os
 
-__all__ = ["Secret", "cache_dir", "default_reranker_name", "env"]
+from .errors import ConfigurationError
+
+__all__ = ["Secret", "cache_dir", "cache_expire", "cache_size_limit", "default_reranker_name", "env"]
 
 
 class Secret:
@@ -95,3 +99,51 @@ def cache_dir() -> str:
     import platformdirs
 
     return os.path.join(platformdirs.user_cache_dir("rerankpd", appauthor=False), "scores")
+
+
+#: The cache's default size limit: 1 GiB holds about 40 million scores or 250,000 embeddings of 1,024
+#: numbers, more than most projects ever score, and stays small beside the model weights in a user cache.
+DEFAULT_CACHE_SIZE_LIMIT = 2**30
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def cache_size_limit(value: "int | str | None" = None) -> int:
+    """The cache's size limit in bytes: ``value``, else ``RERANKPD_CACHE_SIZE_LIMIT``, else 1 GiB.
+
+    >>> cache_size_limit("500MB"), cache_size_limit(2**20)
+    (500000000, 1048576)
+    """
+    source = "size_limit" if value is not None else "RERANKPD_CACHE_SIZE_LIMIT"
+    value = value if value is not None else env("RERANKPD_CACHE_SIZE_LIMIT")
+    if value is None:
+        return DEFAULT_CACHE_SIZE_LIMIT
+    if isinstance(value, str):
+        import re
+
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        unit = match.group(2).lower() if match else None
+        if unit not in _UNITS:
+            raise ConfigurationError(f"{source}={value!r}: give a number of bytes, or one with a unit "
+                                     "(500MB, 2GiB)")
+        value = float(match.group(1)) * _UNITS[unit]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 2**20:
+        raise ConfigurationError(f"{source}={value!r}: the cache's size limit must be at least 1 MiB (in bytes)")
+    return int(value)
+
+
+def cache_expire(value: "float | None" = None) -> float | None:
+    """Seconds after which a new cache entry expires: ``value``, else ``RERANKPD_CACHE_EXPIRE``, else never
+    (None)."""
+    source = "expire" if value is not None else "RERANKPD_CACHE_EXPIRE"
+    raw = value if value is not None else env("RERANKPD_CACHE_EXPIRE")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(raw, bool) or not seconds > 0 or seconds == float("inf"):
+        raise ConfigurationError(f"{source}={raw!r}: give the seconds after which a cache entry expires "
+                                 "(a number > 0), or leave it unset for never")
+    return seconds

@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 
 from . import config, pipeline
 from .arguments import check_arguments
-from .errors import ConfigurationError, MissingDependencyError
+from .errors import ConfigurationError, MissingDependencyError, warn_user
 from .pairs import Pairs, rank_within_groups, sort_order
 from .plan import plan_run
+from .redact import mask_url, scrub, url_secrets
 from .rerankers import get_reranker, reranker_class
 from .rerankers.base import Reranker, describe
 from .shared_store import SharedScoreStore, check_url, seeded_local_cache
@@ -64,11 +66,31 @@ def _check_reranker(reranker: Any, options: dict | None) -> str:
                                  "task graph in clear; set the provider's key variable in the workers' "
                                  "environment instead")
     cls = reranker_class(name)
+    for option, value in (options or {}).items():
+        if isinstance(value, str) and url_secrets(value):
+            variable = getattr(cls, "base_url_env", None)
+            where = f"{variable} in the workers' environment" if variable else "the workers' environment"
+            raise ConfigurationError(
+                f"reranker_options[{option!r}] = {mask_url(value)!r} holds a user name and password, which would "
+                f"be written into the Dask task graph in clear; put the URL with its credentials in {where} "
+                "instead (rerankpd.dask.copy_env_to_workers copies it from this process)")
     if not describe(cls).pairwise or not cls.pairwise_with(options or {}):  # an option may make it listwise
         raise ConfigurationError(f"the {name!r} reranker scores a query's candidates together, so its scores "
                                  "cannot be split across partitions; use a pairwise reranker (e5, dmxapi, ...) "
                                  "or rerankpd.rerank on a pandas frame")
     return name
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` if it holds no ``user:password@`` (it is written into the task graph); else ConfigurationError."""
+    if not url_secrets(url):
+        return url
+    protocol = urlsplit(url).scheme.upper()
+    raise ConfigurationError(
+        f"shared_cache {mask_url(url)!r} holds a user name and password, which would be written into the Dask task "
+        f"graph in clear; give them to fsspec on the workers instead: the variables FSSPEC_{protocol}_USERNAME and "
+        f"FSSPEC_{protocol}_PASSWORD in the workers' environment (fsspec reads FSSPEC_<PROTOCOL>_<OPTION> when "
+        "it starts), or the protocol's own credentials (~/.aws, ~/.ssh, ~/.netrc), and drop them from the URL")
 
 
 def _score_partition(part: pd.DataFrame, query, column, query_column, name, options, cache, shared_cache,
@@ -82,7 +104,12 @@ def _score_partition(part: pd.DataFrame, query, column, query_column, name, opti
             pairs = _partition_pairs(part, query, column, query_column, model)
             if not pairs.n_pairs or not spec.cacheable:
                 return _scored(part, query, column, query_column, model, cache, errors)
-            store = SharedScoreStore(shared_cache, spec.identity)
+            try:
+                store = SharedScoreStore(shared_cache, spec.identity)  # a remote store may connect here
+            except (OSError, ValueError) as exc:
+                warn_user(f"rerankpd: the shared score store {mask_url(shared_cache)} could not be reached "
+                          f"({scrub(str(exc), url_secrets(shared_cache))}); scoring this partition without it")
+                return _scored(part, query, column, query_column, model, cache, errors)
             keys = store.keys(pairs.queries, pairs.texts, pairs.pair_group, pairs.pair_text)
             with seeded_local_cache(store, keys, cache) as local_cache:
                 return _scored(part, query, column, query_column, model, local_cache, errors)
@@ -196,7 +223,7 @@ def with_scores(ddf, query: str | None = None, column: Any = "text", *, query_co
     check_arguments(meta, query, column, query_column, None, errors)
     name = _check_reranker(reranker, reranker_options)
     if shared_cache is not None:
-        shared_cache = check_url(shared_cache)
+        shared_cache = _without_credentials(check_url(shared_cache))
     out_meta = meta.copy()
     out_meta[SCORE] = pd.Series(dtype="float64")
     if errors == "coerce":

@@ -3,7 +3,7 @@
 A reranker of kind ``"embedding"`` (e5, an embeddings API) scores a pair as the dot product of a query
 embedding and a text embedding. Calling its ``score(query, documents)`` per query would embed every text
 again under every query it appears with; here each distinct text of the run is embedded once (and each
-distinct query once), through the embedding cache (:mod:`rerankpd.embedding_cache`), and the scores of all
+distinct query once), through the embedding cache (:mod:`rerankpd.cache.embeddings`), and the scores of all
 pairs come from one vectorised row-wise product.
 
 An embedding reranker offers:
@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .embedding_cache import EmbeddingCache
+from .cache import EmbeddingCache
 from .errors import BadResponseError, RunCancelled
 from .pairs import Pairs, take_texts
 from .rerankers.base import RerankerSpec, describe
@@ -263,7 +263,7 @@ def score_pairs(reranker: Any, pairs: Pairs, todo: np.ndarray, *, batch_size: in
     batch_size, max_concurrency
         Texts per embedding call (None: all at once) and calls in flight (default: the reranker's).
     cache
-        An open :class:`~rerankpd.embedding_cache.EmbeddingCache`, or None.
+        An open :class:`~rerankpd.cache.EmbeddingCache`, or None.
     errors
         ``"raise"``: stop at the first failed call (``outcome.failure``); ``"coerce"``: record and go on.
     on_progress
@@ -323,7 +323,7 @@ def execute_run(run: Any, progress: Any, cancel: threading.Event | None,
     # beside the score cache: used when it is (a directory the score cache could not open has had its warning)
     store = None
     if len(todo) and run.cache is not None:
-        store = EmbeddingCache.open(run.cache.directory, spec.identity)
+        store = EmbeddingCache.open(run.cache, spec.identity)  # shares the run's open store
     bar = None
     n_pairs = len(todo)
     if progress is not False and n_pairs:

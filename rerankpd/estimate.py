@@ -62,6 +62,8 @@ class Estimate:
     approx_tokens
         Approximate billed tokens sent (:func:`rerankpd.tokens.text_tokens`): for every pair sent, its
         query's plus its document's.
+    mode
+        The LLM reranker's mode, ``"pointwise"`` or ``"listwise"`` (None for other rerankers).
     """
 
     reranker: str
@@ -73,13 +75,14 @@ class Estimate:
     to_score: int
     requests: int
     approx_tokens: int
+    mode: str | None = None
 
     def to_dict(self) -> dict:
         """The figures as a plain dict (for JSON)."""
         return asdict(self)
 
     def __str__(self) -> str:
-        model = f" ({self.model})" if self.model else ""
+        model = f" ({self.model}{', ' + self.mode if self.mode else ''})" if self.model or self.mode else ""
         chunks = f", cut into {self.chunks} chunks" if self.chunks is not None else ""
         return (f"{self.reranker}{model}: {self.rows} rows -> {self.pairs} unique pairs{chunks}; "
                 f"{self.cached} cached, {self.to_score} to score in {self.requests} "
@@ -159,6 +162,7 @@ def estimate(
             to_score=run.to_score,
             requests=requests,
             approx_tokens=tokens,
+            mode=_mode(run.reranker),
         )
     finally:
         if run.cache is not None:
@@ -178,6 +182,12 @@ def _counted_by_reranker(own_count, run) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------------------------- reranker
+def _mode(reranker: Any) -> str | None:
+    """The LLM reranker's mode (``"pointwise"`` or ``"listwise"``); None for every other reranker."""
+    mode = getattr(reranker, "mode", None)
+    return mode if getattr(reranker, "kind", None) == "llm" and isinstance(mode, str) else None
+
+
 def reranker_for_estimate(reranker: Any, **options: Any) -> ContextManager[Reranker]:
     """The reranker an estimate plans with, as a context manager; one made here (from a name or None) is
     closed after it.

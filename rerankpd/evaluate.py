@@ -4,8 +4,10 @@ A frame with a relevance label per row (and a query per row, or one query) holds
 ``"original"`` (the rows' own order within each query: the first stage that retrieved them), columns of
 scores the user already has, and rerankers, each run through the normal pipeline (cache, batching,
 retries, progress), so evaluating twice sends nothing the second time. Metrics follow trec_eval's
-definitions (see :mod:`rerankpd.metrics`): order by score descending, ties by input position, missing
-scores last; nDCG with linear gain (``gain="exponential"`` for 2^label - 1); MRR@k; AP; Recall@k;
+definitions (see :mod:`rerankpd.metrics`): order by score descending, missing scores last, ties by document
+id descending as trec_eval breaks them when ``id_column=`` is given, else by input position (rerankpd's
+rule: with many ties the numbers can then differ from trec_eval's); nDCG with linear gain
+(``gain="exponential"`` for 2^label - 1); MRR@k; AP; Recall@k;
 Precision@k dividing by k. A query with no relevant row scores 0 and is counted (``skip_empty=True``
 leaves it out). ``qrels=`` adds the collection's judgments of documents the frame does not hold, so
 recall and ideal DCG are those of the collection.
@@ -201,12 +203,31 @@ def _labels(df: pd.DataFrame, label_column: Any) -> np.ndarray:
                         f"{series.dtype}") from None
     labels = np.asarray(values, dtype=np.float64)
     labels = np.where(np.isnan(labels), 0.0, labels)  # a missing label means not relevant
+    infinite = np.flatnonzero(np.isinf(labels))
+    if len(infinite):
+        raise ValueError(f"label_column {label_column!r}: the row with index {df.index[infinite[0]]!r} has label "
+                         f"{labels[infinite[0]]:g}; labels must be finite numbers >= 0 (relevant means > 0)")
     bad = np.flatnonzero(labels < 0)
     if len(bad):
         raise ValueError(f"label_column {label_column!r}: the row with index {df.index[bad[0]]!r} has label "
                          f"{labels[bad[0]]:g}; labels must be >= 0 (relevant means > 0): map 'not relevant' "
                          "grades to 0 first")
     return labels
+
+
+#: The largest label ``gain="exponential"`` takes: 2^label - 1 overflows a float64 from 2^1024 on.
+MAX_EXPONENTIAL_LABEL = 1023.0
+
+
+def _check_gain(labels: np.ndarray, index: pd.Index, gain: str, where: str) -> None:
+    """Refuse a label whose gain is not a finite number (NaN nDCG otherwise), naming its row."""
+    if gain != "exponential" or not len(labels):
+        return
+    big = np.flatnonzero(labels > MAX_EXPONENTIAL_LABEL)
+    if len(big):
+        raise ValueError(f"{where}: the row with index {index[big[0]]!r} has label {labels[big[0]]:g}, whose gain "
+                         f"2^label - 1 under gain='exponential' is not a finite number; labels up to "
+                         f"{MAX_EXPONENTIAL_LABEL:g} work (graded labels are usually 0-4), or use gain='linear'")
 
 
 def _query_codes(df: pd.DataFrame, query: str | None, query_column: Any) -> tuple[np.ndarray, list]:
@@ -245,18 +266,20 @@ def _named_rerankers(rerankers: Any) -> dict[str, Any]:
     return named
 
 
-def _judgments(df, codes, labels, queries, qrels, column, id_column) -> tuple[np.ndarray, np.ndarray]:
+def _judgments(df, codes, labels, queries, qrels, column, id_column, gain) -> tuple[np.ndarray, np.ndarray]:
     """The judged set per query: the frame's rows, plus qrels rows whose document the frame does not hold."""
     if qrels is None:
         return codes, labels
     if not isinstance(qrels, pd.DataFrame) or qrels.shape[1] != 3:
         raise TypeError("qrels must be a DataFrame of three columns: query, document (text, or id when "
                         "id_column= is given), label")
-    q_query, q_doc, q_label = (qrels.iloc[:, i] for i in range(3))
+    q_labels = _labels(pd.DataFrame({"qrels label": qrels.iloc[:, 2]}, index=qrels.index), "qrels label")
+    _check_gain(q_labels, qrels.index, gain, "qrels")
+    qrels, q_labels = _distinct_judgments(qrels, q_labels)
+    q_query, q_doc = qrels.iloc[:, 0], qrels.iloc[:, 1]
     key = df[id_column if id_column is not None else column]
     index = pd.Index(queries)
     q_codes = index.get_indexer(q_query)
-    q_labels = _labels(pd.DataFrame({"qrels label": q_label}), "qrels label")
     held = pd.MultiIndex.from_arrays([codes, key.to_numpy()])
     extra = (q_codes >= 0) & ~pd.MultiIndex.from_arrays([q_codes, q_doc.to_numpy()]).isin(held)
     return np.concatenate([codes, q_codes[extra]]), np.concatenate([labels, q_labels[extra]])
@@ -268,6 +291,27 @@ def _needs_text(df: pd.DataFrame, reranker: Any) -> bool:
         return True
     parts = getattr(reranker, "rankings", {})
     return any(not (isinstance(p, str) and p in df.columns) and _needs_text(df, p) for p in parts.values())
+
+
+def _distinct_judgments(qrels: pd.DataFrame, labels: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """``qrels`` with each (query, document) judged once: a repeated row with the same label counts once (as in
+    trec_eval); a document judged twice with different labels is refused, naming the rows."""
+    pairs = pd.DataFrame({"query": qrels.iloc[:, 0].to_numpy(), "doc": qrels.iloc[:, 1].to_numpy(),
+                          "label": labels}, index=qrels.index)
+    repeated = pairs.duplicated(["query", "doc"], keep=False).to_numpy()
+    if not repeated.any():
+        return qrels, labels
+    clashes = pairs[repeated].groupby(["query", "doc"], sort=False, dropna=False)["label"].nunique()
+    clashes = clashes[clashes > 1]
+    if len(clashes):
+        query, doc = clashes.index[0]
+        rows = pairs.index[repeated & (pairs["query"] == query).to_numpy() & (pairs["doc"] == doc).to_numpy()]
+        raise ValueError(f"qrels judge document {doc!r} of query {query!r} more than once with different labels "
+                         f"(rows with index {', '.join(map(repr, rows.tolist()))}; {len(clashes)} such documents "
+                         "in all); keep one judgment per query and document")
+    kept = ~pairs.duplicated(["query", "doc"], keep="first").to_numpy()
+    logger.info("evaluate: %d repeated qrels rows counted once", int((~kept).sum()))
+    return qrels[kept], labels[kept]
 
 
 # ---------------------------------------------------------------------------------------------- public
@@ -297,7 +341,9 @@ def evaluate(
         As for :func:`rerankpd.rerank`: the frame, one query for all rows or a column of each row's query,
         and the text column the rerankers score.
     label_column
-        Each row's relevance: graded (numbers >= 0; relevant means > 0) or booleans; missing means 0.
+        Each row's relevance: graded (finite numbers >= 0; relevant means > 0) or booleans; missing means 0.
+        Infinite labels are refused, and under ``gain="exponential"`` labels above 1023 (whose gain
+        2^label - 1 is not a finite number).
     rerankers
         A name, a reranker object, a list of them, or a dict ``{label: name_or_object}``; each runs through
         :func:`rerankpd.rerank` (score cache, batching, retries, progress bar). A :class:`rerankpd.Fusion`
@@ -316,7 +362,12 @@ def evaluate(
     qrels
         The collection's judgments, a frame of three columns (query, document, label), for relevant
         documents the frame does not hold: they count in recall, AP and the ideal DCG. The document is
-        matched to ``column``'s text, or to ``id_column`` when given.
+        matched to ``column``'s text, or to ``id_column`` when given. A row repeated with the same label
+        counts once; a document judged twice with different labels is refused (the rows are named).
+    id_column
+        A column of document ids: ``qrels`` documents are matched to it, and rows with equal scores are
+        ordered by id descending (compared as strings), trec_eval's rule, so the numbers equal trec_eval's
+        and ir-measures'. Without it, equal scores keep their input order.
     gain
         nDCG's gain: ``"linear"`` (the label) or ``"exponential"`` (2^label - 1).
     skip_empty
@@ -343,6 +394,7 @@ def evaluate(
     parsed = [parse_metric(m) for m in metrics]
     names = list(dict.fromkeys(m.name for m in parsed))
     labels = _labels(df, label_column)
+    _check_gain(labels, df.index, gain, f"label_column {label_column!r}")
     codes, queries = _query_codes(df, query, query_column)
 
     rankings: dict[str, np.ndarray] = {ORIGINAL: -np.arange(len(df), dtype=np.float64)}
@@ -363,13 +415,14 @@ def evaluate(
     if baseline not in rankings:
         raise KeyError(f"baseline {baseline!r} is not one of the rankings {list(rankings)}")
 
-    judged_codes, judged_labels = _judgments(df, codes, labels, queries, qrels, column, id_column)
+    judged_codes, judged_labels = _judgments(df, codes, labels, queries, qrels, column, id_column, gain)
     n_relevant = np.bincount(judged_codes[judged_codes >= 0], weights=judged_labels[judged_codes >= 0] > 0,
                              minlength=len(queries))
+    tie_ids = None if id_column is None else df[id_column].to_numpy(dtype=object)
     values = {}
     for name, scores in rankings.items():
         by_metric = per_query(parsed, codes, scores, labels, n_queries=len(queries),
-                              judged=(judged_codes, judged_labels), gain=gain)
+                              judged=(judged_codes, judged_labels), gain=gain, tie_ids=tie_ids)
         values[name] = np.column_stack([by_metric[m] for m in names]) if names else np.empty((len(queries), 0))
     if skip_empty:
         keep = n_relevant > 0

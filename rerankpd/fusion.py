@@ -60,7 +60,7 @@ from .arguments import ERRORS, check_arguments
 from .errors import ConfigurationError, warn_user
 from .estimate import Estimate
 from .estimate import estimate as estimate_one
-from .evaluate import _judgments, _labels
+from .evaluate import _check_gain, _judgments, _labels
 from .metrics import GAINS, parse_metric, per_query
 from .pairs import rank_within_groups, sort_order, top_n_mask
 from .rankings import RankingRuns, is_composite, no_cost
@@ -730,13 +730,15 @@ def fit_fusion(
     step = float(number("step", step, minimum=0, exclusive_minimum=True, maximum=1))  # type: ignore[arg-type]
     names = list(template.rankings)
     grid = simplex_grid(len(names), step)
-    judged_codes, judged_labels = _judgments(judged, groups, labels, queries, qrels, column, id_column)
+    _check_gain(labels, judged.index, gain, f"label_column {label_column!r}")
+    judged_codes, judged_labels = _judgments(judged, groups, labels, queries, qrels, column, id_column, gain)
+    tie_ids = None if id_column is None else judged[id_column].to_numpy(dtype=object)  # as evaluate breaks ties
     parts = template._parts(runs)
     contributions = _contributions([p[0] for p in parts.values()], groups, "wsum", template.norm, template.k)
 
     fused_by_candidate = [_combine(contributions, "wsum", w) for w in grid]
     values = np.vstack([per_query([parsed], groups, fused, labels, n_queries=n_queries,
-                                  judged=(judged_codes, judged_labels), gain=gain)[parsed.name]
+                                  judged=(judged_codes, judged_labels), gain=gain, tie_ids=tie_ids)[parsed.name]
                         for fused in fused_by_candidate])  # candidates x queries
     fold = _folds(n_queries, folds, seed)
     cv = np.empty(n_queries)

@@ -6,8 +6,11 @@ queries (a few sorts and ``bincount`` calls; no Python loop per row or per query
 Definitions (what trec_eval computes; ``rel`` is a row's label, relevant means ``rel > 0``):
 
 Order within a query
-    Score descending; ties broken by input position (the first-stage order), so a ranking with constant
-    scores reproduces the input order exactly; rows with a missing (NaN) score rank last, in input order.
+    Score descending; rows with a missing (NaN) score rank last, in input order. Ties: given document ids
+    (``tie_ids``; ``evaluate(..., id_column=...)`` gives them), by document id descending, compared as
+    strings, which is trec_eval's rule (and so ir-measures' and pytrec_eval's); without ids, by input
+    position (the first-stage order), so a ranking with constant scores reproduces the input order exactly.
+    The second rule is rerankpd's own: on a ranking with ties it can differ from trec_eval's numbers.
 ``ndcg@k``
     DCG@k / ideal DCG@k, with DCG@k = sum over ranks r <= k of gain(rel_r) / log2(r + 1); the gain is the
     label (``gain="linear"``, trec_eval's) or 2^rel - 1 (``gain="exponential"``). The ideal DCG sorts the
@@ -87,16 +90,26 @@ def parse_metric(text: str) -> Metric:
     return Metric(measure, k)
 
 
-def ranked_order(query_codes: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Row positions sorted by query code, then score descending, ties by position, missing scores last.
+def ranked_order(query_codes: np.ndarray, scores: np.ndarray, tie_ids: Sequence | np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Row positions sorted by query code, then score descending, missing scores last; ties by document id
+    descending (as strings, trec_eval's rule) when ``tie_ids`` are given, else by position.
 
     >>> ranked_order(np.array([0, 0, 0, 0]), np.array([1.0, np.nan, 3.0, 1.0])).tolist()
     [2, 0, 3, 1]
+    >>> ranked_order(np.array([0, 0, 0, 0]), np.array([1.0, np.nan, 3.0, 1.0]), ["a", "b", "c", "d"]).tolist()
+    [2, 3, 0, 1]
     """
     scores = np.asarray(scores, dtype=np.float64)
     missing = np.isnan(scores)
     key = np.where(missing, 0.0, -scores)
-    return np.lexsort((np.arange(len(scores)), key, missing, np.asarray(query_codes)))
+    ties = [np.arange(len(scores))]
+    if tie_ids is not None:
+        ids = np.array([str(i) for i in tie_ids], dtype=object)
+        if len(ids) != len(scores):
+            raise ValueError(f"tie_ids and scores differ in length: {len(ids)}, {len(scores)}")
+        ties.append(-np.unique(ids, return_inverse=True)[1].reshape(-1))  # code point order: strcmp on UTF-8
+    return np.lexsort((*ties, key, missing, np.asarray(query_codes)))
 
 
 def _gain(labels: np.ndarray, gain: str) -> np.ndarray:
@@ -122,6 +135,7 @@ def per_query(
     n_queries: int | None = None,
     judged: tuple[np.ndarray, np.ndarray] | None = None,
     gain: str = "linear",
+    tie_ids: Sequence | np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Each metric's value for every query: ``{name: float64 array of n_queries}``.
 
@@ -143,6 +157,9 @@ def per_query(
         the ranking does not hold (the collection's judgments).
     gain
         ``"linear"`` (the label, trec_eval's) or ``"exponential"`` (2^label - 1) for nDCG.
+    tie_ids
+        Each row's document id: equal scores are ordered by id descending, as trec_eval orders them.
+        None: by input position (see the module notes).
 
     Examples
     --------
@@ -160,9 +177,14 @@ def per_query(
     if n_queries is None:
         n_queries = int(codes.max()) + 1 if len(codes) else 0
     keep = codes >= 0
+    if tie_ids is not None:
+        tie_ids = np.asarray(tie_ids, dtype=object)
+        if len(tie_ids) != len(codes):
+            raise ValueError(f"tie_ids and query_codes differ in length: {len(tie_ids)}, {len(codes)}")
     if not keep.all():
         codes, scores, labels = codes[keep], scores[keep], labels[keep]
-    order = ranked_order(codes, scores)
+        tie_ids = None if tie_ids is None else tie_ids[keep]
+    order = ranked_order(codes, scores, tie_ids)
     group, label = codes[order], labels[order]
     rank = _ranks(group, n_queries)
     relevant = label > 0

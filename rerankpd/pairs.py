@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .tokens import budget_spans
 from .validate import whole
 
 __all__ = [
@@ -146,11 +147,14 @@ def take_texts(texts: Sequence[str], positions: Sequence[int] | np.ndarray) -> l
     return texts.array.take(np.asarray(positions, dtype=np.int64)).tolist()  # a pandas Index of str
 
 
-def plan_batches(pair_ids: Iterable[int], pair_group: np.ndarray, batch_size: int | None) -> list[list[int]]:
-    """Group pairs by query and cut each group into requests of at most ``batch_size`` pairs.
+def plan_batches(pair_ids: Iterable[int], pair_group: np.ndarray, batch_size: int | None,
+                 pair_tokens: np.ndarray | None = None, max_tokens: int | None = None) -> list[list[int]]:
+    """Group pairs by query and cut each group into requests of at most ``batch_size`` pairs and, with
+    ``pair_tokens`` (each pair's query plus document tokens) and ``max_tokens``, within that token budget
+    (:func:`rerankpd.tokens.budget_spans`, the one rule).
 
     Groups come in order of their first pair; within a group pairs keep their order.
-    ``batch_size=None`` puts each query's pairs in one request.
+    ``batch_size=None`` puts each query's pairs in one request (token budget permitting).
     """
     batch_size = whole("batch_size", batch_size, minimum=1, allow_none=True)
     by_group: dict[int, list[int]] = {}
@@ -158,8 +162,8 @@ def plan_batches(pair_ids: Iterable[int], pair_group: np.ndarray, batch_size: in
         by_group.setdefault(int(pair_group[pair_id]), []).append(int(pair_id))
     batches: list[list[int]] = []
     for members in by_group.values():
-        step = batch_size or len(members)
-        batches.extend(members[start:start + step] for start in range(0, len(members), step))
+        costs = [int(pair_tokens[m]) for m in members] if pair_tokens is not None and max_tokens else [0] * len(members)
+        batches.extend(members[a:b] for a, b in budget_spans(costs, batch_size, max_tokens))
     return batches
 
 

@@ -197,12 +197,15 @@ def _run(df, query, column, query_column, reranker, cache, progress, errors, top
     check_arguments(df, query, column, query_column, top_n, errors)
     with reranker_in_use(reranker) as model:
         run = plan_run(df, query, column, query_column, model, cache, errors)
+        previous = model.bind_cache(cache) if hasattr(model, "bind_cache") else None
         try:
             failure = scoring_for(run.spec)(run, progress, cancel, on_progress)
         except BaseException as exc:
             _attach_partial(exc, run)
             raise
         finally:
+            if hasattr(model, "bind_cache"):
+                model.bind_cache(previous)
             if run.cache is not None:
                 run.cache.close()  # every score is written; release SQLite's connection and page cache
         if failure is not None:

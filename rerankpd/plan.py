@@ -33,6 +33,7 @@ from .errors import warn_user
 from .pairs import Pairs, build_pairs, plan_batches, take_texts
 from .rerankers.base import BatchResult, RerankerSpec, describe
 from .scheduler import Finished, Request
+from .tokens import text_tokens
 
 __all__ = ["Run", "plan_run"]
 
@@ -138,7 +139,7 @@ def plan_run(df: pd.DataFrame, query: str | None, column: Any, query_column: Any
     run = Run(df=df, column=column, query=query, query_column=query_column, reranker=reranker, spec=spec,
               pairs=pairs, errors=errors, pair_scores=np.full(pairs.n_pairs, np.nan), chunks=chunks)
     if pairs.n_pairs and spec.cacheable:
-        run.cache = RunCache.open(cache, spec.identity)
+        run.cache = RunCache.open(cache, spec.identity, spec.name)
     elif pairs.n_pairs and spec.pairwise and cache is not False:
         _warn_not_cached(reranker, spec)
     if run.cache is not None:
@@ -148,8 +149,22 @@ def plan_run(df: pd.DataFrame, query: str | None, column: Any, query_column: Any
     # a kind-specific strategy (an embedding reranker embedding each distinct text once, a listwise LLM
     # reranker ranking windows of candidates) plugs in here by ``spec.kind`` and in the pipeline's
     # ``scoring_for``.
-    run.batches = plan_batches(todo, pairs.pair_group, spec.batch_size)
+    pair_tokens = _pair_tokens(pairs, todo) if spec.max_request_tokens else None
+    run.batches = plan_batches(todo, pairs.pair_group, spec.batch_size, pair_tokens, spec.max_request_tokens)
     return run
+
+
+def _pair_tokens(pairs: Pairs, todo: np.ndarray) -> np.ndarray:
+    """Each pair's tokens as a request counts them (its query's plus its text's), for the pairs in ``todo``."""
+    query_tokens = [text_tokens(q) for q in pairs.queries]
+    out = np.zeros(pairs.n_pairs, dtype=np.int64)
+    texts, of_text = pairs.texts, {}
+    for p in todo:
+        t = int(pairs.pair_text[p])
+        if t not in of_text:
+            of_text[t] = text_tokens(str(texts[t]))
+        out[p] = query_tokens[int(pairs.pair_group[p])] + of_text[t]
+    return out
 
 
 _warned_not_cached: set[type] = set()

@@ -28,15 +28,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import posixpath
 import shutil
-import sqlite3
 import tempfile
 import uuid
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from .cache import ScoreCache
+from .cache import STORE_ERRORS, ScoreCache
 from .errors import ConfigurationError, MissingDependencyError, warn_user
+from .redact import mask_url, scrub, url_secrets
 
 __all__ = ["SharedScoreStore", "check_url", "compact", "pair_keys", "seeded_local_cache"]
 
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 _NAMESPACE_PAIR = ("rerankpd shared score store", "namespace")
 
 #: What a store or cache that cannot be used raises (pyarrow's errors are OSError or ValueError subclasses).
-_UNREADABLE = (OSError, ValueError, sqlite3.Error)
+_UNREADABLE = (ValueError, *STORE_ERRORS)
 
 
 def pair_keys(identity: str, queries: Sequence[str], texts: Sequence[str], pair_group: Iterable[int],
@@ -72,12 +73,14 @@ def check_url(url: Any) -> str:
                                  f"s3://bucket/prefix), got {url!r}")
     fsspec = _fsspec()
     protocol = fsspec.utils.get_protocol(url)
+    shown = mask_url(url)
     try:
         fsspec.get_filesystem_class(protocol)
     except ValueError:
-        raise ConfigurationError(f"shared_cache {url!r}: fsspec knows no protocol {protocol!r}") from None
+        raise ConfigurationError(f"shared_cache {shown!r}: fsspec knows no protocol {protocol!r}") from None
     except ImportError as exc:
-        raise MissingDependencyError(f"shared_cache {url!r} needs a package for {protocol}://: {exc}") from None
+        raise MissingDependencyError(f"shared_cache {shown!r} needs a package for {protocol}://: "
+                                     f"{scrub(str(exc), url_secrets(url))}") from None
     return url
 
 
@@ -116,8 +119,17 @@ class SharedScoreStore:
         store.url, store.identity, store.fs, store.directory = url, None, fs, directory
         return store
 
+    @property
+    def shown(self) -> str:
+        """The URL as shown in messages and logs: a ``user:password@`` in it masked (``***:***@``)."""
+        return mask_url(self.url)
+
+    def _said(self, exc: BaseException) -> str:
+        """An error's text without the URL's user name or password."""
+        return scrub(str(exc), url_secrets(self.url))
+
     def __repr__(self) -> str:
-        return f"SharedScoreStore({self.url!r})"
+        return f"SharedScoreStore({self.shown!r})"
 
     def keys(self, queries: Sequence[str], texts: Sequence[str], pair_group: Iterable[int],
              pair_text: Iterable[int]) -> list:
@@ -134,7 +146,8 @@ class SharedScoreStore:
                       if name.endswith(".parquet") and not posixpath.basename(name).startswith((".", "_")))
 
     def lookup(self, keys: Sequence) -> dict:
-        """The stored score of each of ``keys`` that the store holds (read with one pyarrow dataset scan).
+        """The stored score of each of ``keys`` that the store holds (read with one pyarrow dataset scan);
+        a row whose score is null or not finite (written by another tool) is not a score and is left out.
 
         Only the ``key`` and ``score`` columns are read, filtered to ``keys`` as they stream in. A file
         removed between listing and reading (by :func:`compact`) means one more listing, not a failure.
@@ -160,8 +173,12 @@ class SharedScoreStore:
         if key_type != wanted.type:  # e.g. large_binary written elsewhere: compare in the stored type
             wanted = wanted.cast(key_type)
         table = dataset.to_table(columns=["key", "score"], filter=pc.field("key").isin(wanted))
-        found = dict(zip(table.column("key").to_pylist(), table.column("score").to_pylist()))
-        logger.debug("shared store %s: %d of %d keys found in %d files", self.url, len(found), len(keys), len(files))
+        found = {key: score for key, score in zip(table.column("key").to_pylist(), table.column("score").to_pylist())
+                 if isinstance(score, (int, float)) and math.isfinite(score)}  # a null or NaN: not a score
+        if len(found) < table.num_rows:
+            logger.warning("shared store %s: %d stored rows have no usable score (null or not finite); those pairs "
+                           "are scored again", self.shown, table.num_rows - len(found))
+        logger.debug("shared store %s: %d of %d keys found in %d files", self.shown, len(found), len(keys), len(files))
         return found
 
     def append(self, scores: Mapping) -> int:
@@ -192,7 +209,7 @@ class SharedScoreStore:
         else:
             with self.fs.open(final, "wb") as out:
                 pq.write_table(table, out)
-        logger.debug("shared store %s: wrote %d scores to %s", self.url, len(table), name)
+        logger.debug("shared store %s: wrote %d scores to %s", self.shown, len(table), name)
         return len(table)
 
 
@@ -270,7 +287,7 @@ def seeded_local_cache(store: SharedScoreStore, keys: Sequence, cache: Any) -> I
         try:
             shared = store.lookup(keys)
         except _UNREADABLE as exc:
-            warn_user(f"rerankpd: the shared score store {store.url} could not be read ({exc}); "
+            warn_user(f"rerankpd: the shared score store {store.shown} could not be read ({store._said(exc)}); "
                       "scoring this partition without it")
             yield cache
             return
@@ -306,5 +323,5 @@ def _share_new_scores(store: SharedScoreStore, directory: str | None, missing: l
             scored = local.get_many(missing)
         store.append(scored)
     except _UNREADABLE as exc:
-        warn_user(f"rerankpd: the shared score store {store.url} could not be written ({exc}); "
+        warn_user(f"rerankpd: the shared score store {store.shown} could not be written ({store._said(exc)}); "
                   "this partition's new scores are only in the worker's local cache")

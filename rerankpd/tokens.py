@@ -26,9 +26,10 @@ Examples
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Iterable, Sequence
 
-__all__ = ["CJK", "request_tokens", "text_tokens", "window_token_count", "window_token_spans"]
+__all__ = ["CJK", "REQUEST_TOKEN_HEADROOM", "budget_spans", "request_tokens", "text_tokens", "window_token_count",
+           "window_token_spans"]
 
 #: CJK characters as the body of a regular-expression character class: ``re.compile(f"[{CJK}]")``.
 CJK = (
@@ -85,3 +86,38 @@ def window_token_count(text: str) -> int:
     5
     """
     return sum(1 for _ in _WINDOW_TOKEN.finditer(text))
+
+
+#: The share of a service's published per-request token budget that a planned request fills. The count is an
+#: approximation (a real tokenizer may count more than :func:`text_tokens` for some texts), so requests keep
+#: this much below the published figure.
+REQUEST_TOKEN_HEADROOM = 0.8
+
+
+def budget_spans(costs: Sequence[int], max_items: int | None, max_tokens: int | None) -> list[tuple[int, int]]:
+    """Cut consecutive items into ``(start, end)`` spans of at most ``max_items`` items whose summed cost stays
+    within ``max_tokens`` times :data:`REQUEST_TOKEN_HEADROOM` (None: no limit).
+
+    ``costs`` are each item's tokens as a request counts them (a document's with its copy of the query, as in
+    :func:`request_tokens`). An item over the budget by itself goes alone: the service truncates or refuses it.
+
+    >>> budget_spans([3, 3, 3, 9, 1], max_items=2, max_tokens=10)
+    [(0, 2), (2, 3), (3, 4), (4, 5)]
+    >>> budget_spans([1, 1, 1], max_items=None, max_tokens=None)
+    [(0, 3)]
+    """
+    n = len(costs)
+    step = max_items or max(n, 1)
+    if not max_tokens:
+        return [(start, min(start + step, n)) for start in range(0, n, step)]
+    budget = max_tokens * REQUEST_TOKEN_HEADROOM
+    spans: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for i, cost in enumerate(costs):
+        if i > start and (i - start >= step or total + cost > budget):
+            spans.append((start, i))
+            start, total = i, 0
+        total += cost
+    if n:
+        spans.append((start, n))
+    return spans

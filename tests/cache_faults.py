@@ -1,5 +1,6 @@
 """Faults for the cache tests (``test_cache_robust.py``, ``test_reliability.py``, ``test_embedding.py``): a
-read-only cache directory, and a rerank run in a child process whose "disk" fills up mid-run.
+read-only cache directory, a rerank run in a child process whose "disk" fills up mid-run, and rows
+planted in the cache's table as an attacker would.
 
 :func:`run_with_full_disk`: the child first scores ``cached_first`` texts with the cache on (so the cache file exists and holds them),
 caps the size of any file it writes just above the cache's current size, then scores all ``total`` texts
@@ -16,7 +17,7 @@ import sys
 import textwrap
 
 FULL_DISK_CHILD = textwrap.dedent("""
-    import json, os, resource, signal, sys, warnings
+    import json, os, resource, signal, sys, time, warnings
     import pandas as pd
     import rerankpd
     url, cache_dir, key, total, cached_first = sys.argv[1:6]
@@ -24,14 +25,24 @@ FULL_DISK_CHILD = textwrap.dedent("""
     texts = [f"text number {i} about colds and flu and tea" * 3 for i in range(int(total))]
     rerankpd.rerank(pd.DataFrame({"text": texts[:int(cached_first)]}), "cold", reranker=r, cache=cache_dir,
                     progress=False)
-    size = sum(os.path.getsize(os.path.join(cache_dir, f)) for f in os.listdir(cache_dir))
+    size = max(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(cache_dir) for f in files)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)           # a write past the limit fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (size + 4096, size + 4096))   # the "disk" is now full
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = rerankpd.rerank(pd.DataFrame({"text": texts}), "cold", reranker=r, cache=cache_dir,
                               progress=False)
-    print(json.dumps({"warnings": [str(w.message) for w in caught],
+    small_runs, small_warnings = [], []
+    for run in range(3):  # more calls on the full disk: each warns at once, none waits on the disk
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as more:
+            warnings.simplefilter("always")
+            rerankpd.rerank(pd.DataFrame({"text": [f"small run {run} text {i}" for i in range(5)]}), "cold",
+                            reranker=r, cache=cache_dir, progress=False)
+        small_runs.append(time.perf_counter() - start)
+        small_warnings.extend(str(w.message) for w in more)
+    print(json.dumps({"warnings": [str(w.message) for w in caught], "small_runs": small_runs,
+                      "small_warnings": small_warnings,
                       "scored": int(out["rerank_score"].notna().sum()),
                       "sent": out.attrs["rerank"]["sent"], "from_cache": out.attrs["rerank"]["from_cache"]}))
 """)
@@ -70,44 +81,56 @@ def run_with_full_disk(tmp_path, url: str, api_key: str, *, total: int, cached_f
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def tamper_score(directory, key: bytes, value) -> None:
-    """Replace the stored score of the pair whose 32-byte cache key is ``key`` with ``value`` (any SQL value),
-    as an attacker or a broken disk would: the pair's record is taken out of its block and ``value`` is
-    written as a row of its own, the way a block of that one pair is stored. Fails when the key is not
-    stored, so a test cannot tamper with nothing."""
+def _store_db(directory) -> str:
+    from rerankpd.cache import STORE_DIR
+
+    return os.path.join(directory, STORE_DIR, "cache.db")
+
+
+def plant(directory, key: bytes, value, *, mode: int = 1, filename: str | None = None) -> None:
+    """Write a row of diskcache's table directly, as an attacker with write access to the directory (or a
+    broken disk) would: any SQL ``value``, any diskcache ``mode`` (1 raw, 2 binary file, 3 text file,
+    4 pickle) and any ``filename``."""
+    import sqlite3
+    import time
+
+    con = sqlite3.connect(_store_db(directory), isolation_level=None)
+    try:
+        con.execute("DELETE FROM Cache WHERE key = ? AND raw = 1", (key,))
+        con.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
+                    "mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, ?, ?)",
+                    (key, time.time(), time.time(), mode, filename, value))
+    finally:
+        con.close()
+
+
+def tamper_score(directory, key: bytes, value, *, mode: int = 1, filename: str | None = None) -> None:
+    """Replace the stored score of the pair whose 32-byte cache key is ``key``: its record is taken out of
+    its block and a block of its own is planted after the query's others, holding ``value`` in ``mode``
+    (:func:`plant`). Fails when the key is not stored, so a test cannot tamper with nothing."""
     import sqlite3
 
-    from rerankpd.cache import SCORES_FILE, SCORES_TABLE
-
     prefix, text_hash = key[:16], key[16:]
-    con = sqlite3.connect(os.path.join(directory, SCORES_FILE), isolation_level=None)
+    con = sqlite3.connect(_store_db(directory), isolation_level=None)
+    found, n = False, 0
     try:
-        con.execute("BEGIN IMMEDIATE")
-        rows = con.execute(f"SELECT key, value FROM {SCORES_TABLE} WHERE substr(key, 1, 16) = ?",
-                           (prefix,)).fetchall()
-        for row_key, blob in rows:
-            n = len(blob) // 24
-            hashes = [blob[i * 16:(i + 1) * 16] for i in range(n)]
-            if text_hash not in hashes:
-                continue
-            i = hashes.index(text_hash)
-            rest = hashes[:i] + hashes[i + 1:]
-            scores = blob[n * 16:]
-            rest_scores = scores[:i * 8] + scores[(i + 1) * 8:]
-            if rest:
-                con.execute(f"UPDATE {SCORES_TABLE} SET value = ? WHERE key = ?",
-                            (b"".join(rest) + rest_scores, row_key))
-            else:
-                con.execute(f"DELETE FROM {SCORES_TABLE} WHERE key = ?", (row_key,))
-            con.execute(f"INSERT INTO {SCORES_TABLE} (key, value) VALUES (?, ?)",
-                        (prefix + b"\xff" * 15 + bytes([len(rows)]), value))
-            con.execute("COMMIT")
-            return
-        raise AssertionError(f"no stored score has the key {key.hex()}")
+        while (row := con.execute("SELECT value FROM Cache WHERE key = ?",
+                                  (b"S" + prefix + n.to_bytes(4, "big"),)).fetchone()) is not None:
+            blob = row[0] if isinstance(row[0], bytes) else b""  # a value planted before
+            k = len(blob) // 24
+            hashes = [blob[i * 16:(i + 1) * 16] for i in range(k)]
+            if not found and text_hash in hashes:
+                i = hashes.index(text_hash)
+                scores = blob[k * 16:]
+                rest = b"".join(hashes[:i] + hashes[i + 1:]) + scores[:i * 8] + scores[(i + 1) * 8:]
+                con.execute("UPDATE Cache SET value = ? WHERE key = ?", (rest, b"S" + prefix + n.to_bytes(4, "big")))
+                found = True
+            n += 1
     finally:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
         con.close()
+    if not found:
+        raise AssertionError(f"no stored score has the key {key.hex()}")
+    plant(directory, b"S" + prefix + n.to_bytes(4, "big"), value, mode=mode, filename=filename)
 
 
 def score_record(key: bytes, score: float) -> bytes:

@@ -1,9 +1,8 @@
-"""The batched cache paths: many keys per SQL query, keys hashed by shared prefix, values read as numbers."""
+"""The batched cache paths: keys hashed by shared prefix, a query's blocks read together, values read as numbers."""
 from __future__ import annotations
 
 import hashlib
 import random
-import threading
 
 import numpy as np
 import pytest
@@ -11,10 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import rerankpd.cache as cache_module
+import rerankpd.cache.scores as cache_module
 from rerankpd.cache import RunCache, ScoreCache, identity_digest
 from rerankpd.pairs import build_pairs
-from rerankpd.sqlite_store import SQLiteTable, TableWriter, WriteBehind
 from tests.cache_faults import score_record, tamper_score
 
 
@@ -30,17 +28,15 @@ def test_keys_equal_key_of_each_pair(queries, texts, data):
         ScoreCache.key(digest, queries[g], texts[t]) for g, t in zip(groups, idx)]
 
 
-def test_get_many_across_chunks_returns_exactly_the_present_keys(tmp_path, monkeypatch):
-    import rerankpd.sqlite_store as store
-
-    monkeypatch.setattr(store, "READ_CHUNK", 1000)  # three read queries
+def test_get_many_across_blocks_returns_exactly_the_present_keys(tmp_path):
     digest = identity_digest({"provider": "p"})
     keys = ScoreCache.keys(digest, ["q"], [f"t{i}" for i in range(2500)], [0] * 2500, range(2500))
     with ScoreCache(tmp_path) as cache:
         stored = {k: i / 7 for i, k in enumerate(keys) if i % 3}
-        cache.set_many(stored)
+        for start in range(0, 2500, 1000):  # three blocks
+            cache.set_many({k: v for k, v in stored.items() if k in set(keys[start:start + 1000])})
         found = cache.get_many(keys + [b"not-a-key"] * 5)
-    assert found == stored  # exact floats back, across three SQL chunks, misses left out
+    assert found == stored  # exact floats back, across three blocks, misses left out
 
 
 def test_a_tampered_value_that_is_not_a_finite_number_is_a_miss(tmp_path):
@@ -59,7 +55,7 @@ def test_a_tampered_value_that_is_not_a_finite_number_is_a_miss(tmp_path):
 def test_lookups_in_any_chunking_find_exactly_the_valid_cached_scores(tmp_path, monkeypatch, chunk_pairs,
                                                                        chunk_queries):
     """Queries read one at a time, two at a time, or all at once find the same scores, and nothing else."""
-    monkeypatch.setattr(cache_module, "LOOKUP_CHUNK_PAIRS", chunk_pairs)
+    monkeypatch.setattr(cache_module, "LOOKUP_CHUNK_TEXTS", chunk_pairs)
     monkeypatch.setattr(cache_module, "LOOKUP_CHUNK_QUERIES", chunk_queries)
     identity = '{"provider": "p"}'
     digest = hashlib.sha256(identity.encode()).hexdigest()
@@ -82,46 +78,13 @@ def test_lookups_in_any_chunking_find_exactly_the_valid_cached_scores(tmp_path, 
         tamper_score(tmp_path, ScoreCache.key(digest, q, t), "x")
     for q, t in corrupt:
         del stored[(q, t)]
-    run = RunCache(ScoreCache(tmp_path), identity)
+    run = RunCache.open(tmp_path, identity)
     scores = np.full(pairs.n_pairs, np.nan)
     found = run.lookup(pairs, scores)
     run.close()
     want = np.array([stored.get(pairs.pair(p), np.nan) for p in range(pairs.n_pairs)])
     assert found == len(stored)
     np.testing.assert_array_equal(scores, want)
-
-
-def test_the_writer_commits_off_the_callers_thread_and_in_bulk_when_behind(tmp_path):
-    table = SQLiteTable.open(str(tmp_path), "t.sqlite3", "t", "REAL")
-    threads = set()
-
-    def prepare(item):
-        threads.add(threading.get_ident())
-        return [item]
-
-    writer = WriteBehind(table, prepare)
-    with table._lock:  # the disk is slow: the first transaction waits while 99 more requests finish
-        for i in range(100):
-            writer.write((i.to_bytes(32, "big"), float(i)))
-    assert writer.close(30)
-    assert threading.get_ident() not in threads and len(threads) == 1
-    assert writer.failure is None and writer.written == 100 and writer.transactions <= 2
-    assert len(table) == 100
-    table.close()
-
-
-@pytest.mark.parametrize("writer_class", [TableWriter, WriteBehind])
-def test_a_connection_left_inside_a_transaction_is_rolled_back_reopened_and_written(tmp_path, writer_class):
-    """What an interrupt landing right after BEGIN used to leave behind: every later write failed, and the
-    warning blamed another process's lock."""
-    table = SQLiteTable.open(str(tmp_path), "t.sqlite3", "t", "REAL")
-    table._con.execute("BEGIN")
-    writer = writer_class(table, lambda item: [item])
-    writer.write((b"k" * 32, 0.5))
-    assert writer.close(30)
-    assert writer.failure is None
-    assert table.get_many([b"k" * 32]) == {b"k" * 32: 0.5}
-    table.close()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -141,7 +104,7 @@ def test_each_run_reads_back_exactly_the_latest_finite_score_stored_for_each_pai
         rows = data.draw(st.lists(st.tuples(st.sampled_from(queries), st.sampled_from(texts)), min_size=1,
                                   max_size=20))
         pairs = build_pairs([q for q, _ in rows], [t for _, t in rows])
-        run = RunCache(ScoreCache(directory), identity)
+        run = RunCache.open(directory, identity)
         scores = np.full(pairs.n_pairs, np.nan)
         found = run.lookup(pairs, scores)
         want = np.array([latest.get(pairs.pair(p), np.nan) for p in range(pairs.n_pairs)])

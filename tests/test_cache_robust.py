@@ -1,6 +1,6 @@
-"""The score cache under attack and under faults (issue 9 #2, #5-#7, #9; issue 8 #4 and #8; issue 10 #3):
-colliding keys, tampered rows, corrupt values, read-only and full disks, a deleted directory, Ctrl-C inside
-the cache's own code, and cache_info / clear_cache on paths that cannot hold a cache."""
+"""The score cache under attack and under faults: colliding keys, tampered rows, corrupt values, read-only
+and full disks, a deleted directory, Ctrl-C inside the cache's own code, and cache_info / clear_cache on
+paths that cannot hold a cache."""
 from __future__ import annotations
 
 import hashlib
@@ -18,15 +18,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rerankpd
-import rerankpd.cache as cache_module
-from rerankpd.cache import SCORES_FILE, ScoreCache
+import rerankpd.cache.scores as cache_module
+from rerankpd.cache import STORE_DIR, ScoreCache
+from rerankpd.cache.store import CacheSettings, Store
 from rerankpd.errors import CacheError
 from rerankpd.rerankers.base import describe
 from rerankpd.rerankers.dmxapi import DMXAPIReranker
 from rerankpd.testing import LoopbackRerankServer, overlap_score
 
 from .conftest import API_KEY
-from .cache_faults import read_only, run_with_full_disk, score_record, tamper_score
+from .cache_faults import plant, read_only, run_with_full_disk, score_record, tamper_score
 from .interrupts import interruptible_offsets
 
 QUERY = "how to prevent a cold"
@@ -84,8 +85,8 @@ def test_keys_are_injective_on_identity_query_and_text(first, second):
 
 
 def test_caches_of_the_old_formats_are_ignored_and_cleared(tmp_path):
-    """0.1's diskcache file and the one-row-per-pair v2 file (which holds this very run's pairs under the
-    v2 keys) are never read, and clearing removes them with their entries."""
+    """0.1's diskcache file, the one-row-per-pair v2 file, the v3 block table, the old embeddings file and
+    a killed run's journal are never read, and clearing removes them with their entries."""
     legacy = tmp_path / "cache.db"
     con = sqlite3.connect(legacy)
     con.execute("CREATE TABLE Cache (key TEXT, raw INT, value TEXT)")
@@ -97,13 +98,20 @@ def test_caches_of_the_old_formats_are_ignored_and_cleared(tmp_path):
     con.execute("CREATE TABLE scores (key BLOB PRIMARY KEY, value REAL) WITHOUT ROWID")
     con.executemany("INSERT INTO scores VALUES (?, ?)", [(bytes([i]) * 32, 0.5) for i in range(2)])
     con.commit()
+    for name, table in (("scores-v3.sqlite3", "score_blocks"), ("embeddings.sqlite3", "embeddings")):
+        old = sqlite3.connect(tmp_path / name)
+        old.execute(f"CREATE TABLE {table} (key BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID")
+        old.execute(f"INSERT INTO {table} VALUES (?, ?)", (b"k" * 32, b"v" * 24))
+        old.commit()
+        old.close()
+    (tmp_path / "journal-0123.scores").write_bytes(b"RPJ1" + bytes(60))
     with LoopbackRerankServer(api_key=API_KEY) as server:
         out, messages = _run(_texts(3), server.url, tmp_path)
         assert out.attrs["rerank"]["sent"] == 3 and messages == []
     con.close()
-    assert rerankpd.cache_info(tmp_path)["entries"] == 3
-    assert rerankpd.clear_cache(tmp_path) == 6  # the three scores and the old caches' three entries
-    assert sorted(os.listdir(tmp_path)) == [SCORES_FILE]
+    assert rerankpd.cache_info(tmp_path)["kinds"]["scores"] == 1  # one block
+    assert rerankpd.clear_cache(tmp_path) == 1  # that one (the old files are removed, their rows not counted)
+    assert sorted(os.listdir(tmp_path)) == [STORE_DIR]
 
 
 # ----------------------------------------------------------------------------------------- #5, #6 tampered rows
@@ -134,6 +142,22 @@ def test_a_tampered_row_never_reads_another_file(tmp_path):
         out, _ = _run([text], server.url, cache_dir)
         assert server.documents_received() == [text]
     assert out["rerank_score"].tolist() == [overlap_score(QUERY, text)] != [123.5]
+
+
+def test_a_row_of_the_store_pointing_at_a_fifo_is_a_miss_and_does_not_hang_the_run(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cache_dir = tmp_path / "cache"
+    text = "doc pointing at a fifo"
+    with LoopbackRerankServer(api_key=API_KEY) as server:
+        _run(["another doc"], server.url, cache_dir)
+        prefix = _key(server.url, QUERY, text)[:16]
+        plant(cache_dir, b"S" + prefix + bytes(4), None, mode=2, filename=str(fifo))
+        server.reset()
+        out, _ = _run([text], server.url, cache_dir)
+        assert server.documents_received() == [text]
+    assert out["rerank_score"].tolist() == [overlap_score(QUERY, text)]
+    assert rerankpd.clear_cache(cache_dir) > 0 and fifo.exists()
 
 
 def test_a_row_pointing_at_a_fifo_does_not_hang_the_run(tmp_path):
@@ -192,14 +216,14 @@ def test_a_read_only_cache_is_read_and_warns_once_that_new_scores_are_not_kept(t
             assert len(messages) == 1 and "could not be written" in messages[0] and "not be kept" in messages[0]
             assert "locked" not in messages[0]
             info = rerankpd.cache_info(cache_dir)
-            assert info["entries"] == 40
+            assert info["entries"] == 4 and info["scores"] == 40  # four blocks of ten
             with pytest.raises(CacheError, match="read-only"):
                 rerankpd.clear_cache(cache_dir)
             server.reset()
             out, messages = _run(texts[:40], server.url, cache_dir)  # all cached: nothing to warn about
             assert server.requests == [] and messages == []
     assert out.sort_index()["rerank_score"].tolist() == [overlap_score(QUERY, t) for t in texts[:40]]
-    assert rerankpd.cache_info(cache_dir)["entries"] == 40
+    assert rerankpd.cache_info(cache_dir)["entries"] == 4
 
 
 @pytest.mark.slow
@@ -328,7 +352,9 @@ def test_ctrl_c_inside_the_cache_keeps_every_score_the_run_waits_for(tmp_path):
 # ----------------------------------------------------------------------------------------- info and clear
 def test_cache_info_creates_nothing_and_reports_an_empty_cache(tmp_path):
     missing = tmp_path / "typo"
-    assert rerankpd.cache_info(missing) == {"directory": str(missing), "entries": 0, "size_bytes": 0}
+    assert rerankpd.cache_info(missing) == {"directory": str(missing), "entries": 0, "size_bytes": 0,
+                                            "kinds": {"scores": 0, "embeddings": 0, "windows": 0}, "scores": 0,
+                                            "size_limit": 2**30}
     assert rerankpd.clear_cache(missing) == 0
     assert not missing.exists()
 
@@ -343,7 +369,8 @@ def test_cache_info_and_clear_on_a_file_raise_a_clear_error(tmp_path):
 
 
 def test_a_file_that_is_not_a_database_gives_a_clear_error(tmp_path):
-    (tmp_path / SCORES_FILE).write_text("garbage " * 100)
+    (tmp_path / STORE_DIR).mkdir()
+    (tmp_path / STORE_DIR / "cache.db").write_text("garbage " * 100)
     with pytest.raises(CacheError, match=str(tmp_path)):
         rerankpd.cache_info(tmp_path)
     with LoopbackRerankServer(api_key=API_KEY) as server:
@@ -353,22 +380,17 @@ def test_a_file_that_is_not_a_database_gives_a_clear_error(tmp_path):
 
 
 def test_many_connections_opening_one_new_cache_at_once_all_get_a_writable_cache(tmp_path):
-    """Setting up a new file (switching it to WAL) from several connections at once can answer SQLITE_BUSY
-    without waiting; that must be waited out, never taken for a read-only cache (seen with Dask partitions
-    in threads: a rerun then paid again)."""
-    import threading
-
-    from rerankpd.sqlite_store import SQLiteTable
-
-    for trial in range(20):
-        directory = str(tmp_path / f"c{trial}")
+    """Setting up a new store from several connections at once must wait, never be taken for a read-only
+    cache (seen with Dask partitions in threads: a rerun then paid again)."""
+    for trial in range(10):
+        settings = CacheSettings(str(tmp_path / f"c{trial}"))
         barrier = threading.Barrier(6)
-        tables, errors = [], []
+        stores, errors = [], []
 
         def open_one():
             barrier.wait()
             try:
-                tables.append(SQLiteTable.open(directory, "t.sqlite3", "t", "REAL"))
+                stores.append(Store(settings))
             except Exception as exc:  # noqa: BLE001 - recorded and asserted below
                 errors.append(exc)
 
@@ -376,8 +398,8 @@ def test_many_connections_opening_one_new_cache_at_once_all_get_a_writable_cache
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=30)
+            t.join(timeout=60)
         assert not errors
-        assert [t.read_only for t in tables] == [False] * 6, f"trial {trial}"
-        for t in tables:
-            t.close()
+        assert [s.read_only for s in stores] == [False] * 6, f"trial {trial}"
+        for s in stores:
+            s.close()

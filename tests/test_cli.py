@@ -99,9 +99,14 @@ def test_cache_info_and_clear(tmp_path, table, capsys):
     capsys.readouterr()
     assert main(["cache", "info", "--cache-dir", cache]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["entries"] == 4 and info["directory"] == cache
-    assert main(["cache", "clear", "--cache-dir", cache]) == 0
-    assert "removed 4" in capsys.readouterr().out
+    assert info["directory"] == cache and info["kinds"]["scores"] == 1  # one block
+    assert info["entries"] == sum(info["kinds"].values()) and info["kinds"]["embeddings"] > 0
+    assert main(["cache", "clear", "--cache-dir", cache, "--reranker", "bm25"]) == 0
+    assert "removed 0 cache entries of bm25" in capsys.readouterr().out
+    assert main(["cache", "clear", "--cache-dir", cache, "--reranker", "e5"]) == 0
+    assert f"removed {info['entries']} cache entries of e5" in capsys.readouterr().out
+    assert main(["cache", "info", "--cache-dir", cache, "--reranker", "e5"]) == 2
+    assert "cache clear" in capsys.readouterr().err
 
 
 def test_demo_and_python_m_entry_points():
@@ -121,6 +126,7 @@ def test_reranker_options_on_the_command_line(tmp_path, table, monkeypatch, caps
     table.to_csv(src, index=False)
     with LoopbackRerankServer(api_key=API_KEY) as srv:
         monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+        monkeypatch.setenv("DMXAPI_BASE_URL", srv.url)  # the key in DMXAPI_API_KEY goes only to this URL's host
         assert main(["rank", str(src), "-q", "cats", "-r", "dmxapi", "-O", f"base_url={srv.url}",
                      "-O", "batch_size=2", "-O", "model=bge-reranker-v2-m3", "-O", "timeout=[2, 5]"]) == 0
         bodies = [r.body for r in srv.requests]
@@ -147,6 +153,7 @@ def test_coerce_counts_failed_rows_and_says_so_in_the_exit_status(tmp_path, monk
     src = _csv(tmp_path, [f"cats {i}" for i in range(5)])
     with LoopbackRerankServer(api_key=API_KEY, fault_rate=1.0, fault_kinds=("500",)) as srv:
         monkeypatch.setenv("DMXAPI_API_KEY", API_KEY)
+        monkeypatch.setenv("DMXAPI_BASE_URL", srv.url)  # the key in DMXAPI_API_KEY goes only to this URL's host
         argv = ["rank", src, "-q", "cats", "-r", "dmxapi", "-O", f"base_url={srv.url}", "-O", "max_retries=0",
                 "-O", "batch_size=2", "-o", str(tmp_path / "out.csv")]
         assert main(argv + ["--errors", "coerce"]) == 3
@@ -199,9 +206,9 @@ def test_cache_commands_on_a_file_or_a_typo_say_one_line_and_create_nothing(tmp_
     for action in ("info", "clear"):
         assert main(["cache", action, "--cache-dir", str(afile)]) == 1
         err = capsys.readouterr().err
-        assert "not a score cache directory" in err and err.count("\n") == 1
+        assert "not a cache directory" in err and err.count("\n") == 1
         assert main(["cache", action, "--cache-dir", str(typo)]) == 1
-        assert "no score cache at" in capsys.readouterr().err
+        assert "no cache at" in capsys.readouterr().err
         assert not typo.exists()                                   # an info command creates nothing
 
 
@@ -215,7 +222,7 @@ def test_cache_commands_on_an_unusable_cache_say_one_line(tmp_path, monkeypatch,
     RerankError): one line and exit 1. (The test runs as root, where chmod cannot make a directory read-only.)"""
     import rerankpd.cli as cli
 
-    def broken(directory=None):
+    def broken(directory=None, **options):
         raise failure
 
     monkeypatch.setattr(cli, "cache_info", broken)
@@ -224,7 +231,7 @@ def test_cache_commands_on_an_unusable_cache_say_one_line(tmp_path, monkeypatch,
     for action in ("info", "clear"):
         assert main(["cache", action, "--cache-dir", str(tmp_path / "c")]) == 1
         err = capsys.readouterr().err
-        assert err.startswith("rerankpd: error: the score cache at") and err.count("\n") == 1
+        assert err.startswith("rerankpd: error: the cache at") and err.count("\n") == 1
 
 
 def test_dry_run_of_a_hosted_service_needs_no_key(tmp_path, capsys):

@@ -1,9 +1,8 @@
-"""The embedding path (rerankpd.embedding) and the embedding cache (rerankpd.embedding_cache)."""
+"""The embedding path (rerankpd.embedding) and the embedding cache (rerankpd.cache.embeddings)."""
 from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import stat
 import threading
 import warnings
@@ -19,14 +18,16 @@ import rerankpd
 from dataclasses import replace
 from rerankpd.rerankers.base import describe
 from rerankpd.embedding import EmbeddingBatch, applies, embed_texts, rowwise_products, score_pairs
-from rerankpd.embedding_cache import FILENAME, EmbeddingCache, decode_vector, encode_vector
+from rerankpd.cache import STORE_DIR, EmbeddingCache
 from rerankpd.errors import BadResponseError
 from rerankpd.pairs import build_pairs
 from rerankpd.rerankers import Reranker
 from rerankpd.rerankers.base import describe
 from rerankpd.testing import bigram_embedding
 
-from .cache_faults import read_only
+from .cache_faults import plant, read_only
+
+FILENAME = os.path.join(STORE_DIR, "cache.db")
 
 
 class Bigrams(Reranker):
@@ -207,16 +208,24 @@ def test_a_new_query_over_an_embedded_frame_embeds_only_the_query(tmp_path):
     assert second["rerank_score"].tolist() == pytest.approx(fresh["rerank_score"].tolist(), abs=0)
 
 
-def test_cache_values_are_raw_float32_bytes_with_a_header_never_pickle(tmp_path):
+def _embedding_values(directory):
+    cache = EmbeddingCache.open(directory, "{}")
+    try:
+        return {key: cache._store.cache.get(key) for key in cache._store.cache.iterkeys() if key[:1] == b"E"}
+    finally:
+        cache.close()
+
+
+def test_cache_values_are_raw_float32_bytes_never_pickle(tmp_path):
     df = pd.DataFrame({"text": ["cold hands", "stock prices"]})
     rerankpd.rerank(df, "cold", reranker=Bigrams(dim=16), cache=tmp_path, progress=False)
-    with sqlite3.connect(tmp_path / FILENAME) as db:
-        values = [row[0] for row in db.execute("SELECT value FROM embeddings")]
-    assert len(values) == 3   # two texts and the query
-    for value in values:
-        assert value[:4] == b"RPDE" and b"numpy" not in value and len(value) == 12 + 16 * 4
-        assert decode_vector(value).dtype == np.float32
-    assert decode_vector(b"\x80\x04\x95pickle") is None and decode_vector(encode_vector(np.ones(3))[:-1]) is None
+    values = _embedding_values(tmp_path)
+    vectors = [v for k, v in values.items() if len(k) == 33]
+    assert len(vectors) == 3   # two texts and the query
+    for value in vectors:
+        assert isinstance(value, bytes) and len(value) == 16 * 4
+        assert np.frombuffer(value, "<f4").shape == (16,)
+    assert [v for k, v in values.items() if len(k) == 17] == [(16).to_bytes(4, "little")]  # the model's size
 
 
 def test_cache_is_private_and_beside_the_score_cache(tmp_path):
@@ -224,7 +233,9 @@ def test_cache_is_private_and_beside_the_score_cache(tmp_path):
     out = rerankpd.rerank(pd.DataFrame({"text": ["a b"]}), "q", reranker=Bigrams(), cache=where, progress=False)
     assert out.attrs["rerank"]["cache_dir"] == str(where) and (where / FILENAME).exists()
     assert stat.S_IMODE(os.stat(where).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(where / STORE_DIR).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(where / FILENAME).st_mode) == 0o600
+    assert rerankpd.cache_info(where)["kinds"]["embeddings"] == 3  # the text, the query, the model's size
 
 
 def test_the_default_cache_directory_holds_it_too(tmp_path):
@@ -260,23 +271,22 @@ def test_a_cache_that_cannot_be_opened_warns_once_and_the_run_goes_on(tmp_path):
 
 
 def test_a_corrupt_cache_file_warns_once_and_the_run_goes_on(tmp_path):
+    (tmp_path / STORE_DIR).mkdir()
     (tmp_path / FILENAME).write_bytes(b"this is not a database" * 100)
-    with pytest.warns(RuntimeWarning, match="embedding cache") as record:
+    with pytest.warns(RuntimeWarning, match="could not be opened") as record:
         out = rerankpd.rerank(pd.DataFrame({"text": ["a", "b"]}), "q", reranker=Bigrams(), cache=tmp_path,
                               progress=False)
     assert out["rerank_score"].notna().all()
-    assert sum("embedding cache" in str(w.message) for w in record) == 1
+    assert len(record) == 1  # one store for scores and embeddings: one warning
 
 
 def test_a_garbled_value_is_a_miss_and_is_embedded_again(tmp_path):
     cache = EmbeddingCache.open(tmp_path, '{"m": 1}')
     cache.store("document", ["a"], np.ones((1, 3), dtype=np.float32))
-    cache.flush()   # the writer thread has committed the batch
-    db = sqlite3.connect(tmp_path / FILENAME)
-    db.execute("UPDATE embeddings SET value = ?", (b"RPDE garbage",))
-    db.commit()
-    db.close()
-    assert cache.lookup("document", ["a"]) == {} and len(cache) == 1
+    plant(tmp_path, cache.key("document", "a"), b"RPDE garbage!")   # 13 bytes: not 3 float32
+    assert cache.lookup("document", ["a"]) == {} and rerankpd.cache_info(tmp_path)["kinds"]["embeddings"] == 2
+    plant(tmp_path, cache.key("document", "a"), np.array([1, np.nan, 2], "<f4").tobytes())
+    assert cache.lookup("document", ["a"]) == {}
     cache.close()
     assert cache.lookup("document", ["a"]) == {}   # a closed cache is an empty one
 
@@ -298,13 +308,13 @@ def test_no_identity_means_no_embedding_cache(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rerankpd.rerank(pd.DataFrame({"text": ["a"]}), "q", reranker=Anonymous(), cache=tmp_path, progress=False)
-    assert not (tmp_path / FILENAME).exists()
+    assert rerankpd.cache_info(tmp_path)["kinds"]["embeddings"] == 0
     assert EmbeddingCache.open(tmp_path, None) is None and EmbeddingCache.open(False, "{}") is None
     with pytest.raises(ValueError, match="cache must be"):
         EmbeddingCache.open(3, "{}")
 
 
-# ------------------------------------------------------------------ the embedding cache on rerankpd.sqlite_store
+# ------------------------------------------------------------------ the embedding cache's failure policy
 def _embedding_warnings(caught):
     return [str(w.message) for w in caught if "embedding cache" in str(w.message)]
 
@@ -319,9 +329,7 @@ def test_a_read_only_cache_directory_still_serves_cached_embeddings_and_warns_on
             warnings.simplefilter("always")
             out = rerankpd.rerank(pd.DataFrame({"text": texts}), "a new query", reranker=r, cache=cache_dir,
                                   progress=False)
-        cache = EmbeddingCache.open(cache_dir, describe(r).identity)
-        assert cache.read_only and len(cache) == 5 + 1
-        cache.close()
+        assert rerankpd.cache_info(cache_dir)["kinds"]["embeddings"] == 5 + 1 + 1  # texts, query, model size
     assert r.embedded == Counter({("query", "a new query"): 1, **{("document", t): 1 for t in texts[5:]}})
     info = out.attrs["rerank"]["embedding"]
     assert info["texts_from_cache"] == 5 and info["texts_embedded"] == 3
@@ -354,16 +362,11 @@ def test_deleting_the_cache_directory_mid_run_warns_once_and_recreates_nothing(t
 def test_a_stored_value_that_is_not_a_blob_is_a_miss_and_is_overwritten(tmp_path):
     cache = EmbeddingCache.open(tmp_path, '{"m": 1}')
     cache.store("document", ["a", "b", "c"], np.ones((3, 2), dtype=np.float32))
-    cache.flush()
-    db = sqlite3.connect(tmp_path / FILENAME)
     for text, value in (("a", "RPDE text, not bytes"), ("b", 1.5)):
-        db.execute("UPDATE embeddings SET value = ? WHERE key = ?", (value, cache.key("document", text)))
-    db.commit()
+        plant(tmp_path, cache.key("document", text), value)
     assert sorted(cache.lookup("document", ["a", "b", "c"])) == [2]
     cache.store("document", ["a", "b"], np.full((2, 2), 2, dtype=np.float32))
     assert {i: v.tolist() for i, v in cache.lookup("document", ["a", "b"]).items()} == {0: [2, 2], 1: [2, 2]}
-    assert db.execute("SELECT count(*) FROM embeddings WHERE typeof(value) = 'blob'").fetchone() == (3,)
-    db.close()
     cache.close()
 
 
@@ -385,10 +388,51 @@ def test_ctrl_c_while_embedding_keeps_every_batch_that_finished(tmp_path):
     assert sum(r.embedded.values()) == 4
 
 
-def test_the_cache_file_and_its_journal_are_private(tmp_path):
+def test_the_cache_files_are_private(tmp_path):
     cache = EmbeddingCache.open(tmp_path / "c", '{"m": 1}')
     cache.store("query", ["q"], np.ones((1, 2)))
-    cache.flush()
-    for name in os.listdir(tmp_path / "c"):
-        assert stat.S_IMODE(os.stat(tmp_path / "c" / name).st_mode) == 0o600, name
+    for name in os.listdir(tmp_path / "c" / STORE_DIR):
+        assert stat.S_IMODE(os.stat(tmp_path / "c" / STORE_DIR / name).st_mode) & 0o077 == 0, name
+    cache.close()
+
+
+def test_clear_cache_removes_the_embeddings_too(tmp_path):
+    """clear_cache() used to keep the embeddings file: scores then came from the old vectors while
+    cache_info() reported 0 entries."""
+    df = pd.DataFrame({"text": ["cold hands", "stock prices"]})
+    rerankpd.rerank(df, "cold", reranker=Bigrams(), cache=tmp_path, progress=False)
+    assert rerankpd.clear_cache(tmp_path) > 0
+    assert rerankpd.cache_info(tmp_path)["entries"] == 0
+    r = Bigrams()
+    out = rerankpd.rerank(df, "another query", reranker=r, cache=tmp_path, progress=False)
+    assert out.attrs["rerank"]["embedding"]["texts_from_cache"] == 0
+    assert r.embedded == Counter({("query", "another query"): 1, ("document", "cold hands"): 1,
+                                  ("document", "stock prices"): 1})
+
+
+def test_one_answer_of_wrong_length_vectors_does_not_poison_the_cache(tmp_path):
+    """A server that once answers a batch with vectors of another length fails that run, but the batch is
+    never cached: later runs against the healthy server, with errors="coerce" too, score every row."""
+    texts = [f"text {i} about colds" for i in range(6)]
+    rerankpd.rerank(pd.DataFrame({"text": texts[:2]}), "cold", reranker=Bigrams(dim=16), cache=tmp_path,
+                    progress=False)
+
+    class ShortOnce(Bigrams):
+        def _embed(self, texts, role):
+            vectors = super()._embed(texts, role)
+            return vectors[:, :8] if role == "document" else vectors
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(BadResponseError, match="different sizes"):
+            rerankpd.rerank(pd.DataFrame({"text": texts}), "cold", reranker=ShortOnce(dim=16), cache=tmp_path,
+                            progress=False)
+    assert any("were not cached" in str(w.message) for w in caught)
+    for errors in ("raise", "coerce"):
+        out = rerankpd.rerank(pd.DataFrame({"text": texts}), "cold", reranker=Bigrams(dim=16), cache=tmp_path,
+                              progress=False, errors=errors)
+        assert out["rerank_score"].notna().all()
+    cache = EmbeddingCache.open(tmp_path, describe(Bigrams(dim=16)).identity)
+    plant(tmp_path, cache.key("document", texts[0]), np.ones(8, "<f4").tobytes())  # a vector of another length
+    assert sorted(cache.lookup("document", texts[:2])) == [1]
     cache.close()

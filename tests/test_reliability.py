@@ -243,11 +243,10 @@ def test_cache_locked_by_another_process_mid_run_warns_once_and_keeps_scoring(tm
     fails (SQLite busy), the run warns once, scores everything and returns every score."""
     import threading
 
-    import rerankpd.cache as cache_module
+    import rerankpd.cache.store as store_module
     from rerankpd.rerankers.dmxapi import DMXAPIReranker
 
     cache_dir = tmp_path / "locked"
-    import rerankpd.sqlite_store as store_module
 
     monkeypatch.setattr(store_module, "BUSY_TIMEOUT", 0.2)
     holder: list[sqlite3.Connection] = []
@@ -257,7 +256,7 @@ def test_cache_locked_by_another_process_mid_run_warns_once_and_keeps_scoring(tm
         def score_batch(self, query, documents):
             with taken:
                 if not holder:  # the run has opened the cache and planned; now lock it from outside
-                    con = sqlite3.connect(cache_dir / cache_module.SCORES_FILE, timeout=0.1, isolation_level=None,
+                    con = sqlite3.connect(cache_dir / store_module.STORE_DIR / "cache.db", timeout=0.1, isolation_level=None,
                                           check_same_thread=False)
                     con.execute("BEGIN IMMEDIATE")
                     holder.append(con)

@@ -104,20 +104,23 @@ def test_cache_values_are_score_records_never_pickle_or_json(tmp_path):
         r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=server.url)
         out = rerankpd.rerank(pd.DataFrame({"text": ["a b", "c d", "预防感冒"]}), "q", reranker=r, cache=cache_dir,
                               progress=False)
-    con = sqlite3.connect(cache_dir / "scores-v3.sqlite3")
+    con = sqlite3.connect(cache_dir / "store-v4" / "cache.db")
     try:
-        rows = con.execute("SELECT key, typeof(key), value, typeof(value) FROM score_blocks").fetchall()
-        tables = [name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        rows = con.execute("SELECT key, typeof(key), raw, mode, filename, value, typeof(value) FROM Cache "
+                           "ORDER BY length(key)").fetchall()
     finally:
         con.close()
-    assert tables == ["score_blocks"] and len(rows) == 1  # the one request's block
-    [(key, key_type, value, value_type)] = rows
-    assert key_type == "blob" and len(key) == 32  # digests, never text
-    assert value_type == "blob" and len(value) == 3 * 24  # three text digests, then three float64 scores
-    assert sorted(np.frombuffer(value[48:], "<f8").tolist()) == sorted(out["rerank_score"].tolist())
+    assert len(rows) == 1  # the one request's block
+    for key, key_type, raw, mode, filename, _, value_type in rows:
+        assert key_type == "blob" and raw == 1 and key[:1] == b"S"  # digests, never text
+        assert mode == 1 and filename is None and value_type == "blob"  # raw bytes inline: no pickle, no file
+    block = rows[0][5]
+    assert len(block) == 3 * 24  # three text digests, then three float64 scores
+    assert sorted(np.frombuffer(block[48:], "<f8").tolist()) == sorted(out["rerank_score"].tolist())
     for text in ["a b", "c d", "预防感冒"]:
-        assert text.encode() not in value and text.encode() not in key
-    assert sorted(os.listdir(cache_dir)) == ["scores-v3.sqlite3"]  # no value files beside the table
+        assert text.encode() not in block and text.encode() not in rows[0][0]
+    assert os.listdir(cache_dir) == ["store-v4"]
+    assert sorted(os.listdir(cache_dir / "store-v4")) == ["cache.db"]  # no value files beside the table
 
 
 def test_plain_http_to_a_remote_host_warns_but_not_to_loopback_or_https():

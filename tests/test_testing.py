@@ -55,5 +55,5 @@ def test_rerank_dialects_share_one_base_and_dmxapi_is_not_everyones_base():
     from rerankpd.testing import DMXAPIDialect
 
     rerank = [cls for cls in DIALECTS.values() if issubclass(cls, RerankDialect)]
-    assert len(rerank) == 9
+    assert len(rerank) == 12  # the nine of before, Pinecone, NIM and Mixedbread
     assert not any(issubclass(cls, DMXAPIDialect) for cls in rerank if cls is not DMXAPIDialect)

@@ -149,7 +149,7 @@ def test_cancel_stops_between_requests_and_finished_scores_stay_cached(tmp_path)
         assert panel.progress.bar_style == "warning"
         sent_before = len(server.documents_received())
         assert 4 <= sent_before < 40
-        assert rerankpd.cache_info(cache)["entries"] == sent_before
+        assert rerankpd.cache_info(cache)["scores"] == sent_before
         assert "Partial result" in panel.results.value
         assert not panel.run_button.disabled                      # still usable
         server.reset()

@@ -104,6 +104,9 @@ class Reranker(abc.ABC):
     max_concurrency: int = 1
     pairwise: bool = True
     chunking: Any = None
+    #: The service's published cap on one request's tokens (query tokens x documents + the documents' tokens,
+    #: counted by :func:`rerankpd.tokens.request_tokens`); requests are planned to stay below it. None: none.
+    max_request_tokens: int | None = None
 
     @abc.abstractmethod
     def score(self, query: str, documents: list[str]) -> list[float]:
@@ -153,6 +156,13 @@ class Reranker(abc.ABC):
         """
         self._cancel_event = event
 
+    def bind_cache(self, cache: Any) -> Any:
+        """The pipeline hands over its run's ``cache=`` argument before scoring and the previous one after;
+        returns the previous one. A reranker with a cache of its own (the LLM reranker's window answers)
+        follows it: with ``cache=False`` nothing is read from or written to any cache."""
+        previous, self._run_cache = getattr(self, "_run_cache", True), cache
+        return previous
+
     def __repr__(self) -> str:
         model = f", model={self.model!r}" if self.model else ""
         return f"{type(self).__name__}(name={self.name!r}{model})"
@@ -173,6 +183,8 @@ class RerankerSpec:
         (``embed_queries``/``embed_documents``), None (it does not).
     counts_own_requests
         True when it counts the requests and tokens of a call itself (``estimate_requests``: a chat model).
+    max_request_tokens
+        The service's cap on one request's tokens (None: none); the plan cuts requests to stay below it.
     pairwise, batch_size, max_concurrency, chunking
         As declared; ``batch_size`` is None for a non-pairwise reranker (a query's candidates in one call),
         and ``chunking`` None unless the reranker is pairwise and cuts documents on the client.
@@ -188,6 +200,7 @@ class RerankerSpec:
     chunking: Any
     embeds: str | None = None
     counts_own_requests: bool = False
+    max_request_tokens: int | None = None
 
     @property
     def cacheable(self) -> bool:
@@ -232,6 +245,8 @@ def describe(reranker: Any) -> RerankerSpec:
         batch_size=batch_size if pairwise else None,
         max_concurrency=whole(f"{name}.max_concurrency", concurrency or 1, minimum=1),
         chunking=getattr(reranker, "chunking", None) if pairwise else None,
+        max_request_tokens=whole(f"{name}.max_request_tokens", getattr(reranker, "max_request_tokens", None) or None,
+                                 minimum=1, allow_none=True) if pairwise else None,
         embeds=_embeds(reranker),
         counts_own_requests=callable(getattr(reranker, "estimate_requests", None)),
     )

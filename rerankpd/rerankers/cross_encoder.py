@@ -33,6 +33,9 @@ import hashlib
 import importlib.util
 import logging
 import os
+import pathlib
+import pickle
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -160,6 +163,8 @@ def _load(source: ModelSource, device: str, dtype: str, trust_remote_code: bool)
                 model = sentence_transformers.CrossEncoder(
                     source.path, device=device, local_files_only=True, trust_remote_code=trust_remote_code,
                     model_kwargs={"dtype": getattr(torch, dtype)})
+            except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) refused: nothing in it ran
+                raise RerankError(_unsafe_weights_message(source, exc)) from None
             except (OSError, ValueError, KeyError) as exc:
                 raise RerankError(f"cross-encoder: could not load {source.model!r} from {source.path}: {exc}. If "
                                   f"the download was interrupted, fetch it again:  hf download {source.model}"
@@ -170,6 +175,19 @@ def _load(source: ModelSource, device: str, dtype: str, trust_remote_code: bool)
             model.eval()
             _MODELS[key] = (model, threading.Lock())
         return _MODELS[key]
+
+
+def _unsafe_weights_message(source: ModelSource, exc: BaseException) -> str:
+    """Why a directory's pickled weights were refused: they hold more than tensors (code, or objects torch's
+    ``weights_only`` loader does not allow), so loading them could run anything."""
+    pickled = sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt")
+                     for p in pathlib.Path(source.path).glob(pattern))
+    detail = re.search(r"WeightsUnpickler error: *([^\n]+)", str(exc))
+    return (f"cross-encoder: refused to load the weights in {source.path}: "
+            f"{', '.join(pickled) or 'a weights file'} is a pickle that holds more than tensors"
+            + (f" ({detail.group(1).strip()})" if detail else "")
+            + "; unpickling it could run any code, so it was not loaded and nothing in it ran. Use a model from "
+            "a source you trust, preferably with model.safetensors weights (which hold tensors only)")
 
 
 def _model_limit(encoder: Any) -> int | None:

@@ -7,7 +7,9 @@ https://help.aliyun.com/zh/dashscope/return-status-code-description). The body n
 ``{"model", "input": {"query", "documents"}, "parameters": {"top_n", "return_documents"}}``; the answer
 nests the results: ``{"output": {"results": [{"index", "relevance_score"}]}, "usage": {"total_tokens"},
 "request_id"}``; an error is ``{"code", "message", "request_id"}``. At most 500 documents per request,
-4,000 tokens per text (longer ones are truncated by the service), 30,000 tokens per request.
+4,000 tokens per text (longer ones are truncated by the service), and per request 30,000 tokens for
+gte-rerank-v2, 120,000 for qwen3-rerank, counted as query tokens x documents + the documents' tokens:
+requests are cut to fit both. ``parameters.instruct`` (qwen3-rerank) is sent as ``instruct=``.
 
 Examples
 --------
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..errors import BadResponseError
+from ..errors import BadResponseError, ConfigurationError
 from .base import BatchResult
 from .chunked import ClientChunkedReranker
 from .http import scores_from_results, usage_counts
@@ -33,19 +35,45 @@ class DashScopeReranker(ClientChunkedReranker):
     Parameters
     ----------
     **options
-        ``api_key`` (default ``DASHSCOPE_API_KEY``), ``base_url`` (default ``DASHSCOPE_BASE_URL``, else
-        ``https://dashscope.aliyuncs.com/api/v1``; the international endpoint is
-        ``https://dashscope-intl.aliyuncs.com/api/v1``), ``model``, ``batch_size`` (default 500), client
-        chunking and the shared options.
+        ``api_key`` (default ``DASHSCOPE_API_KEY``), ``base_url`` (default ``DASHSCOPE_BASE_URL``, else the
+        SDK's ``DASHSCOPE_HTTP_BASE_URL``, else ``https://dashscope.aliyuncs.com/api/v1``; the international endpoint is
+        ``https://dashscope-intl.aliyuncs.com/api/v1``), ``model``, ``batch_size`` (default 500, at most 500),
+        ``max_request_tokens`` (default the model's published cap), client chunking and the shared options.
+    instruct
+        qwen3-rerank's task instruction (``parameters.instruct``), e.g. ``"Given a web search query, retrieve
+        relevant passages that answer the query"``; it changes the scores, so it is part of the cache identity.
     """
 
     name = "dashscope"
     default_base_url = "https://dashscope.aliyuncs.com/api/v1"
-    base_url_env = "DASHSCOPE_BASE_URL"
+    base_url_env = ("DASHSCOPE_BASE_URL", "DASHSCOPE_HTTP_BASE_URL")  # ours, then the official SDK's
     path = "/services/rerank/text-rerank/text-rerank"
     key_env = ("DASHSCOPE_API_KEY",)
+    key_domains = ("dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com")
     default_model = "gte-rerank-v2"
     default_batch_size = 500
+    max_documents = 500
+    #: Published tokens per request by model (query tokens x documents + the documents' tokens); a model not
+    #: listed gets the smallest.
+    request_tokens_by_model = {"gte-rerank-v2": 30_000, "qwen3-rerank": 120_000}
+
+    def __init__(self, *, instruct: str | None = None, **options) -> None:
+        if instruct is not None and (not isinstance(instruct, str) or not instruct.strip()):
+            raise ConfigurationError(f"instruct must be a non-empty string, got {instruct!r}")
+        self.instruct = instruct
+        super().__init__(**options)
+
+    def request_limits(self) -> tuple[int | None, int | None]:
+        return self.max_documents, self.request_tokens_by_model.get(self.model or "",
+                                                                    min(self.request_tokens_by_model.values()))
+
+    def score_options(self) -> dict:
+        return {} if self.instruct is None else {"instruct": self.instruct}
+
+    def request_body(self, query: str, documents: Sequence[str]) -> dict:
+        body = self.build_payload(query, documents)
+        body["parameters"].update(self.score_options())  # DashScope's options live in "parameters"
+        return body
 
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:
         return {"model": self.model, "input": {"query": query, "documents": list(documents)},

@@ -43,11 +43,12 @@ class DMXAPIReranker(ServerChunkedReranker):
     default_base_url = "https://www.dmxapi.cn/v1"
     base_url_env = "DMXAPI_BASE_URL"
     key_env = ("DMXAPI_API_KEY",)
+    key_domains = ("dmxapi.cn", "dmxapi.com")
     default_model = "bge-reranker-v2-m3-free"
     default_batch_size = 32
     default_max_concurrency = 4
     default_auth_scheme = ""
 
     def auth_hint(self, status: int) -> str:
-        return (" (check DMXAPI_API_KEY; DMXAPI also answers 401 when the account's quota is used up: "
+        return (super().auth_hint(status)[:-1] + "; DMXAPI also answers 401 when the account's quota is used up: "
                 "top it up on dmxapi.cn)")

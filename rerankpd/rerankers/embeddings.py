@@ -33,7 +33,7 @@ from ..embedding import EmbeddingBatch
 from ..errors import BadResponseError, ConfigurationError
 from ..ratelimit import estimate_tokens
 from .base import BatchResult
-from .http import HTTPReranker, usage_counts
+from .http import HTTPReranker, openai_key_homes, usage_counts
 
 __all__ = ["EmbeddingsReranker"]
 
@@ -60,7 +60,9 @@ class EmbeddingsReranker(HTTPReranker):
     normalize
         L2-normalise every vector (True: the score is a cosine whatever the model returns).
     **options
-        ``api_key`` (default ``DMXAPI_API_KEY``), ``base_url`` (default ``DMXAPI_BASE_URL``, else
+        ``api_key`` (default ``DMXAPI_API_KEY``, sent only to DMXAPI's hosts, or ``OPENAI_API_KEY``, sent only
+        to ``api.openai.com`` and the host of ``OPENAI_BASE_URL``; with another ``base_url`` pass ``api_key=``,
+        a self-hosted server needs none), ``base_url`` (default ``DMXAPI_BASE_URL``, else
         ``https://www.dmxapi.cn/v1``), ``batch_size`` (texts per request, default 64, at most 2,048),
         ``max_concurrency``, ``timeout``, ``max_retries``, ``auth_scheme``, ``requests_per_minute``,
         ``tokens_per_minute``, ``adaptive_concurrency``.
@@ -71,7 +73,9 @@ class EmbeddingsReranker(HTTPReranker):
     default_base_url = "https://www.dmxapi.cn/v1"
     base_url_env = "DMXAPI_BASE_URL"
     path = "/embeddings"
-    key_env = ("DMXAPI_API_KEY",)
+    key_env = ("DMXAPI_API_KEY", "OPENAI_API_KEY")
+    key_domains = ("dmxapi.cn", "dmxapi.com")
+    keyless_elsewhere = True
     default_model = None
     default_batch_size = 64
     default_max_concurrency = 4
@@ -98,6 +102,10 @@ class EmbeddingsReranker(HTTPReranker):
         if self.batch_size > MAX_INPUTS:
             raise ConfigurationError(f"batch_size must be at most {MAX_INPUTS} (the API's limit), "
                                      f"got {self.batch_size}")
+
+    def key_homes(self) -> dict[str, tuple[str, ...] | None]:
+        """``DMXAPI_API_KEY`` goes only to DMXAPI, ``OPENAI_API_KEY`` only to OpenAI (see :func:`openai_key_homes`)."""
+        return openai_key_homes(super().key_homes())
 
     def score_options(self) -> dict:
         """What changes the vectors besides the model: prefixes, dimensions, normalisation."""
@@ -158,13 +166,10 @@ class EmbeddingsReranker(HTTPReranker):
         sizes = {len(row) for row in rows}  # type: ignore[arg-type]
         if len(sizes) != 1:
             raise BadResponseError(f"embeddings of different lengths in one answer: {sorted(sizes)}")
-        vectors = np.stack(rows).astype(np.float32, copy=False)  # type: ignore[arg-type]
+        vectors = np.stack(rows)  # type: ignore[arg-type]
         if self.normalize:
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            if (norms == 0).any():
-                raise BadResponseError("an embedding is all zeros; it cannot be normalised")
-            vectors = vectors / norms
-        return EmbeddingBatch(vectors, usage_counts(data.get("usage")))
+            vectors = unit_rows(vectors)
+        return EmbeddingBatch(vectors.astype(np.float32), usage_counts(data.get("usage")))
 
     # ----------------------------------------------------------------- score() for direct callers
     def score(self, query: str, documents: list[str]) -> list[float]:
@@ -186,6 +191,21 @@ class EmbeddingsReranker(HTTPReranker):
         return BatchResult(np.asarray(scores, dtype=np.float64).tolist(), usage)
 
 
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row divided by its L2 norm, computed in float64 after scaling the row by its largest magnitude, so
+    no finite vector overflows or underflows (a vector of 1e20s or of 1e-25s is a direction like any other).
+
+    >>> unit_rows(np.array([[3e20, 4e20], [3e-25, -4e-25]])).round(12).tolist()
+    [[0.6, 0.8], [0.6, -0.8]]
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    largest = np.abs(vectors).max(axis=1, keepdims=True) if vectors.size else np.ones((len(vectors), 1))
+    if (largest == 0).any():
+        raise BadResponseError("an embedding is all zeros; it cannot be normalised")
+    scaled = vectors / largest
+    return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
+
+
 def _text_option(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
@@ -201,7 +221,7 @@ def _vector(value: Any, index: int) -> np.ndarray:
             raise BadResponseError(f"embedding {index} is a string but not base64") from None
         if not raw or len(raw) % 4:
             raise BadResponseError(f"embedding {index} decodes to {len(raw)} bytes, not float32 values")
-        vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        vector = np.frombuffer(raw, dtype="<f4").astype(np.float64)
     elif isinstance(value, list) and value:
         try:
             numbers = np.asarray(value)
@@ -209,7 +229,7 @@ def _vector(value: Any, index: int) -> np.ndarray:
             numbers = np.asarray([None])
         if numbers.ndim != 1 or numbers.dtype.kind not in "iuf":   # not bool, str, None or nested lists
             raise BadResponseError(f"embedding {index} is not a list of numbers")
-        vector = numbers.astype(np.float32)
+        vector = numbers.astype(np.float64)  # float64 until normalised: 1e20s would overflow a float32 norm
     else:
         raise BadResponseError(f"embedding {index} is not a list of numbers")
     if not np.isfinite(vector).all():

@@ -51,14 +51,17 @@ from ..errors import (
 )
 from ..ratelimit import PUBLISHED_LIMITS, AdaptiveConcurrency, RateLimiter, RateLimitWaitTooLong, estimate_tokens
 from ..redact import mask_url, scrub, shorten, url_secrets
+from ..tokens import budget_spans, text_tokens
 from ..validate import boolean, number, timeout_pair, whole
 from .answers import decode_json, scores_from_results, usage_counts
 from .base import Availability, BatchResult, Reranker
 from .retry import backoff_delay, is_quick, may_retry, parse_retry_after, retry_delay, should_retry
-from .transport import DeadlinePassed, make_session, post
+from .transport import AnswerTooLarge, DeadlinePassed, make_session, post
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "HTTPReranker",
+    "openai_key_homes",
     "backoff_delay",
     "parse_retry_after",
     "scores_from_results",
@@ -70,6 +73,10 @@ logger = logging.getLogger(__name__)
 
 #: Characters of a provider's error text kept in a message (after the key is scrubbed).
 ERROR_TEXT_LIMIT = 300
+#: The default largest answer body, in bytes once decoded (gzip ...): 512 MiB, some four times the largest
+#: real answer (2,048 embeddings of 3,072 dimensions written as JSON text, about 130 MB); a rerank answer
+#: is kilobytes.
+MAX_ANSWER_BYTES = 512 * 2**20
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -131,6 +138,11 @@ class HTTPReranker(Reranker):
         ``backoff_base`` (50 ms by default).
     retry_after_cap
         The longest ``Retry-After`` honoured, in seconds; a shorter one is waited exactly as given.
+    max_request_tokens
+        The most tokens one request may carry (query tokens x documents + the documents' tokens, counted by
+        :func:`rerankpd.tokens.request_tokens`); requests are cut to stay within 80% of it
+        (:data:`rerankpd.tokens.REQUEST_TOKEN_HEADROOM`). None: the service's published limit for the model
+        (:meth:`request_limits`); 0: no limit.
     requests_per_minute, tokens_per_minute
         A budget shared by every request of this reranker (tokens are estimated from the text, see
         :func:`rerankpd.ratelimit.estimate_tokens`). None: the service's published limit where known
@@ -142,6 +154,10 @@ class HTTPReranker(Reranker):
         While 429s are frequent (half of the recent answers), each 429 halves the requests allowed in
         flight (down to 1); a run of successes raises them again by one, up to ``max_concurrency``. A 429's
         ``Retry-After`` also holds every request back.
+    max_answer_bytes
+        The largest answer accepted, in bytes once decoded (default :data:`MAX_ANSWER_BYTES`, 512 MiB): a
+        larger one (a compressed answer that inflates to gigabytes) fails its request with a
+        :class:`~rerankpd.errors.BadResponseError`, not retried.
     clock, sleep
         For tests: the monotonic clock and the sleep the budget and the retry waits use (default: real time,
         and a sleep that wakes when the run is cancelled).
@@ -149,10 +165,21 @@ class HTTPReranker(Reranker):
 
     name = "http"
     default_base_url = ""
-    base_url_env: str | None = None
+    #: The variable(s) naming the base URL, first set one wins (a tuple when the official SDK has its own).
+    base_url_env: str | tuple[str, ...] | None = None
     path = "/rerank"
     key_env: tuple[str, ...] = ()
     key_required = True
+    #: Where a key read from ``key_env`` may be sent: domain names, each matching itself and its subdomains
+    #: (``()``: the host of ``default_base_url``). The host of a URL set in ``base_url_env`` counts too (the
+    #: user set both). None: any host (a self-hosted server's own variable). A key passed as ``api_key=`` goes
+    #: wherever ``base_url`` says.
+    key_domains: tuple[str, ...] | None = ()
+    #: True for a generic client (an OpenAI-compatible chat or embeddings API): with ``base_url`` on a host no
+    #: key variable belongs to, and no ``api_key=``, it sends no key (a local server) instead of refusing.
+    keyless_elsewhere = False
+    #: Statuses that mean the key was refused (Cohere adds 498, "invalid token").
+    auth_statuses: tuple[int, ...] = (401, 403)
     default_model: str | None = None
     default_batch_size = 64
     default_max_concurrency = 4
@@ -163,6 +190,10 @@ class HTTPReranker(Reranker):
     results_field = "results"
     usage_field = "usage"
     default_requests_per_minute: float | None = None  # None: PUBLISHED_LIMITS[name], if any
+    #: The service's published per-request limits: documents, and tokens (query tokens x documents + the
+    #: documents' tokens); None where none is published. A model-specific limit: :meth:`request_limits`.
+    max_documents: int | None = None
+    default_max_request_tokens: int | None = None
     default_tokens_per_minute: float | None = None
 
     def __init__(
@@ -184,16 +215,19 @@ class HTTPReranker(Reranker):
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         adaptive_concurrency: bool = True,
+        max_request_tokens: int | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
+        self._init_url(base_url, self._key_candidate(api_key))
         self._api_key = self._resolve_key(api_key)
-        self._init_url(base_url)
         self.model = model or self.default_model
         if self.model is not None and not isinstance(self.model, str):
             raise ConfigurationError(f"model must be a string, got {self.model!r}")
         self.batch_size = whole("batch_size", self.default_batch_size if batch_size is None else batch_size,
                                 minimum=1)
+        self._init_request_limits(max_request_tokens)
         self.max_concurrency = whole(
             "max_concurrency", self.default_max_concurrency if max_concurrency is None else max_concurrency,
             minimum=1)
@@ -208,6 +242,7 @@ class HTTPReranker(Reranker):
         self.backoff_base = number("backoff_base", backoff_base, minimum=0)
         self.backoff_cap = number("backoff_cap", backoff_cap, minimum=0)
         self.retry_after_cap = number("retry_after_cap", retry_after_cap, minimum=0)
+        self.max_answer_bytes = whole("max_answer_bytes", max_answer_bytes, minimum=1)
         if clock is not None and not callable(clock) or sleep is not None and not callable(sleep):
             raise ConfigurationError("clock and sleep must be callables (a clock() -> seconds, a sleep(seconds))")
         self._clock = clock or time.monotonic
@@ -224,8 +259,36 @@ class HTTPReranker(Reranker):
                 "use https://", stacklevel=3)
 
     # ----------------------------------------------------------------- configuration
-    def _init_url(self, base_url: str | None) -> None:
-        base = base_url or (config.env(self.base_url_env) if self.base_url_env else None) or self.default_base_url
+    def request_limits(self) -> tuple[int | None, int | None]:
+        """The published (documents, tokens) per request for :attr:`model`; None where none is published."""
+        return self.max_documents, self.default_max_request_tokens
+
+    def _init_request_limits(self, max_request_tokens: int | None) -> None:
+        max_documents, published_tokens = self.request_limits()
+        if max_documents is not None and self.batch_size > max_documents:
+            raise ConfigurationError(
+                f"batch_size={self.batch_size} is above {self.name}'s limit of {max_documents} documents per "
+                f"request{f' for {self.model}' if self.model else ''}; use batch_size <= {max_documents}")
+        tokens = whole("max_request_tokens", max_request_tokens, minimum=0, allow_none=True)
+        #: The cap on one request's tokens the plan keeps below (None: none).
+        self.max_request_tokens = published_tokens if tokens is None else (tokens or None)
+
+    @classmethod
+    def configured_base_url(cls) -> str | None:
+        """The base URL the environment sets (the first set variable of ``base_url_env``), else None."""
+        return next((config.env(n) for n in cls.base_url_env_names() if config.env(n)), None)
+
+    @classmethod
+    def base_url_env_names(cls) -> tuple[str, ...]:
+        """``base_url_env`` as a tuple."""
+        return (cls.base_url_env,) if isinstance(cls.base_url_env, str) else tuple(cls.base_url_env or ())
+
+    def default_base_for(self, key: str | None) -> str:
+        """The base URL when neither ``base_url=`` nor the environment names one (Voyage: by the key's kind)."""
+        return self.default_base_url
+
+    def _init_url(self, base_url: str | None, key: str | None = None) -> None:
+        base = base_url or self.configured_base_url() or self.default_base_for(key)
         if not isinstance(base, str) or not base.startswith(("http://", "https://")):
             shown = mask_url(base) if isinstance(base, str) else base
             raise ConfigurationError(f"base_url must be an http:// or https:// URL, got {shown!r}")
@@ -271,7 +334,7 @@ class HTTPReranker(Reranker):
     def availability(cls) -> Availability:
         """Ready when the key is set; a self-hosted server (no key required) when its port answers."""
         if not cls.key_required:
-            url = (config.env(cls.base_url_env) if cls.base_url_env else None) or cls.default_base_url
+            url = cls.configured_base_url() or cls.default_base_url
             shown = mask_url(url)
             parts = urlsplit(url)
             try:
@@ -283,26 +346,74 @@ class HTTPReranker(Reranker):
             return Availability(True, f"server at {shown} answers")
         if any(config.env(var) for var in cls.key_env):
             return Availability(True, "key set")
-        return Availability(False, f"no key: set {cls.key_env[0] if cls.key_env else 'api_key='}")
+        return Availability(False, f"no key: set {' or '.join(cls.key_env) if cls.key_env else 'api_key='}")
+
+    # ----------------------------------------------------------------- keys stay home
+    def key_homes(self) -> dict[str, tuple[str, ...] | None]:
+        """Each key variable and the domains a key read from it may be sent to (None: anywhere)."""
+        if self.key_domains is None:
+            return dict.fromkeys(self.key_env)
+        domains = self.key_domains or (urlsplit(self.default_base_url).hostname or "",)
+        configured = urlsplit(self.configured_base_url() or "").hostname
+        return {var: domains + ((configured,) if configured else ()) for var in self.key_env}
+
+    def _key_candidate(self, api_key: Any) -> str | None:
+        """The key before its host is checked (to choose a default base URL by the key's kind)."""
+        if isinstance(api_key, config.Secret):
+            return api_key.reveal()
+        if api_key is not None:
+            return api_key if isinstance(api_key, str) else None
+        return next((config.env(var) for var in self.key_env if config.env(var)), None)
 
     def _resolve_key(self, api_key: str | config.Secret | None) -> config.Secret | None:
+        """The key to send, from ``api_key=`` or the first variable of ``key_env`` whose key may go to
+        ``base_url``'s host; remembers where it came from (:attr:`key_source`) for the authentication hint."""
+        #: Where the key came from: "api_key=", a variable's name, or None (no key is sent).
+        self.key_source: str | None = None
+        #: Variables that are set but whose key does not go to this host.
+        self.withheld_key_env: tuple[str, ...] = ()
         if isinstance(api_key, config.Secret):
             key = api_key.reveal()
         else:
             key = api_key
-        if key is None:
-            key = next((config.env(var) for var in self.key_env if config.env(var)), None)
+        if key is not None:
+            self.key_source = "api_key="
+        else:
+            host = urlsplit(self._url).hostname or ""
+            withheld = []
+            for var, domains in self.key_homes().items():
+                value = config.env(var)
+                if not value:
+                    continue
+                if domains is None or _host_in(host, domains):
+                    key, self.key_source = value, var
+                    break
+                withheld.append(var)
+            self.withheld_key_env = tuple(withheld)
+            if key is None and withheld:
+                logger.info("%s: %s is set, but its key is sent only to %s; %s gets no key (pass api_key=...)",
+                            self.name, withheld[0], ", ".join(self.key_homes()[withheld[0]] or ()), host)
         if key is not None and not isinstance(key, str):
             raise ConfigurationError(f"api_key must be a string, got {type(key).__name__}")
         if not key or not key.strip():
-            if self.key_required:
+            self.key_source = None
+            host = urlsplit(self._url).hostname or ""
+            elsewhere = not any(d is None or _host_in(host, d) for d in self.key_homes().values())
+            if self.key_required and not (self.keyless_elsewhere and elsewhere):
+                if self.withheld_key_env:
+                    var = self.withheld_key_env[0]
+                    raise ConfigurationError(
+                        f"{self.name}: {var} is set, but its key is sent only to "
+                        f"{', '.join(self.key_homes()[var] or ())}, and base_url points at {host}: pass "
+                        f"api_key=... for that host" + (f" (or set {self.base_url_env_names()[0]} to it, which "
+                        "sends the key there)" if self.base_url_env_names() else ""))
                 where = " or ".join(self.key_env) or "api_key="
                 raise ConfigurationError(
                     f"{self.name} needs an API key: set {where} or pass api_key=... to the reranker")
             return None
         key = key.strip()
         if not (key.isascii() and key.isprintable()):
-            source = "api_key=" if api_key is not None else " or ".join(self.key_env)
+            source = self.key_source or " or ".join(self.key_env)
             raise ConfigurationError(
                 f"{self.name}: the API key (from {source}) contains a line break, a control character or a "
                 "non-ASCII character (often a stray zero-width space from copy and paste); paste it again")
@@ -373,8 +484,26 @@ class HTTPReranker(Reranker):
         return self.score_batch(query, documents).scores
 
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:
+        """One request for ``documents``; more, one after another, when they exceed the batch size or the
+        token cap (a direct call: the pipeline plans requests that fit)."""
         if not documents:
             return BatchResult([])
+        spans = [(0, len(documents))]
+        if len(documents) > self.batch_size or self.max_request_tokens:
+            query_tokens = text_tokens(query)
+            costs = [query_tokens + text_tokens(d) for d in documents] if self.max_request_tokens else [0] * len(documents)
+            spans = budget_spans(costs, self.batch_size, self.max_request_tokens)
+        results = [self._score_one(query, documents[a:b]) for a, b in spans]
+        if len(results) == 1:
+            return results[0]
+        usage: dict[str, int] = {}
+        for result in results:
+            for name, value in result.usage.items():
+                usage[name] = usage.get(name, 0) + value
+        return BatchResult([s for r in results for s in r.scores], usage, attempts=sum(r.attempts for r in results),
+                           requests=len(results))
+
+    def _score_one(self, query: str, documents: list[str]) -> BatchResult:
         tokens = estimate_tokens(query, documents) if self.rate_limiter.tokens_per_minute else 0
         return self._request(self.request_body(query, documents), len(documents), tokens)
 
@@ -516,7 +645,12 @@ class HTTPReranker(Reranker):
         connect, read = self.timeout
         try:
             return post(self.session(), self._url + self.path, body, self._headers(),
-                        (connect, min(read, self.attempt_deadline)), deadline, self._verify)
+                        (connect, min(read, self.attempt_deadline)), deadline, self._verify, self.max_answer_bytes)
+        except AnswerTooLarge as exc:  # not retried: the next answer would be as large, and as costly to read
+            raise BadResponseError(
+                f"{self.name}: the answer from {self.endpoint} is larger than max_answer_bytes="
+                f"{self.max_answer_bytes} ({exc}); no real answer is this large: check base_url, or raise "
+                "max_answer_bytes if the service really sends this much", provider=self.name) from None
         except DeadlinePassed:
             raise _RetryableFailure(APITimeoutError(
                 f"{self.name}: the answer from {self.endpoint} took longer than attempt_deadline="
@@ -572,7 +706,7 @@ class HTTPReranker(Reranker):
         said = self._shorten(said)
         message = f"{self.name} answered HTTP {status}" + (f": {said}" if said else "")
         kwargs = {"status_code": status, "provider": self.name}
-        if status in (401, 403):
+        if status in self.auth_statuses:
             return AuthenticationError(message + self.auth_hint(status), **kwargs)
         if status == 429:
             return RateLimitError(message, retry_after=retry_after, **kwargs)
@@ -583,6 +717,32 @@ class HTTPReranker(Reranker):
         return APIError(message, **kwargs)
 
     def auth_hint(self, status: int) -> str:
-        """Words added to an authentication error: where the key comes from."""
-        where = " or ".join(self.key_env) or "api_key="
-        return f" (check the API key: {where})"
+        """Words added to an authentication error: where the key came from, or why none was sent."""
+        if self.key_source == "api_key=":
+            return " (check the API key passed as api_key=)"
+        if self.key_source:
+            return f" (check the API key in {self.key_source})"
+        host = urlsplit(self._url).hostname
+        if self.withheld_key_env:
+            var = self.withheld_key_env[0]
+            return (f" (no API key was sent: {var} is set, but its key goes only to "
+                    f"{', '.join(self.key_homes()[var] or ())}; pass api_key=... for {host})")
+        where = " or ".join(self.key_env)
+        return f" (no API key was sent: {'set ' + where + ' or ' if where else ''}pass api_key=...)"
+
+
+def openai_key_homes(homes: dict[str, tuple[str, ...] | None]) -> dict[str, tuple[str, ...] | None]:
+    """``homes`` with ``OPENAI_API_KEY`` sent only to OpenAI: ``api.openai.com`` and the host of
+    ``OPENAI_BASE_URL`` (the official SDK's variables), for the OpenAI-compatible rerankers."""
+    configured = urlsplit(config.env("OPENAI_BASE_URL") or "").hostname
+    return {**homes, "OPENAI_API_KEY": ("api.openai.com",) + ((configured,) if configured else ())}
+
+
+def _host_in(host: str, domains: Sequence[str]) -> bool:
+    """Whether ``host`` is one of ``domains`` or a subdomain of one.
+
+    >>> _host_in("api.cohere.com", ["cohere.com"]), _host_in("cohere.com.evil.io", ["cohere.com"])
+    (True, False)
+    """
+    host = host.lower().rstrip(".")
+    return any(host == d.lower() or host.endswith("." + d.lower()) for d in domains if d)

@@ -41,6 +41,7 @@ class InfinityReranker(ClientChunkedReranker):
     default_base_url = "http://127.0.0.1:7997"
     base_url_env = "INFINITY_BASE_URL"
     key_env = ("INFINITY_API_KEY",)
+    key_domains = None  # a self-hosted server's own variable: wherever base_url says
     key_required = False
     default_model = None
     default_batch_size = 2048

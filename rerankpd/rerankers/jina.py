@@ -36,5 +36,6 @@ class JinaReranker(ClientChunkedReranker):
     default_base_url = "https://api.jina.ai/v1"
     base_url_env = "JINA_BASE_URL"
     key_env = ("JINA_API_KEY",)
+    key_domains = ("jina.ai",)
     default_model = "jina-reranker-v2-base-multilingual"
     default_batch_size = 64

@@ -8,10 +8,17 @@ https://developers.openai.com/api/reference/python/resources/chat/subresources/c
 as openai-python's ``types/chat/completion_create_params.py``, ``chat_completion.py`` and
 ``chat_completion_token_logprob.py``). We send ``model``, ``messages`` (``[{"role": "system"|"user",
 "content": str}]``), ``max_tokens`` (``token_limit_field="max_completion_tokens"`` sends the newer name,
-which OpenAI's o-series models require; ``max_tokens`` is deprecated there but it is what most compatible
-gateways take), ``temperature: 0`` and, pointwise, ``logprobs: true`` with ``top_logprobs`` (0 to 20). We
-read ``choices[0].message.content``, ``choices[0].logprobs.content[0].top_logprobs[].{token, logprob}``
-and ``usage.{prompt_tokens, completion_tokens, total_tokens}``.
+which OpenAI's o-series and GPT-5 models require; ``max_tokens`` is deprecated there but it is what most
+compatible gateways take), ``temperature: 0`` and, pointwise, ``logprobs: true`` with ``top_logprobs`` (0 to
+20). We read ``choices[0].message.content``, ``choices[0].finish_reason``,
+``choices[0].logprobs.content[0].top_logprobs[].{token, logprob}`` and ``usage.{prompt_tokens,
+completion_tokens, total_tokens}``.
+
+Reasoning models (OpenAI's o-series and GPT-5 by name, or any model with ``reasoning=True``) refuse
+``temperature: 0``, ``max_tokens`` and logprobs, and think before they answer: for them temperature is left
+out, the budget goes in ``max_completion_tokens`` with room to think (:data:`REASONING_ANSWER_TOKENS`), and a
+pointwise pair is scored by its 0-10 grade. An answer cut by its budget (``finish_reason: "length"``) is an
+error that says so and names ``answer_tokens``.
 
 Two modes:
 
@@ -49,23 +56,23 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
-from urllib.parse import urlsplit
 
 from .. import config
-from ..cache import ScoreCache, identity_digest
+from ..cache import STORE_ERRORS, CacheSettings, WindowCache, identity_digest
 from ..errors import (APIConnectionError, BadRequestError, BadResponseError, ConfigurationError, RateLimitError,
                       RerankError, RunCancelled, ServerError, warn_user)
 from ..prompts import (GRADE_PROMPT, LISTWISE_PROMPT, LISTWISE_SYSTEM, POINTWISE_PROMPT, POINTWISE_SYSTEM,
                        check_template, cut_document, grade_score, listwise_messages, parse_grade, parse_permutation,
                        pointwise_messages, prompt_tokens, window_starts, yes_no_score)
-from ..validate import one_of, whole
+from ..redact import shorten
+from ..validate import boolean, number, one_of, whole
 from .base import Availability, BatchResult
-from .http import HTTPReranker, usage_counts
+from .http import HTTPReranker, openai_key_homes, usage_counts
 
 __all__ = ["LLMReranker"]
 
@@ -73,10 +80,16 @@ logger = logging.getLogger(__name__)
 
 MODES = ("pointwise", "listwise")
 SCORING = ("auto", "logprobs", "grade")
+#: Model names (the last path segment) of the families that reason before answering and refuse temperature 0:
+#: OpenAI's o-series (o1, o3-mini, o4-mini, ...) and GPT-5.
+REASONING_MODELS = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
+#: The completion budget of a reasoning model's answer when ``answer_tokens`` is not given: its thinking
+#: counts against it.
+REASONING_ANSWER_TOKENS = 2048
 #: Errors that mean "this window could not be ranked now" (after the retries): the window keeps its order.
 _WINDOW_FAILURES = (RateLimitError, ServerError, BadResponseError, APIConnectionError)
 #: What the window cache may raise; it is best effort, like the score cache in a run.
-_CACHE_FAILURES = (OSError, sqlite3.Error, RerankError)
+_CACHE_FAILURES = (*STORE_ERRORS, RerankError, ValueError)
 
 
 @dataclass
@@ -85,6 +98,7 @@ class _ChatAnswer(BatchResult):
 
     content: str = ""
     alternatives: list | None = None
+    finish_reason: str | None = None
 
 
 @dataclass
@@ -130,13 +144,21 @@ class LLMReranker(HTTPReranker):
         The completion budget of a grade or ranking answer (default 4, and 5 per passage + 20); raise it for
         a model that thinks before answering (``<think>...</think>`` is ignored).
     token_limit_field
-        ``"max_tokens"`` (default) or ``"max_completion_tokens"`` (OpenAI's o-series).
+        ``"max_tokens"``, ``"max_completion_tokens"`` (OpenAI's o-series and GPT-5 require it), or ``"auto"``
+        (default): the latter for a reasoning model, else ``max_tokens``.
+    temperature
+        ``"auto"`` (default): 0, left out for a reasoning model (they refuse it); None: never sent (the
+        model's default); a number from 0 to 2: sent as it is.
+    reasoning
+        Whether the model thinks before answering (see the module notes); None (default): by its name
+        (:data:`REASONING_MODELS`).
     window_cache
         Listwise: True caches each window's answer in the score cache directory, a path uses that
         directory, False does not cache.
     **options
-        ``api_key`` (default ``DMXAPI_API_KEY``, sent only to DMXAPI's host: with another ``base_url`` pass
-        ``api_key=``; a self-hosted server needs none), ``base_url`` (default ``DMXAPI_BASE_URL``, else
+        ``api_key`` (default ``DMXAPI_API_KEY``, sent only to DMXAPI's hosts, or ``OPENAI_API_KEY``, sent only
+        to ``api.openai.com`` and the host of ``OPENAI_BASE_URL``: with another ``base_url`` pass ``api_key=``;
+        a self-hosted server needs none), ``base_url`` (default ``DMXAPI_BASE_URL``, else
         ``https://www.dmxapi.cn/v1``), ``max_concurrency``, ``timeout``, ``max_retries`` and the rate limits
         of :class:`~rerankpd.rerankers.http.HTTPReranker`.
     """
@@ -146,7 +168,9 @@ class LLMReranker(HTTPReranker):
     default_base_url = "https://www.dmxapi.cn/v1"
     base_url_env = "DMXAPI_BASE_URL"
     path = "/chat/completions"
-    key_env: tuple[str, ...] = ("DMXAPI_API_KEY",)
+    key_env: tuple[str, ...] = ("DMXAPI_API_KEY", "OPENAI_API_KEY")
+    key_domains = ("dmxapi.cn", "dmxapi.com")
+    keyless_elsewhere = True
     default_model = None
     default_batch_size = 1
     default_max_concurrency = 4
@@ -155,7 +179,8 @@ class LLMReranker(HTTPReranker):
     def __init__(self, *, model: str | None = None, mode: str = "pointwise", prompt: str | None = None,
                  system_prompt: str | None = None, grade_prompt: str | None = None, scoring: str = "auto",
                  top_logprobs: int = 5, max_doc_tokens: int = 300, window: int = 20, step: int = 10,
-                 answer_tokens: int | None = None, token_limit_field: str = "max_tokens",
+                 answer_tokens: int | None = None, token_limit_field: str = "auto",
+                 temperature: float | str | None = "auto", reasoning: bool | None = None,
                  window_cache: Any = True, **options) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ConfigurationError(
@@ -172,7 +197,16 @@ class LLMReranker(HTTPReranker):
         self.window = whole("window", window, minimum=2)
         self.step = whole("step", step, minimum=1, maximum=self.window - 1)
         self.answer_tokens = whole("answer_tokens", answer_tokens, minimum=1, allow_none=True)
-        self.token_limit_field = one_of("token_limit_field", token_limit_field, ("max_tokens", "max_completion_tokens"))
+        self.reasoning = (bool(REASONING_MODELS.match(model.strip().rsplit("/", 1)[-1])) if reasoning is None
+                          else boolean("reasoning", reasoning))
+        token_limit_field = one_of("token_limit_field", token_limit_field, ("auto", "max_tokens", "max_completion_tokens"))
+        if token_limit_field == "auto":
+            token_limit_field = "max_completion_tokens" if self.reasoning else "max_tokens"
+        self.token_limit_field = token_limit_field
+        if temperature == "auto":
+            temperature = None if self.reasoning else 0
+        #: The temperature sent (None: left out).
+        self.temperature = number("temperature", temperature, minimum=0, maximum=2, allow_none=True)
         listwise = self.mode == "listwise"
         fields = {"query", "passages", "count"} if listwise else {"query", "document"}
         self.prompt = check_template("prompt", LISTWISE_PROMPT if prompt is None and listwise
@@ -183,26 +217,21 @@ class LLMReranker(HTTPReranker):
         if not isinstance(system, str):
             raise ConfigurationError(f"system_prompt must be a string, got {type(system).__name__}")
         self.system_prompt = system
-        if not isinstance(window_cache, (bool, str, os.PathLike)):
-            raise ConfigurationError(f"window_cache must be True, False or a directory path, got {window_cache!r}")
+        if not isinstance(window_cache, (bool, str, os.PathLike, CacheSettings)):
+            raise ConfigurationError(f"window_cache must be True, False, a directory path or rerankpd.CacheSettings, "
+                                     f"got {window_cache!r}")
         self._window_cache_arg = window_cache
-        self._window_store: ScoreCache | None = None
-        self._window_store_failed = False
+        self._window_stores: dict[Any, WindowCache | None] = {}
         self._lock = threading.Lock()
-        self._logprobs_missing = self.scoring == "grade"
-        self._keep_dmxapi_key_home(options)
+        self._logprobs_missing = self.scoring == "grade" or (self.reasoning and self.scoring == "auto")
         super().__init__(model=model.strip(), batch_size=1, **options)
         self.pairwise = not listwise
         if listwise:
             self.batch_size = None  # a query's candidates in one call: the windows need the whole list
 
-    def _keep_dmxapi_key_home(self, options: dict) -> None:
-        """``DMXAPI_API_KEY`` goes only to DMXAPI's host; another ``base_url`` takes ``api_key=`` or no key."""
-        given = options.get("base_url")
-        if given is None or options.get("api_key") is not None:
-            return
-        if urlsplit(str(given)).hostname != urlsplit(self.default_base_url).hostname:
-            self.key_env, self.key_required = (), False
+    def key_homes(self) -> dict[str, tuple[str, ...] | None]:
+        """``DMXAPI_API_KEY`` goes only to DMXAPI, ``OPENAI_API_KEY`` only to OpenAI (see :func:`openai_key_homes`)."""
+        return openai_key_homes(super().key_homes())
 
     @classmethod
     def pairwise_with(cls, options: dict) -> bool:
@@ -228,6 +257,10 @@ class LLMReranker(HTTPReranker):
             options.update(scoring=self.scoring, grade_prompt=self.grade_prompt, top_logprobs=self.top_logprobs)
         else:
             options.update(window=self.window, step=self.step)
+        if self.temperature != 0:  # not the default: part of what decides the scores
+            options["temperature"] = self.temperature
+        if self.reasoning:
+            options["reasoning"] = True
         return {**(super().identity() or {}), **options}
 
     def score_options(self) -> dict:
@@ -247,8 +280,9 @@ class LLMReranker(HTTPReranker):
         return self._grade_body(query, cut[0]) if self._logprobs_missing else self._yes_no_body(query, cut[0])
 
     def _body(self, messages: list[dict], max_tokens: int, logprobs: bool) -> dict:
-        body: dict = {"model": self.model, "messages": messages, self.token_limit_field: max_tokens,
-                      "temperature": 0}
+        body: dict = {"model": self.model, "messages": messages, self.token_limit_field: max_tokens}
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         if logprobs:
             body.update(logprobs=True, top_logprobs=self.top_logprobs)
         return body
@@ -258,11 +292,22 @@ class LLMReranker(HTTPReranker):
 
     def _grade_body(self, query: str, document: str) -> dict:
         messages = pointwise_messages(self.grade_prompt, query, document, self.system_prompt)
-        return self._body(messages, self.answer_tokens or 4, False)
+        return self._body(messages, self.answer_tokens or (REASONING_ANSWER_TOKENS if self.reasoning else 4), False)
 
     def _ranking_body(self, query: str, passages: Sequence[str]) -> dict:
         messages = listwise_messages(self.prompt, query, passages, self.system_prompt)
-        return self._body(messages, self.answer_tokens or 5 * len(passages) + 20, False)
+        budget = 5 * len(passages) + 20 + (REASONING_ANSWER_TOKENS if self.reasoning else 0)
+        return self._body(messages, self.answer_tokens or budget, False)
+
+    def _cut_short(self, answer: _ChatAnswer, body: dict, wanted: str) -> BadResponseError:
+        """The error for an answer that gave no ``wanted``: says so when the budget cut it (finish_reason)."""
+        if answer.finish_reason == "length":
+            limit = body.get(self.token_limit_field)
+            return BadResponseError(
+                f"{self.name}: the answer of {self.model!r} was cut at {limit} tokens (finish_reason: length) "
+                f"before it gave {wanted}: {self._quote(answer.content, 80)}; raise answer_tokens= (a reasoning model "
+                "spends tokens thinking first; reasoning=True gives it room)")
+        return BadResponseError(f"{self.name}: asked for {wanted}, the model answered {self._quote(answer.content, 80)}")
 
     def parse_response(self, data: Any, n_documents: int) -> _ChatAnswer:
         """The first choice's text and its first token's alternatives; BadResponseError (retried) if absent."""
@@ -277,8 +322,10 @@ class LLMReranker(HTTPReranker):
         content = message.get("content")
         if content is not None and not isinstance(content, str):
             raise BadResponseError(f"the message content is {type(content).__name__}, not text")
+        finish = choices[0].get("finish_reason")
         return _ChatAnswer(scores=[], usage=usage_counts(data.get("usage")), content=content or "",
-                           alternatives=_first_token_alternatives(choices[0].get("logprobs")))
+                           alternatives=_first_token_alternatives(choices[0].get("logprobs")),
+                           finish_reason=finish if isinstance(finish, str) else None)
 
     # ----------------------------------------------------------------- the one job
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:
@@ -319,20 +366,26 @@ class LLMReranker(HTTPReranker):
                         tally.usage["scored_by_logprobs"] += 1
                         return score
                     if self.scoring == "logprobs":
-                        raise BadResponseError(f"{self.name}: the model answered {answer.content[:60]!r} and "
-                                               "neither yes nor no is among its top_logprobs; use scoring='auto'")
+                        raise BadResponseError(f"{self.name}: the model answered {self._quote(answer.content, 60)} "
+                                               "and neither yes nor no is among its top_logprobs; use "
+                                               "scoring='auto'")
                 elif self.scoring == "logprobs":
                     raise BadResponseError(f"{self.name}: {self.endpoint} returned no logprobs for model "
                                            f"{self.model!r}; use scoring='auto' or 'grade'")
                 else:
                     self._without_logprobs("returned no logprobs")
-        answer = self._chat(self._grade_body(query, document), tally)
+        body = self._grade_body(query, document)
+        answer = self._chat(body, tally)
         grade = parse_grade(answer.content)
         if grade is None:
-            raise BadResponseError(f"{self.name}: asked for a grade from 0 to 10, the model answered "
-                                   f"{answer.content[:80]!r}")
+            raise self._cut_short(answer, body, "a grade from 0 to 10")
         tally.usage["scored_by_grade"] += 1
         return grade_score(grade)
+
+    def _quote(self, answer: str, limit: int) -> str:
+        """A model's answer as quoted in a message or a log line: scrubbed of the key (a model may repeat
+        what it was sent), then cut to ``limit`` characters (the one scrubber of every HTTP message)."""
+        return repr(shorten(answer, self._secrets(), limit))
 
     def _without_logprobs(self, reason: str) -> None:
         with self._lock:
@@ -374,72 +427,55 @@ class LLMReranker(HTTPReranker):
         return scores
 
     def _rank_window(self, query: str, passages: list[str], tally: _Tally) -> list[int]:
-        keys = self._window_keys(query, passages)
-        cached = self._cached_permutation(keys)
+        windows = self._windows()
+        cached = windows.get(query, passages) if windows is not None else None
         if cached is not None:
             tally.usage["windows_cached"] += 1
             return cached
-        answer = self._chat(self._ranking_body(query, passages), tally)
+        body = self._ranking_body(query, passages)
+        answer = self._chat(body, tally)
         permutation, problems = parse_permutation(answer.content, len(passages))
+        if problems and answer.finish_reason == "length":
+            raise self._cut_short(answer, body, "a whole ranking")
         if problems:
             tally.usage["windows_repaired"] += 1
-            logger.info("%s: repaired a ranking answer (%s): %.120r", self.name, "; ".join(problems), answer.content)
-        else:  # a repaired answer is not cached: a rerun asks again
-            self._store_permutation(keys, permutation)
+            logger.info("%s: repaired a ranking answer (%s): %s", self.name, self._shorten("; ".join(problems)),
+                        self._quote(answer.content, 120))
+        elif windows is not None:  # a repaired answer is not cached: a rerun asks again
+            windows.put(query, passages, permutation)
         return permutation
 
     # ----------------------------------------------------------------- the window cache
-    def _window_keys(self, query: str, passages: list[str]) -> list[str] | None:
-        if self._window_cache_arg is False:
-            return None
-        digest = identity_digest({**self.identity(), "cached": "listwise window"})
-        text = "\x1f".join(passages)
-        k = len(passages)
-        return ScoreCache.keys(digest, [query], [f"{text}\x1e{i}" for i in range(k)], [0] * k, list(range(k)))
+    def _window_setting(self) -> Any:
+        """Where window answers are cached: nowhere when the run's ``cache=`` or ``window_cache`` is False;
+        ``window_cache=True`` follows the run's ``cache=`` (the default directory outside a run)."""
+        run_cache = getattr(self, "_run_cache", True)
+        if self._window_cache_arg is False or run_cache is False or run_cache is None:
+            return False
+        return run_cache if self._window_cache_arg is True else self._window_cache_arg
 
-    def _store(self) -> ScoreCache | None:
+    def _windows(self) -> WindowCache | None:
+        setting = self._window_setting()
+        if setting is False:
+            return None
         with self._lock:
-            if self._window_store is None and not self._window_store_failed:
-                arg = self._window_cache_arg
+            if setting not in self._window_stores:
                 try:
-                    self._window_store = ScoreCache(None if arg is True else arg)
+                    digest = identity_digest({**self.identity(), "cached": "listwise window"})
+                    self._window_stores[setting] = WindowCache.open(setting, digest, self.name)
                 except _CACHE_FAILURES as exc:
-                    self._window_store_failed = True
+                    self._window_stores[setting] = None
                     warn_user(f"{self.name}: the window cache could not be opened ({exc}); ranking without it")
-            return self._window_store
-
-    def _cached_permutation(self, keys: list[str] | None) -> list[int] | None:
-        """A window's cached answer, stored as its positions (one number per key); None when absent."""
-        store = self._store() if keys else None
-        if store is None:
-            return None
-        try:
-            found = store.get_many(keys)
-        except _CACHE_FAILURES as exc:
-            logger.warning("%s: window cache read failed: %s", self.name, exc)
-            return None
-        values = [found.get(key) for key in keys]
-        if any(v is None for v in values):
-            return None
-        permutation = [int(v) for v in values]
-        return permutation if sorted(permutation) == list(range(len(keys))) else None
-
-    def _store_permutation(self, keys: list[str] | None, permutation: list[int]) -> None:
-        store = self._store() if keys else None
-        if store is None:
-            return
-        try:
-            store.set_many({key: float(p) for key, p in zip(keys, permutation)})
-        except _CACHE_FAILURES as exc:
-            logger.warning("%s: window cache write failed: %s", self.name, exc)
+            return self._window_stores[setting]
 
     def close(self) -> None:
         """Close the connection pool and the window cache."""
         super().close()
         with self._lock:
-            if self._window_store is not None:
-                self._window_store.close()
-                self._window_store = None
+            stores, self._window_stores = self._window_stores, {}
+        for store in stores.values():
+            if store is not None:
+                store.close()
 
     # ----------------------------------------------------------------- cost
     def estimate_requests(self, query: str, documents: Sequence[str]) -> tuple[int, int]:
@@ -474,4 +510,12 @@ def _first_token_alternatives(logprobs: Any) -> list | None:
     alternatives = [a for a in given if isinstance(a, dict)]
     if first.get("token") not in {a.get("token") for a in alternatives}:
         alternatives.append({"token": first.get("token"), "logprob": first.get("logprob")})
+    for alternative in alternatives:
+        value = alternative.get("logprob")
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                float(value)
+            except OverflowError:  # a number of hundreds of digits: a broken answer (retried), not a logprob
+                raise BadResponseError(f"a logprob of {len(str(value))} digits is not a number a model "
+                                       "returns") from None
     return alternatives

@@ -45,6 +45,7 @@ class SiliconFlowReranker(ServerChunkedReranker):
     default_base_url = "https://api.siliconflow.cn/v1"
     base_url_env = "SILICONFLOW_BASE_URL"
     key_env = ("SILICONFLOW_API_KEY",)
+    key_domains = ("siliconflow.cn", "siliconflow.com")
     default_model = "BAAI/bge-reranker-v2-m3"
     default_batch_size = 64
     usage_field = "tokens"

@@ -50,6 +50,7 @@ class TEIReranker(ClientChunkedReranker):
     default_base_url = "http://127.0.0.1:8080"
     base_url_env = "TEI_BASE_URL"
     key_env = ("TEI_API_KEY",)
+    key_domains = None  # a self-hosted server's own variable: wherever base_url says
     key_required = False
     default_model = None
     default_batch_size = 32

@@ -16,11 +16,19 @@ from requests.adapters import HTTPAdapter
 
 from .. import config
 
-__all__ = ["DeadlinePassed", "make_session", "post"]
+__all__ = ["AnswerTooLarge", "DeadlinePassed", "make_session", "post"]
 
 
 class DeadlinePassed(Exception):
     """An attempt ran past its total deadline while its body was still arriving."""
+
+
+class AnswerTooLarge(Exception):
+    """The answer's body, decoded (gzip, deflate, ...), grew past the limit while it was read."""
+
+    def __init__(self, limit: int, encoding: str | None) -> None:
+        super().__init__(f"more than {limit} bytes decoded" + (f" from a {encoding} body" if encoding else ""))
+        self.limit, self.encoding = limit, encoding
 
 
 class BasicAuth(requests.auth.AuthBase):
@@ -57,11 +65,12 @@ def make_session(url: str, pool_size: int, basic_auth: tuple[config.Secret, conf
 
 
 def post(session: requests.Session, url: str, body: bytes, headers: dict[str, str], timeout: tuple[float, float],
-         deadline: float, verify: bool | str = True) -> tuple[int, Any, bytes]:
-    """POST ``body``; (status, headers, raw body), the body read by ``deadline`` (a ``time.monotonic()``)."""
+         deadline: float, verify: bool | str = True, limit: int | None = None) -> tuple[int, Any, bytes]:
+    """POST ``body``; (status, headers, raw body), the body read by ``deadline`` (a ``time.monotonic()``) and
+    decoded to at most ``limit`` bytes (:class:`AnswerTooLarge` beyond)."""
     response = session.post(url, data=body, headers=headers, timeout=timeout, stream=True, verify=verify)
     try:
-        raw = read_body(response.raw, deadline)
+        raw = read_body(response.raw, deadline, limit)
     except BaseException:
         response.close()  # the connection is half-read: never back to the pool
         raise
@@ -69,14 +78,20 @@ def post(session: requests.Session, url: str, body: bytes, headers: dict[str, st
     return response.status_code, response.headers, raw
 
 
-def read_body(raw: Any, deadline: float) -> bytes:
-    """The whole body of a urllib3 response, one socket read at a time, giving up at ``deadline``."""
+def read_body(raw: Any, deadline: float, limit: int | None = None) -> bytes:
+    """The whole body of a urllib3 response, one socket read at a time, giving up at ``deadline``, and at
+    ``limit`` decoded bytes (each read decodes at most 64 KiB, so a gzip bomb is stopped at the limit, not
+    inflated whole)."""
     read = getattr(raw, "read1", None) or raw.read  # read1: urllib3 >= 2.1; one recv per call
     chunks = []
+    size = 0
     while True:
         if time.monotonic() > deadline:
             raise DeadlinePassed()
         chunk = read(65536, decode_content=True)
         if not chunk:
             return b"".join(chunks)
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise AnswerTooLarge(limit, (getattr(raw, "headers", None) or {}).get("Content-Encoding"))
         chunks.append(chunk)

@@ -44,6 +44,7 @@ class VLLMReranker(ClientChunkedReranker):
     default_base_url = "http://127.0.0.1:8000/v1"
     base_url_env = "VLLM_BASE_URL"
     key_env = ("VLLM_API_KEY",)
+    key_domains = None  # a self-hosted server's own variable: wherever base_url says
     key_required = False
     default_model = None
     default_batch_size = 64

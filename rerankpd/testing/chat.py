@@ -11,7 +11,8 @@ It checks each request body against OpenAI's chat completions reference
 ``logprobs: true``, not both ``max_tokens`` and ``max_completion_tokens``; it answers in that reference's
 shape (``choices[0].message.content``, ``choices[0].logprobs.content[].top_logprobs[]``, ``usage``).
 
-It reads the default prompts of :mod:`rerankpd.prompts` like a model would, and answers with the
+It reads the default prompts of :mod:`rerankpd.prompts` like a model would (the text between their tags,
+unescaped), and answers with the
 character-bigram overlap of query and document (the server's ``score_fn``,
 :func:`rerankpd.testing.overlap_score` by default, unless the model was given its own):
 
@@ -28,13 +29,14 @@ whitespace-separated pieces of the rest of every message.
 Examples
 --------
 >>> from rerankpd.testing import overlap_score
->>> body = {"model": "m", "messages": [{"role": "user", "content": "Query: cold\\n\\n[1] stocks\\n[2] a cold\\n\\n"
-...         "Rank the 2 passages above"}]}
+>>> body = {"model": "m", "messages": [{"role": "user", "content": "Query: <query>cold</query>\\n\\n"
+...         "[1] <passage>stocks</passage>\\n[2] <passage>a cold</passage>\\n\\nRank the 2 passages above"}]}
 >>> OpenAIChatDialect().respond(check_chat_request(body), overlap_score)["choices"][0]["message"]["content"]
 '[2] > [1]'
 """
 from __future__ import annotations
 
+import html
 import math
 import re
 import threading
@@ -55,9 +57,11 @@ MALFORMED_KINDS = ("unknown", "repeat", "missing", "garbage", "unclear")
 
 _CJK_CHAR = re.compile("[\u1100-\u11ff\u3040-\u30ff\u3100-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
                        "\uf900-\ufaff\U00020000-\U0003134f]")
-_POINTWISE = re.compile(r"Query: (?P<query>.*?)\n\nDocument: (?P<document>.*?)\n\n(?P<ask>[^\n]*)\Z", re.DOTALL)
-_LISTWISE = re.compile(r"Query: (?P<query>.*?)\n\n(?P<passages>\[1\] .*?)\n\nRank the", re.DOTALL)
-_PASSAGE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
+_POINTWISE = re.compile(r"Query: <query>(?P<query>.*?)</query>\n\nDocument: <document>(?P<document>.*?)</document>"
+                        r"\n\n(?P<ask>[^\n]*)\Z", re.DOTALL)
+_LISTWISE = re.compile(r"Query: <query>(?P<query>.*?)</query>\n\n(?P<passages>\[1\] <passage>.*?)\n\nRank the",
+                       re.DOTALL)
+_PASSAGE = re.compile(r"^\[(\d+)\] <passage>(.*)</passage>$", re.MULTILINE)
 
 
 def count_tokens(text: str) -> int:
@@ -120,11 +124,18 @@ class FakeChatModel:
         ``score_fn(query, document) -> float`` in [0, 1]; None (default) uses the server's.
     logprobs
         False answers every request with ``"logprobs": null``, as some providers do.
+    reasoning_tokens
+        When set, a reasoning model (OpenAI's o-series, GPT-5): it refuses a ``temperature`` other than 1,
+        ``max_tokens`` and ``logprobs`` with OpenAI's 400s, and spends this many completion tokens thinking
+        before it answers; a budget (``max_completion_tokens``) they use up gives empty content with
+        ``finish_reason: "length"``.
     """
 
-    def __init__(self, score_fn: Callable[[str, str], float] | None = None, logprobs: bool = True) -> None:
+    def __init__(self, score_fn: Callable[[str, str], float] | None = None, logprobs: bool = True,
+                 reasoning_tokens: int = 0) -> None:
         self.score_fn = score_fn
         self.logprobs = logprobs
+        self.reasoning_tokens = reasoning_tokens
         self._lock = threading.Lock()
         self._malformed: list[str] = []
         self.served = 0
@@ -152,19 +163,23 @@ class FakeChatModel:
         score_fn = self.score_fn or score_fn
         prompt = body["messages"][-1]["content"]
         limit = body.get("max_tokens") or body.get("max_completion_tokens") or 4096
+        thinking = min(self.reasoning_tokens, limit)
+        limit -= thinking
         alternatives = None
         pointwise, listwise = _POINTWISE.search(prompt), _LISTWISE.search(prompt)
         if pointwise and "yes or no" in pointwise["ask"]:
-            alternatives = self._yes_no(score_fn, pointwise["query"], pointwise["document"])
+            alternatives = self._yes_no(score_fn, html.unescape(pointwise["query"]),
+                                        html.unescape(pointwise["document"]))
             content = alternatives[0]["token"].strip()
         elif pointwise and "0" in pointwise["ask"] and "10" in pointwise["ask"]:
-            content = str(round(10 * self._p(score_fn, pointwise["query"], pointwise["document"])))
+            content = str(round(10 * self._p(score_fn, html.unescape(pointwise["query"]),
+                                             html.unescape(pointwise["document"]))))
         elif listwise:
-            content = self._ranking(score_fn, listwise["query"], listwise["passages"])
+            content = self._ranking(score_fn, html.unescape(listwise["query"]), listwise["passages"])
         else:
             content = "I do not understand the question."
         pieces = content.split(" ")
-        finish = "length" if len(pieces) > limit else "stop"
+        finish = "length" if len(pieces) > limit or limit == 0 else "stop"
         content = " ".join(pieces[:limit])
         used = sum(count_tokens(m["content"]) for m in body["messages"])
         with self._lock:
@@ -176,7 +191,7 @@ class FakeChatModel:
         if body.get("logprobs") and self.logprobs:
             choice["logprobs"] = {"content": _token_logprobs(content, alternatives, body.get("top_logprobs", 0)),
                                   "refusal": None}
-        completion = max(1, count_tokens(content))
+        completion = max(1, count_tokens(content)) + thinking
         return {"id": f"chatcmpl-loopback-{serial}", "object": "chat.completion", "created": int(time.time()),
                 "model": body["model"], "choices": [choice],
                 "usage": {"prompt_tokens": used, "completion_tokens": completion, "total_tokens": used + completion}}
@@ -192,7 +207,7 @@ class FakeChatModel:
         return [{"token": token, "logprob": math.log(share)} for token, share in ranked]
 
     def _ranking(self, score_fn, query: str, passages: str) -> str:
-        texts = {int(number): text for number, text in _PASSAGE.findall(passages)}
+        texts = {int(number): html.unescape(text) for number, text in _PASSAGE.findall(passages)}
         ids = sorted(texts, key=lambda i: (-float(score_fn(query, texts[i])), i))
         kind = self._take_malformed(("unknown", "repeat", "missing", "garbage"))
         if kind == "unknown":
@@ -235,8 +250,19 @@ class OpenAIChatDialect(Dialect):
         self.model = model or FakeChatModel(**options)
 
     def parse_request(self, body: Any) -> dict:
-        """The body, checked against the reference (RequestRejected in OpenAI's words if it is not valid)."""
-        return check_chat_request(body)
+        """The body, checked against the reference (RequestRejected in OpenAI's words if it is not valid); a
+        reasoning model also refuses what OpenAI's reasoning models refuse."""
+        body = check_chat_request(body)
+        if self.model.reasoning_tokens:
+            if body.get("temperature", 1) != 1:
+                raise RequestRejected(f"Unsupported value: 'temperature' does not support {body['temperature']} "
+                                      "with this model. Only the default (1) value is supported.")
+            if "max_tokens" in body:
+                raise RequestRejected("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                      "Use 'max_completion_tokens' instead.")
+            if body.get("logprobs"):
+                raise RequestRejected("Unsupported parameter: 'logprobs' is not supported with this model.")
+        return body
 
     def texts(self, request: dict) -> list[str]:
         """The messages' text."""

@@ -12,7 +12,8 @@ What a dialect must implement (see :class:`Dialect`):
 ``base_path``
     Optional: what a client's ``base_url`` ends with (default: ``path`` minus its last segment).
 ``check_auth(header, api_key) -> bool``
-    Whether the ``Authorization`` header carries the key (only asked when the server has a key).
+    Whether the ``auth_header`` (default ``Authorization``) carries the key (only asked when the server has a
+    key).
 ``parse_request(body) -> request``
     The decoded JSON body checked as the service checks it; raise :class:`RequestRejected` (a ValueError,
     with the HTTP status) in the service's words. The return value is the dialect's own object; the server
@@ -53,6 +54,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+from ..tokens import request_tokens
+
 __all__ = [
     "DIALECTS",
     "CohereDialect",
@@ -61,6 +64,9 @@ __all__ = [
     "Dialect",
     "InfinityDialect",
     "JinaDialect",
+    "MixedbreadDialect",
+    "NIMDialect",
+    "PineconeDialect",
     "RequestRejected",
     "RerankDialect",
     "RerankRequest",
@@ -97,6 +103,8 @@ class Dialect:
     base_path: str | None = None
     #: True: the key may also come bare (``Authorization: <key>``), as DMXAPI's page shows.
     accepts_bare_key = False
+    #: The header carrying the key (Pinecone: ``Api-Key``).
+    auth_header = "Authorization"
 
     def check_auth(self, header: str | None, api_key: str) -> bool:
         """Whether ``header`` carries ``api_key`` (``Bearer <key>``, or bare when ``accepts_bare_key``)."""
@@ -143,6 +151,17 @@ def _texts(query: Any, documents: Any, field: str, limit: int | None, limit_stat
     if limit is not None and len(documents) > limit:
         raise RequestRejected(f"{field}: {len(documents)} items, at most {limit} per request", limit_status)
     return query, documents
+
+
+def _check_request_tokens(query: str, documents: list[str], model: Any, caps: dict[str, int], default: int) -> None:
+    """Refuse a request over its model's published token cap, counted as the service counts it (query tokens x
+    documents + the documents' tokens), with :func:`rerankpd.tokens.request_tokens` standing in for the
+    service's tokenizer."""
+    cap = caps.get(model, default) if isinstance(model, str) else default
+    total = request_tokens(query, documents)
+    if total > cap:
+        raise RequestRejected(f"the request has {total} tokens (query tokens x documents + documents' tokens); "
+                              f"at most {cap} for {model}")
 
 
 def _top(value: Any, name: str, allow_zero: bool) -> int | None:
@@ -255,17 +274,19 @@ class SiliconFlowDialect(RerankDialect):
 
 
 class CohereDialect(RerankDialect):
-    """Cohere v2: https://docs.cohere.com/reference/rerank. No ``return_documents`` in v2; usage in
-    ``meta.billed_units``; errors ``{"message"}``."""
+    """Cohere v2: https://docs.cohere.com/reference/rerank. No ``return_documents`` in v2; ``priority`` and
+    ``relevant_spans`` accepted; at most 10,000 documents; usage in ``meta.billed_units`` and ``meta.tokens``;
+    errors ``{"message"}``."""
 
     path = "/v2/rerank"
-    fields = frozenset({"model", "query", "documents", "top_n", "max_tokens_per_doc"})
+    fields = frozenset({"model", "query", "documents", "top_n", "max_tokens_per_doc", "priority", "relevant_spans"})
     return_field = None
+    max_documents = 10_000
 
     def envelope(self, results, tokens):
         return {"results": results, "id": "loopback-cohere",
                 "meta": {"api_version": {"version": "2", "is_experimental": False},
-                         "billed_units": {"search_units": 1}}}
+                         "billed_units": {"search_units": 1}, "tokens": {"input_tokens": tokens, "output_tokens": 0}}}
 
     def error_body(self, status, message):
         return {"id": "loopback-cohere-error", "message": f"invalid request: {message}"}
@@ -286,7 +307,8 @@ class JinaDialect(RerankDialect):
 
 
 class VoyageDialect(RerankDialect):
-    """Voyage: https://docs.voyageai.com/reference/reranker-api. ``top_k``, at most 1,000 documents,
+    """Voyage: https://docs.voyageai.com/reference/reranker-api. ``top_k``, at most 1,000 documents and
+    600,000 tokens per request (rerank-2.5 and rerank-2 families; rerank-lite-1 300,000, rerank-1 100,000),
     results in ``data``; errors ``{"detail"}``."""
 
     fields = frozenset({"query", "documents", "model", "top_k", "return_documents", "truncation"})
@@ -299,7 +321,11 @@ class VoyageDialect(RerankDialect):
         request = super().parse_request(body)
         if "truncation" in body and not isinstance(body["truncation"], bool):
             raise RequestRejected("truncation must be a boolean")
+        _check_request_tokens(request.query, request.documents, body.get("model"), self.request_tokens_by_model,
+                              600_000)
         return request
+
+    request_tokens_by_model = {"rerank-1": 100_000, "rerank-lite-1": 300_000}
 
     def envelope(self, results, tokens):
         return {"object": "list", "data": results, "model": "rerank-2.5", "usage": {"total_tokens": tokens}}
@@ -309,8 +335,9 @@ class VoyageDialect(RerankDialect):
 
 
 class DashScopeDialect(RerankDialect):
-    """DashScope: https://help.aliyun.com/zh/model-studio/text-rerank-api. ``input``/``parameters`` in,
-    ``output.results`` out, at most 500 documents; errors ``{"code", "message", "request_id"}``."""
+    """DashScope: https://help.aliyun.com/zh/model-studio/text-rerank-api. ``input``/``parameters`` in
+    (``top_n``, ``return_documents``, ``instruct``), ``output.results`` out, at most 500 documents and 30,000
+    tokens per request (qwen3-rerank 120,000); errors ``{"code", "message", "request_id"}``."""
 
     path = "/api/v1/services/rerank/text-rerank/text-rerank"
     base_path = "/api/v1"
@@ -326,9 +353,16 @@ class DashScopeDialect(RerankDialect):
         if not isinstance(given, dict) or set(given) - {"query", "documents"}:
             raise RequestRejected("input must be an object with query and documents")
         parameters = body.get("parameters") or {}
-        if not isinstance(parameters, dict) or set(parameters) - {"top_n", "return_documents"}:
-            raise RequestRejected("parameters may hold only top_n and return_documents")
-        return self.request_from(given, parameters)
+        if not isinstance(parameters, dict) or set(parameters) - {"top_n", "return_documents", "instruct"}:
+            raise RequestRejected("parameters may hold only top_n, return_documents and instruct")
+        if "instruct" in parameters and not isinstance(parameters["instruct"], str):
+            raise RequestRejected("parameters.instruct must be a string")
+        request = self.request_from(given, parameters)
+        _check_request_tokens(request.query, request.documents, body.get("model"), self.request_tokens_by_model,
+                              30_000)
+        return request
+
+    request_tokens_by_model = {"gte-rerank-v2": 30_000, "qwen3-rerank": 120_000}
 
     def envelope(self, results, tokens):
         return {"output": {"results": results}, "usage": {"total_tokens": tokens},
@@ -405,6 +439,128 @@ class VLLMDialect(RerankDialect):
                           "param": None, "code": status}}
 
 
+class PineconeDialect(RerankDialect):
+    """Pinecone: https://docs.pinecone.io/reference/api/2025-04/inference/rerank. The key in ``Api-Key`` (bare);
+    documents as strings or ``{"text": ...}`` objects (``rank_fields`` names the field); per-model limits:
+    100 documents (bge-reranker-v2-m3, pinecone-rerank-v0) or 200 (cohere-rerank-3.5); with
+    ``parameters.truncate: "NONE"`` a query-document pair over the model's tokens (1,024, 512, 40,000) is
+    refused. Results in ``data`` with ``score``; usage ``rerank_units``; errors ``{"error": {"code",
+    "message"}, "status"}``."""
+
+    path = "/rerank"
+    base_path = ""
+    auth_header = "Api-Key"
+    fields = frozenset({"model", "query", "documents", "top_n", "return_documents", "rank_fields", "parameters"})
+    return_default = True
+    results_field = "data"
+    score_field = "score"
+    #: model -> (documents per request, tokens per query-document pair)
+    limits = {"bge-reranker-v2-m3": (100, 1024), "pinecone-rerank-v0": (100, 512), "cohere-rerank-3.5": (200, 40_000)}
+
+    def check_auth(self, header, api_key):
+        return header == api_key
+
+    def parse_request(self, body):
+        body = _object(body, self.fields, ("model", "query", "documents"))
+        field = (body.get("rank_fields") or ["text"])
+        if not isinstance(field, list) or len(field) != 1 or not isinstance(field[0], str):
+            raise RequestRejected("rank_fields must name one field")
+        documents = body["documents"]
+        if isinstance(documents, list):
+            documents = [d.get(field[0]) if isinstance(d, dict) else d for d in documents]
+        parameters = body.get("parameters") or {}
+        if not isinstance(parameters, dict) or set(parameters) - {"truncate"} or \
+                parameters.get("truncate", "END") not in ("END", "NONE"):
+            raise RequestRejected("parameters may hold only truncate: END or NONE")
+        request = self.request_from({"query": body["query"], "documents": documents}, body)
+        max_documents, pair_tokens = self.limits.get(body["model"], (100, 1024))
+        if len(request.documents) > max_documents:
+            raise RequestRejected(f"{len(request.documents)} documents, at most {max_documents} for {body['model']}")
+        if parameters.get("truncate") == "NONE":
+            longest = max(request_tokens(request.query, [d]) for d in request.documents)
+            if longest > pair_tokens:
+                raise RequestRejected(f"a query-document pair has {longest} tokens, at most {pair_tokens}")
+        return request
+
+    def envelope(self, results, tokens):
+        return {"model": "bge-reranker-v2-m3", "data": results, "usage": {"rerank_units": 1}}
+
+    def error_body(self, status, message):
+        code = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+                429: "RESOURCE_EXHAUSTED"}.get(status, "INTERNAL")
+        return {"error": {"code": code, "message": message}, "status": status}
+
+
+class NIMDialect(RerankDialect):
+    """NVIDIA NIM text reranking: ``POST /v1/ranking`` with ``query: {text}``, ``passages: [{text}]``,
+    ``truncate``; at most 512 passages; with ``truncate: "NONE"`` (the default) a query-passage pair over
+    8,192 tokens is refused. Answer ``{"rankings": [{"index", "logit"}]}``."""
+
+    path = "/v1/ranking"
+    base_path = ""
+    fields = frozenset({"model", "query", "passages", "truncate"})
+    top_field = None
+    return_field = None
+    max_documents = 512
+    results_field = "rankings"
+    score_field = "logit"
+    max_pair_tokens = 8192
+
+    def parse_request(self, body):
+        body = _object(body, self.fields, ("model", "query", "passages"))
+        query, passages = body["query"], body["passages"]
+        if not isinstance(query, dict) or set(query) != {"text"}:
+            raise RequestRejected("query must be an object {\"text\": ...}", 422)
+        if not isinstance(passages, list) or not all(isinstance(p, dict) and set(p) == {"text"} for p in passages):
+            raise RequestRejected("passages must be a list of objects {\"text\": ...}", 422)
+        if body.get("truncate", "NONE") not in ("NONE", "END"):
+            raise RequestRejected("truncate must be NONE or END", 422)
+        request = self.request_from({"query": query["text"], "documents": [p["text"] for p in passages]}, body)
+        if body.get("truncate", "NONE") == "NONE":
+            longest = max(request_tokens(request.query, [d]) for d in request.documents)
+            if longest > self.max_pair_tokens:
+                raise RequestRejected(f"input length {longest} exceeds the maximum of {self.max_pair_tokens} tokens; "
+                                      "set truncate to END")
+        return request
+
+    def envelope(self, results, tokens):
+        return {"rankings": results}
+
+    def error_body(self, status, message):
+        return {"object": "error", "message": message, "type": "invalid_request_error" if status < 500 else
+                "internal_error"}
+
+
+class MixedbreadDialect(RerankDialect):
+    """Mixedbread: https://www.mixedbread.com/api-reference/endpoints/reranking. ``input``, ``top_k``,
+    ``return_input``; results in ``data`` with ``score``; errors ``{"type", "message"}``."""
+
+    path = "/v1/reranking"
+    base_path = ""
+    fields = frozenset({"model", "query", "input", "rank_fields", "top_k", "return_input", "rewrite_query"})
+    documents_field = "input"
+    top_field = "top_k"
+    return_field = "return_input"
+    results_field = "data"
+    score_field = "score"
+    document_as = "text"
+
+    def render(self, ranked, documents, return_documents, tokens):
+        answer = super().render(ranked, documents, return_documents, tokens)
+        for item in answer["data"]:
+            item["object"] = "rank_result"
+            item["input"] = item.pop("document", None)
+        answer.update(top_k=len(ranked), return_input=return_documents)
+        return answer
+
+    def envelope(self, results, tokens):
+        return {"object": "list", "data": results, "model": "mixedbread-ai/mxbai-rerank-large-v2",
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}}
+
+    def error_body(self, status, message):
+        return {"type": "bad_request_error" if status < 500 else "internal_server_error", "message": message}
+
+
 #: Dialect classes by name; add one with :func:`register_dialect`.
 DIALECTS: dict[str, type] = {
     "cohere": CohereDialect,
@@ -412,6 +568,9 @@ DIALECTS: dict[str, type] = {
     "dmxapi": DMXAPIDialect,
     "infinity": InfinityDialect,
     "jina": JinaDialect,
+    "mixedbread": MixedbreadDialect,
+    "nim": NIMDialect,
+    "pinecone": PineconeDialect,
     "siliconflow": SiliconFlowDialect,
     "tei": TEIDialect,
     "vllm": VLLMDialect,

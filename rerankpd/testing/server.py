@@ -62,7 +62,8 @@ class Fault:
     ``"status"``
         An error answer with ``status`` and ``message`` in the dialect's error body.
     ``"raw"``
-        ``body`` (bytes) as it is, with ``status`` (a malformed or hostile answer).
+        ``body`` (bytes) as it is, with ``status`` and ``headers`` (a malformed or hostile answer, a
+        ``Content-Encoding: gzip`` bomb).
     ``"trickle"``
         A valid answer sent one byte every ``trickle_interval`` seconds for about ``stall_seconds``
         (whitespace first, then the JSON): a server that never times out a read but never finishes.
@@ -75,6 +76,7 @@ class Fault:
     stall_seconds: float = 2.0
     body: bytes = b""
     trickle_interval: float = 0.1
+    headers: dict | None = None
 
 
 @dataclass
@@ -327,9 +329,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != dialect.path:
             self._json(404, dialect.error_body(404, f"no route for {self.path}"))
             return
-        if owner.api_key is not None and not dialect.check_auth(self.headers.get("Authorization"), owner.api_key):
+        auth_header = getattr(dialect, "auth_header", "Authorization")
+        if owner.api_key is not None and not dialect.check_auth(self.headers.get(auth_header), owner.api_key):
             # like some real services, the message quotes the key it was given: a client must scrub it
-            presented = self.headers.get("Authorization") or ""
+            presented = self.headers.get(auth_header) or ""
             self._json(401, dialect.error_body(401, f"invalid api key or insufficient quota: {presented!r}"))
             return
         try:
@@ -355,7 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "status":
             self._json(fault.status, dialect.error_body(fault.status, fault.message))
         elif kind == "raw":
-            self._send(fault.status, fault.body)
+            self._send(fault.status, fault.body, headers=fault.headers)
         elif kind == "html":
             self._send(502, b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>", "text/html")
         elif kind == "truncated":

@@ -135,7 +135,8 @@ def test_pointwise_request_body_follows_the_chat_completions_reference(chat):
         "model": "fake-chat",
         "messages": [
             {"role": "system", "content": body["messages"][0]["content"]},
-            {"role": "user", "content": POINTWISE_PROMPT.format(query=QUERY, document="Wash your hands often.")},
+            {"role": "user", "content": POINTWISE_PROMPT.format(
+                query=f"<query>{QUERY}</query>", document="<document>Wash your hands often.</document>")},
         ],
         "max_tokens": 1,
         "temperature": 0,
@@ -152,7 +153,9 @@ def test_listwise_request_body_numbers_the_window_and_bounds_the_answer(chat):
     assert set(body) == {"model", "messages", "max_tokens", "temperature"}
     assert body["temperature"] == 0 and body["max_tokens"] == 5 * 3 + 20
     assert body["messages"][1]["content"] == LISTWISE_PROMPT.format(
-        count=3, query=QUERY, passages="[1] alpha text\n[2] beta text\n[3] gamma text")
+        count=3, query=f"<query>{QUERY}</query>",
+        passages="[1] <passage>alpha text</passage>\n[2] <passage>beta text</passage>\n"
+                 "[3] <passage>gamma text</passage>")
 
 
 def test_max_completion_tokens_replaces_max_tokens_when_asked(chat):
@@ -423,6 +426,60 @@ def test_windows_are_cached_on_their_content(chat, tmp_path):
     assert len(chat.requests) == 9
 
 
+def test_cache_false_reads_and_writes_no_window_cache(chat, tmp_path):
+    """rerank(cache=False), and evaluate(cache=False), read and write no window answer, whatever
+    window_cache says; window_cache=True follows the run's cache= (the default directory here)."""
+    docs = corpus(100)
+    df = pd.DataFrame({"text": docs})
+    default = tmp_path / "cache"  # RERANKPD_CACHE_DIR (conftest)
+    for window_cache in (True, tmp_path / "windows"):
+        r = make(chat, mode="listwise", window_cache=window_cache)
+        df.rerank(QUERY, reranker=r, cache=False, progress=False)
+        assert not default.exists() and not (tmp_path / "windows").exists()
+    df.rerank(QUERY, reranker=make(chat, mode="listwise"), progress=False)  # cache=True: windows kept
+    assert rerankpd.cache_info(default)["kinds"]["windows"] == 9
+    chat.reset()
+    r = make(chat, mode="listwise")
+    out = df.rerank(QUERY, reranker=r, cache=False, progress=False)
+    assert len(chat.requests) == 9 and out.attrs["rerank"]["usage"]["windows_cached"] == 0  # nothing read
+    chat.reset()
+    labelled = df.assign(q=QUERY, label=[1] + [0] * 99)
+    rerankpd.evaluate(labelled, query_column="q", label_column="label", rerankers={"llm": r}, cache=False,
+                      progress=False)
+    assert len(chat.requests) == 9
+    chat.reset()
+    df.rerank(QUERY, reranker=r, cache=tmp_path / "mine", progress=False)  # window_cache=True: the run's cache=
+    assert len(chat.requests) == 9 and rerankpd.cache_info(tmp_path / "mine")["kinds"]["windows"] == 9
+    r.close()
+
+
+def test_window_answers_are_key_value_entries_of_the_cache(chat, tmp_path):
+    from rerankpd.cache import WindowCache
+
+    docs = corpus(30)
+    r = make(chat, mode="listwise", window_cache=tmp_path)
+    scores = r.score(QUERY, docs)
+    r.close()
+    info = rerankpd.cache_info(tmp_path)
+    assert info["kinds"] == {"scores": 0, "embeddings": 0, "windows": 2} and info["entries"] == 2
+    windows = WindowCache.open(tmp_path, "another identity")
+    assert windows.get(QUERY, docs[:20]) is None  # keyed on the reranker's identity too
+    windows.close()
+    assert rerankpd.clear_cache(tmp_path, reranker="llm") == 2
+    chat.reset()
+    again = make(chat, mode="listwise", window_cache=tmp_path)
+    assert again.score(QUERY, docs) == scores and len(chat.requests) == 2
+    again.close()
+
+
+def test_estimate_names_the_llm_mode(chat):
+    df = pd.DataFrame({"text": corpus(30)})
+    for mode in ("pointwise", "listwise"):
+        est = rerankpd.estimate(df, QUERY, reranker=make(chat, mode=mode), cache=False)
+        assert est.mode == mode and f"(fake-chat, {mode})" in str(est)
+    assert rerankpd.estimate(df, QUERY, reranker="bm25", cache=False).mode is None
+
+
 def test_an_unusable_window_cache_warns_and_ranks_without_it(chat, tmp_path):
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("x")
@@ -485,3 +542,66 @@ def test_dask_refuses_the_listwise_mode_and_takes_the_pointwise_one():
     lazy = rerankpd.dask.with_scores(ddf, QUERY, reranker="llm", reranker_options={"model": "m"})  # nothing sent
     assert isinstance(lazy, dd.DataFrame) and lazy.npartitions == 2
     assert list(lazy.columns) == ["text", "rerank_score"] and lazy["rerank_score"].dtype == "float64"
+
+
+# ------------------------------------------------------------------ reasoning models (o-series, GPT-5)
+def _reasoning_server(thinking=300):
+    from rerankpd.testing.chat import FakeChatModel, OpenAIChatDialect
+
+    return LoopbackRerankServer(dialect=OpenAIChatDialect(FakeChatModel(reasoning_tokens=thinking)))
+
+
+@pytest.mark.parametrize("model", ["o3-mini", "gpt-5-mini", "openai/o4-mini"])
+def test_reasoning_models_run_without_temperature_and_with_room_to_think(model):
+    with _reasoning_server() as server:
+        reranker = rerankpd.get_reranker("llm", model=model, base_url=server.url)
+        scores = reranker.score("prevent a cold", ["wash hands to prevent a cold", "stock prices"])
+        body = server.requests[-1].body
+    assert scores[0] > scores[1]
+    assert "temperature" not in body and "max_tokens" not in body and "logprobs" not in body
+    assert body["max_completion_tokens"] >= 1024
+    assert reranker.identity()["reasoning"] is True
+
+
+def test_temperature_can_be_left_out_or_set():
+    with _reasoning_server(thinking=0) as server:  # refuses temperature 0 like a reasoning model
+        reranker = rerankpd.get_reranker("llm", model="some-model", base_url=server.url, temperature=None,
+                                         scoring="grade", token_limit_field="max_completion_tokens")
+        reranker.score("q", ["a"])
+        assert "temperature" not in server.requests[-1].body
+    body = rerankpd.get_reranker("llm", model="m", api_key="k", temperature=0.3).build_payload("q", ["a"])
+    assert body["temperature"] == 0.3
+    assert rerankpd.get_reranker("llm", model="m", api_key="k").build_payload("q", ["a"])["temperature"] == 0
+    with pytest.raises(ConfigurationError, match="temperature"):
+        rerankpd.get_reranker("llm", model="m", api_key="k", temperature=3)
+
+
+def test_an_answer_cut_by_its_budget_names_finish_reason_and_answer_tokens():
+    with _reasoning_server(thinking=300) as server:
+        reranker = rerankpd.get_reranker("llm", model="o3-mini", base_url=server.url, answer_tokens=100,
+                                         max_retries=0)
+        with pytest.raises(BadResponseError) as info:
+            reranker.score("q", ["a"])
+    assert "finish_reason: length" in str(info.value) and "answer_tokens=" in str(info.value)
+    assert "cut at 100 tokens" in str(info.value)
+
+
+def test_a_reasoning_model_the_name_does_not_reveal_is_told_by_reasoning_true():
+    with _reasoning_server(thinking=300) as server:
+        plain = rerankpd.get_reranker("llm", model="deep-thinker", base_url=server.url, max_retries=0)
+        with pytest.raises(BadRequestError, match="temperature"):
+            plain.score("q", ["a"])
+        told = rerankpd.get_reranker("llm", model="deep-thinker", base_url=server.url, reasoning=True)
+        assert len(told.score("q", ["a cold", "b"])) == 2
+
+
+def test_listwise_reasoning_budget_and_cut_windows():
+    docs = [f"doc {i} about colds" for i in range(5)]
+    with _reasoning_server(thinking=300) as server:
+        ranked = rerankpd.get_reranker("llm", model="gpt-5", base_url=server.url, mode="listwise",
+                                       window_cache=False)
+        assert len(ranked.score_batch("colds", docs).scores) == 5
+        cut = rerankpd.get_reranker("llm", model="gpt-5", base_url=server.url, mode="listwise", answer_tokens=50,
+                                    window_cache=False, max_retries=0)
+        with pytest.raises(BadResponseError, match="finish_reason: length"):
+            cut.score_batch("colds", docs)

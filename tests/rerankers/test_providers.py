@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import pytest
+import requests
 
 import rerankpd
 from rerankpd.errors import (
@@ -39,6 +40,12 @@ class Spec:
     over_limit_error: type = BadRequestError
     error_words: str = "invalid thing here"
     extra: dict = field(default_factory=dict)
+    auth_header: str = "Authorization"   # Pinecone: Api-Key, with the bare key
+    auth_scheme: str = "Bearer "
+    names_a_model: bool = False          # a self-hosted server whose API requires the model's name
+
+    def auth(self, key: str) -> str:
+        return self.auth_scheme + key
 
     @property
     def hosted(self) -> bool:
@@ -51,15 +58,15 @@ SPECS = [
          {"model": "BAAI/bge-reranker-v2-m3", "query": QUERY, "documents": DOCS, "top_n": 4,
           "return_documents": False},
          {"input_tokens": TOKENS, "output_tokens": 0}, 64),
-    Spec("cohere", "/v2/rerank", ("COHERE_API_KEY", "CO_API_KEY"),
+    Spec("cohere", "/v2/rerank", ("CO_API_KEY", "COHERE_API_KEY"),
          {"model": "rerank-v3.5", "query": QUERY, "documents": DOCS, "top_n": 4},
-         {"search_units": 1}, 1000),
+         {"search_units": 1, "tokens.input_tokens": TOKENS, "tokens.output_tokens": 0}, 1000),
     Spec("jina", "/v1/rerank", ("JINA_API_KEY",),
          {"model": "jina-reranker-v2-base-multilingual", "query": QUERY, "documents": DOCS, "top_n": 4,
           "return_documents": False},
          {"total_tokens": TOKENS, "prompt_tokens": TOKENS}, 64),
     Spec("voyage", "/v1/rerank", ("VOYAGE_API_KEY",),
-         {"query": QUERY, "documents": DOCS, "model": "rerank-2.5", "top_k": 4, "return_documents": False},
+         {"query": QUERY, "documents": DOCS, "model": "rerank-2.5", "top_k": 4},
          {"total_tokens": TOKENS}, 1000, enforced=True),
     Spec("dashscope", "/api/v1/services/rerank/text-rerank/text-rerank", ("DASHSCOPE_API_KEY",),
          {"model": "gte-rerank-v2", "input": {"query": QUERY, "documents": DOCS},
@@ -74,6 +81,18 @@ SPECS = [
     Spec("vllm", "/v1/rerank", (),
          {"query": QUERY, "documents": DOCS, "top_n": 4},
          {"prompt_tokens": TOKENS, "total_tokens": TOKENS}, 64),
+    Spec("pinecone", "/rerank", ("PINECONE_API_KEY",),
+         {"model": "bge-reranker-v2-m3", "query": QUERY, "documents": [{"text": d} for d in DOCS],
+          "rank_fields": ["text"], "top_n": 4, "return_documents": False},
+         {"rerank_units": 1}, 100, enforced=True, auth_header="Api-Key", auth_scheme=""),
+    Spec("nim", "/v1/ranking", (),
+         {"model": "nvidia/llama-3.2-nv-rerankqa-1b-v2", "query": {"text": QUERY},
+          "passages": [{"text": d} for d in DOCS]},
+         {}, 64, names_a_model=True),
+    Spec("mixedbread", "/v1/reranking", ("MXBAI_API_KEY",),
+         {"model": "mixedbread-ai/mxbai-rerank-large-v2", "query": QUERY, "input": DOCS, "top_k": 4,
+          "return_input": False},
+         {"prompt_tokens": TOKENS, "total_tokens": TOKENS, "completion_tokens": 0}, 64),
 ]
 BY_NAME = {s.name: s for s in SPECS}
 
@@ -112,8 +131,8 @@ def test_request_path_auth_and_body(spec, server):
     (request,) = server.requests
     assert request.path == spec.path
     assert request.body == spec.body
-    auth = request.headers.get("Authorization")
-    assert auth == (f"Bearer {KEY}" if spec.hosted else None)
+    auth = request.headers.get(spec.auth_header)
+    assert auth == (spec.auth(KEY) if spec.hosted else None)
     assert request.headers.get("Content-Type") == "application/json"
     assert len(out) == len(DOCS)
 
@@ -150,8 +169,20 @@ def test_rejected_key_is_an_authentication_error_without_the_key(spec):
             make(spec, server, api_key=KEY).score(QUERY, DOCS)
     assert info.value.status_code == 401
     assert KEY not in str(info.value) and KEY not in repr(info.value)
-    if spec.hosted:
-        assert spec.key_env[0] in str(info.value)
+    assert "api_key=" in str(info.value)  # the key came from api_key=, so the hint names it, not a variable
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.hosted], ids=lambda s: s.name)
+def test_rejected_key_from_a_variable_names_that_variable(spec, monkeypatch):
+    with LoopbackRerankServer(api_key="another-key", dialect=spec.name) as server:
+        for var in spec.key_env:
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(spec.key_env[-1], KEY)
+        monkeypatch.setenv(f"{spec.name.upper()}_BASE_URL", server.url)
+        with pytest.raises(AuthenticationError) as info:
+            rerankpd.get_reranker(spec.name, max_retries=0).score(QUERY, DOCS)
+    assert f"check the API key in {spec.key_env[-1]}" in str(info.value)
+    assert KEY not in str(info.value)
 
 
 def test_429_is_retried_then_succeeds(spec, server):
@@ -180,8 +211,18 @@ def test_default_batch_limit(spec, server):
     sizes = [len(server.dialect.parse_request(r.body)[1]) for r in server.requests]
     assert sorted(sizes) == [1, spec.batch]  # requests run concurrently: arrival order varies
     if spec.enforced:  # the loopback server refuses one more, as the service does
-        with pytest.raises(spec.over_limit_error):
-            make(spec, server, batch_size=spec.batch + 1).score(QUERY, docs)
+        try:
+            over = make(spec, server, batch_size=spec.batch + 1)
+        except ConfigurationError as exc:  # a published limit: refused before any request
+            assert f"limit of {spec.batch} documents" in str(exc)
+            body = reranker.request_body(QUERY, docs)  # built by hand: the client would never send it
+            headers = {spec.auth_header: spec.auth(KEY)} if spec.hosted else {}
+            answer = requests.post(server.url + spec.path.removeprefix(server.url.removeprefix(server.root)),
+                                   json=body, headers=headers, timeout=5)
+            assert answer.status_code in (400, 413, 422)
+        else:
+            with pytest.raises(spec.over_limit_error):
+                over.score(QUERY, docs)
 
 
 @pytest.mark.parametrize("spec", [s for s in SPECS if s.hosted], ids=lambda s: s.name)
@@ -201,7 +242,7 @@ def test_hosted_provider_reads_its_key_and_base_url_from_the_environment(spec, m
         monkeypatch.setenv(f"{spec.name.upper()}_BASE_URL", server.url)
         out = frame().rerank(QUERY, reranker=spec.name, cache=False, progress=False)
         assert out["rerank_score"].notna().all()
-        assert server.requests[0].headers["Authorization"] == f"Bearer {KEY}"
+        assert server.requests[0].headers[spec.auth_header] == spec.auth(KEY)
 
 
 @pytest.mark.parametrize("spec", [s for s in SPECS if not s.hosted], ids=lambda s: s.name)
@@ -301,7 +342,7 @@ def test_a_result_missing_an_index_is_a_bad_response(spec, server):
         make(spec, server, max_retries=1).score(QUERY, DOCS)
 
 
-@pytest.mark.parametrize("spec", [s for s in SPECS if not s.hosted], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [s for s in SPECS if not s.hosted and not s.names_a_model], ids=lambda s: s.name)
 def test_self_hosted_without_a_model_name_is_not_cached(spec, tmp_path):
     """The same URL can serve another model tomorrow: without model= there is nothing to key the cache on."""
     df = pd.DataFrame({"text": DOCS})

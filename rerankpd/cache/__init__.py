@@ -1,0 +1,19 @@
+"""Every cache of rerankpd, in one diskcache directory: scores, embeddings and LLM window answers.
+
+- :mod:`~rerankpd.cache.keys`: how identities, queries, texts and windows hash to keys;
+- :mod:`~rerankpd.cache.store`: the store (a :class:`diskcache.Cache` of raw bytes only), its settings,
+  its failure policy, :func:`cache_info` and :func:`clear_cache`;
+- :mod:`~rerankpd.cache.scores`: the score cache (:class:`RunCache` for a run, :class:`ScoreCache`);
+- :mod:`~rerankpd.cache.embeddings` and :mod:`~rerankpd.cache.windows`: the embedding and window caches.
+"""
+from __future__ import annotations
+
+from .embeddings import EmbeddingCache
+from .keys import identity_digest, pair_keys, query_prefix, text_hashes
+from .scores import RunCache, ScoreCache
+from .store import STORE_DIR, STORE_ERRORS, CacheSettings, cache_info, clear_cache, settings_for
+from .windows import WindowCache
+
+__all__ = ["STORE_DIR", "STORE_ERRORS", "CacheSettings", "EmbeddingCache", "RunCache", "ScoreCache", "WindowCache",
+           "cache_info", "clear_cache", "identity_digest", "pair_keys", "query_prefix", "settings_for",
+           "text_hashes"]

@@ -1,0 +1,371 @@
+"""The score cache: finished scores in the store, so a rerun costs nothing and an interrupted run loses
+nothing.
+
+A finished request is written as one *block* per query it holds: the texts' 16-byte hashes followed by
+the scores as little-endian float64 (:mod:`rerankpd.cache.keys`). A query's blocks are numbered from 0:
+block ``n`` is ``S`` + prefix + ``n`` (4 bytes, big-endian). A lookup reads a query's blocks from 0 up to
+the first that is missing and matches the pairs with one binary search (a later block wins). A write
+appends a block in one transaction: from the position the run's lookup stopped at, it steps down past
+missing blocks (a clear by another process) and up past present ones (another writer), so the blocks
+stay contiguous; a block evicted or expired from the middle is a hole that the next write fills.
+
+So a finished request of 100 pairs costs one short insert. A block that is not whole (hash, score)
+records, and a score that is not finite, are misses.
+
+Examples
+--------
+>>> import tempfile
+>>> from rerankpd.cache import identity_digest
+>>> cache = ScoreCache(tempfile.mkdtemp())
+>>> key = cache.key(identity_digest({"provider": "demo"}), "q", "text")
+>>> cache.set_many({key: 0.5})
+>>> list(cache.get_many([key, ScoreCache.key("other", "q", "text")]).values())
+[0.5]
+>>> cache.close()
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import diskcache
+import numpy as np
+
+from ..pairs import Pairs, take_texts
+from ..errors import warn_user
+from .keys import HASH_BYTES, SCORES, pair_keys, query_prefix, text_hashes
+from .store import STORE_ERRORS, CacheSettings, Store, settings_for
+
+__all__ = ["RunCache", "ScoreCache"]
+
+logger = logging.getLogger(__name__)
+
+#: Bytes of one stored pair in a block: the text's hash and the score.
+RECORD_BYTES = HASH_BYTES + 8
+#: Texts hashed at once while looking up a run (texts may be Arrow-backed).
+LOOKUP_CHUNK_TEXTS = 65_536
+#: Queries read in one transaction while looking up a run (other processes' writes wait meanwhile).
+LOOKUP_CHUNK_QUERIES = 256
+
+
+_MISSING = object()
+
+
+def _block_key(prefix: bytes, n: int) -> bytes:
+    return SCORES + prefix + n.to_bytes(4, "big")
+
+
+def read_blocks(cache: diskcache.Cache, prefix: bytes) -> list[bytes]:
+    """The valid blocks of one query, oldest first: blocks 0, 1, ... up to the first missing one (a value
+    that is not a block is skipped)."""
+    blocks, n = [], 0
+    while (block := cache.get(_block_key(prefix, n), _MISSING)) is not _MISSING:
+        if block is not None and len(block) and len(block) % RECORD_BYTES == 0:
+            blocks.append(block)
+        n += 1
+    return blocks
+
+
+def write_block(cache: diskcache.Cache, prefix: bytes, block: bytes, options: dict, start: int = 0) -> int:
+    """Append one block to a query's blocks, looking from position ``start`` (call it inside a
+    transaction); returns the position written."""
+    n = start
+    while n > 0 and _block_key(prefix, n - 1) not in cache:
+        n -= 1
+    while _block_key(prefix, n) in cache:
+        n += 1
+    cache.set(_block_key(prefix, n), block, **options)
+    return n
+
+
+def block_rows(prefix_of: Callable[[int], bytes], groups: np.ndarray, hashes: np.ndarray,
+               values: Any) -> list[tuple[bytes, bytes]]:
+    """One ``(prefix, block)`` per query of the pairs; non-finite scores are left out.
+
+    Pair ``i`` belongs to query ``groups[i]``, whose prefix is ``prefix_of(groups[i])``.
+    """
+    values = np.asarray(values, dtype="<f8").reshape(-1)
+    keep = np.isfinite(values)
+    if not keep.all():
+        groups, hashes, values = groups[keep], hashes[keep], values[keep]
+    if not len(values):
+        return []
+    if (groups == groups[0]).all():  # the usual request: one query
+        return [(prefix_of(int(groups[0])), hashes.tobytes() + values.tobytes())]
+    order = np.argsort(groups, kind="stable")
+    groups, hashes, values = groups[order], hashes[order], values[order]
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    ends = np.r_[starts[1:], len(groups)]
+    hash_bytes, value_bytes = hashes.tobytes(), values.tobytes()
+    return [(prefix_of(int(groups[a])), hash_bytes[a * HASH_BYTES:b * HASH_BYTES] + value_bytes[a * 8:b * 8])
+            for a, b in zip(starts.tolist(), ends.tolist())]
+
+
+class Found:
+    """The scores stored under some queries, sorted by key for :meth:`scores_of` (a later block wins)."""
+
+    def __init__(self, blocks: list[tuple[bytes, bytes]]) -> None:
+        prefixes, hashes, values = [], [], []
+        for prefix, block in blocks:  # a query's blocks in the order they were written
+            n = len(block) // RECORD_BYTES
+            prefixes.append(prefix * n)
+            hashes.append(block[:n * HASH_BYTES])
+            values.append(block[n * HASH_BYTES:])
+        total = sum(len(v) for v in values) // 8
+        keys = pair_keys(np.frombuffer(b"".join(prefixes), np.uint8).reshape(total, 16),
+                         np.frombuffer(b"".join(hashes), np.uint8).reshape(total, HASH_BYTES))
+        scores = np.frombuffer(b"".join(values), dtype="<f8").astype(np.float64)
+        finite = np.isfinite(scores)
+        keys, scores = keys[finite], scores[finite]
+        order = np.argsort(keys, kind="stable")
+        keys, scores = keys[order], scores[order]
+        last = np.r_[keys[1:] != keys[:-1], True] if len(keys) else np.zeros(0, bool)
+        self.keys, self.scores = keys[last], scores[last]
+
+    def scores_of(self, keys: np.ndarray) -> np.ndarray:
+        """The stored score of each of ``keys`` (an ``S32`` array), NaN where there is none."""
+        out = np.full(len(keys), np.nan)
+        if len(self.keys) and len(keys):
+            pos = np.searchsorted(self.keys, keys)
+            pos[pos == len(self.keys)] = 0
+            match = self.keys[pos] == keys
+            out[match] = self.scores[pos[match]]
+        return out
+
+
+def _read(store: Store, prefixes: Sequence[bytes]) -> Found:
+    return store.read(lambda cache: Found([(p, b) for p in prefixes for b in read_blocks(cache, p)]))
+
+
+class ScoreCache:
+    """Scores of (reranker, query, text) by 32-byte pair key, outside a run (the shared store for Dask
+    and tests use it; a run uses :class:`RunCache`).
+
+    Parameters
+    ----------
+    directory
+        The cache directory (or :class:`~rerankpd.cache.CacheSettings`); None: the default one.
+    read_only
+        Open for reading only and create nothing.
+    tag
+        The reranker name new entries are tagged with (for ``clear_cache(reranker=...)``).
+    """
+
+    def __init__(self, directory: Any = None, *, read_only: bool = False, tag: str | None = None) -> None:
+        settings = settings_for(directory if isinstance(directory, CacheSettings) else CacheSettings(directory))
+        self.store = Store(settings, read_only=read_only)
+        self.directory, self.tag = self.store.directory, tag
+
+    @staticmethod
+    def key(identity_digest: str, query: str, text: str) -> bytes:
+        """The 32-byte key of one pair under one reranker identity: :func:`query_prefix` of the query, then
+        the text's hash (:func:`text_hashes`)."""
+        return ScoreCache.keys(identity_digest, [query], [text], [0], [0])[0]
+
+    @staticmethod
+    def keys(identity_digest: str, queries: Sequence[str], texts: Sequence[str],
+             pair_group: Iterable[int], pair_text: Iterable[int]) -> list[bytes]:
+        """:meth:`key` of many pairs at once (pair ``i`` is ``queries[pair_group[i]], texts[pair_text[i]]``).
+
+        >>> ScoreCache.keys("d", ["q"], ["a", "b"], [0, 0], [1, 0]) == [
+        ...     ScoreCache.key("d", "q", "b"), ScoreCache.key("d", "q", "a")]
+        True
+        """
+        groups = np.asarray(_as_list(pair_group), dtype=np.int64)
+        positions = np.asarray(_as_list(pair_text), dtype=np.int64)
+        if not len(groups):
+            return []
+        used_groups, group_at = np.unique(groups, return_inverse=True)
+        used_texts, text_at = np.unique(positions, return_inverse=True)
+        prefixes = np.frombuffer(b"".join(query_prefix(identity_digest, queries[g]) for g in used_groups.tolist()),
+                                 np.uint8).reshape(-1, 16)
+        hashes = text_hashes(take_texts(texts, used_texts))
+        joined = pair_keys(prefixes[group_at], hashes[text_at]).tobytes()
+        return [joined[i:i + 32] for i in range(0, len(joined), 32)]
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, float]:
+        """The cached scores of those of ``keys`` (32 bytes each) that are present and finite."""
+        keys = [k for k in keys if len(k) == 32]
+        if not keys:
+            return {}
+        found = _read(self.store, sorted({k[:16] for k in keys}))
+        scores = found.scores_of(np.frombuffer(b"".join(keys), dtype="S32"))
+        return {k: float(v) for k, v in zip(keys, scores.tolist()) if v == v}
+
+    def set_many(self, scores: Mapping[bytes, float]) -> None:
+        """Store scores now, one block per query, in one transaction; raises when they cannot be written."""
+        if not scores:
+            return
+        if self.store.read_only:
+            raise PermissionError(f"the cache at {self.directory} is read-only")
+        keys = list(scores)
+        prefixes = sorted({k[:16] for k in keys})
+        number = {p: i for i, p in enumerate(prefixes)}
+        groups = np.array([number[k[:16]] for k in keys], dtype=np.int64)
+        hashes = np.frombuffer(b"".join(k[16:] for k in keys), np.uint8).reshape(len(keys), HASH_BYTES)
+        rows = block_rows(prefixes.__getitem__, groups, hashes, [float(scores[k]) for k in keys])
+        options = self.store.put_options(self.tag)
+        with self.store.cache.transact():
+            for prefix, block in rows:
+                write_block(self.store.cache, prefix, block, options)
+        self.store.wrote = True
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "ScoreCache":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _as_list(values: Iterable[int]) -> list[int]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+class RunCache:
+    """The score cache as one run sees it: best effort, and the pipeline's only door to it.
+
+    Opening, reading and writing never fail a run, and the pipeline only calls :meth:`open`,
+    :meth:`lookup`, :meth:`store`, :meth:`report` and :meth:`close`. Each finished request is committed
+    (one block per query) before :meth:`store` returns. A cache that cannot be written (read-only, full
+    disk, deleted mid-run) is still read; the run warns once, at the user's line, that new scores will not
+    be kept.
+
+    Parameters
+    ----------
+    store
+        The open :class:`~rerankpd.cache.store.Store`.
+    identity
+        The reranker's identity as canonical JSON text (:attr:`rerankpd.rerankers.base.RerankerSpec.identity`).
+    tag
+        The reranker's name, which its entries are tagged with.
+    """
+
+    def __init__(self, store: Store, identity: str, tag: str | None = None) -> None:
+        self._store: Store | None = store
+        self.directory, self.settings, self.tag = store.directory, store.settings, tag
+        self._digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
+        self._options = store.put_options(tag)
+        self._pairs: Pairs | None = None
+        self._prefixes: dict[int, bytes] = {}  # query number -> its prefix, made once per run
+        self._hashes: np.ndarray | None = None  # every text's hash, when the lookup made them
+        self._next: dict[bytes, int] = {}  # query prefix -> where its next block probably goes
+        self._warned = False
+
+    @classmethod
+    def open(cls, cache: Any, identity: str, tag: str | None = None) -> "RunCache | None":
+        """The run's cache, or None when ``cache`` is False or the cache cannot be opened (one warning)."""
+        settings = settings_for(cache)
+        if settings is None:
+            return None
+        try:
+            return cls(Store(settings), identity, tag)
+        except STORE_ERRORS as exc:
+            warn_user(f"rerankpd: the score cache could not be opened ({exc}); scoring without it")
+            return None
+
+    @property
+    def shared_store(self) -> Store | None:
+        """The open store (the embedding cache of the run uses it too)."""
+        return self._store
+
+    def _prefix(self, group: int) -> bytes:
+        prefix = self._prefixes.get(group)
+        if prefix is None:
+            prefix = self._prefixes[group] = query_prefix(self._digest, self._pairs.queries[group])
+        return prefix
+
+    def lookup(self, pairs: Pairs, scores: np.ndarray) -> int:
+        """Fill ``scores[i]`` for every cached pair ``i`` of ``pairs``; returns how many were found.
+
+        Reads each query's blocks (a few hundred queries per transaction), hashes every distinct text once
+        (kept for :meth:`store`) when anything was found, and matches the pairs with one binary search.
+        """
+        self._pairs, self._prefixes, self._hashes, self._next = pairs, {}, None, {}
+        store = self._store
+        if store is None or not pairs.n_pairs:
+            return 0
+        try:
+            return self._lookup(store, pairs, scores)
+        except STORE_ERRORS as exc:
+            self._warn(f"rerankpd: the score cache at {self.directory} could not be read ({exc}); "
+                       "scoring without it")
+            self.close()
+            return 0
+        except BaseException:  # Ctrl-C while reading a large cache: do not leave SQLite open
+            self.close()
+            raise
+
+    def _lookup(self, store: Store, pairs: Pairs, scores: np.ndarray) -> int:
+        groups = np.asarray(pairs.pair_group, dtype=np.int64)
+        used = np.unique(groups).tolist()
+        blocks: list[tuple[bytes, bytes]] = []
+        for start in range(0, len(used), LOOKUP_CHUNK_QUERIES):
+            prefixes = [self._prefix(g) for g in used[start:start + LOOKUP_CHUNK_QUERIES]]
+            found = store.read(lambda cache: [(p, read_blocks(cache, p)) for p in prefixes])
+            for prefix, query_blocks in found:
+                self._next[prefix] = len(query_blocks)
+                blocks += [(prefix, block) for block in query_blocks]
+        if not blocks:
+            return 0  # nothing stored: store() hashes each request's texts as it finishes
+        found = Found(blocks)
+        del blocks
+        hashes = np.empty((len(pairs.texts), HASH_BYTES), dtype=np.uint8)
+        for start in range(0, len(pairs.texts), LOOKUP_CHUNK_TEXTS):
+            stop = min(start + LOOKUP_CHUNK_TEXTS, len(pairs.texts))
+            hashes[start:stop] = text_hashes(take_texts(pairs.texts, np.arange(start, stop)))
+        self._hashes = hashes
+        table = np.zeros((len(pairs.queries), 16), dtype=np.uint8)
+        for g, prefix in self._prefixes.items():
+            table[g] = np.frombuffer(prefix, np.uint8)
+        values = found.scores_of(pair_keys(table[groups], hashes[np.asarray(pairs.pair_text)]))
+        hit = ~np.isnan(values)
+        scores[hit] = values[hit]
+        return int(hit.sum())
+
+    def store(self, pair_ids: Sequence[int], values: Sequence[float], texts: Sequence[str] | None = None) -> None:
+        """Commit the scores of one finished request (pairs numbered as in :meth:`lookup`) before returning.
+
+        One block per query of the request. The scheduler calls this in the thread that ran the request,
+        before the next request is sent, so a killed process loses at most its requests in flight.
+        ``texts`` are the request's documents when the caller has them (the pairs' texts, in order).
+        Any thread may call it; it never warns (:meth:`report` does, in the user's thread).
+        """
+        store = self._store
+        if store is None or store.failure is not None:
+            return
+        pairs = self._pairs
+        ids = np.asarray(pair_ids, dtype=np.int64)
+        if self._hashes is not None:
+            hashes = self._hashes[pairs.pair_text[ids]]
+        else:
+            hashes = text_hashes(texts if texts is not None else take_texts(pairs.texts, pairs.pair_text[ids]))
+        rows = block_rows(self._prefix, np.asarray(pairs.pair_group[ids], dtype=np.int64), hashes, values)
+        def write(cache: diskcache.Cache) -> None:
+            for prefix, block in rows:
+                self._next[prefix] = write_block(cache, prefix, block, self._options, self._next.get(prefix, 0)) + 1
+
+        if rows:
+            store.write(write)
+
+    def report(self) -> None:
+        """Warn once, at the user's line, when finished scores are not being kept (call it in the user's
+        thread after :meth:`store`)."""
+        if self._store is not None and not self._warned:
+            self._store.report("score", "scoring goes on and cached scores are still read, but new scores "
+                                        "will not be kept")
+
+    def close(self) -> None:
+        """Release the store (every score handed over is already committed)."""
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warn_user(message)
+

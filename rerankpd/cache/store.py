@@ -1,0 +1,405 @@
+"""The one store under every cache: a :class:`diskcache.Cache` of raw bytes, and the policy for using it.
+
+Scores, embeddings and LLM window answers all live in one diskcache directory, ``store-v4`` inside the
+cache directory (private, 0700): a size limit with least-recently-used eviction, ``expire=``, tags naming
+the reranker (so one reranker's entries can be cleared), and diskcache's own locking between threads and
+processes. Every entry is committed by the call that writes it: nothing is buffered, nothing journaled.
+
+Nothing stored is code. :class:`BytesDisk` stores raw bytes inline in SQLite and returns only values
+stored that way: a value in any other mode (pickle, a value file, text), an integer or a float is a miss,
+never unpickled and never opened, and no stored file name is ever removed (a tampered row cannot make a
+clear delete another file).
+
+A cache never fails a run (:class:`Store`): a cache that cannot be opened for writing (a read-only
+directory or mount, a full disk) is opened read-only and still serves its hits; one that fails mid-run
+stops writing at the first failure (no retries, so a full disk never stalls a run) and its owner warns
+once, at the user's line. diskcache cannot open a cache read-only, so :class:`_ReadOnlyCache` reads the
+same table through a read-only SQLite connection.
+
+Examples
+--------
+>>> import tempfile
+>>> store = Store(CacheSettings(tempfile.mkdtemp()))
+>>> store.write(lambda cache: cache.set(b"Xkey", b"value"))
+True
+>>> store.cache.get(b"Xkey"), store.cache.get(b"missing")
+(b'value', None)
+>>> store.close()
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import logging
+import os
+import sqlite3
+import threading
+import time
+from typing import Any, Callable
+from urllib.parse import quote
+
+import diskcache
+from diskcache.core import DBNAME, MODE_RAW, UNKNOWN
+
+from .. import config
+from ..errors import CacheError, warn_user
+from .keys import KINDS
+
+__all__ = ["CacheSettings", "STORE_ERRORS", "BytesDisk", "Store", "cache_info", "clear_cache", "settings_for"]
+
+logger = logging.getLogger(__name__)
+
+#: The diskcache directory inside the cache directory; a new format gets a new name.
+STORE_DIR = "store-v4"
+#: What earlier formats left in the cache directory: ignored, removed by :func:`clear_cache`.
+LEGACY_FILES = ("cache.db", "scores-v2.sqlite3", "scores-v3.sqlite3", "embeddings.sqlite3")
+LEGACY_PATTERNS = ("journal-*.scores",)
+#: What a store that cannot be used raises.
+STORE_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
+#: Seconds a statement waits for another process's lock.
+BUSY_TIMEOUT = 10.0
+#: Why nothing is written when the cache was opened read-only.
+READ_ONLY = "it is read-only: a read-only directory or mount, or a full disk"
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheSettings:
+    """Where the cache is and how it keeps entries; pass one as ``cache=`` to any call that takes it.
+
+    Parameters
+    ----------
+    directory
+        None: ``RERANKPD_CACHE_DIR``, else the user cache directory.
+    size_limit
+        Bytes (or ``"500MB"``, ``"2GiB"``); past it the least recently used entries are evicted. None:
+        ``RERANKPD_CACHE_SIZE_LIMIT``, else 1 GiB.
+    expire
+        Seconds after which a new entry expires. None: ``RERANKPD_CACHE_EXPIRE``, else never.
+
+    Examples
+    --------
+    >>> import rerankpd
+    >>> rerankpd.CacheSettings("./scores", size_limit="200MB", expire=7 * 86400).expire
+    604800
+    """
+
+    directory: Any = None
+    size_limit: Any = None
+    expire: Any = None
+
+
+def settings_for(cache: Any) -> CacheSettings | None:
+    """The resolved settings of a ``cache=`` argument (True, a path or :class:`CacheSettings`); None for
+    False/None. Environment variables are read here, at call time."""
+    if cache is False or cache is None:
+        return None
+    if cache is True:
+        cache = CacheSettings()
+    elif isinstance(cache, (str, os.PathLike)):
+        cache = CacheSettings(cache)
+    elif not isinstance(cache, CacheSettings):
+        raise ValueError(f"cache must be True, False, a directory path or rerankpd.CacheSettings, got {cache!r}")
+    directory = cache.directory if cache.directory is not None else config.cache_dir()
+    return CacheSettings(os.path.expanduser(os.fspath(directory)), config.cache_size_limit(cache.size_limit),
+                         config.cache_expire(cache.expire))
+
+
+class BytesDisk(diskcache.Disk):
+    """Raw bytes in, raw bytes out, always inline in SQLite; anything else read back is a miss (None)."""
+
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple:
+        if read or not isinstance(value, bytes):
+            raise TypeError(f"the rerankpd cache stores bytes only, not {type(value).__name__}")
+        return 0, MODE_RAW, None, sqlite3.Binary(value)
+
+    def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> bytes | None:
+        if mode != MODE_RAW or read or filename is not None or not isinstance(value, bytes):
+            return None  # pickle, a value file, text, a number: never unpickled, never opened
+        return value
+
+    def remove(self, file_path: str) -> None:
+        """Nothing to remove: this disk never writes a file, so a file name in a row is not ours."""
+
+
+class _Cache(diskcache.Cache):
+    """A diskcache cache whose :meth:`close` closes the connections of every thread that used it (diskcache
+    closes only the calling thread's, and a run writes from its worker threads), so a run that ends leaves
+    no SQLite file open (and SQLite removes the ``-wal`` and ``-shm`` files)."""
+
+    def __init__(self, directory: str, **settings: Any) -> None:
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        super().__init__(directory, timeout=BUSY_TIMEOUT, disk=BytesDisk, **settings)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(os.path.join(self._directory, DBNAME), timeout=self._timeout, isolation_level=None,
+                               check_same_thread=False)
+
+    @property
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None or getattr(self._local, "pid", None) != os.getpid():  # a forked child connects anew
+            con = self._local.con = self._connect()
+            self._local.pid = os.getpid()
+            with self._connections_lock:
+                self._connections.append(con)
+            self._configure()
+        return con
+
+    def _configure(self) -> None:
+        with contextlib.suppress(sqlite3.OperationalError):  # no Settings table yet: __init__ sets them
+            for key, value in self._local.con.execute("SELECT key, value FROM Settings").fetchall():
+                if key.startswith("sqlite_"):
+                    self.reset(key, value, update=False)
+
+    def close(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        self._local = threading.local()
+        for con in connections:
+            con.close()
+
+
+class _ReadOnlyCache(_Cache):
+    """A diskcache cache opened for reading only, through a read-only SQLite connection (diskcache itself
+    writes its settings as it opens). A WAL database whose ``-shm`` file cannot be created (a read-only
+    directory) is opened ``immutable``: nobody can be writing it then either."""
+
+    def __init__(self, directory: str) -> None:  # deliberately not diskcache's __init__: it writes
+        self._directory, self._timeout, self._txn_id = directory, BUSY_TIMEOUT, None
+        self._local = threading.local()
+        self._connections, self._connections_lock = [], threading.Lock()
+        self._disk = BytesDisk(directory)
+        self._immutable = False
+        try:
+            self._sql("SELECT 1 FROM Settings").fetchall()
+        except sqlite3.Error:
+            self.close()
+            self._immutable = True
+            self._sql("SELECT 1 FROM Settings").fetchall()
+        self.statistics, self.eviction_policy = 0, "none"  # reads write nothing
+        ((self._page_size,),) = self._sql("PRAGMA page_size").fetchall()
+
+    def _connect(self) -> sqlite3.Connection:
+        path = quote(os.path.abspath(os.path.join(self._directory, DBNAME)))
+        uri = f"file:{path}?mode=ro" + ("&immutable=1" if self._immutable else "")
+        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+
+    def _configure(self) -> None:
+        """A read-only connection sets no pragma."""
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class Store:
+    """One cache directory, opened for a run: writable if it can be, else read-only; never fails a run
+    after it is open.
+
+    Parameters
+    ----------
+    settings
+        Resolved :class:`CacheSettings` (:func:`settings_for`).
+    read_only
+        Open for reading only and create nothing.
+    """
+
+    def __init__(self, settings: CacheSettings, *, read_only: bool = False) -> None:
+        if settings.size_limit is None:
+            settings = settings_for(settings)
+        self.settings, self.directory = settings, settings.directory
+        self.path = os.path.join(self.directory, STORE_DIR)
+        self.failure: str | None = None  #: why writing stopped (None: it has not)
+        self.wrote = False
+        self._warned: set[str] = set()
+        self.cache: diskcache.Cache = self._open(read_only)
+        self.read_only = isinstance(self.cache, _ReadOnlyCache)
+        if self.read_only and not read_only:
+            self.failure = READ_ONLY
+        self._file = _file_identity(os.path.join(self.path, DBNAME))
+
+    def _open(self, read_only: bool) -> diskcache.Cache:
+        database = os.path.join(self.path, DBNAME)
+        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+            raise NotADirectoryError(f"the cache at {self.directory} is a file, not a directory; pass a "
+                                     "directory (cache=... or --cache-dir)")
+        if not read_only:
+            try:
+                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                os.makedirs(self.path, mode=0o700, exist_ok=True)
+                with contextlib.suppress(FileExistsError):  # private from its first byte; SQLite keeps the mode
+                    os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                cache = _Cache(self.path, tag_index=True, eviction_policy="least-recently-used", cull_limit=0,
+                               size_limit=self.settings.size_limit, sqlite_mmap_size=0, sqlite_cache_size=256)
+                self._cull(cache)
+                return cache
+            except STORE_ERRORS as exc:
+                if not os.path.isfile(database) or not os.path.getsize(database):
+                    raise
+                logger.info("the cache at %s opens read-only: %s", self.directory, exc)
+        if not os.path.isfile(database):
+            raise FileNotFoundError(f"no cache at {self.directory}")
+        return _ReadOnlyCache(self.path)
+
+    def _cull(self, cache: diskcache.Cache) -> None:
+        """Remove expired entries, then the least recently used ones down to the size limit. Writes do not
+        evict (each would cost a few more statements), so this runs when a store opens and closes."""
+        try:
+            cache.cull()
+        except STORE_ERRORS as exc:  # busy, read-only, full: evicting waits for a later run
+            logger.info("could not evict from the cache at %s: %s", self.directory, exc)
+
+    def write(self, fn: Callable[[diskcache.Cache], Any]) -> bool:
+        """Run ``fn(cache)`` in one transaction; False (and :attr:`failure` set) when it could not.
+
+        After the first failure nothing more is attempted: a full disk or a removed directory costs one
+        failed write, not one per request.
+        """
+        if self.failure is not None:
+            return False
+        try:
+            if _file_identity(os.path.join(self.path, DBNAME)) != self._file:
+                raise FileNotFoundError("the cache directory was removed or replaced during the run")
+            with self.cache.transact():
+                fn(self.cache)
+            self.wrote = True
+            return True
+        except STORE_ERRORS as exc:
+            self.failure = ("it is locked by another process (timed out waiting)" if isinstance(exc, diskcache.Timeout)
+                            else str(exc) or type(exc).__name__)
+            logger.info("cache write failed at %s: %s", self.directory, self.failure)
+            return False
+
+    def read(self, fn: Callable[[diskcache.Cache], Any]) -> Any:
+        """``fn(cache)``, in one transaction when the store is writable (so the entries read count as
+        recently used); a store that cannot take that transaction is read without it. Raises what the
+        plain read raises."""
+        if not self.read_only and self.cache.eviction_policy != "none":
+            try:
+                with self.cache.transact():
+                    return fn(self.cache)
+            except STORE_ERRORS as exc:
+                logger.info("cache at %s read without recording use: %s", self.directory, exc)
+                self.cache.eviction_policy = "none"  # this connection only: read as a read-only cache does
+        return fn(self.cache)
+
+    def put_options(self, tag: str | None) -> dict:
+        """The ``set()`` options of a new entry."""
+        return {"expire": self.settings.expire, "tag": tag}
+
+    def report(self, what: str, goes_on: str) -> None:
+        """Warn once per kind of cache (at the user's line) when writing has stopped."""
+        if self.failure is not None and what not in self._warned:
+            self._warned.add(what)
+            warn_user(f"rerankpd: the {what} cache at {self.directory} could not be written ({self.failure}); "
+                      f"{goes_on}")
+
+    def close(self) -> None:
+        """Evict down to the size limit (when this store wrote anything), then close every connection."""
+        try:
+            if self.wrote and self.failure is None:
+                self._cull(self.cache)
+        finally:
+            self.cache.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _check_directory(directory: str, doing: str) -> None:
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise CacheError(f"cannot {doing} the cache at {directory}: it is a file, not a directory; "
+                         "pass a directory (cache=... or --cache-dir)")
+
+
+def cache_info(directory: Any = None) -> dict:
+    """Where the cache is, what it holds by kind, how many bytes it takes and its limit. Creates nothing.
+
+    ``entries`` counts diskcache entries; ``kinds`` splits them into ``scores`` (one per finished request
+    and query, plus one counter per query), ``embeddings`` and LLM ``windows``; ``scores`` is how many
+    scores those entries hold (a pair scored twice counts twice). A directory that does not
+    exist holds nothing. Raises :class:`rerankpd.errors.CacheError` when the path is a file or the cache
+    cannot be read.
+
+    Examples
+    --------
+    >>> import rerankpd
+    >>> sorted(rerankpd.cache_info())
+    ['directory', 'entries', 'kinds', 'scores', 'size_bytes', 'size_limit']
+    """
+    settings = settings_for(CacheSettings(directory))
+    directory = settings.directory
+    _check_directory(directory, "read")
+    info = {"directory": directory, "entries": 0, "kinds": {kind: 0 for kind in KINDS.values()}, "scores": 0,
+            "size_bytes": 0, "size_limit": settings.size_limit}
+    if not os.path.isdir(directory):
+        return info
+    info["size_bytes"] = sum(os.lstat(os.path.join(d, f)).st_size for d, _, files in os.walk(directory) for f in files)
+    if not os.path.isfile(os.path.join(directory, STORE_DIR, DBNAME)):
+        return info
+    try:
+        with Store(settings, read_only=True) as store:
+            # one statement over diskcache's table: entries by the key's first byte, and the scores their
+            # blocks hold (a block's key is 21 bytes, its value 24 bytes per score)
+            rows = store.cache._sql("SELECT substr(key, 1, 1), count(*), sum(CASE WHEN length(key) = 21 THEN "
+                                    "length(value) / 24 ELSE 0 END) FROM Cache WHERE raw = 1 AND (expire_time IS "
+                                    "NULL OR expire_time > ?) GROUP BY 1", (time.time(),)).fetchall()
+            info["entries"] = len(store.cache)
+    except STORE_ERRORS as exc:
+        raise CacheError(f"cannot read the cache at {directory}: {exc}") from exc
+    for prefix, count, scores in rows:
+        kind = KINDS.get(bytes(prefix) if isinstance(prefix, (bytes, memoryview)) else b"")
+        if kind is not None:
+            info["kinds"][kind] += count
+        if kind == "scores":
+            info["scores"] = scores
+    return info
+
+
+def clear_cache(directory: Any = None, *, reranker: Any = None) -> int:
+    """Remove every cache entry (scores, embeddings, LLM windows; and the files of earlier formats), or
+    with ``reranker=`` (a name, or a reranker) only that reranker's entries; returns how many were removed.
+
+    Raises :class:`rerankpd.errors.CacheError` when the path is a file or the cache cannot be written
+    (a read-only directory, say).
+    """
+    settings = settings_for(CacheSettings(directory))
+    directory = settings.directory
+    _check_directory(directory, "clear")
+    tag = getattr(reranker, "name", reranker)
+    if tag is not None and not isinstance(tag, str):
+        raise ValueError(f"reranker must be a reranker's name or a reranker, got {reranker!r}")
+    if not os.path.isdir(directory):
+        return 0
+    removed = 0
+    try:
+        if os.path.isfile(os.path.join(directory, STORE_DIR, DBNAME)):
+            with Store(settings) as store:
+                if store.read_only:
+                    raise CacheError(f"cannot clear the cache at {directory}: {READ_ONLY} (check the "
+                                     "directory's permissions, or whether its disk is full)")
+                removed += store.cache.evict(tag, retry=True) if tag is not None else store.cache.clear(retry=True)
+        if tag is None:
+            _remove_legacy(directory)
+    except STORE_ERRORS as exc:
+        raise CacheError(f"cannot clear the cache at {directory}: {exc}") from exc
+    logger.info("cleared %d cache entries from %s", removed, directory)
+    return removed
+
+
+def _remove_legacy(directory: str) -> None:
+    """Remove the files of earlier cache formats (never read: their entries are not counted)."""
+    patterns = [name + suffix for name in LEGACY_FILES for suffix in ("", "-wal", "-shm")] + list(LEGACY_PATTERNS)
+    for pattern in patterns:
+        for path in glob.glob(os.path.join(glob.escape(directory), pattern)):
+            os.remove(path)
+

@@ -1,0 +1,71 @@
+"""The LLM reranker's window cache: the model's answer (a permutation) for one listwise window.
+
+A key is ``W`` + SHA-256 of the reranker's identity digest, the query and the window's documents in order
+(each field length-prefixed); a value is the permutation as little-endian uint32, one per document. A
+value of another length, or one that is not a permutation of the window's positions, is a miss.
+
+Examples
+--------
+>>> import tempfile
+>>> windows = WindowCache.open(tempfile.mkdtemp(), "digest")
+>>> windows.put("q", ["a", "b", "c"], [2, 0, 1])
+>>> windows.get("q", ["a", "b", "c"]), windows.get("q", ["a", "c", "b"])
+([2, 0, 1], None)
+>>> windows.close()
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+
+from .keys import WINDOWS, digest, encode
+from .store import STORE_ERRORS, Store, settings_for
+
+__all__ = ["WindowCache"]
+
+logger = logging.getLogger(__name__)
+
+
+class WindowCache:
+    """Window answers of one LLM reranker identity. Reads and writes never raise (a failure is logged and
+    is a miss); :meth:`open` raises what opening the store raises."""
+
+    def __init__(self, store: Store, identity_digest: str, tag: str | None = None) -> None:
+        self._store = store
+        self.directory = store.directory
+        self._identity = identity_digest.encode("utf-8")
+        self._options = store.put_options(tag)
+
+    @classmethod
+    def open(cls, cache: Any, identity_digest: str, tag: str | None = None) -> "WindowCache | None":
+        """The window cache under ``cache`` (True, a path or :class:`~rerankpd.cache.CacheSettings`); None
+        for False/None."""
+        settings = settings_for(cache)
+        return None if settings is None else cls(Store(settings), identity_digest, tag)
+
+    def key(self, query: str, passages: Sequence[str]) -> bytes:
+        return WINDOWS + digest(self._identity, encode(query), *(encode(p) for p in passages))
+
+    def get(self, query: str, passages: Sequence[str]) -> list[int] | None:
+        """The cached permutation of this window, or None."""
+        try:
+            value = self._store.read(lambda cache: cache.get(self.key(query, passages)))
+        except STORE_ERRORS as exc:
+            logger.warning("window cache read failed at %s: %s", self.directory, exc)
+            return None
+        k = len(passages)
+        if value is None or len(value) != 4 * k:
+            return None
+        permutation = np.frombuffer(value, dtype="<u4").tolist()
+        return permutation if sorted(permutation) == list(range(k)) else None
+
+    def put(self, query: str, passages: Sequence[str], permutation: Sequence[int]) -> None:
+        """Commit one window's answer (never raises)."""
+        value = np.asarray(permutation, dtype="<u4").tobytes()
+        if not self._store.write(lambda cache: cache.set(self.key(query, passages), value, **self._options)):
+            logger.warning("window cache write failed at %s: %s", self.directory, self._store.failure)
+
+    def close(self) -> None:
+        self._store.close()
