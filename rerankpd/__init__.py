@@ -15,9 +15,10 @@ from .cache import CacheSettings, cache_info, clear_cache
 from .evaluation.cascade_curve import Cascade, CascadeCurve, cascade_curve
 from .notebook.display import show
 from .errors import RerankError
-from .run.estimate import Estimate
-from .evaluation.evaluate import Evaluation, evaluate
 from .api import estimate, rerank, scores
+from .evaluation.evaluate import Evaluation, evaluate
+from .evaluation.fusion import Fusion, fit_fusion, fuse
+from .run.estimate import Estimate
 from .rerankers import Reranker, available_rerankers, get_reranker
 from .notebook.panel import RerankPanel
 
@@ -30,6 +31,7 @@ __all__ = [
     "CascadeCurve",
     "Estimate",
     "Evaluation",
+    "Fusion",
     "RerankError",
     "RerankPanel",
     "Reranker",
@@ -41,6 +43,8 @@ __all__ = [
     "clear_cache",
     "estimate",
     "evaluate",
+    "fit_fusion",
+    "fuse",
     "get_reranker",
     "rerank",
     "scores",

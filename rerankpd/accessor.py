@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import api
 from .evaluation import evaluate as _evaluate
+from .evaluation import fusion as _fusion
 from .run import estimate as _estimate
 
 __all__ = ["RerankAccessor"]
@@ -55,11 +56,17 @@ class RerankAccessor:
         :func:`rerankpd.evaluate`."""
         return _evaluate.evaluate(self._df, query, column, **kwargs)
 
+    def fuse(self, rankings, query=None, column="text", **kwargs) -> pd.DataFrame:
+        """Fuse score columns and rerankers into one ranking per query (RRF, normalised sums, weights); see
+        :func:`rerankpd.fuse`."""
+        return _fusion.fuse(self._df, rankings, query, column, **kwargs)
+
     # Show the real keyword arguments (for tab completion and help()), without the frame and private hooks.
     __call__.__signature__ = _without_frame(api.rerank)  # type: ignore[attr-defined]
     scores.__signature__ = _without_frame(api.scores)  # type: ignore[attr-defined]
     estimate.__signature__ = _without_frame(api.estimate)  # type: ignore[attr-defined]
     evaluate.__signature__ = _without_frame(_evaluate.evaluate)  # type: ignore[attr-defined]
+    fuse.__signature__ = _without_frame(_fusion.fuse)  # type: ignore[attr-defined]
 
     def panel(self, column=None, **defaults):
         """An ipywidgets panel over this frame: query, columns, reranker, top_n, Run; see

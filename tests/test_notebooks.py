@@ -51,6 +51,7 @@ def test_the_notebooks_are_there():
         "04_caching_and_cost.ipynb",
         "05_evaluate.ipynb",
         "06_cascade.ipynb",
+        "07_hybrid.ipynb",
     ]
 
 

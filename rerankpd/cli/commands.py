@@ -240,7 +240,7 @@ LOCAL_PATIENCE = 1.0
 def _say_if_long(est: Any, name: str, df: pd.DataFrame, args: argparse.Namespace) -> None:
     """Before a run of a local reranker that will take more than :data:`LONG_RUN` seconds: say how long, and
     name the faster choices (bm25, a cascade, a hosted service's key)."""
-    from .estimate import duration
+    from ..run.estimate import duration
 
     seconds = getattr(est, "with_cascade", est).seconds
     if seconds is None or seconds <= LONG_RUN:

@@ -6,12 +6,14 @@ Examples
 --------
 $ rerankpd evaluate judged.csv --query-column question --label-column label -r bm25 -r e5
 $ rerankpd evaluate judged.parquet --query-column qid --label-column grade --score-column bm25_score --json
+$ rerankpd evaluate judged.csv --query-column qid --label-column grade -s bm25_score -r e5 --fuse "bm25_score,e5:rrf"
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Any
 
 import pandas as pd
 
@@ -38,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a reranker to evaluate, repeatable")
     parser.add_argument("--score-column", "-s", action="append", default=[],
                         help="a column of scores to evaluate as a ranking (higher first), repeatable")
+    parser.add_argument("--fuse", "-f", action="append", default=[], metavar="RANKINGS[:METHOD]",
+                        help="a fusion to evaluate, repeatable: score columns and reranker names separated by "
+                             "commas, then :rrf (default), :combsum, :combmnz, :max or :wsum (weights as "
+                             "name=weight), e.g. 'bm25_score,e5:rrf' or 'bm25_score=0.3,e5=0.7:wsum'")
     parser.add_argument("--metric", "-m", action="append", default=[],
                         help=f"repeatable; default: {' '.join(DEFAULT_METRICS)}")
     parser.add_argument("--qrels", metavar="FILE", help=QRELS_HELP)
@@ -52,13 +58,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary and comparison as JSON")
 
 
+def parse_fusion(spec: str) -> Any:
+    """A ``--fuse`` value as a :class:`rerankpd.Fusion`: ``"a,b[:method]"``, weights as ``a=0.3,b=0.7:wsum``.
+
+    >>> parse_fusion("bm25_score,e5")
+    Fusion(['bm25_score', 'e5'], method='rrf', k=60)
+    >>> parse_fusion("bm25_score=0.3,e5=0.7:wsum").weights
+    (0.3, 0.7)
+    """
+    from ..evaluation.fusion import Fusion
+    from .io import UsageError
+
+    rankings, _, method = spec.rpartition(":") if ":" in spec else (spec, "", "rrf")
+    names, weights = [], {}
+    for item in (part.strip() for part in rankings.split(",")):
+        name, equals, weight = item.partition("=")
+        names.append(name.strip())
+        if equals:
+            try:
+                weights[name.strip()] = float(weight)
+            except ValueError:
+                raise UsageError(f"--fuse {spec!r}: the weight of {name.strip()!r} is not a number") from None
+    if len(names) < 2 or not all(names):
+        raise UsageError(f"--fuse {spec!r}: give two or more rankings separated by commas, e.g. "
+                         "'bm25_score,e5:rrf'")
+    if weights and len(weights) != len(names):
+        raise UsageError(f"--fuse {spec!r}: give a weight to every ranking or to none")
+    return Fusion(names, method.strip() or "rrf", weights=weights or None)
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print; returns the exit status."""
     from ..evaluation.evaluate import evaluate
     from .io import check_columns, check_qrels, read_qrels, read_table
 
+    fusions = [parse_fusion(spec) for spec in args.fuse]
     df = read_table(args.input)
-    text_needed = bool(args.reranker) or (bool(args.qrels) and not args.id_column)
+    text_needed = bool(args.reranker or fusions) or (bool(args.qrels) and not args.id_column)
     check_columns(df, args.input, args.column if text_needed else None, args.query_column,
                   more=[("--label-column", args.label_column), ("--id-column", args.id_column),
                         *(("--score-column", name) for name in args.score_column)])
@@ -72,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
         check_qrels(qrels, args.qrels, df, args.input, queries,
                     "--query-column" if args.query_column else "--query", args.id_column or args.column,
                     "--id-column" if args.id_column else "--column")
+    rerankers = [*args.reranker, *fusions]
     evaluation = evaluate(df, args.query, args.column, query_column=args.query_column,
-                          label_column=args.label_column, rerankers=args.reranker or None,
+                          label_column=args.label_column, rerankers=rerankers or None,
                           score_columns=args.score_column or None, metrics=args.metric or DEFAULT_METRICS,
                           baseline=args.baseline, cache=False if args.no_cache else (args.cache_dir or True),
                           gain=args.gain, skip_empty=args.skip_empty, qrels=qrels, id_column=args.id_column)

@@ -311,6 +311,14 @@ def _judgments(df, codes, labels, queries, qrels, column, id_column, gain) -> tu
     return np.concatenate([codes, q_codes[extra]]), np.concatenate([labels, q_labels[extra]])
 
 
+def _needs_text(df: pd.DataFrame, reranker: Any) -> bool:
+    """A reranker scores the text column; a composite ranking (a Fusion) only if one of its parts does."""
+    if not is_composite(reranker):
+        return True
+    parts = getattr(reranker, "rankings", {})
+    return any(not (isinstance(p, str) and p in df.columns) and _needs_text(df, p) for p in parts.values())
+
+
 def _distinct_judgments(qrels: pd.DataFrame, labels: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """``qrels`` with each (query, document) judged once: a repeated row with the same label counts once (as in
     trec_eval); a document judged twice with different labels is refused, naming the rows."""
@@ -422,7 +430,7 @@ class RankingRun:
 
 
 def _default_reranker() -> str:
-    from .config import default_reranker_name
+    from ..config import default_reranker_name
 
     return default_reranker_name()
 
@@ -441,8 +449,8 @@ def _cost(info: dict, model: Any) -> dict:
     """What one run sent: pairs to a model (a lexical reranker such as bm25 counts none: it computes word
     statistics in this process, no model sees a pair), requests and tokens (None for a reranker that computes
     on this machine: nothing goes to a service)."""
-    from .estimate import computes_locally
-    from .rerankers.base import describe
+    from ..run.estimate import computes_locally
+    from ..rerankers.base import describe
 
     remote = not computes_locally(model)
     lexical = describe(model).kind == "lexical"
@@ -490,10 +498,11 @@ def evaluate(
         Infinite labels are refused, and under ``gain="exponential"`` labels above 1023 (whose gain
         2^label - 1 is not a finite number).
     rerankers
-        A name, a reranker object, a composite ranking (a :class:`rerankpd.Cascade`), a list of them, or a
-        dict ``{label: ranking}``; each reranker runs once through :func:`rerankpd.rerank` (score cache,
-        batching, retries, progress bar), however many rankings use it. A cascade is named by its ``name``
-        (``"bm25->e5"``) unless a dict labels it; its ``pairs_sent`` counts the pairs its reranker needs.
+        A name, a reranker object, a composite ranking (a :class:`rerankpd.Cascade` or a :class:`rerankpd.Fusion`),
+        a list of them, or a dict ``{label: ranking}``; each reranker runs once through :func:`rerankpd.rerank`
+        (score cache, batching, retries, progress bar), however many rankings use it. A composite is named by
+        its ``name`` (``"bm25->e5"``) unless a dict labels it; its ``pairs_sent`` counts the pairs its rerankers
+        need.
     score_columns
         A column name or a list of them holding scores the frame already has (e.g. the retriever's);
         higher ranks first.

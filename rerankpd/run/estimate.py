@@ -177,7 +177,7 @@ def _timed(run: Any) -> tuple[float | None, str | None]:
 
     import numpy as np
 
-    from .pairs import take_texts
+    from ..pairs import take_texts
 
     model = run.reranker
     if not computes_locally(model) or not callable(getattr(model, "score", None)):
@@ -213,7 +213,7 @@ def computes_locally(reranker: Any) -> bool:
     >>> computes_locally(reranker_class("bm25")), computes_locally(reranker_class("dmxapi"))
     (True, False)
     """
-    from .rerankers.http import HTTPReranker
+    from ..rerankers.http.client import HTTPReranker
 
     cls = reranker if isinstance(reranker, type) else type(reranker)
     declared = getattr(cls, "computes_locally", None)

@@ -497,13 +497,13 @@ class SlowLocal(Reranker):
 def slow_registered(monkeypatch):
     from rerankpd.rerankers import REGISTRY
 
-    monkeypatch.setitem(REGISTRY, "slowlocal", "tests.test_cli:SlowLocal")
+    monkeypatch.setitem(REGISTRY, "slowlocal", "tests.cli.test_commands:SlowLocal")
     monkeypatch.delenv("DMXAPI_API_KEY", raising=False)
 
 
 def test_a_long_local_run_says_how_long_and_the_faster_choices_before_it_starts(tmp_path, monkeypatch, capsys,
                                                                                  slow_registered):
-    from rerankpd import cli
+    from rerankpd.cli import commands as cli
 
     monkeypatch.setattr(cli, "LONG_RUN", 0.3)   # "a few minutes", scaled to this small file
     rows = [{"q": q, "text": f"{q} passage {i}"} for q in ("a", "b") for i in range(120)]
@@ -534,7 +534,7 @@ def test_a_long_local_run_says_how_long_and_the_faster_choices_before_it_starts(
 def test_ctrl_c_stops_a_local_run_within_a_second_or_so():
     """A local batch cannot be interrupted, and its result is not paid for: the command waits at most
     LOCAL_PATIENCE for it, then stops (every finished batch is already cached)."""
-    from rerankpd.cli import LOCAL_PATIENCE, _interruptible
+    from rerankpd.cli.commands import LOCAL_PATIENCE, _interruptible
 
     def work(cancel):
         time.sleep(20)   # one long local batch that ignores the event until it ends

@@ -14,7 +14,7 @@ NEW = ("pinecone", "nim", "mixedbread")
 
 
 def test_new_services_are_everywhere_a_reranker_is_chosen():
-    from rerankpd.cli import _parser
+    from rerankpd.cli.commands import _parser
     from rerankpd.notebook.panel import reranker_choices
 
     assert set(NEW) <= set(rerankpd.available_rerankers())
