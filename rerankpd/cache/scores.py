@@ -326,7 +326,8 @@ class RunCache:
         scores[hit] = values[hit]
         return int(hit.sum())
 
-    def store(self, pair_ids: Sequence[int], values: Sequence[float], texts: Sequence[str] | None = None) -> None:
+    def store(self, pair_ids: Sequence[int], values: Sequence[float] | np.ndarray,
+              texts: Sequence[str] | None = None) -> None:
         """Commit the scores of one finished request (pairs numbered as in :meth:`lookup`) before returning.
 
         One block per query of the request. The scheduler calls this in the thread that ran the request,

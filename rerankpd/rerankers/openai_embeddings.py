@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import BadResponseError, ConfigurationError
 from ..core.tokens import request_tokens
-from .base import BatchResult, EmbeddingBatch
+from .base import BatchResult, EmbeddingBatch, Scores
 from .http.client import HTTPReranker, openai_key_homes, usage_counts
 
 __all__ = ["EmbeddingsReranker"]
@@ -171,7 +171,7 @@ class EmbeddingsReranker(HTTPReranker):
         return EmbeddingBatch(vectors.astype(np.float32), usage_counts(data.get("usage")))
 
     # ----------------------------------------------------------------- score() for direct callers
-    def score(self, query: str, documents: list[str]) -> list[float]:
+    def score(self, query: str, documents: list[str]) -> Scores:
         return self.score_batch(query, documents).scores
 
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:

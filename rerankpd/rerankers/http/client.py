@@ -52,7 +52,7 @@ from ...errors import (
 from ...core.options import boolean, number, timeout_pair, whole
 from ...core.tokens import budget_spans, request_tokens, text_tokens
 from ...redact import mask_url, scrub, shorten, url_secrets
-from ..base import Availability, BatchResult, Reranker
+from ..base import Availability, BatchResult, Reranker, Scores
 from .answers import decode_json, scores_from_results, usage_counts
 from .ratelimit import PUBLISHED_LIMITS, AdaptiveConcurrency, RateLimiter, RateLimitWaitTooLong
 from .retry import backoff_delay, is_quick, may_retry, parse_retry_after, retry_delay, should_retry
@@ -480,7 +480,7 @@ class HTTPReranker(Reranker):
         return {}
 
     # ----------------------------------------------------------------- the one job
-    def score(self, query: str, documents: list[str]) -> list[float]:
+    def score(self, query: str, documents: list[str]) -> Scores:
         return self.score_batch(query, documents).scores
 
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:
