@@ -37,6 +37,7 @@ from ..errors import ConfigurationError, warn_user
 from ..rerankers import Reranker, get_reranker
 from ..run import pipeline
 from .metrics import DEFAULT_METRICS, GAINS, Metric, parse_metric, per_query
+from .rankings import is_composite
 from .significance import TESTS, holm, paired_p_value
 from ..core.options import boolean, one_of, whole
 
@@ -371,7 +372,7 @@ class RankingRun:
                  progress: bool | None) -> None:
         self.df, self.query, self.column, self.query_column = df, query, column, query_column
         self.cache, self.progress = cache, progress
-        self._memo: dict[tuple, tuple[np.ndarray, dict]] = {}
+        self._memo: dict[tuple, tuple[np.ndarray, dict, Any]] = {}
         self._models: dict[str, Any] = {}     # reranker name -> the object made once for this evaluation
         self._charged: list[dict] = []        # costs of the calls made for the ranking being computed
 
