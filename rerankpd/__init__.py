@@ -17,7 +17,8 @@ from .notebook.display import show
 from .errors import RerankError
 from .api import estimate, rerank, scores
 from .evaluation.evaluate import Evaluation, evaluate
-from .evaluation.fusion import Fusion, fit_fusion, fuse
+from .evaluation.fusion import Fusion, fuse
+from .evaluation.fusion_fit import fit_fusion
 from .run.estimate import Estimate
 from .rerankers import Reranker, available_rerankers, get_reranker
 from .notebook.panel import RerankPanel

@@ -288,6 +288,16 @@ def _named_rerankers(rerankers: Any) -> dict[str, Any]:
     return named
 
 
+def _needs_text(df: pd.DataFrame, ranking: Any) -> bool:
+    """Whether a ranking reads the text column: a score column does not, nor a fusion of score columns only."""
+    if isinstance(ranking, str) and ranking in df.columns:
+        return False
+    parts = getattr(ranking, "rankings", None)
+    if _composite(ranking) and isinstance(parts, dict):
+        return any(_needs_text(df, part) for part in parts.values())
+    return True
+
+
 def _composite(ranking: Any) -> bool:
     """A composite ranking (see :class:`RankingRun`): it has ``evaluation_scores(run)``."""
     return callable(getattr(ranking, "evaluation_scores", None))
@@ -310,14 +320,6 @@ def _judgments(df, codes, labels, queries, qrels, column, id_column, gain) -> tu
     held = pd.MultiIndex.from_arrays([codes, key.to_numpy()])
     extra = (q_codes >= 0) & ~pd.MultiIndex.from_arrays([q_codes, q_doc.to_numpy()]).isin(held)
     return np.concatenate([codes, q_codes[extra]]), np.concatenate([labels, q_labels[extra]])
-
-
-def _needs_text(df: pd.DataFrame, reranker: Any) -> bool:
-    """A reranker scores the text column; a composite ranking (a Fusion) only if one of its parts does."""
-    if not is_composite(reranker):
-        return True
-    parts = getattr(reranker, "rankings", {})
-    return any(not (isinstance(p, str) and p in df.columns) and _needs_text(df, p) for p in parts.values())
 
 
 def _distinct_judgments(qrels: pd.DataFrame, labels: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
@@ -534,7 +536,7 @@ def evaluate(
     """
     judged = judgments(df, query, column, query_column=query_column, label_column=label_column, metrics=metrics,
                        qrels=qrels, id_column=id_column, gain=gain, skip_empty=skip_empty,
-                       text_needed=bool(rerankers))
+                       text_needed=any(_needs_text(df, r) for r in _named_rerankers(rerankers).values()))
     rankings: dict[str, np.ndarray] = {ORIGINAL: -np.arange(len(df), dtype=np.float64)}
     costs: dict[str, dict] = {}
     columns = [] if score_columns is None else (

@@ -44,7 +44,7 @@ from ..errors import RunCancelled, warn_user
 from ..pairs import build_pairs, rank_within_groups, sort_order, top_n_mask
 from ..rerankers.base import describe
 from .estimate import estimate, reranker_for_estimate
-from .pipeline import ERROR, RANK, SCORE, rerank, scores
+from .pipeline import ERROR, RANK, SCORE, rerank
 from .progress import ProgressCallback
 from ..core.options import whole
 

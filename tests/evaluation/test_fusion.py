@@ -20,8 +20,8 @@ from rerankpd.evaluation.fusion import (
     FusionEstimate,
     fuse_scores,
     normalize,
-    simplex_grid,
 )
+from rerankpd.evaluation.fusion_fit import simplex_grid
 from rerankpd.pairs import rank_within_groups
 from rerankpd.testing import LoopbackRerankServer
 
@@ -321,7 +321,7 @@ def test_fit_fusion_cross_validates_honestly():
     assert honest.summary.loc["learned", "ndcg@10"] == pytest.approx(fit.cv_mean, abs=1e-12)
     np.testing.assert_allclose(honest.values("learned", "ndcg@10"), fit.cv_per_query.to_numpy(), atol=1e-12)
     # a fold's weights never saw its own queries: scrambling their labels leaves that fold's weights alone
-    from rerankpd.evaluation.fusion import _folds
+    from rerankpd.evaluation.fusion_fit import _folds
 
     fold = _folds(20, 4, 1)
     test_queries = [q for q, f in zip(fit.cv_per_query.index, fold) if f == 0]
