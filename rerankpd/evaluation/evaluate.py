@@ -37,7 +37,6 @@ from ..errors import ConfigurationError, warn_user
 from ..rerankers import Reranker, get_reranker
 from ..run import pipeline
 from .metrics import DEFAULT_METRICS, GAINS, Metric, parse_metric, per_query
-from .rankings import is_composite
 from .significance import TESTS, holm, paired_p_value
 from ..core.options import boolean, one_of, whole
 
