@@ -110,7 +110,7 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
-def cache_size_limit(value: "int | str | None" = None) -> int:
+def cache_size_limit(value: "int | float | str | None" = None) -> int:
     """The cache's size limit in bytes: ``value``, else ``RERANKPD_CACHE_SIZE_LIMIT``, else 1 GiB.
 
     >>> cache_size_limit("500MB"), cache_size_limit(2**20)
@@ -128,6 +128,7 @@ def cache_size_limit(value: "int | str | None" = None) -> int:
         if unit not in _UNITS:
             raise ConfigurationError(f"{source}={value!r}: give a number of bytes, or one with a unit "
                                      "(500MB, 2GiB)")
+        assert match is not None  # its unit was found above
         value = float(match.group(1)) * _UNITS[unit]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 2**20:
         raise ConfigurationError(f"{source}={value!r}: the cache's size limit must be at least 1 MiB (in bytes)")

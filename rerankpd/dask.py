@@ -105,6 +105,7 @@ def _score_partition(part: pd.DataFrame, query, column, query_column, name, opti
             pairs = _partition_pairs(part, query, column, query_column, model)
             if not pairs.n_pairs or not spec.cacheable:
                 return _scored(part, query, column, query_column, model, cache, errors)
+            assert spec.identity is not None  # cacheable: pairwise with an identity
             try:
                 store = SharedScoreStore(shared_cache, spec.identity)  # a remote store may connect here
             except (OSError, ValueError) as exc:

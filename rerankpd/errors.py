@@ -135,9 +135,11 @@ def warn_user(message: str, category: type[Warning] = RuntimeWarning) -> None:
     """
     import os
     import sys
+    import types
     import warnings
 
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame: types.FrameType | None
     frame, level = sys._getframe(1), 2
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
@@ -186,5 +188,5 @@ class WarnOnce:
         return {"said": set(self._said)}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__()
+        WarnOnce.__init__(self)
         self._said = set(state["said"])

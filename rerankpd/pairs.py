@@ -55,8 +55,8 @@ class Pairs:
         For each row, its query's index in ``queries``, or -1 when the row's query is missing.
     """
 
-    queries: list[str]
-    texts: list[str]
+    queries: Sequence[str]
+    texts: Sequence[str]
     pair_group: np.ndarray
     pair_text: np.ndarray
     row_pair: np.ndarray
@@ -93,7 +93,8 @@ def _codes(values: Sequence[str | None] | Factorized) -> tuple[np.ndarray, Seque
     return codes.astype(np.int64, copy=False), list(uniques)
 
 
-def build_pairs(queries: str | Sequence[str | None], texts: Sequence[str | None]) -> Pairs:
+def build_pairs(queries: str | Sequence[str | None] | Factorized,
+                texts: Sequence[str | None] | Factorized) -> Pairs:
     """Deduplicate rows into unique (query, text) pairs.
 
     Parameters
@@ -142,7 +143,7 @@ def take_texts(texts: Sequence[str], positions: Sequence[int] | np.ndarray) -> l
     >>> take_texts(["a", "b", "c"], [2, 0]), take_texts(pd.Index(["a", "b"], dtype="string"), [1])
     (['c', 'a'], ['b'])
     """
-    if isinstance(texts, list):
+    if not isinstance(texts, pd.Index):
         return [texts[i] for i in positions]
     return texts.array.take(np.asarray(positions, dtype=np.int64)).tolist()  # a pandas Index of str
 

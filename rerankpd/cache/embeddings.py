@@ -66,6 +66,7 @@ class EmbeddingCache:
         if shared is not None:
             return cls(shared, identity, tag if tag is not None else getattr(cache, "tag", None), owned=False)
         settings = settings_for(cache)
+        assert settings is not None  # cache is neither False nor None here
         try:
             return cls(Store(settings), identity, tag)
         except STORE_ERRORS as exc:

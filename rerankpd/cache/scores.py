@@ -275,6 +275,7 @@ class RunCache:
     def _prefix(self, group: int) -> bytes:
         prefix = self._prefixes.get(group)
         if prefix is None:
+            assert self._pairs is not None  # lookup() came first: it numbers the pairs
             prefix = self._prefixes[group] = query_prefix(self._digest, self._pairs.queries[group])
         return prefix
 
@@ -326,7 +327,8 @@ class RunCache:
         scores[hit] = values[hit]
         return int(hit.sum())
 
-    def store(self, pair_ids: Sequence[int], values: Sequence[float], texts: Sequence[str] | None = None) -> None:
+    def store(self, pair_ids: Sequence[int], values: Sequence[float] | np.ndarray,
+              texts: Sequence[str] | None = None) -> None:
         """Commit the scores of one finished request (pairs numbered as in :meth:`lookup`) before returning.
 
         One block per query of the request. The scheduler calls this in the thread that ran the request,
@@ -338,6 +340,7 @@ class RunCache:
         if store is None or store.failure is not None:
             return
         pairs = self._pairs
+        assert pairs is not None  # lookup() came first: it numbers the pairs
         ids = np.asarray(pair_ids, dtype=np.int64)
         if self._hashes is not None:
             hashes = self._hashes[pairs.pair_text[ids]]

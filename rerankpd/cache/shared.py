@@ -108,7 +108,7 @@ class SharedScoreStore:
     def __init__(self, url: str, identity: str) -> None:
         fsspec = _fsspec()
         self.url = url
-        self.identity = identity
+        self.identity: str | None = identity  # None: a store opened by _over, identity unknown
         self.fs, root = fsspec.core.url_to_fs(url)
         sample = pair_keys(identity, [_NAMESPACE_PAIR[0]], [_NAMESPACE_PAIR[1]], [0], [0])[0]
         sample = sample.encode("ascii") if isinstance(sample, str) else bytes(sample)
@@ -136,6 +136,7 @@ class SharedScoreStore:
     def keys(self, queries: Sequence[str], texts: Sequence[str], pair_group: Iterable[int],
              pair_text: Iterable[int]) -> list:
         """:func:`pair_keys` under this store's identity."""
+        assert self.identity is not None  # only a store opened with an identity makes keys
         return pair_keys(self.identity, queries, texts, pair_group, pair_text)
 
     def files(self) -> list[str]:

@@ -36,7 +36,7 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, overload
 from urllib.parse import quote
 
 import diskcache
@@ -89,6 +89,10 @@ class CacheSettings:
     expire: Any = None
 
 
+@overload
+def settings_for(cache: CacheSettings) -> CacheSettings: ...
+@overload
+def settings_for(cache: Any) -> CacheSettings | None: ...
 def settings_for(cache: Any) -> CacheSettings | None:
     """The resolved settings of a ``cache=`` argument (True, a path or :class:`CacheSettings`); None for
     False/None. Environment variables are read here, at call time."""

@@ -30,7 +30,7 @@ import pandas as pd
 from .. import __version__, config
 from ..cache import STORE_ERRORS, cache_info, clear_cache
 from ..errors import ConfigurationError, RerankError, RunCancelled
-from ..rerankers import available_rerankers, get_reranker, reranker_class
+from ..rerankers import Reranker, available_rerankers, get_reranker, reranker_class
 from ..run.estimate import computes_locally
 from ..run.pipeline import RANK, SCORE
 from . import evaluate as evaluate_cli
@@ -177,6 +177,7 @@ def _rank(args: argparse.Namespace) -> int:
                              f"nor a column of {args.input}; its columns are {list(map(str, df.columns))!r}")
         common.update(prefilter=args.prefilter, candidates=args.candidates)
     local = computes_locally(reranker_class(name))
+    model: Reranker | str  # the estimate's reranker, then the one (or the name) the run uses
     if args.dry_run or local:
         from ..api import estimate
         from ..run.estimate import reranker_for_estimate
@@ -296,7 +297,7 @@ def _interruptible(work: Callable[[threading.Event], Any], patience: float | Non
     return outcome["value"]
 
 
-def _notice_on_sigint(cancel: threading.Event) -> Callable[[], None]:
+def _notice_on_sigint(cancel: threading.Event) -> Callable[[], object]:
     """Install a SIGINT handler that prints what happens next, then raises KeyboardInterrupt."""
     import signal
 

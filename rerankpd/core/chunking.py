@@ -100,7 +100,7 @@ def window_bounds(n_tokens: int, spec: ChunkSpec) -> list[tuple[int, int]]:
     """
     if n_tokens <= spec.chunk_tokens:
         return [(0, n_tokens)]
-    bounds = []
+    bounds: list[tuple[int, int]] = []
     start = 0
     while len(bounds) < spec.max_chunks:
         stop = min(start + spec.chunk_tokens, n_tokens)

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal, TypeGuard, overload
 
 from ..errors import ConfigurationError
 
 __all__ = ["boolean", "is_whole", "number", "one_of", "timeout_pair", "whole"]
 
 
-def is_whole(value: Any) -> bool:
-    """True for an ``int`` or a NumPy integer, never for a ``bool``."""
+def is_whole(value: Any) -> TypeGuard[int]:
+    """True for an ``int`` or a NumPy integer (which acts as one), never for a ``bool``."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -46,6 +46,12 @@ def _bounds(minimum: float | None, maximum: float | None) -> str:
     return ""
 
 
+@overload
+def whole(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
+          allow_none: Literal[False] = False) -> int: ...
+@overload
+def whole(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
+          allow_none: bool) -> int | None: ...
 def whole(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
           allow_none: bool = False) -> int | None:
     """``value`` as an ``int`` within ``[minimum, maximum]``; None passes only with ``allow_none``.
@@ -61,6 +67,12 @@ def whole(name: str, value: Any, *, minimum: int | None = None, maximum: int | N
     return int(value)
 
 
+@overload
+def number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
+           exclusive_minimum: bool = False, allow_none: Literal[False] = False, allow_inf: bool = False) -> float: ...
+@overload
+def number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
+           exclusive_minimum: bool = False, allow_none: bool, allow_inf: bool = False) -> float | None: ...
 def number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
            exclusive_minimum: bool = False, allow_none: bool = False, allow_inf: bool = False) -> float | None:
     """``value`` as a finite ``float`` (or inf with ``allow_inf``) within the bounds.

@@ -373,7 +373,7 @@ class RankingRun:
                  progress: bool | None) -> None:
         self.df, self.query, self.column, self.query_column = df, query, column, query_column
         self.cache, self.progress = cache, progress
-        self._memo: dict[tuple, tuple[np.ndarray, dict]] = {}
+        self._memo: dict[tuple, tuple[np.ndarray, dict, Any]] = {}
         self._models: dict[str, Any] = {}     # reranker name -> the object made once for this evaluation
         self._charged: list[dict] = []        # costs of the calls made for the ranking being computed
 

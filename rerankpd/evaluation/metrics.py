@@ -82,6 +82,7 @@ def parse_metric(text: str) -> Metric:
     if measure is None:
         raise ConfigurationError(f"metrics: unknown metric {text!r}; use ndcg@k, mrr@k, map, recall@k or "
                                  "precision@k (for example 'ndcg@10')")
+    assert match is not None  # the measure was read from it
     k = int(match.group(2)) if match.group(2) else None
     if k is not None and k < 1:
         raise ConfigurationError(f"metrics: {text!r} needs a cutoff k >= 1")
@@ -220,6 +221,7 @@ def per_query(
                 if metric.measure == "recall":
                     value = np.where(n_relevant > 0, found / n_relevant, 0.0)
                 else:
+                    assert metric.k is not None  # parse_metric gives precision a cutoff
                     value = found / metric.k
             out[metric.name] = value.astype(np.float64, copy=False)
     return out

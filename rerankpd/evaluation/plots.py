@@ -44,7 +44,7 @@ def _look(i: int, colors: list) -> dict:
 def _colors() -> list:
     import matplotlib
 
-    return list(matplotlib.colormaps["tab10"].colors)
+    return list(matplotlib.color_sequences["tab10"])  # the colours of the tab10 colormap
 
 
 def evaluation_figure(evaluation: Any, metric: str, baseline: str, confidence: float = 0.95):

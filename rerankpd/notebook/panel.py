@@ -510,6 +510,7 @@ class RerankPanel:
         except Exception as exc:  # noqa: BLE001 - shown in the panel, which stays usable
             self._set_status(f"Export failed: {html.escape(_plain_error(exc))}", kind="error")
         else:
+            assert self.result is not None  # export() raised otherwise
             self._set_status(f"Wrote {len(self.result)} rows to {html.escape(target)}")
 
     # ---------------------------------------------------------------------------------------- events

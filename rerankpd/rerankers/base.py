@@ -35,11 +35,16 @@ from __future__ import annotations
 import abc
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
+
+import numpy as np
 
 from ..core.identity import identity_text
 
 __all__ = ["KINDS", "Availability", "BatchResult", "EmbeddingBatch", "Reranker", "RerankerSpec", "describe"]
+
+#: What ``score`` and ``BatchResult.scores`` hold: one float per document, as a list or a float64 array.
+Scores = Union[Sequence[float], np.ndarray]
 
 #: What a reranker can be; see the module's notes.
 KINDS = ("cross-encoder", "embedding", "lexical", "llm")
@@ -54,7 +59,7 @@ class BatchResult:
     pair or per window, and says so here (0 when every window came from its cache).
     """
 
-    scores: list[float]
+    scores: Scores
     usage: dict[str, int] = field(default_factory=dict)
     attempts: int = 1
     requests: int = 1
@@ -119,7 +124,7 @@ class Reranker(abc.ABC):
     max_request_tokens: int | None = None
 
     @abc.abstractmethod
-    def score(self, query: str, documents: list[str]) -> list[float]:
+    def score(self, query: str, documents: list[str]) -> Scores:
         """Relevance of each document to ``query``, higher is more relevant, in the order given."""
 
     def prepare(self, texts: Sequence[str]) -> None:

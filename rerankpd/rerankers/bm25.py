@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -141,7 +141,7 @@ class BM25Reranker(Reranker):
         self._stats = None
 
     def score(self, query: str, documents: list[str]) -> list[float]:
-        return self.score_batch(query, documents).scores.tolist()
+        return self._scores(query, documents).tolist()
 
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:
         """The scores as one float64 array (a million Python floats would cost more than the frame)."""
@@ -258,6 +258,7 @@ def query_view(query_tokens: list[str], documents: list[str],
     vocab = {_OTHER: 0}
     for token in query_tokens:
         vocab.setdefault(token, len(vocab))
+    pack: Callable[[list[int]], Any]
     if len(vocab) <= 256:
         pack = bytes
     else:

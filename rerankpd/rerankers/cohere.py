@@ -70,7 +70,9 @@ class CohereReranker(ClientChunkedReranker):
     def parse_response(self, data: Any, n_documents: int) -> BatchResult:
         if not isinstance(data, dict):
             raise BadResponseError(f"expected a JSON object, got {type(data).__name__}")
-        meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        meta = data.get("meta")
+        if not isinstance(meta, dict):
+            meta = {}
         usage = usage_counts(meta.get("billed_units"))  # what is billed, under its own names
         usage.update({f"tokens.{k}": v for k, v in usage_counts(meta.get("tokens")).items()})  # what was read
         return BatchResult(scores_from_results(data.get("results"), n_documents), usage)

@@ -46,7 +46,7 @@ import numpy as np
 from ..core.chunking import chunk_spec
 from ..errors import MissingDependencyError, RerankError, WarnOnce
 from ..core.options import boolean, one_of, whole
-from .base import Availability, BatchResult, Reranker
+from .base import Availability, BatchResult, Reranker, Scores
 
 __all__ = ["DEFAULT_MODEL", "SORT_WINDOW", "CrossEncoderReranker", "ModelSource", "resolve_model",
            "score_in_batches"]
@@ -378,5 +378,5 @@ class CrossEncoderReranker(Reranker):
                 "out.attrs['rerank']['usage']['truncated_pairs'] counts them")
         return BatchResult(scores.tolist(), {"truncated_pairs": int(truncated)})
 
-    def score(self, query: str, documents: list[str]) -> list[float]:
+    def score(self, query: str, documents: list[str]) -> Scores:
         return self.score_batch(query, documents).scores

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import BadResponseError, ConfigurationError
 from ..core.tokens import request_tokens
-from .base import BatchResult, EmbeddingBatch
+from .base import BatchResult, EmbeddingBatch, Scores
 from .http.client import HTTPReranker, openai_key_homes, usage_counts
 
 __all__ = ["EmbeddingsReranker"]
@@ -76,6 +76,7 @@ class EmbeddingsReranker(HTTPReranker):
     key_domains = ("dmxapi.cn", "dmxapi.com")
     keyless_elsewhere = True
     default_model = None
+    batch_size: int  # __init__ sets a whole number from 1 to MAX_INPUTS, never None
     default_batch_size = 64
     default_max_concurrency = 4
 
@@ -87,7 +88,7 @@ class EmbeddingsReranker(HTTPReranker):
                                      "'text-embedding-3-small' or 'BAAI/bge-m3')")
         if prefixes is not None and prefixes not in PREFIXES:
             raise ConfigurationError(f"prefixes must be None or one of {sorted(PREFIXES)}, got {prefixes!r}")
-        default_query, default_document = PREFIXES.get(prefixes, ("", ""))
+        default_query, default_document = PREFIXES[prefixes] if prefixes is not None else ("", "")
         self.query_prefix = _text_option("query_prefix", default_query if query_prefix is None else query_prefix)
         self.document_prefix = _text_option("document_prefix",
                                             default_document if document_prefix is None else document_prefix)
@@ -171,7 +172,7 @@ class EmbeddingsReranker(HTTPReranker):
         return EmbeddingBatch(vectors.astype(np.float32), usage_counts(data.get("usage")))
 
     # ----------------------------------------------------------------- score() for direct callers
-    def score(self, query: str, documents: list[str]) -> list[float]:
+    def score(self, query: str, documents: list[str]) -> Scores:
         return self.score_batch(query, documents).scores
 
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:

@@ -158,6 +158,7 @@ def embed_groups(reranker: Any, groups: Sequence[tuple[str, Sequence[str]]], *, 
                 state["error"] = finished.error
         else:
             result = finished.result
+            assert result is not None  # a call that raised nothing has its vectors
             for i, vector in zip(batch, result.vectors):
                 vectors[g][i] = vector
             if cache is not None:
@@ -250,8 +251,8 @@ def score_pairs(reranker: Any, pairs: Pairs, todo: np.ndarray, *, batch_size: in
         if on_progress is not None:
             on_progress(done, total)
 
-    options = dict(batch_size=batch_size, max_concurrency=max_concurrency, cache=cache, stats=stats,
-                   errors=errors, cancel=cancel, on_batch=advance)
+    options: dict[str, Any] = dict(batch_size=batch_size, max_concurrency=max_concurrency, cache=cache,
+                                   stats=stats, errors=errors, cancel=cancel, on_batch=advance)
     if on_progress is not None:
         on_progress(0, total)
     (query_vectors, text_vectors), (query_failed, text_failed), failure = embed_groups(

@@ -221,7 +221,7 @@ def _attach_partial(exc: BaseException, run: Run) -> None:
         if math.isnan(run.pair_scores[p]) and p not in run.pair_errors:
             run.pair_errors[p] = "not scored: the run stopped first"
     try:
-        exc.partial = _assemble(run, None, True)
+        setattr(exc, "partial", _assemble(run, None, True))  # noqa: B010 - an attribute BaseException does not declare
     except Exception:  # noqa: BLE001 - never hide the real error behind a failure to attach
         logger.debug("could not attach a partial result", exc_info=True)
 

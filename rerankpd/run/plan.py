@@ -89,7 +89,7 @@ class Run:
         ``key`` is the batch's pair numbers.
         """
         pairs, texts = self.pairs, self.pairs.texts
-        if not isinstance(texts, list) and self.batches and len(texts) <= LIST_TEXTS_UP_TO:
+        if isinstance(texts, pd.Index) and self.batches and len(texts) <= LIST_TEXTS_UP_TO:
             texts = texts.tolist()  # few enough to hold as str at once: cheaper than a take per request
         for batch in self.batches:
             yield Request(pairs.queries[pairs.pair_group[batch[0]]], take_texts(texts, pairs.pair_text[batch]),
@@ -105,6 +105,7 @@ class Run:
                 self.pair_errors[p] = message
             self.failed_requests += 1
             return
+        assert finished.result is not None  # a request that raised nothing has its scores
         self.pair_scores[batch] = finished.result.scores
         self.requests += finished.result.requests
         self.sent += len(batch)
@@ -140,6 +141,7 @@ def plan_run(df: pd.DataFrame, query: str | None, column: Any, query_column: Any
     run = Run(df=df, column=column, query=query, query_column=query_column, reranker=reranker, spec=spec,
               pairs=pairs, errors=errors, pair_scores=np.full(pairs.n_pairs, np.nan), chunks=chunks)
     if pairs.n_pairs and spec.cacheable:
+        assert spec.identity is not None  # cacheable: pairwise with an identity
         run.cache = RunCache.open(cache, spec.identity, spec.name)
     elif pairs.n_pairs and spec.pairwise and cache is not False:
         _warn_not_cached(reranker, spec)

@@ -35,17 +35,19 @@ import logging
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from ..errors import BadResponseError, RunCancelled
-from ..rerankers.base import BatchResult, Reranker
+from ..rerankers.base import BatchResult, EmbeddingBatch, Reranker
 from ..core.options import is_whole
 
 __all__ = ["Finished", "Outcome", "Request", "run_bounded", "run_requests", "score_request"]
 
 logger = logging.getLogger(__name__)
+
+R = TypeVar("R", BatchResult, EmbeddingBatch)  # what a job returned: scores, or an embedding call's vectors
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,15 @@ class Request:
 
 
 @dataclass(frozen=True)
-class Finished:
+class Finished(Generic[R]):
     """A request that ended: its ``result`` (scores as a float64 array), or the ``error`` it raised.
 
     ``attempts`` is how many HTTP requests it took, retries included (1 for a local reranker).
+    ``request`` is the :class:`Request`, or the job given to :func:`run_bounded`.
     """
 
-    request: Request
-    result: BatchResult | None
+    request: Any
+    result: R | None
     error: BaseException | None
     attempts: int = 1
 
@@ -111,7 +114,7 @@ def score_request(reranker: Any, name: str, query: str, documents: list[str]) ->
                        requests if is_whole(requests) and requests >= 0 else 1)
 
 
-def _finished(request: Request, call: Callable[[], BatchResult]) -> Finished:
+def _finished(request: Any, call: Callable[[], R]) -> Finished[R]:
     try:
         result = call()
     except Exception as exc:  # noqa: BLE001 - every failure is reported to the callbacks

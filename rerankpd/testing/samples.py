@@ -40,6 +40,6 @@ def cranfield_sample() -> dict[str, Any]:
     >>> len(data["queries"]), len(data["docs"]), all(len(ids) == 20 for ids in data["first_stage"].values())
     (10, 171, True)
     """
-    source = resources.files(__package__).joinpath("data", _CRANFIELD)
+    source = resources.files(__package__).joinpath("data").joinpath(_CRANFIELD)
     with source.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as fh:
         return json.load(fh)

@@ -52,7 +52,7 @@ from ...errors import (
 from ...core.options import boolean, number, timeout_pair, whole
 from ...core.tokens import budget_spans, request_tokens, text_tokens
 from ...redact import mask_url, scrub, shorten, url_secrets
-from ..base import Availability, BatchResult, Reranker
+from ..base import Availability, BatchResult, Reranker, Scores
 from .answers import decode_json, scores_from_results, usage_counts
 from .ratelimit import PUBLISHED_LIMITS, AdaptiveConcurrency, RateLimiter, RateLimitWaitTooLong
 from .retry import backoff_delay, is_quick, may_retry, parse_retry_after, retry_delay, should_retry
@@ -265,6 +265,7 @@ class HTTPReranker(Reranker):
 
     def _init_request_limits(self, max_request_tokens: int | None) -> None:
         max_documents, published_tokens = self.request_limits()
+        assert self.batch_size is not None  # __init__ has just set it to a whole number
         if max_documents is not None and self.batch_size > max_documents:
             raise ConfigurationError(
                 f"batch_size={self.batch_size} is above {self.name}'s limit of {max_documents} documents per "
@@ -372,6 +373,7 @@ class HTTPReranker(Reranker):
         self.key_source: str | None = None
         #: Variables that are set but whose key does not go to this host.
         self.withheld_key_env: tuple[str, ...] = ()
+        key: str | None
         if isinstance(api_key, config.Secret):
             key = api_key.reveal()
         else:
@@ -480,7 +482,7 @@ class HTTPReranker(Reranker):
         return {}
 
     # ----------------------------------------------------------------- the one job
-    def score(self, query: str, documents: list[str]) -> list[float]:
+    def score(self, query: str, documents: list[str]) -> Scores:
         return self.score_batch(query, documents).scores
 
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:
@@ -489,6 +491,7 @@ class HTTPReranker(Reranker):
         if not documents:
             return BatchResult([])
         spans = [(0, len(documents))]
+        assert self.batch_size is not None  # set by __init__ (the listwise llm reranker, which clears it, has its own)
         if len(documents) > self.batch_size or self.max_request_tokens:
             query_tokens = text_tokens(query)
             costs = [query_tokens + text_tokens(d) for d in documents] if self.max_request_tokens else [0] * len(documents)
@@ -569,7 +572,7 @@ class HTTPReranker(Reranker):
         """``text`` without the key or URL credentials, in any form a server echoes them (one scrub for all)."""
         return scrub(text, self._secrets())
 
-    def _request(self, payload: dict, n_documents: int, n_tokens: int = 0) -> BatchResult:
+    def _request(self, payload: dict, n_documents: int, n_tokens: int = 0) -> Any:  # what parse_response returns
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         started = self._clock()
         try:
@@ -608,7 +611,7 @@ class HTTPReranker(Reranker):
                 "(0 switches the budget off), or send fewer tokens per request (a smaller batch_size)",
                 provider=self.name) from None
 
-    def _attempt(self, body: bytes, n_documents: int, n_tokens: int = 0) -> BatchResult:
+    def _attempt(self, body: bytes, n_documents: int, n_tokens: int = 0) -> Any:  # what parse_response returns
         """One request: the budget, a concurrency slot, the exchange, then the answer or a typed error."""
         self._reserve_budget(n_tokens)
         try:
@@ -677,8 +680,9 @@ class HTTPReranker(Reranker):
             f"{self.name}: connection to {self.endpoint} failed: {type(exc).__name__}", provider=self.name),
             quick=is_quick(None))
 
-    def _parse(self, raw: bytes, status: int, n_documents: int) -> BatchResult:
-        """A 2xx answer as scores; any malformed answer is a retryable BadResponseError."""
+    def _parse(self, raw: bytes, status: int, n_documents: int) -> Any:
+        """A 2xx answer as :meth:`parse_response` reads it (scores, or a dialect's own answer); any
+        malformed answer is a retryable BadResponseError."""
         data, is_json = decode_json(raw)
         try:
             if not is_json:
@@ -705,7 +709,7 @@ class HTTPReranker(Reranker):
             said = ""
         said = self._shorten(said)
         message = f"{self.name} answered HTTP {status}" + (f": {said}" if said else "")
-        kwargs = {"status_code": status, "provider": self.name}
+        kwargs: dict[str, Any] = {"status_code": status, "provider": self.name}
         if status in self.auth_statuses:
             return AuthenticationError(message + self.auth_hint(status), **kwargs)
         if status == 429:

@@ -61,7 +61,8 @@ def make_session(url: str, pool_size: int, basic_auth: tuple[config.Secret, conf
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    return session, settings.get("verify", True)
+    verify = settings.get("verify")
+    return session, True if verify is None else verify  # None: requests' default, check certificates
 
 
 def post(session: requests.Session, url: str, body: bytes, headers: dict[str, str], timeout: tuple[float, float],
@@ -83,7 +84,7 @@ def read_body(raw: Any, deadline: float, limit: int | None = None) -> bytes:
     ``limit`` decoded bytes (each read decodes at most 64 KiB, so a gzip bomb is stopped at the limit, not
     inflated whole)."""
     read = getattr(raw, "read1", None) or raw.read  # read1: urllib3 >= 2.1; one recv per call
-    chunks = []
+    chunks: list[bytes] = []
     size = 0
     while True:
         if time.monotonic() > deadline:
