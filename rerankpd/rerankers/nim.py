@@ -28,7 +28,7 @@ from ..core.options import one_of
 from .http.answers import scores_from_results, usage_counts
 from .base import BatchResult
 from .http.chunked import ClientChunkedReranker
-from .http.client import _host_in
+from .http.keys import _host_in
 
 __all__ = ["NIMReranker"]
 
