@@ -73,9 +73,8 @@ def write_block(cache: diskcache.Cache, prefix: bytes, block: bytes, options: di
     n = start
     while n > 0 and _block_key(prefix, n - 1) not in cache:
         n -= 1
-    while _block_key(prefix, n) in cache:
+    while not cache.add(_block_key(prefix, n), block, **options):
         n += 1
-    cache.set(_block_key(prefix, n), block, **options)
     return n
 
 

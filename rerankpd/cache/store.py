@@ -13,8 +13,8 @@ clear delete another file).
 A cache never fails a run (:class:`Store`): a cache that cannot be opened for writing (a read-only
 directory or mount, a full disk) is opened read-only and still serves its hits; one that fails mid-run
 stops writing at the first failure (no retries, so a full disk never stalls a run) and its owner warns
-once, at the user's line. diskcache cannot open a cache read-only, so :class:`_ReadOnlyCache` reads the
-same table through a read-only SQLite connection.
+once, at the user's line. diskcache cannot open a cache read-only, so a read-only :class:`_Cache` reads
+the same table through a read-only SQLite connection.
 
 Examples
 --------
@@ -123,55 +123,27 @@ class BytesDisk(diskcache.Disk):
 
 
 class _Cache(diskcache.Cache):
-    """A diskcache cache whose :meth:`close` closes the connections of every thread that used it (diskcache
-    closes only the calling thread's, and a run writes from its worker threads), so a run that ends leaves
-    no SQLite file open (and SQLite removes the ``-wal`` and ``-shm`` files)."""
+    """A diskcache cache of raw bytes that switches a new, empty store to WAL mode without waiting for the
+    disk (nothing is in it yet; every later write is synced as diskcache sets it), and whose
+    :meth:`close` closes the connections of every thread that used it (diskcache closes only the calling
+    thread's), so a run that ends leaves no SQLite file open.
 
-    def __init__(self, directory: str, **settings: Any) -> None:
+    ``read_only``: read through a read-only SQLite connection (diskcache itself writes as it opens); a WAL
+    database whose ``-shm`` file cannot be created (a read-only directory) is opened ``immutable``: nobody
+    can be writing it then either.
+    """
+
+    def __init__(self, directory: str, read_only: bool = False, **settings: Any) -> None:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        super().__init__(directory, timeout=BUSY_TIMEOUT, disk=BytesDisk, **settings)
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(os.path.join(self._directory, DBNAME), timeout=self._timeout, isolation_level=None,
-                               check_same_thread=False)
-
-    @property
-    def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None or getattr(self._local, "pid", None) != os.getpid():  # a forked child connects anew
-            con = self._local.con = self._connect()
-            self._local.pid = os.getpid()
-            with self._connections_lock:
-                self._connections.append(con)
-            self._configure()
-        return con
-
-    def _configure(self) -> None:
-        with contextlib.suppress(sqlite3.OperationalError):  # no Settings table yet: __init__ sets them
-            for key, value in self._local.con.execute("SELECT key, value FROM Settings").fetchall():
-                if key.startswith("sqlite_"):
-                    self.reset(key, value, update=False)
-
-    def close(self) -> None:
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
-        self._local = threading.local()
-        for con in connections:
-            con.close()
-
-
-class _ReadOnlyCache(_Cache):
-    """A diskcache cache opened for reading only, through a read-only SQLite connection (diskcache itself
-    writes its settings as it opens). A WAL database whose ``-shm`` file cannot be created (a read-only
-    directory) is opened ``immutable``: nobody can be writing it then either."""
-
-    def __init__(self, directory: str) -> None:  # deliberately not diskcache's __init__: it writes
-        self._directory, self._timeout, self._txn_id = directory, BUSY_TIMEOUT, None
-        self._local = threading.local()
-        self._connections, self._connections_lock = [], threading.Lock()
-        self._disk = BytesDisk(directory)
-        self._immutable = False
+        self._read_only, self._immutable = read_only, False
+        self._creating = not read_only and not os.path.getsize(os.path.join(directory, DBNAME))
+        if not read_only:
+            super().__init__(directory, timeout=BUSY_TIMEOUT, disk=BytesDisk, **settings)
+            self._creating = False
+            return
+        self._directory, self._timeout, self._txn_id = directory, BUSY_TIMEOUT, None  # not diskcache's: it writes
+        self._local, self._disk = threading.local(), BytesDisk(directory)
         try:
             self._sql("SELECT 1 FROM Settings").fetchall()
         except sqlite3.Error:
@@ -182,12 +154,36 @@ class _ReadOnlyCache(_Cache):
         ((self._page_size,),) = self._sql("PRAGMA page_size").fetchall()
 
     def _connect(self) -> sqlite3.Connection:
-        path = quote(os.path.abspath(os.path.join(self._directory, DBNAME)))
-        uri = f"file:{path}?mode=ro" + ("&immutable=1" if self._immutable else "")
-        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        path = os.path.abspath(os.path.join(self._directory, DBNAME))
+        if self._read_only:
+            uri = f"file:{quote(path)}?mode=ro" + ("&immutable=1" if self._immutable else "")
+            return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        con = sqlite3.connect(path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+        if self._creating:  # a new, empty store: diskcache's set-up turns synchronous back on once in WAL mode
+            con.execute("PRAGMA synchronous = OFF")
+        return con
 
-    def _configure(self) -> None:
-        """A read-only connection sets no pragma."""
+    @property
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None or getattr(self._local, "pid", None) != os.getpid():  # a forked child connects anew
+            con = self._local.con = self._connect()
+            self._local.pid = os.getpid()
+            with self._connections_lock:
+                self._connections.append(con)
+            if not self._read_only:  # the pragmas of each connection (a read-only one sets none)
+                with contextlib.suppress(sqlite3.OperationalError):  # no Settings table yet: set-up sets them
+                    for key, value in con.execute("SELECT key, value FROM Settings").fetchall():
+                        if key.startswith("sqlite_"):
+                            self.reset(key, value, update=False)
+        return con
+
+    def close(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        self._local = threading.local()
+        for con in connections:
+            con.close()
 
 
 def _file_identity(path: str) -> tuple[int, int] | None:
@@ -219,10 +215,12 @@ class Store:
         self.wrote = False
         self._warned: set[str] = set()
         self.cache: diskcache.Cache = self._open(read_only)
-        self.read_only = isinstance(self.cache, _ReadOnlyCache)
+        self.read_only = self.cache._read_only
         if self.read_only and not read_only:
             self.failure = READ_ONLY
-        self._file = _file_identity(os.path.join(self.path, DBNAME))
+        self._database = os.path.join(self.path, DBNAME)
+        self._file = _file_identity(self._database)
+        self._lock = threading.Lock()  # this process's writers queue here, not in SQLite's busy handler
 
     def _open(self, read_only: bool) -> diskcache.Cache:
         database = os.path.join(self.path, DBNAME)
@@ -245,7 +243,7 @@ class Store:
                 logger.info("the cache at %s opens read-only: %s", self.directory, exc)
         if not os.path.isfile(database):
             raise FileNotFoundError(f"no cache at {self.directory}")
-        return _ReadOnlyCache(self.path)
+        return _Cache(self.path, read_only=True)
 
     def _cull(self, cache: diskcache.Cache) -> None:
         """Remove expired entries, then the least recently used ones down to the size limit. Writes do not
@@ -264,9 +262,9 @@ class Store:
         if self.failure is not None:
             return False
         try:
-            if _file_identity(os.path.join(self.path, DBNAME)) != self._file:
+            if _file_identity(self._database) != self._file:
                 raise FileNotFoundError("the cache directory was removed or replaced during the run")
-            with self.cache.transact():
+            with self._lock, self.cache.transact():
                 fn(self.cache)
             self.wrote = True
             return True
