@@ -35,7 +35,7 @@ import numpy as np
 from ..pairs import Pairs, take_texts
 from ..errors import warn_user
 from .keys import HASH_BYTES, SCORES, pair_keys, query_prefix, text_hashes
-from .store import STORE_ERRORS, CacheSettings, Store, settings_for
+from .store import STORE_ERRORS, CacheSettings, Store, StoreUser, settings_for
 
 __all__ = ["RunCache", "ScoreCache"]
 
@@ -137,7 +137,7 @@ def _read(store: Store, prefixes: Sequence[bytes]) -> Found:
     return store.read(lambda cache: Found([(p, b) for p in prefixes for b in read_blocks(cache, p)]))
 
 
-class ScoreCache:
+class ScoreCache(StoreUser):
     """Scores of (reranker, query, text) by 32-byte pair key, outside a run (the shared store for Dask
     and tests use it; a run uses :class:`RunCache`).
 
@@ -153,8 +153,8 @@ class ScoreCache:
 
     def __init__(self, directory: Any = None, *, read_only: bool = False, tag: str | None = None) -> None:
         settings = settings_for(directory if isinstance(directory, CacheSettings) else CacheSettings(directory))
-        self.store = Store(settings, read_only=read_only)
-        self.directory, self.tag = self.store.directory, tag
+        super().__init__(Store(settings, read_only=read_only), tag)
+        self.store = self._store
 
     @staticmethod
     def key(identity_digest: str, query: str, text: str) -> bytes:
@@ -204,27 +204,17 @@ class ScoreCache:
         groups = np.array([number[k[:16]] for k in keys], dtype=np.int64)
         hashes = np.frombuffer(b"".join(k[16:] for k in keys), np.uint8).reshape(len(keys), HASH_BYTES)
         rows = block_rows(prefixes.__getitem__, groups, hashes, [float(scores[k]) for k in keys])
-        options = self.store.put_options(self.tag)
         with self.store.cache.transact():
             for prefix, block in rows:
-                write_block(self.store.cache, prefix, block, options)
+                write_block(self.store.cache, prefix, block, self._options)
         self.store.wrote = True
-
-    def close(self) -> None:
-        self.store.close()
-
-    def __enter__(self) -> "ScoreCache":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def _as_list(values: Iterable[int]) -> list[int]:
     return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
-class RunCache:
+class RunCache(StoreUser):
     """The score cache as one run sees it: best effort, and the pipeline's only door to it.
 
     Opening, reading and writing never fail a run, and the pipeline only calls :meth:`open`,
@@ -244,15 +234,12 @@ class RunCache:
     """
 
     def __init__(self, store: Store, identity: str, tag: str | None = None) -> None:
-        self._store: Store | None = store
-        self.directory, self.settings, self.tag = store.directory, store.settings, tag
+        super().__init__(store, tag)
         self._digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
-        self._options = store.put_options(tag)
         self._pairs: Pairs | None = None
         self._prefixes: dict[int, bytes] = {}  # query number -> its prefix, made once per run
         self._hashes: np.ndarray | None = None  # every text's hash, when the lookup made them
         self._next: dict[bytes, int] = {}  # query prefix -> where its next block probably goes
-        self._warned = False
 
     @classmethod
     def open(cls, cache: Any, identity: str, tag: str | None = None) -> "RunCache | None":
@@ -265,11 +252,6 @@ class RunCache:
         except STORE_ERRORS as exc:
             warn_user(f"rerankpd: the score cache could not be opened ({exc}); scoring without it")
             return None
-
-    @property
-    def shared_store(self) -> Store | None:
-        """The open store (the embedding cache of the run uses it too)."""
-        return self._store
 
     def _prefix(self, group: int) -> bytes:
         prefix = self._prefixes.get(group)
@@ -284,19 +266,7 @@ class RunCache:
         (kept for :meth:`store`) when anything was found, and matches the pairs with one binary search.
         """
         self._pairs, self._prefixes, self._hashes, self._next = pairs, {}, None, {}
-        store = self._store
-        if store is None or not pairs.n_pairs:
-            return 0
-        try:
-            return self._lookup(store, pairs, scores)
-        except STORE_ERRORS as exc:
-            self._warn(f"rerankpd: the score cache at {self.directory} could not be read ({exc}); "
-                       "scoring without it")
-            self.close()
-            return 0
-        except BaseException:  # Ctrl-C while reading a large cache: do not leave SQLite open
-            self.close()
-            raise
+        return self._read(lambda store: self._lookup(store, pairs, scores), 0) if pairs.n_pairs else 0
 
     def _lookup(self, store: Store, pairs: Pairs, scores: np.ndarray) -> int:
         groups = np.asarray(pairs.pair_group, dtype=np.int64)
@@ -349,22 +319,4 @@ class RunCache:
 
         if rows:
             store.write(write)
-
-    def report(self) -> None:
-        """Warn once, at the user's line, when finished scores are not being kept (call it in the user's
-        thread after :meth:`store`)."""
-        if self._store is not None and not self._warned:
-            self._store.report("score", "scoring goes on and cached scores are still read, but new scores "
-                                        "will not be kept")
-
-    def close(self) -> None:
-        """Release the store (every score handed over is already committed)."""
-        store, self._store = self._store, None
-        if store is not None:
-            store.close()
-
-    def _warn(self, message: str) -> None:
-        if not self._warned:
-            self._warned = True
-            warn_user(message)
 

@@ -46,7 +46,7 @@ from .. import config
 from ..errors import CacheError, warn_user
 from .keys import KINDS
 
-__all__ = ["CacheSettings", "STORE_ERRORS", "BytesDisk", "Store", "cache_info", "clear_cache", "settings_for"]
+__all__ = ["CacheSettings", "STORE_ERRORS", "BytesDisk", "Store", "StoreUser", "cache_info", "clear_cache", "settings_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,9 +158,11 @@ class _Cache(diskcache.Cache):
         if self._read_only:
             uri = f"file:{quote(path)}?mode=ro" + ("&immutable=1" if self._immutable else "")
             return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-        con = sqlite3.connect(path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+        # diskcache sets up with timeout 0 and retries only some statements: wait for the lock instead
+        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         if self._creating:  # a new, empty store: diskcache's set-up turns synchronous back on once in WAL mode
-            con.execute("PRAGMA synchronous = OFF")
+            with contextlib.suppress(sqlite3.OperationalError):  # another connection is setting it up
+                con.execute("PRAGMA synchronous = OFF")
         return con
 
     @property
@@ -307,6 +309,62 @@ class Store:
             self.cache.close()
 
     def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class StoreUser:
+    """What each cache of one kind shares: its :class:`Store` (its own, or the run's when ``owned`` is
+    False), the options of its new entries, reads that never fail a run, at most one warning, and closing.
+    """
+
+    #: The kind in messages, and what goes on without the cache.
+    what, doing = "score", "scoring"
+
+    def __init__(self, store: Store, tag: str | None = None, *, owned: bool = True) -> None:
+        self._store: Store | None = store
+        self._owned, self.tag, self._warned = owned, tag, False
+        self.directory, self.settings = store.directory, store.settings
+        self._options = store.put_options(tag)
+
+    def _read(self, fn: Callable[[Store], Any], default: Any) -> Any:
+        """``fn(store)``; ``default`` (one warning, the store released) when the store is closed or cannot
+        be read."""
+        store = self._store
+        if store is None:
+            return default
+        try:
+            return fn(store)
+        except STORE_ERRORS as exc:
+            self._warn(f"rerankpd: the {self.what} cache at {self.directory} could not be read ({exc}); "
+                       f"{self.doing} without it")
+            self.close()
+            return default
+        except BaseException:  # Ctrl-C while reading a large cache: do not leave SQLite open
+            self.close()
+            raise
+
+    def report(self) -> None:
+        """Warn once, at the user's line, when new results are not being kept (call it in the user's
+        thread after a write)."""
+        if self._store is not None and not self._warned:
+            self._store.report(self.what, f"{self.doing} goes on and cached {self.what}s are still read, but "
+                                          f"new ones will not be kept")
+
+    def close(self) -> None:
+        """Release the store (when this cache opened it); everything handed over is already committed."""
+        store, self._store = self._store, None
+        if store is not None and self._owned:
+            store.close()
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warn_user(message)
+
+    def __enter__(self) -> Any:
         return self
 
     def __exit__(self, *exc: Any) -> None:

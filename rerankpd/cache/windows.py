@@ -21,22 +21,20 @@ from typing import Any, Sequence
 import numpy as np
 
 from .keys import WINDOWS, digest, encode
-from .store import STORE_ERRORS, Store, settings_for
+from .store import STORE_ERRORS, Store, StoreUser, settings_for
 
 __all__ = ["WindowCache"]
 
 logger = logging.getLogger(__name__)
 
 
-class WindowCache:
+class WindowCache(StoreUser):
     """Window answers of one LLM reranker identity. Reads and writes never raise (a failure is logged and
     is a miss); :meth:`open` raises what opening the store raises."""
 
     def __init__(self, store: Store, identity_digest: str, tag: str | None = None) -> None:
-        self._store = store
-        self.directory = store.directory
+        super().__init__(store, tag)
         self._identity = identity_digest.encode("utf-8")
-        self._options = store.put_options(tag)
 
     @classmethod
     def open(cls, cache: Any, identity_digest: str, tag: str | None = None) -> "WindowCache | None":
@@ -66,6 +64,3 @@ class WindowCache:
         value = np.asarray(permutation, dtype="<u4").tobytes()
         if not self._store.write(lambda cache: cache.set(self.key(query, passages), value, **self._options)):
             logger.warning("window cache write failed at %s: %s", self.directory, self._store.failure)
-
-    def close(self) -> None:
-        self._store.close()
