@@ -171,8 +171,7 @@ class ScoreCache(StoreUser):
         ...     ScoreCache.key("d", "q", "b"), ScoreCache.key("d", "q", "a")]
         True
         """
-        groups = np.asarray(_as_list(pair_group), dtype=np.int64)
-        positions = np.asarray(_as_list(pair_text), dtype=np.int64)
+        groups, positions = np.fromiter(pair_group, np.int64), np.fromiter(pair_text, np.int64)
         if not len(groups):
             return []
         used_groups, group_at = np.unique(groups, return_inverse=True)
@@ -208,10 +207,6 @@ class ScoreCache(StoreUser):
             for prefix, block in rows:
                 write_block(self.store.cache, prefix, block, self._options)
         self.store.wrote = True
-
-
-def _as_list(values: Iterable[int]) -> list[int]:
-    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 class RunCache(StoreUser):

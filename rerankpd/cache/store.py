@@ -215,7 +215,7 @@ class Store:
         self.path = os.path.join(self.directory, STORE_DIR)
         self.failure: str | None = None  #: why writing stopped (None: it has not)
         self.wrote = False
-        self._warned: set[str] = set()
+        self.warned: set[str] = set()  #: the kinds of cache that warned that writing stopped
         self.cache: diskcache.Cache = self._open(read_only)
         self.read_only = self.cache._read_only
         if self.read_only and not read_only:
@@ -226,9 +226,7 @@ class Store:
 
     def _open(self, read_only: bool) -> diskcache.Cache:
         database = os.path.join(self.path, DBNAME)
-        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
-            raise NotADirectoryError(f"the cache at {self.directory} is a file, not a directory; pass a "
-                                     "directory (cache=... or --cache-dir)")
+        _check_directory(self.directory, "open", NotADirectoryError)
         if not read_only:
             try:
                 os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -289,17 +287,6 @@ class Store:
                 self.cache.eviction_policy = "none"  # this connection only: read as a read-only cache does
         return fn(self.cache)
 
-    def put_options(self, tag: str | None) -> dict:
-        """The ``set()`` options of a new entry."""
-        return {"expire": self.settings.expire, "tag": tag}
-
-    def report(self, what: str, goes_on: str) -> None:
-        """Warn once per kind of cache (at the user's line) when writing has stopped."""
-        if self.failure is not None and what not in self._warned:
-            self._warned.add(what)
-            warn_user(f"rerankpd: the {what} cache at {self.directory} could not be written ({self.failure}); "
-                      f"{goes_on}")
-
     def close(self) -> None:
         """Evict down to the size limit (when this store wrote anything), then close every connection."""
         try:
@@ -307,12 +294,6 @@ class Store:
                 self._cull(self.cache)
         finally:
             self.cache.close()
-
-    def __enter__(self) -> "Store":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 class StoreUser:
@@ -327,7 +308,7 @@ class StoreUser:
         self._store: Store | None = store
         self._owned, self.tag, self._warned = owned, tag, False
         self.directory, self.settings = store.directory, store.settings
-        self._options = store.put_options(tag)
+        self._options = {"expire": store.settings.expire, "tag": tag}  # of each new entry
 
     def _read(self, fn: Callable[[Store], Any], default: Any) -> Any:
         """``fn(store)``; ``default`` (one warning, the store released) when the store is closed or cannot
@@ -347,11 +328,13 @@ class StoreUser:
             raise
 
     def report(self) -> None:
-        """Warn once, at the user's line, when new results are not being kept (call it in the user's
-        thread after a write)."""
-        if self._store is not None and not self._warned:
-            self._store.report(self.what, f"{self.doing} goes on and cached {self.what}s are still read, but "
-                                          f"new ones will not be kept")
+        """Warn once per kind and store, at the user's line, when new results are not being kept (call it
+        in the user's thread after a write)."""
+        store = self._store
+        if store is not None and not self._warned and store.failure is not None and self.what not in store.warned:
+            store.warned.add(self.what)
+            warn_user(f"rerankpd: the {self.what} cache at {self.directory} could not be written ({store.failure}); "
+                      f"{self.doing} goes on and cached {self.what}s are still read, but new ones will not be kept")
 
     def close(self) -> None:
         """Release the store (when this cache opened it); everything handed over is already committed."""
@@ -371,10 +354,11 @@ class StoreUser:
         self.close()
 
 
-def _check_directory(directory: str, doing: str) -> None:
+def _check_directory(directory: str, doing: str, error: type = CacheError) -> str:
     if os.path.exists(directory) and not os.path.isdir(directory):
-        raise CacheError(f"cannot {doing} the cache at {directory}: it is a file, not a directory; "
-                         "pass a directory (cache=... or --cache-dir)")
+        raise error(f"cannot {doing} the cache at {directory}: it is a file, not a directory; "
+                    "pass a directory (cache=... or --cache-dir)")
+    return directory
 
 
 def cache_info(directory: Any = None) -> dict:
@@ -393,8 +377,7 @@ def cache_info(directory: Any = None) -> dict:
     ['directory', 'entries', 'kinds', 'scores', 'size_bytes', 'size_limit']
     """
     settings = settings_for(CacheSettings(directory))
-    directory = settings.directory
-    _check_directory(directory, "read")
+    directory = _check_directory(settings.directory, "read")
     info = {"directory": directory, "entries": 0, "kinds": {kind: 0 for kind in KINDS.values()}, "scores": 0,
             "size_bytes": 0, "size_limit": settings.size_limit}
     if not os.path.isdir(directory):
@@ -403,7 +386,7 @@ def cache_info(directory: Any = None) -> dict:
     if not os.path.isfile(os.path.join(directory, STORE_DIR, DBNAME)):
         return info
     try:
-        with Store(settings, read_only=True) as store:
+        with contextlib.closing(Store(settings, read_only=True)) as store:
             # one statement over diskcache's table: entries by the key's first byte, and the scores their
             # blocks hold (a block's key is 21 bytes, its value 24 bytes per score)
             rows = store.cache._sql("SELECT substr(key, 1, 1), count(*), sum(CASE WHEN length(key) = 21 THEN "
@@ -429,8 +412,7 @@ def clear_cache(directory: Any = None, *, reranker: Any = None) -> int:
     (a read-only directory, say).
     """
     settings = settings_for(CacheSettings(directory))
-    directory = settings.directory
-    _check_directory(directory, "clear")
+    directory = _check_directory(settings.directory, "clear")
     tag = getattr(reranker, "name", reranker)
     if tag is not None and not isinstance(tag, str):
         raise ValueError(f"reranker must be a reranker's name or a reranker, got {reranker!r}")
@@ -439,7 +421,7 @@ def clear_cache(directory: Any = None, *, reranker: Any = None) -> int:
     removed = 0
     try:
         if os.path.isfile(os.path.join(directory, STORE_DIR, DBNAME)):
-            with Store(settings) as store:
+            with contextlib.closing(Store(settings)) as store:
                 if store.read_only:
                     raise CacheError(f"cannot clear the cache at {directory}: {READ_ONLY} (check the "
                                      "directory's permissions, or whether its disk is full)")
