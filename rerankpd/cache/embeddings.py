@@ -25,9 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import warn_user
 from .keys import EMBEDDINGS, digest, encode
-from .store import STORE_ERRORS, Store, StoreUser, settings_for
+from .store import Store, StoreUser
 
 __all__ = ["EmbeddingCache"]
 
@@ -44,6 +43,7 @@ class EmbeddingCache(StoreUser):
     """
 
     what, doing = "embedding", "embedding"
+    cannot_open = "rerankpd: the embedding cache at {directory} could not be opened ({exc}); embedding without it"
 
     def __init__(self, store: Store, identity: str, tag: str | None = None, *, owned: bool = True) -> None:
         super().__init__(store, tag, owned=owned)
@@ -64,13 +64,8 @@ class EmbeddingCache(StoreUser):
             shared = cache._store
             return None if shared is None else cls(shared, identity, tag if tag is not None else cache.tag,
                                                    owned=False)
-        settings = settings_for(cache)
-        try:
-            return cls(Store(settings), identity, tag)
-        except STORE_ERRORS as exc:
-            warn_user(f"rerankpd: the embedding cache at {settings.directory} could not be opened ({exc}); "
-                      "embedding without it")
-            return None
+        store = cls.open_store(cache)
+        return None if store is None else cls(store, identity, tag)
 
     def key(self, role: str, text: str) -> bytes:
         """``E`` + SHA-256 of the identity, the role and the text."""

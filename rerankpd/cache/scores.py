@@ -33,9 +33,8 @@ import diskcache
 import numpy as np
 
 from ..pairs import Pairs, take_texts
-from ..errors import warn_user
 from .keys import HASH_BYTES, SCORES, pair_keys, query_prefix, text_hashes
-from .store import STORE_ERRORS, CacheSettings, Store, StoreUser, settings_for
+from .store import CacheSettings, Store, StoreUser, settings_for
 
 __all__ = ["RunCache", "ScoreCache"]
 
@@ -133,8 +132,16 @@ class Found:
         return out
 
 
-def _read(store: Store, prefixes: Sequence[bytes]) -> Found:
-    return store.read(lambda cache: Found([(p, b) for p in prefixes for b in read_blocks(cache, p)]))
+def read_found(store: Store, prefixes: Sequence[bytes], counts: dict[bytes, int]) -> Found:
+    """The scores of those queries, read a few hundred queries per transaction (other processes' writes
+    wait meanwhile); ``counts[prefix]`` is set to how many blocks each query holds."""
+    blocks: list[tuple[bytes, bytes]] = []
+    for start in range(0, len(prefixes), LOOKUP_CHUNK_QUERIES):
+        chunk = prefixes[start:start + LOOKUP_CHUNK_QUERIES]
+        for prefix, query_blocks in store.read(lambda cache, chunk=chunk: [(p, read_blocks(cache, p)) for p in chunk]):
+            counts[prefix] = len(query_blocks)
+            blocks += [(prefix, block) for block in query_blocks]
+    return Found(blocks)
 
 
 class ScoreCache(StoreUser):
@@ -187,7 +194,7 @@ class ScoreCache(StoreUser):
         keys = [k for k in keys if len(k) == 32]
         if not keys:
             return {}
-        found = _read(self.store, sorted({k[:16] for k in keys}))
+        found = read_found(self.store, sorted({k[:16] for k in keys}), {})
         scores = found.scores_of(np.frombuffer(b"".join(keys), dtype="S32"))
         return {k: float(v) for k, v in zip(keys, scores.tolist()) if v == v}
 
@@ -195,18 +202,14 @@ class ScoreCache(StoreUser):
         """Store scores now, one block per query, in one transaction; raises when they cannot be written."""
         if not scores:
             return
-        if self.store.read_only:
-            raise PermissionError(f"the cache at {self.directory} is read-only")
         keys = list(scores)
         prefixes = sorted({k[:16] for k in keys})
         number = {p: i for i, p in enumerate(prefixes)}
         groups = np.array([number[k[:16]] for k in keys], dtype=np.int64)
         hashes = np.frombuffer(b"".join(k[16:] for k in keys), np.uint8).reshape(len(keys), HASH_BYTES)
         rows = block_rows(prefixes.__getitem__, groups, hashes, [float(scores[k]) for k in keys])
-        with self.store.cache.transact():
-            for prefix, block in rows:
-                write_block(self.store.cache, prefix, block, self._options)
-        self.store.wrote = True
+        if not self.store.write(lambda cache: [write_block(cache, p, block, self._options) for p, block in rows]):
+            raise PermissionError(f"the cache at {self.directory} could not be written: {self.store.failure}")
 
 
 class RunCache(StoreUser):
@@ -239,14 +242,8 @@ class RunCache(StoreUser):
     @classmethod
     def open(cls, cache: Any, identity: str, tag: str | None = None) -> "RunCache | None":
         """The run's cache, or None when ``cache`` is False or the cache cannot be opened (one warning)."""
-        settings = settings_for(cache)
-        if settings is None:
-            return None
-        try:
-            return cls(Store(settings), identity, tag)
-        except STORE_ERRORS as exc:
-            warn_user(f"rerankpd: the score cache could not be opened ({exc}); scoring without it")
-            return None
+        store = cls.open_store(cache)
+        return None if store is None else cls(store, identity, tag)
 
     def _prefix(self, group: int) -> bytes:
         prefix = self._prefixes.get(group)
@@ -265,18 +262,9 @@ class RunCache(StoreUser):
 
     def _lookup(self, store: Store, pairs: Pairs, scores: np.ndarray) -> int:
         groups = np.asarray(pairs.pair_group, dtype=np.int64)
-        used = np.unique(groups).tolist()
-        blocks: list[tuple[bytes, bytes]] = []
-        for start in range(0, len(used), LOOKUP_CHUNK_QUERIES):
-            prefixes = [self._prefix(g) for g in used[start:start + LOOKUP_CHUNK_QUERIES]]
-            found = store.read(lambda cache: [(p, read_blocks(cache, p)) for p in prefixes])
-            for prefix, query_blocks in found:
-                self._next[prefix] = len(query_blocks)
-                blocks += [(prefix, block) for block in query_blocks]
-        if not blocks:
+        found = read_found(store, [self._prefix(g) for g in np.unique(groups).tolist()], self._next)
+        if not len(found.keys):
             return 0  # nothing stored: store() hashes each request's texts as it finishes
-        found = Found(blocks)
-        del blocks
         hashes = np.empty((len(pairs.texts), HASH_BYTES), dtype=np.uint8)
         for start in range(0, len(pairs.texts), LOOKUP_CHUNK_TEXTS):
             stop = min(start + LOOKUP_CHUNK_TEXTS, len(pairs.texts))

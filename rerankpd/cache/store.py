@@ -46,7 +46,8 @@ from .. import config
 from ..errors import CacheError, warn_user
 from .keys import KINDS
 
-__all__ = ["CacheSettings", "STORE_ERRORS", "BytesDisk", "Store", "StoreUser", "cache_info", "clear_cache", "settings_for"]
+__all__ = ["CacheSettings", "STORE_ERRORS", "BytesDisk", "Store", "StoreUser", "cache_info", "clear_cache",
+           "settings_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -301,14 +302,25 @@ class StoreUser:
     False), the options of its new entries, reads that never fail a run, at most one warning, and closing.
     """
 
-    #: The kind in messages, and what goes on without the cache.
+    #: The kind in messages, what goes on without the cache, and the warning when it cannot be opened.
     what, doing = "score", "scoring"
+    cannot_open = "rerankpd: the score cache could not be opened ({exc}); scoring without it"
 
     def __init__(self, store: Store, tag: str | None = None, *, owned: bool = True) -> None:
         self._store: Store | None = store
         self._owned, self.tag, self._warned = owned, tag, False
         self.directory, self.settings = store.directory, store.settings
         self._options = {"expire": store.settings.expire, "tag": tag}  # of each new entry
+
+    @classmethod
+    def open_store(cls, cache: Any) -> Store | None:
+        """The store of a ``cache=`` argument; None when it is off or cannot be opened (one warning)."""
+        settings = settings_for(cache)
+        try:
+            return None if settings is None else Store(settings)
+        except STORE_ERRORS as exc:
+            warn_user(cls.cannot_open.format(directory=settings.directory, exc=exc))
+            return None
 
     def _read(self, fn: Callable[[Store], Any], default: Any) -> Any:
         """``fn(store)``; ``default`` (one warning, the store released) when the store is closed or cannot
