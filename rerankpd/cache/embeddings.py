@@ -64,8 +64,7 @@ class EmbeddingCache(StoreUser):
             shared = cache._store
             return None if shared is None else cls(shared, identity, tag if tag is not None else cache.tag,
                                                    owned=False)
-        store = cls.open_store(cache)
-        return None if store is None else cls(store, identity, tag)
+        return super().open(cache, identity, tag)
 
     def key(self, role: str, text: str) -> bytes:
         """``E`` + SHA-256 of the identity, the role and the text."""

@@ -235,21 +235,9 @@ class RunCache(StoreUser):
         super().__init__(store, tag)
         self._digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
         self._pairs: Pairs | None = None
-        self._prefixes: dict[int, bytes] = {}  # query number -> its prefix, made once per run
+        self._prefixes: list[bytes] = []  # each query's prefix, made once per run
         self._hashes: np.ndarray | None = None  # every text's hash, when the lookup made them
         self._next: dict[bytes, int] = {}  # query prefix -> where its next block probably goes
-
-    @classmethod
-    def open(cls, cache: Any, identity: str, tag: str | None = None) -> "RunCache | None":
-        """The run's cache, or None when ``cache`` is False or the cache cannot be opened (one warning)."""
-        store = cls.open_store(cache)
-        return None if store is None else cls(store, identity, tag)
-
-    def _prefix(self, group: int) -> bytes:
-        prefix = self._prefixes.get(group)
-        if prefix is None:
-            prefix = self._prefixes[group] = query_prefix(self._digest, self._pairs.queries[group])
-        return prefix
 
     def lookup(self, pairs: Pairs, scores: np.ndarray) -> int:
         """Fill ``scores[i]`` for every cached pair ``i`` of ``pairs``; returns how many were found.
@@ -257,12 +245,13 @@ class RunCache(StoreUser):
         Reads each query's blocks (a few hundred queries per transaction), hashes every distinct text once
         (kept for :meth:`store`) when anything was found, and matches the pairs with one binary search.
         """
-        self._pairs, self._prefixes, self._hashes, self._next = pairs, {}, None, {}
+        self._pairs, self._hashes, self._next = pairs, None, {}
+        self._prefixes = [query_prefix(self._digest, query) for query in pairs.queries]
         return self._read(lambda store: self._lookup(store, pairs, scores), 0) if pairs.n_pairs else 0
 
     def _lookup(self, store: Store, pairs: Pairs, scores: np.ndarray) -> int:
         groups = np.asarray(pairs.pair_group, dtype=np.int64)
-        found = read_found(store, [self._prefix(g) for g in np.unique(groups).tolist()], self._next)
+        found = read_found(store, [self._prefixes[g] for g in np.unique(groups).tolist()], self._next)
         if not len(found.keys):
             return 0  # nothing stored: store() hashes each request's texts as it finishes
         hashes = np.empty((len(pairs.texts), HASH_BYTES), dtype=np.uint8)
@@ -270,9 +259,7 @@ class RunCache(StoreUser):
             stop = min(start + LOOKUP_CHUNK_TEXTS, len(pairs.texts))
             hashes[start:stop] = text_hashes(take_texts(pairs.texts, np.arange(start, stop)))
         self._hashes = hashes
-        table = np.zeros((len(pairs.queries), 16), dtype=np.uint8)
-        for g, prefix in self._prefixes.items():
-            table[g] = np.frombuffer(prefix, np.uint8)
+        table = np.frombuffer(b"".join(self._prefixes), np.uint8).reshape(-1, 16)
         values = found.scores_of(pair_keys(table[groups], hashes[np.asarray(pairs.pair_text)]))
         hit = ~np.isnan(values)
         scores[hit] = values[hit]
@@ -295,7 +282,7 @@ class RunCache(StoreUser):
             hashes = self._hashes[pairs.pair_text[ids]]
         else:
             hashes = text_hashes(texts if texts is not None else take_texts(pairs.texts, pairs.pair_text[ids]))
-        rows = block_rows(self._prefix, np.asarray(pairs.pair_group[ids], dtype=np.int64), hashes, values)
+        rows = block_rows(self._prefixes.__getitem__, np.asarray(pairs.pair_group[ids], dtype=np.int64), hashes, values)
         def write(cache: diskcache.Cache) -> None:
             for prefix, block in rows:
                 self._next[prefix] = write_block(cache, prefix, block, self._options, self._next.get(prefix, 0)) + 1

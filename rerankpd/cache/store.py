@@ -154,26 +154,22 @@ class _Cache(diskcache.Cache):
         self.statistics, self.eviction_policy = 0, "none"  # reads write nothing
         ((self._page_size,),) = self._sql("PRAGMA page_size").fetchall()
 
-    def _connect(self) -> sqlite3.Connection:
-        path = os.path.abspath(os.path.join(self._directory, DBNAME))
-        if self._read_only:
-            uri = f"file:{quote(path)}?mode=ro" + ("&immutable=1" if self._immutable else "")
-            return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-        # diskcache sets up with timeout 0 and retries only some statements: wait for the lock instead
-        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-        if self._creating:  # a new, empty store: diskcache's set-up turns synchronous back on once in WAL mode
-            with contextlib.suppress(sqlite3.OperationalError):  # another connection is setting it up
-                con.execute("PRAGMA synchronous = OFF")
-        return con
-
     @property
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None or getattr(self._local, "pid", None) != os.getpid():  # a forked child connects anew
-            con = self._local.con = self._connect()
+            path = os.path.abspath(os.path.join(self._directory, DBNAME))
+            if self._read_only:
+                path = f"file:{quote(path)}?mode=ro" + ("&immutable=1" if self._immutable else "")
+            # diskcache sets up with timeout 0 and retries only some statements: wait for the lock instead
+            con = self._local.con = sqlite3.connect(path, uri=self._read_only, timeout=BUSY_TIMEOUT,
+                                                    isolation_level=None, check_same_thread=False)
             self._local.pid = os.getpid()
             with self._connections_lock:
                 self._connections.append(con)
+            if self._creating:  # a new, empty store: diskcache's set-up turns synchronous back on in WAL mode
+                with contextlib.suppress(sqlite3.OperationalError):  # another connection is setting it up
+                    con.execute("PRAGMA synchronous = OFF")
             if not self._read_only:  # the pragmas of each connection (a read-only one sets none)
                 with contextlib.suppress(sqlite3.OperationalError):  # no Settings table yet: set-up sets them
                     for key, value in con.execute("SELECT key, value FROM Settings").fetchall():
@@ -214,13 +210,11 @@ class Store:
             settings = settings_for(settings)
         self.settings, self.directory = settings, settings.directory
         self.path = os.path.join(self.directory, STORE_DIR)
-        self.failure: str | None = None  #: why writing stopped (None: it has not)
         self.wrote = False
         self.warned: set[str] = set()  #: the kinds of cache that warned that writing stopped
         self.cache: diskcache.Cache = self._open(read_only)
         self.read_only = self.cache._read_only
-        if self.read_only and not read_only:
-            self.failure = READ_ONLY
+        self.failure = READ_ONLY if self.read_only and not read_only else None  #: why writing stopped, if it did
         self._database = os.path.join(self.path, DBNAME)
         self._file = _file_identity(self._database)
         self._lock = threading.Lock()  # this process's writers queue here, not in SQLite's busy handler
@@ -234,10 +228,8 @@ class Store:
                 os.makedirs(self.path, mode=0o700, exist_ok=True)
                 with contextlib.suppress(FileExistsError):  # private from its first byte; SQLite keeps the mode
                     os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                cache = _Cache(self.path, tag_index=True, eviction_policy="least-recently-used", cull_limit=0,
-                               size_limit=self.settings.size_limit, sqlite_mmap_size=0, sqlite_cache_size=256)
-                self._cull(cache)
-                return cache
+                return _Cache(self.path, tag_index=True, eviction_policy="least-recently-used", cull_limit=0,
+                              size_limit=self.settings.size_limit, sqlite_mmap_size=0, sqlite_cache_size=256)
             except STORE_ERRORS as exc:
                 if not os.path.isfile(database) or not os.path.getsize(database):
                     raise
@@ -245,14 +237,6 @@ class Store:
         if not os.path.isfile(database):
             raise FileNotFoundError(f"no cache at {self.directory}")
         return _Cache(self.path, read_only=True)
-
-    def _cull(self, cache: diskcache.Cache) -> None:
-        """Remove expired entries, then the least recently used ones down to the size limit. Writes do not
-        evict (each would cost a few more statements), so this runs when a store opens and closes."""
-        try:
-            cache.cull()
-        except STORE_ERRORS as exc:  # busy, read-only, full: evicting waits for a later run
-            logger.info("could not evict from the cache at %s: %s", self.directory, exc)
 
     def write(self, fn: Callable[[diskcache.Cache], Any]) -> bool:
         """Run ``fn(cache)`` in one transaction; False (and :attr:`failure` set) when it could not.
@@ -289,10 +273,14 @@ class Store:
         return fn(self.cache)
 
     def close(self) -> None:
-        """Evict down to the size limit (when this store wrote anything), then close every connection."""
+        """Evict (when this store wrote anything) expired entries, then the least recently used ones down to
+        the size limit; then close every connection. Writes do not evict (each would cost a few more
+        statements), nor does opening (a read-only run leaves the store as it is)."""
         try:
             if self.wrote and self.failure is None:
-                self._cull(self.cache)
+                self.cache.cull()
+        except STORE_ERRORS as exc:  # busy, read-only, full: evicting waits for a later run
+            logger.info("could not evict from the cache at %s: %s", self.directory, exc)
         finally:
             self.cache.close()
 
@@ -313,14 +301,16 @@ class StoreUser:
         self._options = {"expire": store.settings.expire, "tag": tag}  # of each new entry
 
     @classmethod
-    def open_store(cls, cache: Any) -> Store | None:
-        """The store of a ``cache=`` argument; None when it is off or cannot be opened (one warning)."""
+    def open(cls, cache: Any, *args: Any) -> Any:
+        """``cls(store, *args)`` on the store of a ``cache=`` argument; None when it is off or cannot be
+        opened (one warning)."""
         settings = settings_for(cache)
         try:
-            return None if settings is None else Store(settings)
+            store = None if settings is None else Store(settings)
         except STORE_ERRORS as exc:
             warn_user(cls.cannot_open.format(directory=settings.directory, exc=exc))
             return None
+        return None if store is None else cls(store, *args)
 
     def _read(self, fn: Callable[[Store], Any], default: Any) -> Any:
         """``fn(store)``; ``default`` (one warning, the store released) when the store is closed or cannot
