@@ -202,12 +202,9 @@ class ScoreCache(StoreUser):
         """Store scores now, one block per query, in one transaction; raises when they cannot be written."""
         if not scores:
             return
-        keys = list(scores)
-        prefixes = sorted({k[:16] for k in keys})
-        number = {p: i for i, p in enumerate(prefixes)}
-        groups = np.array([number[k[:16]] for k in keys], dtype=np.int64)
-        hashes = np.frombuffer(b"".join(k[16:] for k in keys), np.uint8).reshape(len(keys), HASH_BYTES)
-        rows = block_rows(prefixes.__getitem__, groups, hashes, [float(scores[k]) for k in keys])
+        keys = np.frombuffer(b"".join(scores), np.uint8).reshape(len(scores), 32)
+        prefixes, groups = np.unique(keys[:, :16], axis=0, return_inverse=True)
+        rows = block_rows(lambda g: prefixes[g].tobytes(), groups.reshape(-1), keys[:, 16:], list(scores.values()))
         if not self.store.write(lambda cache: [write_block(cache, p, block, self._options) for p, block in rows]):
             raise PermissionError(f"the cache at {self.directory} could not be written: {self.store.failure}")
 

@@ -185,14 +185,6 @@ class _Cache(diskcache.Cache):
             con.close()
 
 
-def _file_identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 class Store:
     """One cache directory, opened for a run: writable if it can be, else read-only; never fails a run
     after it is open.
@@ -210,17 +202,18 @@ class Store:
             settings = settings_for(settings)
         self.settings, self.directory = settings, settings.directory
         self.path = os.path.join(self.directory, STORE_DIR)
+        self._database = os.path.join(self.path, DBNAME)
         self.wrote = False
         self.warned: set[str] = set()  #: the kinds of cache that warned that writing stopped
         self.cache: diskcache.Cache = self._open(read_only)
         self.read_only = self.cache._read_only
         self.failure = READ_ONLY if self.read_only and not read_only else None  #: why writing stopped, if it did
-        self._database = os.path.join(self.path, DBNAME)
-        self._file = _file_identity(self._database)
+        stat = os.stat(self._database)
+        self._file = stat.st_dev, stat.st_ino  # the database this store opened
         self._lock = threading.Lock()  # this process's writers queue here, not in SQLite's busy handler
 
     def _open(self, read_only: bool) -> diskcache.Cache:
-        database = os.path.join(self.path, DBNAME)
+        database = self._database
         _check_directory(self.directory, "open", NotADirectoryError)
         if not read_only:
             try:
@@ -247,7 +240,8 @@ class Store:
         if self.failure is not None:
             return False
         try:
-            if _file_identity(self._database) != self._file:
+            stat = os.stat(self._database) if os.path.exists(self._database) else None
+            if stat is None or (stat.st_dev, stat.st_ino) != self._file:
                 raise FileNotFoundError("the cache directory was removed or replaced during the run")
             with self._lock, self.cache.transact():
                 fn(self.cache)
