@@ -85,8 +85,7 @@ def block_rows(prefix_of: Callable[[int], bytes], groups: np.ndarray, hashes: np
     """
     values = np.asarray(values, dtype="<f8").reshape(-1)
     keep = np.isfinite(values)
-    if not keep.all():
-        groups, hashes, values = groups[keep], hashes[keep], values[keep]
+    groups, hashes, values = groups[keep], hashes[keep], values[keep]
     if not len(values):
         return []
     if (groups == groups[0]).all():  # the usual request: one query
@@ -179,8 +178,6 @@ class ScoreCache(StoreUser):
         True
         """
         groups, positions = np.fromiter(pair_group, np.int64), np.fromiter(pair_text, np.int64)
-        if not len(groups):
-            return []
         used_groups, group_at = np.unique(groups, return_inverse=True)
         used_texts, text_at = np.unique(positions, return_inverse=True)
         prefixes = np.frombuffer(b"".join(query_prefix(identity_digest, queries[g]) for g in used_groups.tolist()),
@@ -192,8 +189,6 @@ class ScoreCache(StoreUser):
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, float]:
         """The cached scores of those of ``keys`` (32 bytes each) that are present and finite."""
         keys = [k for k in keys if len(k) == 32]
-        if not keys:
-            return {}
         found = read_found(self.store, sorted({k[:16] for k in keys}), {})
         scores = found.scores_of(np.frombuffer(b"".join(keys), dtype="S32"))
         return {k: float(v) for k, v in zip(keys, scores.tolist()) if v == v}

@@ -135,7 +135,7 @@ class _Cache(diskcache.Cache):
     """
 
     def __init__(self, directory: str, read_only: bool = False, **settings: Any) -> None:
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[sqlite3.Connection] = []  # every thread's, for close()
         self._connections_lock = threading.Lock()
         self._read_only, self._immutable = read_only, False
         self._creating = not read_only and not os.path.getsize(os.path.join(directory, DBNAME))
