@@ -124,10 +124,8 @@ class BytesDisk(diskcache.Disk):
 
 
 class _Cache(diskcache.Cache):
-    """A diskcache cache of raw bytes that switches a new, empty store to WAL mode without waiting for the
-    disk (nothing is in it yet; every later write is synced as diskcache sets it), and whose
-    :meth:`close` closes the connections of every thread that used it (diskcache closes only the calling
-    thread's), so a run that ends leaves no SQLite file open.
+    """A diskcache cache of raw bytes whose :meth:`close` closes the connections of every thread that used
+    it (diskcache closes only the calling thread's), so a run that ends leaves no SQLite file open.
 
     ``read_only``: read through a read-only SQLite connection (diskcache itself writes as it opens); a WAL
     database whose ``-shm`` file cannot be created (a read-only directory) is opened ``immutable``: nobody
@@ -138,10 +136,8 @@ class _Cache(diskcache.Cache):
         self._connections: list[sqlite3.Connection] = []  # every thread's, for close()
         self._connections_lock = threading.Lock()
         self._read_only, self._immutable = read_only, False
-        self._creating = not read_only and not os.path.getsize(os.path.join(directory, DBNAME))
         if not read_only:
             super().__init__(directory, timeout=BUSY_TIMEOUT, disk=BytesDisk, **settings)
-            self._creating = False
             return
         self._directory, self._timeout, self._txn_id = directory, BUSY_TIMEOUT, None  # not diskcache's: it writes
         self._local, self._disk = threading.local(), BytesDisk(directory)
@@ -161,15 +157,11 @@ class _Cache(diskcache.Cache):
             path = os.path.abspath(os.path.join(self._directory, DBNAME))
             if self._read_only:
                 path = f"file:{quote(path)}?mode=ro" + ("&immutable=1" if self._immutable else "")
-            # diskcache sets up with timeout 0 and retries only some statements: wait for the lock instead
-            con = self._local.con = sqlite3.connect(path, uri=self._read_only, timeout=BUSY_TIMEOUT,
+            con = self._local.con = sqlite3.connect(path, uri=self._read_only, timeout=self._timeout,
                                                     isolation_level=None, check_same_thread=False)
             self._local.pid = os.getpid()
             with self._connections_lock:
                 self._connections.append(con)
-            if self._creating:  # a new, empty store: diskcache's set-up turns synchronous back on in WAL mode
-                with contextlib.suppress(sqlite3.OperationalError):  # another connection is setting it up
-                    con.execute("PRAGMA synchronous = OFF")
             if not self._read_only:  # the pragmas of each connection (a read-only one sets none)
                 with contextlib.suppress(sqlite3.OperationalError):  # no Settings table yet: set-up sets them
                     for key, value in con.execute("SELECT key, value FROM Settings").fetchall():
