@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from typing import Any
 
 from .errors import ConfigurationError
@@ -121,8 +122,6 @@ def cache_size_limit(value: "int | float | str | None" = None) -> int:
     if value is None:
         return DEFAULT_CACHE_SIZE_LIMIT
     if isinstance(value, str):
-        import re
-
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
         unit = match.group(2).lower() if match else None
         if unit not in _UNITS:

@@ -25,9 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import warn_user
 from .keys import EMBEDDINGS, digest, encode
-from .store import STORE_ERRORS, Store, settings_for
+from .store import Store, StoreUser
 
 __all__ = ["EmbeddingCache"]
 
@@ -36,21 +35,20 @@ logger = logging.getLogger(__name__)
 ROLES = ("query", "document")
 
 
-class EmbeddingCache:
+class EmbeddingCache(StoreUser):
     """Embeddings of one reranker identity; best effort, as one run sees it.
 
     Use :meth:`open` (it returns None when ``cache`` is off or the cache cannot be opened), then
     :meth:`lookup`, :meth:`store` and, on every exit path, :meth:`close`.
     """
 
+    what, doing = "embedding", "embedding"
+    cannot_open = "rerankpd: the embedding cache at {directory} could not be opened ({exc}); embedding without it"
+
     def __init__(self, store: Store, identity: str, tag: str | None = None, *, owned: bool = True) -> None:
-        self._store: Store | None = store
-        self._owned = owned
-        self.directory = store.directory
+        super().__init__(store, tag, owned=owned)
         self._digest = hashlib.sha256(identity.encode("utf-8")).digest()
         self._dim_key = EMBEDDINGS + self._digest[:16]
-        self._options = store.put_options(tag)
-        self._warned = False
 
     @classmethod
     def open(cls, cache: Any, identity: str | None, tag: str | None = None) -> "EmbeddingCache | None":
@@ -62,17 +60,11 @@ class EmbeddingCache:
         """
         if cache is False or cache is None or identity is None:
             return None
-        shared = getattr(cache, "shared_store", None)
-        if shared is not None:
-            return cls(shared, identity, tag if tag is not None else getattr(cache, "tag", None), owned=False)
-        settings = settings_for(cache)
-        assert settings is not None  # cache is neither False nor None here
-        try:
-            return cls(Store(settings), identity, tag)
-        except STORE_ERRORS as exc:
-            warn_user(f"rerankpd: the embedding cache at {settings.directory} could not be opened ({exc}); "
-                      "embedding without it")
-            return None
+        if isinstance(cache, StoreUser):
+            shared = cache._store
+            return None if shared is None else cls(shared, identity, tag if tag is not None else cache.tag,
+                                                   owned=False)
+        return super().open(cache, identity, tag)
 
     def key(self, role: str, text: str) -> bytes:
         """``E`` + SHA-256 of the identity, the role and the text."""
@@ -80,24 +72,11 @@ class EmbeddingCache:
 
     def lookup(self, role: str, texts: Sequence[str]) -> dict[int, np.ndarray]:
         """The cached vectors of ``texts`` as ``{position: vector}``; misses are absent."""
-        store = self._store
-        if store is None or not len(texts):
+        if not len(texts):
             return {}
         keys = [self.key(role, t) for t in texts]
-
-        def read(cache: Any) -> tuple[bytes | None, list[bytes | None]]:
-            return cache.get(self._dim_key), [cache.get(k) for k in keys]
-
-        try:
-            dim_value, values = store.read(read)
-        except STORE_ERRORS as exc:
-            self._warn(f"rerankpd: the embedding cache at {self.directory} could not be read ({exc}); "
-                       "embedding without it")
-            self.close()
-            return {}
-        except BaseException:
-            self.close()
-            raise
+        dim_value, values = self._read(lambda store: store.read(
+            lambda cache: (cache.get(self._dim_key), [cache.get(k) for k in keys])), (None, []))
         if dim_value is None or len(dim_value) != 4:
             return {}
         size = 4 * int.from_bytes(dim_value, "little")
@@ -114,7 +93,7 @@ class EmbeddingCache:
         transaction. A batch whose length differs from the model's (as the cache knows it) is not written."""
         store = self._store
         if store is None or not len(texts) or store.failure is not None:
-            self._report()
+            self.report()
             return
         matrix = np.ascontiguousarray(vectors, dtype="<f4")
         if matrix.ndim != 2 or matrix.shape[0] != len(texts) or not np.isfinite(matrix).all():
@@ -137,20 +116,4 @@ class EmbeddingCache:
             self._warn(f"rerankpd: embeddings of {matrix.shape[1]} numbers were not cached: the cache at "
                        f"{self.directory} holds embeddings of {refused[0]} for this model (clear it with "
                        "rerankpd.clear_cache() if the model really changed)")
-        self._report()
-
-    def _report(self) -> None:
-        if self._store is not None:
-            self._store.report("embedding", "embedding goes on and cached embeddings are still read, but "
-                                            "new ones will not be kept")
-
-    def close(self) -> None:
-        """Release the store (when this cache opened it); safe to call twice."""
-        store, self._store = self._store, None
-        if store is not None and self._owned:
-            store.close()
-
-    def _warn(self, message: str) -> None:
-        if not self._warned:
-            self._warned = True
-            warn_user(message)
+        self.report()

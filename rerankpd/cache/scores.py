@@ -33,9 +33,8 @@ import diskcache
 import numpy as np
 
 from ..pairs import Pairs, take_texts
-from ..errors import warn_user
 from .keys import HASH_BYTES, SCORES, pair_keys, query_prefix, text_hashes
-from .store import STORE_ERRORS, CacheSettings, Store, settings_for
+from .store import CacheSettings, Store, StoreUser, settings_for
 
 __all__ = ["RunCache", "ScoreCache"]
 
@@ -73,9 +72,8 @@ def write_block(cache: diskcache.Cache, prefix: bytes, block: bytes, options: di
     n = start
     while n > 0 and _block_key(prefix, n - 1) not in cache:
         n -= 1
-    while _block_key(prefix, n) in cache:
+    while not cache.add(_block_key(prefix, n), block, **options):
         n += 1
-    cache.set(_block_key(prefix, n), block, **options)
     return n
 
 
@@ -87,8 +85,7 @@ def block_rows(prefix_of: Callable[[int], bytes], groups: np.ndarray, hashes: np
     """
     values = np.asarray(values, dtype="<f8").reshape(-1)
     keep = np.isfinite(values)
-    if not keep.all():
-        groups, hashes, values = groups[keep], hashes[keep], values[keep]
+    groups, hashes, values = groups[keep], hashes[keep], values[keep]
     if not len(values):
         return []
     if (groups == groups[0]).all():  # the usual request: one query
@@ -134,11 +131,22 @@ class Found:
         return out
 
 
-def _read(store: Store, prefixes: Sequence[bytes]) -> Found:
-    return store.read(lambda cache: Found([(p, b) for p in prefixes for b in read_blocks(cache, p)]))
+def read_found(store: Store, prefixes: Sequence[bytes], counts: dict[bytes, int]) -> Found:
+    """The scores of those queries, read a few hundred queries per transaction (other processes' writes
+    wait meanwhile); ``counts[prefix]`` is set to how many blocks each query holds."""
+    blocks: list[tuple[bytes, bytes]] = []
+    for start in range(0, len(prefixes), LOOKUP_CHUNK_QUERIES):
+        chunk = prefixes[start:start + LOOKUP_CHUNK_QUERIES]
+        def read_chunk(cache: Any, chunk: Sequence[bytes] = chunk) -> list[tuple[bytes, list[bytes]]]:
+            return [(p, read_blocks(cache, p)) for p in chunk]
+
+        for prefix, query_blocks in store.read(read_chunk):
+            counts[prefix] = len(query_blocks)
+            blocks += [(prefix, block) for block in query_blocks]
+    return Found(blocks)
 
 
-class ScoreCache:
+class ScoreCache(StoreUser):
     """Scores of (reranker, query, text) by 32-byte pair key, outside a run (the shared store for Dask
     and tests use it; a run uses :class:`RunCache`).
 
@@ -154,8 +162,11 @@ class ScoreCache:
 
     def __init__(self, directory: Any = None, *, read_only: bool = False, tag: str | None = None) -> None:
         settings = settings_for(directory if isinstance(directory, CacheSettings) else CacheSettings(directory))
-        self.store = Store(settings, read_only=read_only)
-        self.directory, self.tag = self.store.directory, tag
+        assert settings is not None  # a CacheSettings always names a directory
+        store = Store(settings, read_only=read_only)
+        super().__init__(store, tag)
+        #: The open store (a ScoreCache is never closed by a failed read: it raises instead).
+        self.store: Store = store
 
     @staticmethod
     def key(identity_digest: str, query: str, text: str) -> bytes:
@@ -172,10 +183,7 @@ class ScoreCache:
         ...     ScoreCache.key("d", "q", "b"), ScoreCache.key("d", "q", "a")]
         True
         """
-        groups = np.asarray(_as_list(pair_group), dtype=np.int64)
-        positions = np.asarray(_as_list(pair_text), dtype=np.int64)
-        if not len(groups):
-            return []
+        groups, positions = np.fromiter(pair_group, np.int64), np.fromiter(pair_text, np.int64)
         used_groups, group_at = np.unique(groups, return_inverse=True)
         used_texts, text_at = np.unique(positions, return_inverse=True)
         prefixes = np.frombuffer(b"".join(query_prefix(identity_digest, queries[g]) for g in used_groups.tolist()),
@@ -187,9 +195,7 @@ class ScoreCache:
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, float]:
         """The cached scores of those of ``keys`` (32 bytes each) that are present and finite."""
         keys = [k for k in keys if len(k) == 32]
-        if not keys:
-            return {}
-        found = _read(self.store, sorted({k[:16] for k in keys}))
+        found = read_found(self.store, sorted({k[:16] for k in keys}), {})
         scores = found.scores_of(np.frombuffer(b"".join(keys), dtype="S32"))
         return {k: float(v) for k, v in zip(keys, scores.tolist()) if v == v}
 
@@ -197,35 +203,14 @@ class ScoreCache:
         """Store scores now, one block per query, in one transaction; raises when they cannot be written."""
         if not scores:
             return
-        if self.store.read_only:
-            raise PermissionError(f"the cache at {self.directory} is read-only")
-        keys = list(scores)
-        prefixes = sorted({k[:16] for k in keys})
-        number = {p: i for i, p in enumerate(prefixes)}
-        groups = np.array([number[k[:16]] for k in keys], dtype=np.int64)
-        hashes = np.frombuffer(b"".join(k[16:] for k in keys), np.uint8).reshape(len(keys), HASH_BYTES)
-        rows = block_rows(prefixes.__getitem__, groups, hashes, [float(scores[k]) for k in keys])
-        options = self.store.put_options(self.tag)
-        with self.store.cache.transact():
-            for prefix, block in rows:
-                write_block(self.store.cache, prefix, block, options)
-        self.store.wrote = True
-
-    def close(self) -> None:
-        self.store.close()
-
-    def __enter__(self) -> "ScoreCache":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        keys = np.frombuffer(b"".join(scores), np.uint8).reshape(len(scores), 32)
+        prefixes, groups = np.unique(keys[:, :16], axis=0, return_inverse=True)
+        rows = block_rows(lambda g: prefixes[g].tobytes(), groups.reshape(-1), keys[:, 16:], list(scores.values()))
+        if not self.store.write(lambda cache: [write_block(cache, p, block, self._options) for p, block in rows]):
+            raise PermissionError(f"the cache at {self.directory} could not be written: {self.store.failure}")
 
 
-def _as_list(values: Iterable[int]) -> list[int]:
-    return values.tolist() if hasattr(values, "tolist") else list(values)
-
-
-class RunCache:
+class RunCache(StoreUser):
     """The score cache as one run sees it: best effort, and the pipeline's only door to it.
 
     Opening, reading and writing never fail a run, and the pipeline only calls :meth:`open`,
@@ -245,39 +230,12 @@ class RunCache:
     """
 
     def __init__(self, store: Store, identity: str, tag: str | None = None) -> None:
-        self._store: Store | None = store
-        self.directory, self.settings, self.tag = store.directory, store.settings, tag
+        super().__init__(store, tag)
         self._digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
-        self._options = store.put_options(tag)
         self._pairs: Pairs | None = None
-        self._prefixes: dict[int, bytes] = {}  # query number -> its prefix, made once per run
+        self._prefixes: list[bytes] = []  # each query's prefix, made once per run
         self._hashes: np.ndarray | None = None  # every text's hash, when the lookup made them
         self._next: dict[bytes, int] = {}  # query prefix -> where its next block probably goes
-        self._warned = False
-
-    @classmethod
-    def open(cls, cache: Any, identity: str, tag: str | None = None) -> "RunCache | None":
-        """The run's cache, or None when ``cache`` is False or the cache cannot be opened (one warning)."""
-        settings = settings_for(cache)
-        if settings is None:
-            return None
-        try:
-            return cls(Store(settings), identity, tag)
-        except STORE_ERRORS as exc:
-            warn_user(f"rerankpd: the score cache could not be opened ({exc}); scoring without it")
-            return None
-
-    @property
-    def shared_store(self) -> Store | None:
-        """The open store (the embedding cache of the run uses it too)."""
-        return self._store
-
-    def _prefix(self, group: int) -> bytes:
-        prefix = self._prefixes.get(group)
-        if prefix is None:
-            assert self._pairs is not None  # lookup() came first: it numbers the pairs
-            prefix = self._prefixes[group] = query_prefix(self._digest, self._pairs.queries[group])
-        return prefix
 
     def lookup(self, pairs: Pairs, scores: np.ndarray) -> int:
         """Fill ``scores[i]`` for every cached pair ``i`` of ``pairs``; returns how many were found.
@@ -285,43 +243,21 @@ class RunCache:
         Reads each query's blocks (a few hundred queries per transaction), hashes every distinct text once
         (kept for :meth:`store`) when anything was found, and matches the pairs with one binary search.
         """
-        self._pairs, self._prefixes, self._hashes, self._next = pairs, {}, None, {}
-        store = self._store
-        if store is None or not pairs.n_pairs:
-            return 0
-        try:
-            return self._lookup(store, pairs, scores)
-        except STORE_ERRORS as exc:
-            self._warn(f"rerankpd: the score cache at {self.directory} could not be read ({exc}); "
-                       "scoring without it")
-            self.close()
-            return 0
-        except BaseException:  # Ctrl-C while reading a large cache: do not leave SQLite open
-            self.close()
-            raise
+        self._pairs, self._hashes, self._next = pairs, None, {}
+        self._prefixes = [query_prefix(self._digest, query) for query in pairs.queries]
+        return self._read(lambda store: self._lookup(store, pairs, scores), 0) if pairs.n_pairs else 0
 
     def _lookup(self, store: Store, pairs: Pairs, scores: np.ndarray) -> int:
         groups = np.asarray(pairs.pair_group, dtype=np.int64)
-        used = np.unique(groups).tolist()
-        blocks: list[tuple[bytes, bytes]] = []
-        for start in range(0, len(used), LOOKUP_CHUNK_QUERIES):
-            prefixes = [self._prefix(g) for g in used[start:start + LOOKUP_CHUNK_QUERIES]]
-            found = store.read(lambda cache: [(p, read_blocks(cache, p)) for p in prefixes])
-            for prefix, query_blocks in found:
-                self._next[prefix] = len(query_blocks)
-                blocks += [(prefix, block) for block in query_blocks]
-        if not blocks:
+        found = read_found(store, [self._prefixes[g] for g in np.unique(groups).tolist()], self._next)
+        if not len(found.keys):
             return 0  # nothing stored: store() hashes each request's texts as it finishes
-        found = Found(blocks)
-        del blocks
         hashes = np.empty((len(pairs.texts), HASH_BYTES), dtype=np.uint8)
         for start in range(0, len(pairs.texts), LOOKUP_CHUNK_TEXTS):
             stop = min(start + LOOKUP_CHUNK_TEXTS, len(pairs.texts))
             hashes[start:stop] = text_hashes(take_texts(pairs.texts, np.arange(start, stop)))
         self._hashes = hashes
-        table = np.zeros((len(pairs.queries), 16), dtype=np.uint8)
-        for g, prefix in self._prefixes.items():
-            table[g] = np.frombuffer(prefix, np.uint8)
+        table = np.frombuffer(b"".join(self._prefixes), np.uint8).reshape(-1, 16)
         values = found.scores_of(pair_keys(table[groups], hashes[np.asarray(pairs.pair_text)]))
         hit = ~np.isnan(values)
         scores[hit] = values[hit]
@@ -346,29 +282,11 @@ class RunCache:
             hashes = self._hashes[pairs.pair_text[ids]]
         else:
             hashes = text_hashes(texts if texts is not None else take_texts(pairs.texts, pairs.pair_text[ids]))
-        rows = block_rows(self._prefix, np.asarray(pairs.pair_group[ids], dtype=np.int64), hashes, values)
+        rows = block_rows(self._prefixes.__getitem__, np.asarray(pairs.pair_group[ids], dtype=np.int64), hashes, values)
         def write(cache: diskcache.Cache) -> None:
             for prefix, block in rows:
                 self._next[prefix] = write_block(cache, prefix, block, self._options, self._next.get(prefix, 0)) + 1
 
         if rows:
             store.write(write)
-
-    def report(self) -> None:
-        """Warn once, at the user's line, when finished scores are not being kept (call it in the user's
-        thread after :meth:`store`)."""
-        if self._store is not None and not self._warned:
-            self._store.report("score", "scoring goes on and cached scores are still read, but new scores "
-                                        "will not be kept")
-
-    def close(self) -> None:
-        """Release the store (every score handed over is already committed)."""
-        store, self._store = self._store, None
-        if store is not None:
-            store.close()
-
-    def _warn(self, message: str) -> None:
-        if not self._warned:
-            self._warned = True
-            warn_user(message)
 

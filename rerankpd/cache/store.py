@@ -13,8 +13,8 @@ clear delete another file).
 A cache never fails a run (:class:`Store`): a cache that cannot be opened for writing (a read-only
 directory or mount, a full disk) is opened read-only and still serves its hits; one that fails mid-run
 stops writing at the first failure (no retries, so a full disk never stalls a run) and its owner warns
-once, at the user's line. diskcache cannot open a cache read-only, so :class:`_ReadOnlyCache` reads the
-same table through a read-only SQLite connection.
+once, at the user's line. diskcache cannot open a cache read-only, so a read-only :class:`_Cache` reads
+the same table through a read-only SQLite connection.
 
 Examples
 --------
@@ -46,7 +46,8 @@ from .. import config
 from ..errors import CacheError, warn_user
 from .keys import KINDS
 
-__all__ = ["CacheSettings", "STORE_ERRORS", "BytesDisk", "Store", "cache_info", "clear_cache", "settings_for"]
+__all__ = ["CacheSettings", "STORE_ERRORS", "BytesDisk", "Store", "StoreUser", "cache_info", "clear_cache",
+           "settings_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,55 +128,23 @@ class BytesDisk(diskcache.Disk):
 
 
 class _Cache(diskcache.Cache):
-    """A diskcache cache whose :meth:`close` closes the connections of every thread that used it (diskcache
-    closes only the calling thread's, and a run writes from its worker threads), so a run that ends leaves
-    no SQLite file open (and SQLite removes the ``-wal`` and ``-shm`` files)."""
+    """A diskcache cache of raw bytes whose :meth:`close` closes the connections of every thread that used
+    it (diskcache closes only the calling thread's), so a run that ends leaves no SQLite file open.
 
-    def __init__(self, directory: str, **settings: Any) -> None:
-        self._connections: list[sqlite3.Connection] = []
+    ``read_only``: read through a read-only SQLite connection (diskcache itself writes as it opens); a WAL
+    database whose ``-shm`` file cannot be created (a read-only directory) is opened ``immutable``: nobody
+    can be writing it then either.
+    """
+
+    def __init__(self, directory: str, read_only: bool = False, **settings: Any) -> None:
+        self._connections: list[sqlite3.Connection] = []  # every thread's, for close()
         self._connections_lock = threading.Lock()
-        super().__init__(directory, timeout=BUSY_TIMEOUT, disk=BytesDisk, **settings)
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(os.path.join(self._directory, DBNAME), timeout=self._timeout, isolation_level=None,
-                               check_same_thread=False)
-
-    @property
-    def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None or getattr(self._local, "pid", None) != os.getpid():  # a forked child connects anew
-            con = self._local.con = self._connect()
-            self._local.pid = os.getpid()
-            with self._connections_lock:
-                self._connections.append(con)
-            self._configure()
-        return con
-
-    def _configure(self) -> None:
-        with contextlib.suppress(sqlite3.OperationalError):  # no Settings table yet: __init__ sets them
-            for key, value in self._local.con.execute("SELECT key, value FROM Settings").fetchall():
-                if key.startswith("sqlite_"):
-                    self.reset(key, value, update=False)
-
-    def close(self) -> None:
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
-        self._local = threading.local()
-        for con in connections:
-            con.close()
-
-
-class _ReadOnlyCache(_Cache):
-    """A diskcache cache opened for reading only, through a read-only SQLite connection (diskcache itself
-    writes its settings as it opens). A WAL database whose ``-shm`` file cannot be created (a read-only
-    directory) is opened ``immutable``: nobody can be writing it then either."""
-
-    def __init__(self, directory: str) -> None:  # deliberately not diskcache's __init__: it writes
-        self._directory, self._timeout, self._txn_id = directory, BUSY_TIMEOUT, None
-        self._local = threading.local()
-        self._connections, self._connections_lock = [], threading.Lock()
-        self._disk = BytesDisk(directory)
-        self._immutable = False
+        self._read_only, self._immutable = read_only, False
+        if not read_only:
+            super().__init__(directory, timeout=BUSY_TIMEOUT, disk=BytesDisk, **settings)
+            return
+        self._directory, self._timeout, self._txn_id = directory, BUSY_TIMEOUT, None  # not diskcache's: it writes
+        self._local, self._disk = threading.local(), BytesDisk(directory)
         try:
             self._sql("SELECT 1 FROM Settings").fetchall()
         except sqlite3.Error:
@@ -185,21 +154,31 @@ class _ReadOnlyCache(_Cache):
         self.statistics, self.eviction_policy = 0, "none"  # reads write nothing
         ((self._page_size,),) = self._sql("PRAGMA page_size").fetchall()
 
-    def _connect(self) -> sqlite3.Connection:
-        path = quote(os.path.abspath(os.path.join(self._directory, DBNAME)))
-        uri = f"file:{path}?mode=ro" + ("&immutable=1" if self._immutable else "")
-        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    @property
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None or getattr(self._local, "pid", None) != os.getpid():  # a forked child connects anew
+            path = os.path.abspath(os.path.join(self._directory, DBNAME))
+            if self._read_only:
+                path = f"file:{quote(path)}?mode=ro" + ("&immutable=1" if self._immutable else "")
+            con = self._local.con = sqlite3.connect(path, uri=self._read_only, timeout=self._timeout,
+                                                    isolation_level=None, check_same_thread=False)
+            self._local.pid = os.getpid()
+            with self._connections_lock:
+                self._connections.append(con)
+            if not self._read_only:  # the pragmas of each connection (a read-only one sets none)
+                with contextlib.suppress(sqlite3.OperationalError):  # no Settings table yet: set-up sets them
+                    for key, value in con.execute("SELECT key, value FROM Settings").fetchall():
+                        if key.startswith("sqlite_"):
+                            self.reset(key, value, update=False)
+        return con
 
-    def _configure(self) -> None:
-        """A read-only connection sets no pragma."""
-
-
-def _file_identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
+    def close(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        self._local = threading.local()
+        for con in connections:
+            con.close()
 
 
 class Store:
@@ -219,45 +198,34 @@ class Store:
             settings = settings_for(settings)
         self.settings, self.directory = settings, settings.directory
         self.path = os.path.join(self.directory, STORE_DIR)
-        self.failure: str | None = None  #: why writing stopped (None: it has not)
+        self._database = os.path.join(self.path, DBNAME)
         self.wrote = False
-        self._warned: set[str] = set()
+        self.warned: set[str] = set()  #: the kinds of cache that warned that writing stopped
         self.cache: diskcache.Cache = self._open(read_only)
-        self.read_only = isinstance(self.cache, _ReadOnlyCache)
-        if self.read_only and not read_only:
-            self.failure = READ_ONLY
-        self._file = _file_identity(os.path.join(self.path, DBNAME))
+        self.read_only = self.cache._read_only
+        self.failure = READ_ONLY if self.read_only and not read_only else None  #: why writing stopped, if it did
+        stat = os.stat(self._database)
+        self._file = stat.st_dev, stat.st_ino  # the database this store opened
+        self._lock = threading.Lock()  # this process's writers queue here, not in SQLite's busy handler
 
     def _open(self, read_only: bool) -> diskcache.Cache:
-        database = os.path.join(self.path, DBNAME)
-        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
-            raise NotADirectoryError(f"the cache at {self.directory} is a file, not a directory; pass a "
-                                     "directory (cache=... or --cache-dir)")
+        database = self._database
+        _check_directory(self.directory, "open", NotADirectoryError)
         if not read_only:
             try:
                 os.makedirs(self.directory, mode=0o700, exist_ok=True)
                 os.makedirs(self.path, mode=0o700, exist_ok=True)
                 with contextlib.suppress(FileExistsError):  # private from its first byte; SQLite keeps the mode
                     os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                cache = _Cache(self.path, tag_index=True, eviction_policy="least-recently-used", cull_limit=0,
-                               size_limit=self.settings.size_limit, sqlite_mmap_size=0, sqlite_cache_size=256)
-                self._cull(cache)
-                return cache
+                return _Cache(self.path, tag_index=True, eviction_policy="least-recently-used", cull_limit=0,
+                              size_limit=self.settings.size_limit, sqlite_mmap_size=0, sqlite_cache_size=256)
             except STORE_ERRORS as exc:
                 if not os.path.isfile(database) or not os.path.getsize(database):
                     raise
                 logger.info("the cache at %s opens read-only: %s", self.directory, exc)
         if not os.path.isfile(database):
             raise FileNotFoundError(f"no cache at {self.directory}")
-        return _ReadOnlyCache(self.path)
-
-    def _cull(self, cache: diskcache.Cache) -> None:
-        """Remove expired entries, then the least recently used ones down to the size limit. Writes do not
-        evict (each would cost a few more statements), so this runs when a store opens and closes."""
-        try:
-            cache.cull()
-        except STORE_ERRORS as exc:  # busy, read-only, full: evicting waits for a later run
-            logger.info("could not evict from the cache at %s: %s", self.directory, exc)
+        return _Cache(self.path, read_only=True)
 
     def write(self, fn: Callable[[diskcache.Cache], Any]) -> bool:
         """Run ``fn(cache)`` in one transaction; False (and :attr:`failure` set) when it could not.
@@ -268,9 +236,10 @@ class Store:
         if self.failure is not None:
             return False
         try:
-            if _file_identity(os.path.join(self.path, DBNAME)) != self._file:
+            stat = os.stat(self._database) if os.path.exists(self._database) else None
+            if stat is None or (stat.st_dev, stat.st_ino) != self._file:
                 raise FileNotFoundError("the cache directory was removed or replaced during the run")
-            with self.cache.transact():
+            with self._lock, self.cache.transact():
                 fn(self.cache)
             self.wrote = True
             return True
@@ -293,36 +262,95 @@ class Store:
                 self.cache.eviction_policy = "none"  # this connection only: read as a read-only cache does
         return fn(self.cache)
 
-    def put_options(self, tag: str | None) -> dict:
-        """The ``set()`` options of a new entry."""
-        return {"expire": self.settings.expire, "tag": tag}
-
-    def report(self, what: str, goes_on: str) -> None:
-        """Warn once per kind of cache (at the user's line) when writing has stopped."""
-        if self.failure is not None and what not in self._warned:
-            self._warned.add(what)
-            warn_user(f"rerankpd: the {what} cache at {self.directory} could not be written ({self.failure}); "
-                      f"{goes_on}")
-
     def close(self) -> None:
-        """Evict down to the size limit (when this store wrote anything), then close every connection."""
+        """Evict (when this store wrote anything) expired entries, then the least recently used ones down to
+        the size limit; then close every connection. Writes do not evict (each would cost a few more
+        statements), nor does opening (a read-only run leaves the store as it is)."""
         try:
             if self.wrote and self.failure is None:
-                self._cull(self.cache)
+                self.cache.cull()
+        except STORE_ERRORS as exc:  # busy, read-only, full: evicting waits for a later run
+            logger.info("could not evict from the cache at %s: %s", self.directory, exc)
         finally:
             self.cache.close()
 
-    def __enter__(self) -> "Store":
+
+class StoreUser:
+    """What each cache of one kind shares: its :class:`Store` (its own, or the run's when ``owned`` is
+    False), the options of its new entries, reads that never fail a run, at most one warning, and closing.
+    """
+
+    #: The kind in messages, what goes on without the cache, and the warning when it cannot be opened.
+    what, doing = "score", "scoring"
+    cannot_open = "rerankpd: the score cache could not be opened ({exc}); scoring without it"
+
+    def __init__(self, store: Store, tag: str | None = None, *, owned: bool = True) -> None:
+        self._store: Store | None = store
+        self._owned, self.tag, self._warned = owned, tag, False
+        self.directory, self.settings = store.directory, store.settings
+        self._options = {"expire": store.settings.expire, "tag": tag}  # of each new entry
+
+    @classmethod
+    def open(cls, cache: Any, *args: Any) -> Any:
+        """``cls(store, *args)`` on the store of a ``cache=`` argument; None when it is off or cannot be
+        opened (one warning)."""
+        settings = settings_for(cache)
+        try:
+            store = None if settings is None else Store(settings)
+        except STORE_ERRORS as exc:
+            warn_user(cls.cannot_open.format(directory=settings.directory, exc=exc))
+            return None
+        return None if store is None else cls(store, *args)
+
+    def _read(self, fn: Callable[[Store], Any], default: Any) -> Any:
+        """``fn(store)``; ``default`` (one warning, the store released) when the store is closed or cannot
+        be read."""
+        store = self._store
+        if store is None:
+            return default
+        try:
+            return fn(store)
+        except STORE_ERRORS as exc:
+            self._warn(f"rerankpd: the {self.what} cache at {self.directory} could not be read ({exc}); "
+                       f"{self.doing} without it")
+            self.close()
+            return default
+        except BaseException:  # Ctrl-C while reading a large cache: do not leave SQLite open
+            self.close()
+            raise
+
+    def report(self) -> None:
+        """Warn once per kind and store, at the user's line, when new results are not being kept (call it
+        in the user's thread after a write)."""
+        store = self._store
+        if store is not None and not self._warned and store.failure is not None and self.what not in store.warned:
+            store.warned.add(self.what)
+            warn_user(f"rerankpd: the {self.what} cache at {self.directory} could not be written ({store.failure}); "
+                      f"{self.doing} goes on and cached {self.what}s are still read, but new ones will not be kept")
+
+    def close(self) -> None:
+        """Release the store (when this cache opened it); everything handed over is already committed."""
+        store, self._store = self._store, None
+        if store is not None and self._owned:
+            store.close()
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warn_user(message)
+
+    def __enter__(self) -> Any:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
-def _check_directory(directory: str, doing: str) -> None:
+def _check_directory(directory: str, doing: str, error: type = CacheError) -> str:
     if os.path.exists(directory) and not os.path.isdir(directory):
-        raise CacheError(f"cannot {doing} the cache at {directory}: it is a file, not a directory; "
-                         "pass a directory (cache=... or --cache-dir)")
+        raise error(f"cannot {doing} the cache at {directory}: it is a file, not a directory; "
+                    "pass a directory (cache=... or --cache-dir)")
+    return directory
 
 
 def cache_info(directory: Any = None) -> dict:
@@ -341,8 +369,7 @@ def cache_info(directory: Any = None) -> dict:
     ['directory', 'entries', 'kinds', 'scores', 'size_bytes', 'size_limit']
     """
     settings = settings_for(CacheSettings(directory))
-    directory = settings.directory
-    _check_directory(directory, "read")
+    directory = _check_directory(settings.directory, "read")
     info = {"directory": directory, "entries": 0, "kinds": {kind: 0 for kind in KINDS.values()}, "scores": 0,
             "size_bytes": 0, "size_limit": settings.size_limit}
     if not os.path.isdir(directory):
@@ -351,7 +378,7 @@ def cache_info(directory: Any = None) -> dict:
     if not os.path.isfile(os.path.join(directory, STORE_DIR, DBNAME)):
         return info
     try:
-        with Store(settings, read_only=True) as store:
+        with contextlib.closing(Store(settings, read_only=True)) as store:
             # one statement over diskcache's table: entries by the key's first byte, and the scores their
             # blocks hold (a block's key is 21 bytes, its value 24 bytes per score)
             rows = store.cache._sql("SELECT substr(key, 1, 1), count(*), sum(CASE WHEN length(key) = 21 THEN "
@@ -377,8 +404,7 @@ def clear_cache(directory: Any = None, *, reranker: Any = None) -> int:
     (a read-only directory, say).
     """
     settings = settings_for(CacheSettings(directory))
-    directory = settings.directory
-    _check_directory(directory, "clear")
+    directory = _check_directory(settings.directory, "clear")
     tag = getattr(reranker, "name", reranker)
     if tag is not None and not isinstance(tag, str):
         raise ValueError(f"reranker must be a reranker's name or a reranker, got {reranker!r}")
@@ -387,7 +413,7 @@ def clear_cache(directory: Any = None, *, reranker: Any = None) -> int:
     removed = 0
     try:
         if os.path.isfile(os.path.join(directory, STORE_DIR, DBNAME)):
-            with Store(settings) as store:
+            with contextlib.closing(Store(settings)) as store:
                 if store.read_only:
                     raise CacheError(f"cannot clear the cache at {directory}: {READ_ONLY} (check the "
                                      "directory's permissions, or whether its disk is full)")

@@ -21,22 +21,20 @@ from typing import Any, Sequence
 import numpy as np
 
 from .keys import WINDOWS, digest, encode
-from .store import STORE_ERRORS, Store, settings_for
+from .store import STORE_ERRORS, Store, StoreUser, settings_for
 
 __all__ = ["WindowCache"]
 
 logger = logging.getLogger(__name__)
 
 
-class WindowCache:
+class WindowCache(StoreUser):
     """Window answers of one LLM reranker identity. Reads and writes never raise (a failure is logged and
     is a miss); :meth:`open` raises what opening the store raises."""
 
     def __init__(self, store: Store, identity_digest: str, tag: str | None = None) -> None:
-        self._store = store
-        self.directory = store.directory
+        super().__init__(store, tag)
         self._identity = identity_digest.encode("utf-8")
-        self._options = store.put_options(tag)
 
     @classmethod
     def open(cls, cache: Any, identity_digest: str, tag: str | None = None) -> "WindowCache | None":
@@ -50,8 +48,11 @@ class WindowCache:
 
     def get(self, query: str, passages: Sequence[str]) -> list[int] | None:
         """The cached permutation of this window, or None."""
+        store = self._store
+        if store is None:
+            return None
         try:
-            value = self._store.read(lambda cache: cache.get(self.key(query, passages)))
+            value = store.read(lambda cache: cache.get(self.key(query, passages)))
         except STORE_ERRORS as exc:
             logger.warning("window cache read failed at %s: %s", self.directory, exc)
             return None
@@ -64,8 +65,7 @@ class WindowCache:
     def put(self, query: str, passages: Sequence[str], permutation: Sequence[int]) -> None:
         """Commit one window's answer (never raises)."""
         value = np.asarray(permutation, dtype="<u4").tobytes()
-        if not self._store.write(lambda cache: cache.set(self.key(query, passages), value, **self._options)):
-            logger.warning("window cache write failed at %s: %s", self.directory, self._store.failure)
-
-    def close(self) -> None:
-        self._store.close()
+        store = self._store
+        if store is not None and not store.write(lambda cache: cache.set(self.key(query, passages), value,
+                                                                        **self._options)):
+            logger.warning("window cache write failed at %s: %s", self.directory, store.failure)
