@@ -3,6 +3,7 @@
 Read by .ci/oldest: the oldest versions the package says it supports are installed and tested, so the
 floors in setup.cfg stay true (one place for them: setup.cfg itself).
 """
+
 from __future__ import annotations
 
 import configparser
@@ -18,8 +19,9 @@ for extra in EXTRAS:
     lines += config["options.extras_require"][extra].splitlines()
 pins = {}
 for line in lines:
-    match = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?\s*>=\s*([0-9][^,;\s]*)\s*(?:,\s*<[^;\s]*)?\s*",
-                         line.split("#")[0])
+    match = re.fullmatch(
+        r"\s*([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?\s*>=\s*([0-9][^,;\s]*)\s*(?:,\s*<[^;\s]*)?\s*", line.split("#")[0]
+    )
     if match:
         pins[match.group(1).lower()] = match.group(2)
 for name, version in sorted(pins.items()):

@@ -5,6 +5,7 @@ Imported as ``_common`` by the scripts next to it (``python benchmarks/X.py`` pu
 path). It imports only the standard library, numpy and pandas at module level: ``benchmarks/dask.py``
 imports it before taking this directory off ``sys.path``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -22,8 +23,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 KEY = "sk-benchmark-not-a-real-key"
 QUERY = "how to prevent a common cold in winter"
-VOCAB = np.array("cold flu winter hands wash vitamin sleep rest fever cough doctor tea honey mask "
-                 "school work office virus season water soup walk sun air window room".split())
+VOCAB = np.array(
+    "cold flu winter hands wash vitamin sleep rest fever cough doctor tea honey mask "
+    "school work office virus season water soup walk sun air window room".split()
+)
 #: Where the Cranfield dev data sits next to this checkout (``../shared/...`` from the repository root).
 CRANFIELD_NEXT_TO_ROOT = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "cranfield-dev.json.gz"))
 
@@ -34,8 +37,12 @@ def server(**options) -> Iterator[tuple[str, Callable[[], dict]]]:
     """A ``LoopbackRerankServer(**options)`` in a child process (``benchmarks/_server.py``), so that its CPU
     time is not charged to the client; yields ``(url, stats())``, ``stats()`` returning the server's
     counters ``{"requests", "rate_limited", "max_in_flight"}`` so far."""
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "_server.py"), json.dumps(options)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "_server.py"), json.dumps(options)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().strip()
         if not url.startswith("http://127.0.0.1:"):
@@ -95,8 +102,12 @@ def cranfield_path() -> str | None:
     worktree's common directory is the main checkout's ``.git``); None when neither has it."""
     roots = [ROOT]
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        common = subprocess.run(["git", "-C", ROOT, "rev-parse", "--path-format=absolute", "--git-common-dir"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
+        common = subprocess.run(
+            ["git", "-C", ROOT, "rev-parse", "--path-format=absolute", "--git-common-dir"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         if common:
             roots.append(os.path.dirname(common))
     for root in roots:
@@ -120,12 +131,16 @@ def print_table(rows: list[dict], ratio_digits: int = 2) -> None:
     base_w = max([len(r["baseline"]) for r in rows] + [len("baseline")])
     ratio_w = max(ratio_digits + 5, len("ratio"))
     target_w = max([len(r["target"]) for r in rows] + [len("target")])
-    print(f"{'measurement':<{width}}  {'rerankpd':>{value_w}}  {'baseline':>{base_w}}  {'ratio':>{ratio_w}}  "
-          f"{'target':<{target_w}} met")
+    print(
+        f"{'measurement':<{width}}  {'rerankpd':>{value_w}}  {'baseline':>{base_w}}  {'ratio':>{ratio_w}}  "
+        f"{'target':<{target_w}} met"
+    )
     for r in rows:
         met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
-        print(f"{r['name']:<{width}}  {r['value']:>{value_w}}  {r['baseline']:>{base_w}}  "
-              f"{r['ratio']:>{ratio_w}.{ratio_digits}f}  {r['target']:<{target_w}} {met}")
+        print(
+            f"{r['name']:<{width}}  {r['value']:>{value_w}}  {r['baseline']:>{base_w}}  "
+            f"{r['ratio']:>{ratio_w}.{ratio_digits}f}  {r['target']:<{target_w}} {met}"
+        )
         if r.get("detail"):
             print(f"{'':<{width}}    {r['detail']}")
 
@@ -135,11 +150,22 @@ def print_report(rows: list[dict], quick: bool, seconds: float, table_digits: in
     ``BENCHMARK_JSON {"sizes", "seconds", "results": {name: {ratio, value, baseline, met}}}``."""
     print_table(rows, ratio_digits=table_digits)
     print(f"\ntotal {seconds:.0f}s")
-    results = {r["name"]: {"ratio": round(r["ratio"], json_digits), "value": r["value"],
-                           "baseline": r["baseline"], "met": None if r["met"] is None else bool(r["met"])}
-               for r in rows}
-    print("BENCHMARK_JSON " + json.dumps({"sizes": "quick" if quick else "full", "seconds": round(seconds, 1),
-                                          "results": results}, ensure_ascii=False))
+    results = {
+        r["name"]: {
+            "ratio": round(r["ratio"], json_digits),
+            "value": r["value"],
+            "baseline": r["baseline"],
+            "met": None if r["met"] is None else bool(r["met"]),
+        }
+        for r in rows
+    }
+    print(
+        "BENCHMARK_JSON "
+        + json.dumps(
+            {"sizes": "quick" if quick else "full", "seconds": round(seconds, 1), "results": results},
+            ensure_ascii=False,
+        )
+    )
 
 
 def exit_unless_checks_met(rows: list[dict], prefixes: tuple[str, ...]) -> None:

@@ -3,6 +3,7 @@
 Usage: ``python benchmarks/_server.py '{"latency": 0.1, "rate_limit": 50}'``. Prints the base URL on one
 line, then serves until its standard input closes.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,16 @@ def main() -> None:
         print(server.url, flush=True)
         for line in sys.stdin:  # "stats" prints counters; EOF stops the server
             if line.strip() == "stats":
-                print(json.dumps({"requests": len(server.requests), "rate_limited": server.rate_limited,
-                                  "max_in_flight": server.max_in_flight}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "requests": len(server.requests),
+                            "rate_limited": server.rate_limited,
+                            "max_in_flight": server.max_in_flight,
+                        }
+                    ),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

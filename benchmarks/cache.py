@@ -16,32 +16,34 @@
 
 Ends with one ``BENCHMARK_JSON {...}`` line.
 """
+
 from __future__ import annotations
 
 import argparse
 import ast
 import gc
 import io
-import tokenize
-import tracemalloc
 import logging
 import os
 import statistics
 import sys
 import tempfile
 import time
+import tokenize
+import tracemalloc
 
 import pandas as pd
+from _common import KEY, QUERY, merge_rank_floor, print_report, repeated_texts_frame, server, texts
 
 import rerankpd
-from _common import KEY, QUERY, merge_rank_floor, print_report, repeated_texts_frame, server, texts
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)
 
 
 def reranker(url: str):
-    return rerankpd.get_reranker("dmxapi", api_key=KEY, base_url=url, batch_size=100, max_concurrency=4,
-                                 timeout=(5.0, 30.0))
+    return rerankpd.get_reranker(
+        "dmxapi", api_key=KEY, base_url=url, batch_size=100, max_concurrency=4, timeout=(5.0, 30.0)
+    )
 
 
 def timed(fn, cpu: list | None = None) -> float:
@@ -62,19 +64,24 @@ def bench_first_run(url: str, docs: int, repeat: int, latency: float, target: fl
     for _ in range(repeat):  # alternate, so drift on a shared machine hits both sides alike
         off.append(timed(lambda: rerankpd.rerank(df, QUERY, reranker=r, cache=False, progress=False), cpu_off))
         with tempfile.TemporaryDirectory() as cache_dir:
-            on.append(timed(lambda: rerankpd.rerank(df, QUERY, reranker=r, cache=cache_dir, progress=False),
-                            cpu_on))
+            on.append(timed(lambda: rerankpd.rerank(df, QUERY, reranker=r, cache=cache_dir, progress=False), cpu_on))
             assert rerankpd.cache_info(cache_dir)["scores"] == docs, "every score should be cached"
     r.close()
     t_off, t_on = statistics.median(off), statistics.median(on)
     ratio = t_off / t_on  # throughput on / throughput off
     server_kind = f"loopback answering in {latency * 1000:g} ms" if latency else "zero-latency loopback"
-    return dict(name=f"first run, cache on / off, server {latency * 1000:g} ms", value=f"{docs / t_on:,.0f} pairs/s",
-                baseline=f"off {docs / t_off:,.0f} pairs/s", ratio=ratio, target=f">= {target}", met=ratio >= target,
-                detail=f"{docs} docs, batch 100, concurrency 4, {server_kind}; median of {repeat}; "
-                       f"client CPU {1e6 * statistics.median(cpu_on) / docs:.1f} us/pair on, "
-                       f"{1e6 * statistics.median(cpu_off) / docs:.1f} off; load average "
-                       f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    return dict(
+        name=f"first run, cache on / off, server {latency * 1000:g} ms",
+        value=f"{docs / t_on:,.0f} pairs/s",
+        baseline=f"off {docs / t_off:,.0f} pairs/s",
+        ratio=ratio,
+        target=f">= {target}",
+        met=ratio >= target,
+        detail=f"{docs} docs, batch 100, concurrency 4, {server_kind}; median of {repeat}; "
+        f"client CPU {1e6 * statistics.median(cpu_on) / docs:.1f} us/pair on, "
+        f"{1e6 * statistics.median(cpu_off) / docs:.1f} off; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+    )
 
 
 def bench_rerun(url: str, rows: int, repeat: int, memory: bool = False) -> list[dict]:
@@ -89,6 +96,7 @@ def bench_rerun(url: str, rows: int, repeat: int, memory: bool = False) -> list[
             def rerun():
                 nonlocal out
                 out = rerankpd.rerank(df, QUERY, reranker=r, cache=cache_dir, progress=False)
+
             runs.append(timed(rerun))
             assert out.attrs["rerank"]["sent"] == 0, "the rerun should be served from the cache"
         size = rerankpd.cache_info(cache_dir)["size_bytes"]
@@ -104,15 +112,31 @@ def bench_rerun(url: str, rows: int, repeat: int, memory: bool = False) -> list[
     base = min(timed(floor) for _ in range(repeat))  # best of: on a shared machine the floor of each side
     rerun_s = min(runs)
     ratio = rerun_s / base
-    results = [dict(name=f"cached rerun, {rows:,} rows", value=f"{rerun_s:.3f}s",
-                    baseline=f"merge+rank+sort {base:.3f}s", ratio=ratio, target="<= 3", met=ratio <= 3,
-                    detail=f"{rows // 2} distinct texts; first run {first:.1f}s; cache {size / 2**20:.1f} MiB; "
-                           f"best of {repeat}; load average {load:.1f}")]
+    results = [
+        dict(
+            name=f"cached rerun, {rows:,} rows",
+            value=f"{rerun_s:.3f}s",
+            baseline=f"merge+rank+sort {base:.3f}s",
+            ratio=ratio,
+            target="<= 3",
+            met=ratio <= 3,
+            detail=f"{rows // 2} distinct texts; first run {first:.1f}s; cache {size / 2**20:.1f} MiB; "
+            f"best of {repeat}; load average {load:.1f}",
+        )
+    ]
     if memory:
         frame = int(df.memory_usage(deep=True).sum())
-        results.append(dict(name=f"memory of the cached rerun, {rows:,} rows", value=f"{peak / 2**20:.1f} MiB",
-                            baseline=f"frame {frame / 2**20:.1f} MiB", ratio=peak / frame, target="<= 3",
-                            met=peak / frame <= 3, detail="peak traced by tracemalloc (Python and NumPy)"))
+        results.append(
+            dict(
+                name=f"memory of the cached rerun, {rows:,} rows",
+                value=f"{peak / 2**20:.1f} MiB",
+                baseline=f"frame {frame / 2**20:.1f} MiB",
+                ratio=peak / frame,
+                target="<= 3",
+                met=peak / frame <= 3,
+                detail="peak traced by tracemalloc (Python and NumPy)",
+            )
+        )
     return results
 
 
@@ -123,13 +147,24 @@ def code_lines(path: str) -> int:
     docstrings = set()
     for node in ast.walk(ast.parse(source)):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             docstrings.update(range(body[0].lineno, body[0].end_lineno + 1))
     lines = set()
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-                              tokenize.ENDMARKER):
+        if token.type not in (
+            tokenize.COMMENT,
+            tokenize.NL,
+            tokenize.NEWLINE,
+            tokenize.INDENT,
+            tokenize.DEDENT,
+            tokenize.ENDMARKER,
+        ):
             lines.update(range(token.start[0], token.end[0] + 1))
     return len(lines - docstrings)
 
@@ -158,17 +193,26 @@ def bench_lines() -> dict:
     per_file = {f: code_lines(os.path.join(package, f)) for f in files}
     settings = config_cache_lines(os.path.join(root, "config.py"))
     total = sum(per_file.values()) + settings
-    return dict(name="cache code beyond diskcache", value=f"{total} lines", baseline="600 lines", ratio=total / 600,
-                target="<= 1", met=total <= 600,
-                detail=", ".join(f"{f} {n}" for f, n in per_file.items()) + f", config.py settings {settings}")
+    return dict(
+        name="cache code beyond diskcache",
+        value=f"{total} lines",
+        baseline="600 lines",
+        ratio=total / 600,
+        target="<= 1",
+        met=total <= 600,
+        detail=", ".join(f"{f} {n}" for f, n in per_file.items()) + f", config.py settings {settings}",
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes")
     args = parser.parse_args()
-    sizes = dict(first=4000, reruns=(10_000, 100_000), repeat=3) if args.quick else \
-        dict(first=40_000, reruns=(100_000, 1_000_000), repeat=5)
+    sizes = (
+        dict(first=4000, reruns=(10_000, 100_000), repeat=3)
+        if args.quick
+        else dict(first=40_000, reruns=(100_000, 1_000_000), repeat=5)
+    )
     start = time.perf_counter()
     results = []
     for latency, target in ((0.005, 0.95), (0.0, 0.85)):
@@ -178,8 +222,10 @@ def main() -> None:
         for rows in sizes["reruns"]:
             results += bench_rerun(url, rows, 5, memory=rows == 100_000)
     results.append(bench_lines())
-    print(f"\nrerankpd {rerankpd.__version__} cache benchmarks - python {sys.version.split()[0]}, "
-          f"pandas {pd.__version__}, {os.cpu_count()} cores, {'quick' if args.quick else 'full'} sizes\n")
+    print(
+        f"\nrerankpd {rerankpd.__version__} cache benchmarks - python {sys.version.split()[0]}, "
+        f"pandas {pd.__version__}, {os.cpu_count()} cores, {'quick' if args.quick else 'full'} sizes\n"
+    )
     print_report(results, args.quick, time.perf_counter() - start)
 
 

@@ -20,6 +20,7 @@ Each is timed best of ``--repeat`` runs, interleaved. On the CPU the clock is th
 torch uses one thread (``--threads``), so that other work on a shared machine does not move the figures;
 on a GPU it is elapsed time. Ends with one ``BENCHMARK_JSON`` line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,9 +51,15 @@ def build_model(directory: str, layers: int, hidden: int) -> str:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + singles + ["##" + c for c in singles]
     tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, model_max_length=512)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=max(1, hidden // 64), intermediate_size=4 * hidden,
-                        max_position_embeddings=512, num_labels=1)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64),
+        intermediate_size=4 * hidden,
+        max_position_embeddings=512,
+        num_labels=1,
+    )
     BertForSequenceClassification(config).eval().save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
@@ -84,16 +91,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
     parser.add_argument("--dtype", default=None, help="default: float16 on a GPU, float32 on the CPU")
-    parser.add_argument("--pairs", type=int, default=None,
-                        help="candidates of the one query (default 500, within one call of batch_size * SORT_WINDOW; "
-                             "256 with --quick)")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=None,
+        help="candidates of the one query (default 500, within one call of batch_size * SORT_WINDOW; 256 with --quick)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=None, help="default 3 (2 with --quick)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: steady figures on a shared machine)")
-    parser.add_argument("--clock", choices=("cpu", "wall"), default=None,
-                        help="cpu: this process's CPU time (default on the CPU: other processes do not count); "
-                             "wall: elapsed time (default on a GPU, whose work is not CPU time)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1: steady figures on a shared machine)"
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default=None,
+        help="cpu: this process's CPU time (default on the CPU: other processes do not count); "
+        "wall: elapsed time (default on a GPU, whose work is not CPU time)",
+    )
     parser.add_argument("--quick", action="store_true", help="256 pairs, 2 layers, 2 repeats (unless given)")
     args = parser.parse_args()
     args.pairs = args.pairs or (256 if args.quick else 500)
@@ -114,17 +129,19 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
         build_model(directory, layers, hidden)
-        reranker = rerankpd.get_reranker("cross-encoder", model=directory, device=args.device, dtype=args.dtype,
-                                         batch_size=args.batch_size)
+        reranker = rerankpd.get_reranker(
+            "cross-encoder", model=directory, device=args.device, dtype=args.dtype, batch_size=args.batch_size
+        )
         dtype = reranker.dtype
-        baseline = CrossEncoder(directory, device=args.device, local_files_only=True,
-                                model_kwargs={"dtype": getattr(torch, dtype)})
+        baseline = CrossEncoder(
+            directory, device=args.device, local_files_only=True, model_kwargs={"dtype": getattr(torch, dtype)}
+        )
         documents = skewed_documents(args.pairs)
         pairs = [(QUERY, d) for d in documents]
         df = pd.DataFrame({"text": documents})
 
         def pipeline():
-            out = df.rerank(QUERY, reranker=reranker, cache=False, progress=False)   # ranked, best first
+            out = df.rerank(QUERY, reranker=reranker, cache=False, progress=False)  # ranked, best first
             return out["rerank_score"].reindex(df.index).to_numpy()
 
         def predict():
@@ -133,8 +150,11 @@ def main() -> None:
         def unsorted_loop():
             out = []
             for start in range(0, len(pairs), args.batch_size):
-                out.extend(baseline.predict(pairs[start:start + args.batch_size], batch_size=args.batch_size,
-                                            show_progress_bar=False))
+                out.extend(
+                    baseline.predict(
+                        pairs[start : start + args.batch_size], batch_size=args.batch_size, show_progress_bar=False
+                    )
+                )
             return np.asarray(out)
 
         pipeline()  # warm-up: first-call costs (allocator, kernels) for all three
@@ -147,27 +167,52 @@ def main() -> None:
     t_ours, t_predict, t_loop = (timings[k][0] for k in ("rerankpd", "predict", "unsorted"))
     vs_predict, vs_loop = t_predict / t_ours, t_loop / t_ours
     lengths = [len(d) for d in documents]
-    print(f"device {args.device} ({dtype}), BERT {layers} layers hidden {hidden}, {len(pairs)} pairs "
-          f"(document length min {min(lengths)}, median {int(np.median(lengths))}, max {max(lengths)} chars; "
-          f"{truncated} over max_length {reranker.max_length}), batch_size {args.batch_size}, {args.threads} "
-          f"thread(s), best of {args.repeat} on the {clock_name} clock")
+    print(
+        f"device {args.device} ({dtype}), BERT {layers} layers hidden {hidden}, {len(pairs)} pairs "
+        f"(document length min {min(lengths)}, median {int(np.median(lengths))}, max {max(lengths)} chars; "
+        f"{truncated} over max_length {reranker.max_length}), batch_size {args.batch_size}, {args.threads} "
+        f"thread(s), best of {args.repeat} on the {clock_name} clock"
+    )
     print(f"  df.rerank (cross-encoder)     {t_ours:7.3f} s  {len(pairs) / t_ours:8.1f} pairs/s")
     print(f"  CrossEncoder.predict          {t_predict:7.3f} s  {len(pairs) / t_predict:8.1f} pairs/s")
     print(f"  unsorted batching loop        {t_loop:7.3f} s  {len(pairs) / t_loop:8.1f} pairs/s")
-    print(f"  throughput vs predict         {vs_predict:.3f}x  (target >= 0.95: {'met' if vs_predict >= 0.95 else 'NOT met'})")
+    print(
+        f"  throughput vs predict         {vs_predict:.3f}x  (target >= 0.95: {'met' if vs_predict >= 0.95 else 'NOT met'})"
+    )
     print(f"  throughput vs unsorted loop   {vs_loop:.2f}x   (target >= 2: {'met' if vs_loop >= 2 else 'NOT met'})")
     print(f"  largest |score difference| vs predict: {max_diff:.2e}")
     report = {
-        "device": args.device, "dtype": dtype, "layers": layers, "hidden": hidden, "pairs": len(pairs),
-        "batch_size": args.batch_size, "repeat": args.repeat, "threads": args.threads, "clock": clock_name, "sizes": "quick" if args.quick else "full",
-        "seconds": round(elapsed, 1), "torch": torch.__version__, "python": platform.python_version(),
+        "device": args.device,
+        "dtype": dtype,
+        "layers": layers,
+        "hidden": hidden,
+        "pairs": len(pairs),
+        "batch_size": args.batch_size,
+        "repeat": args.repeat,
+        "threads": args.threads,
+        "clock": clock_name,
+        "sizes": "quick" if args.quick else "full",
+        "seconds": round(elapsed, 1),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
         "results": {
-            "vs predict": {"ratio": round(vs_predict, 3), "value": round(t_ours, 4), "baseline": round(t_predict, 4),
-                           "target": ">= 0.95", "met": vs_predict >= 0.95},
-            "vs unsorted loop": {"ratio": round(vs_loop, 3), "value": round(t_ours, 4), "baseline": round(t_loop, 4),
-                                 "target": ">= 2", "met": vs_loop >= 2},
+            "vs predict": {
+                "ratio": round(vs_predict, 3),
+                "value": round(t_ours, 4),
+                "baseline": round(t_predict, 4),
+                "target": ">= 0.95",
+                "met": vs_predict >= 0.95,
+            },
+            "vs unsorted loop": {
+                "ratio": round(vs_loop, 3),
+                "value": round(t_ours, 4),
+                "baseline": round(t_loop, 4),
+                "target": ">= 2",
+                "met": vs_loop >= 2,
+            },
         },
-        "pairs_per_second": round(len(pairs) / t_ours, 1), "max_abs_diff_vs_predict": max_diff,
+        "pairs_per_second": round(len(pairs) / t_ours, 1),
+        "max_abs_diff_vs_predict": max_diff,
         "truncated_pairs": truncated,
     }
     print("BENCHMARK_JSON " + json.dumps(report))

@@ -16,6 +16,7 @@ baseline measured in the same run (medians of ``--repeats`` runs, alternating th
 
 Ends with one ``BENCHMARK_JSON {...}`` line.
 """
+
 from __future__ import annotations
 
 import os
@@ -70,8 +71,14 @@ def main() -> None:
     with server(latency=latency, latency_per_document=per_document, api_key=KEY) as (url, stats):
         # The workers read the key and the URL from the environment they start with (as a user's would).
         os.environ.update({"DMXAPI_API_KEY": KEY, "DMXAPI_BASE_URL": url})
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                               host="127.0.0.1", silence_logs=logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            silence_logs=logging.ERROR,
+        )
         with cluster, Client(cluster) as client:
             fresh = iter(range(10_000))
 
@@ -83,8 +90,9 @@ def main() -> None:
 
             def run(npartitions: int, *, cache=True, shared=None) -> tuple[float, int]:
                 ddf = dd.from_pandas(frame, npartitions=npartitions, sort=False)
-                lazy = rdask.with_scores(ddf, QUERY, reranker="dmxapi", reranker_options=options, cache=cache,
-                                         shared_cache=shared)
+                lazy = rdask.with_scores(
+                    ddf, QUERY, reranker="dmxapi", reranker_options=options, cache=cache, shared_cache=shared
+                )
                 before = requests_so_far()
                 started = time.perf_counter()
                 out = client.compute(lazy).result(timeout=600)
@@ -94,7 +102,7 @@ def main() -> None:
                 return seconds, requests_so_far() - before
 
             fresh_local_caches()
-            run(2, cache=False)                                  # warm-up: imports and connections on workers
+            run(2, cache=False)  # warm-up: imports and connections on workers
 
             # 1. partition sizing
             few, many = [], []
@@ -103,11 +111,13 @@ def main() -> None:
                 many.append(run(64, cache=False)[0])
             ideal = -(-rows // batch_size) / (2 * concurrency) * (latency + batch_size * per_document)
             results["partitions: 64 against 8 (cache off)"] = {
-                "value": statistics.median(many), "baseline": statistics.median(few),
+                "value": statistics.median(many),
+                "baseline": statistics.median(few),
                 "ratio": statistics.median(many) / statistics.median(few),
                 "note": f"{rows} rows, batch {batch_size}, concurrency {concurrency} per partition, 2 workers; "
-                        f"8 partitions = {rows // 8} rows each, 64 = {rows // 64}; "
-                        f"all requests at full concurrency would take {ideal:.2f} s"}
+                f"8 partitions = {rows // 8} rows each, 64 = {rows // 64}; "
+                f"all requests at full concurrency would take {ideal:.2f} s",
+            }
 
             # 2. first run: shared store on against off (fresh local caches both times)
             with_store, without_store, first_requests = [], [], []
@@ -119,9 +129,11 @@ def main() -> None:
                 with_store.append(seconds)
                 first_requests.append(sent)
             results["first run: shared store on against off"] = {
-                "value": statistics.median(with_store), "baseline": statistics.median(without_store),
+                "value": statistics.median(with_store),
+                "baseline": statistics.median(without_store),
                 "ratio": statistics.median(with_store) / statistics.median(without_store),
-                "note": f"8 partitions; local caches on and empty; {first_requests[0]} requests either way"}
+                "note": f"8 partitions; local caches on and empty; {first_requests[0]} requests either way",
+            }
 
             # 3. second run on fresh workers, from the shared store, against a rerun from one warm local cache
             # that every worker uses (the one-machine case: whichever worker gets a partition finds its scores)
@@ -132,24 +144,32 @@ def main() -> None:
                 from_store.append(seconds)
                 sent_second.append(sent)
                 client.run(_use_cache_dir, os.path.join(scratch, f"common-{i}"), True)
-                run(8)                                           # fills the common cache
+                run(8)  # fills the common cache
                 seconds, sent = run(8)
                 from_local.append(seconds)
                 sent_local.append(sent)
             results["second run on fresh workers, from the shared store"] = {
-                "value": statistics.median(from_store), "baseline": statistics.median(from_local),
+                "value": statistics.median(from_store),
+                "baseline": statistics.median(from_local),
                 "ratio": statistics.median(from_store) / statistics.median(from_local),
-                "requests_sent": max(sent_second), "baseline_requests_sent": max(sent_local),
+                "requests_sent": max(sent_second),
+                "baseline_requests_sent": max(sent_local),
                 "note": "8 partitions, every local cache new and empty; baseline: a rerun with one warm local "
-                        "cache directory common to both workers (as on one machine); requests sent must be 0"}
+                "cache directory common to both workers (as on one machine); requests sent must be 0",
+            }
     print(f"rerankpd {rerankpd.__version__}, {rows} rows, {repeats} run(s) per figure, 2 worker processes")
     print(f"{'measurement':<55} {'value':>9} {'baseline':>9} {'ratio':>7}")
     for name, result in results.items():
         print(f"{name:<55} {result['value']:>8.3f}s {result['baseline']:>8.3f}s {result['ratio']:>7.2f}")
-        print(f"    {result['note']}" + (f"; sent {result['requests_sent']} requests (baseline "
-                                         f"{result['baseline_requests_sent']})" if "requests_sent" in result else ""))
-    print("BENCHMARK_JSON " + json.dumps({"benchmark": "dask", "rows": rows, "repeats": repeats,
-                                         "results": results}))
+        print(
+            f"    {result['note']}"
+            + (
+                f"; sent {result['requests_sent']} requests (baseline {result['baseline_requests_sent']})"
+                if "requests_sent" in result
+                else ""
+            )
+        )
+    print("BENCHMARK_JSON " + json.dumps({"benchmark": "dask", "rows": rows, "repeats": repeats, "results": results}))
 
 
 if __name__ == "__main__":

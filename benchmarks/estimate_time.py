@@ -6,6 +6,7 @@ estimated / measured; the target is within 0.5x .. 2x. Ends with one ``BENCHMARK
 
     python benchmarks/estimate_time.py --docs 300
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,10 +40,23 @@ def main() -> None:
     rerankpd.rerank(df, query, reranker=args.reranker, cache=False, progress=False)
     actual = time.perf_counter() - started
     ratio = est.seconds / actual
-    print(f"{args.reranker}, {len(df)} abstracts: estimated {est.seconds:.1f} s ({est.timing}; the estimate took "
-          f"{estimating:.1f} s), measured {actual:.1f} s: ratio {ratio:.2f} (target 0.5 .. 2)")
-    print("BENCHMARK_JSON " + json.dumps({"reranker": args.reranker, "docs": len(df), "estimated": est.seconds,
-                                          "measured": actual, "ratio": ratio, "met": 0.5 <= ratio <= 2}))
+    print(
+        f"{args.reranker}, {len(df)} abstracts: estimated {est.seconds:.1f} s ({est.timing}; the estimate took "
+        f"{estimating:.1f} s), measured {actual:.1f} s: ratio {ratio:.2f} (target 0.5 .. 2)"
+    )
+    print(
+        "BENCHMARK_JSON "
+        + json.dumps(
+            {
+                "reranker": args.reranker,
+                "docs": len(df),
+                "estimated": est.seconds,
+                "measured": actual,
+                "ratio": ratio,
+                "met": 0.5 <= ratio <= 2,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ e5 throughput at two text lengths.
 
 Ends with one ``BENCHMARK_JSON {...}`` line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import CRANFIELD_NEXT_TO_ROOT, VOCAB, cranfield_path, load_cranfield, texts
 
 import rerankpd
 from rerankpd.rerankers.bm25 import BM25Reranker
-from _common import CRANFIELD_NEXT_TO_ROOT, VOCAB, cranfield_path, load_cranfield, texts
 
 #: ../shared from the repository root (or from its main checkout, for a git worktree)
 CRANFIELD = Path(cranfield_path() or CRANFIELD_NEXT_TO_ROOT)
@@ -49,10 +50,12 @@ def timed(fn, repeat: int = 3) -> tuple[float, object]:
 
 
 def ir_measures_frames(df: pd.DataFrame, score: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    qrels = pd.DataFrame({"query_id": df["qid"].astype(str), "doc_id": df["doc"].astype(str),
-                          "relevance": df["label"].astype(int)})
-    run = pd.DataFrame({"query_id": df["qid"].astype(str), "doc_id": df["doc"].astype(str),
-                        "score": df[score].astype(float)})
+    qrels = pd.DataFrame(
+        {"query_id": df["qid"].astype(str), "doc_id": df["doc"].astype(str), "relevance": df["label"].astype(int)}
+    )
+    run = pd.DataFrame(
+        {"query_id": df["qid"].astype(str), "doc_id": df["doc"].astype(str), "score": df[score].astype(float)}
+    )
     return qrels, run
 
 
@@ -78,15 +81,28 @@ def bench_speed(queries: int = 2000, rows: int = 100) -> dict:
 
     rng = np.random.default_rng(0)
     n = queries * rows
-    df = pd.DataFrame({"qid": np.repeat(np.arange(queries), rows), "doc": np.tile(np.arange(rows), queries),
-                       "label": rng.choice([0, 0, 0, 1, 2, 3], n), "score": rng.permutation(n).astype(float)})
-    ours_s, evaluation = timed(lambda: rerankpd.evaluate(df, query_column="qid", label_column="label",
-                                                         score_columns="score", metrics=METRICS))
+    df = pd.DataFrame(
+        {
+            "qid": np.repeat(np.arange(queries), rows),
+            "doc": np.tile(np.arange(rows), queries),
+            "label": rng.choice([0, 0, 0, 1, 2, 3], n),
+            "score": rng.permutation(n).astype(float),
+        }
+    )
+    ours_s, evaluation = timed(
+        lambda: rerankpd.evaluate(df, query_column="qid", label_column="label", score_columns="score", metrics=METRICS)
+    )
     qrels, run = ir_measures_frames(df, "score")
     theirs_s, results = timed(lambda: list(ir_measures.iter_calc(list(oracle_measures()), qrels, run)))
     diff = max_difference(evaluation, "score", results)
-    return {"rows": n, "rerankpd_s": round(ours_s, 3), "ir_measures_s": round(theirs_s, 3),
-            "speedup": round(theirs_s / ours_s, 1), "max_abs_difference": diff, "met": theirs_s / ours_s >= 2}
+    return {
+        "rows": n,
+        "rerankpd_s": round(ours_s, 3),
+        "ir_measures_s": round(theirs_s, 3),
+        "speedup": round(theirs_s / ours_s, 1),
+        "max_abs_difference": diff,
+        "met": theirs_s / ours_s >= 2,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ cranfield
@@ -97,16 +113,22 @@ def first_stage(data: dict, depth: int = 100) -> tuple[pd.DataFrame, pd.DataFram
 
     doc_ids = list(data["docs"])
     index = bm25s.BM25()
-    index.index(bm25s.tokenize([data["docs"][d] for d in doc_ids], stopwords="en", show_progress=False),
-                show_progress=False)
+    index.index(
+        bm25s.tokenize([data["docs"][d] for d in doc_ids], stopwords="en", show_progress=False), show_progress=False
+    )
     qids = list(data["queries"])
     tokens = bm25s.tokenize([data["queries"][q] for q in qids], stopwords="en", show_progress=False)
     hits, scores = index.retrieve(tokens, k=depth, show_progress=False)
     qrels = pd.DataFrame(data["qrels"], columns=["qid", "doc", "grade"]).astype({"qid": str, "doc": str})
     qrels["label"] = np.where(qrels["grade"] > 0, 5 - qrels["grade"], 0)
     qrels["query"] = qrels["qid"].map(data["queries"])
-    frame = pd.DataFrame({"qid": np.repeat(qids, depth), "doc": [doc_ids[i] for i in hits.reshape(-1)],
-                          "first_stage": scores.reshape(-1).astype(float)})
+    frame = pd.DataFrame(
+        {
+            "qid": np.repeat(qids, depth),
+            "doc": [doc_ids[i] for i in hits.reshape(-1)],
+            "first_stage": scores.reshape(-1).astype(float),
+        }
+    )
     frame["query"] = frame["qid"].map(data["queries"])
     frame["text"] = frame["doc"].map(data["docs"])
     frame = frame.merge(qrels[["qid", "doc", "label"]], on=["qid", "doc"], how="left")
@@ -120,18 +142,25 @@ def bench_cranfield(plot: str | None) -> dict:
     if not CRANFIELD.exists():
         return {"skipped": f"{CRANFIELD} not found"}
     frame, qrels = first_stage(load_cranfield(CRANFIELD))
-    before = BM25Reranker(statistics="query", stopwords=None)   # what bm25 did before issue 8 #9
+    before = BM25Reranker(statistics="query", stopwords=None)  # what bm25 did before issue 8 #9
     start = time.perf_counter()
-    evaluation = rerankpd.evaluate(frame, query_column="query", label_column="label", metrics=METRICS,
-                                   rerankers={"bm25, per-query statistics (before)": before,
-                                              "bm25 (collection statistics)": BM25Reranker()},
-                                   qrels=qrels[["query", "doc", "label"]], id_column="doc", cache=False,
-                                   progress=False)
+    evaluation = rerankpd.evaluate(
+        frame,
+        query_column="query",
+        label_column="label",
+        metrics=METRICS,
+        rerankers={"bm25, per-query statistics (before)": before, "bm25 (collection statistics)": BM25Reranker()},
+        qrels=qrels[["query", "doc", "label"]],
+        id_column="doc",
+        cache=False,
+        progress=False,
+    )
     seconds = time.perf_counter() - start
     table = evaluation.compare(n_resamples=10_000)
     judged = pd.DataFrame({"query_id": qrels["query"], "doc_id": qrels["doc"], "relevance": qrels["label"]})
-    run = pd.DataFrame({"query_id": frame["query"], "doc_id": frame["doc"],
-                        "score": -np.arange(len(frame), dtype=float)})   # the first stage's order
+    run = pd.DataFrame(
+        {"query_id": frame["query"], "doc_id": frame["doc"], "score": -np.arange(len(frame), dtype=float)}
+    )  # the first stage's order
     results = list(ir_measures.iter_calc(list(oracle_measures()), judged, run))
     if plot:
         import matplotlib
@@ -139,13 +168,18 @@ def bench_cranfield(plot: str | None) -> dict:
         matplotlib.use("Agg")
         evaluation.plot(metric="ndcg@10").savefig(plot, dpi=110)
     summary = evaluation.summary
-    return {"queries": len(evaluation.queries), "rows": len(frame), "seconds": round(seconds, 2),
-            "ndcg@10": {k: round(float(v), 4) for k, v in summary["ndcg@10"].items()},
-            "map": {k: round(float(v), 4) for k, v in summary["map"].items()},
-            "p_ndcg@10_vs_first_stage": {r.ranking: float(r.p_adjusted) for r in table.itertuples()
-                                         if r.metric == "ndcg@10"},
-            "max_abs_difference_vs_ir_measures": max_difference(evaluation, "original", results),
-            "summary": summary}
+    return {
+        "queries": len(evaluation.queries),
+        "rows": len(frame),
+        "seconds": round(seconds, 2),
+        "ndcg@10": {k: round(float(v), 4) for k, v in summary["ndcg@10"].items()},
+        "map": {k: round(float(v), 4) for k, v in summary["map"].items()},
+        "p_ndcg@10_vs_first_stage": {
+            r.ranking: float(r.p_adjusted) for r in table.itertuples() if r.metric == "ndcg@10"
+        },
+        "max_abs_difference_vs_ir_measures": max_difference(evaluation, "original", results),
+        "summary": summary,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ e5
@@ -164,10 +198,15 @@ def bench_e5(short_pairs: int = 128, long_pairs: int = 32) -> dict:
     e5.score(query, short[:8])
     out = {}
     for label, batch in (("short", short), ("long", docs)):
-        seconds, _ = timed(lambda t=batch: rerankpd.rerank(pd.DataFrame({"text": t}), query, reranker=e5,
-                                                           cache=False, progress=False), repeat=1)
-        out[label] = {"pairs": len(batch), "mean_chars": round(float(np.mean([len(t) for t in batch]))),
-                      "pairs_per_s": round(len(batch) / seconds, 1)}
+        seconds, _ = timed(
+            lambda t=batch: rerankpd.rerank(pd.DataFrame({"text": t}), query, reranker=e5, cache=False, progress=False),
+            repeat=1,
+        )
+        out[label] = {
+            "pairs": len(batch),
+            "mean_chars": round(float(np.mean([len(t) for t in batch]))),
+            "pairs_per_s": round(len(batch) / seconds, 1),
+        }
     return out
 
 
@@ -180,30 +219,38 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     if "speed" in args.only:
         s = results["speed"] = bench_speed(queries=200 if args.quick else 2000)
-        print(f"1. speed: {s['rows']} rows x 5 metrics: rerankpd.evaluate {s['rerankpd_s']}s, ir-measures "
-              f"{s['ir_measures_s']}s -> {s['speedup']}x (target >= 2: {'met' if s['met'] else 'NOT met'}); "
-              f"max |difference| per query {s['max_abs_difference']:.1e}")
+        print(
+            f"1. speed: {s['rows']} rows x 5 metrics: rerankpd.evaluate {s['rerankpd_s']}s, ir-measures "
+            f"{s['ir_measures_s']}s -> {s['speedup']}x (target >= 2: {'met' if s['met'] else 'NOT met'}); "
+            f"max |difference| per query {s['max_abs_difference']:.1e}"
+        )
     if "cranfield" in args.only or "agreement" in args.only:
         c = bench_cranfield(args.plot)
         if "skipped" in c:
             print(f"2. cranfield: skipped ({c['skipped']})")
         else:
             summary = c.pop("summary")
-            print(f"2. cranfield: {c['queries']} queries x top 100 of a BM25 first stage ({c['seconds']}s); "
-                  f"max |difference| from ir-measures {c['max_abs_difference_vs_ir_measures']:.1e}")
+            print(
+                f"2. cranfield: {c['queries']} queries x top 100 of a BM25 first stage ({c['seconds']}s); "
+                f"max |difference| from ir-measures {c['max_abs_difference_vs_ir_measures']:.1e}"
+            )
             with pd.option_context("display.width", 160, "display.precision", 4):
                 print(summary.drop(columns=["tokens"]).to_string())
-            print("   Holm-adjusted p (randomization) of nDCG@10 against the first stage:",
-                  {k: round(v, 4) for k, v in c["p_ndcg@10_vs_first_stage"].items()})
+            print(
+                "   Holm-adjusted p (randomization) of nDCG@10 against the first stage:",
+                {k: round(v, 4) for k, v in c["p_ndcg@10_vs_first_stage"].items()},
+            )
         results["cranfield"] = c
     if "e5" in args.only:
         e = results["e5"] = bench_e5()
         if "skipped" in e:
             print(f"3. e5: skipped ({e['skipped']})")
         else:
-            print(f"3. e5 throughput: {e['short']['pairs_per_s']} pairs/s on {e['short']['mean_chars']}-character "
-                  f"texts (~14 words), {e['long']['pairs_per_s']} pairs/s on {e['long']['mean_chars']}-character "
-                  f"abstracts; {os.cpu_count()} cores")
+            print(
+                f"3. e5 throughput: {e['short']['pairs_per_s']} pairs/s on {e['short']['mean_chars']}-character "
+                f"texts (~14 words), {e['long']['pairs_per_s']} pairs/s on {e['long']['mean_chars']}-character "
+                f"abstracts; {os.cpu_count()} cores"
+            )
     print("BENCHMARK_JSON " + json.dumps(results, default=str))
     return 0
 

@@ -17,6 +17,7 @@ A Cohere-shaped loopback server answers in 100 ms. 4,000 documents, one query, 8
 
 The servers run in a child process (``benchmarks/_server.py``). Ends with one ``BENCHMARK_JSON`` line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import requests
+from _common import HERE, KEY, QUERY, print_report, server, texts
 
 import rerankpd
-from _common import HERE, KEY, QUERY, print_report, server, texts
 from rerankpd.testing import overlap_score
 
 _spec = importlib.util.spec_from_file_location("benchmarks_run", os.path.join(HERE, "run.py"))
@@ -72,8 +73,7 @@ def sdk(url: str, docs: list[str]) -> tuple[int, float, str]:
 
     def one(rows: list[int]) -> dict[int, float]:
         try:
-            answer = client.rerank(model="rerank-v3.5", query=QUERY, documents=[docs[i] for i in rows],
-                                   top_n=len(rows))
+            answer = client.rerank(model="rerank-v3.5", query=QUERY, documents=[docs[i] for i in rows], top_n=len(rows))
         except Exception:  # noqa: BLE001 - a lost request: its rows are not scored
             return {}
         return {rows[item.index]: item.relevance_score for item in answer.results}
@@ -96,19 +96,28 @@ def under_faults(sizes: dict) -> list[dict]:
                 right, wall, ended = client(url, docs)
                 served = stats()
             seen[label].append((right, wall, ended))
-            print(f"  seed {seed} {label:10s}: {right} / {len(docs)} rows right in {wall:.2f}s ({ended}; "
-                  f"{served['requests']} requests served)", flush=True)
+            print(
+                f"  seed {seed} {label:10s}: {right} / {len(docs)} rows right in {wall:.2f}s ({ended}; "
+                f"{served['requests']} requests served)",
+                flush=True,
+            )
     walls = {label: statistics.median(w for _, w, _ in runs) for label, runs in seen.items()}
     rights = {label: [r for r, _, _ in runs] for label, runs in seen.items()}
     ratio = walls["rerankpd"] / walls["cohere SDK"]
     every_row = all(r == len(docs) for r in rights["rerankpd"])
-    return [dict(
-        name="F. 30% faults, default budget (vs cohere SDK, 8 threads)", value=f"{walls['rerankpd']:.2f}s",
-        baseline=f"{walls['cohere SDK']:.2f}s", ratio=ratio, target="<= 1.00, every row",
-        met=every_row and ratio <= 1.0,
-        detail=f"{len(docs)} docs, batch {BATCH}, 100 ms answers, 429 (Retry-After 0.1)/500/503/drop; median wall "
-               f"of seeds {sizes['seeds']}; rows right: rerankpd {rights['rerankpd']}, "
-               f"SDK {rights['cohere SDK']}")]
+    return [
+        dict(
+            name="F. 30% faults, default budget (vs cohere SDK, 8 threads)",
+            value=f"{walls['rerankpd']:.2f}s",
+            baseline=f"{walls['cohere SDK']:.2f}s",
+            ratio=ratio,
+            target="<= 1.00, every row",
+            met=every_row and ratio <= 1.0,
+            detail=f"{len(docs)} docs, batch {BATCH}, 100 ms answers, 429 (Retry-After 0.1)/500/503/drop; median wall "
+            f"of seeds {sizes['seeds']}; rows right: rerankpd {rights['rerankpd']}, "
+            f"SDK {rights['cohere SDK']}",
+        )
+    ]
 
 
 def bare(url: str, docs: list[str]) -> float:
@@ -118,7 +127,7 @@ def bare(url: str, docs: list[str]) -> float:
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
 
     def one(i: int) -> None:
-        body = {"model": "rerank-v3.5", "query": QUERY, "documents": docs[i:i + BATCH], "top_n": BATCH}
+        body = {"model": "rerank-v3.5", "query": QUERY, "documents": docs[i : i + BATCH], "top_n": BATCH}
         session.post(url + "/rerank", json=body, headers=headers, timeout=30).raise_for_status()
 
     start = time.perf_counter()
@@ -142,11 +151,19 @@ def clean(sizes: dict) -> list[dict]:
             bare_walls.append(bare(url, docs))
         served = stats()
     wall = statistics.median(walls)
-    return [dict(name="C. clean, default budget (vs the limit ceil(requests / 8) x 100 ms)", value=f"{wall:.2f}s",
-                 baseline=f"{limit:.2f}s", ratio=wall / limit, target="<= 1.10", met=wall / limit <= 1.10,
-                 detail=f"median of {sizes['repeat']}; same server: cohere SDK {statistics.median(sdk_walls):.2f}s, "
-                        f"bare requests.Session {statistics.median(bare_walls):.2f}s (this harness's floor); "
-                        f"{served['rate_limited']} answered 429")]
+    return [
+        dict(
+            name="C. clean, default budget (vs the limit ceil(requests / 8) x 100 ms)",
+            value=f"{wall:.2f}s",
+            baseline=f"{limit:.2f}s",
+            ratio=wall / limit,
+            target="<= 1.10",
+            met=wall / limit <= 1.10,
+            detail=f"median of {sizes['repeat']}; same server: cohere SDK {statistics.median(sdk_walls):.2f}s, "
+            f"bare requests.Session {statistics.median(bare_walls):.2f}s (this harness's floor); "
+            f"{served['rate_limited']} answered 429",
+        )
+    ]
 
 
 FULL = dict(docs=4000, seeds=[1, 2, 3], repeat=3, rate_rps=50, rate_requests=300)

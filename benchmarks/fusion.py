@@ -19,6 +19,7 @@ does on the Cranfield dev queries.
 
 Ends with one ``BENCHMARK_JSON {...}`` line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,14 @@ def timed(fn, repeat: int = 3) -> float:
 def speed_frame(queries: int, rows: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     n = queries * rows
-    return pd.DataFrame({"q": np.repeat(np.arange(queries), rows), "doc": np.tile(np.arange(rows), queries),
-                         "bm25": rng.gamma(2.0, 3.0, n), "dense": rng.random(n)})
+    return pd.DataFrame(
+        {
+            "q": np.repeat(np.arange(queries), rows),
+            "doc": np.tile(np.arange(rows), queries),
+            "bm25": rng.gamma(2.0, 3.0, n),
+            "dense": rng.random(n),
+        }
+    )
 
 
 def pandas_wsum(df: pd.DataFrame) -> pd.DataFrame:
@@ -80,15 +87,25 @@ def bench_speed(queries: int, rows: int) -> dict:
     results = {"rows": len(df), "queries": queries}
     for method, baseline in (("wsum", pandas_wsum), ("rrf", pandas_rrf)):
         options = {"weights": [0.5, 0.5]} if method == "wsum" else {}
-        ours = timed(lambda m=method, o=options: rerankpd.fuse(df, ["bm25", "dense"], query_column="q", method=m,
-                                                               sort=False, **o))
+        ours = timed(
+            lambda m=method, o=options: rerankpd.fuse(
+                df, ["bm25", "dense"], query_column="q", method=m, sort=False, **o
+            )
+        )
         base = timed(lambda b=baseline: b(df))
-        sorted_s = timed(lambda m=method, o=options: rerankpd.fuse(df, ["bm25", "dense"], query_column="q", method=m,
-                                                                   **o), repeat=1)
+        sorted_s = timed(
+            lambda m=method, o=options: rerankpd.fuse(df, ["bm25", "dense"], query_column="q", method=m, **o), repeat=1
+        )
         check = rerankpd.fuse(df, ["bm25", "dense"], query_column="q", method=method, sort=False, **options)
         agree = float(np.abs(check["fusion_score"].to_numpy() - baseline(df)["fused"].to_numpy()).max())
-        results[method] = {"rerankpd_s": round(ours, 3), "pandas_s": round(base, 3), "ratio": round(ours / base, 2),
-                           "met": ours / base <= 2, "sorted_s": round(sorted_s, 3), "max_abs_difference": agree}
+        results[method] = {
+            "rerankpd_s": round(ours, 3),
+            "pandas_s": round(base, 3),
+            "ratio": round(ours / base, 2),
+            "met": ours / base <= 2,
+            "sorted_s": round(sorted_s, 3),
+            "max_abs_difference": agree,
+        }
     try:
         import ranx
     except ImportError as exc:  # reported, not hidden
@@ -101,8 +118,7 @@ def bench_speed(queries: int, rows: int) -> dict:
         runs = [ranx.Run.from_df(frame, q_id_col="q", doc_id_col="doc", score_col=c) for c in ("bm25", "dense")]
         convert = time.perf_counter() - start
         ranx.fuse(runs[:1] * 2, norm="min-max", method="wsum", params={"weights": [0.5, 0.5]})  # compile
-        wsum = timed(lambda: ranx.fuse(runs, norm="min-max", method="wsum", params={"weights": [0.5, 0.5]}),
-                     repeat=1)
+        wsum = timed(lambda: ranx.fuse(runs, norm="min-max", method="wsum", params={"weights": [0.5, 0.5]}), repeat=1)
         rrf = timed(lambda: ranx.fuse(runs, method="rrf"), repeat=1)
     results["ranx"] = {"from_df_s": round(convert, 3), "wsum_s": round(wsum, 3), "rrf_s": round(rrf, 3)}
     return results
@@ -115,17 +131,26 @@ def first_stage(data: dict, depth: int, max_chars: int) -> tuple[pd.DataFrame, p
 
     doc_ids = list(data["docs"])
     index = bm25s.BM25()
-    index.index(bm25s.tokenize([data["docs"][d] for d in doc_ids], stopwords="en", show_progress=False),
-                show_progress=False)
+    index.index(
+        bm25s.tokenize([data["docs"][d] for d in doc_ids], stopwords="en", show_progress=False), show_progress=False
+    )
     qids = list(data["queries"])
-    hits, scores = index.retrieve(bm25s.tokenize([data["queries"][q] for q in qids], stopwords="en",
-                                                 show_progress=False), k=depth, show_progress=False)
+    hits, scores = index.retrieve(
+        bm25s.tokenize([data["queries"][q] for q in qids], stopwords="en", show_progress=False),
+        k=depth,
+        show_progress=False,
+    )
     qrels = pd.DataFrame(data["qrels"], columns=["qid", "doc", "grade"]).astype({"qid": str, "doc": str})
     qrels["label"] = np.where(qrels["grade"] > 0, 5 - qrels["grade"], 0)
     qrels["query"] = qrels["qid"].map(data["queries"])
-    cut = (lambda t: t[:max_chars].rsplit(" ", 1)[0] if max_chars and len(t) > max_chars else t)
-    frame = pd.DataFrame({"qid": np.repeat(qids, depth), "doc": [doc_ids[i] for i in hits.reshape(-1)],
-                          "first_stage": scores.reshape(-1).astype(float)})
+    cut = lambda t: t[:max_chars].rsplit(" ", 1)[0] if max_chars and len(t) > max_chars else t
+    frame = pd.DataFrame(
+        {
+            "qid": np.repeat(qids, depth),
+            "doc": [doc_ids[i] for i in hits.reshape(-1)],
+            "first_stage": scores.reshape(-1).astype(float),
+        }
+    )
     frame["query"] = frame["qid"].map(data["queries"])
     frame["text"] = frame["doc"].map(data["docs"]).map(cut)
     frame = frame.merge(qrels[["qid", "doc", "label"]], on=["qid", "doc"], how="left")
@@ -144,20 +169,33 @@ def bench_cranfield(depth: int, max_chars: int) -> dict:
     common = {"query_column": "query", "label_column": "label", "qrels": qrels, "id_column": "doc"}
     learned = rerankpd.fit_fusion(frame, ["first_stage", "e5"], metric="ndcg@10", folds=5, **common)
     frame["learned (cross-validated)"] = learned.fitted.cv_scores
-    evaluation = rerankpd.evaluate(frame, score_columns=["first_stage", "e5", "learned (cross-validated)"],
-                                   rerankers={"rrf(first_stage, e5)": rerankpd.Fusion(["first_stage", "e5"])},
-                                   metrics=["ndcg@10", "map", "recall@10"], baseline="first_stage", **common)
+    evaluation = rerankpd.evaluate(
+        frame,
+        score_columns=["first_stage", "e5", "learned (cross-validated)"],
+        rerankers={"rrf(first_stage, e5)": rerankpd.Fusion(["first_stage", "e5"])},
+        metrics=["ndcg@10", "map", "recall@10"],
+        baseline="first_stage",
+        **common,
+    )
     summary = evaluation.summary
     p = {}
     for baseline in ("first_stage", "e5"):
         table = evaluation.compare(baseline=baseline)
         p[baseline] = {r.ranking: round(float(r.p_adjusted), 4) for r in table.itertuples() if r.metric == "ndcg@10"}
-    return {"queries": len(evaluation.queries), "rows": len(frame), "depth": depth, "max_chars": max_chars,
-            "e5_seconds": round(e5_seconds, 1),
-            "ndcg@10": {k: round(float(v), 4) for k, v in summary["ndcg@10"].items()},
-            "learned_weights": learned.fitted.weights, "learned_in_sample_ndcg@10": round(learned.fitted.in_sample, 4),
-            "learned_cv_ndcg@10": round(learned.fitted.cv_mean, 4), "fold_weights": learned.fitted.fold_weights,
-            "p_ndcg@10_holm": p, "summary": summary}
+    return {
+        "queries": len(evaluation.queries),
+        "rows": len(frame),
+        "depth": depth,
+        "max_chars": max_chars,
+        "e5_seconds": round(e5_seconds, 1),
+        "ndcg@10": {k: round(float(v), 4) for k, v in summary["ndcg@10"].items()},
+        "learned_weights": learned.fitted.weights,
+        "learned_in_sample_ndcg@10": round(learned.fitted.in_sample, 4),
+        "learned_cv_ndcg@10": round(learned.fitted.cv_mean, 4),
+        "fold_weights": learned.fitted.fold_weights,
+        "p_ndcg@10_holm": p,
+        "summary": summary,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,9 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"1. speed: two score columns, {s['rows']:,} rows ({s['queries']:,} queries)")
         for method in ("wsum", "rrf"):
             r = s[method]
-            print(f"   {method:<4} rerankpd.fuse {r['rerankpd_s']}s (sorted {r['sorted_s']}s), pandas {r['pandas_s']}s "
-                  f"-> ratio {r['ratio']} (target <= 2: {'met' if r['met'] else 'NOT met'}); "
-                  f"max |difference| {r['max_abs_difference']:.1e}")
+            print(
+                f"   {method:<4} rerankpd.fuse {r['rerankpd_s']}s (sorted {r['sorted_s']}s), pandas {r['pandas_s']}s "
+                f"-> ratio {r['ratio']} (target <= 2: {'met' if r['met'] else 'NOT met'}); "
+                f"max |difference| {r['max_abs_difference']:.1e}"
+            )
         print(f"   ranx: {s['ranx']}")
     if "cranfield" in args.only:
         c = bench_cranfield(args.depth, args.max_chars)
@@ -185,12 +225,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"2. cranfield: skipped ({c['skipped']})")
         else:
             summary = c.pop("summary")
-            print(f"2. cranfield: {c['queries']} queries x top {c['depth']} of a BM25 first stage; e5 on abstracts "
-                  f"cut to {c['max_chars'] or 'full'} characters ({c['e5_seconds']}s)")
+            print(
+                f"2. cranfield: {c['queries']} queries x top {c['depth']} of a BM25 first stage; e5 on abstracts "
+                f"cut to {c['max_chars'] or 'full'} characters ({c['e5_seconds']}s)"
+            )
             with pd.option_context("display.width", 160, "display.precision", 4):
                 print(summary.drop(columns=["tokens"]).to_string())
-            print(f"   learned weights {c['learned_weights']}: nDCG@10 5-fold cross-validated "
-                  f"{c['learned_cv_ndcg@10']} (in-sample {c['learned_in_sample_ndcg@10']}, optimistic)")
+            print(
+                f"   learned weights {c['learned_weights']}: nDCG@10 5-fold cross-validated "
+                f"{c['learned_cv_ndcg@10']} (in-sample {c['learned_in_sample_ndcg@10']}, optimistic)"
+            )
             for baseline, p in c["p_ndcg@10_holm"].items():
                 print(f"   nDCG@10 against {baseline}, Holm-adjusted p (randomization): {p}")
         results["cranfield"] = c

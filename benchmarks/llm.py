@@ -14,6 +14,7 @@ reads ``../shared/data/cranfield-dev.json.gz`` from the repository root and is s
 With the fake LLM (character-bigram overlap) the nDCG only shows the evaluation runs end to end; ``--real MODEL``
 runs the same cell against DMXAPI's chat API. Ends with one ``BENCHMARK_JSON`` line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,23 +26,38 @@ import tempfile
 import time
 
 import pandas as pd
+from _common import (
+    CRANFIELD_NEXT_TO_ROOT,
+    KEY,
+    QUERY,
+    cranfield_path,
+    exit_unless_checks_met,
+    load_cranfield,
+    print_report,
+)
 
 import rerankpd
 from rerankpd.testing import LoopbackRerankServer
-from _common import (CRANFIELD_NEXT_TO_ROOT, KEY, QUERY, cranfield_path, exit_unless_checks_met, load_cranfield,
-                     print_report)
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)
 CRANFIELD = cranfield_path() or CRANFIELD_NEXT_TO_ROOT
-TOPICS = ["wash hands often to prevent a cold", "stock markets fell sharply today", "a cold winter is coming",
-          "how to prevent the flu in winter", "a recipe for beef stew", "sleep well to prevent a common cold",
-          "预防感冒应勤洗手、戴口罩，保持室内通风", "冬天如何预防感冒"]
-CANDIDATES = 30   # BM25 candidates reranked per Cranfield query
+TOPICS = [
+    "wash hands often to prevent a cold",
+    "stock markets fell sharply today",
+    "a cold winter is coming",
+    "how to prevent the flu in winter",
+    "a recipe for beef stew",
+    "sleep well to prevent a common cold",
+    "预防感冒应勤洗手、戴口罩，保持室内通风",
+    "冬天如何预防感冒",
+]
+CANDIDATES = 30  # BM25 candidates reranked per Cranfield query
 
 
 def row(name, value, baseline, ratio, target, met, detail="") -> dict:
-    return dict(name=name, value=str(value), baseline=str(baseline), ratio=float(ratio), target=target, met=met,
-                detail=detail)
+    return dict(
+        name=name, value=str(value), baseline=str(baseline), ratio=float(ratio), target=target, met=met, detail=detail
+    )
 
 
 def synthetic(n: int) -> pd.DataFrame:
@@ -49,8 +65,16 @@ def synthetic(n: int) -> pd.DataFrame:
 
 
 def reranker(server, mode: str, **options):
-    return rerankpd.get_reranker("llm", model="fake-chat", mode=mode, api_key=KEY, base_url=server.url,
-                                 backoff_base=0.001, backoff_cap=0.01, **options)
+    return rerankpd.get_reranker(
+        "llm",
+        model="fake-chat",
+        mode=mode,
+        api_key=KEY,
+        base_url=server.url,
+        backoff_base=0.001,
+        backoff_cap=0.01,
+        **options,
+    )
 
 
 # ----------------------------------------------------------------------------------------- requests and tokens
@@ -65,20 +89,47 @@ def bench_requests() -> list[dict]:
             out = df.rerank(QUERY, reranker=r, cache=cache, progress=False)
             sent = len(server.requests)
             want = 100 if mode == "pointwise" else math.ceil((100 - 20) / 10) + 1
-            rows.append(row(f"1. requests, {mode}, 100 candidates", sent, f"expected {want}", sent / want, "== 1.00",
-                            sent == want, f"estimate() said {est.requests}"))
+            rows.append(
+                row(
+                    f"1. requests, {mode}, 100 candidates",
+                    sent,
+                    f"expected {want}",
+                    sent / want,
+                    "== 1.00",
+                    sent == want,
+                    f"estimate() said {est.requests}",
+                )
+            )
             counted = out.attrs["rerank"]["usage"]["prompt_tokens"]
             ratio = est.approx_tokens / counted
-            rows.append(row(f"2. estimate tokens, {mode}", est.approx_tokens, f"counted {counted}", ratio,
-                            "within 10%", abs(ratio - 1) <= 0.10, "synthetic English and Chinese notes"))
+            rows.append(
+                row(
+                    f"2. estimate tokens, {mode}",
+                    est.approx_tokens,
+                    f"counted {counted}",
+                    ratio,
+                    "within 10%",
+                    abs(ratio - 1) <= 0.10,
+                    "synthetic English and Chinese notes",
+                )
+            )
         server.reset()
         mixed = pd.concat([df.iloc[:70], synthetic(130).iloc[100:]], ignore_index=True)
         r = reranker(server, "pointwise")
         est = rerankpd.estimate(mixed, QUERY, reranker=r, cache=cache)
         out = mixed.rerank(QUERY, reranker=r, cache=cache, progress=False)
         sent, hits = len(server.requests), out.attrs["rerank"]["from_cache"]
-        rows.append(row("1. requests, pointwise rerun, 70 cached", sent, f"100 - {hits} hits", sent / (100 - hits),
-                        "== 1.00", sent == 100 - hits == est.requests, f"estimate() said {est.requests}"))
+        rows.append(
+            row(
+                "1. requests, pointwise rerun, 70 cached",
+                sent,
+                f"100 - {hits} hits",
+                sent / (100 - hits),
+                "== 1.00",
+                sent == 100 - hits == est.requests,
+                f"estimate() said {est.requests}",
+            )
+        )
     return rows
 
 
@@ -106,8 +157,9 @@ def cranfield_candidates(data: dict, n_queries: int) -> tuple[pd.DataFrame, dict
 
 
 def mean_ndcg(frame: pd.DataFrame, gains: dict) -> float:
-    per_query = [ndcg_at_10(group["doc_id"].tolist(), gains[qid])
-                 for qid, group in frame.groupby("query_id", sort=False)]
+    per_query = [
+        ndcg_at_10(group["doc_id"].tolist(), gains[qid]) for qid, group in frame.groupby("query_id", sort=False)
+    ]
     return sum(per_query) / len(per_query)
 
 
@@ -135,34 +187,59 @@ def bench_cranfield(path: str, n_queries: int, real_model: str | None, confirm: 
             out = frame.rerank(query_column="query", reranker=r, cache=False, progress=False)
             wall = time.perf_counter() - t
             column = f"llm {mode} ({label})"
-            frame[column] = out["rerank_score"]          # aligned on the index
+            frame[column] = out["rerank_score"]  # aligned on the index
             runs[column] = (out, wall)
             usage = out.attrs["rerank"]["usage"]
             counted = usage.get("prompt_tokens", 0)
             if counted:
                 ratio = est.approx_tokens / counted
-                rows.append(row(f"2. estimate tokens, Cranfield {mode} ({label})", est.approx_tokens,
-                                f"counted {counted}", ratio, "within 10%" if not real_model else "report",
-                                abs(ratio - 1) <= 0.10 if not real_model else None,
-                                f"{est.requests} requests estimated"))
+                rows.append(
+                    row(
+                        f"2. estimate tokens, Cranfield {mode} ({label})",
+                        est.approx_tokens,
+                        f"counted {counted}",
+                        ratio,
+                        "within 10%" if not real_model else "report",
+                        abs(ratio - 1) <= 0.10 if not real_model else None,
+                        f"{est.requests} requests estimated",
+                    )
+                )
     if not runs:
         return rows
     # the evaluation, as a user would run it: the BM25 order is the frame's "original" ranking
     frame["gain"] = [gains[q].get(d, 0.0) for q, d in zip(frame["query_id"], frame["doc_id"])]
-    judged = pd.DataFrame([(data["queries"][q], d, g) for q in frame["query_id"].unique()
-                           for d, g in gains[q].items()], columns=["query", "doc_id", "label"])
-    evaluation = rerankpd.evaluate(frame, query_column="query", label_column="gain", score_columns=list(runs),
-                                   qrels=judged, id_column="doc_id", metrics=["ndcg@10"], progress=False)
+    judged = pd.DataFrame(
+        [(data["queries"][q], d, g) for q in frame["query_id"].unique() for d, g in gains[q].items()],
+        columns=["query", "doc_id", "label"],
+    )
+    evaluation = rerankpd.evaluate(
+        frame,
+        query_column="query",
+        label_column="gain",
+        score_columns=list(runs),
+        qrels=judged,
+        id_column="doc_id",
+        metrics=["ndcg@10"],
+        progress=False,
+    )
     ndcg = evaluation.summary["ndcg@10"]
     compared = evaluation.compare(n_resamples=2000).set_index("ranking")
     for column, (out, wall) in runs.items():
         check = mean_ndcg(out, gains)
-        rows.append(row(f"3. Cranfield nDCG@10, {column}", f"{ndcg[column]:.4f}", f"BM25 {ndcg['original']:.4f}",
-                        ndcg[column] / ndcg["original"], "report", None,
-                        f"{n_queries} queries x BM25 top {CANDIDATES}; p = "
-                        f"{compared.loc[column, 'p_adjusted']:.3g} vs BM25 (paired randomization, Holm); "
-                        f"{wall:.1f}s; local nDCG check {check:.4f}; "
-                        f"usage {out.attrs['rerank']['usage']}"))
+        rows.append(
+            row(
+                f"3. Cranfield nDCG@10, {column}",
+                f"{ndcg[column]:.4f}",
+                f"BM25 {ndcg['original']:.4f}",
+                ndcg[column] / ndcg["original"],
+                "report",
+                None,
+                f"{n_queries} queries x BM25 top {CANDIDATES}; p = "
+                f"{compared.loc[column, 'p_adjusted']:.3g} vs BM25 (paired randomization, Holm); "
+                f"{wall:.1f}s; local nDCG check {check:.4f}; "
+                f"usage {out.attrs['rerank']['usage']}",
+            )
+        )
     return rows
 
 
@@ -170,8 +247,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="5 Cranfield queries instead of 25")
     parser.add_argument("--real", metavar="MODEL", help="rerank Cranfield with this chat model on DMXAPI")
-    parser.add_argument("--data", default=CRANFIELD, help="the Cranfield file (default: ../shared/data/... from "
-                        "the repository root)")
+    parser.add_argument(
+        "--data", default=CRANFIELD, help="the Cranfield file (default: ../shared/data/... from the repository root)"
+    )
     parser.add_argument("--confirm", action="store_true", help="with --real: send the requests (costs money)")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -180,7 +258,7 @@ def main() -> None:
     total = time.perf_counter() - started
     print()
     print_report(rows, args.quick, total, table_digits=3, json_digits=4)
-    exit_unless_checks_met(rows, ("1. requests", "2. estimate tokens"))   # counts: exact whatever the machine
+    exit_unless_checks_met(rows, ("1. requests", "2. estimate tokens"))  # counts: exact whatever the machine
 
 
 if __name__ == "__main__":

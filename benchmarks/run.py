@@ -9,6 +9,7 @@ run in a child process (``benchmarks/_server.py``) so that their CPU time is not
 memory is measured in fresh child processes from the kernel's peak-RSS counter (VmHWM, reset after the
 frame is built and a 2,000-row warm-up call has paid the one-time costs: imports, sessions, SQLite).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,9 @@ import time
 
 import pandas as pd
 import requests
+from _common import HERE, KEY, QUERY, merge_rank_floor, print_report, repeated_texts_frame, server, texts
 
 import rerankpd
-from _common import HERE, KEY, QUERY, merge_rank_floor, print_report, repeated_texts_frame, server, texts
 
 logging.getLogger("rerankpd").setLevel(logging.ERROR)  # the 429 benchmark retries on purpose; keep output clean
 
@@ -51,17 +52,25 @@ def timed(fn, repeat: int = 1) -> float:
 
 
 def batches_of(docs: list[str], size: int) -> list[list[str]]:
-    return [docs[i:i + size] for i in range(0, len(docs), size)]
+    return [docs[i : i + size] for i in range(0, len(docs), size)]
 
 
 def seed_style(url: str, docs: list[str], batch: int) -> None:
     """The seed's own way: one ``requests.post`` per batch, sequential (API page example)."""
     for chunk in batches_of(docs, batch):
-        payload = {"model": "bge-reranker-v2-m3-free", "query": QUERY, "documents": chunk,
-                   "top_n": len(chunk), "return_documents": False}
-        response = requests.post(url + "/rerank", headers={"Authorization": KEY,
-                                                           "Content-Type": "application/json"},
-                                 data=json.dumps(payload), timeout=30)
+        payload = {
+            "model": "bge-reranker-v2-m3-free",
+            "query": QUERY,
+            "documents": chunk,
+            "top_n": len(chunk),
+            "return_documents": False,
+        }
+        response = requests.post(
+            url + "/rerank",
+            headers={"Authorization": KEY, "Content-Type": "application/json"},
+            data=json.dumps(payload),
+            timeout=30,
+        )
         response.raise_for_status()
         response.json()
 
@@ -70,10 +79,14 @@ def bare_session(url: str, docs: list[str], batch: int) -> None:
     """The floor for a client: a reused requests.Session sending the same batches, nothing else."""
     with requests.Session() as s:
         for chunk in batches_of(docs, batch):
-            payload = {"model": "bge-reranker-v2-m3-free", "query": QUERY, "documents": chunk,
-                       "top_n": len(chunk), "return_documents": False}
-            response = s.post(url + "/rerank", headers={"Authorization": KEY}, data=json.dumps(payload),
-                              timeout=30)
+            payload = {
+                "model": "bge-reranker-v2-m3-free",
+                "query": QUERY,
+                "documents": chunk,
+                "top_n": len(chunk),
+                "return_documents": False,
+            }
+            response = s.post(url + "/rerank", headers={"Authorization": KEY}, data=json.dumps(payload), timeout=30)
             response.raise_for_status()
             response.json()
 
@@ -92,12 +105,24 @@ def bench_api_bound(sizes: dict) -> list[dict]:
         seed = timed(lambda: seed_style(url, docs, batch))
         r.close()
     return [
-        dict(name="1. API-bound efficiency (limit / wall)", value=f"{wall:.3f}s", baseline=f"limit {limit:.2f}s",
-             ratio=limit / wall, target=">= 0.9", met=limit / wall >= 0.9,
-             detail=f"{n} docs, batch {batch}, concurrency {conc}, latency {latency * 1000:.0f} ms"),
-        dict(name="2. speed-up over the seed style", value=f"{wall:.3f}s", baseline=f"seed {seed:.2f}s",
-             ratio=seed / wall, target=f">= {0.85 * conc:.1f} (0.85 x {conc})", met=seed / wall >= 0.85 * conc,
-             detail="seed: one requests.post per batch, sequential"),
+        dict(
+            name="1. API-bound efficiency (limit / wall)",
+            value=f"{wall:.3f}s",
+            baseline=f"limit {limit:.2f}s",
+            ratio=limit / wall,
+            target=">= 0.9",
+            met=limit / wall >= 0.9,
+            detail=f"{n} docs, batch {batch}, concurrency {conc}, latency {latency * 1000:.0f} ms",
+        ),
+        dict(
+            name="2. speed-up over the seed style",
+            value=f"{wall:.3f}s",
+            baseline=f"seed {seed:.2f}s",
+            ratio=seed / wall,
+            target=f">= {0.85 * conc:.1f} (0.85 x {conc})",
+            met=seed / wall >= 0.85 * conc,
+            detail="seed: one requests.post per batch, sequential",
+        ),
     ]
 
 
@@ -115,9 +140,17 @@ def bench_overhead(sizes: dict) -> list[dict]:
             bare.append(timed(lambda: bare_session(url, docs, batch)))
         r.close()
     ratio = min(ours) / min(bare)
-    return [dict(name="3. client overhead, zero latency (vs bare Session)", value=f"{min(ours):.3f}s",
-                 baseline=f"bare {min(bare):.3f}s", ratio=ratio, target="<= 1.2", met=ratio <= 1.2,
-                 detail=f"{n} docs in {math.ceil(n / batch)} requests, concurrency 1, cache off; best of 7")]
+    return [
+        dict(
+            name="3. client overhead, zero latency (vs bare Session)",
+            value=f"{min(ours):.3f}s",
+            baseline=f"bare {min(bare):.3f}s",
+            ratio=ratio,
+            target="<= 1.2",
+            met=ratio <= 1.2,
+            detail=f"{n} docs in {math.ceil(n / batch)} requests, concurrency 1, cache off; best of 7",
+        )
+    ]
 
 
 def bench_cached(sizes: dict) -> list[dict]:
@@ -133,9 +166,17 @@ def bench_cached(sizes: dict) -> list[dict]:
     floor = merge_rank_floor(df, out)
     base = timed(floor, repeat=3)
     ratio = rerun / base
-    return [dict(name="4. cached rerun (vs pandas merge + rank)", value=f"{rerun:.3f}s",
-                 baseline=f"merge+rank {base:.3f}s", ratio=ratio, target="<= 10", met=ratio <= 10,
-                 detail=f"{rows} rows, {distinct} distinct texts; first (uncached) run {first:.1f}s")]
+    return [
+        dict(
+            name="4. cached rerun (vs pandas merge + rank)",
+            value=f"{rerun:.3f}s",
+            baseline=f"merge+rank {base:.3f}s",
+            ratio=ratio,
+            target="<= 10",
+            met=ratio <= 10,
+            detail=f"{rows} rows, {distinct} distinct texts; first (uncached) run {first:.1f}s",
+        )
+    ]
 
 
 def _memory_child(kind: str, rows: int) -> dict:
@@ -153,19 +194,33 @@ def _memory_child(kind: str, rows: int) -> dict:
         # bm25: 1000 candidates per query, as a retriever would hand over; bm25one: one query over every row
         queries = max(1, rows // 1000) if kind == "bm25" else 1
         body = texts(rows, seed=4, words=8)
-        df = pd.DataFrame({"question": [f"{QUERY} {i}" for i in range(queries) for _ in range(rows // queries)],
-                           "text": body[: queries * (rows // queries)]})
+        df = pd.DataFrame(
+            {
+                "question": [f"{QUERY} {i}" for i in range(queries) for _ in range(rows // queries)],
+                "text": body[: queries * (rows // queries)],
+            }
+        )
         del body
-        run = lambda frame=df: rerankpd.rerank(frame, query_column="question", reranker="bm25",  # noqa: E731
-                                               cache=False, progress=False)
+        run = lambda frame=df: rerankpd.rerank(
+            frame,
+            query_column="question",
+            reranker="bm25",  # noqa: E731
+            cache=False,
+            progress=False,
+        )
     else:
         cache_dir = os.environ["RERANKPD_BENCH_CACHE"]
         df = repeated_texts_frame(rows, rows // 2, seed=3)
         df["text"] = df["text"].astype(pd.StringDtype() if pd.__version__ < "3" else "str")
         url = os.environ["RERANKPD_BENCH_URL"]
         r = reranker(url, batch_size=100, max_concurrency=4)
-        run = lambda frame=df: rerankpd.rerank(frame, QUERY, reranker=r, cache=cache_dir,  # noqa: E731
-                                               progress=False)
+        run = lambda frame=df: rerankpd.rerank(
+            frame,
+            QUERY,
+            reranker=r,
+            cache=cache_dir,  # noqa: E731
+            progress=False,
+        )
     run(df.head(2000))  # warm up: imports, the model/session and SQLite are one-time costs, not per row
     _gc.collect()
     frame = int(df.memory_usage(deep=True).sum())
@@ -176,13 +231,25 @@ def _memory_child(kind: str, rows: int) -> dict:
     out = run()
     seconds = time.perf_counter() - start
     peak = status("VmHWM")
-    return {"rows": len(df), "frame_bytes": frame, "rss_before": before, "peak": peak,
-            "extra": peak - before, "seconds": seconds, "out_rows": len(out)}
+    return {
+        "rows": len(df),
+        "frame_bytes": frame,
+        "rss_before": before,
+        "peak": peak,
+        "extra": peak - before,
+        "seconds": seconds,
+        "out_rows": len(out),
+    }
 
 
 def run_child(kind: str, rows: int, env: dict | None = None) -> dict:
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", kind, str(rows)],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--child", kind, str(rows)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
     if proc.returncode:
         raise RuntimeError(f"memory child {kind} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -198,11 +265,18 @@ def bench_memory(sizes: dict) -> list[dict]:
         cached = run_child("cached", sizes["cached_rows"], env)
     for label, m in (("bm25", bm), ("bm25, one query", bm_one), ("cached rerun", cached)):
         ratio = m["extra"] / m["frame_bytes"]
-        results.append(dict(
-            name=f"5. memory, {label} (peak extra RSS / frame)", value=f"{m['extra'] / m['rows']:.0f} B/row",
-            baseline=f"frame {m['frame_bytes'] / m['rows']:.0f} B/row", ratio=ratio, target="<= 3", met=ratio <= 3,
-            detail=f"{m['rows']} rows, peak +{m['extra'] / 2**20:.0f} MiB over {m['rss_before'] / 2**20:.0f} MiB, "
-                   f"{m['seconds']:.1f}s"))
+        results.append(
+            dict(
+                name=f"5. memory, {label} (peak extra RSS / frame)",
+                value=f"{m['extra'] / m['rows']:.0f} B/row",
+                baseline=f"frame {m['frame_bytes'] / m['rows']:.0f} B/row",
+                ratio=ratio,
+                target="<= 3",
+                met=ratio <= 3,
+                detail=f"{m['rows']} rows, peak +{m['extra'] / 2**20:.0f} MiB over {m['rss_before'] / 2**20:.0f} MiB, "
+                f"{m['seconds']:.1f}s",
+            )
+        )
     return results
 
 
@@ -212,25 +286,49 @@ def bench_embedded(sizes: dict) -> list[dict]:
     try:
         e5 = rerankpd.get_reranker("e5")
     except Exception as exc:  # noqa: BLE001 - reported, not hidden
-        results.append(dict(name="6. e5 throughput", value="n/a", baseline="", ratio=float("nan"), target="report",
-                            met=None, detail=f"e5 unavailable: {exc}"))
+        results.append(
+            dict(
+                name="6. e5 throughput",
+                value="n/a",
+                baseline="",
+                ratio=float("nan"),
+                target="report",
+                met=None,
+                detail=f"e5 unavailable: {exc}",
+            )
+        )
     else:
         docs = texts(n, seed=5)
         e5.score(QUERY, docs[:8])
-        wall = timed(lambda: rerankpd.rerank(pd.DataFrame({"text": docs}), QUERY, reranker=e5, cache=False,
-                                             progress=False))
-        results.append(dict(name="6. e5 throughput (pairs/s)", value=f"{n / wall:.0f} pairs/s", baseline="-",
-                            ratio=n / wall, target="report", met=None,
-                            detail=f"{n} pairs of ~14 words, batch {e5.batch_size}, {os.cpu_count()} cores"))
+        wall = timed(
+            lambda: rerankpd.rerank(pd.DataFrame({"text": docs}), QUERY, reranker=e5, cache=False, progress=False)
+        )
+        results.append(
+            dict(
+                name="6. e5 throughput (pairs/s)",
+                value=f"{n / wall:.0f} pairs/s",
+                baseline="-",
+                ratio=n / wall,
+                target="report",
+                met=None,
+                detail=f"{n} pairs of ~14 words, batch {e5.batch_size}, {os.cpu_count()} cores",
+            )
+        )
     queries, per_query = sizes["bm25_queries"], 1000
     docs = texts(queries * per_query, seed=6, words=8)
-    df = pd.DataFrame({"question": [f"{QUERY} {i}" for i in range(queries) for _ in range(per_query)],
-                       "text": docs})
-    wall = timed(lambda: rerankpd.rerank(df, query_column="question", reranker="bm25", cache=False,
-                                         progress=False))
-    results.append(dict(name="6. bm25 throughput (pairs/s)", value=f"{len(df) / wall:.0f} pairs/s", baseline="-",
-                        ratio=len(df) / wall, target="report", met=None,
-                        detail=f"{queries} queries x {per_query} candidates"))
+    df = pd.DataFrame({"question": [f"{QUERY} {i}" for i in range(queries) for _ in range(per_query)], "text": docs})
+    wall = timed(lambda: rerankpd.rerank(df, query_column="question", reranker="bm25", cache=False, progress=False))
+    results.append(
+        dict(
+            name="6. bm25 throughput (pairs/s)",
+            value=f"{len(df) / wall:.0f} pairs/s",
+            baseline="-",
+            ratio=len(df) / wall,
+            target="report",
+            met=None,
+            detail=f"{queries} queries x {per_query} candidates",
+        )
+    )
     return results
 
 
@@ -239,24 +337,33 @@ def bench_rate_limit(sizes: dict) -> list[dict]:
     docs = texts(n_requests * batch, seed=7)
     df = pd.DataFrame({"text": docs})
     out = []
-    for label, options in (("budget = server limit", {"requests_per_minute": rps * 60}),
-                           ("no budget, adaptive only", {})):
+    for label, options in (
+        ("budget = server limit", {"requests_per_minute": rps * 60}),
+        ("no budget, adaptive only", {}),
+    ):
         with server(latency=0.02, rate_limit=rps) as (url, stats):
-            r = reranker(url, batch_size=batch, max_concurrency=8, max_retries=20, backoff_base=0.05,
-                         backoff_cap=1.0, **options)
-            wall = timed(lambda: rerankpd.rerank(df, QUERY, reranker=r, cache=False, progress=False))
+            r = reranker(
+                url, batch_size=batch, max_concurrency=8, max_retries=20, backoff_base=0.05, backoff_cap=1.0, **options
+            )
+            wall = timed(lambda: rerankpd.rerank(df, QUERY, reranker=r, cache=False, progress=False))  # noqa: B023 - called within this iteration
             s = stats()
             r.close()
         ok = s["requests"] - s["rate_limited"]
         achieved = ok / wall
         ratio = achieved / rps
         met = abs(ratio - 1) <= 0.10 and s["rate_limited"] <= 0.05 * ok
-        out.append(dict(
-            name=f"R. rate limit {rps}/s, {label}", value=f"{achieved:.1f} req/s",
-            baseline=f"limit {rps} req/s", ratio=ratio, target="within 10%, few 429s",
-            met=met if options else None,
-            detail=f"{ok} requests in {wall:.1f}s, {s['rate_limited']} answered 429, "
-                   f"concurrency ended at {r.concurrency_gate.limit}, cut {r.concurrency_gate.decreases}x"))
+        out.append(
+            dict(
+                name=f"R. rate limit {rps}/s, {label}",
+                value=f"{achieved:.1f} req/s",
+                baseline=f"limit {rps} req/s",
+                ratio=ratio,
+                target="within 10%, few 429s",
+                met=met if options else None,
+                detail=f"{ok} requests in {wall:.1f}s, {s['rate_limited']} answered 429, "
+                f"concurrency ended at {r.concurrency_gate.limit}, cut {r.concurrency_gate.decreases}x",
+            )
+        )
     return out
 
 
@@ -264,8 +371,13 @@ def _import_times() -> dict:
     """One fresh ``python -X importtime -c "import rerankpd"``: cumulative microseconds of rerankpd and
     pandas, and the sum of rerankpd's own modules' self times."""
     root = os.path.dirname(HERE)
-    err = subprocess.run([sys.executable, "-X", "importtime", "-c", "import rerankpd"], capture_output=True,
-                         text=True, cwd=root, check=True).stderr
+    err = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import rerankpd"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=True,
+    ).stderr
     found = {"rerankpd": 0, "pandas": 0, "own": 0}
     for line in err.splitlines():
         parts = line.split("|")
@@ -288,35 +400,68 @@ def bench_import(sizes: dict) -> list[dict]:
     total = statistics.median(r["rerankpd"] for r in runs) / 1e6
     pandas_s = statistics.median(r["pandas"] for r in runs) / 1e6
     own = statistics.median(r["own"] for r in runs) / 1e6
-    return [dict(name="I. import rerankpd (python -X importtime)", value=f"{total * 1000:.0f} ms",
-                 baseline=f"pandas {pandas_s * 1000:.0f} ms", ratio=total / pandas_s, target="report", met=None,
-                 detail=f"median of {len(runs)} fresh processes; rerankpd's own modules {own * 1000:.1f} ms, "
-                        "the rest is pandas, numpy and the other dependencies")]
+    return [
+        dict(
+            name="I. import rerankpd (python -X importtime)",
+            value=f"{total * 1000:.0f} ms",
+            baseline=f"pandas {pandas_s * 1000:.0f} ms",
+            ratio=total / pandas_s,
+            target="report",
+            met=None,
+            detail=f"median of {len(runs)} fresh processes; rerankpd's own modules {own * 1000:.1f} ms, "
+            "the rest is pandas, numpy and the other dependencies",
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------------------- main
-FULL = dict(api_docs=4000, overhead_docs=4000, cached_rows=100_000, cached_distinct=50_000,
-            memory_bm25_rows=1_000_000, e5_pairs=256, bm25_queries=20, rate_rps=50, rate_requests=300,
-            import_runs=9)
-QUICK = dict(api_docs=800, overhead_docs=800, cached_rows=10_000, cached_distinct=5_000,
-             memory_bm25_rows=50_000, e5_pairs=32, bm25_queries=2, rate_rps=50, rate_requests=60,
-             import_runs=3)
+FULL = dict(
+    api_docs=4000,
+    overhead_docs=4000,
+    cached_rows=100_000,
+    cached_distinct=50_000,
+    memory_bm25_rows=1_000_000,
+    e5_pairs=256,
+    bm25_queries=20,
+    rate_rps=50,
+    rate_requests=300,
+    import_runs=9,
+)
+QUICK = dict(
+    api_docs=800,
+    overhead_docs=800,
+    cached_rows=10_000,
+    cached_distinct=5_000,
+    memory_bm25_rows=50_000,
+    e5_pairs=32,
+    bm25_queries=2,
+    rate_rps=50,
+    rate_requests=60,
+    import_runs=3,
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
-    parser.add_argument("--only", nargs="*", help="run only these groups: api overhead cached memory "
-                                                  "embedded rate import")
+    parser.add_argument(
+        "--only", nargs="*", help="run only these groups: api overhead cached memory embedded rate import"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(_memory_child(args.child[0], int(args.child[1]))))
         return
     sizes = QUICK if args.quick else FULL
-    groups = {"api": bench_api_bound, "overhead": bench_overhead, "cached": bench_cached,
-              "memory": bench_memory, "embedded": bench_embedded, "rate": bench_rate_limit,
-              "import": bench_import}
+    groups = {
+        "api": bench_api_bound,
+        "overhead": bench_overhead,
+        "cached": bench_cached,
+        "memory": bench_memory,
+        "embedded": bench_embedded,
+        "rate": bench_rate_limit,
+        "import": bench_import,
+    }
     started = time.perf_counter()
     rows: list[dict] = []
     for name, fn in groups.items():
@@ -327,8 +472,10 @@ def main() -> None:
         print(f"[{name}: {time.perf_counter() - t:.1f}s]", file=sys.stderr, flush=True)
     total = time.perf_counter() - started
 
-    print(f"\nrerankpd {rerankpd.__version__} benchmarks - python {platform.python_version()}, "
-          f"pandas {pd.__version__}, {os.cpu_count()} cores, {'quick' if args.quick else 'full'} sizes\n")
+    print(
+        f"\nrerankpd {rerankpd.__version__} benchmarks - python {platform.python_version()}, "
+        f"pandas {pd.__version__}, {os.cpu_count()} cores, {'quick' if args.quick else 'full'} sizes\n"
+    )
     print_report(rows, args.quick, total)
 
 

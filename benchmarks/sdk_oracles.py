@@ -7,6 +7,7 @@ must parse its answer to the scores rerankpd reads, and must send the body reran
 Prints one line per SDK (``same``, a difference, or ``not installed``) and exits 1 on any difference.
 (``pinecone``, ``mixedbread`` and ``cohere`` are checked in ``tests/rerankers/test_sdk_oracles.py``.)
 """
+
 from __future__ import annotations
 
 import sys
@@ -20,8 +21,11 @@ DOCS = ["stock prices fell", "wash hands to prevent a cold", "cold weather ahead
 
 
 def _compare(name: str, sdk_body: dict, ours_body: dict, sdk_scores: dict, ours_scores: list) -> str:
-    problems = [f"{k}: sdk {sdk_body.get(k)!r} != ours {ours_body.get(k)!r}"
-                for k in sorted(set(sdk_body) | set(ours_body)) if sdk_body.get(k) != ours_body.get(k)]
+    problems = [
+        f"{k}: sdk {sdk_body.get(k)!r} != ours {ours_body.get(k)!r}"
+        for k in sorted(set(sdk_body) | set(ours_body))
+        if sdk_body.get(k) != ours_body.get(k)
+    ]
     if sdk_scores != dict(enumerate(ours_scores)):
         problems.append("scores differ")
     return "same" if not problems else "; ".join(problems)
@@ -32,12 +36,14 @@ def voyage() -> str:
 
     with LoopbackRerankServer(api_key=KEY, dialect="voyage") as server:
         answer = voyageai.Client(api_key=KEY, base_url=server.url).rerank(
-            QUERY, DOCS, model="rerank-2.5", top_k=len(DOCS), truncation=True)
+            QUERY, DOCS, model="rerank-2.5", top_k=len(DOCS), truncation=True
+        )
         sdk = server.requests[-1].body
         ours = rerankpd.get_reranker("voyage", api_key=KEY, base_url=server.url, truncation=True)
         scores = ours.score(QUERY, DOCS)
-        return _compare("voyage", sdk, server.requests[-1].body,
-                        {r.index: r.relevance_score for r in answer.results}, scores)
+        return _compare(
+            "voyage", sdk, server.requests[-1].body, {r.index: r.relevance_score for r in answer.results}, scores
+        )
 
 
 def dashscope() -> str:
@@ -45,14 +51,31 @@ def dashscope() -> str:
 
     with LoopbackRerankServer(api_key=KEY, dialect="dashscope") as server:
         ds.base_http_api_url = server.url
-        answer = ds.TextReRank.call(model="qwen3-rerank", query=QUERY, documents=DOCS, top_n=len(DOCS),
-                                    return_documents=False, api_key=KEY, instruct="Retrieve passages that answer")
+        answer = ds.TextReRank.call(
+            model="qwen3-rerank",
+            query=QUERY,
+            documents=DOCS,
+            top_n=len(DOCS),
+            return_documents=False,
+            api_key=KEY,
+            instruct="Retrieve passages that answer",
+        )
         sdk = server.requests[-1].body
-        ours = rerankpd.get_reranker("dashscope", api_key=KEY, base_url=server.url, model="qwen3-rerank",
-                                     instruct="Retrieve passages that answer")
+        ours = rerankpd.get_reranker(
+            "dashscope",
+            api_key=KEY,
+            base_url=server.url,
+            model="qwen3-rerank",
+            instruct="Retrieve passages that answer",
+        )
         scores = ours.score(QUERY, DOCS)
-        return _compare("dashscope", sdk, server.requests[-1].body,
-                        {r.index: r.relevance_score for r in answer.output.results}, scores)
+        return _compare(
+            "dashscope",
+            sdk,
+            server.requests[-1].body,
+            {r.index: r.relevance_score for r in answer.output.results},
+            scores,
+        )
 
 
 def openai_chat() -> str:

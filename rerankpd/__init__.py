@@ -7,21 +7,22 @@
 
 ``import rerankpd`` registers the ``DataFrame.rerank`` accessor and imports no optional dependency.
 """
+
 from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers DataFrame.rerank)
-from .evaluation.agreement import Agreement, agreement
-from .cache import CacheSettings, cache_info, clear_cache
-from .evaluation.cascade_curve import Cascade, CascadeCurve, cascade_curve
-from .notebook.display import show
-from .errors import RerankError
 from .api import estimate, rerank, scores
+from .cache import CacheSettings, cache_info, clear_cache
+from .errors import RerankError
+from .evaluation.agreement import Agreement, agreement
+from .evaluation.cascade_curve import Cascade, CascadeCurve, cascade_curve
 from .evaluation.evaluate import Evaluation, evaluate
 from .evaluation.fusion import Fusion, fuse
 from .evaluation.fusion_fit import fit_fusion
-from .run.estimate import Estimate
-from .rerankers import Reranker, available_rerankers, get_reranker
+from .notebook.display import show
 from .notebook.panel import RerankPanel
+from .rerankers import Reranker, available_rerankers, get_reranker
+from .run.estimate import Estimate
 
 __version__ = "0.1.0"
 

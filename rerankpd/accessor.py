@@ -9,6 +9,7 @@ Examples
 >>> df.rerank("cats", reranker="bm25", cache=False, progress=False)["rerank_rank"].tolist()
 [1, 2]
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,8 +28,7 @@ __all__ = ["RerankAccessor"]
 def _without_frame(func) -> inspect.Signature:
     signature = inspect.signature(func)
     params = [p for name, p in signature.parameters.items() if name != "df" and not name.startswith("_")]
-    return signature.replace(parameters=[inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-                                         *params])
+    return signature.replace(parameters=[inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *params])
 
 
 @pd.api.extensions.register_dataframe_accessor("rerank")
@@ -46,12 +46,12 @@ class RerankAccessor:
         """The scores alone, a float Series aligned to the frame's index; see :func:`rerankpd.scores`."""
         return api.scores(self._df, query, column, **kwargs)
 
-    def estimate(self, query=None, column="text", **kwargs) -> "_estimate.Estimate":
+    def estimate(self, query=None, column="text", **kwargs) -> _estimate.Estimate:
         """What ``df.rerank(...)`` with the same arguments would send, without sending anything; see
         :func:`rerankpd.estimate`."""
         return api.estimate(self._df, query, column, **kwargs)
 
-    def evaluate(self, query=None, column="text", **kwargs) -> "_evaluate.Evaluation":
+    def evaluate(self, query=None, column="text", **kwargs) -> _evaluate.Evaluation:
         """Metrics, costs and significance of this frame's rankings against its labels; see
         :func:`rerankpd.evaluate`."""
         return _evaluate.evaluate(self._df, query, column, **kwargs)

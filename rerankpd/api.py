@@ -15,6 +15,7 @@ Examples
 >>> rerank(df, "cats", reranker="bm25", prefilter="pre", candidates=2, cache=False, progress=False).index.tolist()
 [2, 1, 0]
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,6 @@ import pandas as pd
 from .run import cascade, pipeline
 from .run import estimate as plain_estimate
 from .run.arguments import check_arguments
-from .run.cascade import CascadeEstimate
-from .run.estimate import Estimate
 from .run.pipeline import scores
 from .run.progress import ProgressCallback
 
@@ -101,11 +100,36 @@ def rerank(
     """
     check_arguments(df, query, column, query_column, top_n, errors)
     if prefilter is not None:
-        return cascade.rerank_cascade(df, query, column, query_column=query_column, top_n=top_n, reranker=reranker,
-                                      prefilter=prefilter, candidates=candidates, sort=sort, cache=cache,
-                                      progress=progress, errors=errors, _cancel=_cancel, _on_progress=_on_progress)
-    return pipeline.rerank(df, query, column, query_column=query_column, top_n=top_n, reranker=reranker, sort=sort,
-                           cache=cache, progress=progress, errors=errors, _cancel=_cancel, _on_progress=_on_progress)
+        return cascade.rerank_cascade(
+            df,
+            query,
+            column,
+            query_column=query_column,
+            top_n=top_n,
+            reranker=reranker,
+            prefilter=prefilter,
+            candidates=candidates,
+            sort=sort,
+            cache=cache,
+            progress=progress,
+            errors=errors,
+            _cancel=_cancel,
+            _on_progress=_on_progress,
+        )
+    return pipeline.rerank(
+        df,
+        query,
+        column,
+        query_column=query_column,
+        top_n=top_n,
+        reranker=reranker,
+        sort=sort,
+        cache=cache,
+        progress=progress,
+        errors=errors,
+        _cancel=_cancel,
+        _on_progress=_on_progress,
+    )
 
 
 def estimate(
@@ -150,8 +174,27 @@ def estimate(
         # a composite ranking (rerankpd.Fusion): an Estimate per reranker it runs
         return reranker.estimate(df, query, column, query_column=query_column, cache=cache)
     if prefilter is not None:
-        return cascade.estimate_cascade(df, query, column, query_column=query_column, reranker=reranker,
-                                        prefilter=prefilter, candidates=candidates, cache=cache, top_n=top_n,
-                                        errors=errors)
-    return plain_estimate.estimate(df, query, column, query_column=query_column, top_n=top_n, reranker=reranker,
-                                   sort=sort, cache=cache, progress=progress, errors=errors)
+        return cascade.estimate_cascade(
+            df,
+            query,
+            column,
+            query_column=query_column,
+            reranker=reranker,
+            prefilter=prefilter,
+            candidates=candidates,
+            cache=cache,
+            top_n=top_n,
+            errors=errors,
+        )
+    return plain_estimate.estimate(
+        df,
+        query,
+        column,
+        query_column=query_column,
+        top_n=top_n,
+        reranker=reranker,
+        sort=sort,
+        cache=cache,
+        progress=progress,
+        errors=errors,
+    )

@@ -12,6 +12,7 @@ Environment variables
 ``DMXAPI_API_KEY``      DMXAPI's key; its presence makes ``"dmxapi"`` the default reranker
 ``DMXAPI_BASE_URL``     DMXAPI's base URL (default ``https://www.dmxapi.cn/v1``)
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,8 +22,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-__all__ = ["Secret", "cache_dir", "cache_directory", "cache_expire", "cache_size_limit", "default_reranker_name",
-           "env"]
+__all__ = ["Secret", "cache_dir", "cache_directory", "cache_expire", "cache_size_limit", "default_reranker_name", "env"]
 
 
 class Secret:
@@ -107,11 +107,21 @@ def cache_dir() -> str:
 #: The cache's default size limit: 1 GiB holds about 40 million scores or 250,000 embeddings of 1,024
 #: numbers, more than most projects ever score, and stays small beside the model weights in a user cache.
 DEFAULT_CACHE_SIZE_LIMIT = 2**30
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
-def cache_size_limit(value: "int | float | str | None" = None) -> int:
+def cache_size_limit(value: int | float | str | None = None) -> int:
     """The cache's size limit in bytes: ``value``, else ``RERANKPD_CACHE_SIZE_LIMIT``, else 1 GiB.
 
     >>> cache_size_limit("500MB"), cache_size_limit(2**20)
@@ -125,8 +135,7 @@ def cache_size_limit(value: "int | float | str | None" = None) -> int:
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
         unit = match.group(2).lower() if match else None
         if unit not in _UNITS:
-            raise ConfigurationError(f"{source}={value!r}: give a number of bytes, or one with a unit "
-                                     "(500MB, 2GiB)")
+            raise ConfigurationError(f"{source}={value!r}: give a number of bytes, or one with a unit (500MB, 2GiB)")
         assert match is not None  # its unit was found above
         value = float(match.group(1)) * _UNITS[unit]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 2**20:
@@ -134,7 +143,7 @@ def cache_size_limit(value: "int | float | str | None" = None) -> int:
     return int(value)
 
 
-def cache_expire(value: "float | None" = None) -> float | None:
+def cache_expire(value: float | None = None) -> float | None:
     """Seconds after which a new cache entry expires: ``value``, else ``RERANKPD_CACHE_EXPIRE``, else never
     (None)."""
     source = "expire" if value is not None else "RERANKPD_CACHE_EXPIRE"
@@ -146,8 +155,10 @@ def cache_expire(value: "float | None" = None) -> float | None:
     except (TypeError, ValueError):
         seconds = float("nan")
     if isinstance(raw, bool) or not seconds > 0 or seconds == float("inf"):
-        raise ConfigurationError(f"{source}={raw!r}: give the seconds after which a cache entry expires "
-                                 "(a number > 0), or leave it unset for never")
+        raise ConfigurationError(
+            f"{source}={raw!r}: give the seconds after which a cache entry expires "
+            "(a number > 0), or leave it unset for never"
+        )
     return seconds
 
 

@@ -23,6 +23,7 @@ Examples
 >>> best["rerank_rank"].tolist()
 [1, 2]
 """
+
 from __future__ import annotations
 
 import os
@@ -33,16 +34,16 @@ import numpy as np
 import pandas as pd
 
 from . import config
+from .cache.shared import SharedScoreStore, check_url, compact, seeded_local_cache
+from .core.options import whole
 from .errors import ConfigurationError, MissingDependencyError, warn_user
 from .pairs import Pairs, rank_within_groups, sort_order
 from .redact import mask_url, scrub, url_secrets
+from .rerankers import get_reranker, reranker_class
+from .rerankers.base import Reranker, describe
 from .run import pipeline
 from .run.arguments import check_arguments
 from .run.plan import plan_run
-from .rerankers import get_reranker, reranker_class
-from .rerankers.base import Reranker, describe
-from .cache.shared import SharedScoreStore, check_url, compact, seeded_local_cache
-from .core.options import whole
 
 __all__ = ["compact", "copy_env_to_workers", "top_n", "with_scores"]
 
@@ -59,13 +60,16 @@ def _dd():
 
 def _check_reranker(reranker: Any, options: dict | None) -> str:
     if reranker is not None and not isinstance(reranker, str):
-        raise ValueError("with Dask, name the reranker (reranker='dmxapi', reranker_options={...}); "
-                         "each worker builds its own")
+        raise ValueError(
+            "with Dask, name the reranker (reranker='dmxapi', reranker_options={...}); each worker builds its own"
+        )
     name = reranker or config.default_reranker_name()
     if options and "api_key" in options:
-        raise ConfigurationError("do not put api_key in reranker_options: it would be written into the Dask "
-                                 "task graph in clear; set the provider's key variable in the workers' "
-                                 "environment instead")
+        raise ConfigurationError(
+            "do not put api_key in reranker_options: it would be written into the Dask "
+            "task graph in clear; set the provider's key variable in the workers' "
+            "environment instead"
+        )
     cls = reranker_class(name)
     for option, value in (options or {}).items():
         if isinstance(value, str) and url_secrets(value):
@@ -74,11 +78,14 @@ def _check_reranker(reranker: Any, options: dict | None) -> str:
             raise ConfigurationError(
                 f"reranker_options[{option!r}] = {mask_url(value)!r} holds a user name and password, which would "
                 f"be written into the Dask task graph in clear; put the URL with its credentials in {where} "
-                "instead (rerankpd.dask.copy_env_to_workers copies it from this process)")
+                "instead (rerankpd.dask.copy_env_to_workers copies it from this process)"
+            )
     if not describe(cls).pairwise or not cls.pairwise_with(options or {}):  # an option may make it listwise
-        raise ConfigurationError(f"the {name!r} reranker scores a query's candidates together, so its scores "
-                                 "cannot be split across partitions; use a pairwise reranker (e5, dmxapi, ...) "
-                                 "or rerankpd.rerank on a pandas frame")
+        raise ConfigurationError(
+            f"the {name!r} reranker scores a query's candidates together, so its scores "
+            "cannot be split across partitions; use a pairwise reranker (e5, dmxapi, ...) "
+            "or rerankpd.rerank on a pandas frame"
+        )
     return name
 
 
@@ -91,11 +98,11 @@ def _without_credentials(url: str) -> str:
         f"shared_cache {mask_url(url)!r} holds a user name and password, which would be written into the Dask task "
         f"graph in clear; give them to fsspec on the workers instead: the variables FSSPEC_{protocol}_USERNAME and "
         f"FSSPEC_{protocol}_PASSWORD in the workers' environment (fsspec reads FSSPEC_<PROTOCOL>_<OPTION> when "
-        "it starts), or the protocol's own credentials (~/.aws, ~/.ssh, ~/.netrc), and drop them from the URL")
+        "it starts), or the protocol's own credentials (~/.aws, ~/.ssh, ~/.netrc), and drop them from the URL"
+    )
 
 
-def _score_partition(part: pd.DataFrame, query, column, query_column, name, options, cache, shared_cache,
-                     errors):
+def _score_partition(part: pd.DataFrame, query, column, query_column, name, options, cache, shared_cache, errors):
     reranker = _build_on_worker(name, options)
     try:
         with pipeline.reranker_in_use(reranker) as model:
@@ -109,8 +116,10 @@ def _score_partition(part: pd.DataFrame, query, column, query_column, name, opti
             try:
                 store = SharedScoreStore(shared_cache, spec.identity)  # a remote store may connect here
             except (OSError, ValueError) as exc:
-                warn_user(f"rerankpd: the shared score store {mask_url(shared_cache)} could not be reached "
-                          f"({scrub(str(exc), url_secrets(shared_cache))}); scoring this partition without it")
+                warn_user(
+                    f"rerankpd: the shared score store {mask_url(shared_cache)} could not be reached "
+                    f"({scrub(str(exc), url_secrets(shared_cache))}); scoring this partition without it"
+                )
                 return _scored(part, query, column, query_column, model, cache, errors)
             keys = store.keys(pairs.queries, pairs.texts, pairs.pair_group, pairs.pair_text)
             with seeded_local_cache(store, keys, cache) as local_cache:
@@ -123,13 +132,23 @@ def _score_partition(part: pd.DataFrame, query, column, query_column, name, opti
 def _scored(part: pd.DataFrame, query, column, query_column, reranker, cache, errors) -> pd.DataFrame:
     result = part.copy(deep=False)
     if errors == "coerce":
-        ranked = pipeline.rerank(part, query, column, query_column=query_column, reranker=reranker,
-                                 sort=False, cache=cache, progress=False, errors="coerce")
+        ranked = pipeline.rerank(
+            part,
+            query,
+            column,
+            query_column=query_column,
+            reranker=reranker,
+            sort=False,
+            cache=cache,
+            progress=False,
+            errors="coerce",
+        )
         result[SCORE] = ranked[SCORE]
         result[ERROR] = ranked[ERROR].astype(object)
     else:
-        result[SCORE] = pipeline.scores(part, query, column, query_column=query_column, reranker=reranker,
-                                        cache=cache, progress=False)
+        result[SCORE] = pipeline.scores(
+            part, query, column, query_column=query_column, reranker=reranker, cache=cache, progress=False
+        )
     return result
 
 
@@ -191,8 +210,10 @@ def copy_env_to_workers(client, *names: str) -> dict:
         raise ValueError("name the variables to copy, e.g. copy_env_to_workers(client, 'DMXAPI_API_KEY')")
     missing = [name for name in names if not config.env(name)]
     if missing:
-        raise ConfigurationError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set in this "
-                                 "process, so there is nothing to copy to the workers")
+        raise ConfigurationError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set in this "
+            "process, so there is nothing to copy to the workers"
+        )
     return client.run(_set_environment, {name: os.environ[name] for name in names})
 
 
@@ -202,9 +223,18 @@ def _partition_pairs(part: pd.DataFrame, query, column, query_column, reranker) 
     return plan_run(part, query, column, query_column, reranker, False, "coerce").pairs
 
 
-def with_scores(ddf, query: str | None = None, column: Any = "text", *, query_column: Any = None,
-                reranker: str | None = None, reranker_options: dict | None = None, cache: Any = True,
-                shared_cache: str | None = None, errors: str = "raise"):
+def with_scores(
+    ddf,
+    query: str | None = None,
+    column: Any = "text",
+    *,
+    query_column: Any = None,
+    reranker: str | None = None,
+    reranker_options: dict | None = None,
+    cache: Any = True,
+    shared_cache: str | None = None,
+    errors: str = "raise",
+):
     """The Dask frame with a ``rerank_score`` column (and ``rerank_error`` with ``errors="coerce"``), lazily.
 
     Nothing is scored until the result is computed. Arguments are those of :func:`rerankpd.rerank`, except
@@ -230,8 +260,18 @@ def with_scores(ddf, query: str | None = None, column: Any = "text", *, query_co
     out_meta[SCORE] = pd.Series(dtype="float64")
     if errors == "coerce":
         out_meta[ERROR] = pd.Series(dtype=object)
-    return ddf.map_partitions(_score_partition, query, column, query_column, name, reranker_options, cache,
-                              shared_cache, errors, meta=out_meta)
+    return ddf.map_partitions(
+        _score_partition,
+        query,
+        column,
+        query_column,
+        name,
+        reranker_options,
+        cache,
+        shared_cache,
+        errors,
+        meta=out_meta,
+    )
 
 
 def _best_of(part: pd.DataFrame, n: int, query_column: Any) -> pd.DataFrame:
@@ -252,13 +292,23 @@ def _first_seen(part: pd.DataFrame, query_column: Any, partition_info: dict | No
     codes, uniques = pd.factorize(part[query_column])
     _, first = np.unique(codes[codes >= 0], return_index=True)
     positions = np.flatnonzero(codes >= 0)[first] if len(first) else np.empty(0, dtype=np.int64)
-    return pd.DataFrame({"query": pd.Series(list(uniques), dtype=object),
-                         "key": (np.int64(number) << 40) + positions.astype(np.int64)})
+    return pd.DataFrame(
+        {"query": pd.Series(list(uniques), dtype=object), "key": (np.int64(number) << 40) + positions.astype(np.int64)}
+    )
 
 
-def top_n(ddf, query: str | None = None, column: Any = "text", *, n: int, query_column: Any = None,
-          reranker: str | None = None, reranker_options: dict | None = None, cache: Any = True,
-          shared_cache: str | None = None) -> pd.DataFrame:
+def top_n(
+    ddf,
+    query: str | None = None,
+    column: Any = "text",
+    *,
+    n: int,
+    query_column: Any = None,
+    reranker: str | None = None,
+    reranker_options: dict | None = None,
+    cache: Any = True,
+    shared_cache: str | None = None,
+) -> pd.DataFrame:
     """The ``n`` best rows (of each query), scored on the workers and ranked here, as a pandas frame.
 
     Returns the same shape as ``rerankpd.rerank(df, ..., top_n=n)``: the input columns and index labels,
@@ -266,8 +316,16 @@ def top_n(ddf, query: str | None = None, column: Any = "text", *, n: int, query_
     Other arguments are those of :func:`with_scores` (``shared_cache=`` included).
     """
     n = whole("n", n, minimum=1)
-    scored = with_scores(ddf, query, column, query_column=query_column, reranker=reranker,
-                         reranker_options=reranker_options, cache=cache, shared_cache=shared_cache)
+    scored = with_scores(
+        ddf,
+        query,
+        column,
+        query_column=query_column,
+        reranker=reranker,
+        reranker_options=reranker_options,
+        cache=cache,
+        shared_cache=shared_cache,
+    )
     best = scored.map_partitions(_best_of, n, query_column, meta=scored._meta)
     if query_column is None:
         best = best.compute()
@@ -276,9 +334,11 @@ def top_n(ddf, query: str | None = None, column: Any = "text", *, n: int, query_
         # Queries are ordered by their first row in the whole input, as rerankpd.rerank orders them.
         import dask
 
-        firsts = ddf.map_partitions(_first_seen, query_column,
-                                    meta=pd.DataFrame({"query": pd.Series(dtype=object),
-                                                       "key": pd.Series(dtype="int64")}))
+        firsts = ddf.map_partitions(
+            _first_seen,
+            query_column,
+            meta=pd.DataFrame({"query": pd.Series(dtype=object), "key": pd.Series(dtype="int64")}),
+        )
         best, firsts = dask.compute(best, firsts)
         order = firsts.groupby("query", sort=False)["key"].min().sort_values(kind="stable")
         position = pd.Series(np.arange(len(order), dtype=np.int64), index=order.index)

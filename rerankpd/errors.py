@@ -29,6 +29,7 @@ Examples
 >>> issubclass(rerankpd.errors.RateLimitError, rerankpd.RerankError)
 True
 """
+
 from __future__ import annotations
 
 __all__ = [

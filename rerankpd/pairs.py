@@ -12,10 +12,11 @@ Examples
 >>> plan_batches(range(p.n_pairs), p.pair_group, batch_size=1)
 [[0], [1]]
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,8 +94,7 @@ def _codes(values: Sequence[str | None] | Factorized) -> tuple[np.ndarray, Seque
     return codes.astype(np.int64, copy=False), list(uniques)
 
 
-def build_pairs(queries: str | Sequence[str | None] | Factorized,
-                texts: Sequence[str | None] | Factorized) -> Pairs:
+def build_pairs(queries: str | Sequence[str | None] | Factorized, texts: Sequence[str | None] | Factorized) -> Pairs:
     """Deduplicate rows into unique (query, text) pairs.
 
     Parameters
@@ -113,9 +113,14 @@ def build_pairs(queries: str | Sequence[str | None] | Factorized,
     text_codes, text_uniques = _codes(texts)
     if isinstance(queries, str):  # one query: the pairs are the distinct texts, already in first-row order
         n_texts = len(text_uniques)
-        return Pairs(queries=[queries], texts=text_uniques, pair_group=np.zeros(n_texts, dtype=np.int64),
-                     pair_text=np.arange(n_texts, dtype=np.int64), row_pair=text_codes,
-                     row_group=np.zeros(n, dtype=np.int64))
+        return Pairs(
+            queries=[queries],
+            texts=text_uniques,
+            pair_group=np.zeros(n_texts, dtype=np.int64),
+            pair_text=np.arange(n_texts, dtype=np.int64),
+            row_pair=text_codes,
+            row_group=np.zeros(n, dtype=np.int64),
+        )
     else:
         if len(queries) != n:
             raise ValueError(f"queries has {len(queries)} entries but texts has {n}")
@@ -148,8 +153,13 @@ def take_texts(texts: Sequence[str], positions: Sequence[int] | np.ndarray) -> l
     return texts.array.take(np.asarray(positions, dtype=np.int64)).tolist()  # a pandas Index of str
 
 
-def plan_batches(pair_ids: Iterable[int], pair_group: np.ndarray, batch_size: int | None,
-                 pair_tokens: np.ndarray | None = None, max_tokens: int | None = None) -> list[list[int]]:
+def plan_batches(
+    pair_ids: Iterable[int],
+    pair_group: np.ndarray,
+    batch_size: int | None,
+    pair_tokens: np.ndarray | None = None,
+    max_tokens: int | None = None,
+) -> list[list[int]]:
     """Group pairs by query and cut each group into requests of at most ``batch_size`` pairs and, with
     ``pair_tokens`` (each pair's query plus document tokens) and ``max_tokens``, within that token budget
     (:func:`rerankpd.core.tokens.budget_spans`, the one rule).

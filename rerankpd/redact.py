@@ -21,11 +21,12 @@ Examples
 >>> mask_url("https://me:hunter2@example.com/v1")
 'https://***:***@example.com/v1'
 """
+
 from __future__ import annotations
 
 import functools
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["MASK", "MIN_RUN", "mask_url", "scrub", "shorten", "url_secrets"]
@@ -41,12 +42,15 @@ def _forms(char: str) -> str:
     """A regex matching ``char`` as itself or as a server may echo it back."""
     code = ord(char)
     hex2, hex4 = f"{code:02x}", f"{code:04x}"
-    forms = [re.escape(char),
-             rf"\\{{1,4}}u(?i:{hex4})",            # JSON \u0073, repr-doubled \\u0073
-             rf"%(?:25)?(?i:{hex2})",               # URL-encoded, or encoded twice
-             rf"&#0*{code};", rf"&#(?i:x0*{code:x});"]  # HTML character references
+    forms = [
+        re.escape(char),
+        rf"\\{{1,4}}u(?i:{hex4})",  # JSON \u0073, repr-doubled \\u0073
+        rf"%(?:25)?(?i:{hex2})",  # URL-encoded, or encoded twice
+        rf"&#0*{code};",
+        rf"&#(?i:x0*{code:x});",
+    ]  # HTML character references
     forms += [f"&{name};" for name in _NAMED.get(char, ())]
-    if char in "\"\\/":
+    if char in '"\\/':
         forms.append(rf"\\{{1,4}}{re.escape(char)}")  # JSON's \" \\ \/ (doubled by a repr)
     if char == " ":
         forms.append(r"\+")
@@ -63,9 +67,9 @@ def _pattern(secret: str) -> re.Pattern[str] | None:
     branches = []
     for start in range(len(secret) - run + 1):
         tail = ""
-        for atom in reversed(atoms[start + run:]):  # the longest run from here: greedy optional extensions
+        for atom in reversed(atoms[start + run :]):  # the longest run from here: greedy optional extensions
             tail = f"(?:{atom}{tail})?"
-        branches.append("".join(atoms[start:start + run]) + tail)
+        branches.append("".join(atoms[start : start + run]) + tail)
     return re.compile("|".join(branches))
 
 

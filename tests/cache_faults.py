@@ -7,6 +7,7 @@ caps the size of any file it writes just above the cache's current size, then sc
 and prints one JSON line: the warnings it caught, how many rows were scored, sent and served from the
 cache. A real loopback server answers; nothing is patched.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -75,8 +76,12 @@ def run_with_full_disk(tmp_path, url: str, api_key: str, *, total: int, cached_f
     """
     script = tmp_path / "full.py"
     script.write_text(FULL_DISK_CHILD, encoding="utf-8")
-    proc = subprocess.run([sys.executable, str(script), url, str(tmp_path / "cache"), api_key, str(total),
-                           str(cached_first)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(script), url, str(tmp_path / "cache"), api_key, str(total), str(cached_first)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -97,9 +102,11 @@ def plant(directory, key: bytes, value, *, mode: int = 1, filename: str | None =
     con = sqlite3.connect(_store_db(directory), isolation_level=None)
     try:
         con.execute("DELETE FROM Cache WHERE key = ? AND raw = 1", (key,))
-        con.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
-                    "mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, ?, ?)",
-                    (key, time.time(), time.time(), mode, filename, value))
+        con.execute(
+            "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
+            "mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, ?, ?)",
+            (key, time.time(), time.time(), mode, filename, value),
+        )
     finally:
         con.close()
 
@@ -114,15 +121,18 @@ def tamper_score(directory, key: bytes, value, *, mode: int = 1, filename: str |
     con = sqlite3.connect(_store_db(directory), isolation_level=None)
     found, n = False, 0
     try:
-        while (row := con.execute("SELECT value FROM Cache WHERE key = ?",
-                                  (b"S" + prefix + n.to_bytes(4, "big"),)).fetchone()) is not None:
+        while (
+            row := con.execute(
+                "SELECT value FROM Cache WHERE key = ?", (b"S" + prefix + n.to_bytes(4, "big"),)
+            ).fetchone()
+        ) is not None:
             blob = row[0] if isinstance(row[0], bytes) else b""  # a value planted before
             k = len(blob) // 24
-            hashes = [blob[i * 16:(i + 1) * 16] for i in range(k)]
+            hashes = [blob[i * 16 : (i + 1) * 16] for i in range(k)]
             if not found and text_hash in hashes:
                 i = hashes.index(text_hash)
-                scores = blob[k * 16:]
-                rest = b"".join(hashes[:i] + hashes[i + 1:]) + scores[:i * 8] + scores[(i + 1) * 8:]
+                scores = blob[k * 16 :]
+                rest = b"".join(hashes[:i] + hashes[i + 1 :]) + scores[: i * 8] + scores[(i + 1) * 8 :]
                 con.execute("UPDATE Cache SET value = ? WHERE key = ?", (rest, b"S" + prefix + n.to_bytes(4, "big")))
                 found = True
             n += 1

@@ -13,6 +13,7 @@ When none is found and the process is root on a machine with ``apt-get``, it ins
 project does not rely on). Otherwise it prints what to install and exits 0, so the rest of the suite still
 runs and the browser test fails naming the fix. The browser test itself is never skipped.
 """
+
 from __future__ import annotations
 
 import glob
@@ -20,14 +21,13 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 DIRECTORIES = ("/usr/bin", "/usr/local/bin", "/snap/bin", "/opt/google/chrome")
 #: Playwright's browser builds, newest first within each pattern (full Chromium before the headless shell).
 PLAYWRIGHT_PATTERNS = ("chromium-*/chrome-linux*/chrome", "chromium_headless_shell-*/chrome-linux*/headless_shell")
-INSTALL_HINT = ("install a Chromium (Debian/Ubuntu: sudo apt-get install chromium) or point RERANKPD_CHROMIUM "
-                "at one")
+INSTALL_HINT = "install a Chromium (Debian/Ubuntu: sudo apt-get install chromium) or point RERANKPD_CHROMIUM at one"
 
 
 def _executable(path: str) -> bool:
@@ -76,10 +76,14 @@ def apt_install_chromium() -> bool:
     return True
 
 
-def ensure_chromium(environ: Mapping[str, str] | None = None, directories: Sequence[str] = DIRECTORIES, *,
-                    allowed: Callable[[], bool] = can_install,
-                    install: Callable[[], bool] = apt_install_chromium,
-                    say: Callable[[str], None] = print) -> str | None:
+def ensure_chromium(
+    environ: Mapping[str, str] | None = None,
+    directories: Sequence[str] = DIRECTORIES,
+    *,
+    allowed: Callable[[], bool] = can_install,
+    install: Callable[[], bool] = apt_install_chromium,
+    say: Callable[[str], None] = print,
+) -> str | None:
     """Find a Chromium; when there is none and ``allowed()``, ``install()`` one and look again."""
     found = find_chromium(environ, directories)
     if found:
@@ -87,14 +91,18 @@ def ensure_chromium(environ: Mapping[str, str] | None = None, directories: Seque
         return found
     environ = os.environ if environ is None else environ
     if environ.get("RERANKPD_CHROMIUM"):
-        say(f"tests.chromium: RERANKPD_CHROMIUM={environ['RERANKPD_CHROMIUM']} is not an executable file; "
-            "fix it or unset it")
+        say(
+            f"tests.chromium: RERANKPD_CHROMIUM={environ['RERANKPD_CHROMIUM']} is not an executable file; "
+            "fix it or unset it"
+        )
         return None
     if not allowed():
         say(f"tests.chromium: no Chromium found, and this process cannot install one: {INSTALL_HINT}")
         return None
-    say("tests.chromium: no Chromium found; installing Debian's chromium package (apt-get install chromium) "
-        "for the browser test")
+    say(
+        "tests.chromium: no Chromium found; installing Debian's chromium package (apt-get install chromium) "
+        "for the browser test"
+    )
     if not install():
         say(f"tests.chromium: apt-get could not install chromium: {INSTALL_HINT}")
         return None

@@ -1,4 +1,5 @@
 """Shared fixtures: a real rerank server on 127.0.0.1, an isolated cache directory and environment."""
+
 from __future__ import annotations
 
 import json
@@ -106,7 +107,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_collectreport(report):
-    pytest_runtest_logreport(report)              # a module that skips itself (importorskip) at collection
+    pytest_runtest_logreport(report)  # a module that skips itself (importorskip) at collection
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -1,17 +1,18 @@
 """A real ``distributed.LocalCluster`` with worker processes, for the Dask tests (bounded in time)."""
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 #: Seconds any one computation on the test cluster may take.
 COMPUTE_TIMEOUT = 120
 
 
 @contextlib.contextmanager
-def local_cluster(worker_cache_root: str) -> Iterator["distributed.Client"]:  # noqa: F821
+def local_cluster(worker_cache_root: str) -> Iterator[distributed.Client]:  # noqa: F821
     """Two worker processes (one thread each) started from an environment without keys or rerankpd settings.
 
     The workers copy the environment when they start; it is cleaned for that moment (so a developer's own
@@ -25,8 +26,15 @@ def local_cluster(worker_cache_root: str) -> Iterator["distributed.Client"]:  # 
         if var.endswith("_API_KEY") or var.startswith("RERANKPD_") or var.endswith("_BASE_URL"):
             del os.environ[var]
     try:
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                               host="127.0.0.1", silence_logs=logging.ERROR, memory_limit=0)
+        cluster = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            silence_logs=logging.ERROR,
+            memory_limit=0,
+        )
     finally:
         os.environ.clear()
         os.environ.update(saved)

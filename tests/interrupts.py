@@ -1,5 +1,6 @@
 """Where CPython delivers a KeyboardInterrupt, for the tests that raise one at every such point of a piece of
 code (a line-by-line sweep raises at places a real Ctrl-C never reaches)."""
+
 from __future__ import annotations
 
 

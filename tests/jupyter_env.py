@@ -9,6 +9,7 @@ into a temporary prefix that runs ``sys.executable`` and puts it first on ``JUPY
 runtime directories are temporary too, so no test reads or writes the developer's ``~/.jupyter``, and
 ``PYTHONPATH`` makes the kernel import this checkout's rerankpd.
 """
+
 from __future__ import annotations
 
 import json
@@ -106,9 +107,14 @@ def modules_outside(extra: str) -> set[str]:
     allowed = distributions_of(extra)
     own = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
     allowed |= {"pip", "setuptools", "wheel"}  # what a virtualenv comes with
-    return {module for module, dists in metadata.packages_distributions().items()
-            if module.isidentifier() and module not in sys.stdlib_module_names and module not in own
-            and not any(canonicalize_name(d) in allowed for d in dists)}
+    return {
+        module
+        for module, dists in metadata.packages_distributions().items()
+        if module.isidentifier()
+        and module not in sys.stdlib_module_names
+        and module not in own
+        and not any(canonicalize_name(d) in allowed for d in dists)
+    }
 
 
 def isolated_env(tmp_path: Path, extra: str | None = None) -> dict:
@@ -139,7 +145,8 @@ def isolated_env(tmp_path: Path, extra: str | None = None) -> dict:
         startup = ipython / "profile_default" / "startup"
         startup.mkdir(parents=True)
         (startup / "00-only-the-extra.py").write_text(
-            _STARTUP.format(extra=extra, blocked=sorted(modules_outside(extra))), encoding="utf-8")
+            _STARTUP.format(extra=extra, blocked=sorted(modules_outside(extra))), encoding="utf-8"
+        )
         env["IPYTHONDIR"] = str(ipython)
     install(kernel_name=KERNEL_NAME, prefix=str(prefix))
     spec = json.loads((prefix / "share" / "jupyter" / "kernels" / KERNEL_NAME / "kernel.json").read_text())
@@ -173,15 +180,22 @@ def execute(nb, cwd: Path, timeout: int = 300):
     """
     from nbclient import NotebookClient
 
-    NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=False, record_timing=False,
-                   resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=KERNEL_NAME,
+        allow_errors=False,
+        record_timing=False,
+        resources={"metadata": {"path": str(cwd)}},
+    ).execute()
     return nb
 
 
 def is_progress_bar(output: dict) -> bool:
     """A tqdm bar's output (its text has the run's timings, so it is not kept in a committed notebook)."""
-    return output.get("output_type") == "display_data" and \
-        output.get("data", {}).get("text/plain", "").startswith("rerank [")
+    return output.get("output_type") == "display_data" and output.get("data", {}).get("text/plain", "").startswith(
+        "rerank ["
+    )
 
 
 def without_progress_bars(nb):

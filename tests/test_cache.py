@@ -1,4 +1,5 @@
 """The cache's store: bytes only, private directory, keys, info and clear, size limit, expiry, tags."""
+
 from __future__ import annotations
 
 import hashlib
@@ -34,15 +35,18 @@ def test_roundtrip_and_keys(tmp_path):
     cache.close()
 
 
-@pytest.mark.parametrize("mode, value, filename", [
-    (4, pickle.dumps(["a", "list"]), None),               # a pickle: never unpickled
-    (1, "0.5", None),                                      # text in raw mode
-    (1, 7, None),                                          # an integer
-    (1, 0.5, None),                                        # a float
-    (2, None, "SECRET"),                                   # a binary value file: never opened
-    (3, None, "SECRET"),                                   # a text value file: never opened
-    (1, b"\x00" * 23, None),                               # not whole (hash, score) records
-])
+@pytest.mark.parametrize(
+    "mode, value, filename",
+    [
+        (4, pickle.dumps(["a", "list"]), None),  # a pickle: never unpickled
+        (1, "0.5", None),  # text in raw mode
+        (1, 7, None),  # an integer
+        (1, 0.5, None),  # a float
+        (2, None, "SECRET"),  # a binary value file: never opened
+        (3, None, "SECRET"),  # a text value file: never opened
+        (1, b"\x00" * 23, None),  # not whole (hash, score) records
+    ],
+)
 def test_a_value_stored_in_any_other_mode_is_a_miss_never_unpickled_or_opened(tmp_path, mode, value, filename):
     cache_dir = tmp_path / "c"
     cache = ScoreCache(cache_dir)
@@ -167,7 +171,7 @@ def test_the_size_limit_evicts_the_least_recently_used_entries(tmp_path):
             assert len(cache.get_many(keep)) == 100  # read: recently used
             keys = ScoreCache.keys("d", [f"q{q}"], [f"t{i}" for i in range(4000)], [0] * 4000, range(4000))
             for start in range(0, 4000, 1000):
-                cache.set_many(dict.fromkeys(keys[start:start + 1000], 2.0))
+                cache.set_many(dict.fromkeys(keys[start : start + 1000], 2.0))
         assert rerankpd.cache_info(tmp_path)["size_bytes"] < 2**20 + 2**19
     with ScoreCache(settings) as cache:
         first = ScoreCache.keys("d", ["q1"], [f"t{i}" for i in range(4000)], [0] * 4000, range(4000))
@@ -183,6 +187,7 @@ def test_key_format_is_stable(tmp_path):
     little-endian; a text's hash is BLAKE2b-128 of its UTF-8; a pair's key is the two together. A query's
     block ``n`` is stored under ``S`` + prefix + ``n`` (4 bytes big-endian) and holds the hashes, then
     the scores as little-endian float64."""
+
     def field(text: str) -> bytes:
         data = text.encode()
         return len(data).to_bytes(8, "little") + data

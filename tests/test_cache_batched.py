@@ -1,4 +1,5 @@
 """The batched cache paths: keys hashed by shared prefix, a query's blocks read together, values read as numbers."""
+
 from __future__ import annotations
 
 import hashlib
@@ -6,7 +7,6 @@ import random
 
 import numpy as np
 import pytest
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,15 +17,19 @@ from tests.cache_faults import score_record, tamper_score
 
 
 @settings(max_examples=50, deadline=None)
-@given(queries=st.lists(st.text(max_size=20), min_size=1, max_size=4),
-       texts=st.lists(st.text(max_size=30), min_size=1, max_size=10), data=st.data())
+@given(
+    queries=st.lists(st.text(max_size=20), min_size=1, max_size=4),
+    texts=st.lists(st.text(max_size=30), min_size=1, max_size=10),
+    data=st.data(),
+)
 def test_keys_equal_key_of_each_pair(queries, texts, data):
     n = data.draw(st.integers(0, 30))
     groups = data.draw(st.lists(st.integers(0, len(queries) - 1), min_size=n, max_size=n))
     idx = data.draw(st.lists(st.integers(0, len(texts) - 1), min_size=n, max_size=n))
     digest = identity_digest({"provider": "p", "model": "m"})
     assert ScoreCache.keys(digest, queries, texts, groups, idx) == [
-        ScoreCache.key(digest, queries[g], texts[t]) for g, t in zip(groups, idx)]
+        ScoreCache.key(digest, queries[g], texts[t]) for g, t in zip(groups, idx)
+    ]
 
 
 def test_get_many_across_blocks_returns_exactly_the_present_keys(tmp_path):
@@ -34,7 +38,7 @@ def test_get_many_across_blocks_returns_exactly_the_present_keys(tmp_path):
     with ScoreCache(tmp_path) as cache:
         stored = {k: i / 7 for i, k in enumerate(keys) if i % 3}
         for start in range(0, 2500, 1000):  # three blocks
-            cache.set_many({k: v for k, v in stored.items() if k in set(keys[start:start + 1000])})
+            cache.set_many({k: v for k, v in stored.items() if k in set(keys[start : start + 1000])})
         found = cache.get_many(keys + [b"not-a-key"] * 5)
     assert found == stored  # exact floats back, across three blocks, misses left out
 
@@ -43,17 +47,27 @@ def test_a_tampered_value_that_is_not_a_finite_number_is_a_miss(tmp_path):
     keys = [ScoreCache.key("d", "q", t) for t in "abcdefgh"]
     with ScoreCache(tmp_path) as cache:
         cache.set_many(dict.fromkeys(keys, 0.25))
-    for key, value in zip(keys[1:], ['{"__reduce__": "os.system"}', None, b"\x00\x01", "/etc/passwd",
-                                     float("inf"), score_record(keys[6], float("inf")),
-                                     score_record(keys[7], float("nan"))]):
+    for key, value in zip(
+        keys[1:],
+        [
+            '{"__reduce__": "os.system"}',
+            None,
+            b"\x00\x01",
+            "/etc/passwd",
+            float("inf"),
+            score_record(keys[6], float("inf")),
+            score_record(keys[7], float("nan")),
+        ],
+    ):
         tamper_score(tmp_path, key, value)
     with ScoreCache(tmp_path) as cache:
         assert cache.get_many(keys) == {keys[0]: 0.25}
 
 
 @pytest.mark.parametrize("chunk_pairs, chunk_queries", [(700, 1), (700, 2), (10**9, 10**9)])
-def test_lookups_in_any_chunking_find_exactly_the_valid_cached_scores(tmp_path, monkeypatch, chunk_pairs,
-                                                                       chunk_queries):
+def test_lookups_in_any_chunking_find_exactly_the_valid_cached_scores(
+    tmp_path, monkeypatch, chunk_pairs, chunk_queries
+):
     """Queries read one at a time, two at a time, or all at once find the same scores, and nothing else."""
     monkeypatch.setattr(cache_module, "LOOKUP_CHUNK_TEXTS", chunk_pairs)
     monkeypatch.setattr(cache_module, "LOOKUP_CHUNK_QUERIES", chunk_queries)
@@ -101,8 +115,7 @@ def test_each_run_reads_back_exactly_the_latest_finite_score_stored_for_each_pai
     texts = data.draw(st.lists(st.text(max_size=12), min_size=1, max_size=12, unique=True))
     latest: dict = {}
     for _ in range(data.draw(st.integers(1, 3))):
-        rows = data.draw(st.lists(st.tuples(st.sampled_from(queries), st.sampled_from(texts)), min_size=1,
-                                  max_size=20))
+        rows = data.draw(st.lists(st.tuples(st.sampled_from(queries), st.sampled_from(texts)), min_size=1, max_size=20))
         pairs = build_pairs([q for q, _ in rows], [t for _, t in rows])
         run = RunCache.open(directory, identity)
         scores = np.full(pairs.n_pairs, np.nan)
@@ -110,11 +123,11 @@ def test_each_run_reads_back_exactly_the_latest_finite_score_stored_for_each_pai
         want = np.array([latest.get(pairs.pair(p), np.nan) for p in range(pairs.n_pairs)])
         np.testing.assert_array_equal(scores, want)
         assert found == int(np.isfinite(want).sum())
-        ids = data.draw(st.permutations(range(pairs.n_pairs)))[:data.draw(st.integers(0, pairs.n_pairs))]
+        ids = data.draw(st.permutations(range(pairs.n_pairs)))[: data.draw(st.integers(0, pairs.n_pairs))]
         values = data.draw(st.lists(st.floats(width=64), min_size=len(ids), max_size=len(ids)))
         size = data.draw(st.integers(1, 5))
         for start in range(0, len(ids), size):
-            batch, batch_values = ids[start:start + size], values[start:start + size]
+            batch, batch_values = ids[start : start + size], values[start : start + size]
             batch_texts = [pairs.texts[pairs.pair_text[i]] for i in batch] if data.draw(st.booleans()) else None
             run.store(batch, np.array(batch_values), batch_texts)
             for i, v in zip(batch, batch_values):

@@ -1,6 +1,7 @@
 """Defects of the hand-written store the caches ran on before diskcache, found by a hostile test as an
 attacker with write access to the cache directory and as several processes sharing it would. Each test
 failed on that store."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,9 @@ from .test_reliability import QUERY, _reranker, _spawn, _texts
 
 
 def _rerun(url, texts, cache_dir):
-    return rerankpd.rerank(pd.DataFrame({"text": texts}), QUERY, reranker=_reranker(url, batch_size=10),
-                           cache=cache_dir, progress=False)
+    return rerankpd.rerank(
+        pd.DataFrame({"text": texts}), QUERY, reranker=_reranker(url, batch_size=10), cache=cache_dir, progress=False
+    )
 
 
 @pytest.mark.slow
@@ -114,9 +116,13 @@ def test_a_huge_sparse_journal_does_not_fail_every_run(tmp_path):
         script = tmp_path / "child.py"
         script.write_text(SMALL_MEMORY_CHILD, encoding="utf-8")
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        proc = subprocess.run([sys.executable, str(script), server.url, str(cache_dir), API_KEY,
-                               json.dumps(_texts(20))], env=env,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, str(script), server.url, str(cache_dir), API_KEY, json.dumps(_texts(20))],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert json.loads(proc.stdout.strip().splitlines()[-1]) == 10
     rerankpd.clear_cache(cache_dir)

@@ -1,6 +1,7 @@
 """The score cache under attack and under faults: colliding keys, tampered rows, corrupt values, read-only
 and full disks, a deleted directory, Ctrl-C inside the cache's own code, and cache_info / clear_cache on
 paths that cannot hold a cache."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,6 @@ from rerankpd.errors import CacheError
 from rerankpd.rerankers.base import describe
 from rerankpd.rerankers.dmxapi import DMXAPIReranker
 from rerankpd.testing import LoopbackRerankServer, overlap_score
-
 from tests.cache_faults import plant, read_only, run_with_full_disk, score_record, tamper_score
 from tests.conftest import API_KEY
 from tests.interrupts import interruptible_offsets
@@ -45,8 +45,9 @@ def _reranker(url: str, **options) -> DMXAPIReranker:
 def _run(texts, url, cache_dir, query=QUERY, **options):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = rerankpd.rerank(pd.DataFrame({"text": texts}), query, reranker=_reranker(url, **options),
-                              cache=cache_dir, progress=False)
+        out = rerankpd.rerank(
+            pd.DataFrame({"text": texts}), query, reranker=_reranker(url, **options), cache=cache_dir, progress=False
+        )
     return out, [str(w.message) for w in caught if "score cache" in str(w.message)]
 
 
@@ -123,11 +124,16 @@ def _plant_old_format_row(directory, url: str, text: str, filename: str) -> None
     os.makedirs(directory, mode=0o700, exist_ok=True)
     con = sqlite3.connect(os.path.join(directory, "cache.db"))
     con.execute("CREATE TABLE IF NOT EXISTS Settings (key TEXT NOT NULL UNIQUE, value)")
-    con.execute("CREATE TABLE IF NOT EXISTS Cache (rowid INTEGER PRIMARY KEY, key BLOB, raw INTEGER, "
-                "store_time REAL, expire_time REAL, access_time REAL, access_count INTEGER DEFAULT 0, tag BLOB, "
-                "size INTEGER DEFAULT 0, mode INTEGER DEFAULT 0, filename TEXT, value BLOB)")
-    con.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
-                "mode, filename, value) VALUES (?, 1, 0, NULL, 0, 0, NULL, 0, 3, ?, NULL)", (old_key, filename))
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS Cache (rowid INTEGER PRIMARY KEY, key BLOB, raw INTEGER, "
+        "store_time REAL, expire_time REAL, access_time REAL, access_count INTEGER DEFAULT 0, tag BLOB, "
+        "size INTEGER DEFAULT 0, mode INTEGER DEFAULT 0, filename TEXT, value BLOB)"
+    )
+    con.execute(
+        "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
+        "mode, filename, value) VALUES (?, 1, 0, NULL, 0, 0, NULL, 0, 3, ?, NULL)",
+        (old_key, filename),
+    )
     con.commit()
     con.close()
 
@@ -168,8 +174,7 @@ def test_a_row_pointing_at_a_fifo_does_not_hang_the_run(tmp_path):
     result: dict = {}
     with LoopbackRerankServer(api_key=API_KEY) as server:
         _plant_old_format_row(cache_dir, server.url, text, str(fifo))
-        worker = threading.Thread(target=lambda: result.update(out=_run([text], server.url, cache_dir)[0]),
-                                  daemon=True)
+        worker = threading.Thread(target=lambda: result.update(out=_run([text], server.url, cache_dir)[0]), daemon=True)
         worker.start()
         worker.join(30)
         finished = not worker.is_alive()
@@ -186,12 +191,18 @@ def test_corrupt_values_are_misses_overwritten_and_the_rest_of_the_cache_keeps_w
     texts = _texts(40)
     with LoopbackRerankServer(api_key=API_KEY) as server:
         _run(texts[:20], server.url, tmp_path)
-        bad = {texts[0]: None, texts[1]: "not json {", texts[2]: b"\x80\x04K\x01.", texts[3]: "/etc/passwd",
-               texts[4]: float("inf")}
+        bad = {
+            texts[0]: None,
+            texts[1]: "not json {",
+            texts[2]: b"\x80\x04K\x01.",
+            texts[3]: "/etc/passwd",
+            texts[4]: float("inf"),
+        }
         for text, value in bad.items():
             tamper_score(tmp_path, _key(server.url, QUERY, text), value)
-        tamper_score(tmp_path, _key(server.url, QUERY, texts[5]), score_record(_key(server.url, QUERY, texts[5]),
-                                                                              float("nan")))
+        tamper_score(
+            tmp_path, _key(server.url, QUERY, texts[5]), score_record(_key(server.url, QUERY, texts[5]), float("nan"))
+        )
         bad[texts[5]] = float("nan")
         server.reset()
         out, messages = _run(texts, server.url, tmp_path)
@@ -251,8 +262,9 @@ def test_deleting_the_cache_directory_mid_run_warns_instead_of_writing_to_a_dele
         r = DeletesTheCache(api_key=API_KEY, base_url=server.url, batch_size=10, max_concurrency=1)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = rerankpd.rerank(pd.DataFrame({"text": _texts(100)}), QUERY, reranker=r, cache=cache_dir,
-                                  progress=False)
+            out = rerankpd.rerank(
+                pd.DataFrame({"text": _texts(100)}), QUERY, reranker=r, cache=cache_dir, progress=False
+            )
     messages = [str(w.message) for w in caught if "score cache" in str(w.message)]
     assert len(messages) == 1 and "could not be written" in messages[0] and "removed" in messages[0], messages
     assert out["rerank_score"].notna().all()
@@ -314,8 +326,11 @@ def test_ctrl_c_inside_the_cache_keeps_every_score_the_run_waits_for(tmp_path):
     tests check that the write happens there, before the next request is sent)."""
     import importlib.util
 
-    files = tuple(os.path.dirname(spec.origin) for spec in map(importlib.util.find_spec, ("rerankpd", "diskcache"))
-                  if spec is not None and spec.origin)
+    files = tuple(
+        os.path.dirname(spec.origin)
+        for spec in map(importlib.util.find_spec, ("rerankpd", "diskcache"))
+        if spec is not None and spec.origin
+    )
     rng = random.Random(9)
     texts = _texts(120)
     interrupted = 0
@@ -328,8 +343,7 @@ def test_ctrl_c_inside_the_cache_keeps_every_score_the_run_waits_for(tmp_path):
                 warnings.simplefilter("always")
                 sys.settrace(tracer)
                 try:
-                    rerankpd.rerank(pd.DataFrame({"text": texts}), QUERY, reranker=r, cache=cache_dir,
-                                    progress=False)
+                    rerankpd.rerank(pd.DataFrame({"text": texts}), QUERY, reranker=r, cache=cache_dir, progress=False)
                     partial = None
                 except KeyboardInterrupt as exc:
                     partial = exc.partial
@@ -352,9 +366,14 @@ def test_ctrl_c_inside_the_cache_keeps_every_score_the_run_waits_for(tmp_path):
 # ----------------------------------------------------------------------------------------- info and clear
 def test_cache_info_creates_nothing_and_reports_an_empty_cache(tmp_path):
     missing = tmp_path / "typo"
-    assert rerankpd.cache_info(missing) == {"directory": str(missing), "entries": 0, "size_bytes": 0,
-                                            "kinds": {"scores": 0, "embeddings": 0, "windows": 0}, "scores": 0,
-                                            "size_limit": 2**30}
+    assert rerankpd.cache_info(missing) == {
+        "directory": str(missing),
+        "entries": 0,
+        "size_bytes": 0,
+        "kinds": {"scores": 0, "embeddings": 0, "windows": 0},
+        "scores": 0,
+        "size_limit": 2**30,
+    }
     assert rerankpd.clear_cache(missing) == 0
     assert not missing.exists()
 
@@ -388,11 +407,11 @@ def test_many_connections_opening_one_new_cache_at_once_all_get_a_writable_cache
         stores, errors = [], []
 
         def open_one():
-            barrier.wait()
+            barrier.wait()  # noqa: B023 - called within this iteration
             try:
-                stores.append(Store(settings))
+                stores.append(Store(settings))  # noqa: B023 - called within this iteration
             except Exception as exc:  # noqa: BLE001 - recorded and asserted below
-                errors.append(exc)
+                errors.append(exc)  # noqa: B023 - called within this iteration
 
         threads = [threading.Thread(target=open_one) for _ in range(6)]
         for t in threads:

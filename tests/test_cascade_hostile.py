@@ -1,4 +1,5 @@
 """A cascade whose prefilter fails on some rows, with errors="coerce": the failures are not hidden."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -45,8 +46,9 @@ def frame():
 
 def test_rows_the_prefilter_failed_on_reach_the_reranker_when_there_is_room():
     main = Counter()
-    out = rerankpd.rerank(frame(), "q", reranker=main, prefilter=Picky(), candidates=10, cache=False,
-                          progress=False, errors="coerce")
+    out = rerankpd.rerank(
+        frame(), "q", reranker=main, prefilter=Picky(), candidates=10, cache=False, progress=False, errors="coerce"
+    )
     assert out.index[0] == 0 and "refused xxxxx" in main.seen  # the reranker's best comes first, as in a plain run
     plain = rerankpd.rerank(frame(), "q", reranker=Counter(), cache=False, progress=False, errors="coerce")
     assert out.index.tolist() == plain.index.tolist()
@@ -55,8 +57,17 @@ def test_rows_the_prefilter_failed_on_reach_the_reranker_when_there_is_room():
 
 def test_rows_the_prefilter_failed_on_and_left_out_are_marked_failed():
     with pytest.warns(RuntimeWarning, match=r"prefilter picky failed on 1 row"):
-        out = rerankpd.rerank(frame(), "q", reranker=Counter(), prefilter=Picky(), candidates=2, cache=False,
-                              progress=False, errors="coerce", sort=False)
+        out = rerankpd.rerank(
+            frame(),
+            "q",
+            reranker=Counter(),
+            prefilter=Picky(),
+            candidates=2,
+            cache=False,
+            progress=False,
+            errors="coerce",
+            sort=False,
+        )
     error = out.loc[0, "rerank_error"]
     assert isinstance(error, str) and "prefilter picky" in error and "refused a document" in error
     assert out["rerank_error"].notna().sum() == 1 and out.attrs["rerank"]["failed"] == 1

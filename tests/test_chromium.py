@@ -4,6 +4,7 @@ The README's second command runs ``python -m tests.chromium`` before ``pytest`` 
 machine the browser test used to fail with "needs: apt-get install chromium"). Here fake browsers are
 small executable files in temporary directories; nothing is installed or downloaded.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,9 +32,11 @@ def test_finds_chromium_wherever_a_machine_may_have_one(tmp_path):
         bin_dir = tmp_path / f"bin-{name}"
         expected = _fake_browser(bin_dir / name)
         assert find_chromium({**empty, "PATH": str(bin_dir)}, directories=()) == expected
-        assert find_chromium(empty, directories=[str(bin_dir)]) == expected           # /usr/bin and friends
+        assert find_chromium(empty, directories=[str(bin_dir)]) == expected  # /usr/bin and friends
     # Playwright's own download, in its default cache and where PLAYWRIGHT_BROWSERS_PATH points
-    shell = _fake_browser(tmp_path / "home/.cache/ms-playwright/chromium_headless_shell-1200/chrome-linux/headless_shell")
+    shell = _fake_browser(
+        tmp_path / "home/.cache/ms-playwright/chromium_headless_shell-1200/chrome-linux/headless_shell"
+    )
     assert find_chromium(empty, directories=()) == shell
     full = _fake_browser(tmp_path / "pw/chromium-1169/chrome-linux/chrome")
     assert find_chromium({**empty, "PLAYWRIGHT_BROWSERS_PATH": str(tmp_path / "pw")}, directories=()) == full
@@ -48,7 +51,7 @@ def test_installs_debians_chromium_only_where_the_machine_allows_it(tmp_path):
     empty = {"PATH": str(tmp_path / "bin"), "HOME": str(tmp_path / "home")}
     said, installs = [], []
 
-    def install():                   # what apt-get would leave behind
+    def install():  # what apt-get would leave behind
         installs.append(1)
         _fake_browser(tmp_path / "bin" / "chromium")
         return True
@@ -59,7 +62,7 @@ def test_installs_debians_chromium_only_where_the_machine_allows_it(tmp_path):
     assert installs == [1] and found == str(tmp_path / "bin" / "chromium")
     assert "installing Debian's chromium" in said[-2] and found in said[-1]
     assert ensure_chromium(empty, (), allowed=lambda: True, install=install, say=said.append) == found
-    assert installs == [1]            # found now: nothing installed twice
+    assert installs == [1]  # found now: nothing installed twice
 
 
 def test_the_readme_test_command_provides_the_browser_and_says_so():
@@ -67,14 +70,15 @@ def test_the_readme_test_command_provides_the_browser_and_says_so():
     block = re.search(r"^```bash\n(.*?)^```", readme, re.S | re.M).group(1).splitlines()
     test_command = block[1]
     assert test_command.index("python -m tests.chromium") < test_command.index("python -m pytest")
-    after = readme[readme.index("```", readme.index("```bash") + 3):][:1200]
+    after = readme[readme.index("```", readme.index("```bash") + 3) :][:1200]
     assert "apt-get install chromium" in after and "RERANKPD_CHROMIUM" in after
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "apt-get" not in ci                # CI runs the README's commands and nothing else
+    assert "apt-get" not in ci  # CI runs the README's commands and nothing else
 
 
 def test_the_module_runs_and_never_stops_the_test_command(tmp_path):
     env = {**os.environ, "RERANKPD_CHROMIUM": str(tmp_path / "no-browser-here")}
-    result = subprocess.run([sys.executable, "-m", "tests.chromium"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.chromium"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and "RERANKPD_CHROMIUM" in result.stdout

@@ -1,4 +1,5 @@
 """The command line when stdout cannot take the ranking: closed, or a full device. One line, naming stdout."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,14 @@ def _csv(tmp_path, n=50):
 
 
 def _rank(tmp_path, **popen):
-    return subprocess.run([sys.executable, "-m", "rerankpd", "rank", _csv(tmp_path), "-q", "cats", "-r", "bm25",
-                           "--no-cache"], stderr=subprocess.PIPE, text=True, timeout=120, check=False, **popen)
+    return subprocess.run(
+        [sys.executable, "-m", "rerankpd", "rank", _csv(tmp_path), "-q", "cats", "-r", "bm25", "--no-cache"],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+        **popen,
+    )
 
 
 def test_stdout_closed_says_one_line_naming_stdout(tmp_path):

@@ -4,6 +4,7 @@ relative link resolves, and user-facing text holds no internal issue numbers or 
 The build needs mkdocs-material and mkdocstrings (in the ``test`` and ``docs`` extras); when they are
 missing the build test fails, naming the install, rather than skipping.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,8 @@ def _slugs(markdown: str) -> set[str]:
     slugs = set()
     for heading in re.findall(r"^#{1,6}\s+(.*?)\s*$", _FENCE.sub("", markdown), re.M):
         text = re.sub(r"[^\w\s-]", "", heading.replace("`", "")).strip().lower()
-        slugs.add(re.sub(r"\s", "-", text))                 # GitHub keeps runs of hyphens
-        slugs.add(re.sub(r"[-\s]+", "-", text))             # MkDocs collapses them
+        slugs.add(re.sub(r"\s", "-", text))  # GitHub keeps runs of hyphens
+        slugs.add(re.sub(r"[-\s]+", "-", text))  # MkDocs collapses them
     return slugs
 
 
@@ -78,13 +79,16 @@ def test_the_readme_links_every_guide_and_says_how_to_open_the_notebooks():
         assert f"`{notebook.stem}`" in (DOCS / "notebooks-and-panel.md").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("path", [README, ROOT / "CHANGELOG.md", ROOT / "CONTRIBUTING.md", *_pages()],
-                         ids=lambda p: p.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize(
+    "path",
+    [README, ROOT / "CHANGELOG.md", ROOT / "CONTRIBUTING.md", *_pages()],
+    ids=lambda p: p.relative_to(ROOT).as_posix(),
+)
 def test_every_relative_link_resolves(path):
     text = path.read_text(encoding="utf-8")
     broken = []
     for target in _links(text):
-        if re.match(r"^[a-z][a-z0-9+.-]*:", target):     # http:, https:, mailto:
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
             continue
         file, _, anchor = target.partition("#")
         dest = (path.parent / file).resolve() if file else path
@@ -97,7 +101,9 @@ def test_every_relative_link_resolves(path):
 
 _HISTORY = re.compile(
     r"\bissues?\s+#?\d+|(?<![\w&/])#\d+\b|\bused to\b|\bbefore this change\b|\bwhat it took\b|"
-    r"\b(?:this|the last) change\b", re.I)
+    r"\b(?:this|the last) change\b",
+    re.I,
+)
 
 
 @pytest.mark.parametrize("path", _user_facing(), ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -136,11 +142,29 @@ def test_the_site_builds_strictly(tmp_path):
     except ImportError as exc:
         pytest.fail(f"building the docs needs {exc.name}: pip install -e '.[docs]' (the test extra has it)")
     # mkdocstrings documents this checkout's rerankpd, whatever else is installed
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site"),
-                             "--config-file", str(ROOT / "mkdocs.yml")], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=600)
+    env = {
+        **os.environ,
+        "NO_MKDOCS_2_WARNING": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--site-dir",
+            str(tmp_path / "site"),
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     site = tmp_path / "site"
     assert (site / "index.html").exists() and (site / "reference" / "rerankpd" / "index.html").exists()
@@ -149,5 +173,6 @@ def test_the_site_builds_strictly(tmp_path):
     for name in ("rerankpd.rerank", "rerankpd.get_reranker", "rerankpd.cascade_curve"):
         assert f'id="{name}"' in reference, f"{name} is missing from the API reference"
     assert 'id="rerankpd.testing.cranfield_sample"' in (site / "reference" / "testing" / "index.html").read_text(
-        encoding="utf-8")
+        encoding="utf-8"
+    )
     assert (site / "evaluate.png").exists() and (site / "panel.png").exists()

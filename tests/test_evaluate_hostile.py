@@ -1,4 +1,5 @@
 """rerankpd.evaluate on hostile judgments: duplicate qrels, infinite labels, and ties, against ir-measures."""
+
 from __future__ import annotations
 
 import ir_measures
@@ -23,16 +24,24 @@ def assert_equals_ir_measures(ev, ranking, qrels, run):
 
 # ------------------------------------------------------------------------------------ duplicate qrels
 def small():
-    df = pd.DataFrame({"q": ["q1"] * 4, "doc": ["d1", "d2", "d3", "d4"], "label": [1, 0, 0, 0],
-                       "s": [4.0, 3.0, 2.0, 1.0]})
+    df = pd.DataFrame(
+        {"q": ["q1"] * 4, "doc": ["d1", "d2", "d3", "d4"], "label": [1, 0, 0, 0], "s": [4.0, 3.0, 2.0, 1.0]}
+    )
     return df
 
 
 def test_a_qrels_row_given_twice_counts_once_as_ir_measures_does():
     df = small()
     qrels = pd.DataFrame({"query": ["q1", "q1", "q1"], "doc": ["d9", "d9", "d1"], "label": [1, 1, 1]})
-    ev = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", qrels=qrels,
-                           id_column="doc", metrics=list(NAMES.values()))
+    ev = rerankpd.evaluate(
+        df,
+        query_column="q",
+        label_column="label",
+        score_columns="s",
+        qrels=qrels,
+        id_column="doc",
+        metrics=list(NAMES.values()),
+    )
     assert ev.values("s", "recall@5")[0] == pytest.approx(0.5)
     judged = [ir_measures.Qrel(q, d, int(lab)) for q, d, lab in qrels.itertuples(index=False)]
     run = [ir_measures.ScoredDoc("q1", d, s) for d, s in zip(df.doc, df.s)]
@@ -41,11 +50,11 @@ def test_a_qrels_row_given_twice_counts_once_as_ir_measures_does():
 
 def test_qrels_that_judge_a_document_twice_differently_are_refused_with_the_rows_named():
     df = small()
-    qrels = pd.DataFrame({"query": ["q1", "q1", "q1"], "doc": ["d9", "d1", "d9"], "label": [1, 1, 2]},
-                         index=[10, 11, 12])
+    qrels = pd.DataFrame(
+        {"query": ["q1", "q1", "q1"], "doc": ["d9", "d1", "d9"], "label": [1, 1, 2]}, index=[10, 11, 12]
+    )
     with pytest.raises(ValueError, match=r"qrels.*'d9'.*10.*12"):
-        rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", qrels=qrels,
-                          id_column="doc")
+        rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", qrels=qrels, id_column="doc")
 
 
 # ------------------------------------------------------------------------------------ infinite labels
@@ -60,8 +69,9 @@ def test_an_infinite_label_is_refused_with_its_row(label):
 def test_an_infinite_qrels_label_is_refused():
     qrels = pd.DataFrame({"query": ["q1"], "doc": ["d9"], "label": [np.inf]})
     with pytest.raises(ValueError, match="finite"):
-        rerankpd.evaluate(small(), query_column="q", label_column="label", score_columns="s", qrels=qrels,
-                          id_column="doc")
+        rerankpd.evaluate(
+            small(), query_column="q", label_column="label", score_columns="s", qrels=qrels, id_column="doc"
+        )
 
 
 def test_a_label_whose_exponential_gain_overflows_is_refused():
@@ -81,15 +91,16 @@ def tie_heavy(n_queries: int = 30, rows: int = 12, seed: int = 3) -> pd.DataFram
     for q in range(n_queries):
         ids = rng.permutation(rows)
         for i in range(rows):
-            label = int(rng.integers(0, 3) * (rng.random() < .5))
+            label = int(rng.integers(0, 3) * (rng.random() < 0.5))
             records.append({"q": f"q{q}", "doc": f"doc{ids[i]:03d}", "label": label, "s": float(rng.integers(0, 3))})
     return pd.DataFrame(records)
 
 
 def test_with_id_column_ties_follow_trec_eval_document_id_descending():
     df = tie_heavy()
-    ev = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", id_column="doc",
-                           metrics=list(NAMES.values()))
+    ev = rerankpd.evaluate(
+        df, query_column="q", label_column="label", score_columns="s", id_column="doc", metrics=list(NAMES.values())
+    )
     qrels = [ir_measures.Qrel(q, d, lab) for q, d, lab in zip(df.q, df.doc, df.label)]
     run = [ir_measures.ScoredDoc(q, d, s) for q, d, s in zip(df.q, df.doc, df.s)]
     assert_equals_ir_measures(ev, "s", qrels, run)
@@ -97,13 +108,13 @@ def test_with_id_column_ties_follow_trec_eval_document_id_descending():
 
 def test_without_id_column_ties_follow_the_input_order_as_documented():
     df = tie_heavy()
-    ev = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s",
-                           metrics=list(NAMES.values()))
+    ev = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", metrics=list(NAMES.values()))
     qrels = [ir_measures.Qrel(q, d, lab) for q, d, lab in zip(df.q, df.doc, df.label)]
     position = df.groupby("q").cumcount().to_numpy()
     run = [ir_measures.ScoredDoc(q, d, s - p * 1e-6) for q, d, s, p in zip(df.q, df.doc, df.s, position)]
     assert_equals_ir_measures(ev, "s", qrels, run)
     # and the two rules really differ on this frame
-    by_id = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns="s", id_column="doc",
-                              metrics=["map"])
+    by_id = rerankpd.evaluate(
+        df, query_column="q", label_column="label", score_columns="s", id_column="doc", metrics=["map"]
+    )
     assert (by_id.values("s", "map") != ev.values("s", "map")).sum() >= 10

@@ -4,6 +4,7 @@ The import graph is read from the package's own import statements (``ast``: ever
 import`` anywhere in a module, inside functions too, since an import inside a function can hide a circle).
 Only imports under ``if TYPE_CHECKING:`` are left out: they never run, so they make no circle.
 """
+
 from __future__ import annotations
 
 import ast
@@ -48,7 +49,8 @@ def modules() -> dict[str, pathlib.Path]:
 def _is_type_checking(node: ast.AST) -> bool:
     return isinstance(node, ast.If) and (
         (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
-        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING"))
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+    )
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -60,8 +62,9 @@ def import_graph() -> dict[str, set[str]]:
         package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
         targets: set[str] = set()
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block)
-                       for stmt in block.body for n in ast.walk(stmt)}
+        typing_only = {
+            id(n) for block in ast.walk(tree) if _is_type_checking(block) for stmt in block.body for n in ast.walk(stmt)
+        }
         for node in ast.walk(tree):
             if id(node) in typing_only:
                 continue
@@ -143,8 +146,12 @@ def test_cycles_finds_a_circle():
 
 
 def test_nothing_imports_a_module_above_it():
-    upward = [f"{m} (floor {floor(m)}) imports {t} (floor {floor(t)})"
-              for m, targets in import_graph().items() for t in sorted(targets) if floor(t) > floor(m)]
+    upward = [
+        f"{m} (floor {floor(m)}) imports {t} (floor {floor(t)})"
+        for m, targets in import_graph().items()
+        for t in sorted(targets)
+        if floor(t) > floor(m)
+    ]
     assert upward == []
 
 

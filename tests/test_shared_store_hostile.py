@@ -1,4 +1,5 @@
 """The shared score store and the Dask path against hostile stores and URLs holding passwords."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,9 @@ import pytest
 
 import rerankpd
 import rerankpd.dask as rdask
+from rerankpd.cache.shared import SharedScoreStore, check_url, seeded_local_cache
 from rerankpd.errors import ConfigurationError, MissingDependencyError
 from rerankpd.rerankers.base import describe
-from rerankpd.cache.shared import SharedScoreStore, check_url, seeded_local_cache
 from tests.conftest import API_KEY
 
 QUERY = "how to prevent colds"
@@ -38,11 +39,14 @@ def test_null_scores_in_a_store_file_are_ignored_and_those_pairs_scored(tmp_path
     store = SharedScoreStore(tmp_path.as_uri(), describe(rerankpd.get_reranker("dmxapi")).identity)
     keys = store.keys([QUERY], df["text"].tolist(), [0, 0, 0], [0, 1, 2])
     pathlib.Path(store.directory).mkdir(parents=True)
-    pq.write_table(pa.table({"key": pa.array(keys), "score": pa.array([7.0, None, float("nan")], pa.float64())}),
-                   pathlib.Path(store.directory, "part-nulls.parquet"))
+    pq.write_table(
+        pa.table({"key": pa.array(keys), "score": pa.array([7.0, None, float("nan")], pa.float64())}),
+        pathlib.Path(store.directory, "part-nulls.parquet"),
+    )
     assert store.lookup(keys) == {keys[0]: 7.0}
-    out = rdask.with_scores(dd.from_pandas(df, npartitions=1), QUERY, reranker="dmxapi", cache=False,
-                            shared_cache=tmp_path.as_uri()).compute(scheduler="sync")
+    out = rdask.with_scores(
+        dd.from_pandas(df, npartitions=1), QUERY, reranker="dmxapi", cache=False, shared_cache=tmp_path.as_uri()
+    ).compute(scheduler="sync")
     assert out["rerank_score"].iloc[0] == 7.0 and out["rerank_score"].notna().all()
     assert server.documents_received() == ["flu shots", "stock prices"]
 
@@ -53,8 +57,9 @@ def test_an_ftp_store_refusing_the_connection_warns_and_the_partition_is_scored(
     df = pd.DataFrame({"text": ["colds", "flu shots"]})
     url = f"ftp://127.0.0.1:{closed_port()}/scores"
     with pytest.warns(RuntimeWarning, match=r"shared score store ftp://127\.0\.0\.1:\d+/scores could not be"):
-        out = rdask.with_scores(dd.from_pandas(df, npartitions=1), QUERY, reranker="dmxapi", cache=False,
-                                shared_cache=url).compute(scheduler="sync")
+        out = rdask.with_scores(
+            dd.from_pandas(df, npartitions=1), QUERY, reranker="dmxapi", cache=False, shared_cache=url
+        ).compute(scheduler="sync")
     assert out["rerank_score"].notna().all() and len(server.requests) == 1
 
 
@@ -85,8 +90,9 @@ def test_the_store_warnings_mask_the_password(tmp_path):
 def test_credentials_that_would_enter_the_task_graph_are_refused(tmp_path):
     ddf = dd.from_pandas(pd.DataFrame({"text": ["colds"]}), npartitions=1)
     with pytest.raises(ConfigurationError) as info:
-        rdask.with_scores(ddf, QUERY, reranker="dmxapi",
-                          reranker_options={"base_url": f"https://me:{PASSWORD}@rerank.example.com/v1"})
+        rdask.with_scores(
+            ddf, QUERY, reranker="dmxapi", reranker_options={"base_url": f"https://me:{PASSWORD}@rerank.example.com/v1"}
+        )
     message = str(info.value)
     assert PASSWORD not in message and "***:***@" in message and "DMXAPI_BASE_URL" in message
     with pytest.raises(ConfigurationError) as info:

@@ -6,6 +6,7 @@
 - :mod:`~rerankpd.cache.scores`: the score cache (:class:`RunCache` for a run, :class:`ScoreCache`);
 - :mod:`~rerankpd.cache.embeddings` and :mod:`~rerankpd.cache.windows`: the embedding and window caches.
 """
+
 from __future__ import annotations
 
 from .embeddings import EmbeddingCache
@@ -14,6 +15,19 @@ from .scores import RunCache, ScoreCache
 from .store import STORE_DIR, STORE_ERRORS, CacheSettings, cache_info, clear_cache, settings_for
 from .windows import WindowCache
 
-__all__ = ["STORE_DIR", "STORE_ERRORS", "CacheSettings", "EmbeddingCache", "RunCache", "ScoreCache", "WindowCache",
-           "cache_info", "clear_cache", "identity_digest", "pair_keys", "query_prefix", "settings_for",
-           "text_hashes"]
+__all__ = [
+    "STORE_DIR",
+    "STORE_ERRORS",
+    "CacheSettings",
+    "EmbeddingCache",
+    "RunCache",
+    "ScoreCache",
+    "WindowCache",
+    "cache_info",
+    "clear_cache",
+    "identity_digest",
+    "pair_keys",
+    "query_prefix",
+    "settings_for",
+    "text_hashes",
+]

@@ -17,11 +17,13 @@ Examples
 ([0], [0.0, 1.0])
 >>> cache.close()
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +53,7 @@ class EmbeddingCache(StoreUser):
         self._dim_key = EMBEDDINGS + self._digest[:16]
 
     @classmethod
-    def open(cls, cache: Any, identity: str | None, tag: str | None = None) -> "EmbeddingCache | None":
+    def open(cls, cache: Any, identity: str | None, tag: str | None = None) -> EmbeddingCache | None:
         """The cache for ``identity`` under ``cache`` (True, a path, :class:`~rerankpd.cache.CacheSettings`,
         or a run's :class:`~rerankpd.cache.RunCache`, whose open store it shares), else None.
 
@@ -62,8 +64,7 @@ class EmbeddingCache(StoreUser):
             return None
         if isinstance(cache, StoreUser):
             shared = cache._store
-            return None if shared is None else cls(shared, identity, tag if tag is not None else cache.tag,
-                                                   owned=False)
+            return None if shared is None else cls(shared, identity, tag if tag is not None else cache.tag, owned=False)
         return super().open(cache, identity, tag)
 
     def key(self, role: str, text: str) -> bytes:
@@ -75,8 +76,9 @@ class EmbeddingCache(StoreUser):
         if not len(texts):
             return {}
         keys = [self.key(role, t) for t in texts]
-        dim_value, values = self._read(lambda store: store.read(
-            lambda cache: (cache.get(self._dim_key), [cache.get(k) for k in keys])), (None, []))
+        dim_value, values = self._read(
+            lambda store: store.read(lambda cache: (cache.get(self._dim_key), [cache.get(k) for k in keys])), (None, [])
+        )
         if dim_value is None or len(dim_value) != 4:
             return {}
         size = 4 * int.from_bytes(dim_value, "little")
@@ -113,7 +115,9 @@ class EmbeddingCache(StoreUser):
 
         store.write(write)
         if refused:
-            self._warn(f"rerankpd: embeddings of {matrix.shape[1]} numbers were not cached: the cache at "
-                       f"{self.directory} holds embeddings of {refused[0]} for this model (clear it with "
-                       "rerankpd.clear_cache() if the model really changed)")
+            self._warn(
+                f"rerankpd: embeddings of {matrix.shape[1]} numbers were not cached: the cache at "
+                f"{self.directory} holds embeddings of {refused[0]} for this model (clear it with "
+                "rerankpd.clear_cache() if the model really changed)"
+            )
         self.report()

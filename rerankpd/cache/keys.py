@@ -13,17 +13,17 @@ Examples
 >>> len(query_prefix(identity_digest({"provider": "demo"}), "q")), text_hashes(["a", "b"]).shape
 (16, (2, 16))
 """
+
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..core.identity import identity_digest
 
-__all__ = ["EMBEDDINGS", "SCORES", "WINDOWS", "field", "identity_digest", "pair_keys", "query_prefix",
-           "text_hashes"]
+__all__ = ["EMBEDDINGS", "SCORES", "WINDOWS", "field", "identity_digest", "pair_keys", "query_prefix", "text_hashes"]
 
 #: The first byte of each kind's keys.
 SCORES, EMBEDDINGS, WINDOWS = b"S", b"E", b"W"

@@ -23,11 +23,13 @@ Examples
 [0.5]
 >>> cache.close()
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import diskcache
 import numpy as np
@@ -77,8 +79,9 @@ def write_block(cache: diskcache.Cache, prefix: bytes, block: bytes, options: di
     return n
 
 
-def block_rows(prefix_of: Callable[[int], bytes], groups: np.ndarray, hashes: np.ndarray,
-               values: Any) -> list[tuple[bytes, bytes]]:
+def block_rows(
+    prefix_of: Callable[[int], bytes], groups: np.ndarray, hashes: np.ndarray, values: Any
+) -> list[tuple[bytes, bytes]]:
     """One ``(prefix, block)`` per query of the pairs; non-finite scores are left out.
 
     Pair ``i`` belongs to query ``groups[i]``, whose prefix is ``prefix_of(groups[i])``.
@@ -95,8 +98,10 @@ def block_rows(prefix_of: Callable[[int], bytes], groups: np.ndarray, hashes: np
     starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
     ends = np.r_[starts[1:], len(groups)]
     hash_bytes, value_bytes = hashes.tobytes(), values.tobytes()
-    return [(prefix_of(int(groups[a])), hash_bytes[a * HASH_BYTES:b * HASH_BYTES] + value_bytes[a * 8:b * 8])
-            for a, b in zip(starts.tolist(), ends.tolist())]
+    return [
+        (prefix_of(int(groups[a])), hash_bytes[a * HASH_BYTES : b * HASH_BYTES] + value_bytes[a * 8 : b * 8])
+        for a, b in zip(starts.tolist(), ends.tolist())
+    ]
 
 
 class Found:
@@ -107,11 +112,13 @@ class Found:
         for prefix, block in blocks:  # a query's blocks in the order they were written
             n = len(block) // RECORD_BYTES
             prefixes.append(prefix * n)
-            hashes.append(block[:n * HASH_BYTES])
-            values.append(block[n * HASH_BYTES:])
+            hashes.append(block[: n * HASH_BYTES])
+            values.append(block[n * HASH_BYTES :])
         total = sum(len(v) for v in values) // 8
-        keys = pair_keys(np.frombuffer(b"".join(prefixes), np.uint8).reshape(total, 16),
-                         np.frombuffer(b"".join(hashes), np.uint8).reshape(total, HASH_BYTES))
+        keys = pair_keys(
+            np.frombuffer(b"".join(prefixes), np.uint8).reshape(total, 16),
+            np.frombuffer(b"".join(hashes), np.uint8).reshape(total, HASH_BYTES),
+        )
         scores = np.frombuffer(b"".join(values), dtype="<f8").astype(np.float64)
         finite = np.isfinite(scores)
         keys, scores = keys[finite], scores[finite]
@@ -136,7 +143,8 @@ def read_found(store: Store, prefixes: Sequence[bytes], counts: dict[bytes, int]
     wait meanwhile); ``counts[prefix]`` is set to how many blocks each query holds."""
     blocks: list[tuple[bytes, bytes]] = []
     for start in range(0, len(prefixes), LOOKUP_CHUNK_QUERIES):
-        chunk = prefixes[start:start + LOOKUP_CHUNK_QUERIES]
+        chunk = prefixes[start : start + LOOKUP_CHUNK_QUERIES]
+
         def read_chunk(cache: Any, chunk: Sequence[bytes] = chunk) -> list[tuple[bytes, list[bytes]]]:
             return [(p, read_blocks(cache, p)) for p in chunk]
 
@@ -175,8 +183,13 @@ class ScoreCache(StoreUser):
         return ScoreCache.keys(identity_digest, [query], [text], [0], [0])[0]
 
     @staticmethod
-    def keys(identity_digest: str, queries: Sequence[str], texts: Sequence[str],
-             pair_group: Iterable[int], pair_text: Iterable[int]) -> list[bytes]:
+    def keys(
+        identity_digest: str,
+        queries: Sequence[str],
+        texts: Sequence[str],
+        pair_group: Iterable[int],
+        pair_text: Iterable[int],
+    ) -> list[bytes]:
         """:meth:`key` of many pairs at once (pair ``i`` is ``queries[pair_group[i]], texts[pair_text[i]]``).
 
         >>> ScoreCache.keys("d", ["q"], ["a", "b"], [0, 0], [1, 0]) == [
@@ -186,11 +199,12 @@ class ScoreCache(StoreUser):
         groups, positions = np.fromiter(pair_group, np.int64), np.fromiter(pair_text, np.int64)
         used_groups, group_at = np.unique(groups, return_inverse=True)
         used_texts, text_at = np.unique(positions, return_inverse=True)
-        prefixes = np.frombuffer(b"".join(query_prefix(identity_digest, queries[g]) for g in used_groups.tolist()),
-                                 np.uint8).reshape(-1, 16)
+        prefixes = np.frombuffer(
+            b"".join(query_prefix(identity_digest, queries[g]) for g in used_groups.tolist()), np.uint8
+        ).reshape(-1, 16)
         hashes = text_hashes(take_texts(texts, used_texts))
         joined = pair_keys(prefixes[group_at], hashes[text_at]).tobytes()
-        return [joined[i:i + 32] for i in range(0, len(joined), 32)]
+        return [joined[i : i + 32] for i in range(0, len(joined), 32)]
 
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, float]:
         """The cached scores of those of ``keys`` (32 bytes each) that are present and finite."""
@@ -263,8 +277,9 @@ class RunCache(StoreUser):
         scores[hit] = values[hit]
         return int(hit.sum())
 
-    def store(self, pair_ids: Sequence[int], values: Sequence[float] | np.ndarray,
-              texts: Sequence[str] | None = None) -> None:
+    def store(
+        self, pair_ids: Sequence[int], values: Sequence[float] | np.ndarray, texts: Sequence[str] | None = None
+    ) -> None:
         """Commit the scores of one finished request (pairs numbered as in :meth:`lookup`) before returning.
 
         One block per query of the request. The scheduler calls this in the thread that ran the request,
@@ -283,10 +298,10 @@ class RunCache(StoreUser):
         else:
             hashes = text_hashes(texts if texts is not None else take_texts(pairs.texts, pairs.pair_text[ids]))
         rows = block_rows(self._prefixes.__getitem__, np.asarray(pairs.pair_group[ids], dtype=np.int64), hashes, values)
+
         def write(cache: diskcache.Cache) -> None:
             for prefix, block in rows:
                 self._next[prefix] = write_block(cache, prefix, block, self._options, self._next.get(prefix, 0)) + 1
 
         if rows:
             store.write(write)
-

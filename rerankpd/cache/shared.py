@@ -23,6 +23,7 @@ Examples
 >>> list(store.lookup(keys).values())
 [0.5]
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,14 +34,15 @@ import posixpath
 import shutil
 import tempfile
 import uuid
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from .. import config
-from .scores import ScoreCache
-from .store import STORE_ERRORS
 from ..core.identity import identity_digest
 from ..errors import ConfigurationError, MissingDependencyError, warn_user
 from ..redact import mask_url, scrub, url_secrets
+from .scores import ScoreCache
+from .store import STORE_ERRORS
 
 __all__ = ["SharedScoreStore", "check_url", "compact", "pair_keys", "seeded_local_cache"]
 
@@ -53,8 +55,9 @@ _NAMESPACE_PAIR = ("rerankpd shared score store", "namespace")
 _UNREADABLE = (ValueError, *STORE_ERRORS)
 
 
-def pair_keys(identity: str, queries: Sequence[str], texts: Sequence[str], pair_group: Iterable[int],
-              pair_text: Iterable[int]) -> list:
+def pair_keys(
+    identity: str, queries: Sequence[str], texts: Sequence[str], pair_group: Iterable[int], pair_text: Iterable[int]
+) -> list:
     """The local score cache's key of each pair under a reranker identity (canonical JSON text).
 
     The one place that knows how the score cache derives keys (:meth:`rerankpd.cache.ScoreCache.keys` over
@@ -71,8 +74,9 @@ def check_url(url: Any) -> str:
     rather than on every worker.
     """
     if not isinstance(url, str) or not url.strip():
-        raise ConfigurationError(f"shared_cache must be a URL or path string (file:///mnt/shared/rerankpd, "
-                                 f"s3://bucket/prefix), got {url!r}")
+        raise ConfigurationError(
+            f"shared_cache must be a URL or path string (file:///mnt/shared/rerankpd, s3://bucket/prefix), got {url!r}"
+        )
     fsspec = _fsspec()
     protocol = fsspec.utils.get_protocol(url)
     shown = mask_url(url)
@@ -81,8 +85,9 @@ def check_url(url: Any) -> str:
     except ValueError:
         raise ConfigurationError(f"shared_cache {shown!r}: fsspec knows no protocol {protocol!r}") from None
     except ImportError as exc:
-        raise MissingDependencyError(f"shared_cache {shown!r} needs a package for {protocol}://: "
-                                     f"{scrub(str(exc), url_secrets(url))}") from None
+        raise MissingDependencyError(
+            f"shared_cache {shown!r} needs a package for {protocol}://: {scrub(str(exc), url_secrets(url))}"
+        ) from None
     return url
 
 
@@ -115,7 +120,7 @@ class SharedScoreStore:
         self.directory = posixpath.join(root.rstrip("/") or "/", hashlib.sha256(sample).hexdigest()[:32])
 
     @classmethod
-    def _over(cls, url: str, fs: Any, directory: str) -> "SharedScoreStore":
+    def _over(cls, url: str, fs: Any, directory: str) -> SharedScoreStore:
         """The store over an existing directory, identity unknown (for :func:`compact`, which needs none)."""
         store = cls.__new__(cls)
         store.url, store.identity, store.fs, store.directory = url, None, fs, directory
@@ -133,8 +138,9 @@ class SharedScoreStore:
     def __repr__(self) -> str:
         return f"SharedScoreStore({self.shown!r})"
 
-    def keys(self, queries: Sequence[str], texts: Sequence[str], pair_group: Iterable[int],
-             pair_text: Iterable[int]) -> list:
+    def keys(
+        self, queries: Sequence[str], texts: Sequence[str], pair_group: Iterable[int], pair_text: Iterable[int]
+    ) -> list:
         """:func:`pair_keys` under this store's identity."""
         assert self.identity is not None  # only a store opened with an identity makes keys
         return pair_keys(self.identity, queries, texts, pair_group, pair_text)
@@ -145,8 +151,9 @@ class SharedScoreStore:
             names = self.fs.ls(self.directory, detail=False)
         except FileNotFoundError:
             return []
-        return sorted(name for name in names
-                      if name.endswith(".parquet") and not posixpath.basename(name).startswith((".", "_")))
+        return sorted(
+            name for name in names if name.endswith(".parquet") and not posixpath.basename(name).startswith((".", "_"))
+        )
 
     def lookup(self, keys: Sequence) -> dict:
         """The stored score of each of ``keys`` that the store holds (read with one pyarrow dataset scan);
@@ -176,11 +183,18 @@ class SharedScoreStore:
         if key_type != wanted.type:  # e.g. large_binary written elsewhere: compare in the stored type
             wanted = wanted.cast(key_type)
         table = dataset.to_table(columns=["key", "score"], filter=pc.field("key").isin(wanted))
-        found = {key: score for key, score in zip(table.column("key").to_pylist(), table.column("score").to_pylist())
-                 if isinstance(score, (int, float)) and math.isfinite(score)}  # a null or NaN: not a score
+        found = {
+            key: score
+            for key, score in zip(table.column("key").to_pylist(), table.column("score").to_pylist())
+            if isinstance(score, (int, float)) and math.isfinite(score)
+        }  # a null or NaN: not a score
         if len(found) < table.num_rows:
-            logger.warning("shared store %s: %d stored rows have no usable score (null or not finite); those pairs "
-                           "are scored again", self.shown, table.num_rows - len(found))
+            logger.warning(
+                "shared store %s: %d stored rows have no usable score (null or not finite); those pairs "
+                "are scored again",
+                self.shown,
+                table.num_rows - len(found),
+            )
         logger.debug("shared store %s: %d of %d keys found in %d files", self.shown, len(found), len(keys), len(files))
         return found
 
@@ -195,8 +209,12 @@ class SharedScoreStore:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.table({"key": pa.array(list(scores.keys())),
-                          "score": pa.array([float(v) for v in scores.values()], type=pa.float64())})
+        table = pa.table(
+            {
+                "key": pa.array(list(scores.keys())),
+                "score": pa.array([float(v) for v in scores.values()], type=pa.float64()),
+            }
+        )
         name = f"part-{uuid.uuid4().hex}.parquet"
         final = posixpath.join(self.directory, name)
         self.fs.makedirs(self.directory, exist_ok=True)
@@ -253,8 +271,7 @@ def compact(url: str) -> dict[str, int]:
         kept[directory] = store.append(dict(zip(frame["key"].tolist(), frame["score"].tolist())))
         for path in files:
             _remove_quietly(fs, path)
-        logger.info("shared store %s: %d files compacted into one of %d scores", directory, len(files),
-                    kept[directory])
+        logger.info("shared store %s: %d files compacted into one of %d scores", directory, len(files), kept[directory])
     return kept
 
 
@@ -290,8 +307,10 @@ def seeded_local_cache(store: SharedScoreStore, keys: Sequence, cache: Any) -> I
         try:
             shared = store.lookup(keys)
         except _UNREADABLE as exc:
-            warn_user(f"rerankpd: the shared score store {store.shown} could not be read ({store._said(exc)}); "
-                      "scoring this partition without it")
+            warn_user(
+                f"rerankpd: the shared score store {store.shown} could not be read ({store._said(exc)}); "
+                "scoring this partition without it"
+            )
             yield cache
             return
         if shared:
@@ -300,8 +319,10 @@ def seeded_local_cache(store: SharedScoreStore, keys: Sequence, cache: Any) -> I
                     held = local.get_many(list(shared))
                     local.set_many({key: score for key, score in shared.items() if key not in held})
             except _UNREADABLE as exc:
-                warn_user(f"rerankpd: the local score cache could not take the shared scores ({exc}); "
-                          "scoring this partition without them")
+                warn_user(
+                    f"rerankpd: the local score cache could not take the shared scores ({exc}); "
+                    "scoring this partition without them"
+                )
                 yield cache
                 return
         try:
@@ -326,5 +347,7 @@ def _share_new_scores(store: SharedScoreStore, directory: str | None, missing: l
             scored = local.get_many(missing)
         store.append(scored)
     except _UNREADABLE as exc:
-        warn_user(f"rerankpd: the shared score store {store.shown} could not be written ({store._said(exc)}); "
-                  "this partition's new scores are only in the worker's local cache")
+        warn_user(
+            f"rerankpd: the shared score store {store.shown} could not be written ({store._said(exc)}); "
+            "this partition's new scores are only in the worker's local cache"
+        )

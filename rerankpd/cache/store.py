@@ -26,6 +26,7 @@ True
 (b'value', None)
 >>> store.close()
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,7 +37,8 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Callable, overload
+from collections.abc import Callable
+from typing import Any, overload
 from urllib.parse import quote
 
 import diskcache
@@ -46,8 +48,16 @@ from .. import config
 from ..errors import CacheError, warn_user
 from .keys import KINDS
 
-__all__ = ["CacheSettings", "STORE_ERRORS", "BytesDisk", "Store", "StoreUser", "cache_info", "clear_cache",
-           "settings_for"]
+__all__ = [
+    "CacheSettings",
+    "STORE_ERRORS",
+    "BytesDisk",
+    "Store",
+    "StoreUser",
+    "cache_info",
+    "clear_cache",
+    "settings_for",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +116,11 @@ def settings_for(cache: Any) -> CacheSettings | None:
     elif not isinstance(cache, CacheSettings):
         raise ValueError(f"cache must be True, False, a directory path or rerankpd.CacheSettings, got {cache!r}")
     directory = cache.directory if cache.directory is not None else config.cache_dir()
-    return CacheSettings(os.path.expanduser(os.fspath(directory)), config.cache_size_limit(cache.size_limit),
-                         config.cache_expire(cache.expire))
+    return CacheSettings(
+        os.path.expanduser(os.fspath(directory)),
+        config.cache_size_limit(cache.size_limit),
+        config.cache_expire(cache.expire),
+    )
 
 
 class BytesDisk(diskcache.Disk):
@@ -161,8 +174,9 @@ class _Cache(diskcache.Cache):
             path = os.path.abspath(os.path.join(self._directory, DBNAME))
             if self._read_only:
                 path = f"file:{quote(path)}?mode=ro" + ("&immutable=1" if self._immutable else "")
-            con = self._local.con = sqlite3.connect(path, uri=self._read_only, timeout=self._timeout,
-                                                    isolation_level=None, check_same_thread=False)
+            con = self._local.con = sqlite3.connect(
+                path, uri=self._read_only, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
             self._local.pid = os.getpid()
             with self._connections_lock:
                 self._connections.append(con)
@@ -217,8 +231,15 @@ class Store:
                 os.makedirs(self.path, mode=0o700, exist_ok=True)
                 with contextlib.suppress(FileExistsError):  # private from its first byte; SQLite keeps the mode
                     os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                return _Cache(self.path, tag_index=True, eviction_policy="least-recently-used", cull_limit=0,
-                              size_limit=self.settings.size_limit, sqlite_mmap_size=0, sqlite_cache_size=256)
+                return _Cache(
+                    self.path,
+                    tag_index=True,
+                    eviction_policy="least-recently-used",
+                    cull_limit=0,
+                    size_limit=self.settings.size_limit,
+                    sqlite_mmap_size=0,
+                    sqlite_cache_size=256,
+                )
             except STORE_ERRORS as exc:
                 if not os.path.isfile(database) or not os.path.getsize(database):
                     raise
@@ -244,8 +265,11 @@ class Store:
             self.wrote = True
             return True
         except STORE_ERRORS as exc:
-            self.failure = ("it is locked by another process (timed out waiting)" if isinstance(exc, diskcache.Timeout)
-                            else str(exc) or type(exc).__name__)
+            self.failure = (
+                "it is locked by another process (timed out waiting)"
+                if isinstance(exc, diskcache.Timeout)
+                else str(exc) or type(exc).__name__
+            )
             logger.info("cache write failed at %s: %s", self.directory, self.failure)
             return False
 
@@ -311,8 +335,10 @@ class StoreUser:
         try:
             return fn(store)
         except STORE_ERRORS as exc:
-            self._warn(f"rerankpd: the {self.what} cache at {self.directory} could not be read ({exc}); "
-                       f"{self.doing} without it")
+            self._warn(
+                f"rerankpd: the {self.what} cache at {self.directory} could not be read ({exc}); "
+                f"{self.doing} without it"
+            )
             self.close()
             return default
         except BaseException:  # Ctrl-C while reading a large cache: do not leave SQLite open
@@ -325,8 +351,10 @@ class StoreUser:
         store = self._store
         if store is not None and not self._warned and store.failure is not None and self.what not in store.warned:
             store.warned.add(self.what)
-            warn_user(f"rerankpd: the {self.what} cache at {self.directory} could not be written ({store.failure}); "
-                      f"{self.doing} goes on and cached {self.what}s are still read, but new ones will not be kept")
+            warn_user(
+                f"rerankpd: the {self.what} cache at {self.directory} could not be written ({store.failure}); "
+                f"{self.doing} goes on and cached {self.what}s are still read, but new ones will not be kept"
+            )
 
     def close(self) -> None:
         """Release the store (when this cache opened it); everything handed over is already committed."""
@@ -348,8 +376,10 @@ class StoreUser:
 
 def _check_directory(directory: str, doing: str, error: type = CacheError) -> str:
     if os.path.exists(directory) and not os.path.isdir(directory):
-        raise error(f"cannot {doing} the cache at {directory}: it is a file, not a directory; "
-                    "pass a directory (cache=... or --cache-dir)")
+        raise error(
+            f"cannot {doing} the cache at {directory}: it is a file, not a directory; "
+            "pass a directory (cache=... or --cache-dir)"
+        )
     return directory
 
 
@@ -370,8 +400,14 @@ def cache_info(directory: Any = None) -> dict:
     """
     settings = settings_for(CacheSettings(directory))
     directory = _check_directory(settings.directory, "read")
-    info = {"directory": directory, "entries": 0, "kinds": {kind: 0 for kind in KINDS.values()}, "scores": 0,
-            "size_bytes": 0, "size_limit": settings.size_limit}
+    info = {
+        "directory": directory,
+        "entries": 0,
+        "kinds": {kind: 0 for kind in KINDS.values()},
+        "scores": 0,
+        "size_bytes": 0,
+        "size_limit": settings.size_limit,
+    }
     if not os.path.isdir(directory):
         return info
     info["size_bytes"] = sum(os.lstat(os.path.join(d, f)).st_size for d, _, files in os.walk(directory) for f in files)
@@ -381,9 +417,12 @@ def cache_info(directory: Any = None) -> dict:
         with contextlib.closing(Store(settings, read_only=True)) as store:
             # one statement over diskcache's table: entries by the key's first byte, and the scores their
             # blocks hold (a block's key is 21 bytes, its value 24 bytes per score)
-            rows = store.cache._sql("SELECT substr(key, 1, 1), count(*), sum(CASE WHEN length(key) = 21 THEN "
-                                    "length(value) / 24 ELSE 0 END) FROM Cache WHERE raw = 1 AND (expire_time IS "
-                                    "NULL OR expire_time > ?) GROUP BY 1", (time.time(),)).fetchall()
+            rows = store.cache._sql(
+                "SELECT substr(key, 1, 1), count(*), sum(CASE WHEN length(key) = 21 THEN "
+                "length(value) / 24 ELSE 0 END) FROM Cache WHERE raw = 1 AND (expire_time IS "
+                "NULL OR expire_time > ?) GROUP BY 1",
+                (time.time(),),
+            ).fetchall()
             info["entries"] = len(store.cache)
     except STORE_ERRORS as exc:
         raise CacheError(f"cannot read the cache at {directory}: {exc}") from exc
@@ -415,8 +454,10 @@ def clear_cache(directory: Any = None, *, reranker: Any = None) -> int:
         if os.path.isfile(os.path.join(directory, STORE_DIR, DBNAME)):
             with contextlib.closing(Store(settings)) as store:
                 if store.read_only:
-                    raise CacheError(f"cannot clear the cache at {directory}: {READ_ONLY} (check the "
-                                     "directory's permissions, or whether its disk is full)")
+                    raise CacheError(
+                        f"cannot clear the cache at {directory}: {READ_ONLY} (check the "
+                        "directory's permissions, or whether its disk is full)"
+                    )
                 removed += store.cache.evict(tag, retry=True) if tag is not None else store.cache.clear(retry=True)
         if tag is None:
             _remove_legacy(directory)
@@ -432,4 +473,3 @@ def _remove_legacy(directory: str) -> None:
     for pattern in patterns:
         for path in glob.glob(os.path.join(glob.escape(directory), pattern)):
             os.remove(path)
-

@@ -13,10 +13,12 @@ Examples
 ([2, 0, 1], None)
 >>> windows.close()
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +39,7 @@ class WindowCache(StoreUser):
         self._identity = identity_digest.encode("utf-8")
 
     @classmethod
-    def open(cls, cache: Any, identity_digest: str, tag: str | None = None) -> "WindowCache | None":
+    def open(cls, cache: Any, identity_digest: str, tag: str | None = None) -> WindowCache | None:
         """The window cache under ``cache`` (True, a path or :class:`~rerankpd.cache.CacheSettings`); None
         for False/None."""
         settings = settings_for(cache)
@@ -66,6 +68,7 @@ class WindowCache(StoreUser):
         """Commit one window's answer (never raises)."""
         value = np.asarray(permutation, dtype="<u4").tobytes()
         store = self._store
-        if store is not None and not store.write(lambda cache: cache.set(self.key(query, passages), value,
-                                                                        **self._options)):
+        if store is not None and not store.write(
+            lambda cache: cache.set(self.key(query, passages), value, **self._options)
+        ):
             logger.warning("window cache write failed at %s: %s", self.directory, store.failure)

@@ -13,6 +13,7 @@ $ rerankpd rank docs.csv --query "如何预防感冒" --reranker cohere --dry-ru
 $ rerankpd cache info
 $ rerankpd cache clear --reranker cohere
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,8 @@ import sqlite3
 import sys
 import threading
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -34,8 +36,7 @@ from ..rerankers import Reranker, available_rerankers, get_reranker, reranker_cl
 from ..run.estimate import computes_locally
 from ..run.pipeline import RANK, SCORE
 from . import evaluate as evaluate_cli
-from .io import (UsageError, check_columns, check_output, cli_terms, read_table, reranker_options,
-                 write_table)
+from .io import UsageError, check_columns, check_output, cli_terms, read_table, reranker_options, write_table
 
 __all__ = ["COMMANDS", "EXIT_CODES", "main", "reranker_options", "summary_line"]
 
@@ -76,8 +77,10 @@ def reranker_name(chosen: str | None) -> str:
     from_env = config.env("RERANKPD_RERANKER")
     if from_env:
         if from_env.lower() not in available_rerankers():
-            raise UsageError(f"RERANKPD_RERANKER={from_env!r} is not a reranker; set it to one of "
-                             f"{', '.join(available_rerankers())} (or pass --reranker)")
+            raise UsageError(
+                f"RERANKPD_RERANKER={from_env!r} is not a reranker; set it to one of "
+                f"{', '.join(available_rerankers())} (or pass --reranker)"
+            )
         return from_env.lower()
     return config.default_reranker_name()
 
@@ -119,11 +122,16 @@ def summary_line(info: dict, written: int, output: str | None = None, local: boo
     rows = int(info.get("rows", written))
     model = f" ({info['model']})" if info.get("model") else ""
     requests = int(info.get("attempts") or info.get("requests") or 0)
-    line = (f"rerankpd: {_plural(written, 'row')}" + (f" (of {rows})" if written != rows else "") + " written"
-            + (f" to {output}" if output else "") + f", ranked with {info.get('reranker', '?')}{model}: "
-            + f"{_plural(int(info.get('sent', 0)), 'pair')} scored "
-            + ("on this machine, " if local else f"in {_plural(requests, 'request')}, ")
-            + f"{info.get('from_cache', 0)} from cache")
+    line = (
+        f"rerankpd: {_plural(written, 'row')}"
+        + (f" (of {rows})" if written != rows else "")
+        + " written"
+        + (f" to {output}" if output else "")
+        + f", ranked with {info.get('reranker', '?')}{model}: "
+        + f"{_plural(int(info.get('sent', 0)), 'pair')} scored "
+        + ("on this machine, " if local else f"in {_plural(requests, 'request')}, ")
+        + f"{info.get('from_cache', 0)} from cache"
+    )
     failed = int(info.get("failed") or 0)
     if failed:
         failed_requests = info.get("failed_requests")
@@ -140,24 +148,44 @@ def _add_rank(rank: argparse.ArgumentParser) -> None:
     rank.add_argument("--column", "-c", default="text", help="the text column (default: text)")
     rank.add_argument("--sep", default=",", help="the input CSV's delimiter (default: ,), e.g. --sep ';'")
     rank.add_argument("--top-n", "-n", type=int, help="keep the n best rows per query")
-    rank.add_argument("--reranker", "-r", type=str.lower, choices=available_rerankers(),
-                      help="default: RERANKPD_RERANKER, else dmxapi with DMXAPI_API_KEY set, else offline")
-    rank.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
-                      help="a reranker option, repeatable: -O model=rerank-v3.5 -O batch_size=50 "
-                           "-O max_chunks_per_doc=4 -O timeout=[5,60] (values read as JSON, else text)")
-    rank.add_argument("--prefilter", metavar="RERANKER_OR_COLUMN",
-                      help="a cascade: this cheap ranking (bm25, or a column of scores) orders every row first, and "
-                           "only each query's --candidates best rows go to --reranker")
-    rank.add_argument("--candidates", type=int, default=100, help="rows per query the --prefilter hands to "
-                                                                  "--reranker (default: 100)")
+    rank.add_argument(
+        "--reranker",
+        "-r",
+        type=str.lower,
+        choices=available_rerankers(),
+        help="default: RERANKPD_RERANKER, else dmxapi with DMXAPI_API_KEY set, else offline",
+    )
+    rank.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a reranker option, repeatable: -O model=rerank-v3.5 -O batch_size=50 "
+        "-O max_chunks_per_doc=4 -O timeout=[5,60] (values read as JSON, else text)",
+    )
+    rank.add_argument(
+        "--prefilter",
+        metavar="RERANKER_OR_COLUMN",
+        help="a cascade: this cheap ranking (bm25, or a column of scores) orders every row first, and "
+        "only each query's --candidates best rows go to --reranker",
+    )
+    rank.add_argument(
+        "--candidates", type=int, default=100, help="rows per query the --prefilter hands to --reranker (default: 100)"
+    )
     rank.add_argument("--no-sort", action="store_true", help="keep input order")
     rank.add_argument("--no-cache", action="store_true", help="bypass the score cache")
     rank.add_argument("--cache-dir", help="score cache directory (default: RERANKPD_CACHE_DIR or user cache)")
-    rank.add_argument("--errors", choices=("raise", "coerce"), default="raise",
-                      help="coerce: failed rows get NaN and a rerank_error message, and the exit status is 3")
+    rank.add_argument(
+        "--errors",
+        choices=("raise", "coerce"),
+        default="raise",
+        help="coerce: failed rows get NaN and a rerank_error message, and the exit status is 3",
+    )
     rank.add_argument("--output", "-o", help="output file by extension; CSV to stdout if omitted")
-    rank.add_argument("--dry-run", action="store_true",
-                      help="send nothing (no API key needed): print what the run would send as JSON")
+    rank.add_argument(
+        "--dry-run", action="store_true", help="send nothing (no API key needed): print what the run would send as JSON"
+    )
 
 
 def _rank(args: argparse.Namespace) -> int:
@@ -173,8 +201,10 @@ def _rank(args: argparse.Namespace) -> int:
         if args.prefilter.lower() in available_rerankers() and args.prefilter not in df.columns:
             args.prefilter = args.prefilter.lower()
         elif args.prefilter not in df.columns:
-            raise UsageError(f"--prefilter {args.prefilter!r} is neither a reranker ({', '.join(available_rerankers())}) "
-                             f"nor a column of {args.input}; its columns are {list(map(str, df.columns))!r}")
+            raise UsageError(
+                f"--prefilter {args.prefilter!r} is neither a reranker ({', '.join(available_rerankers())}) "
+                f"nor a column of {args.input}; its columns are {list(map(str, df.columns))!r}"
+            )
         common.update(prefilter=args.prefilter, candidates=args.candidates)
     local = computes_locally(reranker_class(name))
     model: Reranker | str  # the estimate's reranker, then the one (or the name) the run uses
@@ -194,8 +224,7 @@ def _rank(args: argparse.Namespace) -> int:
     def work(cancel: threading.Event) -> pd.DataFrame:
         from ..api import rerank
 
-        return rerank(df, args.query, args.column, reranker=model, sort=not args.no_sort, _cancel=cancel,
-                      **common)
+        return rerank(df, args.query, args.column, reranker=model, sort=not args.no_sort, _cancel=cancel, **common)
 
     try:
         out = _interruptible(work, patience=LOCAL_PATIENCE if local else None)
@@ -257,10 +286,14 @@ def _say_if_long(est: Any, name: str, df: pd.DataFrame, args: argparse.Namespace
             faster.append(f"a cascade, --prefilter bm25 --candidates 50 (about {duration(seconds * share)})")
     if not config.env("DMXAPI_API_KEY"):
         faster.append("a hosted reranker: set DMXAPI_API_KEY (then dmxapi is the default)")
-    print(f"rerankpd: {name} will score {to_score} pairs on this machine: about {duration(seconds)} "
-          f"({getattr(est, 'with_cascade', est).timing})"
-          + (f"; faster: {'; '.join(faster)}" if faster else "") + ". Ctrl-C stops it; finished scores are cached",
-          file=sys.stderr, flush=True)
+    print(
+        f"rerankpd: {name} will score {to_score} pairs on this machine: about {duration(seconds)} "
+        f"({getattr(est, 'with_cascade', est).timing})"
+        + (f"; faster: {'; '.join(faster)}" if faster else "")
+        + ". Ctrl-C stops it; finished scores are cached",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _interruptible(work: Callable[[threading.Event], Any], patience: float | None = None) -> Any:
@@ -289,7 +322,9 @@ def _interruptible(work: Callable[[threading.Event], Any], patience: float | Non
             except KeyboardInterrupt:
                 cancel.set()
                 if patience is not None and not finished.wait(patience):
-                    raise RunCancelled("stopped; the batch in progress was dropped, every finished one is cached")
+                    raise RunCancelled(
+                        "stopped; the batch in progress was dropped, every finished one is cached"
+                    ) from None
     finally:
         restore()
     if "error" in outcome:
@@ -303,12 +338,14 @@ def _notice_on_sigint(cancel: threading.Event) -> Callable[[], object]:
 
     def handler(signum: int, frame: Any) -> None:
         if cancel.is_set():  # the second Ctrl-C: quit now (each finished request is already in the cache)
-            print("\nrerankpd: stopped; requests in flight are lost, the rest is cached", file=sys.stderr,
-                  flush=True)
+            print("\nrerankpd: stopped; requests in flight are lost, the rest is cached", file=sys.stderr, flush=True)
             sys.stdout.flush()
             os._exit(EXIT_INTERRUPTED)
-        print("\nrerankpd: stopping after the current request... (Ctrl-C again to quit at once)",
-              file=sys.stderr, flush=True)
+        print(
+            "\nrerankpd: stopping after the current request... (Ctrl-C again to quit at once)",
+            file=sys.stderr,
+            flush=True,
+        )
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():
@@ -319,8 +356,9 @@ def _notice_on_sigint(cancel: threading.Event) -> Callable[[], object]:
 
 # --------------------------------------------------------------------------------------------- demo
 def _add_demo(demo: argparse.ArgumentParser) -> None:
-    demo.add_argument("--reranker", "-r", type=str.lower, choices=available_rerankers(),
-                      help="default: the embedded one")
+    demo.add_argument(
+        "--reranker", "-r", type=str.lower, choices=available_rerankers(), help="default: the embedded one"
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -340,8 +378,11 @@ def _demo(args: argparse.Namespace) -> int:
 def _add_cache(cache: argparse.ArgumentParser) -> None:
     cache.add_argument("action", choices=("info", "clear"))
     cache.add_argument("--cache-dir", help="cache directory (default: RERANKPD_CACHE_DIR or user cache)")
-    cache.add_argument("--reranker", metavar="NAME", help="clear only this reranker's entries (its name, "
-                       "as in --reranker of rank: cohere, e5, llm, ...)")
+    cache.add_argument(
+        "--reranker",
+        metavar="NAME",
+        help="clear only this reranker's entries (its name, as in --reranker of rank: cohere, e5, llm, ...)",
+    )
 
 
 class CacheUnusable(RerankError):
@@ -364,8 +405,9 @@ def _cache(args: argparse.Namespace) -> int:
             whose = f" of {args.reranker}" if args.reranker is not None else ""
             print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}{whose}")
     except (*STORE_ERRORS, RerankError) as exc:
-        raise CacheUnusable(f"the cache at {directory} could not be "
-                            f"{'read' if args.action == 'info' else 'cleared'}: {exc}") from None
+        raise CacheUnusable(
+            f"the cache at {directory} could not be {'read' if args.action == 'info' else 'cleared'}: {exc}"
+        ) from None
     return EXIT_OK
 
 
@@ -380,18 +422,28 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[a
 
 def _parser() -> argparse.ArgumentParser:
     codes = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
-    parser = argparse.ArgumentParser(prog="rerankpd", description="Rerank table rows by relevance to a query.",
-                                     epilog=f"exit status:\n{codes}", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="rerankpd",
+        description="Rerank table rows by relevance to a query.",
+        epilog=f"exit status:\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"rerankpd {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries and requests to stderr")
     # -v after the subcommand too; SUPPRESS keeps a -v given before it
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="log retries and requests to stderr")
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log retries and requests to stderr"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, (add_arguments, _, help_text) in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, parents=[common], epilog=f"exit status:\n{codes}",
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = subparsers.add_parser(
+            name,
+            help=help_text,
+            parents=[common],
+            epilog=f"exit status:\n{codes}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         add_arguments(sub)
     return parser
 
@@ -404,8 +456,9 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see :data:`EXIT_CODES`)."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     handler = COMMANDS[args.command][1]
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
@@ -422,8 +475,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("rerankpd: interrupted; finished scores are cached, rerun to continue", file=sys.stderr)
             return EXIT_INTERRUPTED
-        except (UsageError, ConfigurationError, KeyError, TypeError, ValueError, FileNotFoundError,
-                IsADirectoryError) as exc:
+        except (
+            UsageError,
+            ConfigurationError,
+            KeyError,
+            TypeError,
+            ValueError,
+            FileNotFoundError,
+            IsADirectoryError,
+        ) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             print(f"rerankpd: error: {cli_terms(str(message))}", file=sys.stderr)
             return EXIT_USAGE

@@ -10,6 +10,7 @@ Traceback (most recent call last):
 ...
 rerankpd.cli.io.UsageError: --output 'ranked.xlsx': unknown file type .xlsx; use .csv, .parquet or .jsonl
 """
+
 from __future__ import annotations
 
 import errno
@@ -18,12 +19,22 @@ import json
 import os
 import re
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
-__all__ = ["UsageError", "check_columns", "check_output", "check_qrels", "cli_terms", "read_qrels", "read_table",
-           "reranker_options", "write_table"]
+__all__ = [
+    "UsageError",
+    "check_columns",
+    "check_output",
+    "check_qrels",
+    "cli_terms",
+    "read_qrels",
+    "read_table",
+    "reranker_options",
+    "write_table",
+]
 
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _NAMES = {"csv": "CSV", "parquet": "Parquet", "jsonl": "JSON Lines"}
@@ -42,8 +53,7 @@ def file_format(path: str, role: str = "input") -> str:
         return _FORMATS[ext]
     except KeyError:
         flag = "--output " if role == "output" else ""
-        raise UsageError(f"{flag}{path!r}: unknown file type {ext or '(none)'}; "
-                         "use .csv, .parquet or .jsonl") from None
+        raise UsageError(f"{flag}{path!r}: unknown file type {ext or '(none)'}; use .csv, .parquet or .jsonl") from None
 
 
 def check_output(path: str | None) -> None:
@@ -60,8 +70,9 @@ def check_output(path: str | None) -> None:
     if not os.access(parent, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise UsageError(f"--output {path!r}: no permission to write there")
     if kind == "parquet" and not any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet")):
-        raise UsageError(f"--output {path!r}: writing Parquet needs pyarrow: pip install pyarrow "
-                         "(or write .csv or .jsonl)")
+        raise UsageError(
+            f"--output {path!r}: writing Parquet needs pyarrow: pip install pyarrow (or write .csv or .jsonl)"
+        )
 
 
 def read_table(path: str, sep: str = ",") -> pd.DataFrame:
@@ -87,8 +98,9 @@ def read_table(path: str, sep: str = ",") -> pd.DataFrame:
         raise UsageError(f"{path}: could not read it as {_NAMES[kind]}: {detail}") from None
 
 
-def check_columns(df: pd.DataFrame, path: str, column: Any, query_column: Any, sep: str = ",",
-                  more: Sequence[tuple[str, Any]] = ()) -> None:
+def check_columns(
+    df: pd.DataFrame, path: str, column: Any, query_column: Any, sep: str = ",", more: Sequence[tuple[str, Any]] = ()
+) -> None:
     """Every named column must be in the file; a CSV read as one column gets a hint about its delimiter.
 
     ``more`` adds ``(flag, column name)`` pairs to check, e.g. ``[("--label-column", "relevance")]``.
@@ -135,8 +147,10 @@ def reranker_options(pairs: Sequence[str]) -> dict:
         if not sep or not key.isidentifier():
             raise UsageError(f"--option {pair!r} is not KEY=VALUE (for example -O batch_size=50)")
         if key == "api_key":
-            raise UsageError("--option api_key=... would put the key in your shell history and the process "
-                             "list; set the provider's key variable (e.g. DMXAPI_API_KEY) instead")
+            raise UsageError(
+                "--option api_key=... would put the key in your shell history and the process "
+                "list; set the provider's key variable (e.g. DMXAPI_API_KEY) instead"
+            )
         try:
             options[key] = json.loads(value)
         except ValueError:
@@ -146,14 +160,18 @@ def reranker_options(pairs: Sequence[str]) -> dict:
 
 # --------------------------------------------------------------------------------------------- qrels
 #: Column names a qrels table may use, per role (the first match wins; case-insensitive).
-QRELS_NAMES = {"query": ("qid", "query_id", "query", "topic"),
-               "document": ("docid", "doc_id", "doc", "document", "docno"),
-               "label": ("grade", "label", "relevance", "rel", "judgment", "score")}
-QRELS_HELP = ("the collection's judgments, for relevant documents the input does not hold: a TREC qrels file "
-              "('QUERY 0 DOC GRADE' per line, any extension but .csv/.parquet/.jsonl), or a table (.csv, "
-              ".parquet, .jsonl) with query, document and grade columns (named e.g. qid, doc, grade; else its "
-              "first three). QUERY matches the values of --query-column (or the --query), DOC the --id-column "
-              "values (else the --column text); GRADE is a number >= 0, relevant means > 0")
+QRELS_NAMES = {
+    "query": ("qid", "query_id", "query", "topic"),
+    "document": ("docid", "doc_id", "doc", "document", "docno"),
+    "label": ("grade", "label", "relevance", "rel", "judgment", "score"),
+}
+QRELS_HELP = (
+    "the collection's judgments, for relevant documents the input does not hold: a TREC qrels file "
+    "('QUERY 0 DOC GRADE' per line, any extension but .csv/.parquet/.jsonl), or a table (.csv, "
+    ".parquet, .jsonl) with query, document and grade columns (named e.g. qid, doc, grade; else its "
+    "first three). QUERY matches the values of --query-column (or the --query), DOC the --id-column "
+    "values (else the --column text); GRADE is a number >= 0, relevant means > 0"
+)
 
 
 def read_qrels(path: str) -> pd.DataFrame:
@@ -171,21 +189,26 @@ def read_qrels(path: str) -> pd.DataFrame:
         lower = {c.lower(): c for c in table.columns}
         picked = [next((lower[n] for n in names if n in lower), None) for names in QRELS_NAMES.values()]
         if None in picked:
-            if len(table.columns) == 4:       # a TREC qrels table: query, iteration, document, grade
+            if len(table.columns) == 4:  # a TREC qrels table: query, iteration, document, grade
                 picked = [table.columns[0], table.columns[2], table.columns[3]]
             elif len(table.columns) == 3:
                 picked = list(table.columns)
             else:
-                raise UsageError(f"--qrels {path}: cannot tell its query, document and grade columns among "
-                                 f"{list(table.columns)!r}; name them qid, doc and grade (or give three columns)")
+                raise UsageError(
+                    f"--qrels {path}: cannot tell its query, document and grade columns among "
+                    f"{list(table.columns)!r}; name them qid, doc and grade (or give three columns)"
+                )
         qrels = table[picked].copy()
         qrels.columns = ["query", "document", "label"]
         qrels["query"], qrels["document"] = qrels["query"].astype(str), qrels["document"].astype(str)
         where = lambda i: f"row {i + 2}"  # the header is line 1
     else:
         if not os.path.isfile(path):
-            raise UsageError(f"--qrels {path}: file not found" if not os.path.exists(path)
-                             else f"--qrels {path}: a directory, not a file")
+            raise UsageError(
+                f"--qrels {path}: file not found"
+                if not os.path.exists(path)
+                else f"--qrels {path}: a directory, not a file"
+            )
         rows = []
         with open(path, encoding="utf-8", errors="replace") as fh:
             for number, line in enumerate(fh, 1):
@@ -193,8 +216,10 @@ def read_qrels(path: str) -> pd.DataFrame:
                 if not fields:
                     continue
                 if len(fields) != 4:
-                    raise UsageError(f"--qrels {path}, line {number}: expected 4 fields 'QUERY 0 DOC GRADE' "
-                                     f"(TREC qrels), got {len(fields)}: {line.strip()[:80]!r}")
+                    raise UsageError(
+                        f"--qrels {path}, line {number}: expected 4 fields 'QUERY 0 DOC GRADE' "
+                        f"(TREC qrels), got {len(fields)}: {line.strip()[:80]!r}"
+                    )
                 rows.append((fields[0], fields[2], fields[3], number))
         if not rows:
             raise UsageError(f"--qrels {path} holds no judgment")
@@ -204,34 +229,56 @@ def read_qrels(path: str) -> pd.DataFrame:
     labels = pd.to_numeric(qrels["label"], errors="coerce")
     bad = [int(i) for i in (labels.isna() | (labels < 0) | ~labels.abs().lt(float("inf"))).to_numpy().nonzero()[0]]
     if bad:
-        raise UsageError(f"--qrels {path}, {where(bad[0])}: grade {qrels['label'].iloc[bad[0]]!r} is not a number "
-                         ">= 0 (relevant means > 0; map 'not relevant' grades such as -1 to 0)")
+        raise UsageError(
+            f"--qrels {path}, {where(bad[0])}: grade {qrels['label'].iloc[bad[0]]!r} is not a number "
+            ">= 0 (relevant means > 0; map 'not relevant' grades such as -1 to 0)"
+        )
     qrels["label"] = labels.astype("float64")
     return qrels
 
 
-def check_qrels(qrels: pd.DataFrame, path: str, df: pd.DataFrame, input_path: str, queries: Any,
-                query_flag: str, documents: Any, document_flag: str) -> None:
+def check_qrels(
+    qrels: pd.DataFrame,
+    path: str,
+    df: pd.DataFrame,
+    input_path: str,
+    queries: Any,
+    query_flag: str,
+    documents: Any,
+    document_flag: str,
+) -> None:
     """Fail before any scoring when ``--qrels`` cannot match the input: none of its queries is a query of the
     input, or none of its documents is a document of the input (then it names the flag that fixes it)."""
     values = pd.Series(queries).astype(str)
     if not qrels["query"].isin(set(values)).any():
-        raise UsageError(f"--qrels {path}: none of its {qrels['query'].nunique()} queries (e.g. "
-                         f"{qrels['query'].iloc[0]!r}) is a {query_flag} value of {input_path} (e.g. "
-                         f"{values.iloc[0]!r}); pass --query-column naming the column of {input_path} that "
-                         "holds the qrels' query ids")
+        raise UsageError(
+            f"--qrels {path}: none of its {qrels['query'].nunique()} queries (e.g. "
+            f"{qrels['query'].iloc[0]!r}) is a {query_flag} value of {input_path} (e.g. "
+            f"{values.iloc[0]!r}); pass --query-column naming the column of {input_path} that "
+            "holds the qrels' query ids"
+        )
     docs = df[documents].astype(str)
     if not qrels["document"].isin(set(docs)).any():
-        hint = ("pass --id-column, the column of document ids the qrels name" if document_flag == "--column"
-                else "check that --id-column holds the ids the qrels name")
-        raise UsageError(f"--qrels {path}: none of its documents (e.g. {qrels['document'].iloc[0]!r}) is a "
-                         f"{document_flag} {documents!r} value of {input_path}; {hint}")
+        hint = (
+            "pass --id-column, the column of document ids the qrels name"
+            if document_flag == "--column"
+            else "check that --id-column holds the ids the qrels name"
+        )
+        raise UsageError(
+            f"--qrels {path}: none of its documents (e.g. {qrels['document'].iloc[0]!r}) is a "
+            f"{document_flag} {documents!r} value of {input_path}; {hint}"
+        )
 
 
 # --------------------------------------------------------------------------------------------- messages
 #: The library's parameter names the command line spells as flags.
-FLAGS = {"label_column": "--label-column", "query_column": "--query-column", "id_column": "--id-column",
-         "score_columns": "--score-column", "top_n": "--top-n"}
+FLAGS = {
+    "label_column": "--label-column",
+    "query_column": "--query-column",
+    "id_column": "--id-column",
+    "score_columns": "--score-column",
+    "top_n": "--top-n",
+}
 _PARAMETER = re.compile(r"(?<![\w\-])(?<!-O )(?<!--option )(?!api_key=)([a-z_][a-z0-9_]*)=(\.\.\.|'([^'\s]*)')")
 _FLAG = re.compile(r"\b(" + "|".join(FLAGS) + r")\b")
 
@@ -250,8 +297,7 @@ def cli_terms(message: str) -> str:
     "--label-column 'rel' is not a column of the input file"
     """
     message = message.replace(" or pass api_key=... to the reranker", "")
-    message = _PARAMETER.sub(lambda m: f"-O {m.group(1)}={m.group(3) if m.group(3) is not None else '...'}",
-                             message)
+    message = _PARAMETER.sub(lambda m: f"-O {m.group(1)}={m.group(3) if m.group(3) is not None else '...'}", message)
     message = _FLAG.sub(lambda m: FLAGS[m.group(1)], message)
     message = re.sub(r"^metrics: ", "--metric: ", message)
     return message.replace("of the frame", "of the input file")

@@ -22,6 +22,7 @@ Examples
 >>> window_token_count("预防感冒 wash hands")
 6
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,8 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..pairs import Pairs
-from .tokens import window_token_spans
 from .options import whole
+from .tokens import window_token_spans
 
 __all__ = [
     "ChunkPlan",
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ChunkSpec:
@@ -130,9 +132,12 @@ def split_text(text: str, spec: ChunkSpec) -> list[str]:
     if bounds[-1][1] < len(spans):
         logger.debug(
             "document of ~%d tokens cut to %d chunks of %d; its last %d tokens are not scored",
-            len(spans), spec.max_chunks, spec.chunk_tokens, len(spans) - bounds[-1][1],
+            len(spans),
+            spec.max_chunks,
+            spec.chunk_tokens,
+            len(spans) - bounds[-1][1],
         )
-    return [text[spans[a][0]:spans[b - 1][1]] for a, b in bounds]
+    return [text[spans[a][0] : spans[b - 1][1]] for a, b in bounds]
 
 
 def max_by_owner(
@@ -166,8 +171,9 @@ DEFAULT_CHUNK_TOKENS = 512
 DEFAULT_OVERLAP_TOKENS = 0
 
 
-def chunk_spec(max_chunks_per_doc: int | None, chunk_tokens: int | None = None,
-               overlap_tokens: int | None = None) -> ChunkSpec | None:
+def chunk_spec(
+    max_chunks_per_doc: int | None, chunk_tokens: int | None = None, overlap_tokens: int | None = None
+) -> ChunkSpec | None:
     """The :class:`ChunkSpec` a reranker's options ask for, or None when ``max_chunks_per_doc`` is None.
 
     Raises :class:`~rerankpd.errors.ConfigurationError` naming the option that is out of range, or when
@@ -183,7 +189,8 @@ def chunk_spec(max_chunks_per_doc: int | None, chunk_tokens: int | None = None,
     if max_chunks_per_doc is None:
         if chunk_tokens is not None or overlap_tokens is not None:
             raise ConfigurationError(
-                "chunk_tokens and overlap_tokens take effect only with max_chunks_per_doc; set it too")
+                "chunk_tokens and overlap_tokens take effect only with max_chunks_per_doc; set it too"
+            )
         return None
     return ChunkSpec(
         chunk_tokens=DEFAULT_CHUNK_TOKENS if chunk_tokens is None else chunk_tokens,
@@ -218,14 +225,20 @@ class ChunkPlan:
         """Chunks over all documents, before identical ones are merged."""
         return len(self.occ_work)
 
-    def reduce(self, work_scores: np.ndarray, work_errors: dict[int, str]) -> tuple[np.ndarray, dict[int, str], np.ndarray]:
+    def reduce(
+        self, work_scores: np.ndarray, work_errors: dict[int, str]
+    ) -> tuple[np.ndarray, dict[int, str], np.ndarray]:
         """Document scores (best chunk), errors (a document fails if any chunk did) and winning chunks.
 
         Returns ``(scores, errors, chunk)`` indexed by document pair; ``chunk`` is -1 where a document
         has no score.
         """
-        scores, chunk = max_by_owner(np.asarray(work_scores, dtype=np.float64)[self.occ_work].tolist(),
-                                     self.occ_doc.tolist(), self.occ_chunk.tolist(), self.doc_pairs.n_pairs)
+        scores, chunk = max_by_owner(
+            np.asarray(work_scores, dtype=np.float64)[self.occ_work].tolist(),
+            self.occ_doc.tolist(),
+            self.occ_chunk.tolist(),
+            self.doc_pairs.n_pairs,
+        )
         errors: dict[int, str] = {}
         for doc, work in zip(self.occ_doc.tolist(), self.occ_work.tolist()):
             if work in work_errors and doc not in errors:
@@ -265,7 +278,13 @@ def plan_chunks(pairs: Pairs, spec: ChunkSpec) -> ChunkPlan:
             occ_chunk.append(k)
             occ_work.append(w)
     empty = np.empty(0, dtype=np.int64)
-    work = Pairs(queries=pairs.queries, texts=list(texts), pair_group=np.asarray(work_group, dtype=np.int64),
-                 pair_text=np.asarray(work_text, dtype=np.int64), row_pair=empty, row_group=empty)
+    work = Pairs(
+        queries=pairs.queries,
+        texts=list(texts),
+        pair_group=np.asarray(work_group, dtype=np.int64),
+        pair_text=np.asarray(work_text, dtype=np.int64),
+        row_pair=empty,
+        row_group=empty,
+    )
     as_array = lambda values: np.asarray(values, dtype=np.int64)  # noqa: E731
     return ChunkPlan(pairs, work, as_array(occ_doc), as_array(occ_chunk), as_array(occ_work))

@@ -15,11 +15,13 @@ True
 >>> len(identity_digest({"model": "m"}))
 64
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["identity_digest", "identity_text"]
 

@@ -20,11 +20,13 @@ Traceback (most recent call last):
 ...
 rerankpd.errors.ConfigurationError: batch_size must be a whole number >= 1, got 0
 """
+
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable, Literal, TypeGuard, overload
+from collections.abc import Iterable
+from typing import Any, Literal, TypeGuard, overload
 
 from ..errors import ConfigurationError
 
@@ -47,13 +49,16 @@ def _bounds(minimum: float | None, maximum: float | None) -> str:
 
 
 @overload
-def whole(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
-          allow_none: Literal[False] = False) -> int: ...
+def whole(
+    name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None, allow_none: Literal[False] = False
+) -> int: ...
 @overload
-def whole(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
-          allow_none: bool) -> int | None: ...
-def whole(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
-          allow_none: bool = False) -> int | None:
+def whole(
+    name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None, allow_none: bool
+) -> int | None: ...
+def whole(
+    name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None, allow_none: bool = False
+) -> int | None:
     """``value`` as an ``int`` within ``[minimum, maximum]``; None passes only with ``allow_none``.
 
     >>> whole("overlap_tokens", None, minimum=0, allow_none=True) is None
@@ -68,13 +73,37 @@ def whole(name: str, value: Any, *, minimum: int | None = None, maximum: int | N
 
 
 @overload
-def number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
-           exclusive_minimum: bool = False, allow_none: Literal[False] = False, allow_inf: bool = False) -> float: ...
+def number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    allow_none: Literal[False] = False,
+    allow_inf: bool = False,
+) -> float: ...
 @overload
-def number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
-           exclusive_minimum: bool = False, allow_none: bool, allow_inf: bool = False) -> float | None: ...
-def number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
-           exclusive_minimum: bool = False, allow_none: bool = False, allow_inf: bool = False) -> float | None:
+def number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    allow_none: bool,
+    allow_inf: bool = False,
+) -> float | None: ...
+def number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    allow_none: bool = False,
+    allow_inf: bool = False,
+) -> float | None:
     """``value`` as a finite ``float`` (or inf with ``allow_inf``) within the bounds.
 
     ``exclusive_minimum=True`` makes ``minimum`` itself invalid (``> minimum``).
@@ -139,5 +168,6 @@ def timeout_pair(name: str, value: Any) -> tuple[float, float]:
     try:
         return tuple(number(name, part, minimum=0, exclusive_minimum=True) for part in parts)  # type: ignore
     except ConfigurationError:
-        raise ConfigurationError(f"{name} must be positive seconds or a (connect, read) pair of positive "
-                                 f"seconds, got {value!r}") from None
+        raise ConfigurationError(
+            f"{name} must be positive seconds or a (connect, read) pair of positive seconds, got {value!r}"
+        ) from None

@@ -23,13 +23,21 @@ Examples
 >>> request_tokens("cold", ["wash hands", "预防感冒"])
 9
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-__all__ = ["CJK", "REQUEST_TOKEN_HEADROOM", "budget_spans", "request_tokens", "text_tokens", "window_token_count",
-           "window_token_spans"]
+__all__ = [
+    "CJK",
+    "REQUEST_TOKEN_HEADROOM",
+    "budget_spans",
+    "request_tokens",
+    "text_tokens",
+    "window_token_count",
+    "window_token_spans",
+]
 
 #: CJK characters as the body of a regular-expression character class: ``re.compile(f"[{CJK}]")``.
 CJK = (

@@ -17,6 +17,7 @@ Examples
 >>> [round(x, 9) for x in (check.spearman, check.kendall, check.max_abs_diff, check.top10_overlap)]
 [1.0, 1.0, 0.0, 1.0]
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import MissingDependencyError
 from ..core.options import whole
+from ..errors import MissingDependencyError
 
 __all__ = ["Agreement", "agreement"]
 
@@ -79,15 +80,24 @@ class Agreement:
 
     def to_dict(self) -> dict:
         """The summary figures, for JSON."""
-        return {"a": self.a, "b": self.b, "rows": len(self.scores), "queries": len(self.per_query),
-                "spearman": self.spearman, "kendall": self.kendall, "max_abs_diff": self.max_abs_diff,
-                "top10_overlap": self.top10_overlap}
+        return {
+            "a": self.a,
+            "b": self.b,
+            "rows": len(self.scores),
+            "queries": len(self.per_query),
+            "spearman": self.spearman,
+            "kendall": self.kendall,
+            "max_abs_diff": self.max_abs_diff,
+            "top10_overlap": self.top10_overlap,
+        }
 
     def __repr__(self) -> str:
-        return (f"agreement of {self.a} and {self.b} over {len(self.scores)} rows, {len(self.per_query)} "
-                f"quer{'y' if len(self.per_query) == 1 else 'ies'}: Spearman {self.spearman:.3f}, Kendall "
-                f"{self.kendall:.3f}, largest |a - b| {self.max_abs_diff:.4g}, top-10 overlap "
-                f"{self.top10_overlap:.2f}")
+        return (
+            f"agreement of {self.a} and {self.b} over {len(self.scores)} rows, {len(self.per_query)} "
+            f"quer{'y' if len(self.per_query) == 1 else 'ies'}: Spearman {self.spearman:.3f}, Kendall "
+            f"{self.kendall:.3f}, largest |a - b| {self.max_abs_diff:.4g}, top-10 overlap "
+            f"{self.top10_overlap:.2f}"
+        )
 
     def plot(self, ax: Any = None) -> Any:
         """A scatter plot of the two scores of each sampled row (one colour per query, up to 10); the Axes.
@@ -143,8 +153,9 @@ def _sample_positions(df: pd.DataFrame, column: Any, query_column: Any, sample: 
     chosen = []
     for group in pd.unique(codes[usable]):
         members = np.flatnonzero(usable & (codes == group))
-        chosen.append(members if sample is None or len(members) <= sample
-                      else rng.choice(members, size=sample, replace=False))
+        chosen.append(
+            members if sample is None or len(members) <= sample else rng.choice(members, size=sample, replace=False)
+        )
     return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=np.int64)
 
 
@@ -161,8 +172,9 @@ def _compare(table: pd.DataFrame) -> pd.DataFrame:
     try:
         from scipy import stats
     except ImportError as exc:
-        raise MissingDependencyError("rerankpd.agreement needs scipy: pip install 'rerankpd[eval]' "
-                                     "(or 'rerankpd[local]')") from exc
+        raise MissingDependencyError(
+            "rerankpd.agreement needs scipy: pip install 'rerankpd[eval]' (or 'rerankpd[local]')"
+        ) from exc
     rows = []
     for query, group in table.groupby("query", sort=False):
         a, b = group["score_a"].to_numpy(), group["score_b"].to_numpy()
@@ -172,8 +184,16 @@ def _compare(table: pd.DataFrame) -> pd.DataFrame:
                 warnings.simplefilter("ignore")  # constant input: NaN, which is what we report
                 spearman = float(stats.spearmanr(a, b).statistic)
                 kendall = float(stats.kendalltau(a, b).statistic)
-        rows.append({"query": query, "rows": len(a), "spearman": spearman, "kendall": kendall,
-                     "max_abs_diff": float(np.max(np.abs(a - b))), "top10_overlap": _top_overlap(a, b)})
+        rows.append(
+            {
+                "query": query,
+                "rows": len(a),
+                "spearman": spearman,
+                "kendall": kendall,
+                "max_abs_diff": float(np.max(np.abs(a - b))),
+                "top10_overlap": _top_overlap(a, b),
+            }
+        )
     columns = ["query", "rows", "spearman", "kendall", "max_abs_diff", "top10_overlap"]
     return pd.DataFrame(rows, columns=columns).set_index("query")
 
@@ -230,8 +250,10 @@ def agreement(
     score_a = scores(subset, query, column, reranker=a, **options)
     score_b = scores(subset, query, column, reranker=b, **options)
     queries = subset[query_column] if query_column is not None else pd.Series(query, index=subset.index)
-    table = pd.DataFrame({"query": queries.to_numpy(dtype=object), "score_a": score_a.to_numpy(),
-                          "score_b": score_b.to_numpy()}, index=subset.index).dropna(subset=["score_a", "score_b"])
+    table = pd.DataFrame(
+        {"query": queries.to_numpy(dtype=object), "score_a": score_a.to_numpy(), "score_b": score_b.to_numpy()},
+        index=subset.index,
+    ).dropna(subset=["score_a", "score_b"])
     label_a, label_b = _label(a), _label(b)
     if label_a == label_b:
         label_a, label_b = f"{label_a} [a]", f"{label_b} [b]"

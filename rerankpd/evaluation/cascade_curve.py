@@ -5,11 +5,13 @@ cascade of :mod:`rerankpd.run.cascade` once, for the largest candidate count, th
 count and scores every ranking with the very code :func:`rerankpd.evaluate` uses
 (:func:`rerankpd.evaluation.evaluate.judgments`): the curve an analyst reads to choose ``candidates``.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,8 +98,14 @@ class CascadeCurve:
     the metric against the pairs sent.
     """
 
-    def __init__(self, table: pd.DataFrame, prefilter_only: dict[str, float], prefilter: str, reranker: str,
-                 evaluation: Any = None) -> None:
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        prefilter_only: dict[str, float],
+        prefilter: str,
+        reranker: str,
+        evaluation: Any = None,
+    ) -> None:
         self.table = table
         self.prefilter_only = prefilter_only
         self.prefilter, self.reranker = prefilter, reranker
@@ -122,12 +130,25 @@ class CascadeCurve:
         return cascade_figure(self, metric, ax)
 
 
-def cascade_curve(df: pd.DataFrame, query: str | None = None, column: Any = "text", *, query_column: Any = None,
-                  prefilter: Any = "bm25", reranker: Any = None, candidates: Sequence[int] = (10, 20, 50, 100),
-                  label_column: Any, k: int = 10, metrics: Sequence[str] | None = None,
-                  qrels: pd.DataFrame | None = None, id_column: Any = None, gain: str = "linear",
-                  skip_empty: bool = False, cache: bool | str | os.PathLike = True,
-                  progress: bool | None = None) -> CascadeCurve:
+def cascade_curve(
+    df: pd.DataFrame,
+    query: str | None = None,
+    column: Any = "text",
+    *,
+    query_column: Any = None,
+    prefilter: Any = "bm25",
+    reranker: Any = None,
+    candidates: Sequence[int] = (10, 20, 50, 100),
+    label_column: Any,
+    k: int = 10,
+    metrics: Sequence[str] | None = None,
+    qrels: pd.DataFrame | None = None,
+    id_column: Any = None,
+    gain: str = "linear",
+    skip_empty: bool = False,
+    cache: bool | str | os.PathLike = True,
+    progress: bool | None = None,
+) -> CascadeCurve:
     """The cost/quality curve of a cascade: pairs sent and metrics for each candidate count.
 
     Pays once, for the largest count (a smaller count's candidates are a subset of the largest's, so their
@@ -150,9 +171,18 @@ def cascade_curve(df: pd.DataFrame, query: str | None = None, column: Any = "tex
     [1, 4]
     """
     k = whole("k", k, minimum=1)
-    judged = judgments(df, query, column, query_column=query_column, label_column=label_column,
-                       metrics=[f"ndcg@{k}", f"mrr@{k}"] if metrics is None else metrics, qrels=qrels,
-                       id_column=id_column, gain=gain, skip_empty=skip_empty)
+    judged = judgments(
+        df,
+        query,
+        column,
+        query_column=query_column,
+        label_column=label_column,
+        metrics=[f"ndcg@{k}", f"mrr@{k}"] if metrics is None else metrics,
+        qrels=qrels,
+        id_column=id_column,
+        gain=gain,
+        skip_empty=skip_empty,
+    )
     counts = sorted({whole("candidates", c, minimum=1) for c in candidates})
     if not counts:
         raise ValueError("candidates must list at least one count, e.g. [10, 20, 50, 100]")
@@ -170,9 +200,14 @@ def cascade_curve(df: pd.DataFrame, query: str | None = None, column: Any = "tex
         name = f"{scored.prefilter_name}->{reranker_name} @{count}"
         values[name] = judged.values(scores_from_ranks(ranks))
         costs[name] = {"sent": sent, "tokens": None}
-        rows.append({"candidates": count, "pairs_sent": sent,
-                     "share_sent": sent / with_text if with_text else float("nan"),
-                     **_means(values[name], judged.names)})
+        rows.append(
+            {
+                "candidates": count,
+                "pairs_sent": sent,
+                "share_sent": sent / with_text if with_text else float("nan"),
+                **_means(values[name], judged.names),
+            }
+        )
     evaluation = Evaluation(values, judged.names, judged.queries, judged.n_relevant, costs, scored.prefilter_name)
     prefilter_only = _means(values[scored.prefilter_name], judged.names)
     return CascadeCurve(pd.DataFrame(rows), prefilter_only, scored.prefilter_name, reranker_name, evaluation)

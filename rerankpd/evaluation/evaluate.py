@@ -23,22 +23,24 @@ Examples
 >>> ev.summary["mrr@10"].to_dict()
 {'original': 0.5, 'bm25': 1.0}
 """
+
 from __future__ import annotations
 
 import html
 import logging
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..core.options import boolean, one_of, whole
 from ..errors import ConfigurationError, warn_user
 from ..rerankers import Reranker, get_reranker
 from ..run import pipeline
 from .metrics import DEFAULT_METRICS, GAINS, Metric, parse_metric, per_query
 from .significance import TESTS, holm, paired_p_value
-from ..core.options import boolean, one_of, whole
 
 __all__ = ["Evaluation", "RankingRun", "evaluate"]
 
@@ -66,9 +68,16 @@ class Evaluation:
         The metric names, ranking names, the queries (in first-appearance order) and the default baseline.
     """
 
-    def __init__(self, values: dict[str, np.ndarray], metrics: list[str], queries: list, n_relevant: np.ndarray,
-                 costs: dict[str, dict], baseline: str) -> None:
-        self._values = values          # ranking -> (queries x metrics) array
+    def __init__(
+        self,
+        values: dict[str, np.ndarray],
+        metrics: list[str],
+        queries: list,
+        n_relevant: np.ndarray,
+        costs: dict[str, dict],
+        baseline: str,
+    ) -> None:
+        self._values = values  # ranking -> (queries x metrics) array
         self.metrics = list(metrics)
         self.rankings = list(values)
         self.queries = list(queries)
@@ -83,10 +92,18 @@ class Evaluation:
         for name, values in self._values.items():
             cost = self._costs.get(name, {})
             means = values.mean(axis=0) if len(self.queries) else np.full(len(self.metrics), np.nan)
-            rows.append([*means, len(self.queries), int((self._n_relevant == 0).sum()),
-                         int(cost.get("sent", 0)), cost.get("tokens")])
-        table = pd.DataFrame(rows, columns=[*self.metrics, *COST_COLUMNS],
-                             index=pd.Index(self.rankings, name="ranking"))
+            rows.append(
+                [
+                    *means,
+                    len(self.queries),
+                    int((self._n_relevant == 0).sum()),
+                    int(cost.get("sent", 0)),
+                    cost.get("tokens"),
+                ]
+            )
+        table = pd.DataFrame(
+            rows, columns=[*self.metrics, *COST_COLUMNS], index=pd.Index(self.rankings, name="ranking")
+        )
         table["tokens"] = table["tokens"].astype("Int64")  # <NA>: nothing was sent to a service
         return table
 
@@ -98,20 +115,21 @@ class Evaluation:
         width = shutil.get_terminal_size((120, 24)).columns if width is None else width
         table = self.summary.astype({"tokens": object})
         table["tokens"] = [("-" if v is pd.NA else int(v)) for v in table["tokens"]]
-        with pd.option_context("display.width", max(width, 40), "display.max_columns", None,
-                               "display.precision", 4):
+        with pd.option_context("display.width", max(width, 40), "display.max_columns", None, "display.precision", 4):
             return table.to_string(line_width=max(width, 40), float_format=lambda v: f"{v:.4f}")
 
     @property
     def per_query(self) -> pd.DataFrame:
         n_q, n_m = len(self.queries), len(self.metrics)
         stacked = np.stack([self._values[r] for r in self.rankings]) if self.rankings else np.empty((0, n_q, n_m))
-        return pd.DataFrame({
-            "query": np.tile(np.repeat(np.asarray(self.queries, dtype=object), n_m), len(self.rankings)),
-            "ranking": np.repeat(np.asarray(self.rankings, dtype=object), n_q * n_m),
-            "metric": np.tile(np.asarray(self.metrics, dtype=object), n_q * len(self.rankings)),
-            "value": stacked.reshape(-1),
-        })
+        return pd.DataFrame(
+            {
+                "query": np.tile(np.repeat(np.asarray(self.queries, dtype=object), n_m), len(self.rankings)),
+                "ranking": np.repeat(np.asarray(self.rankings, dtype=object), n_q * n_m),
+                "metric": np.tile(np.asarray(self.metrics, dtype=object), n_q * len(self.rankings)),
+                "value": stacked.reshape(-1),
+            }
+        )
 
     def values(self, ranking: str, metric: str) -> np.ndarray:
         """One ranking's per-query values of one metric (a float64 array in the order of ``queries``)."""
@@ -122,8 +140,14 @@ class Evaluation:
         return self._values[ranking][:, self.metrics.index(metric)]
 
     # ------------------------------------------------------------------------------------------ compare
-    def compare(self, baseline: str | None = None, test: str = "randomization", correction: str | None = "holm",
-                n_resamples: int = 10_000, seed: int | None = 0) -> pd.DataFrame:
+    def compare(
+        self,
+        baseline: str | None = None,
+        test: str = "randomization",
+        correction: str | None = "holm",
+        n_resamples: int = 10_000,
+        seed: int | None = 0,
+    ) -> pd.DataFrame:
         """Each other ranking against ``baseline``, per metric: is the difference real?
 
         Returns one row per (ranking, metric): ``baseline_mean``, ``mean``, ``mean_delta``, ``p_value``
@@ -153,15 +177,33 @@ class Evaluation:
                 base, ours = self._values[baseline][:, j], self._values[name][:, j]
                 delta = ours - base
                 tie = np.isclose(ours, base, rtol=0, atol=1e-12)
-                rows.append({"ranking": name, "metric": metric, "baseline": baseline,
-                             "baseline_mean": base.mean() if len(base) else np.nan,
-                             "mean": ours.mean() if len(ours) else np.nan,
-                             "mean_delta": delta.mean() if len(delta) else np.nan,
-                             "p_value": paired_p_value(np.where(tie, 0.0, delta), test, n_resamples, seed),
-                             "wins": int((~tie & (delta > 0)).sum()), "ties": int(tie.sum()),
-                             "losses": int((~tie & (delta < 0)).sum())})
-        columns = ["ranking", "metric", "baseline", "baseline_mean", "mean", "mean_delta", "p_value", "p_adjusted",
-                   "wins", "ties", "losses"]
+                rows.append(
+                    {
+                        "ranking": name,
+                        "metric": metric,
+                        "baseline": baseline,
+                        "baseline_mean": base.mean() if len(base) else np.nan,
+                        "mean": ours.mean() if len(ours) else np.nan,
+                        "mean_delta": delta.mean() if len(delta) else np.nan,
+                        "p_value": paired_p_value(np.where(tie, 0.0, delta), test, n_resamples, seed),
+                        "wins": int((~tie & (delta > 0)).sum()),
+                        "ties": int(tie.sum()),
+                        "losses": int((~tie & (delta < 0)).sum()),
+                    }
+                )
+        columns = [
+            "ranking",
+            "metric",
+            "baseline",
+            "baseline_mean",
+            "mean",
+            "mean_delta",
+            "p_value",
+            "p_adjusted",
+            "wins",
+            "ties",
+            "losses",
+        ]
         table = pd.DataFrame(rows, columns=columns)
         p = table["p_value"].to_numpy(dtype=np.float64)
         table["p_adjusted"] = holm(p) if correction == "holm" else p
@@ -183,22 +225,26 @@ class Evaluation:
     def to_dict(self, per_query: bool = False) -> dict:
         """Plain JSON-ready data: metrics, baseline, query count, the summary rows (and per-query values)."""
         summary = self.summary.reset_index()
-        out = {"metrics": self.metrics, "baseline": self.baseline, "queries": len(self.queries),
-               "summary": [{k: _plain(v) for k, v in row.items()} for row in summary.to_dict("records")]}
+        out = {
+            "metrics": self.metrics,
+            "baseline": self.baseline,
+            "queries": len(self.queries),
+            "summary": [{k: _plain(v) for k, v in row.items()} for row in summary.to_dict("records")],
+        }
         if per_query:
-            out["per_query"] = [{k: _plain(v) for k, v in row.items()}
-                                for row in self.per_query.to_dict("records")]
+            out["per_query"] = [{k: _plain(v) for k, v in row.items()} for row in self.per_query.to_dict("records")]
         return out
 
     def __repr__(self) -> str:
         return f"Evaluation of {len(self.rankings)} rankings on {len(self.queries)} queries\n{self.to_string()}"
 
     def _repr_html_(self) -> str:
-        head = (f"<p><b>Evaluation</b> of {len(self.rankings)} rankings on {len(self.queries)} queries "
-                f"(baseline {html.escape(str(self.baseline))}; <code>.compare()</code> for significance, "
-                "<code>.plot()</code> for the picture)</p>")
-        return head + self.summary.to_html(float_format=lambda v: f"{v:.4f}", classes="rerankpd-evaluation",
-                                           na_rep="-")
+        head = (
+            f"<p><b>Evaluation</b> of {len(self.rankings)} rankings on {len(self.queries)} queries "
+            f"(baseline {html.escape(str(self.baseline))}; <code>.compare()</code> for significance, "
+            "<code>.plot()</code> for the picture)</p>"
+        )
+        return head + self.summary.to_html(float_format=lambda v: f"{v:.4f}", classes="rerankpd-evaluation", na_rep="-")
 
 
 def _plain(value: Any) -> Any:
@@ -214,25 +260,31 @@ def _plain(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- inputs
 def _labels(df: pd.DataFrame, label_column: Any) -> np.ndarray:
     if label_column not in df.columns:
-        raise KeyError(f"label_column {label_column!r} is not a column of the frame; its columns are "
-                       f"{list(df.columns)!r}")
+        raise KeyError(
+            f"label_column {label_column!r} is not a column of the frame; its columns are {list(df.columns)!r}"
+        )
     series = df[label_column]
     try:
         values = pd.to_numeric(series.astype("float64") if series.dtype == bool else series, errors="raise")
     except (TypeError, ValueError):
-        raise TypeError(f"label_column {label_column!r} must hold numbers >= 0 or booleans; it holds "
-                        f"{series.dtype}") from None
+        raise TypeError(
+            f"label_column {label_column!r} must hold numbers >= 0 or booleans; it holds {series.dtype}"
+        ) from None
     labels = np.asarray(values, dtype=np.float64)
     labels = np.where(np.isnan(labels), 0.0, labels)  # a missing label means not relevant
     infinite = np.flatnonzero(np.isinf(labels))
     if len(infinite):
-        raise ValueError(f"label_column {label_column!r}: the row with index {df.index[infinite[0]]!r} has label "
-                         f"{labels[infinite[0]]:g}; labels must be finite numbers >= 0 (relevant means > 0)")
+        raise ValueError(
+            f"label_column {label_column!r}: the row with index {df.index[infinite[0]]!r} has label "
+            f"{labels[infinite[0]]:g}; labels must be finite numbers >= 0 (relevant means > 0)"
+        )
     bad = np.flatnonzero(labels < 0)
     if len(bad):
-        raise ValueError(f"label_column {label_column!r}: the row with index {df.index[bad[0]]!r} has label "
-                         f"{labels[bad[0]]:g}; labels must be >= 0 (relevant means > 0): map 'not relevant' "
-                         "grades to 0 first")
+        raise ValueError(
+            f"label_column {label_column!r}: the row with index {df.index[bad[0]]!r} has label "
+            f"{labels[bad[0]]:g}; labels must be >= 0 (relevant means > 0): map 'not relevant' "
+            "grades to 0 first"
+        )
     return labels
 
 
@@ -246,9 +298,11 @@ def _check_gain(labels: np.ndarray, index: pd.Index, gain: str, where: str) -> N
         return
     big = np.flatnonzero(labels > MAX_EXPONENTIAL_LABEL)
     if len(big):
-        raise ValueError(f"{where}: the row with index {index[big[0]]!r} has label {labels[big[0]]:g}, whose gain "
-                         f"2^label - 1 under gain='exponential' is not a finite number; labels up to "
-                         f"{MAX_EXPONENTIAL_LABEL:g} work (graded labels are usually 0-4), or use gain='linear'")
+        raise ValueError(
+            f"{where}: the row with index {index[big[0]]!r} has label {labels[big[0]]:g}, whose gain "
+            f"2^label - 1 under gain='exponential' is not a finite number; labels up to "
+            f"{MAX_EXPONENTIAL_LABEL:g} work (graded labels are usually 0-4), or use gain='linear'"
+        )
 
 
 def _query_codes(df: pd.DataFrame, query: str | None, query_column: Any) -> tuple[np.ndarray, list]:
@@ -280,7 +334,7 @@ def _named_rerankers(rerankers: Any) -> dict[str, Any]:
     items = rerankers if isinstance(rerankers, (list, tuple)) else [rerankers]
     named: dict[str, Any] = {}
     for item in items:
-        name = (item if isinstance(item, str) else str(item.name) if _composite(item) else describe(item).name)
+        name = item if isinstance(item, str) else str(item.name) if _composite(item) else describe(item).name
         if name in named:
             raise ConfigurationError(f"rerankers: two are named {name!r}; pass a dict {{label: reranker}}")
         named[name] = item
@@ -307,8 +361,9 @@ def _judgments(df, codes, labels, queries, qrels, column, id_column, gain) -> tu
     if qrels is None:
         return codes, labels
     if not isinstance(qrels, pd.DataFrame) or qrels.shape[1] != 3:
-        raise TypeError("qrels must be a DataFrame of three columns: query, document (text, or id when "
-                        "id_column= is given), label")
+        raise TypeError(
+            "qrels must be a DataFrame of three columns: query, document (text, or id when id_column= is given), label"
+        )
     q_labels = _labels(pd.DataFrame({"qrels label": qrels.iloc[:, 2]}, index=qrels.index), "qrels label")
     _check_gain(q_labels, qrels.index, gain, "qrels")
     qrels, q_labels = _distinct_judgments(qrels, q_labels)
@@ -324,8 +379,9 @@ def _judgments(df, codes, labels, queries, qrels, column, id_column, gain) -> tu
 def _distinct_judgments(qrels: pd.DataFrame, labels: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """``qrels`` with each (query, document) judged once: a repeated row with the same label counts once (as in
     trec_eval); a document judged twice with different labels is refused, naming the rows."""
-    pairs = pd.DataFrame({"query": qrels.iloc[:, 0].to_numpy(), "doc": qrels.iloc[:, 1].to_numpy(),
-                          "label": labels}, index=qrels.index)
+    pairs = pd.DataFrame(
+        {"query": qrels.iloc[:, 0].to_numpy(), "doc": qrels.iloc[:, 1].to_numpy(), "label": labels}, index=qrels.index
+    )
     repeated = pairs.duplicated(["query", "doc"], keep=False).to_numpy()
     if not repeated.any():
         return qrels, labels
@@ -334,9 +390,11 @@ def _distinct_judgments(qrels: pd.DataFrame, labels: np.ndarray) -> tuple[pd.Dat
     if len(clashes):
         query, doc = clashes.index[0]
         rows = pairs.index[repeated & (pairs["query"] == query).to_numpy() & (pairs["doc"] == doc).to_numpy()]
-        raise ValueError(f"qrels judge document {doc!r} of query {query!r} more than once with different labels "
-                         f"(rows with index {', '.join(map(repr, rows.tolist()))}; {len(clashes)} such documents "
-                         "in all); keep one judgment per query and document")
+        raise ValueError(
+            f"qrels judge document {doc!r} of query {query!r} more than once with different labels "
+            f"(rows with index {', '.join(map(repr, rows.tolist()))}; {len(clashes)} such documents "
+            "in all); keep one judgment per query and document"
+        )
     kept = ~pairs.duplicated(["query", "doc"], keep="first").to_numpy()
     logger.info("evaluate: %d repeated qrels rows counted once", int((~kept).sum()))
     return qrels[kept], labels[kept]
@@ -369,13 +427,14 @@ class RankingRun:
         As :func:`evaluate` was given them.
     """
 
-    def __init__(self, df: pd.DataFrame, query: str | None, column: Any, query_column: Any, cache: Any,
-                 progress: bool | None) -> None:
+    def __init__(
+        self, df: pd.DataFrame, query: str | None, column: Any, query_column: Any, cache: Any, progress: bool | None
+    ) -> None:
         self.df, self.query, self.column, self.query_column = df, query, column, query_column
         self.cache, self.progress = cache, progress
         self._memo: dict[tuple, tuple[np.ndarray, dict, Any]] = {}
-        self._models: dict[str, Any] = {}     # reranker name -> the object made once for this evaluation
-        self._charged: list[dict] = []        # costs of the calls made for the ranking being computed
+        self._models: dict[str, Any] = {}  # reranker name -> the object made once for this evaluation
+        self._charged: list[dict] = []  # costs of the calls made for the ranking being computed
 
     def scores(self, ranking: Any, rows: np.ndarray | None = None) -> np.ndarray:
         """Every row's score under ``ranking``: a reranker (name or object), a column of scores of ``df``
@@ -392,8 +451,10 @@ class RankingRun:
         if _composite(ranking):
             values = np.asarray(ranking.evaluation_scores(self), dtype=np.float64)
             if values.shape != (len(self.df),):
-                raise ValueError(f"{type(ranking).__name__}.evaluation_scores returned {values.shape} scores for "
-                                 f"a frame of {len(self.df)} rows")
+                raise ValueError(
+                    f"{type(ranking).__name__}.evaluation_scores returned {values.shape} scores for "
+                    f"a frame of {len(self.df)} rows"
+                )
             return values if key_rows is None else _only(values, key_rows)
         return self._rerank(ranking, key_rows)
 
@@ -407,8 +468,16 @@ class RankingRun:
                     self._models[name] = get_reranker(name or _default_reranker())
                 model = self._models[name]
             frame = self.df if rows is None else self.df.iloc[rows]
-            out = pipeline.rerank(frame, self.query, self.column, query_column=self.query_column, reranker=model,
-                                  sort=False, cache=self.cache, progress=self.progress)
+            out = pipeline.rerank(
+                frame,
+                self.query,
+                self.column,
+                query_column=self.query_column,
+                reranker=model,
+                sort=False,
+                cache=self.cache,
+                progress=self.progress,
+            )
             values = out[pipeline.SCORE].to_numpy(dtype=np.float64)
             values = values if rows is None else _scatter(values, rows, len(self.df))
             values.setflags(write=False)
@@ -451,13 +520,16 @@ def _cost(info: dict, model: Any) -> dict:
     """What one run sent: pairs to a model (a lexical reranker such as bm25 counts none: it computes word
     statistics in this process, no model sees a pair), requests and tokens (None for a reranker that computes
     on this machine: nothing goes to a service)."""
-    from ..run.estimate import computes_locally
     from ..rerankers.base import describe
+    from ..run.estimate import computes_locally
 
     remote = not computes_locally(model)
     lexical = describe(model).kind == "lexical"
-    return {"sent": 0 if lexical else int(info["sent"]), "requests": int(info["requests"]) if remote else None,
-            "tokens": _tokens(info["usage"]) if remote else None}
+    return {
+        "sent": 0 if lexical else int(info["sent"]),
+        "requests": int(info["requests"]) if remote else None,
+        "tokens": _tokens(info["usage"]) if remote else None,
+    }
 
 
 def _total(costs: list[dict]) -> dict:
@@ -533,14 +605,30 @@ def evaluate(
     -------
     Evaluation
     """
-    judged = judgments(df, query, column, query_column=query_column, label_column=label_column, metrics=metrics,
-                       qrels=qrels, id_column=id_column, gain=gain, skip_empty=skip_empty,
-                       text_needed=any(_needs_text(df, r) for r in _named_rerankers(rerankers).values()))
+    judged = judgments(
+        df,
+        query,
+        column,
+        query_column=query_column,
+        label_column=label_column,
+        metrics=metrics,
+        qrels=qrels,
+        id_column=id_column,
+        gain=gain,
+        skip_empty=skip_empty,
+        text_needed=any(_needs_text(df, r) for r in _named_rerankers(rerankers).values()),
+    )
     rankings: dict[str, np.ndarray] = {ORIGINAL: -np.arange(len(df), dtype=np.float64)}
     costs: dict[str, dict] = {}
-    columns = [] if score_columns is None else (
-        [score_columns] if isinstance(score_columns, str) or not isinstance(score_columns, (list, tuple))
-        else list(score_columns))
+    columns = (
+        []
+        if score_columns is None
+        else (
+            [score_columns]
+            if isinstance(score_columns, str) or not isinstance(score_columns, (list, tuple))
+            else list(score_columns)
+        )
+    )
     for name in columns:
         if str(name) in rankings:
             raise ConfigurationError(f"score_columns: {name!r} repeats a ranking name")
@@ -570,15 +658,24 @@ class Judged:
     first, NaN last); ``names``, ``queries`` and ``n_relevant`` describe its rows and columns.
     """
 
-    def __init__(self, parsed: list[Metric], codes: np.ndarray, queries: list, labels: np.ndarray,
-                 judged: tuple[np.ndarray, np.ndarray], gain: str, skip_empty: bool,
-                 tie_ids: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        parsed: list[Metric],
+        codes: np.ndarray,
+        queries: list,
+        labels: np.ndarray,
+        judged: tuple[np.ndarray, np.ndarray],
+        gain: str,
+        skip_empty: bool,
+        tie_ids: np.ndarray | None = None,
+    ) -> None:
         self.parsed, self.names = parsed, list(dict.fromkeys(m.name for m in parsed))
         self._codes, self._labels, self._judged, self._gain = codes, labels, judged, gain
         self._tie_ids = tie_ids
         judged_codes, judged_labels = judged
-        n_relevant = np.bincount(judged_codes[judged_codes >= 0], weights=judged_labels[judged_codes >= 0] > 0,
-                                 minlength=len(queries))
+        n_relevant = np.bincount(
+            judged_codes[judged_codes >= 0], weights=judged_labels[judged_codes >= 0] > 0, minlength=len(queries)
+        )
         self._n_queries = len(queries)
         self._keep = n_relevant > 0 if skip_empty else np.ones(len(queries), dtype=bool)
         self.queries = [q for q, k in zip(queries, self._keep) if k]
@@ -586,25 +683,45 @@ class Judged:
 
     def values(self, scores: np.ndarray) -> np.ndarray:
         """One ranking's per-query values: a float64 array of (queries x metrics)."""
-        by_metric = per_query(self.parsed, self._codes, scores, self._labels, n_queries=self._n_queries,
-                              judged=self._judged, gain=self._gain, tie_ids=self._tie_ids)
-        table = (np.column_stack([by_metric[m] for m in self.names]) if self.names
-                 else np.empty((self._n_queries, 0)))
+        by_metric = per_query(
+            self.parsed,
+            self._codes,
+            scores,
+            self._labels,
+            n_queries=self._n_queries,
+            judged=self._judged,
+            gain=self._gain,
+            tie_ids=self._tie_ids,
+        )
+        table = np.column_stack([by_metric[m] for m in self.names]) if self.names else np.empty((self._n_queries, 0))
         return table[self._keep]
 
 
-def judgments(df: pd.DataFrame, query: str | None = None, column: Any = "text", *, query_column: Any = None,
-              label_column: Any, metrics: Sequence[str] = DEFAULT_METRICS, qrels: pd.DataFrame | None = None,
-              id_column: Any = None, gain: str = "linear", skip_empty: bool = False,
-              text_needed: bool = True) -> Judged:
+def judgments(
+    df: pd.DataFrame,
+    query: str | None = None,
+    column: Any = "text",
+    *,
+    query_column: Any = None,
+    label_column: Any,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    qrels: pd.DataFrame | None = None,
+    id_column: Any = None,
+    gain: str = "linear",
+    skip_empty: bool = False,
+    text_needed: bool = True,
+) -> Judged:
     """Check :func:`evaluate`'s judgment arguments and read them once (see :class:`Judged`)."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"evaluate expects a pandas DataFrame, got {type(df).__name__}")
     if (query is None) == (query_column is None):
         raise ConfigurationError("give exactly one of query (one query for every row) and query_column")
     text_needed = text_needed or (qrels is not None and id_column is None)
-    for name, value in (("column", column if text_needed else None), ("query_column", query_column),
-                        ("id_column", id_column)):
+    for name, value in (
+        ("column", column if text_needed else None),
+        ("query_column", query_column),
+        ("id_column", id_column),
+    ):
         if value is not None and value not in df.columns:
             raise KeyError(f"{name} {value!r} is not a column of the frame; its columns are {list(df.columns)!r}")
     one_of("gain", gain, GAINS)

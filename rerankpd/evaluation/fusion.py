@@ -43,6 +43,7 @@ Examples
 >>> out.index.tolist(), out["fusion_rank"].tolist()
 ([1, 0, 2, 3, 4], [1, 2, 3, 1, 2])
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,11 +64,11 @@ from ..rerankers.base import describe
 from ..run.arguments import ERRORS, check_arguments
 from ..run.estimate import Estimate
 from .rankings import RankingRuns, is_composite, no_cost, query_groups
+
 if TYPE_CHECKING:
     from .fusion_fit import FusionFit
 
-__all__ = ["METHODS", "NORMS", "Fusion", "FusionEstimate", "fuse", "fuse_scores",
-           "normalize"]
+__all__ = ["METHODS", "NORMS", "Fusion", "FusionEstimate", "fuse", "fuse_scores", "normalize"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +126,9 @@ def normalize(scores: np.ndarray, group: np.ndarray, norm: str = "min-max") -> n
     return out
 
 
-def _contributions(scores: Sequence[np.ndarray], group: np.ndarray, method: str, norm: str,
-                   k: float) -> list[np.ndarray]:
+def _contributions(
+    scores: Sequence[np.ndarray], group: np.ndarray, method: str, norm: str, k: float
+) -> list[np.ndarray]:
     """Each ranking's per-row contribution before combining (NaN where it did not score the row)."""
     if method == "rrf":
         out = []
@@ -162,8 +164,14 @@ def _combine(contributions: Sequence[np.ndarray], method: str, weights: Sequence
     return np.where(scored, total, np.nan)
 
 
-def fuse_scores(scores: Sequence[np.ndarray], group: np.ndarray, method: str = "rrf", norm: str = "min-max",
-                weights: Sequence[float] | None = None, k: float = 60) -> np.ndarray:
+def fuse_scores(
+    scores: Sequence[np.ndarray],
+    group: np.ndarray,
+    method: str = "rrf",
+    norm: str = "min-max",
+    weights: Sequence[float] | None = None,
+    k: float = 60,
+) -> np.ndarray:
     """The fused score of every row: the rankings' ``scores`` (one array per ranking, NaN where a ranking
     did not score the row) normalised within each query of ``group`` and combined by ``method``; NaN for a
     row no ranking scored or without a query (group -1). See the module's notes.
@@ -178,8 +186,9 @@ def fuse_scores(scores: Sequence[np.ndarray], group: np.ndarray, method: str = "
     if not scores:
         raise ConfigurationError("fuse_scores needs at least one ranking")
     if any(len(s) != len(group) for s in scores):
-        raise ValueError(f"every ranking needs one score per row ({len(group)}); got lengths "
-                         f"{[len(s) for s in scores]}")
+        raise ValueError(
+            f"every ranking needs one score per row ({len(group)}); got lengths {[len(s) for s in scores]}"
+        )
     if weights is not None and len(weights) != len(scores):
         raise ConfigurationError(f"weights: {len(weights)} weights for {len(scores)} rankings")
     if method == "wsum" and weights is None:
@@ -207,8 +216,10 @@ def _named(rankings: Any) -> dict[str, Any]:
                 raise ConfigurationError(f"rankings: two are named {label!r}; pass a dict {{label: ranking}}")
             named[label] = item
     else:
-        raise TypeError(f"rankings must be a list of score columns and rerankers (names or objects), or a dict "
-                        f"{{label: ranking}}; got {type(rankings).__name__}")
+        raise TypeError(
+            f"rankings must be a list of score columns and rerankers (names or objects), or a dict "
+            f"{{label: ranking}}; got {type(rankings).__name__}"
+        )
     if len(named) < 2:
         raise ConfigurationError(f"rankings: a fusion needs two or more rankings, got {list(named)}")
     return named
@@ -225,8 +236,10 @@ def _weights(weights: Any, names: list[str], method: str) -> tuple[float, ...] |
             raise ConfigurationError(f"weights: give one per ranking, keyed by {names}; got {list(weights)}")
         weights = [weights[n] for n in names]
     if isinstance(weights, (str, bytes)) or not isinstance(weights, (list, tuple, np.ndarray, pd.Series)):
-        raise ConfigurationError(f"weights must be a list of numbers (one per ranking) or a dict keyed by "
-                                 f"{names}; got {type(weights).__name__}")
+        raise ConfigurationError(
+            f"weights must be a list of numbers (one per ranking) or a dict keyed by "
+            f"{names}; got {type(weights).__name__}"
+        )
     if len(weights) != len(names):
         raise ConfigurationError(f"weights: {len(weights)} weights for {len(names)} rankings {names}")
     return tuple(float(number(f"weights[{n!r}]", w)) for n, w in zip(names, weights))  # type: ignore[arg-type]
@@ -267,8 +280,16 @@ class Fusion:
     'wsum(bm25=0.3, dense=0.7)'
     """
 
-    def __init__(self, rankings: Any, method: str = "rrf", *, norm: str = "min-max", weights: Any = None,
-                 k: float = 60, name: str | None = None) -> None:
+    def __init__(
+        self,
+        rankings: Any,
+        method: str = "rrf",
+        *,
+        norm: str = "min-max",
+        weights: Any = None,
+        k: float = 60,
+        name: str | None = None,
+    ) -> None:
         self.rankings = _named(rankings)
         self.method = one_of("method", method, METHODS)
         self.norm = one_of("norm", norm, NORMS)
@@ -308,8 +329,10 @@ class Fusion:
                 parts[label] = (runs.score_column(ranking), no_cost(), "column")
                 continue
             if isinstance(ranking, str) and ranking.lower() not in available_rerankers():
-                raise KeyError(f"ranking {ranking!r} is neither a column of the frame (its columns are "
-                               f"{list(runs.df.columns)!r}) nor a reranker ({', '.join(available_rerankers())})")
+                raise KeyError(
+                    f"ranking {ranking!r} is neither a column of the frame (its columns are "
+                    f"{list(runs.df.columns)!r}) nor a reranker ({', '.join(available_rerankers())})"
+                )
             scores, cost = runs.scores(ranking, label)
             parts[label] = (scores, cost, "fusion" if is_composite(ranking) else "reranker")
         return parts
@@ -337,10 +360,15 @@ class Fusion:
         self._warn_in_sample(queries)
         parts = {}
         for label, ranking in self.rankings.items():
-            if isinstance(ranking, str) and ranking not in run.df.columns \
-                    and ranking.lower() not in available_rerankers():
-                raise KeyError(f"ranking {ranking!r} is neither a column of the frame (its columns are "
-                               f"{list(run.df.columns)!r}) nor a reranker ({', '.join(available_rerankers())})")
+            if (
+                isinstance(ranking, str)
+                and ranking not in run.df.columns
+                and ranking.lower() not in available_rerankers()
+            ):
+                raise KeyError(
+                    f"ranking {ranking!r} is neither a column of the frame (its columns are "
+                    f"{list(run.df.columns)!r}) nor a reranker ({', '.join(available_rerankers())})"
+                )
             parts[label] = (run.scores(ranking), no_cost(), "ranking")
         return self._fuse(parts, groups)
 
@@ -351,14 +379,23 @@ class Fusion:
         seen = set(self.fitted.queries)
         overlap = sum(1 for q in queries if q in seen)
         if overlap:
-            warn_user(f"{self.name}: its weights were fitted on {overlap} of the {len(queries)} queries "
-                      "evaluated here, so its figures on them are in-sample (optimistic); for an honest "
-                      "comparison evaluate its cross-validated scores: "
-                      "df.assign(learned=fusion.fitted.cv_scores) with score_columns='learned'")
+            warn_user(
+                f"{self.name}: its weights were fitted on {overlap} of the {len(queries)} queries "
+                "evaluated here, so its figures on them are in-sample (optimistic); for an honest "
+                "comparison evaluate its cross-validated scores: "
+                "df.assign(learned=fusion.fitted.cv_scores) with score_columns='learned'"
+            )
 
     # ------------------------------------------------------------------------------------------ estimate
-    def estimate(self, df: pd.DataFrame, query: str | None = None, column: Any = "text", *,
-                 query_column: Any = None, cache: bool | str | os.PathLike = True) -> FusionEstimate:
+    def estimate(
+        self,
+        df: pd.DataFrame,
+        query: str | None = None,
+        column: Any = "text",
+        *,
+        query_column: Any = None,
+        cache: bool | str | os.PathLike = True,
+    ) -> FusionEstimate:
         """What fusing ``df`` would send: an :class:`rerankpd.Estimate` per reranker among the rankings
         (score columns cost nothing), without sending anything."""
         parts: dict[str, Any] = {}
@@ -371,8 +408,7 @@ class Fusion:
                 parts.update({f"{label}/{k}": v for k, v in inner.parts.items()})
                 columns.extend(f"{label}/{c}" for c in inner.columns)
             else:
-                parts[label] = estimate_one(df, query, column, query_column=query_column, reranker=ranking,
-                                            cache=cache)
+                parts[label] = estimate_one(df, query, column, query_column=query_column, reranker=ranking, cache=cache)
         return FusionEstimate(self.name, parts, columns)
 
 
@@ -403,13 +439,20 @@ class FusionEstimate:
 
     def to_dict(self) -> dict:
         """The figures as plain data (for JSON)."""
-        return {"fusion": self.fusion, "columns": list(self.columns),
-                "parts": {k: v.to_dict() for k, v in self.parts.items()},
-                "to_score": self.to_score, "cached": self.cached, "requests": self.requests,
-                "approx_tokens": self.approx_tokens}
+        return {
+            "fusion": self.fusion,
+            "columns": list(self.columns),
+            "parts": {k: v.to_dict() for k, v in self.parts.items()},
+            "to_score": self.to_score,
+            "cached": self.cached,
+            "requests": self.requests,
+            "approx_tokens": self.approx_tokens,
+        }
 
     def __str__(self) -> str:
-        head = f"{self.fusion}: {self.to_score} pairs to score in {self.requests} requests, ~{self.approx_tokens} tokens"
+        head = (
+            f"{self.fusion}: {self.to_score} pairs to score in {self.requests} requests, ~{self.approx_tokens} tokens"
+        )
         lines = [head]
         lines += [f"  {label}: {e}" for label, e in self.parts.items()]
         lines += [f"  {label}: a score column, nothing to send" for label in self.columns]
@@ -421,11 +464,17 @@ def _fusion_of(rankings: Any, method: Any, norm: Any, weights: Any, k: Any) -> F
     if isinstance(rankings, Fusion):
         given = [n for n, v in (("method", method), ("norm", norm), ("weights", weights), ("k", k)) if v is not None]
         if given:
-            raise ConfigurationError(f"rankings is a Fusion, which sets its own {', '.join(given)}; make a new "
-                                     "Fusion(...) to change them")
+            raise ConfigurationError(
+                f"rankings is a Fusion, which sets its own {', '.join(given)}; make a new Fusion(...) to change them"
+            )
         return rankings
-    return Fusion(rankings, "rrf" if method is None else method, norm="min-max" if norm is None else norm,
-                  weights=weights, k=60 if k is None else k)
+    return Fusion(
+        rankings,
+        "rrf" if method is None else method,
+        norm="min-max" if norm is None else norm,
+        weights=weights,
+        k=60 if k is None else k,
+    )
 
 
 def _without_output_columns(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -433,8 +482,10 @@ def _without_output_columns(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     if not present:
         return df.copy(deep=False)
     if not isinstance(df.attrs.get("fusion"), dict):
-        warn_user(f"the frame already has {', '.join(map(repr, present))}, which fuse writes; it is replaced in "
-                  "the result (rename that column to keep it)")
+        warn_user(
+            f"the frame already has {', '.join(map(repr, present))}, which fuse writes; it is replaced in "
+            "the result (rename that column to keep it)"
+        )
     return df.drop(columns=present)
 
 
@@ -502,8 +553,9 @@ def fuse(
     elif query is not None and query_column is not None:
         raise ValueError("give at most one of query and query_column; got both")
     elif query_column is not None and query_column not in df.columns:
-        raise KeyError(f"query_column {query_column!r} is not a column of the frame; its columns are "
-                       f"{list(df.columns)!r}")
+        raise KeyError(
+            f"query_column {query_column!r} is not a column of the frame; its columns are {list(df.columns)!r}"
+        )
     runs = RankingRuns(df, query, column, query_column=query_column, cache=cache, progress=progress, errors=errors)
     parts = fusion._parts(runs)
     fused = fusion._fuse(parts, runs.groups)
@@ -522,10 +574,14 @@ def fuse(
         out = out.iloc[keep]
     out.attrs = dict(df.attrs)
     out.attrs["fusion"] = {
-        "fusion": fusion.name, "method": fusion.method, "norm": fusion.norm, "k": fusion.k,
+        "fusion": fusion.name,
+        "method": fusion.method,
+        "norm": fusion.norm,
+        "k": fusion.k,
         "weights": None if fusion.weights is None else dict(zip(fusion.rankings, fusion.weights)),
         "rankings": {label: part[2] for label, part in parts.items()},
-        "rows": len(df), "fused_rows": int(np.count_nonzero(~np.isnan(fused))),
+        "rows": len(df),
+        "fused_rows": int(np.count_nonzero(~np.isnan(fused))),
         "sent": sum(part[1]["sent"] for part in parts.values()),
         "runs": runs.infos,
     }

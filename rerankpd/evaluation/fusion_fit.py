@@ -1,6 +1,7 @@
 """Learned fusion weights, honestly reported: :func:`fit_fusion` searches the weights of a weighted sum on
 labelled queries and reports the k-fold cross-validated metric (weights fitted on the other folds).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -16,10 +17,9 @@ import pandas as pd
 from ..core.options import number, one_of, whole
 from ..errors import ConfigurationError
 from .evaluate import _check_gain, _judgments, _labels
+from .fusion import MAX_GRID, METHODS, Fusion, _combine, _contributions
 from .metrics import GAINS, parse_metric, per_query
 from .rankings import RankingRuns
-
-from .fusion import Fusion, MAX_GRID, METHODS, _combine, _contributions
 
 __all__ = ["FusionFit", "fit_fusion", "simplex_grid"]
 
@@ -71,9 +71,11 @@ class FusionFit:
 
     def __str__(self) -> str:
         weights = ", ".join(f"{k}={v:g}" for k, v in self.weights.items())
-        return (f"weights {weights} fitted on {len(self.queries)} queries ({self.search} search, step {self.step:g}); "
-                f"{self.metric}: {self.folds}-fold cross-validated {self.cv_mean:.4f} "
-                f"(in-sample {self.in_sample:.4f}, optimistic)")
+        return (
+            f"weights {weights} fitted on {len(self.queries)} queries ({self.search} search, step {self.step:g}); "
+            f"{self.metric}: {self.folds}-fold cross-validated {self.cv_mean:.4f} "
+            f"(in-sample {self.in_sample:.4f}, optimistic)"
+        )
 
     def plot(self, ax: Any = None):
         """The in-sample metric along the grid (for two rankings: against the second one's weight), with the
@@ -87,8 +89,13 @@ class FusionFit:
             x = self.grid[labels[1]].to_numpy()
             ax.plot(x, self.grid[self.metric].to_numpy(), marker="o", label=f"{self.metric} on all queries (in-sample)")
             for i, w in enumerate(self.fold_weights):
-                ax.axvline(w[labels[1]], color="grey", alpha=0.4, linestyle=":",
-                           label="weight chosen in each fold" if i == 0 else None)
+                ax.axvline(
+                    w[labels[1]],
+                    color="grey",
+                    alpha=0.4,
+                    linestyle=":",
+                    label="weight chosen in each fold" if i == 0 else None,
+                )
             ax.set_xlabel(f"weight of {labels[1]} (of {labels[0]}: 1 - that)")
         else:
             best = self.grid.sort_values(self.metric, ascending=False).head(15)
@@ -96,8 +103,9 @@ class FusionFit:
             ax.set_xlabel(self.metric)
             ax.set_ylabel(f"weights ({', '.join(labels)})")
         if len(labels) == 2:
-            ax.axhline(self.cv_mean, color="C3", linestyle="--",
-                       label=f"{self.folds}-fold cross-validated: {self.cv_mean:.3f}")
+            ax.axhline(
+                self.cv_mean, color="C3", linestyle="--", label=f"{self.folds}-fold cross-validated: {self.cv_mean:.3f}"
+            )
         ax.set_title(f"wsum weights against {self.metric}")
         ax.legend(fontsize=8)
         return ax
@@ -122,8 +130,9 @@ def simplex_grid(n: int, step: float) -> np.ndarray:
         raise ConfigurationError(f"step must divide 1 into whole parts (0.1, 0.05, 0.25...), got {step!r}")
     size = math.comb(parts + n - 1, n - 1)
     if size > MAX_GRID:
-        raise ConfigurationError(f"a grid of step {step:g} over {n} rankings has {size:,} points (over "
-                                 f"{MAX_GRID:,}); choose a coarser step")
+        raise ConfigurationError(
+            f"a grid of step {step:g} over {n} rankings has {size:,} points (over {MAX_GRID:,}); choose a coarser step"
+        )
     rows = []
     for bars in itertools.combinations(range(parts + n - 1), n - 1):
         edges = (-1, *bars, parts + n - 1)
@@ -221,16 +230,18 @@ def fit_fusion(
         raise TypeError(f"fit_fusion expects a pandas DataFrame, got {type(judged).__name__}")
     if method != "wsum":
         one_of("method", method, METHODS)
-        raise ConfigurationError(f"fit_fusion fits the weights of method='wsum'; method={method!r} has no weights "
-                                 "to fit")
+        raise ConfigurationError(
+            f"fit_fusion fits the weights of method='wsum'; method={method!r} has no weights to fit"
+        )
     one_of("gain", gain, GAINS)
     parsed = parse_metric(metric)
     template = Fusion(rankings, "wsum", norm=norm)
     if query is not None and query_column is not None:
         raise ValueError("give at most one of query and query_column; got both")
     if query_column is not None and query_column not in judged.columns:
-        raise KeyError(f"query_column {query_column!r} is not a column of the frame; its columns are "
-                       f"{list(judged.columns)!r}")
+        raise KeyError(
+            f"query_column {query_column!r} is not a column of the frame; its columns are {list(judged.columns)!r}"
+        )
     labels = _labels(judged, label_column)
     runs = RankingRuns(judged, query, column, query_column=query_column, cache=cache, progress=progress)
     queries, groups = runs.queries, runs.groups
@@ -248,9 +259,21 @@ def fit_fusion(
     contributions = _contributions([p[0] for p in parts.values()], groups, "wsum", template.norm, template.k)
 
     fused_by_candidate = [_combine(contributions, "wsum", w) for w in grid]
-    values = np.vstack([per_query([parsed], groups, fused, labels, n_queries=n_queries,
-                                  judged=(judged_codes, judged_labels), gain=gain, tie_ids=tie_ids)[parsed.name]
-                        for fused in fused_by_candidate])  # candidates x queries
+    values = np.vstack(
+        [
+            per_query(
+                [parsed],
+                groups,
+                fused,
+                labels,
+                n_queries=n_queries,
+                judged=(judged_codes, judged_labels),
+                gain=gain,
+                tie_ids=tie_ids,
+            )[parsed.name]
+            for fused in fused_by_candidate
+        ]
+    )  # candidates x queries
     fold = _folds(n_queries, folds, seed)
     cv = np.empty(n_queries)
     cv_scores = np.full(len(judged), np.nan)
@@ -267,11 +290,18 @@ def fit_fusion(
     table = pd.DataFrame(grid, columns=names)
     table[parsed.name] = values.mean(axis=1)
     fusion.fitted = FusionFit(
-        metric=parsed.name, cv_mean=float(cv.mean()), in_sample=float(values[final].mean()),
+        metric=parsed.name,
+        cv_mean=float(cv.mean()),
+        in_sample=float(values[final].mean()),
         cv_per_query=pd.Series(cv, index=pd.Index(queries, name="query"), name=parsed.name),
         cv_scores=pd.Series(cv_scores, index=judged.index, name="fusion_cv_score"),
-        weights=dict(zip(names, grid[final].tolist())), fold_weights=fold_weights, grid=table, folds=folds,
-        step=step, seed=seed, queries=list(queries))
+        weights=dict(zip(names, grid[final].tolist())),
+        fold_weights=fold_weights,
+        grid=table,
+        folds=folds,
+        step=step,
+        seed=seed,
+        queries=list(queries),
+    )
     logger.info("fit_fusion: %s", fusion.fitted)
     return fusion
-

@@ -37,11 +37,12 @@ Examples
 >>> values["mrr@10"].tolist(), values["precision@2"].tolist(), values["recall@10"].tolist()
 ([0.5, 0.5], [0.5, 0.5], [1.0, 1.0])
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -50,8 +51,17 @@ __all__ = ["DEFAULT_METRICS", "GAINS", "Metric", "parse_metric", "ranked_order",
 DEFAULT_METRICS = ("ndcg@10", "mrr@10", "map", "recall@10", "precision@10")
 GAINS = ("linear", "exponential")
 
-_MEASURES = {"ndcg": "ndcg", "mrr": "mrr", "rr": "mrr", "map": "map", "ap": "map", "recall": "recall",
-             "r": "recall", "precision": "precision", "p": "precision"}
+_MEASURES = {
+    "ndcg": "ndcg",
+    "mrr": "mrr",
+    "rr": "mrr",
+    "map": "map",
+    "ap": "map",
+    "recall": "recall",
+    "r": "recall",
+    "precision": "precision",
+    "p": "precision",
+}
 _SPEC = re.compile(r"^\s*([a-z]+)\s*(?:@\s*(\d+))?\s*$", re.IGNORECASE)
 
 
@@ -80,8 +90,9 @@ def parse_metric(text: str) -> Metric:
     match = _SPEC.match(text) if isinstance(text, str) else None
     measure = _MEASURES.get(match.group(1).lower()) if match else None
     if measure is None:
-        raise ConfigurationError(f"metrics: unknown metric {text!r}; use ndcg@k, mrr@k, map, recall@k or "
-                                 "precision@k (for example 'ndcg@10')")
+        raise ConfigurationError(
+            f"metrics: unknown metric {text!r}; use ndcg@k, mrr@k, map, recall@k or precision@k (for example 'ndcg@10')"
+        )
     assert match is not None  # the measure was read from it
     k = int(match.group(2)) if match.group(2) else None
     if k is not None and k < 1:
@@ -91,8 +102,9 @@ def parse_metric(text: str) -> Metric:
     return Metric(measure, k)
 
 
-def ranked_order(query_codes: np.ndarray, scores: np.ndarray, tie_ids: Sequence | np.ndarray | None = None
-                 ) -> np.ndarray:
+def ranked_order(
+    query_codes: np.ndarray, scores: np.ndarray, tie_ids: Sequence | np.ndarray | None = None
+) -> np.ndarray:
     """Row positions sorted by query code, then score descending, missing scores last; ties by document id
     descending (as strings, trec_eval's rule) when ``tie_ids`` are given, else by position.
 
@@ -173,8 +185,7 @@ def per_query(
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
     if not len(codes) == len(scores) == len(labels):
-        raise ValueError(f"query_codes, scores and labels differ in length: {len(codes)}, {len(scores)}, "
-                         f"{len(labels)}")
+        raise ValueError(f"query_codes, scores and labels differ in length: {len(codes)}, {len(scores)}, {len(labels)}")
     if n_queries is None:
         n_queries = int(codes.max()) + 1 if len(codes) else 0
     keep = codes >= 0
@@ -189,10 +200,14 @@ def per_query(
     group, label = codes[order], labels[order]
     rank = _ranks(group, n_queries)
     relevant = label > 0
-    judged_codes, judged_labels = (codes, labels) if judged is None else (
-        np.asarray(judged[0], dtype=np.int64), np.asarray(judged[1], dtype=np.float64))
-    n_relevant = np.bincount(judged_codes[judged_codes >= 0], weights=judged_labels[judged_codes >= 0] > 0,
-                             minlength=n_queries)
+    judged_codes, judged_labels = (
+        (codes, labels)
+        if judged is None
+        else (np.asarray(judged[0], dtype=np.int64), np.asarray(judged[1], dtype=np.float64))
+    )
+    n_relevant = np.bincount(
+        judged_codes[judged_codes >= 0], weights=judged_labels[judged_codes >= 0] > 0, minlength=n_queries
+    )
     out: dict[str, np.ndarray] = {}
     ideal_cache: dict[int | None, np.ndarray] = {}
     with np.errstate(divide="ignore", invalid="ignore"):

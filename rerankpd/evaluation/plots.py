@@ -9,6 +9,7 @@ paired tests of :meth:`~rerankpd.evaluation.evaluate.Evaluation.compare` usually
 ranking's per-query difference against the baseline, sorted from best to worst. Each ranking keeps one
 colour, line style and marker in every panel, so six rankings stay apart.
 """
+
 from __future__ import annotations
 
 from statistics import NormalDist
@@ -37,8 +38,11 @@ def pyplot(what: str):
 
 def _look(i: int, colors: list) -> dict:
     """Ranking ``i``'s colour, line style and marker (the same in every panel)."""
-    return {"color": colors[i % len(colors)], "linestyle": _STYLES[i % len(_STYLES)],
-            "marker": _MARKERS[i % len(_MARKERS)]}
+    return {
+        "color": colors[i % len(colors)],
+        "linestyle": _STYLES[i % len(_STYLES)],
+        "marker": _MARKERS[i % len(_MARKERS)],
+    }
 
 
 def _colors() -> list:
@@ -63,8 +67,15 @@ def evaluation_figure(evaluation: Any, metric: str, baseline: str, confidence: f
     colors = _colors()
     for i, name in enumerate(rankings):
         mean = np.array([evaluation.values(name, m).mean() if n_queries else 0.0 for m in metrics])
-        bars.bar(x + (i - (len(rankings) - 1) / 2) * width, mean, width, label=name, color=colors[i % len(colors)],
-                 edgecolor="black", linewidth=0.5)
+        bars.bar(
+            x + (i - (len(rankings) - 1) / 2) * width,
+            mean,
+            width,
+            label=name,
+            color=colors[i % len(colors)],
+            edgecolor="black",
+            linewidth=0.5,
+        )
     bars.set_xticks(x, metrics)
     bars.set_ylabel(f"mean over {n_queries} queries")
     bars.set_ylim(0, 1.05)
@@ -78,8 +89,16 @@ def evaluation_figure(evaluation: Any, metric: str, baseline: str, confidence: f
         mean = delta.mean(axis=0) if n_queries else np.zeros(len(metrics))
         half = z * delta.std(axis=0, ddof=1) / np.sqrt(n_queries) if n_queries > 1 else np.zeros(len(metrics))
         look = _look(i, colors)
-        paired.errorbar(x + (j - (len(others) - 1) / 2) * step, mean, yerr=half, capsize=3, linestyle="none",
-                        marker=look["marker"], color=look["color"], label=name)
+        paired.errorbar(
+            x + (j - (len(others) - 1) / 2) * step,
+            mean,
+            yerr=half,
+            capsize=3,
+            linestyle="none",
+            marker=look["marker"],
+            color=look["color"],
+            label=name,
+        )
     paired.axhline(0, color="grey", linewidth=0.8)
     paired.set_xticks(x, metrics)
     paired.set_ylabel(f"mean difference ({confidence:.0%} CI, paired over queries)")
@@ -92,10 +111,22 @@ def evaluation_figure(evaluation: Any, metric: str, baseline: str, confidence: f
         delta = np.sort(evaluation.values(name, metric) - base)[::-1]
         wins, losses = int((delta > 1e-12).sum()), int((delta < -1e-12).sum())
         look = _look(i, colors)
-        deltas.step(np.arange(1, len(delta) + 1), delta, where="mid", color=look["color"],
-                    linestyle=look["linestyle"], label=f"{name}: {wins} better, {losses} worse")
-        deltas.plot(np.arange(1, len(delta) + 1), delta, linestyle="none", marker=look["marker"],
-                    color=look["color"], markersize=3)
+        deltas.step(
+            np.arange(1, len(delta) + 1),
+            delta,
+            where="mid",
+            color=look["color"],
+            linestyle=look["linestyle"],
+            label=f"{name}: {wins} better, {losses} worse",
+        )
+        deltas.plot(
+            np.arange(1, len(delta) + 1),
+            delta,
+            linestyle="none",
+            marker=look["marker"],
+            color=look["color"],
+            markersize=3,
+        )
     deltas.axhline(0, color="grey", linewidth=0.8)
     deltas.xaxis.set_major_locator(MaxNLocator(integer=True))
     deltas.set_xlabel("queries, sorted by difference")
@@ -120,8 +151,13 @@ def cascade_figure(curve: Any, metric: str, ax: Any = None):
     table = curve.table
     ax.plot(table["pairs_sent"], table[metric], marker="o", label=f"{curve.prefilter} -> {curve.reranker}")
     for _, row in table.iterrows():
-        ax.annotate(f"{int(row['candidates'])}", (row["pairs_sent"], row[metric]), textcoords="offset points",
-                    xytext=(4, -10), fontsize=8)
+        ax.annotate(
+            f"{int(row['candidates'])}",
+            (row["pairs_sent"], row[metric]),
+            textcoords="offset points",
+            xytext=(4, -10),
+            fontsize=8,
+        )
     if metric in curve.prefilter_only:
         ax.axhline(curve.prefilter_only[metric], linestyle="--", color="grey", label=f"{curve.prefilter} alone")
     top = max([1.0, *np.nan_to_num(table[metric].to_numpy(dtype=float))])

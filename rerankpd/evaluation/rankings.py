@@ -18,6 +18,7 @@ Examples
 >>> bool(scores[0] > scores[1]), cost["sent"], runs.scores("bm25")[1]["sent"]  # the second call runs nothing
 (True, 2, 2)
 """
+
 from __future__ import annotations
 
 import logging
@@ -82,9 +83,18 @@ class RankingRuns:
         ``attrs["rerank"]`` of each reranker run, by the reranker's label.
     """
 
-    def __init__(self, df: pd.DataFrame, query: str | None = None, column: Any = "text", *,
-                 query_column: Any = None, cache: bool | str | os.PathLike = True, progress: bool | None = None,
-                 errors: str = "raise", evaluating: bool = False) -> None:
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        query: str | None = None,
+        column: Any = "text",
+        *,
+        query_column: Any = None,
+        cache: bool | str | os.PathLike = True,
+        progress: bool | None = None,
+        errors: str = "raise",
+        evaluating: bool = False,
+    ) -> None:
         self.df, self.query, self.column, self.query_column = df, query, column, query_column
         self.cache, self.progress, self.errors, self.evaluating = cache, progress, errors, evaluating
         self.groups, self.queries = query_groups(df, query, query_column)
@@ -98,10 +108,11 @@ class RankingRuns:
             raise KeyError(f"{name!r} is not a column of the frame; its columns are {list(self.df.columns)!r}")
         values = self.df[name]
         if not isinstance(values, pd.Series):
-            raise ValueError(f"{name!r} names {values.shape[1]} columns of the frame (its column labels repeat); "  # noqa: TRY004
-                             "give each column a unique name first")
-        if pd.api.types.is_bool_dtype(values) or not (pd.api.types.is_numeric_dtype(values)
-                                                       or values.dtype == object):
+            raise ValueError(
+                f"{name!r} names {values.shape[1]} columns of the frame (its column labels repeat); "  # noqa: TRY004
+                "give each column a unique name first"
+            )
+        if pd.api.types.is_bool_dtype(values) or not (pd.api.types.is_numeric_dtype(values) or values.dtype == object):
             raise TypeError(f"column {name!r} must hold numbers (scores, higher ranks first), got {values.dtype}")
         try:
             return pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -114,11 +125,21 @@ class RankingRuns:
         key = reranker if isinstance(reranker, str) else ("object", id(reranker))
         if key not in self._memo:
             if self.query is None and self.query_column is None:
-                raise ValueError(f"the reranker {label or reranker!r} needs a query: give query= (one for every "
-                                 "row) or query_column= (a column holding each row's query)")
-            out = pipeline.rerank(self.df, self.query, self.column, query_column=self.query_column,
-                                  reranker=reranker, sort=False, cache=self.cache, progress=self.progress,
-                                  errors=self.errors)
+                raise ValueError(
+                    f"the reranker {label or reranker!r} needs a query: give query= (one for every "
+                    "row) or query_column= (a column holding each row's query)"
+                )
+            out = pipeline.rerank(
+                self.df,
+                self.query,
+                self.column,
+                query_column=self.query_column,
+                reranker=reranker,
+                sort=False,
+                cache=self.cache,
+                progress=self.progress,
+                errors=self.errors,
+            )
             info = out.attrs["rerank"]
             cost = {"sent": int(info["sent"]), "tokens": _tokens(info["usage"]), "requests": int(info["requests"])}
             self._memo[key] = (out[pipeline.SCORE].to_numpy(dtype=np.float64), cost)

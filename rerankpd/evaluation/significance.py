@@ -25,9 +25,10 @@ True
 >>> holm([0.01, 0.04, 0.03]).round(2).tolist()
 [0.03, 0.06, 0.06]
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -16,13 +16,15 @@ rank   score  text
 >>> "<svg" in to_html(out)
 True
 """
+
 from __future__ import annotations
 
 import html
 import logging
 import math
 import sys
-from typing import IO, Any, Sequence
+from collections.abc import Sequence
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -34,8 +36,9 @@ __all__ = ["SCORE_NOTES", "RankedView", "histogram_svg", "score_note", "show", "
 logger = logging.getLogger(__name__)
 
 
-_TABLE_STYLE = ("border-collapse:collapse;font-size:13px;font-family:system-ui,-apple-system,'Segoe UI',"
-                "sans-serif;margin:4px 0")
+_TABLE_STYLE = (
+    "border-collapse:collapse;font-size:13px;font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:4px 0"
+)
 _TH_STYLE = "text-align:left;padding:3px 8px;border-bottom:2px solid #999;white-space:nowrap"
 _TD_STYLE = "text-align:left;padding:3px 8px;border-bottom:1px solid #ddd;vertical-align:top"
 _BAR_COLOUR = "#4c78a8"
@@ -93,9 +96,8 @@ def _cell_html(value: Any, max_chars: int) -> str:
 #: What a reranker's scores are, said under the bars and in the panel so nobody reads them as probabilities.
 SCORE_NOTES = {
     "e5": "e5 scores are cosine similarities, squeezed into about 0.72\u20130.94: compare them with each "
-          "other; they are not probabilities",
-    "bm25": "BM25 scores are unbounded term-weight sums: compare them within one query; they are not "
-            "probabilities",
+    "other; they are not probabilities",
+    "bm25": "BM25 scores are unbounded term-weight sums: compare them within one query; they are not probabilities",
 }
 
 
@@ -150,8 +152,14 @@ def _score_html(score: float, lo: float, hi: float) -> str:
     )
 
 
-def histogram_svg(scores: Sequence[float] | np.ndarray, *, bins: int = 20, width: int = 260, height: int = 70,
-                  title: str | None = None) -> str:
+def histogram_svg(
+    scores: Sequence[float] | np.ndarray,
+    *,
+    bins: int = 20,
+    width: int = 260,
+    height: int = 70,
+    title: str | None = None,
+) -> str:
     """A small SVG histogram of ``scores`` (missing and infinite values left out).
 
     Parameters
@@ -178,8 +186,10 @@ def histogram_svg(scores: Sequence[float] | np.ndarray, *, bins: int = 20, width
     caption_h = 14 if title else 0
     axis_h = 12
     plot_h = max(height - caption_h - axis_h, 10)
-    parts = [f'<svg class="rerankpd-hist" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-             f'height="{height}" viewBox="0 0 {width} {height}" style="font:10px sans-serif">']
+    parts = [
+        f'<svg class="rerankpd-hist" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" style="font:10px sans-serif">'
+    ]
     if title:
         parts.append(f'<text x="0" y="10" fill="#333">{html.escape(_truncate(title, 48))}</text>')
     if values.size == 0:
@@ -217,16 +227,23 @@ def _histograms(df: pd.DataFrame, query_column: str | None, max_histograms: int)
     svgs = []
     for i, (query, group) in enumerate(groups):
         if i >= max_histograms:
-            svgs.append(f'<span style="color:#777">\u2026 and {groups.ngroups - max_histograms} more queries'
-                        '</span>')
+            svgs.append(f'<span style="color:#777">\u2026 and {groups.ngroups - max_histograms} more queries</span>')
             break
         svgs.append(histogram_svg(group.to_numpy(dtype=np.float64, na_value=np.nan), title=str(query)))
     return "".join(f'<div style="flex:none">{s}</div>' for s in svgs)
 
 
-def to_html(df: pd.DataFrame, *, query_column: str | None = None, max_rows: int = 50, max_chars: int = 120,
-            histogram: bool = True, max_histograms: int = 6,
-            score_range: tuple[float, float] | None = None, explain_scores: bool = True) -> str:
+def to_html(
+    df: pd.DataFrame,
+    *,
+    query_column: str | None = None,
+    max_rows: int = 50,
+    max_chars: int = 120,
+    histogram: bool = True,
+    max_histograms: int = 6,
+    score_range: tuple[float, float] | None = None,
+    explain_scores: bool = True,
+) -> str:
     """HTML of a ranked frame: rank, the score drawn as a bar, the other columns with long text cut.
 
     Parameters
@@ -286,12 +303,16 @@ def to_html(df: pd.DataFrame, *, query_column: str | None = None, max_rows: int 
     footer = ""
     if len(df) > len(shown):
         footer = f'<div style="color:#777;font-size:12px">{len(df) - len(shown)} more rows not shown</div>'
-    table = (f'<table class="rerankpd-table" style="{_TABLE_STYLE}"><thead><tr>{"".join(head)}</tr></thead>'
-             f'<tbody>{"".join(rows)}</tbody></table>')
+    table = (
+        f'<table class="rerankpd-table" style="{_TABLE_STYLE}"><thead><tr>{"".join(head)}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
     hist = ""
     if histogram and len(df):
-        hist = (f'<div class="rerankpd-histograms" style="display:flex;flex-wrap:wrap;gap:16px;margin:4px 0">'
-                f"{_histograms(df, qc, max_histograms)}</div>")
+        hist = (
+            f'<div class="rerankpd-histograms" style="display:flex;flex-wrap:wrap;gap:16px;margin:4px 0">'
+            f"{_histograms(df, qc, max_histograms)}</div>"
+        )
     reranker = _run_info(df).get("reranker") if explain_scores else None
     caption = _scale_caption(lo, hi, score_range is not None, reranker) if len(df) else ""
     return f'<div class="rerankpd-result">{hist}{caption}{table}{footer}</div>'
@@ -326,8 +347,7 @@ def to_text(df: pd.DataFrame, *, max_rows: int = 50, max_chars: int = 60) -> str
     widths = [max([len(h)] + [len(x) for x in cells]) for h, cells, _ in columns]
 
     def line(cells: list[str]) -> str:
-        out = [cell.rjust(w) if right else cell.ljust(w)
-               for cell, w, (_, _, right) in zip(cells, widths, columns)]
+        out = [cell.rjust(w) if right else cell.ljust(w) for cell, w, (_, _, right) in zip(cells, widths, columns)]
         return "  ".join(out).rstrip()
 
     lines = [line([h for h, _, _ in columns])]

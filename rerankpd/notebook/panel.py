@@ -14,6 +14,7 @@ Examples
 >>> panel.wait(60)["text"].iloc[0]
 'wash your hands'
 """
+
 from __future__ import annotations
 
 import html
@@ -27,11 +28,11 @@ from typing import Any
 import pandas as pd
 
 from .. import config
-from .display import score_note, to_html
+from ..core.options import whole
 from ..errors import ConfigurationError, MissingDependencyError, RerankError, RunCancelled
 from ..rerankers.base import describe
-from ..core.options import whole
 from ..run.pipeline import SCORE
+from .display import score_note, to_html
 
 __all__ = ["ONE_QUERY", "RerankPanel", "reranker_choices"]
 
@@ -55,8 +56,7 @@ def _widgets():
     try:
         import ipywidgets
     except ImportError as exc:
-        raise MissingDependencyError(
-            "the rerank panel needs ipywidgets: pip install ipywidgets") from exc
+        raise MissingDependencyError("the rerank panel needs ipywidgets: pip install ipywidgets") from exc
     return ipywidgets
 
 
@@ -121,16 +121,19 @@ def _rerank_parameters() -> set[str]:
 _TOP_N_HINT = "0 = all rows"
 
 
-def _check_arguments(df: Any, column: Any, query_column: Any, top_n: Any, max_rows: Any,
-                     options: dict) -> tuple[Any, int | None]:
+def _check_arguments(
+    df: Any, column: Any, query_column: Any, top_n: Any, max_rows: Any, options: dict
+) -> tuple[Any, int | None]:
     """Check the panel's arguments as :func:`rerankpd.rerank` would; return the text column and top_n."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"the panel needs a pandas DataFrame, got {type(df).__name__}")
     allowed = _rerank_parameters() - {"df", "query", "column", "query_column", "top_n", "reranker", "progress"}
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise TypeError(f"unknown panel option(s) {', '.join(map(repr, unknown))}; the panel passes on "
-                        f"only {', '.join(sorted(allowed))} to rerankpd.rerank")
+        raise TypeError(
+            f"unknown panel option(s) {', '.join(map(repr, unknown))}; the panel passes on "
+            f"only {', '.join(sorted(allowed))} to rerankpd.rerank"
+        )
     whole("max_rows", max_rows, minimum=1)
     for name, value in (("column", column), ("query_column", query_column)):
         if value is not None and value not in df.columns:
@@ -210,8 +213,18 @@ class RerankPanel:
     True
     """
 
-    def __init__(self, df: pd.DataFrame, column: Any = None, *, query: str = "", query_column: Any = None,
-                 top_n: int | None = None, reranker: Any = None, max_rows: int = 50, **options: Any) -> None:
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        column: Any = None,
+        *,
+        query: str = "",
+        query_column: Any = None,
+        top_n: int | None = None,
+        reranker: Any = None,
+        max_rows: int = 50,
+        **options: Any,
+    ) -> None:
         column, top_n = _check_arguments(df, column, query_column, top_n, max_rows, options)
         self.df = df
         self.options = dict(options)
@@ -225,51 +238,93 @@ class RerankPanel:
         self._build_controls(_widgets(), column, query, query_column, top_n, reranker)
         self._wire()
 
-    def _build_controls(self, w: Any, column: Any, query: str, query_column: Any, top_n: int | None,
-                        reranker: Any) -> None:
+    def _build_controls(
+        self, w: Any, column: Any, query: str, query_column: Any, top_n: int | None, reranker: Any
+    ) -> None:
         text_columns = _text_columns(self.df)
         style = {"description_width": "100px"}
-        self.query = w.Text(value=query or "", description="Query", placeholder="what are you looking for?",
-                            style=style, layout=w.Layout(width="520px"))
+        self.query = w.Text(
+            value=query or "",
+            description="Query",
+            placeholder="what are you looking for?",
+            style=style,
+            layout=w.Layout(width="520px"),
+        )
         qc_options = [(_ALL_ROWS_LABEL, ONE_QUERY)] + [(str(c), c) for c in text_columns]
         if query_column is not None and query_column not in text_columns:
             qc_options.append((str(query_column), query_column))
-        self.query_column = w.Dropdown(options=qc_options,
-                                       value=ONE_QUERY if query_column is None else query_column,
-                                       description="Query column", style=style)
-        self.column = w.Dropdown(options=[(str(c), c) for c in dict.fromkeys([*text_columns, column])],
-                                 value=column, description="Text column", style=style)
+        self.query_column = w.Dropdown(
+            options=qc_options,
+            value=ONE_QUERY if query_column is None else query_column,
+            description="Query column",
+            style=style,
+        )
+        self.column = w.Dropdown(
+            options=[(str(c), c) for c in dict.fromkeys([*text_columns, column])],
+            value=column,
+            description="Text column",
+            style=style,
+        )
         choices, selected = _reranker_options(reranker)
         self.reranker = w.Dropdown(options=choices, value=selected, description="Reranker", style=style)
-        self.top_n = w.BoundedIntText(value=top_n or 0, min=0, max=10**9, description="Top n", style=style,
-                                      tooltip="best rows kept per query; 0 keeps all rows",
-                                      layout=w.Layout(width="200px"))
+        self.top_n = w.BoundedIntText(
+            value=top_n or 0,
+            min=0,
+            max=10**9,
+            description="Top n",
+            style=style,
+            tooltip="best rows kept per query; 0 keeps all rows",
+            layout=w.Layout(width="200px"),
+        )
         self.top_n_hint = w.Label(value=_TOP_N_HINT)
         self.run_button = w.Button(description="Run", button_style="primary", tooltip="rerank the rows")
-        self.cancel_button = w.Button(description="Cancel", disabled=True,
-                                      tooltip="stop between requests; finished scores stay cached")
-        self.progress = w.IntProgress(value=0, min=0, max=1, description="", bar_style="",
-                                      layout=w.Layout(width="320px"))
+        self.cancel_button = w.Button(
+            description="Cancel", disabled=True, tooltip="stop between requests; finished scores stay cached"
+        )
+        self.progress = w.IntProgress(
+            value=0, min=0, max=1, description="", bar_style="", layout=w.Layout(width="320px")
+        )
         self.progress_text = w.Label(value="")
         self.status = w.HTML(value="Ready: type a query and press Run.")
         self.results = w.HTML(value="")
-        self.export_format = w.Dropdown(options=list(_EXPORT_FORMATS), value="csv", description="Export as",
-                                        style=style, layout=w.Layout(width="180px"))
+        self.export_format = w.Dropdown(
+            options=list(_EXPORT_FORMATS),
+            value="csv",
+            description="Export as",
+            style=style,
+            layout=w.Layout(width="180px"),
+        )
         self.export_path = w.Text(value="rerank_result.csv", layout=w.Layout(width="260px"))
-        self.export_button = w.Button(description="Export", disabled=True,
-                                      tooltip="write the result to the file named on the left")
-        for name in ("query", "query_column", "column", "reranker", "top_n", "run_button", "cancel_button",
-                     "progress", "status", "results", "export_format", "export_path", "export_button"):
+        self.export_button = w.Button(
+            description="Export", disabled=True, tooltip="write the result to the file named on the left"
+        )
+        for name in (
+            "query",
+            "query_column",
+            "column",
+            "reranker",
+            "top_n",
+            "run_button",
+            "cancel_button",
+            "progress",
+            "status",
+            "results",
+            "export_format",
+            "export_path",
+            "export_button",
+        ):
             getattr(self, name).add_class(f"rerankpd-{name.replace('_', '-')}")
-        self.widget = w.VBox([
-            self.query,
-            w.HBox([self.column, self.query_column]),
-            w.HBox([self.reranker, self.top_n, self.top_n_hint]),
-            w.HBox([self.run_button, self.cancel_button, self.progress, self.progress_text]),
-            self.status,
-            self.results,
-            w.HBox([self.export_format, self.export_path, self.export_button]),
-        ])
+        self.widget = w.VBox(
+            [
+                self.query,
+                w.HBox([self.column, self.query_column]),
+                w.HBox([self.reranker, self.top_n, self.top_n_hint]),
+                w.HBox([self.run_button, self.cancel_button, self.progress, self.progress_text]),
+                self.status,
+                self.results,
+                w.HBox([self.export_format, self.export_path, self.export_button]),
+            ]
+        )
         self.widget.add_class("rerankpd-panel")
 
     def _wire(self) -> None:
@@ -346,8 +401,9 @@ class RerankPanel:
             self.progress_text.value = ""
             self._set_status(f"Running {html.escape(self._reranker_label(arguments['reranker']))} \u2026")
             self._active = True
-            self._thread = threading.Thread(target=self._work, args=(arguments, self._cancel),
-                                            name="rerankpd-panel", daemon=True)
+            self._thread = threading.Thread(
+                target=self._work, args=(arguments, self._cancel), name="rerankpd-panel", daemon=True
+            )
             self._thread.start()
 
     def cancel(self) -> None:
@@ -436,13 +492,17 @@ class RerankPanel:
         else:
             logger.debug("rerank panel run failed", exc_info=exc)
             self.progress.bar_style = "danger"
-            hint = "" if isinstance(exc, (RerankError, ValueError, KeyError, TypeError)) else \
-                " (unexpected: see the log for details)"
-            self._set_status(f"Failed after {seconds:.2f} s: {html.escape(_plain_error(exc))}{hint}",
-                             kind="error")
+            hint = (
+                ""
+                if isinstance(exc, (RerankError, ValueError, KeyError, TypeError))
+                else " (unexpected: see the log for details)"
+            )
+            self._set_status(f"Failed after {seconds:.2f} s: {html.escape(_plain_error(exc))}{hint}", kind="error")
         if isinstance(partial, pd.DataFrame) and len(partial) and partial[SCORE].notna().any():
-            self.results.value = ('<div style="color:#8a6d3b">Partial result (rows not scored show \u2014):'
-                                  "</div>" + to_html(partial, max_rows=self.max_rows, explain_scores=False))
+            self.results.value = (
+                '<div style="color:#8a6d3b">Partial result (rows not scored show \u2014):'
+                "</div>" + to_html(partial, max_rows=self.max_rows, explain_scores=False)
+            )
         else:
             self.results.value = ""
 
@@ -501,7 +561,8 @@ class RerankPanel:
                 self.result.to_parquet(target)
             except ImportError as exc:
                 raise MissingDependencyError(
-                    "writing Parquet needs pyarrow: pip install pyarrow (or export as csv)") from exc
+                    "writing Parquet needs pyarrow: pip install pyarrow (or export as csv)"
+                ) from exc
         return os.path.abspath(target)
 
     def _on_export(self, _button: Any = None) -> None:

@@ -9,6 +9,7 @@ Examples
 >>> "bm25" in available_rerankers()
 True
 """
+
 from __future__ import annotations
 
 from .base import BatchResult, Reranker

@@ -30,12 +30,14 @@ Examples
 >>> spec.name, spec.kind, spec.identity, spec.cacheable
 ('length', 'cross-encoder', None, False)
 """
+
 from __future__ import annotations
 
 import abc
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +46,7 @@ from ..core.identity import identity_text
 __all__ = ["KINDS", "Availability", "BatchResult", "EmbeddingBatch", "Reranker", "RerankerSpec", "describe"]
 
 #: What ``score`` and ``BatchResult.scores`` hold: one float per document, as a list or a float64 array.
-Scores = Union[Sequence[float], np.ndarray]
+Scores = Sequence[float] | np.ndarray
 
 #: What a reranker can be; see the module's notes.
 KINDS = ("cross-encoder", "embedding", "lexical", "llm")
@@ -127,7 +129,7 @@ class Reranker(abc.ABC):
     def score(self, query: str, documents: list[str]) -> Scores:
         """Relevance of each document to ``query``, higher is more relevant, in the order given."""
 
-    def prepare(self, texts: Sequence[str]) -> None:
+    def prepare(self, texts: Sequence[str]) -> None:  # noqa: B027 - an optional hook: doing nothing is the default
         """Called once per run, before any score() call, with every distinct text of the frame.
 
         ``texts`` is a sequence; it may be an Arrow-backed pandas Index: read it with
@@ -160,10 +162,10 @@ class Reranker(abc.ABC):
         """Whether this reranker can run on this machine now (the panel lists it with the note)."""
         return Availability(True, "offline")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: doing nothing is the default
         """Release what the reranker holds (connections); the pipeline calls it for rerankers it made."""
 
-    def bind_cancel(self, event: "threading.Event | None") -> None:
+    def bind_cancel(self, event: threading.Event | None) -> None:
         """The pipeline hands over its run's cancel event before scoring (and None after).
 
         A reranker that sleeps (retry backoff, a rate budget, a ``Retry-After``) waits on this event instead
@@ -241,9 +243,11 @@ def describe(reranker: Any) -> RerankerSpec:
     if not callable(getattr(reranker, "score", None)) and _embeds(reranker) is None:
         from .registry import available_rerankers
 
-        raise ValueError(f"reranker must be a name ({', '.join(available_rerankers())}) or an object with a "
-                         f"score(query, documents) method (or embed_queries and embed_documents), got "
-                         f"{type(reranker).__name__}")
+        raise ValueError(
+            f"reranker must be a name ({', '.join(available_rerankers())}) or an object with a "
+            f"score(query, documents) method (or embed_queries and embed_documents), got "
+            f"{type(reranker).__name__}"
+        )
     name = getattr(reranker, "name", None) or (reranker.__name__ if is_class else type(reranker).__name__)
     kind = one_of(f"{name}.kind", getattr(reranker, "kind", "cross-encoder"), KINDS)
     pairwise = bool(getattr(reranker, "pairwise", True))
@@ -260,8 +264,14 @@ def describe(reranker: Any) -> RerankerSpec:
         batch_size=batch_size if pairwise else None,
         max_concurrency=whole(f"{name}.max_concurrency", concurrency or 1, minimum=1),
         chunking=getattr(reranker, "chunking", None) if pairwise else None,
-        max_request_tokens=whole(f"{name}.max_request_tokens", getattr(reranker, "max_request_tokens", None) or None,
-                                 minimum=1, allow_none=True) if pairwise else None,
+        max_request_tokens=whole(
+            f"{name}.max_request_tokens",
+            getattr(reranker, "max_request_tokens", None) or None,
+            minimum=1,
+            allow_none=True,
+        )
+        if pairwise
+        else None,
         embeds=_embeds(reranker),
         counts_own_requests=callable(getattr(reranker, "estimate_requests", None)),
     )

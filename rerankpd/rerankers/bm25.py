@@ -27,12 +27,14 @@ True
 >>> [round(x, 3) for x in BM25Reranker(statistics="query").score("wing flutter", ["the wing flutter", "wing lift"])]
 [0.35, 0.073]
 """
+
 from __future__ import annotations
 
 import logging
 import re
 from collections import Counter
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +42,6 @@ from ..errors import MissingDependencyError
 from .base import BatchResult, Reranker
 
 __all__ = ["BM25Reranker", "tokenize"]
-
 
 
 def _bm25s():
@@ -52,7 +53,9 @@ def _bm25s():
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     return bm25s
 
+
 from ..core.tokens import CJK as _CJK  # noqa: E402  (the one CJK table, shared with chunking)
+
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+", re.UNICODE)
 _CJK_RUN = re.compile(rf"[{_CJK}]")
 
@@ -68,7 +71,7 @@ def tokenize(text: str, stopwords: frozenset[str] = frozenset()) -> list[str]:
         run = match.group()
         if _CJK_RUN.match(run):
             tokens.extend(run)
-            tokens.extend(run[i:i + 2] for i in range(len(run) - 1))
+            tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
         elif run not in stopwords:
             tokens.append(run)
     return tokens
@@ -117,8 +120,14 @@ class BM25Reranker(Reranker):
     max_concurrency = 1
     pairwise = False
 
-    def __init__(self, k1: float = 1.5, b: float = 0.75, method: str = "lucene", statistics: str = "corpus",
-                 stopwords: Any = "en") -> None:
+    def __init__(
+        self,
+        k1: float = 1.5,
+        b: float = 0.75,
+        method: str = "lucene",
+        statistics: str = "corpus",
+        stopwords: Any = "en",
+    ) -> None:
         from ..core.options import one_of
 
         self._bm25s = _bm25s()
@@ -127,12 +136,18 @@ class BM25Reranker(Reranker):
         self.stopwords = stopwords if stopwords in ("en", None) else sorted(stopword_set(stopwords))
         self._stop = stopword_set(stopwords)
         self.model = f"bm25s-{method}"
-        self._corpus: Any = None            # the frame's distinct texts, from prepare()
+        self._corpus: Any = None  # the frame's distinct texts, from prepare()
         self._stats: _CorpusStats | None = None
 
     def identity(self) -> dict:
-        return {"reranker": self.name, "k1": self.k1, "b": self.b, "method": self.method,
-                "statistics": self.statistics, "stopwords": self.stopwords}
+        return {
+            "reranker": self.name,
+            "k1": self.k1,
+            "b": self.b,
+            "method": self.method,
+            "statistics": self.statistics,
+            "stopwords": self.stopwords,
+        }
 
     def prepare(self, texts: Any) -> None:
         """Take the collection (every distinct text of the frame) for corpus statistics; computed lazily,
@@ -153,7 +168,7 @@ class BM25Reranker(Reranker):
         query_tokens = tokenize(query, self._stop)
         corpus, vocab = query_view(query_tokens, documents, self._stop)
         if not any(any(doc) for doc in corpus):
-            return np.zeros(len(documents))     # nothing in common (or no words at all): no evidence
+            return np.zeros(len(documents))  # nothing in common (or no words at all): no evidence
         if self._corpus is not None and len(documents) < len(self._corpus):
             return self._corpus_scores(query_tokens, corpus, vocab)
         retriever = self._bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
@@ -170,8 +185,9 @@ class BM25Reranker(Reranker):
         stats = self._stats
         n_vocab = len(vocab)
         lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
-        ids = np.concatenate([np.frombuffer(d, dtype=np.uint8) if isinstance(d, bytes) else np.asarray(d)
-                              for d in docs]).astype(np.int64)
+        ids = np.concatenate(
+            [np.frombuffer(d, dtype=np.uint8) if isinstance(d, bytes) else np.asarray(d) for d in docs]
+        ).astype(np.int64)
         doc_of = np.repeat(np.arange(len(docs)), lengths)
         hit = ids != 0
         key, tf = np.unique(doc_of[hit] * n_vocab + ids[hit], return_counts=True)
@@ -182,14 +198,27 @@ class BM25Reranker(Reranker):
             df = stats.frequency(token)
             if i and df:
                 idf[i] = idf_of(df, N=stats.n_documents)
-                absent[i] = idf[i] * tfc_of(tf_array=0.0, l_d=stats.average_length, l_avg=stats.average_length,
-                                            k1=self.k1, b=self.b, delta=_DELTA)
-        tfc = tfc_of(tf_array=tf.astype(np.float64), l_d=lengths[doc], l_avg=stats.average_length, k1=self.k1,
-                     b=self.b, delta=_DELTA)
+                absent[i] = idf[i] * tfc_of(
+                    tf_array=0.0,
+                    l_d=stats.average_length,
+                    l_avg=stats.average_length,
+                    k1=self.k1,
+                    b=self.b,
+                    delta=_DELTA,
+                )
+        tfc = tfc_of(
+            tf_array=tf.astype(np.float64),
+            l_d=lengths[doc],
+            l_avg=stats.average_length,
+            k1=self.k1,
+            b=self.b,
+            delta=_DELTA,
+        )
         weights = idf[term] * tfc - absent[term]
         counts = Counter(vocab[t] for t in query_tokens)
-        return np.bincount(doc, weights=weights * np.fromiter((counts[t] for t in term), float, len(term)),
-                           minlength=len(docs)) + sum(absent[i] * c for i, c in counts.items())
+        return np.bincount(
+            doc, weights=weights * np.fromiter((counts[t] for t in term), float, len(term)), minlength=len(docs)
+        ) + sum(absent[i] * c for i, c in counts.items())
 
 
 _DELTA = 0.5  # bm25s's default delta of BM25L and BM25+
@@ -212,7 +241,7 @@ class _CorpusStats:
         return int(self._counts[i]) if i < len(self._hashes) and self._hashes[i] == hash(token) else 0
 
     @classmethod
-    def of(cls, texts: Any, stopwords: frozenset[str]) -> "_CorpusStats":
+    def of(cls, texts: Any, stopwords: frozenset[str]) -> _CorpusStats:
         from array import array
 
         hashes, counts = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -241,8 +270,9 @@ class _CorpusStats:
         return np.insert(hashes, at[fresh], new[fresh]), np.insert(counts, at[fresh], new_counts[fresh])
 
 
-def query_view(query_tokens: list[str], documents: list[str],
-               stopwords: frozenset[str] = frozenset()) -> tuple[list, dict[str, int]]:
+def query_view(
+    query_tokens: list[str], documents: list[str], stopwords: frozenset[str] = frozenset()
+) -> tuple[list, dict[str, int]]:
     """Each document as token ids over the query's vocabulary, every other token folded into one id (0).
 
     BM25 scores a document from the query terms' frequencies in it, its length, the average length and
@@ -264,8 +294,9 @@ def query_view(query_tokens: list[str], documents: list[str],
     else:
         from array import array
 
-        def pack(ids, _code="H" if len(vocab) <= 65536 else "I"):
+        def pack(ids, _code="H" if len(vocab) <= 65536 else "I"):  # noqa: B008 - computed once, when the function is defined
             return array(_code, ids)
+
     get = vocab.get
     return [pack([get(t, 0) for t in tokenize(d, stopwords)]) for d in documents], vocab
 

@@ -14,15 +14,17 @@ Examples
 >>> r.endpoint, r.model, r.batch_size
 ('https://api.cohere.com/v2/rerank', 'rerank-v3.5', 1000)
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .. import config
+from ..core.options import whole
 from ..errors import BadResponseError
 from .base import BatchResult
 from .http.chunked import ClientChunkedReranker
-from ..core.options import whole
 from .http.client import scores_from_results, usage_counts
 
 __all__ = ["CohereReranker"]

@@ -27,6 +27,7 @@ The halving loop on its own, with a stand-in model that runs out of memory above
 >>> score_in_batches(["a", "bb", "ccc", "dddd", "e"], 4, predict, lambda exc: isinstance(exc, MemoryError))
 ([1.0, 2.0, 3.0, 4.0, 1.0], 2)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,18 +39,18 @@ import pickle
 import re
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..core.chunking import chunk_spec
-from ..errors import MissingDependencyError, RerankError, WarnOnce
 from ..core.options import boolean, one_of, whole
+from ..errors import MissingDependencyError, RerankError, WarnOnce
 from .base import Availability, BatchResult, Reranker, Scores
 
-__all__ = ["DEFAULT_MODEL", "SORT_WINDOW", "CrossEncoderReranker", "ModelSource", "resolve_model",
-           "score_in_batches"]
+__all__ = ["DEFAULT_MODEL", "SORT_WINDOW", "CrossEncoderReranker", "ModelSource", "resolve_model", "score_in_batches"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ def _require() -> Any:
         import torch  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError(
-            f"the cross-encoder reranker needs sentence-transformers and torch: {INSTALL}") from exc
+            f"the cross-encoder reranker needs sentence-transformers and torch: {INSTALL}"
+        ) from exc
     return sentence_transformers
 
 
@@ -120,12 +122,16 @@ def resolve_model(model: str, revision: str | None = None) -> ModelSource:
     path = os.path.expanduser(model)
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "config.json")):
-            raise RerankError(f"cross-encoder: the directory {os.path.abspath(path)} has no config.json; give the "
-                              "directory a model was saved to (model.save_pretrained / CrossEncoder.save)")
+            raise RerankError(
+                f"cross-encoder: the directory {os.path.abspath(path)} has no config.json; give the "
+                "directory a model was saved to (model.save_pretrained / CrossEncoder.save)"
+            )
         return ModelSource(model, os.path.abspath(path), "local-" + _fingerprint(path))
     if _looks_like_path(model):
-        raise RerankError(f"cross-encoder: model {model!r} looks like a directory, but {os.path.abspath(path)} "
-                          "is not one; give the directory a model was saved to, or a Hugging Face model id")
+        raise RerankError(
+            f"cross-encoder: model {model!r} looks like a directory, but {os.path.abspath(path)} "
+            "is not one; give the directory a model was saved to, or a Hugging Face model id"
+        )
     from huggingface_hub import constants, snapshot_download
 
     try:
@@ -135,7 +141,8 @@ def resolve_model(model: str, revision: str | None = None) -> ModelSource:
         raise RerankError(
             f"cross-encoder: model {model!r}{f' at revision {revision!r}' if revision else ''} is not on this "
             f"machine: it is not a local directory and not in the Hugging Face cache ({constants.HF_HUB_CACHE}). "
-            f"rerankpd never downloads a model; fetch it once with:  {fetch}") from exc
+            f"rerankpd never downloads a model; fetch it once with:  {fetch}"
+        ) from exc
     return ModelSource(model, snapshot, os.path.basename(os.path.normpath(snapshot)))
 
 
@@ -161,17 +168,24 @@ def _load(source: ModelSource, device: str, dtype: str, trust_remote_code: bool)
 
             try:
                 model = sentence_transformers.CrossEncoder(
-                    source.path, device=device, local_files_only=True, trust_remote_code=trust_remote_code,
-                    model_kwargs={"dtype": getattr(torch, dtype)})
+                    source.path,
+                    device=device,
+                    local_files_only=True,
+                    trust_remote_code=trust_remote_code,
+                    model_kwargs={"dtype": getattr(torch, dtype)},
+                )
             except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) refused: nothing in it ran
                 raise RerankError(_unsafe_weights_message(source, exc)) from None
             except (OSError, ValueError, KeyError) as exc:
-                raise RerankError(f"cross-encoder: could not load {source.model!r} from {source.path}: {exc}. If "
-                                  f"the download was interrupted, fetch it again:  hf download {source.model}"
-                                  ) from exc
+                raise RerankError(
+                    f"cross-encoder: could not load {source.model!r} from {source.path}: {exc}. If "
+                    f"the download was interrupted, fetch it again:  hf download {source.model}"
+                ) from exc
             if model.num_labels != 1:
-                raise RerankError(f"cross-encoder: {source.model!r} outputs {model.num_labels} labels; a reranker "
-                                  "outputs one relevance score per pair (num_labels=1)")
+                raise RerankError(
+                    f"cross-encoder: {source.model!r} outputs {model.num_labels} labels; a reranker "
+                    "outputs one relevance score per pair (num_labels=1)"
+                )
             model.eval()
             _MODELS[key] = (model, threading.Lock())
         return _MODELS[key]
@@ -180,14 +194,17 @@ def _load(source: ModelSource, device: str, dtype: str, trust_remote_code: bool)
 def _unsafe_weights_message(source: ModelSource, exc: BaseException) -> str:
     """Why a directory's pickled weights were refused: they hold more than tensors (code, or objects torch's
     ``weights_only`` loader does not allow), so loading them could run anything."""
-    pickled = sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt")
-                     for p in pathlib.Path(source.path).glob(pattern))
+    pickled = sorted(
+        p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in pathlib.Path(source.path).glob(pattern)
+    )
     detail = re.search(r"WeightsUnpickler error: *([^\n]+)", str(exc))
-    return (f"cross-encoder: refused to load the weights in {source.path}: "
-            f"{', '.join(pickled) or 'a weights file'} is a pickle that holds more than tensors"
-            + (f" ({detail.group(1).strip()})" if detail else "")
-            + "; unpickling it could run any code, so it was not loaded and nothing in it ran. Use a model from "
-            "a source you trust, preferably with model.safetensors weights (which hold tensors only)")
+    return (
+        f"cross-encoder: refused to load the weights in {source.path}: "
+        f"{', '.join(pickled) or 'a weights file'} is a pickle that holds more than tensors"
+        + (f" ({detail.group(1).strip()})" if detail else "")
+        + "; unpickling it could run any code, so it was not loaded and nothing in it ran. Use a model from "
+        "a source you trust, preferably with model.safetensors weights (which hold tensors only)"
+    )
 
 
 def _model_limit(encoder: Any) -> int | None:
@@ -209,10 +226,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-def score_in_batches(items: Sequence[Any], batch_size: int, predict: Callable[[Sequence[Any]], Sequence[float]],
-                     out_of_memory: Callable[[BaseException], bool] = is_out_of_memory,
-                     after_out_of_memory: Callable[[], None] | None = None,
-                     lengths: Sequence[int] | None = None) -> tuple[list[float], int]:
+def score_in_batches(
+    items: Sequence[Any],
+    batch_size: int,
+    predict: Callable[[Sequence[Any]], Sequence[float]],
+    out_of_memory: Callable[[BaseException], bool] = is_out_of_memory,
+    after_out_of_memory: Callable[[], None] | None = None,
+    lengths: Sequence[int] | None = None,
+) -> tuple[list[float], int]:
     """Score ``items`` in order, ``batch_size`` at a time; when a batch runs out of memory, halve and retry it.
 
     ``lengths`` (the items' lengths, longest first) also ends a batch before an item shorter than half the
@@ -236,8 +257,7 @@ def score_in_batches(items: Sequence[Any], batch_size: int, predict: Callable[[S
             if len(batch) == 1 or not out_of_memory(exc):
                 raise
             size = (len(batch) + 1) // 2
-            logger.warning("out of memory scoring %d pairs at once; retrying that batch %d at a time",
-                           len(batch), size)
+            logger.warning("out of memory scoring %d pairs at once; retrying that batch %d at a time", len(batch), size)
             if after_out_of_memory is not None:
                 after_out_of_memory()
             continue
@@ -278,11 +298,21 @@ class CrossEncoderReranker(Reranker):
     pairwise = True
     max_concurrency = 1
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, device: str | None = None, dtype: str | None = None,
-                 batch_size: int = 32, max_length: int = 512, score: str = "probability",
-                 revision: str | None = None, trust_remote_code: bool = False,
-                 max_chunks_per_doc: int | None = None, chunk_tokens: int | None = None,
-                 overlap_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 32,
+        max_length: int = 512,
+        score: str = "probability",
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        max_chunks_per_doc: int | None = None,
+        chunk_tokens: int | None = None,
+        overlap_tokens: int | None = None,
+    ) -> None:
         if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
             raise RerankError(f"cross-encoder: model must be a Hugging Face model id or a directory, got {model!r}")
         self.forward_batch_size = whole("batch_size", batch_size, minimum=1)
@@ -314,12 +344,20 @@ class CrossEncoderReranker(Reranker):
         return Availability(True, "local model")
 
     def identity(self) -> dict:
-        return {"reranker": self.name, "model": self.model, "revision": self.source.revision, "dtype": self.dtype,
-                "max_length": self.max_length, "score": self.score_kind}
+        return {
+            "reranker": self.name,
+            "model": self.model,
+            "revision": self.source.revision,
+            "dtype": self.dtype,
+            "max_length": self.max_length,
+            "score": self.score_kind,
+        }
 
     def __repr__(self) -> str:
-        return (f"CrossEncoderReranker(model={self.model!r}, device={self.device!r}, dtype={self.dtype!r}, "
-                f"max_length={self.max_length}, score={self.score_kind!r})")
+        return (
+            f"CrossEncoderReranker(model={self.model!r}, device={self.device!r}, dtype={self.dtype!r}, "
+            f"max_length={self.max_length}, score={self.score_kind!r})"
+        )
 
     # ----------------------------------------------------------------------------------------- scoring
     def count_truncated(self, query: str, documents: Sequence[str]) -> int:
@@ -333,15 +371,26 @@ class CrossEncoderReranker(Reranker):
         candidates = [d for d in documents if query_bytes + len(d.encode("utf-8")) > budget]
         if not candidates:
             return 0
-        encoded = self._model.tokenizer([query] * len(candidates), list(candidates), add_special_tokens=True,
-                                        truncation=False, verbose=False, return_attention_mask=False,
-                                        return_token_type_ids=False)
+        encoded = self._model.tokenizer(
+            [query] * len(candidates),
+            list(candidates),
+            add_special_tokens=True,
+            truncation=False,
+            verbose=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
         return sum(len(ids) > self.max_length for ids in encoded["input_ids"])
 
     def _predict(self, pairs: Sequence[tuple[str, str]]) -> Any:
-        return self._model.predict(list(pairs), batch_size=len(pairs), activation_fn=self._activation,
-                                   show_progress_bar=False, convert_to_numpy=True,
-                                   processing_kwargs={"text": {"max_length": self.max_length}})
+        return self._model.predict(
+            list(pairs),
+            batch_size=len(pairs),
+            activation_fn=self._activation,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            processing_kwargs={"text": {"max_length": self.max_length}},
+        )
 
     def _after_out_of_memory(self) -> None:
         import torch
@@ -359,13 +408,20 @@ class CrossEncoderReranker(Reranker):
         with self._lock:
             try:
                 sorted_scores, self.forward_batch_size = score_in_batches(
-                    pairs, self.forward_batch_size, self._predict, is_out_of_memory, self._after_out_of_memory,
-                    lengths=lengths[order].tolist())
+                    pairs,
+                    self.forward_batch_size,
+                    self._predict,
+                    is_out_of_memory,
+                    self._after_out_of_memory,
+                    lengths=lengths[order].tolist(),
+                )
             except Exception as exc:
                 if is_out_of_memory(exc):
-                    raise RerankError(f"cross-encoder: out of memory on {self.device} scoring a single pair of up "
-                                      f"to {self.max_length} tokens; lower max_length, use dtype='float16', or "
-                                      "device='cpu'") from exc
+                    raise RerankError(
+                        f"cross-encoder: out of memory on {self.device} scoring a single pair of up "
+                        f"to {self.max_length} tokens; lower max_length, use dtype='float16', or "
+                        "device='cpu'"
+                    ) from exc
                 raise
         scores = np.empty(len(documents), dtype=np.float64)
         scores[order] = sorted_scores
@@ -375,7 +431,8 @@ class CrossEncoderReranker(Reranker):
                 f"model reads only their first {self.max_length} tokens; {truncated} in the first batch). "
                 "Set max_chunks_per_doc (get_reranker('cross-encoder', max_chunks_per_doc=4, "
                 "chunk_tokens=...)) to score long documents by their best chunk; "
-                "out.attrs['rerank']['usage']['truncated_pairs'] counts them")
+                "out.attrs['rerank']['usage']['truncated_pairs'] counts them"
+            )
         return BatchResult(scores.tolist(), {"truncated_pairs": int(truncated)})
 
     def score(self, query: str, documents: list[str]) -> Scores:

@@ -17,9 +17,11 @@ Examples
 >>> r.request_body("q", ["a"])
 {'model': 'gte-rerank-v2', 'input': {'query': 'q', 'documents': ['a']}, 'parameters': {'top_n': 1, 'return_documents': False}}
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import BadResponseError, ConfigurationError
 from .base import BatchResult
@@ -64,8 +66,9 @@ class DashScopeReranker(ClientChunkedReranker):
         super().__init__(**options)
 
     def request_limits(self) -> tuple[int | None, int | None]:
-        return self.max_documents, self.request_tokens_by_model.get(self.model or "",
-                                                                    min(self.request_tokens_by_model.values()))
+        return self.max_documents, self.request_tokens_by_model.get(
+            self.model or "", min(self.request_tokens_by_model.values())
+        )
 
     def score_options(self) -> dict:
         return {} if self.instruct is None else {"instruct": self.instruct}
@@ -76,14 +79,18 @@ class DashScopeReranker(ClientChunkedReranker):
         return body
 
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:
-        return {"model": self.model, "input": {"query": query, "documents": list(documents)},
-                "parameters": {"top_n": len(documents), "return_documents": False}}
+        return {
+            "model": self.model,
+            "input": {"query": query, "documents": list(documents)},
+            "parameters": {"top_n": len(documents), "return_documents": False},
+        }
 
     def parse_response(self, data: Any, n_documents: int) -> BatchResult:
         if not isinstance(data, dict) or not isinstance(data.get("output"), dict):
             raise BadResponseError("expected a JSON object with an 'output' object")
-        return BatchResult(scores_from_results(data["output"].get("results"), n_documents),
-                           usage_counts(data.get("usage")))
+        return BatchResult(
+            scores_from_results(data["output"].get("results"), n_documents), usage_counts(data.get("usage"))
+        )
 
     def error_message(self, data: Any, text: str) -> str:
         if isinstance(data, dict) and data.get("message"):

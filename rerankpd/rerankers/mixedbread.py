@@ -15,13 +15,15 @@ Examples
 >>> r.request_body("q", ["a"])
 {'model': 'mixedbread-ai/mxbai-rerank-large-v2', 'query': 'q', 'input': ['a'], 'top_k': 1, 'return_input': False}
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import BadResponseError
-from .http.answers import scores_from_results, usage_counts
 from .base import BatchResult
+from .http.answers import scores_from_results, usage_counts
 from .http.chunked import ClientChunkedReranker
 
 __all__ = ["MixedbreadReranker"]
@@ -49,11 +51,17 @@ class MixedbreadReranker(ClientChunkedReranker):
     default_batch_size = 64
 
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:
-        return {"model": self.model, "query": query, "input": list(documents), "top_k": len(documents),
-                "return_input": False}
+        return {
+            "model": self.model,
+            "query": query,
+            "input": list(documents),
+            "top_k": len(documents),
+            "return_input": False,
+        }
 
     def parse_response(self, data: Any, n_documents: int) -> BatchResult:
         if not isinstance(data, dict):
             raise BadResponseError(f"expected a JSON object, got {type(data).__name__}")
-        return BatchResult(scores_from_results(data.get("data"), n_documents, score_field="score"),
-                           usage_counts(data.get("usage")))
+        return BatchResult(
+            scores_from_results(data.get("data"), n_documents, score_field="score"), usage_counts(data.get("usage"))
+        )

@@ -18,15 +18,17 @@ Examples
 ...             api_key="nvapi-test").endpoint
 'https://ai.api.nvidia.com/v1/retrieval/nvidia/llama-3_2-nv-rerankqa-1b-v2/reranking'
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import BadResponseError
 from ..core.options import one_of
-from .http.answers import scores_from_results, usage_counts
+from ..errors import BadResponseError
 from .base import BatchResult
+from .http.answers import scores_from_results, usage_counts
 from .http.chunked import ClientChunkedReranker
 from .http.keys import _host_in
 
@@ -74,5 +76,6 @@ class NIMReranker(ClientChunkedReranker):
     def parse_response(self, data: Any, n_documents: int) -> BatchResult:
         if not isinstance(data, dict):
             raise BadResponseError(f"expected a JSON object, got {type(data).__name__}")
-        return BatchResult(scores_from_results(data.get("rankings"), n_documents, score_field="logit"),
-                           usage_counts(data.get("usage")))
+        return BatchResult(
+            scores_from_results(data.get("rankings"), n_documents, score_field="logit"), usage_counts(data.get("usage"))
+        )

@@ -22,15 +22,17 @@ Examples
 >>> r.build_embeddings_payload(["how to prevent a cold"], "query")["input"]
 ['query: how to prevent a cold']
 """
+
 from __future__ import annotations
 
 import base64
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ..errors import BadResponseError, ConfigurationError
 from ..core.tokens import request_tokens
+from ..errors import BadResponseError, ConfigurationError
 from .base import BatchResult, EmbeddingBatch, Scores
 from .http.client import HTTPReranker, openai_key_homes, usage_counts
 
@@ -80,28 +82,42 @@ class EmbeddingsReranker(HTTPReranker):
     default_batch_size = 64
     default_max_concurrency = 4
 
-    def __init__(self, *, model: str | None = None, prefixes: str | None = None, query_prefix: str | None = None,
-                 document_prefix: str | None = None, dimensions: int | None = None,
-                 encoding_format: str = "float", normalize: bool = True, **options) -> None:
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        prefixes: str | None = None,
+        query_prefix: str | None = None,
+        document_prefix: str | None = None,
+        dimensions: int | None = None,
+        encoding_format: str = "float",
+        normalize: bool = True,
+        **options,
+    ) -> None:
         if not isinstance(model, str) or not model.strip():
-            raise ConfigurationError("the embeddings reranker needs model=... (the embedding model's name, e.g. "
-                                     "'text-embedding-3-small' or 'BAAI/bge-m3')")
+            raise ConfigurationError(
+                "the embeddings reranker needs model=... (the embedding model's name, e.g. "
+                "'text-embedding-3-small' or 'BAAI/bge-m3')"
+            )
         if prefixes is not None and prefixes not in PREFIXES:
             raise ConfigurationError(f"prefixes must be None or one of {sorted(PREFIXES)}, got {prefixes!r}")
         default_query, default_document = PREFIXES[prefixes] if prefixes is not None else ("", "")
         self.query_prefix = _text_option("query_prefix", default_query if query_prefix is None else query_prefix)
-        self.document_prefix = _text_option("document_prefix",
-                                            default_document if document_prefix is None else document_prefix)
-        if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool)
-                                       or dimensions < 1):
+        self.document_prefix = _text_option(
+            "document_prefix", default_document if document_prefix is None else document_prefix
+        )
+        if dimensions is not None and (
+            not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1
+        ):
             raise ConfigurationError(f"dimensions must be a whole number >= 1 or None, got {dimensions!r}")
         if encoding_format not in ("float", "base64"):
             raise ConfigurationError(f"encoding_format must be 'float' or 'base64', got {encoding_format!r}")
         self.dimensions, self.encoding_format, self.normalize = dimensions, encoding_format, bool(normalize)
         super().__init__(model=model, **options)
         if self.batch_size > MAX_INPUTS:
-            raise ConfigurationError(f"batch_size must be at most {MAX_INPUTS} (the API's limit), "
-                                     f"got {self.batch_size}")
+            raise ConfigurationError(
+                f"batch_size must be at most {MAX_INPUTS} (the API's limit), got {self.batch_size}"
+            )
 
     def key_homes(self) -> dict[str, tuple[str, ...] | None]:
         """``DMXAPI_API_KEY`` goes only to DMXAPI, ``OPENAI_API_KEY`` only to OpenAI (see :func:`openai_key_homes`)."""
@@ -109,8 +125,12 @@ class EmbeddingsReranker(HTTPReranker):
 
     def score_options(self) -> dict:
         """What changes the vectors besides the model: prefixes, dimensions, normalisation."""
-        return {"query_prefix": self.query_prefix, "document_prefix": self.document_prefix,
-                "dimensions": self.dimensions, "normalize": self.normalize}
+        return {
+            "query_prefix": self.query_prefix,
+            "document_prefix": self.document_prefix,
+            "dimensions": self.dimensions,
+            "normalize": self.normalize,
+        }
 
     # ----------------------------------------------------------------- the embedding reranker's methods
     def build_embeddings_payload(self, texts: Sequence[str], role: str) -> dict:
@@ -141,8 +161,10 @@ class EmbeddingsReranker(HTTPReranker):
         return self._in_batches(texts, "document")
 
     def _in_batches(self, texts: list[str], role: str) -> np.ndarray:
-        parts = [self.embed_batch(texts[i:i + self.batch_size], role).vectors
-                 for i in range(0, len(texts), self.batch_size)]
+        parts = [
+            self.embed_batch(texts[i : i + self.batch_size], role).vectors
+            for i in range(0, len(texts), self.batch_size)
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, self.dimensions or 0), dtype=np.float32)
 
     def parse_response(self, data: Any, n_documents: int) -> EmbeddingBatch:  # type: ignore[override]
@@ -161,8 +183,9 @@ class EmbeddingsReranker(HTTPReranker):
             rows[index] = _vector(item.get("embedding"), index)
         missing = [i for i, row in enumerate(rows) if row is None]
         if missing:
-            raise BadResponseError(f"{len(missing)} of the {n_documents} inputs sent came back without an "
-                                   f"embedding (first: {missing[0]})")
+            raise BadResponseError(
+                f"{len(missing)} of the {n_documents} inputs sent came back without an embedding (first: {missing[0]})"
+            )
         sizes = {len(row) for row in rows}  # type: ignore[arg-type]
         if len(sizes) != 1:
             raise BadResponseError(f"embeddings of different lengths in one answer: {sorted(sizes)}")
@@ -183,7 +206,7 @@ class EmbeddingsReranker(HTTPReranker):
         usage = dict(q.usage)
         parts = []
         for i in range(0, len(documents), self.batch_size):
-            batch = self.embed_batch(documents[i:i + self.batch_size], "document")
+            batch = self.embed_batch(documents[i : i + self.batch_size], "document")
             parts.append(batch.vectors)
             for k, v in batch.usage.items():
                 usage[k] = usage.get(k, 0) + v
@@ -227,7 +250,7 @@ def _vector(value: Any, index: int) -> np.ndarray:
             numbers = np.asarray(value)
         except (TypeError, ValueError):
             numbers = np.asarray([None])
-        if numbers.ndim != 1 or numbers.dtype.kind not in "iuf":   # not bool, str, None or nested lists
+        if numbers.ndim != 1 or numbers.dtype.kind not in "iuf":  # not bool, str, None or nested lists
             raise BadResponseError(f"embedding {index} is not a list of numbers")
         vector = numbers.astype(np.float64)  # float64 until normalised: 1e20s would overflow a float32 norm
     else:

@@ -18,14 +18,16 @@ Examples
 >>> r.request_body("q", ["a"])
 {'model': 'bge-reranker-v2-m3', 'query': 'q', 'documents': [{'text': 'a'}], 'rank_fields': ['text'], 'top_n': 1, 'return_documents': False}
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from ..errors import BadResponseError, ConfigurationError
 from ..core.options import one_of
-from .http.answers import scores_from_results, usage_counts
+from ..errors import BadResponseError, ConfigurationError
 from .base import BatchResult
+from .http.answers import scores_from_results, usage_counts
 from .http.chunked import ClientChunkedReranker
 
 __all__ = ["API_VERSION", "PineconeReranker"]
@@ -70,16 +72,23 @@ class PineconeReranker(ClientChunkedReranker):
             raise ConfigurationError(f"api_version must be a date such as {API_VERSION!r}, got {api_version!r}")
         self.api_version = api_version.strip()
         if "batch_size" not in options:
-            options["batch_size"] = MAX_DOCUMENTS.get(options.get("model") or self.default_model,
-                                                      min(MAX_DOCUMENTS.values()))
+            options["batch_size"] = MAX_DOCUMENTS.get(
+                options.get("model") or self.default_model, min(MAX_DOCUMENTS.values())
+            )
         super().__init__(**options)
 
     def request_limits(self) -> tuple[int | None, int | None]:
         return MAX_DOCUMENTS.get(self.model or "", min(MAX_DOCUMENTS.values())), None
 
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:
-        return {"model": self.model, "query": query, "documents": [{"text": d} for d in documents],
-                "rank_fields": ["text"], "top_n": len(documents), "return_documents": False}
+        return {
+            "model": self.model,
+            "query": query,
+            "documents": [{"text": d} for d in documents],
+            "rank_fields": ["text"],
+            "top_n": len(documents),
+            "return_documents": False,
+        }
 
     def score_options(self) -> dict:
         return {} if self.truncate is None else {"parameters": {"truncate": self.truncate}}
@@ -87,12 +96,16 @@ class PineconeReranker(ClientChunkedReranker):
     def parse_response(self, data: Any, n_documents: int) -> BatchResult:
         if not isinstance(data, dict):
             raise BadResponseError(f"expected a JSON object, got {type(data).__name__}")
-        return BatchResult(scores_from_results(data.get("data"), n_documents, score_field="score"),
-                           usage_counts(data.get("usage")))
+        return BatchResult(
+            scores_from_results(data.get("data"), n_documents, score_field="score"), usage_counts(data.get("usage"))
+        )
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json",
-                   "X-Pinecone-Api-Version": self.api_version}
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "X-Pinecone-Api-Version": self.api_version,
+        }
         if self._api_key:
             headers["Api-Key"] = self._api_key.reveal()
         return headers

@@ -8,6 +8,7 @@ Examples
 >>> "bm25" in available_rerankers()
 True
 """
+
 from __future__ import annotations
 
 import importlib

@@ -15,8 +15,8 @@ Examples
 >>> sorted(r.request_body("q", ["a"]))
 ['documents', 'max_chunks_per_doc', 'model', 'overlap_tokens', 'query', 'return_documents', 'top_n']
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 from ..errors import ConfigurationError
 from .http.server_chunked import ServerChunkedReranker

@@ -17,9 +17,11 @@ Examples
 >>> r.request_body("q", ["a"])
 {'query': 'q', 'texts': ['a'], 'return_text': False, 'raw_scores': False}
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..core.options import boolean
 from .base import BatchResult

@@ -16,12 +16,13 @@ Examples
 >>> r.request_body("q", ["a", "b"])
 {'query': 'q', 'documents': ['a', 'b'], 'top_n': 2, 'model': 'BAAI/bge-reranker-v2-m3'}
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from ..errors import ConfigurationError
 from ..core.options import whole
+from ..errors import ConfigurationError
 from .http.chunked import ClientChunkedReranker
 
 __all__ = ["VLLMReranker"]
@@ -50,11 +51,13 @@ class VLLMReranker(ClientChunkedReranker):
     default_batch_size = 64
 
     def __init__(self, *, truncate_prompt_tokens: int | None = None, **options) -> None:
-        self.truncate_prompt_tokens = whole("truncate_prompt_tokens", truncate_prompt_tokens, minimum=-1,
-                                            allow_none=True)
+        self.truncate_prompt_tokens = whole(
+            "truncate_prompt_tokens", truncate_prompt_tokens, minimum=-1, allow_none=True
+        )
         if self.truncate_prompt_tokens == 0:
-            raise ConfigurationError("truncate_prompt_tokens must be -1 (the model's maximum) or a whole number "
-                                     ">= 1, got 0")
+            raise ConfigurationError(
+                "truncate_prompt_tokens must be -1 (the model's maximum) or a whole number >= 1, got 0"
+            )
         super().__init__(**options)
 
     def build_payload(self, query: str, documents: Sequence[str]) -> dict:

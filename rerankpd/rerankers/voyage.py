@@ -14,9 +14,10 @@ Examples
 >>> r.request_body("q", ["a", "b"])["top_k"], r.batch_size
 (2, 1000)
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..core.options import boolean
 from .http.chunked import ClientChunkedReranker
@@ -51,8 +52,14 @@ class VoyageReranker(ClientChunkedReranker):
     results_field = "data"
     max_documents = 1000
     #: Published tokens per request by model (query tokens x documents + the documents' tokens).
-    request_tokens_by_model = {"rerank-2.5": 600_000, "rerank-2.5-lite": 600_000, "rerank-2": 600_000,
-                               "rerank-2-lite": 600_000, "rerank-1": 100_000, "rerank-lite-1": 300_000}
+    request_tokens_by_model = {
+        "rerank-2.5": 600_000,
+        "rerank-2.5-lite": 600_000,
+        "rerank-2": 600_000,
+        "rerank-2-lite": 600_000,
+        "rerank-1": 100_000,
+        "rerank-lite-1": 300_000,
+    }
 
     def request_limits(self) -> tuple[int | None, int | None]:
         return self.max_documents, self.request_tokens_by_model.get(self.model or "", 100_000)

@@ -15,14 +15,15 @@ Traceback (most recent call last):
 ...
 KeyError: "column 'body' is not a column of the frame; its columns are ['text']"
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import pandas as pd
 
-from .columns import check_unicode
 from ..core.options import one_of, whole
+from .columns import check_unicode
 
 __all__ = ["ERRORS", "check_arguments"]
 
@@ -37,13 +38,15 @@ def check_arguments(df: Any, query: Any, column: Any, query_column: Any, top_n: 
     one_of("errors", errors, ERRORS)
     whole("top_n", top_n, minimum=1, allow_none=True)
     if (query is None) == (query_column is None):
-        raise ValueError("give exactly one of query (one query for every row) and query_column "
-                         "(a column holding each row's query)"
-                         + ("; got both" if query is not None else "; got neither"))
+        raise ValueError(
+            "give exactly one of query (one query for every row) and query_column "
+            "(a column holding each row's query)" + ("; got both" if query is not None else "; got neither")
+        )
     if query is not None:
         if not isinstance(query, str):
-            raise ValueError(f"query must be a string, got {type(query).__name__}; "
-                             "for a query per row use query_column=")
+            raise ValueError(
+                f"query must be a string, got {type(query).__name__}; for a query per row use query_column="
+            )
         if not query.strip():
             raise ValueError("query is empty")
         check_unicode(query, "query")
@@ -64,5 +67,7 @@ def _check_column(df: pd.DataFrame, name: str, value: Any) -> None:
     if not present:
         raise KeyError(f"{name} {value!r} is not a column of the frame; its columns are {list(df.columns)!r}")
     if not isinstance(df[value], pd.Series):
-        raise ValueError(f"{name} {value!r} names {df[value].shape[1]} columns of the frame "
-                         "(its column labels repeat); give each column a unique name first")
+        raise ValueError(
+            f"{name} {value!r} names {df[value].shape[1]} columns of the frame "
+            "(its column labels repeat); give each column a unique name first"
+        )

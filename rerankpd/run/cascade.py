@@ -29,6 +29,7 @@ Examples
 >>> out.index.tolist(), out["rerank_score"].notna().tolist()
 ([0, 1, 2, 3], [True, True, False, False])
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,13 +41,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core.options import whole
 from ..errors import RunCancelled, warn_user
 from ..pairs import build_pairs, rank_within_groups, sort_order, top_n_mask
 from ..rerankers.base import describe
 from .estimate import estimate, reranker_for_estimate
 from .pipeline import ERROR, RANK, SCORE, rerank
 from .progress import ProgressCallback
-from ..core.options import whole
 
 __all__ = ["CascadeEstimate", "estimate_cascade", "rerank_cascade"]
 
@@ -67,32 +68,71 @@ def _groups(df: pd.DataFrame, query: str | None, column: Any, query_column: Any)
     return pairs.row_group, pairs.row_pair >= 0
 
 
-def prefilter_scores(df: pd.DataFrame, query: str | None, column: Any, *, query_column: Any, prefilter: Any,
-                     cache: Any, progress: Any, errors: str,
-                     cancel: threading.Event | None = None) -> tuple[np.ndarray, str]:
+def prefilter_scores(
+    df: pd.DataFrame,
+    query: str | None,
+    column: Any,
+    *,
+    query_column: Any,
+    prefilter: Any,
+    cache: Any,
+    progress: Any,
+    errors: str,
+    cancel: threading.Event | None = None,
+) -> tuple[np.ndarray, str]:
     """Every row's prefilter score (NaN where it has none) and what the prefilter was; ``cancel`` stops a
     prefilter reranker's run between its requests (:class:`rerankpd.errors.RunCancelled`)."""
-    scores, name, _ = _prefilter_run(df, query, column, query_column=query_column, prefilter=prefilter, cache=cache,
-                                     progress=progress, errors=errors, cancel=cancel)
+    scores, name, _ = _prefilter_run(
+        df,
+        query,
+        column,
+        query_column=query_column,
+        prefilter=prefilter,
+        cache=cache,
+        progress=progress,
+        errors=errors,
+        cancel=cancel,
+    )
     return scores, name
 
 
-def _prefilter_run(df: pd.DataFrame, query: str | None, column: Any, *, query_column: Any, prefilter: Any,
-                   cache: Any, progress: Any, errors: str, cancel: threading.Event | None = None
-                   ) -> tuple[np.ndarray, str, np.ndarray | None]:
+def _prefilter_run(
+    df: pd.DataFrame,
+    query: str | None,
+    column: Any,
+    *,
+    query_column: Any,
+    prefilter: Any,
+    cache: Any,
+    progress: Any,
+    errors: str,
+    cancel: threading.Event | None = None,
+) -> tuple[np.ndarray, str, np.ndarray | None]:
     """:func:`prefilter_scores`, plus each row's prefilter error (None where it has none; the array is None
     when nothing could fail: a column, or ``errors="raise"``)."""
     if isinstance(prefilter, str) and prefilter in df.columns:
         values = df[prefilter]
-        if not isinstance(values, pd.Series) or not (pd.api.types.is_numeric_dtype(values)
-                                                     and not pd.api.types.is_bool_dtype(values)):
-            raise TypeError(f"prefilter column {prefilter!r} must hold numbers (the scores to rank by), "
-                            f"got dtype {getattr(values, 'dtype', 'of several columns')}")
+        if not isinstance(values, pd.Series) or not (
+            pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        ):
+            raise TypeError(
+                f"prefilter column {prefilter!r} must hold numbers (the scores to rank by), "
+                f"got dtype {getattr(values, 'dtype', 'of several columns')}"
+            )
         return values.to_numpy(dtype=np.float64, na_value=np.nan), f"column {prefilter!r}", None
-    out = rerank(df, query, column, query_column=query_column, reranker=prefilter, sort=False, cache=cache,
-                 progress=progress, errors=errors, _cancel=cancel)
-    name = prefilter if isinstance(prefilter, str) else (getattr(prefilter, "name", None) or
-                                                         type(prefilter).__name__)
+    out = rerank(
+        df,
+        query,
+        column,
+        query_column=query_column,
+        reranker=prefilter,
+        sort=False,
+        cache=cache,
+        progress=progress,
+        errors=errors,
+        _cancel=cancel,
+    )
+    name = prefilter if isinstance(prefilter, str) else (getattr(prefilter, "name", None) or type(prefilter).__name__)
     failures = out[ERROR].to_numpy(dtype=object) if ERROR in out.columns else None
     return out[SCORE].to_numpy(dtype=np.float64), str(name), failures
 
@@ -108,8 +148,9 @@ def candidate_mask(prefilter: np.ndarray, row_group: np.ndarray, has_text: np.nd
     return (ranks >= 1) & (ranks <= candidates)
 
 
-def cascade_ranks(main: np.ndarray, prefilter: np.ndarray, row_group: np.ndarray, has_text: np.ndarray,
-                  is_candidate: np.ndarray) -> np.ndarray:
+def cascade_ranks(
+    main: np.ndarray, prefilter: np.ndarray, row_group: np.ndarray, has_text: np.ndarray, is_candidate: np.ndarray
+) -> np.ndarray:
     """Ranks within each query: candidates the main reranker scored, by its score; then every other row with
     text, by prefilter score (rows with neither score last, by position); 0 for rows without text or query.
 
@@ -146,24 +187,58 @@ class _Scored:
     main_info: dict
 
 
-def _score(df, query, column, query_column, reranker, prefilter, candidates, cache, progress, errors,
-           cancel: threading.Event | None = None, on_progress: ProgressCallback | None = None) -> _Scored:
+def _score(
+    df,
+    query,
+    column,
+    query_column,
+    reranker,
+    prefilter,
+    candidates,
+    cache,
+    progress,
+    errors,
+    cancel: threading.Event | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> _Scored:
     """Prefilter, pick the candidates, score them. ``cancel`` (the pipeline's private hook) stops the run in the
     prefilter, between it and the main run, or in the main run; ``on_progress`` follows the main run."""
     candidates = whole("candidates", candidates, minimum=1)
-    pre, name, pre_errors = _prefilter_run(df, query, column, query_column=query_column, prefilter=prefilter,
-                                           cache=cache, progress=progress, errors=errors, cancel=cancel)
+    pre, name, pre_errors = _prefilter_run(
+        df,
+        query,
+        column,
+        query_column=query_column,
+        prefilter=prefilter,
+        cache=cache,
+        progress=progress,
+        errors=errors,
+        cancel=cancel,
+    )
     row_group, has_text = _groups(df, query, column, query_column)
     pre_failed = has_text & pd.notna(pre_errors) if pre_errors is not None else np.zeros(len(df), dtype=bool)
     # a row the prefilter failed on takes a place left free by the scored rows (after them, in row order)
     is_candidate = candidate_mask(np.where(pre_failed, -np.inf, pre), row_group, has_text, candidates)
     if cancel is not None and cancel.is_set():
-        raise RunCancelled(f"cancelled after the prefilter ({name}), before any of the {int(is_candidate.sum())} "
-                           "candidates reached the reranker")
+        raise RunCancelled(
+            f"cancelled after the prefilter ({name}), before any of the {int(is_candidate.sum())} "
+            "candidates reached the reranker"
+        )
     main = np.full(len(df), np.nan)
     subset = df.iloc[np.flatnonzero(is_candidate)]
-    ranked = rerank(subset, query, column, query_column=query_column, reranker=reranker, sort=False, cache=cache,
-                    progress=progress, errors=errors, _cancel=cancel, _on_progress=on_progress)
+    ranked = rerank(
+        subset,
+        query,
+        column,
+        query_column=query_column,
+        reranker=reranker,
+        sort=False,
+        cache=cache,
+        progress=progress,
+        errors=errors,
+        _cancel=cancel,
+        _on_progress=on_progress,
+    )
     main[np.flatnonzero(is_candidate)] = ranked[SCORE].to_numpy(dtype=np.float64)
     info = dict(ranked.attrs.get("rerank", {}))
     if ERROR in ranked.columns:
@@ -171,9 +246,11 @@ def _score(df, query, column, query_column, reranker, prefilter, candidates, cac
     left_out = np.flatnonzero(pre_failed & ~is_candidate)
     if len(left_out) and pre_errors is not None:  # failed as in a plain run: rerank_error says so, "failed" counts
         info["_prefilter_errors"] = (left_out, [f"prefilter {name}: {pre_errors[i]}" for i in left_out])
-        warn_user(f"cascade: the prefilter {name} failed on {len(left_out)} row(s) that found no place among the "
-                  f"{candidates} candidates; they are marked failed in rerank_error and ranked last "
-                  f"(first error: {pre_errors[left_out[0]]})")
+        warn_user(
+            f"cascade: the prefilter {name} failed on {len(left_out)} row(s) that found no place among the "
+            f"{candidates} candidates; they are marked failed in rerank_error and ranked last "
+            f"(first error: {pre_errors[left_out[0]]})"
+        )
     return _Scored(pre, name, row_group, has_text, main, is_candidate, info)
 
 
@@ -198,19 +275,35 @@ def _assemble(df: pd.DataFrame, s: _Scored, candidates: int, top_n: int | None, 
     if len(keep) != len(out) or sort:
         out = out.iloc[keep]
     info["rows"] = len(df)
-    info["cascade"] = {"prefilter": s.prefilter_name, "candidates": candidates,
-                       "pairs_to_reranker": int(info.get("unique_pairs", s.is_candidate.sum())),
-                       "rows_with_text": int(s.has_text.sum()), "candidate_rows": int(s.is_candidate.sum())}
+    info["cascade"] = {
+        "prefilter": s.prefilter_name,
+        "candidates": candidates,
+        "pairs_to_reranker": int(info.get("unique_pairs", s.is_candidate.sum())),
+        "rows_with_text": int(s.has_text.sum()),
+        "candidate_rows": int(s.is_candidate.sum()),
+    }
     out.attrs = dict(df.attrs)
     out.attrs["rerank"] = info
     return out
 
 
-def rerank_cascade(df: pd.DataFrame, query: str | None = None, column: Any = "text", *, query_column: Any = None,
-                   top_n: int | None = None, reranker: Any = None, prefilter: Any = "bm25", candidates: int = 100,
-                   sort: bool = True, cache: bool | str | os.PathLike = True, progress: bool | None = None,
-                   errors: str = "raise", _cancel: threading.Event | None = None,
-                   _on_progress: ProgressCallback | None = None) -> pd.DataFrame:
+def rerank_cascade(
+    df: pd.DataFrame,
+    query: str | None = None,
+    column: Any = "text",
+    *,
+    query_column: Any = None,
+    top_n: int | None = None,
+    reranker: Any = None,
+    prefilter: Any = "bm25",
+    candidates: int = 100,
+    sort: bool = True,
+    cache: bool | str | os.PathLike = True,
+    progress: bool | None = None,
+    errors: str = "raise",
+    _cancel: threading.Event | None = None,
+    _on_progress: ProgressCallback | None = None,
+) -> pd.DataFrame:
     """:func:`rerankpd.rerank` with a prefilter: see the module's notes (``rerank(..., prefilter=...)`` calls it).
 
     ``prefilter`` is a column of ``df`` holding scores (higher is better), a reranker name, or a reranker
@@ -219,8 +312,9 @@ def rerank_cascade(df: pd.DataFrame, query: str | None = None, column: Any = "te
     cascade between requests (:class:`rerankpd.errors.RunCancelled`), the callback follows the main run.
     """
     candidates = whole("candidates", candidates, minimum=1)
-    scored = _score(df, query, column, query_column, reranker, prefilter, candidates, cache, progress, errors,
-                    _cancel, _on_progress)
+    scored = _score(
+        df, query, column, query_column, reranker, prefilter, candidates, cache, progress, errors, _cancel, _on_progress
+    )
     return _assemble(df, scored, candidates, top_n, sort)
 
 
@@ -249,22 +343,39 @@ class CascadeEstimate:
         return self.without.approx_tokens - self.with_cascade.approx_tokens
 
     def to_dict(self) -> dict:
-        return {"prefilter": self.prefilter, "candidates": self.candidates, "exact": self.exact,
-                "without": self.without.to_dict(), "with_cascade": self.with_cascade.to_dict(),
-                "pairs_saved": self.pairs_saved, "tokens_saved": self.tokens_saved}
+        return {
+            "prefilter": self.prefilter,
+            "candidates": self.candidates,
+            "exact": self.exact,
+            "without": self.without.to_dict(),
+            "with_cascade": self.with_cascade.to_dict(),
+            "pairs_saved": self.pairs_saved,
+            "tokens_saved": self.tokens_saved,
+        }
 
     def __str__(self) -> str:
         about = "" if self.exact else "about "
-        return (f"cascade {self.prefilter} -> top {self.candidates} per query: {about}"
-                f"{self.with_cascade.to_score} pairs (~{self.with_cascade.approx_tokens} tokens) to score instead "
-                f"of {self.without.to_score} (~{self.without.approx_tokens} tokens); saves {about}"
-                f"{self.pairs_saved} pairs and ~{self.tokens_saved} tokens\n  with:    {self.with_cascade}"
-                f"\n  without: {self.without}")
+        return (
+            f"cascade {self.prefilter} -> top {self.candidates} per query: {about}"
+            f"{self.with_cascade.to_score} pairs (~{self.with_cascade.approx_tokens} tokens) to score instead "
+            f"of {self.without.to_score} (~{self.without.approx_tokens} tokens); saves {about}"
+            f"{self.pairs_saved} pairs and ~{self.tokens_saved} tokens\n  with:    {self.with_cascade}"
+            f"\n  without: {self.without}"
+        )
 
 
-def estimate_cascade(df: pd.DataFrame, query: str | None = None, column: Any = "text", *, query_column: Any = None,
-                     reranker: Any = None, prefilter: Any = "bm25", candidates: int = 100,
-                     cache: bool | str | os.PathLike = True, **checked: Any) -> CascadeEstimate:
+def estimate_cascade(
+    df: pd.DataFrame,
+    query: str | None = None,
+    column: Any = "text",
+    *,
+    query_column: Any = None,
+    reranker: Any = None,
+    prefilter: Any = "bm25",
+    candidates: int = 100,
+    cache: bool | str | os.PathLike = True,
+    **checked: Any,
+) -> CascadeEstimate:
     """:func:`rerankpd.estimate` with a prefilter (``estimate(..., prefilter=...)`` calls it).
 
     A prefilter that is a column, or a lexical reranker (bm25: local and cheap), is run, so the candidates
@@ -286,19 +397,37 @@ def estimate_cascade(df: pd.DataFrame, query: str | None = None, column: Any = "
         with reranker_for_estimate(prefilter) as model:
             cheap = describe(model).kind == "lexical"
     if cheap:
-        pre, name = prefilter_scores(df, query, column, query_column=query_column, prefilter=prefilter,
-                                     cache=cache, progress=False, errors="coerce")
+        pre, name = prefilter_scores(
+            df,
+            query,
+            column,
+            query_column=query_column,
+            prefilter=prefilter,
+            cache=cache,
+            progress=False,
+            errors="coerce",
+        )
         row_group, has_text = _groups(df, query, column, query_column)
         mask = candidate_mask(pre, row_group, has_text, candidates)
-        with_cascade = estimate(df.iloc[np.flatnonzero(mask)], query, column, query_column=query_column,
-                                reranker=reranker, cache=cache, **checked)
+        with_cascade = estimate(
+            df.iloc[np.flatnonzero(mask)],
+            query,
+            column,
+            query_column=query_column,
+            reranker=reranker,
+            cache=cache,
+            **checked,
+        )
         return CascadeEstimate(name, candidates, without, with_cascade, True)
     row_group, has_text = _groups(df, query, column, query_column)
     per_query = np.bincount(row_group[has_text & (row_group >= 0)]) if has_text.any() else np.zeros(0, int)
     share = float(np.minimum(per_query, candidates).sum()) / max(int(per_query.sum()), 1)
     to_score = round(without.to_score * share)
-    with_cascade = replace(without, to_score=to_score, approx_tokens=round(without.approx_tokens * share),
-                           requests=max(round(without.requests * share), 1 if to_score else 0))
-    name = prefilter if isinstance(prefilter, str) else (getattr(prefilter, "name", None) or
-                                                         type(prefilter).__name__)
+    with_cascade = replace(
+        without,
+        to_score=to_score,
+        approx_tokens=round(without.approx_tokens * share),
+        requests=max(round(without.requests * share), 1 if to_score else 0),
+    )
+    name = prefilter if isinstance(prefilter, str) else (getattr(prefilter, "name", None) or type(prefilter).__name__)
     return CascadeEstimate(str(name), candidates, without, with_cascade, False)

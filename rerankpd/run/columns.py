@@ -12,6 +12,7 @@ Examples
 >>> cells.codes.tolist(), list(cells.uniques)
 ([0, -1, -1, 0, 1], ['a', 'b'])
 """
+
 from __future__ import annotations
 
 from typing import Any, NoReturn
@@ -25,8 +26,10 @@ __all__ = ["BLANK", "WHITESPACE", "check_unicode", "text_cells"]
 
 #: Python's whitespace characters (those for which ``str.isspace()`` is True), listed rather than found
 #: by scanning every code point at import; ``tests/test_columns.py`` checks the list against that scan.
-WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-              "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 #: A blank text, exactly as ``not text.strip()`` decides it, as a regular expression (Python's and Arrow's).
 BLANK = "[" + WHITESPACE + "]*"
 
@@ -47,8 +50,10 @@ def check_unicode(text: str, what: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise TypeError(f"{what} is not valid Unicode (a lone surrogate {text[exc.start]!r} at position "
-                        f"{exc.start}); decode the source text with errors='replace' or drop it") from None
+        raise TypeError(
+            f"{what} is not valid Unicode (a lone surrogate {text[exc.start]!r} at position "
+            f"{exc.start}); decode the source text with errors='replace' or drop it"
+        ) from None
 
 
 def text_cells(series: pd.Series, column: Any) -> Factorized:
@@ -107,4 +112,5 @@ def _is_missing(value: Any) -> bool:
 def _not_text(column: Any, label: Any, value: Any) -> NoReturn:
     raise TypeError(
         f"column {column!r} must hold text (str) or missing values; the row with index "
-        f"{label!r} holds {type(value).__name__} {value!r:.60}")
+        f"{label!r} holds {type(value).__name__} {value!r:.60}"
+    )

@@ -30,13 +30,15 @@ Examples
 >>> out.scores.tolist(), out.stats.texts_embedded, out.stats.queries_embedded
 ([1.0, 0.0, 0.0], 2, 2)
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +48,17 @@ from ..pairs import Pairs, take_texts
 from ..rerankers.base import EmbeddingBatch, RerankerSpec, describe
 from .scheduler import Finished, run_bounded
 
-__all__ = ["EmbeddingBatch", "EmbeddingOutcome", "EmbeddingStats", "applies", "embed_groups", "embed_texts",
-           "execute_run", "rowwise_products", "score_pairs"]
+__all__ = [
+    "EmbeddingBatch",
+    "EmbeddingOutcome",
+    "EmbeddingStats",
+    "applies",
+    "embed_groups",
+    "embed_texts",
+    "execute_run",
+    "rowwise_products",
+    "score_pairs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -97,16 +108,19 @@ def _call(reranker: Any, spec: RerankerSpec, texts: list[str], role: str) -> Emb
     name = spec.name
     vectors = np.asarray(result.vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(texts):
-        raise BadResponseError(f"{name} returned embeddings of shape {vectors.shape} for {len(texts)} {role} "
-                               "texts; expected one row per text", provider=name)
+        raise BadResponseError(
+            f"{name} returned embeddings of shape {vectors.shape} for {len(texts)} {role} "
+            "texts; expected one row per text",
+            provider=name,
+        )
     if not np.isfinite(vectors).all():
-        raise BadResponseError(f"{name} returned an embedding with a non-finite value for a {role} text",
-                               provider=name)
+        raise BadResponseError(f"{name} returned an embedding with a non-finite value for a {role} text", provider=name)
     return EmbeddingBatch(vectors, dict(result.usage), result.attempts)
 
 
-def embed_texts(reranker: Any, texts: Sequence[str], role: str, **options) -> tuple[
-        list[np.ndarray | None], dict[int, str], BaseException | None]:
+def embed_texts(
+    reranker: Any, texts: Sequence[str], role: str, **options
+) -> tuple[list[np.ndarray | None], dict[int, str], BaseException | None]:
     """Embed ``texts`` (distinct), each once: from the cache, else in batches of ``batch_size``, up to
     ``max_concurrency`` batches in flight; each finished batch is written to the cache at once.
 
@@ -118,10 +132,18 @@ def embed_texts(reranker: Any, texts: Sequence[str], role: str, **options) -> tu
     return vectors[0], failed[0], error
 
 
-def embed_groups(reranker: Any, groups: Sequence[tuple[str, Sequence[str]]], *, batch_size: int | None = None,
-                 max_concurrency: int = 1, cache: EmbeddingCache | None = None,
-                 stats: EmbeddingStats | None = None, errors: str = "raise",
-                 cancel: threading.Event | None = None, on_batch: Callable[[int], None] | None = None):
+def embed_groups(
+    reranker: Any,
+    groups: Sequence[tuple[str, Sequence[str]]],
+    *,
+    batch_size: int | None = None,
+    max_concurrency: int = 1,
+    cache: EmbeddingCache | None = None,
+    stats: EmbeddingStats | None = None,
+    errors: str = "raise",
+    cancel: threading.Event | None = None,
+    on_batch: Callable[[int], None] | None = None,
+):
     """:func:`embed_texts` for several (role, texts) groups at once, their batches sharing one pool (so the
     queries' batch is in flight beside the documents' first ones). Returns lists with one entry per group."""
     stats = stats if stats is not None else EmbeddingStats()
@@ -139,7 +161,7 @@ def embed_groups(reranker: Any, groups: Sequence[tuple[str, Sequence[str]]], *, 
         else:
             stats.texts_from_cache += len(texts) - len(todo)
         size = batch_size or max(len(todo), 1)
-        plan.extend((g, todo[i:i + size]) for i in range(0, len(todo), size))
+        plan.extend((g, todo[i : i + size]) for i in range(0, len(todo), size))
     cancel = cancel if cancel is not None else threading.Event()
     state: dict[str, BaseException | None] = {"error": None}
 
@@ -177,8 +199,12 @@ def embed_groups(reranker: Any, groups: Sequence[tuple[str, Sequence[str]]], *, 
 
     run_bounded(call, iter(plan), report, stopping, max_concurrency, cancel)
     first_error = state["error"]
-    if first_error is None and cancel is not None and cancel.is_set() and any(
-            v is None for group in vectors for v in group):
+    if (
+        first_error is None
+        and cancel is not None
+        and cancel.is_set()
+        and any(v is None for group in vectors for v in group)
+    ):
         first_error = RunCancelled("cancelled while embedding; finished embeddings are cached")
     return vectors, failed, first_error
 
@@ -190,14 +216,16 @@ def _stack(vectors: list[np.ndarray | None], dim: int | None, name: str) -> tupl
     for i, vector in enumerate(vectors):
         if vector is not None:
             if vector.shape[0] != dim:
-                raise BadResponseError(f"{name}: embeddings of different sizes ({vector.shape[0]} and {dim}) in "
-                                       "one run; the model's identity should say what changed", provider=name)
+                raise BadResponseError(
+                    f"{name}: embeddings of different sizes ({vector.shape[0]} and {dim}) in "
+                    "one run; the model's identity should say what changed",
+                    provider=name,
+                )
             matrix[i] = vector
     return matrix, present
 
 
-def rowwise_products(queries: np.ndarray, texts: np.ndarray, query_of: np.ndarray,
-                     text_of: np.ndarray) -> np.ndarray:
+def rowwise_products(queries: np.ndarray, texts: np.ndarray, query_of: np.ndarray, text_of: np.ndarray) -> np.ndarray:
     """``queries[query_of[i]] . texts[text_of[i]]`` for every ``i``, in float32, returned as float64.
 
     >>> q = np.array([[1, 0], [0, 1]], dtype=np.float32)
@@ -211,10 +239,18 @@ def rowwise_products(queries: np.ndarray, texts: np.ndarray, query_of: np.ndarra
     return out
 
 
-def score_pairs(reranker: Any, pairs: Pairs, todo: np.ndarray, *, batch_size: int | None = None,
-                max_concurrency: int = 1, cache: EmbeddingCache | None = None, errors: str = "raise",
-                cancel: threading.Event | None = None, on_progress: ProgressCallback | None = None
-                ) -> EmbeddingOutcome:
+def score_pairs(
+    reranker: Any,
+    pairs: Pairs,
+    todo: np.ndarray,
+    *,
+    batch_size: int | None = None,
+    max_concurrency: int = 1,
+    cache: EmbeddingCache | None = None,
+    errors: str = "raise",
+    cancel: threading.Event | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> EmbeddingOutcome:
     """Score the pairs ``todo`` of ``pairs``: each distinct query and text embedded once, one product.
 
     Parameters
@@ -251,13 +287,22 @@ def score_pairs(reranker: Any, pairs: Pairs, todo: np.ndarray, *, batch_size: in
         if on_progress is not None:
             on_progress(done, total)
 
-    options: dict[str, Any] = dict(batch_size=batch_size, max_concurrency=max_concurrency, cache=cache,
-                                   stats=stats, errors=errors, cancel=cancel, on_batch=advance)
+    options: dict[str, Any] = dict(
+        batch_size=batch_size,
+        max_concurrency=max_concurrency,
+        cache=cache,
+        stats=stats,
+        errors=errors,
+        cancel=cancel,
+        on_batch=advance,
+    )
     if on_progress is not None:
         on_progress(0, total)
     (query_vectors, text_vectors), (query_failed, text_failed), failure = embed_groups(
-        reranker, [("query", [pairs.queries[i] for i in query_ids]), ("document", take_texts(pairs.texts, text_ids))],
-        **options)
+        reranker,
+        [("query", [pairs.queries[i] for i in query_ids]), ("document", take_texts(pairs.texts, text_ids))],
+        **options,
+    )
     known = next((v for v in (*query_vectors, *text_vectors) if v is not None), None)
     dim = None if known is None else known.shape[0]
     q_matrix, q_ok = _stack(query_vectors, dim, name)
@@ -272,8 +317,9 @@ def score_pairs(reranker: Any, pairs: Pairs, todo: np.ndarray, *, batch_size: in
     return EmbeddingOutcome(scores, pair_errors, stats, failure)
 
 
-def execute_run(run: Any, progress: Any, cancel: threading.Event | None,
-                on_progress: ProgressCallback | None) -> BaseException | None:
+def execute_run(
+    run: Any, progress: Any, cancel: threading.Event | None, on_progress: ProgressCallback | None
+) -> BaseException | None:
     """The pipeline's hook: score the planned pairs of ``run`` through the embedding path.
 
     Reads ``run.batches`` (the pairs the score cache did not have) and ``run.cache`` (the embedding cache is
@@ -303,9 +349,17 @@ def execute_run(run: Any, progress: Any, cancel: threading.Event | None,
             on_progress(pairs_done, n_pairs)
 
     try:
-        outcome = score_pairs(run.reranker, run.pairs, todo, batch_size=spec.batch_size,
-                              max_concurrency=spec.max_concurrency, cache=store, errors=run.errors, cancel=cancel,
-                              on_progress=report)
+        outcome = score_pairs(
+            run.reranker,
+            run.pairs,
+            todo,
+            batch_size=spec.batch_size,
+            max_concurrency=spec.max_concurrency,
+            cache=store,
+            errors=run.errors,
+            cancel=cancel,
+            on_progress=report,
+        )
     finally:
         if store is not None:
             store.close()

@@ -15,23 +15,25 @@ Examples
 >>> est.pairs, est.to_score, est.requests, est.approx_tokens
 (2, 2, 1, 24)
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import Any, ContextManager
+from typing import Any
 
 import pandas as pd
 
 from .. import config
-from .arguments import check_arguments
+from ..core.tokens import text_tokens
 from ..errors import RerankError, warn_user
-from .pipeline import reranker_in_use
 from ..rerankers import get_reranker, reranker_class
 from ..rerankers.base import Reranker
+from .arguments import check_arguments
+from .pipeline import reranker_in_use
 from .plan import plan_run
-from ..core.tokens import text_tokens
 
 __all__ = ["Estimate", "computes_locally", "duration", "estimate", "reranker_for_estimate"]
 
@@ -97,8 +99,10 @@ class Estimate:
             took = duration(self.seconds)
             took = took if took == "under a second" else f"about {took}"
             return f"{head}{self.to_score} to score on this machine, {took} ({self.timing})"
-        return (f"{head}{self.to_score} to score in {self.requests} request{'' if self.requests == 1 else 's'}, "
-                f"~{self.approx_tokens} tokens")
+        return (
+            f"{head}{self.to_score} to score in {self.requests} request{'' if self.requests == 1 else 's'}, "
+            f"~{self.approx_tokens} tokens"
+        )
 
 
 def estimate(
@@ -254,7 +258,7 @@ def _mode(reranker: Any) -> str | None:
     return mode if getattr(reranker, "kind", None) == "llm" and isinstance(mode, str) else None
 
 
-def reranker_for_estimate(reranker: Any, **options: Any) -> ContextManager[Reranker]:
+def reranker_for_estimate(reranker: Any, **options: Any) -> AbstractContextManager[Reranker]:
     """The reranker an estimate plans with, as a context manager; one made here (from a name or None) is
     closed after it.
 
@@ -291,8 +295,13 @@ def _keyless_class(name: str, options: dict) -> type | None:
     def refuse(self, *args: Any, **kwargs: Any) -> Any:
         raise RerankError(f"{self.name} was built without its API key to plan an estimate; it sends nothing")
 
-    members = {"key_required": False, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
-               "score_batch": refuse, "session": refuse}
+    members = {
+        "key_required": False,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "score_batch": refuse,
+        "session": refuse,
+    }
     for method in ("embed_queries", "embed_documents"):  # an embedding API embeds through its own request
         if callable(getattr(cls, method, None)):
             members[method] = refuse

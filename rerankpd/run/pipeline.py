@@ -19,6 +19,7 @@ Examples
 >>> out["rerank_rank"].tolist()
 [1, 2, <NA>]
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,20 +28,21 @@ import math
 import os
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import embedding_path as embedding
 from .. import config
-from .arguments import check_arguments
 from ..errors import RerankError, RunCancelled, warn_user
 from ..pairs import Pairs, rank_within_groups, scatter, sort_order, top_n_mask
-from .plan import Run, plan_run
-from .progress import Progress, ProgressCallback
 from ..rerankers import Reranker, get_reranker
 from ..rerankers.base import RerankerSpec
+from . import embedding_path as embedding
+from .arguments import check_arguments
+from .plan import Run, plan_run
+from .progress import Progress, ProgressCallback
 from .scheduler import run_requests
 
 __all__ = ["rerank", "scores"]
@@ -68,8 +70,9 @@ def reranker_in_use(reranker: Any, **options) -> Iterator[Reranker]:
                 model.close()
         return
     if isinstance(reranker, type):
-        raise ValueError(f"reranker is the class {reranker.__name__}; pass an object: "
-                         f"reranker={reranker.__name__}(...)")
+        raise ValueError(
+            f"reranker is the class {reranker.__name__}; pass an object: reranker={reranker.__name__}(...)"
+        )
     yield reranker
 
 
@@ -85,8 +88,9 @@ def scoring_for(spec: RerankerSpec) -> Callable[..., BaseException | None]:
     return score_in_batches
 
 
-def _score_embedding(run: Run, progress: Any, cancel: threading.Event | None,
-                     on_progress: ProgressCallback | None) -> BaseException | None:
+def _score_embedding(
+    run: Run, progress: Any, cancel: threading.Event | None, on_progress: ProgressCallback | None
+) -> BaseException | None:
     """An embedding reranker (``embed_queries``/``embed_documents``): :mod:`rerankpd.run.embedding_path`; one of
     kind "embedding" without those methods is scored in batches like any other."""
     if embedding.applies(run.spec):
@@ -94,17 +98,24 @@ def _score_embedding(run: Run, progress: Any, cancel: threading.Event | None,
     return score_in_batches(run, progress, cancel, on_progress)
 
 
-def score_in_batches(run: Run, progress: Any, cancel: threading.Event | None,
-                     on_progress: ProgressCallback | None) -> BaseException | None:
+def score_in_batches(
+    run: Run, progress: Any, cancel: threading.Event | None, on_progress: ProgressCallback | None
+) -> BaseException | None:
     """Send every planned batch; returns the error that stopped the run (errors='raise'), if any."""
     if run.spec.kind == "lexical" and isinstance(run.reranker, Reranker) and run.batches:
         run.reranker.prepare(run.doc_pairs.texts)  # corpus statistics over every distinct text, once
     counter = Progress(run.spec.name, run.to_score, run.from_cache, progress, on_progress)
     try:
-        outcome = run_requests(run.reranker, run.requests_to_send(), name=run.spec.name,
-                               max_in_flight=run.spec.max_concurrency,
-                               callbacks=(run.record, run.report_cache, counter), on_scored=run.store,
-                               cancel=cancel, stop_on_error=run.errors == "raise")
+        outcome = run_requests(
+            run.reranker,
+            run.requests_to_send(),
+            name=run.spec.name,
+            max_in_flight=run.spec.max_concurrency,
+            callbacks=(run.record, run.report_cache, counter),
+            on_scored=run.store,
+            cancel=cancel,
+            stop_on_error=run.errors == "raise",
+        )
     finally:
         counter.close()
     if outcome.cancelled:
@@ -162,8 +173,10 @@ def _without_output_columns(df: pd.DataFrame) -> pd.DataFrame:
         return df.copy(deep=False)
     earlier_run = isinstance(df.attrs.get("rerank"), dict) or {SCORE, RANK} <= set(present)
     if not earlier_run:
-        warn_user(f"the frame already has {', '.join(map(repr, present))}, which rerankpd writes; "
-                  "it is replaced in the result (rename that column to keep it)")
+        warn_user(
+            f"the frame already has {', '.join(map(repr, present))}, which rerankpd writes; "
+            "it is replaced in the result (rename that column to keep it)"
+        )
     return df.drop(columns=present)
 
 
@@ -241,10 +254,13 @@ def _say_how_to_resume(exc: BaseException, run: Run) -> None:
     if run.cache is not None:
         how = "they are cached too: run the same call again and only the missing rows are sent"
     else:
-        how = ("the cache was off, so a rerun sends every row again: turn the cache on, or rerank only the rows "
-               "whose rerank_score is NaN in exc.partial")
-    note = (f"{missing} of {missing + scored} rows were not scored; the {scored} scored rows are in exc.partial, "
-            f"and {how}")
+        how = (
+            "the cache was off, so a rerun sends every row again: turn the cache on, or rerank only the rows "
+            "whose rerank_score is NaN in exc.partial"
+        )
+    note = (
+        f"{missing} of {missing + scored} rows were not scored; the {scored} scored rows are in exc.partial, and {how}"
+    )
     if isinstance(exc, RerankError):
         message = f"{exc.args[0] if exc.args else ''} -- {note}"
         exc.args = (message, *exc.args[1:])
@@ -288,9 +304,17 @@ def rerank(
 
 
 def _log_summary(info: dict) -> None:
-    logger.info("reranked %d rows with %s (%s): %d pairs, %d from cache, %d sent in %d requests, %.2fs",
-                info["rows"], info["reranker"], info["model"], info["unique_pairs"], info["from_cache"],
-                info["sent"], info["requests"], info["seconds"])
+    logger.info(
+        "reranked %d rows with %s (%s): %d pairs, %d from cache, %d sent in %d requests, %.2fs",
+        info["rows"],
+        info["reranker"],
+        info["model"],
+        info["unique_pairs"],
+        info["from_cache"],
+        info["sent"],
+        info["requests"],
+        info["seconds"],
+    )
 
 
 def scores(
@@ -321,4 +345,3 @@ def scores(
     run = _run(df, query, column, query_column, reranker, cache, progress, errors, None, _cancel, _on_progress)
     pairs, pair_scores, _, _ = _doc_level(run)
     return pd.Series(scatter(pair_scores, pairs.row_pair), index=df.index, name=SCORE, dtype="float64")
-

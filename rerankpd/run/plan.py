@@ -15,24 +15,26 @@ Examples
 >>> run.pairs.n_pairs, run.batches, run.to_score
 (2, [[0, 1]], 2)
 """
+
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..cache import RunCache
 from ..core.chunking import ChunkPlan, plan_chunks
-from .columns import text_cells
+from ..core.tokens import text_tokens
 from ..errors import WarnOnce
 from ..pairs import Pairs, build_pairs, plan_batches, take_texts
 from ..rerankers.base import BatchResult, RerankerSpec, describe
+from .columns import text_cells
 from .scheduler import Finished, Request
-from ..core.tokens import text_tokens
 
 __all__ = ["Run", "plan_run"]
 
@@ -92,8 +94,9 @@ class Run:
         if isinstance(texts, pd.Index) and self.batches and len(texts) <= LIST_TEXTS_UP_TO:
             texts = texts.tolist()  # few enough to hold as str at once: cheaper than a take per request
         for batch in self.batches:
-            yield Request(pairs.queries[pairs.pair_group[batch[0]]], take_texts(texts, pairs.pair_text[batch]),
-                          key=batch)
+            yield Request(
+                pairs.queries[pairs.pair_group[batch[0]]], take_texts(texts, pairs.pair_text[batch]), key=batch
+            )
 
     def record(self, finished: Finished) -> None:
         """A scheduler callback: keep a finished request's scores, or its error for each of its pairs."""
@@ -124,8 +127,9 @@ class Run:
             self.cache.report()
 
 
-def plan_run(df: pd.DataFrame, query: str | None, column: Any, query_column: Any, reranker: Any,
-             cache: Any, errors: str) -> Run:
+def plan_run(
+    df: pd.DataFrame, query: str | None, column: Any, query_column: Any, reranker: Any, cache: Any, errors: str
+) -> Run:
     """Read the frame, describe the reranker, open the cache and plan the requests; nothing is sent.
 
     Expects arguments already checked by :func:`rerankpd.run.arguments.check_arguments`. The caller closes
@@ -138,8 +142,18 @@ def plan_run(df: pd.DataFrame, query: str | None, column: Any, query_column: Any
     chunks = plan_chunks(pairs, spec.chunking) if spec.chunking is not None else None
     if chunks is not None:
         pairs = chunks.work  # the (query, chunk) pairs are what is cached, batched and sent
-    run = Run(df=df, column=column, query=query, query_column=query_column, reranker=reranker, spec=spec,
-              pairs=pairs, errors=errors, pair_scores=np.full(pairs.n_pairs, np.nan), chunks=chunks)
+    run = Run(
+        df=df,
+        column=column,
+        query=query,
+        query_column=query_column,
+        reranker=reranker,
+        spec=spec,
+        pairs=pairs,
+        errors=errors,
+        pair_scores=np.full(pairs.n_pairs, np.nan),
+        chunks=chunks,
+    )
     if pairs.n_pairs and spec.cacheable:
         assert spec.identity is not None  # cacheable: pairwise with an identity
         run.cache = RunCache.open(cache, spec.identity, spec.name)
@@ -176,6 +190,9 @@ NOT_CACHED_WARNING = WarnOnce()
 
 def _warn_not_cached(reranker: Any, spec: RerankerSpec) -> None:
     """Say once per reranker class per process that its scores are not cached, and how to fix it."""
-    NOT_CACHED_WARNING(f"{spec.name}: scores are not cached because the reranker names no model (a server can "
-                       "change models behind one URL) or declares no identity(); pass model=... (or define "
-                       "identity(), returning everything that decides the scores) to cache them", key=type(reranker))
+    NOT_CACHED_WARNING(
+        f"{spec.name}: scores are not cached because the reranker names no model (a server can "
+        "change models behind one URL) or declares no identity(); pass model=... (or define "
+        "identity(), returning everything that decides the scores) to cache them",
+        key=type(reranker),
+    )

@@ -12,9 +12,11 @@ Examples
 >>> calls
 [(0, 2), (2, 2)]
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .scheduler import Finished
 
@@ -34,8 +36,9 @@ class Progress:
     ``progress``: None shows the bar when the work takes more than a second, True always, False never.
     """
 
-    def __init__(self, name: str, total: int, cached: int, progress: Any,
-                 on_progress: ProgressCallback | None = None) -> None:
+    def __init__(
+        self, name: str, total: int, cached: int, progress: Any, on_progress: ProgressCallback | None = None
+    ) -> None:
         self.name, self.total, self.cached = name, total, cached
         self.done = self.failed = 0
         self._on_progress = on_progress
@@ -78,5 +81,12 @@ def progress_bar(name: str, total: int, progress: Any):
     ``progress`` is True (then at once), left on screen only then; the one place its look is decided."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=f"rerank [{name}]", unit="pair", delay=0 if progress else 1.0,
-                dynamic_ncols=True, leave=bool(progress), smoothing=SMOOTHING)
+    return tqdm(
+        total=total,
+        desc=f"rerank [{name}]",
+        unit="pair",
+        delay=0 if progress else 1.0,
+        dynamic_ncols=True,
+        leave=bool(progress),
+        smoothing=SMOOTHING,
+    )

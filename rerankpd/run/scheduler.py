@@ -29,19 +29,21 @@ Examples
 >>> seen[0].result.scores.tolist(), outcome.error, outcome.cancelled
 ([1.0, 3.0], None, False)
 """
+
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from ..core.options import is_whole
 from ..errors import BadResponseError, RunCancelled
 from ..rerankers.base import BatchResult, EmbeddingBatch, Reranker
-from ..core.options import is_whole
 
 __all__ = ["Finished", "Outcome", "Request", "run_bounded", "run_requests", "score_request"]
 
@@ -100,18 +102,24 @@ def score_request(reranker: Any, name: str, query: str, documents: list[str]) ->
         result = reranker.score_batch(query, documents)
     else:
         result = BatchResult(list(reranker.score(query, documents)))
-    values = np.asarray(result.scores, dtype=np.float64).reshape(-1)   # also reads lists of str/int scores
+    values = np.asarray(result.scores, dtype=np.float64).reshape(-1)  # also reads lists of str/int scores
     if len(values) != len(documents):
-        raise BadResponseError(f"{name} returned {len(values)} scores for {len(documents)} documents",
-                               provider=name)
+        raise BadResponseError(f"{name} returned {len(values)} scores for {len(documents)} documents", provider=name)
     finite = np.isfinite(values)
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])
-        raise BadResponseError(f"{name} returned a score of {values[bad]} for document {bad} of the "
-                               f"{len(documents)} in a request; scores must be finite numbers", provider=name)
+        raise BadResponseError(
+            f"{name} returned a score of {values[bad]} for document {bad} of the "
+            f"{len(documents)} in a request; scores must be finite numbers",
+            provider=name,
+        )
     requests = getattr(result, "requests", 1)
-    return BatchResult(values, dict(result.usage), result.attempts if is_whole(result.attempts) else 1,
-                       requests if is_whole(requests) and requests >= 0 else 1)
+    return BatchResult(
+        values,
+        dict(result.usage),
+        result.attempts if is_whole(result.attempts) else 1,
+        requests if is_whole(requests) and requests >= 0 else 1,
+    )
 
 
 def _finished(request: Any, call: Callable[[], R]) -> Finished[R]:
@@ -123,10 +131,17 @@ def _finished(request: Any, call: Callable[[], R]) -> Finished[R]:
     return Finished(request, result, None, result.attempts)
 
 
-def run_requests(reranker: Any, requests: Iterable[Request], *, name: str, max_in_flight: int = 1,
-                 callbacks: Sequence[Callback] = (), cancel: threading.Event | None = None,
-                 stop_on_error: bool = True,
-                 on_scored: Callable[[Request, BatchResult], None] | None = None) -> Outcome:
+def run_requests(
+    reranker: Any,
+    requests: Iterable[Request],
+    *,
+    name: str,
+    max_in_flight: int = 1,
+    callbacks: Sequence[Callback] = (),
+    cancel: threading.Event | None = None,
+    stop_on_error: bool = True,
+    on_scored: Callable[[Request, BatchResult], None] | None = None,
+) -> Outcome:
     """Send ``requests`` to ``reranker``, up to ``max_in_flight`` at once, reporting each to ``callbacks``.
 
     ``on_scored(request, result)`` is called in the thread that ran each successful request, before the
@@ -168,8 +183,14 @@ def run_requests(reranker: Any, requests: Iterable[Request], *, name: str, max_i
     return Outcome(state["error"], cancelled, state["finished"])
 
 
-def run_bounded(call: Callable[[Any], Any], jobs: Iterator[Any], report: Callable[[Finished], None],
-                stopping: Callable[[], bool], max_in_flight: int, cancel: threading.Event) -> None:
+def run_bounded(
+    call: Callable[[Any], Any],
+    jobs: Iterator[Any],
+    report: Callable[[Finished], None],
+    stopping: Callable[[], bool],
+    max_in_flight: int,
+    cancel: threading.Event,
+) -> None:
     """The one bounded in-flight loop: ``call(job)`` for each of ``jobs``, up to ``max_in_flight`` at once.
 
     Each job is reported as a :class:`Finished` (its ``request`` is the job) in the calling thread as soon
@@ -191,7 +212,7 @@ def _one_at_a_time(call, todo, report, stopping) -> None:
         request = next(todo, None)
         if request is None:
             return
-        report(_finished(request, lambda: call(request)))
+        report(_finished(request, lambda: call(request)))  # noqa: B023 - called within this iteration
 
 
 def _in_flight(call, todo, report, stopping, max_in_flight: int, cancel: threading.Event) -> None:
@@ -219,8 +240,11 @@ def _in_flight(call, todo, report, stopping, max_in_flight: int, cancel: threadi
         # Ctrl-C or a failure of our own: keep what is already in flight, then let the exception go on.
         cancel.set()  # no new attempt starts; a reranker's retry sleeps wake
         if pending:
-            logger.warning("rerankpd: waiting for %d requests in flight so their scores are kept "
-                           "(interrupt again to abandon them)", len(pending))
+            logger.warning(
+                "rerankpd: waiting for %d requests in flight so their scores are kept "
+                "(interrupt again to abandon them)",
+                len(pending),
+            )
         try:
             for future, request in list(pending.items()):
                 finished = _finished(request, future.result)

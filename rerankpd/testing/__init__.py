@@ -26,6 +26,7 @@ Examples
 >>> out.index.tolist(), len(server.requests)
 ([0, 1], 1)
 """
+
 from __future__ import annotations
 
 from . import dialects

@@ -34,6 +34,7 @@ Examples
 >>> OpenAIChatDialect().respond(check_chat_request(body), overlap_score)["choices"][0]["message"]["content"]
 '[2] > [1]'
 """
+
 from __future__ import annotations
 
 import html
@@ -41,26 +42,48 @@ import math
 import re
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .dialects import Dialect, RequestRejected, register_dialect
 
-__all__ = ["CHAT_FIELDS", "MALFORMED_KINDS", "FakeChatModel", "OpenAIChatDialect", "check_chat_request",
-           "count_tokens"]
+__all__ = ["CHAT_FIELDS", "MALFORMED_KINDS", "FakeChatModel", "OpenAIChatDialect", "check_chat_request", "count_tokens"]
 
 #: The request fields of the chat completions reference this fake accepts (others are a 400, as OpenAI does).
-CHAT_FIELDS = frozenset({"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-                         "logprobs", "top_logprobs", "n", "seed", "stop", "stream", "user", "frequency_penalty",
-                         "presence_penalty", "response_format"})
+CHAT_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "logprobs",
+        "top_logprobs",
+        "n",
+        "seed",
+        "stop",
+        "stream",
+        "user",
+        "frequency_penalty",
+        "presence_penalty",
+        "response_format",
+    }
+)
 ROLES = frozenset({"system", "developer", "user", "assistant"})
 MALFORMED_KINDS = ("unknown", "repeat", "missing", "garbage", "unclear")
 
-_CJK_CHAR = re.compile("[\u1100-\u11ff\u3040-\u30ff\u3100-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
-                       "\uf900-\ufaff\U00020000-\U0003134f]")
-_POINTWISE = re.compile(r"Query: <query>(?P<query>.*?)</query>\n\nDocument: <document>(?P<document>.*?)</document>"
-                        r"\n\n(?P<ask>[^\n]*)\Z", re.DOTALL)
-_LISTWISE = re.compile(r"Query: <query>(?P<query>.*?)</query>\n\n(?P<passages>\[1\] <passage>.*?)\n\nRank the",
-                       re.DOTALL)
+_CJK_CHAR = re.compile(
+    "[\u1100-\u11ff\u3040-\u30ff\u3100-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f]"
+)
+_POINTWISE = re.compile(
+    r"Query: <query>(?P<query>.*?)</query>\n\nDocument: <document>(?P<document>.*?)</document>"
+    r"\n\n(?P<ask>[^\n]*)\Z",
+    re.DOTALL,
+)
+_LISTWISE = re.compile(
+    r"Query: <query>(?P<query>.*?)</query>\n\n(?P<passages>\[1\] <passage>.*?)\n\nRank the", re.DOTALL
+)
 _PASSAGE = re.compile(r"^\[(\d+)\] <passage>(.*)</passage>$", re.MULTILINE)
 
 
@@ -90,10 +113,14 @@ def check_chat_request(body: Any) -> dict:
     if not isinstance(messages, list) or not messages:
         raise RequestRejected("messages must be a non-empty array")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES \
-                or not isinstance(message.get("content"), str):
-            raise RequestRejected(f"messages[{i}] must be an object with a role ({', '.join(sorted(ROLES))}) "
-                                      "and text content")
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in ROLES
+            or not isinstance(message.get("content"), str)
+        ):
+            raise RequestRejected(
+                f"messages[{i}] must be an object with a role ({', '.join(sorted(ROLES))}) and text content"
+            )
     if "max_tokens" in body and "max_completion_tokens" in body:
         raise RequestRejected("give max_tokens or max_completion_tokens, not both")
     for name in ("max_tokens", "max_completion_tokens"):
@@ -131,8 +158,9 @@ class FakeChatModel:
         ``finish_reason: "length"``.
     """
 
-    def __init__(self, score_fn: Callable[[str, str], float] | None = None, logprobs: bool = True,
-                 reasoning_tokens: int = 0) -> None:
+    def __init__(
+        self, score_fn: Callable[[str, str], float] | None = None, logprobs: bool = True, reasoning_tokens: int = 0
+    ) -> None:
         self.score_fn = score_fn
         self.logprobs = logprobs
         self.reasoning_tokens = reasoning_tokens
@@ -168,12 +196,14 @@ class FakeChatModel:
         alternatives = None
         pointwise, listwise = _POINTWISE.search(prompt), _LISTWISE.search(prompt)
         if pointwise and "yes or no" in pointwise["ask"]:
-            alternatives = self._yes_no(score_fn, html.unescape(pointwise["query"]),
-                                        html.unescape(pointwise["document"]))
+            alternatives = self._yes_no(
+                score_fn, html.unescape(pointwise["query"]), html.unescape(pointwise["document"])
+            )
             content = alternatives[0]["token"].strip()
         elif pointwise and "0" in pointwise["ask"] and "10" in pointwise["ask"]:
-            content = str(round(10 * self._p(score_fn, html.unescape(pointwise["query"]),
-                                             html.unescape(pointwise["document"]))))
+            content = str(
+                round(10 * self._p(score_fn, html.unescape(pointwise["query"]), html.unescape(pointwise["document"])))
+            )
         elif listwise:
             content = self._ranking(score_fn, html.unescape(listwise["query"]), listwise["passages"])
         else:
@@ -186,23 +216,42 @@ class FakeChatModel:
             self.served += 1
             self.prompt_tokens += used
             serial = self.served
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": content},
-                                  "logprobs": None, "finish_reason": finish}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "logprobs": None,
+            "finish_reason": finish,
+        }
         if body.get("logprobs") and self.logprobs:
-            choice["logprobs"] = {"content": _token_logprobs(content, alternatives, body.get("top_logprobs", 0)),
-                                  "refusal": None}
+            choice["logprobs"] = {
+                "content": _token_logprobs(content, alternatives, body.get("top_logprobs", 0)),
+                "refusal": None,
+            }
         completion = max(1, count_tokens(content)) + thinking
-        return {"id": f"chatcmpl-loopback-{serial}", "object": "chat.completion", "created": int(time.time()),
-                "model": body["model"], "choices": [choice],
-                "usage": {"prompt_tokens": used, "completion_tokens": completion, "total_tokens": used + completion}}
+        return {
+            "id": f"chatcmpl-loopback-{serial}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [choice],
+            "usage": {"prompt_tokens": used, "completion_tokens": completion, "total_tokens": used + completion},
+        }
 
     def _yes_no(self, score_fn, query: str, document: str) -> list[dict]:
         if self._take_malformed(("unclear",)):
-            return [{"token": "Sure", "logprob": math.log(0.6)}, {"token": "The", "logprob": math.log(0.3)},
-                    {"token": "Maybe", "logprob": math.log(0.05)}]
+            return [
+                {"token": "Sure", "logprob": math.log(0.6)},
+                {"token": "The", "logprob": math.log(0.3)},
+                {"token": "Maybe", "logprob": math.log(0.05)},
+            ]
         p = self._p(score_fn, query, document)
-        shares = [("Yes", 0.97 * p * 0.7), (" yes", 0.97 * p * 0.3), ("No", 0.97 * (1 - p) * 0.8),
-                  ("no", 0.97 * (1 - p) * 0.2), ("Maybe", 0.03)]
+        shares = [
+            ("Yes", 0.97 * p * 0.7),
+            (" yes", 0.97 * p * 0.3),
+            ("No", 0.97 * (1 - p) * 0.8),
+            ("no", 0.97 * (1 - p) * 0.2),
+            ("Maybe", 0.03),
+        ]
         ranked = sorted(shares, key=lambda item: -item[1])
         return [{"token": token, "logprob": math.log(share)} for token, share in ranked]
 
@@ -223,6 +272,7 @@ class FakeChatModel:
 
 def _token_logprobs(content: str, alternatives: list[dict] | None, top: int) -> list[dict]:
     """``logprobs.content``: one entry per answer token (the first with its alternatives, if any)."""
+
     def entry(token: str, logprob: float) -> dict:
         return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
 
@@ -255,11 +305,15 @@ class OpenAIChatDialect(Dialect):
         body = check_chat_request(body)
         if self.model.reasoning_tokens:
             if body.get("temperature", 1) != 1:
-                raise RequestRejected(f"Unsupported value: 'temperature' does not support {body['temperature']} "
-                                      "with this model. Only the default (1) value is supported.")
+                raise RequestRejected(
+                    f"Unsupported value: 'temperature' does not support {body['temperature']} "
+                    "with this model. Only the default (1) value is supported."
+                )
             if "max_tokens" in body:
-                raise RequestRejected("Unsupported parameter: 'max_tokens' is not supported with this model. "
-                                      "Use 'max_completion_tokens' instead.")
+                raise RequestRejected(
+                    "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                    "Use 'max_completion_tokens' instead."
+                )
             if body.get("logprobs"):
                 raise RequestRejected("Unsupported parameter: 'logprobs' is not supported with this model.")
         return body
@@ -273,13 +327,19 @@ class OpenAIChatDialect(Dialect):
 
     def incomplete(self, request: dict) -> dict:
         """A 200 answer a client cannot use (no choices), for the server's ``missing_index`` fault."""
-        return {"id": "chatcmpl-loopback-broken", "object": "chat.completion", "created": 0,
-                "model": request["model"], "choices": [],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+        return {
+            "id": "chatcmpl-loopback-broken",
+            "object": "chat.completion",
+            "created": 0,
+            "model": request["model"],
+            "choices": [],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
 
     def error_body(self, status: int, message: str) -> dict:
         kind = {401: "authentication_error", 429: "rate_limit_exceeded"}.get(
-            status, "invalid_request_error" if status < 500 else "server_error")
+            status, "invalid_request_error" if status < 500 else "server_error"
+        )
         return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
 
 

@@ -50,9 +50,11 @@ Examples
 >>> DIALECTS.pop("echo-doc") is Echo
 True
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from ..core.tokens import request_tokens
 
@@ -125,8 +127,13 @@ class Dialect:
 
     def error_body(self, status: int, message: str) -> Any:
         """OpenAI-style ``{"error": {"message", "type", "code"}}``."""
-        return {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
-                          "code": status}}
+        return {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error" if status < 500 else "server_error",
+                "code": status,
+            }
+        }
 
 
 def _object(body: Any, allowed: frozenset[str] | None, required: tuple[str, ...]) -> dict:
@@ -160,8 +167,9 @@ def _check_request_tokens(query: str, documents: list[str], model: Any, caps: di
     cap = caps.get(model, default) if isinstance(model, str) else default
     total = request_tokens(query, documents)
     if total > cap:
-        raise RequestRejected(f"the request has {total} tokens (query tokens x documents + documents' tokens); "
-                              f"at most {cap} for {model}")
+        raise RequestRejected(
+            f"the request has {total} tokens (query tokens x documents + documents' tokens); at most {cap} for {model}"
+        )
 
 
 def _top(value: Any, name: str, allow_zero: bool) -> int | None:
@@ -202,11 +210,17 @@ class RerankDialect(Dialect):
 
     def request_from(self, texts_at: dict, options_at: dict) -> RerankRequest:
         """The request from the object holding the texts and the one holding the options."""
-        query, documents = _texts(texts_at.get("query"), texts_at.get(self.documents_field), self.documents_field,
-                                  self.max_documents, self.limit_status)
+        query, documents = _texts(
+            texts_at.get("query"),
+            texts_at.get(self.documents_field),
+            self.documents_field,
+            self.max_documents,
+            self.limit_status,
+        )
         top_n = _top(options_at.get(self.top_field), self.top_field, self.top_allows_zero) if self.top_field else None
         echo = self.echoes_documents or (
-            self.return_field is not None and bool(options_at.get(self.return_field, self.return_default)))
+            self.return_field is not None and bool(options_at.get(self.return_field, self.return_default))
+        )
         return RerankRequest(query, documents, top_n, echo)
 
     def texts(self, request: RerankRequest) -> list[str]:
@@ -226,8 +240,7 @@ class RerankDialect(Dialect):
         """The usage the server reports: characters of the query and the documents."""
         return len(request.query) + sum(len(d) for d in request.documents)
 
-    def render(self, ranked: list[tuple[int, float]], documents: list[str], return_documents: bool,
-               tokens: int) -> Any:
+    def render(self, ranked: list[tuple[int, float]], documents: list[str], return_documents: bool, tokens: int) -> Any:
         """The answer for ``ranked`` ``(index, score)`` pairs: the one rendering loop of every rerank dialect."""
         results = []
         for index, score in ranked:
@@ -241,8 +254,10 @@ class RerankDialect(Dialect):
 
     def envelope(self, results: list[dict], tokens: int) -> Any:
         """The answer around its results (OpenAI-style usage by default)."""
-        return {self.results_field: results,
-                "usage": {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens}}
+        return {
+            self.results_field: results,
+            "usage": {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens},
+        }
 
 
 class DMXAPIDialect(RerankDialect):
@@ -255,8 +270,18 @@ class SiliconFlowDialect(RerankDialect):
     """SiliconFlow: https://docs.siliconflow.cn/en/api-reference/rerank/create-rerank. Usage in ``tokens``,
     errors ``{"code", "message", "data"}``, Bearer auth, ``overlap_tokens`` at most 80."""
 
-    fields = frozenset({"model", "query", "documents", "top_n", "return_documents", "max_chunks_per_doc",
-                        "overlap_tokens", "instruction"})
+    fields = frozenset(
+        {
+            "model",
+            "query",
+            "documents",
+            "top_n",
+            "return_documents",
+            "max_chunks_per_doc",
+            "overlap_tokens",
+            "instruction",
+        }
+    )
 
     def parse_request(self, body):
         request = super().parse_request(body)
@@ -266,8 +291,11 @@ class SiliconFlowDialect(RerankDialect):
         return request
 
     def envelope(self, results, tokens):
-        return {"id": "loopback-siliconflow", "results": results,
-                "tokens": {"input_tokens": tokens, "output_tokens": 0}}
+        return {
+            "id": "loopback-siliconflow",
+            "results": results,
+            "tokens": {"input_tokens": tokens, "output_tokens": 0},
+        }
 
     def error_body(self, status, message):
         return {"code": 20000 + status, "message": message, "data": None}
@@ -284,9 +312,15 @@ class CohereDialect(RerankDialect):
     max_documents = 10_000
 
     def envelope(self, results, tokens):
-        return {"results": results, "id": "loopback-cohere",
-                "meta": {"api_version": {"version": "2", "is_experimental": False},
-                         "billed_units": {"search_units": 1}, "tokens": {"input_tokens": tokens, "output_tokens": 0}}}
+        return {
+            "results": results,
+            "id": "loopback-cohere",
+            "meta": {
+                "api_version": {"version": "2", "is_experimental": False},
+                "billed_units": {"search_units": 1},
+                "tokens": {"input_tokens": tokens, "output_tokens": 0},
+            },
+        }
 
     def error_body(self, status, message):
         return {"id": "loopback-cohere-error", "message": f"invalid request: {message}"}
@@ -299,8 +333,11 @@ class JinaDialect(RerankDialect):
     return_default = True
 
     def envelope(self, results, tokens):
-        return {"model": "jina-reranker-v2-base-multilingual",
-                "usage": {"total_tokens": tokens, "prompt_tokens": tokens}, "results": results}
+        return {
+            "model": "jina-reranker-v2-base-multilingual",
+            "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
+            "results": results,
+        }
 
     def error_body(self, status, message):
         return {"detail": message}
@@ -321,8 +358,9 @@ class VoyageDialect(RerankDialect):
         request = super().parse_request(body)
         if "truncation" in body and not isinstance(body["truncation"], bool):
             raise RequestRejected("truncation must be a boolean")
-        _check_request_tokens(request.query, request.documents, body.get("model"), self.request_tokens_by_model,
-                              600_000)
+        _check_request_tokens(
+            request.query, request.documents, body.get("model"), self.request_tokens_by_model, 600_000
+        )
         return request
 
     request_tokens_by_model = {"rerank-1": 100_000, "rerank-lite-1": 300_000}
@@ -344,8 +382,14 @@ class DashScopeDialect(RerankDialect):
     fields = frozenset({"model", "input", "parameters"})
     required = ("model", "input")
     max_documents = 500
-    codes = {400: "InvalidParameter", 401: "InvalidApiKey", 403: "AccessDenied", 404: "InvalidURL",
-             429: "Throttling.RateQuota", 500: "InternalError"}
+    codes = {
+        400: "InvalidParameter",
+        401: "InvalidApiKey",
+        403: "AccessDenied",
+        404: "InvalidURL",
+        429: "Throttling.RateQuota",
+        500: "InternalError",
+    }
 
     def parse_request(self, body):
         body = _object(body, self.fields, self.required)
@@ -358,19 +402,20 @@ class DashScopeDialect(RerankDialect):
         if "instruct" in parameters and not isinstance(parameters["instruct"], str):
             raise RequestRejected("parameters.instruct must be a string")
         request = self.request_from(given, parameters)
-        _check_request_tokens(request.query, request.documents, body.get("model"), self.request_tokens_by_model,
-                              30_000)
+        _check_request_tokens(request.query, request.documents, body.get("model"), self.request_tokens_by_model, 30_000)
         return request
 
     request_tokens_by_model = {"gte-rerank-v2": 30_000, "qwen3-rerank": 120_000}
 
     def envelope(self, results, tokens):
-        return {"output": {"results": results}, "usage": {"total_tokens": tokens},
-                "request_id": "loopback-dashscope"}
+        return {"output": {"results": results}, "usage": {"total_tokens": tokens}, "request_id": "loopback-dashscope"}
 
     def error_body(self, status, message):
-        return {"code": self.codes.get(status, "InternalError"), "message": message,
-                "request_id": "loopback-dashscope-error"}
+        return {
+            "code": self.codes.get(status, "InternalError"),
+            "message": message,
+            "request_id": "loopback-dashscope-error",
+        }
 
 
 class TEIDialect(RerankDialect):
@@ -417,8 +462,14 @@ class InfinityDialect(RerankDialect):
     document_as = "null"
 
     def envelope(self, results, tokens):
-        return {"object": "rerank", "results": results, "model": "loopback-model",
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}, "id": "infinity-loopback", "created": 0}
+        return {
+            "object": "rerank",
+            "results": results,
+            "model": "loopback-model",
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "id": "infinity-loopback",
+            "created": 0,
+        }
 
 
 class VLLMDialect(RerankDialect):
@@ -431,12 +482,22 @@ class VLLMDialect(RerankDialect):
     echoes_documents = True
 
     def envelope(self, results, tokens):
-        return {"id": "rerank-loopback", "model": "loopback-model",
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}, "results": results}
+        return {
+            "id": "rerank-loopback",
+            "model": "loopback-model",
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "results": results,
+        }
 
     def error_body(self, status, message):
-        return {"error": {"message": message, "type": "BadRequestError" if status < 500 else "InternalServerError",
-                          "param": None, "code": status}}
+        return {
+            "error": {
+                "message": message,
+                "type": "BadRequestError" if status < 500 else "InternalServerError",
+                "param": None,
+                "code": status,
+            }
+        }
 
 
 class PineconeDialect(RerankDialect):
@@ -462,15 +523,18 @@ class PineconeDialect(RerankDialect):
 
     def parse_request(self, body):
         body = _object(body, self.fields, ("model", "query", "documents"))
-        field = (body.get("rank_fields") or ["text"])
+        field = body.get("rank_fields") or ["text"]
         if not isinstance(field, list) or len(field) != 1 or not isinstance(field[0], str):
             raise RequestRejected("rank_fields must name one field")
         documents = body["documents"]
         if isinstance(documents, list):
             documents = [d.get(field[0]) if isinstance(d, dict) else d for d in documents]
         parameters = body.get("parameters") or {}
-        if not isinstance(parameters, dict) or set(parameters) - {"truncate"} or \
-                parameters.get("truncate", "END") not in ("END", "NONE"):
+        if (
+            not isinstance(parameters, dict)
+            or set(parameters) - {"truncate"}
+            or parameters.get("truncate", "END") not in ("END", "NONE")
+        ):
             raise RequestRejected("parameters may hold only truncate: END or NONE")
         request = self.request_from({"query": body["query"], "documents": documents}, body)
         max_documents, pair_tokens = self.limits.get(body["model"], (100, 1024))
@@ -486,8 +550,13 @@ class PineconeDialect(RerankDialect):
         return {"model": "bge-reranker-v2-m3", "data": results, "usage": {"rerank_units": 1}}
 
     def error_body(self, status, message):
-        code = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-                429: "RESOURCE_EXHAUSTED"}.get(status, "INTERNAL")
+        code = {
+            400: "INVALID_ARGUMENT",
+            401: "UNAUTHENTICATED",
+            403: "FORBIDDEN",
+            404: "NOT_FOUND",
+            429: "RESOURCE_EXHAUSTED",
+        }.get(status, "INTERNAL")
         return {"error": {"code": code, "message": message}, "status": status}
 
 
@@ -510,25 +579,29 @@ class NIMDialect(RerankDialect):
         body = _object(body, self.fields, ("model", "query", "passages"))
         query, passages = body["query"], body["passages"]
         if not isinstance(query, dict) or set(query) != {"text"}:
-            raise RequestRejected("query must be an object {\"text\": ...}", 422)
+            raise RequestRejected('query must be an object {"text": ...}', 422)
         if not isinstance(passages, list) or not all(isinstance(p, dict) and set(p) == {"text"} for p in passages):
-            raise RequestRejected("passages must be a list of objects {\"text\": ...}", 422)
+            raise RequestRejected('passages must be a list of objects {"text": ...}', 422)
         if body.get("truncate", "NONE") not in ("NONE", "END"):
             raise RequestRejected("truncate must be NONE or END", 422)
         request = self.request_from({"query": query["text"], "documents": [p["text"] for p in passages]}, body)
         if body.get("truncate", "NONE") == "NONE":
             longest = max(request_tokens(request.query, [d]) for d in request.documents)
             if longest > self.max_pair_tokens:
-                raise RequestRejected(f"input length {longest} exceeds the maximum of {self.max_pair_tokens} tokens; "
-                                      "set truncate to END")
+                raise RequestRejected(
+                    f"input length {longest} exceeds the maximum of {self.max_pair_tokens} tokens; set truncate to END"
+                )
         return request
 
     def envelope(self, results, tokens):
         return {"rankings": results}
 
     def error_body(self, status, message):
-        return {"object": "error", "message": message, "type": "invalid_request_error" if status < 500 else
-                "internal_error"}
+        return {
+            "object": "error",
+            "message": message,
+            "type": "invalid_request_error" if status < 500 else "internal_error",
+        }
 
 
 class MixedbreadDialect(RerankDialect):
@@ -554,8 +627,12 @@ class MixedbreadDialect(RerankDialect):
         return answer
 
     def envelope(self, results, tokens):
-        return {"object": "list", "data": results, "model": "mixedbread-ai/mxbai-rerank-large-v2",
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}}
+        return {
+            "object": "list",
+            "data": results,
+            "model": "mixedbread-ai/mxbai-rerank-large-v2",
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0},
+        }
 
     def error_body(self, status, message):
         return {"type": "bad_request_error" if status < 500 else "internal_server_error", "message": message}

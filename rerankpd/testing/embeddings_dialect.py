@@ -25,10 +25,12 @@ Examples
 >>> s[0] > s[1]
 True
 """
+
 from __future__ import annotations
 
 import base64
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -122,12 +124,22 @@ class OpenAIEmbeddingsDialect(Dialect):
                 embedding = vector.round(7).tolist()
             data.append({"object": "embedding", "index": i, "embedding": embedding})
         tokens = sum(len(t) for t in request.inputs)
-        return {"object": "list", "data": data, "model": request.model,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": request.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     def error_body(self, status: int, message: str) -> dict:
-        return {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
-                          "param": None, "code": None}}
+        return {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error" if status < 500 else "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
 
 
 register_dialect("openai-embeddings", OpenAIEmbeddingsDialect)

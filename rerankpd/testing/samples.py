@@ -3,6 +3,7 @@
 The data lives in ``rerankpd/testing/data/`` and is installed with the package (no source checkout needed);
 ``data/CRANFIELD.md`` describes how the sample was made.
 """
+
 from __future__ import annotations
 
 import gzip

@@ -3,6 +3,7 @@
 It knows nothing of any service's JSON: a dialect (:mod:`rerankpd.testing.dialects`) parses each body and
 renders each answer. See :mod:`rerankpd.testing` for an example.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,10 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from .dialects import DIALECTS, Dialect, DMXAPIDialect
 
@@ -26,7 +28,7 @@ FAULT_KINDS = ("429", "500", "502", "503", "html", "truncated", "missing_index",
 
 def _grams(text: str) -> set[str]:
     text = "".join(text.lower().split())
-    return {text[i:i + 2] for i in range(len(text) - 1)} or ({text} if text else set())
+    return {text[i : i + 2] for i in range(len(text) - 1)} or ({text} if text else set())
 
 
 def overlap_score(query: str, document: str) -> float:
@@ -117,11 +119,22 @@ class LoopbackRerankServer:
         :data:`~rerankpd.testing.DIALECTS` (``"cohere"``, ``"tei"``, ...); DMXAPI's by default.
     """
 
-    def __init__(self, *, api_key: str | None = None, score_fn: Callable[[str, str], float] = overlap_score,
-                 latency: float = 0.0, fault_rate: float = 0.0, fault_kinds: tuple[str, ...] = FAULT_KINDS,
-                 seed: int = 0, dialect: Any = None, stall_seconds: float = 2.0,
-                 latency_per_document: float = 0.0, rate_limit: float | None = None,
-                 rate_limit_burst: float | None = None, fault_retry_after: str | None = "0") -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        score_fn: Callable[[str, str], float] = overlap_score,
+        latency: float = 0.0,
+        fault_rate: float = 0.0,
+        fault_kinds: tuple[str, ...] = FAULT_KINDS,
+        seed: int = 0,
+        dialect: Any = None,
+        stall_seconds: float = 2.0,
+        latency_per_document: float = 0.0,
+        rate_limit: float | None = None,
+        rate_limit_burst: float | None = None,
+        fault_retry_after: str | None = "0",
+    ) -> None:
         self.api_key = api_key
         self.score_fn = score_fn
         self.latency = latency
@@ -147,7 +160,7 @@ class LoopbackRerankServer:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "LoopbackRerankServer":
+    def start(self) -> LoopbackRerankServer:
         server = self
 
         class Handler(_Handler):
@@ -156,8 +169,9 @@ class LoopbackRerankServer:
         self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="loopback-rerank", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback-rerank", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -167,7 +181,7 @@ class LoopbackRerankServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self) -> "LoopbackRerankServer":
+    def __enter__(self) -> LoopbackRerankServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -262,8 +276,11 @@ class LoopbackRerankServer:
                 return self._state.queued_faults.pop(0)
             if self.fault_rate and self._rng.random() < self.fault_rate:
                 self._state.faults_served += 1
-                return Fault(self._rng.choice(self.fault_kinds), stall_seconds=self.stall_seconds,
-                             retry_after=self.fault_retry_after)
+                return Fault(
+                    self._rng.choice(self.fault_kinds),
+                    stall_seconds=self.stall_seconds,
+                    retry_after=self.fault_retry_after,
+                )
         return None
 
 
@@ -285,8 +302,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
         pass
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -307,8 +325,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         with state.lock:
-            state.requests.append(RecordedRequest("POST", self.path, dict(self.headers.items()), body,
-                                                  time.monotonic()))
+            state.requests.append(
+                RecordedRequest("POST", self.path, dict(self.headers.items()), body, time.monotonic())
+            )
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
@@ -321,8 +340,11 @@ class _Handler(BaseHTTPRequestHandler):
         dialect = owner.dialect
         over = owner._admit()
         if over is not None:
-            self._json(429, dialect.error_body(429, "rate limit exceeded"),
-                       {"Retry-After": f"{math.ceil(over * 100) / 100:.2f}"})
+            self._json(
+                429,
+                dialect.error_body(429, "rate limit exceeded"),
+                {"Retry-After": f"{math.ceil(over * 100) / 100:.2f}"},
+            )
             return
         if owner.latency:
             time.sleep(owner.latency)
@@ -392,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         try:
             for i in range(steps):
-                self.wfile.write(body[i:i + 1])
+                self.wfile.write(body[i : i + 1])
                 self.wfile.flush()
                 time.sleep(fault.trickle_interval)
             self.wfile.write(body[steps:])

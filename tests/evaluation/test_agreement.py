@@ -1,4 +1,5 @@
 """rerankpd.agreement: two offline rerankers (bm25 and a tiny local cross-encoder) over one seeded sample."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,6 @@ import pytest
 
 import rerankpd
 from rerankpd.errors import ConfigurationError
-
 from tests.rerankers.tiny_cross_encoder import build_tiny_cross_encoder
 
 stats = pytest.importorskip("scipy.stats")
@@ -17,8 +17,10 @@ WORDS = "cold flu hands wash mask vaccine winter fever rest water tea sleep doct
 
 def corpus(n=60, seed=3):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"text": [" ".join(rng.choice(WORDS, size=rng.integers(2, 9))) for _ in range(n)]},
-                        index=[f"r{i}" for i in range(n)])
+    return pd.DataFrame(
+        {"text": [" ".join(rng.choice(WORDS, size=rng.integers(2, 9))) for _ in range(n)]},
+        index=[f"r{i}" for i in range(n)],
+    )
 
 
 class Reversed(rerankpd.Reranker):
@@ -63,8 +65,9 @@ def test_a_reranker_agrees_with_itself():
     assert len(check.scores) == 40 and check.per_query["rows"].tolist() == [40]
 
 
-def test_the_local_cross_encoder_agrees_with_itself_and_the_second_run_comes_from_the_cache(cross_encoder_dir,
-                                                                                            monkeypatch):
+def test_the_local_cross_encoder_agrees_with_itself_and_the_second_run_comes_from_the_cache(
+    cross_encoder_dir, monkeypatch
+):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     r = rerankpd.get_reranker("cross-encoder", model=str(cross_encoder_dir))
     calls = []
@@ -119,8 +122,9 @@ def test_per_row_queries_are_compared_per_query_with_a_sample_each():
     df = corpus(90)
     df["question"] = ["wash hands", "flu vaccine", "sleep rest"] * 30
     counting = Counting()
-    check = rerankpd.agreement(df, column="text", query_column="question", a="bm25", b=counting, sample=12,
-                               progress=False)
+    check = rerankpd.agreement(
+        df, column="text", query_column="question", a="bm25", b=counting, sample=12, progress=False
+    )
     assert check.per_query.index.tolist() == ["wash hands", "flu vaccine", "sleep rest"]
     assert check.per_query["rows"].tolist() == [12, 12, 12]
     for query, rows in check.scores.groupby("query"):

@@ -1,4 +1,5 @@
 """rerankpd.evaluate: rankings of a frame against its labels, costs through the real pipeline, significance."""
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,18 @@ def frame(n_queries: int = 30, rows: int = 10, seed: int = 0) -> pd.DataFrame:
     records = []
     for q in range(n_queries):
         labels = rng.integers(0, 3, rows)
-        labels[rng.integers(0, rows)] = 2   # at least one relevant row
+        labels[rng.integers(0, rows)] = 2  # at least one relevant row
         for i, label in enumerate(labels):
             text = f"topic{q} word{i} " + ("relevant answer " * int(label)) + f"filler{rng.integers(1000)}"
-            records.append({"question": f"topic{q} relevant answer", "text": text, "label": int(label),
-                            "retriever": float(rng.random()), "oracle": float(label + rng.random() / 10)})
+            records.append(
+                {
+                    "question": f"topic{q} relevant answer",
+                    "text": text,
+                    "label": int(label),
+                    "retriever": float(rng.random()),
+                    "oracle": float(label + rng.random() / 10),
+                }
+            )
     return pd.DataFrame(records)
 
 
@@ -50,8 +58,15 @@ class ByLabelWord(Reranker):
 
 def test_summary_has_one_row_per_ranking_and_the_documented_columns():
     df = frame()
-    ev = rerankpd.evaluate(df, query_column="question", label_column="label", score_columns=["retriever", "oracle"],
-                           rerankers={"by label": ByLabelWord()}, cache=False, progress=False)
+    ev = rerankpd.evaluate(
+        df,
+        query_column="question",
+        label_column="label",
+        score_columns=["retriever", "oracle"],
+        rerankers={"by label": ByLabelWord()},
+        cache=False,
+        progress=False,
+    )
     assert isinstance(ev, Evaluation)
     s = ev.summary
     assert s.index.tolist() == ["original", "retriever", "oracle", "by label"]
@@ -69,8 +84,13 @@ def test_summary_has_one_row_per_ranking_and_the_documented_columns():
 
 def test_original_and_score_columns_equal_ir_measures_on_the_frame():
     df = frame(n_queries=12)
-    ev = rerankpd.evaluate(df, query_column="question", label_column="label", score_columns="retriever",
-                           metrics=["ndcg@10", "map", "recall@5"])
+    ev = rerankpd.evaluate(
+        df,
+        query_column="question",
+        label_column="label",
+        score_columns="retriever",
+        metrics=["ndcg@10", "map", "recall@5"],
+    )
     qrels = [ir_measures.Qrel(q, str(i), int(lab)) for i, (q, lab) in enumerate(zip(df.question, df.label))]
     for ranking, scores in (("original", -np.arange(len(df))), ("retriever", df.retriever.to_numpy())):
         run = [ir_measures.ScoredDoc(q, str(i), float(s)) for i, (q, s) in enumerate(zip(df.question, scores))]
@@ -90,8 +110,9 @@ def test_the_accessor_is_the_function():
 
 def test_a_constant_score_reranker_reproduces_the_original_order_exactly():
     df = frame(n_queries=10)
-    ev = rerankpd.evaluate(df, query_column="question", label_column="label", rerankers=Constant(), cache=False,
-                           progress=False)
+    ev = rerankpd.evaluate(
+        df, query_column="question", label_column="label", rerankers=Constant(), cache=False, progress=False
+    )
     for metric in METRICS:
         np.testing.assert_array_equal(ev.values("constant", metric), ev.values("original", metric))
     table = ev.compare()
@@ -126,8 +147,15 @@ def test_arguments_are_checked():
     with pytest.raises(ConfigurationError, match="gain"):
         rerankpd.evaluate(df, query_column="question", label_column="label", gain="square")
     with pytest.raises(ConfigurationError, match="repeats a ranking name"):
-        rerankpd.evaluate(df, query_column="question", label_column="label", score_columns="retriever",
-                          rerankers={"retriever": Constant()}, cache=False, progress=False)
+        rerankpd.evaluate(
+            df,
+            query_column="question",
+            label_column="label",
+            score_columns="retriever",
+            rerankers={"retriever": Constant()},
+            cache=False,
+            progress=False,
+        )
 
 
 def test_queries_with_no_relevant_row_count_and_skip_empty_leaves_them_out():
@@ -142,17 +170,30 @@ def test_queries_with_no_relevant_row_count_and_skip_empty_leaves_them_out():
 
 
 def test_qrels_make_recall_that_of_the_collection():
-    df = pd.DataFrame({"q": ["a", "a", "b", "b"], "doc": ["d1", "d2", "d3", "d4"], "text": ["x", "y", "z", "w"],
-                       "label": [1, 0, 2, 0]})
-    qrels = pd.DataFrame({"query": ["a", "a", "b", "b", "zzz"], "doc": ["d1", "d9", "d3", "d8", "d1"],
-                          "grade": [1, 1, 2, 3]+[1]})
-    ev = rerankpd.evaluate(df, query_column="q", label_column="label", metrics=["recall@10", "ndcg@10"],
-                           qrels=qrels, id_column="doc")
+    df = pd.DataFrame(
+        {
+            "q": ["a", "a", "b", "b"],
+            "doc": ["d1", "d2", "d3", "d4"],
+            "text": ["x", "y", "z", "w"],
+            "label": [1, 0, 2, 0],
+        }
+    )
+    qrels = pd.DataFrame(
+        {"query": ["a", "a", "b", "b", "zzz"], "doc": ["d1", "d9", "d3", "d8", "d1"], "grade": [1, 1, 2, 3] + [1]}
+    )
+    ev = rerankpd.evaluate(
+        df, query_column="q", label_column="label", metrics=["recall@10", "ndcg@10"], qrels=qrels, id_column="doc"
+    )
     assert ev.values("original", "recall@10").tolist() == [0.5, 0.5]
     ideal_b = 3 + 2 / np.log2(3)
     assert ev.values("original", "ndcg@10")[1] == pytest.approx(2 / ideal_b)
-    by_text = rerankpd.evaluate(df, query_column="q", label_column="label", metrics=["recall@10"],
-                                qrels=pd.DataFrame({"q": ["a"], "t": ["unretrieved"], "l": [1]}))
+    by_text = rerankpd.evaluate(
+        df,
+        query_column="q",
+        label_column="label",
+        metrics=["recall@10"],
+        qrels=pd.DataFrame({"q": ["a"], "t": ["unretrieved"], "l": [1]}),
+    )
     assert by_text.values("original", "recall@10").tolist() == [0.5, 1.0]
     with pytest.raises(TypeError, match="three columns"):
         rerankpd.evaluate(df, query_column="q", label_column="label", qrels=qrels[["query", "doc"]])
@@ -162,16 +203,29 @@ def test_rerankers_run_through_the_pipeline_and_a_second_evaluation_sends_nothin
     df = frame(n_queries=4, rows=5)
     with LoopbackRerankServer(api_key="sk-test") as server:
         remote = rerankpd.get_reranker("dmxapi", api_key="sk-test", base_url=server.url, batch_size=10)
-        first = rerankpd.evaluate(df, query_column="question", label_column="label",
-                                  rerankers={"remote": remote, "bm25": "bm25"}, cache=tmp_path, progress=False)
+        first = rerankpd.evaluate(
+            df,
+            query_column="question",
+            label_column="label",
+            rerankers={"remote": remote, "bm25": "bm25"},
+            cache=tmp_path,
+            progress=False,
+        )
         sent = len(server.requests)
-        second = rerankpd.evaluate(df, query_column="question", label_column="label",
-                                   rerankers={"remote": remote, "bm25": "bm25"}, cache=tmp_path, progress=False)
+        second = rerankpd.evaluate(
+            df,
+            query_column="question",
+            label_column="label",
+            rerankers={"remote": remote, "bm25": "bm25"},
+            cache=tmp_path,
+            progress=False,
+        )
         assert len(server.requests) == sent > 0
     assert first.summary.loc["remote", "pairs_sent"] == len(df) and first.summary.loc["remote", "tokens"] > 0
     assert second.summary.loc["remote", "pairs_sent"] == 0 and second.summary.loc["remote", "tokens"] == 0
-    pd.testing.assert_frame_equal(first.summary.drop(columns=["pairs_sent", "tokens"]),
-                                  second.summary.drop(columns=["pairs_sent", "tokens"]))
+    pd.testing.assert_frame_equal(
+        first.summary.drop(columns=["pairs_sent", "tokens"]), second.summary.drop(columns=["pairs_sent", "tokens"])
+    )
 
 
 def _two_rankings(n_queries: int, better_by: float) -> Evaluation:
@@ -182,8 +236,9 @@ def _two_rankings(n_queries: int, better_by: float) -> Evaluation:
     # "same" ranks like the original; "better" puts one more relevant row first (query by query)
     df["same"] = -np.arange(len(df), dtype=float)
     df["better"] = df["same"] + np.where(np.arange(len(df)) % 10 == 1, better_by, 0.0)
-    return rerankpd.evaluate(df, query_column="q", label_column="label", score_columns=["same", "better"],
-                             metrics=["mrr@10", "ndcg@10"])
+    return rerankpd.evaluate(
+        df, query_column="q", label_column="label", score_columns=["same", "better"], metrics=["mrr@10", "ndcg@10"]
+    )
 
 
 @pytest.mark.parametrize("test", ["randomization", "bootstrap", "t"])
@@ -251,8 +306,9 @@ def test_the_figure_is_readable_with_six_rankings_and_shows_paired_intervals():
     base = -np.arange(len(df), dtype=float)
     noise = {f"s{i}": base + rng.normal(0, 3, len(df)) for i in range(5)}
     df = df.assign(**noise)
-    ev = rerankpd.evaluate(df, query_column="q", label_column="label", score_columns=list(noise),
-                           metrics=["ndcg@10", "mrr@10"])
+    ev = rerankpd.evaluate(
+        df, query_column="q", label_column="label", score_columns=list(noise), metrics=["ndcg@10", "mrr@10"]
+    )
     fig = ev.plot()
     assert isinstance(fig, Figure) and len(ev.rankings) == 6
     means, paired, steps = fig.axes
@@ -277,13 +333,20 @@ def test_the_figure_is_readable_with_six_rankings_and_shows_paired_intervals():
 
 def test_print_shows_every_column_and_tokens_dash_for_rankings_that_send_nothing():
     df = frame(n_queries=3, rows=4)
-    ev = rerankpd.evaluate(df, query_column="question", label_column="label", rerankers="bm25",
-                           score_columns="oracle", cache=False, progress=False)
+    ev = rerankpd.evaluate(
+        df,
+        query_column="question",
+        label_column="label",
+        rerankers="bm25",
+        score_columns="oracle",
+        cache=False,
+        progress=False,
+    )
     text = ev.to_string(width=80)
     assert "..." not in text
     for column in ev.summary.columns:
         assert column in text
-    assert ev.summary["tokens"].isna().all()          # bm25, a column, the original order: nothing sent anywhere
+    assert ev.summary["tokens"].isna().all()  # bm25, a column, the original order: nothing sent anywhere
     rows = {line.split()[0]: line.split() for line in text.splitlines()[1:] if line.split()}
     assert rows["bm25"][-1] == "-" and rows["oracle"][-1] == "-"
     assert "..." not in repr(ev)
@@ -295,8 +358,28 @@ def test_command_line_prints_the_summary_and_json(tmp_path, capsys):
 
     path = tmp_path / "judged.csv"
     frame(n_queries=5, rows=6).to_csv(path, index=False)
-    assert main(["evaluate", str(path), "--query-column", "question", "--label-column", "label", "-r", "bm25",
-                 "-s", "oracle", "-m", "ndcg@10", "-m", "map", "--no-cache"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(path),
+                "--query-column",
+                "question",
+                "--label-column",
+                "label",
+                "-r",
+                "bm25",
+                "-s",
+                "oracle",
+                "-m",
+                "ndcg@10",
+                "-m",
+                "map",
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["ndcg@10", "map", "queries", "no_relevant", "pairs_sent", "tokens"]
     assert "oracle     1.0000" in out and "against original (randomization test" in out
@@ -307,10 +390,31 @@ def test_command_line_prints_the_summary_and_json(tmp_path, capsys):
     qrels = tmp_path / "qrels.csv"
     judged = frame(n_queries=5, rows=6)
     # one judgment of a row the file holds (so the qrels match the input), one of an abstract nobody retrieved
-    pd.DataFrame({"q": ["topic0 relevant answer"] * 2, "doc": [judged.loc[0, "text"], "an abstract nobody retrieved"],
-                  "l": [int(judged.loc[0, "label"]), 2]}).to_csv(qrels, index=False)
-    assert main(["evaluate", str(path), "--query-column", "question", "-l", "label", "-m", "recall@10",
-                 "--qrels", str(qrels), "--json"]) == 0
+    pd.DataFrame(
+        {
+            "q": ["topic0 relevant answer"] * 2,
+            "doc": [judged.loc[0, "text"], "an abstract nobody retrieved"],
+            "l": [int(judged.loc[0, "label"]), 2],
+        }
+    ).to_csv(qrels, index=False)
+    assert (
+        main(
+            [
+                "evaluate",
+                str(path),
+                "--query-column",
+                "question",
+                "-l",
+                "label",
+                "-m",
+                "recall@10",
+                "--qrels",
+                str(qrels),
+                "--json",
+            ]
+        )
+        == 0
+    )
     with_qrels = json.loads(capsys.readouterr().out)["summary"][0]["recall@10"]
     assert with_qrels < 1.0 == data["summary"][0]["recall@10"]
     assert main(["evaluate", str(path), "--query-column", "question", "-l", "nope"]) == 2
@@ -333,8 +437,16 @@ def cranfield_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_on_real_judgments_every_value_equals_ir_measures_with_the_collection_qrels():
     df, qrels = cranfield_sample()
-    ev = rerankpd.evaluate(df, query_column="query", label_column="label", rerankers="bm25", cache=False,
-                           progress=False, qrels=qrels[["query", "doc", "label"]], id_column="doc")
+    ev = rerankpd.evaluate(
+        df,
+        query_column="query",
+        label_column="label",
+        rerankers="bm25",
+        cache=False,
+        progress=False,
+        qrels=qrels[["query", "doc", "label"]],
+        id_column="doc",
+    )
     assert ev.summary.loc["original", "queries"] == 10
     judged = [ir_measures.Qrel(q, d, int(lab)) for q, d, lab in zip(qrels["query"], qrels["doc"], qrels["label"])]
     names = {nDCG @ 10: "ndcg@10", AP: "map", R @ 10: "recall@10"}
@@ -360,9 +472,10 @@ def test_the_evaluation_benchmark_runs_and_reports_speed_and_agreement():
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "evaluate.py"
-    proc = subprocess.run([sys.executable, str(script), "--only", "speed", "--quick"], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--only", "speed", "--quick"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("BENCHMARK_JSON "))
+    line = next(text for text in proc.stdout.splitlines() if text.startswith("BENCHMARK_JSON "))
     speed = json.loads(line.split(" ", 1)[1])["speed"]
     assert speed["rows"] == 20_000 and speed["max_abs_difference"] < 1e-9 and speed["speedup"] > 0

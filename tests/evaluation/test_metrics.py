@@ -1,4 +1,5 @@
 """rerankpd.evaluation.metrics against ir-measures (trec_eval's definitions) on generated tie-free frames, and the tie rules."""
+
 from __future__ import annotations
 
 import ir_measures
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ir_measures import AP, P, R, RR, nDCG
+from ir_measures import AP, RR, P, R, nDCG
 
 from rerankpd.errors import ConfigurationError
 from rerankpd.evaluation.metrics import parse_metric, per_query, ranked_order
@@ -15,10 +16,16 @@ KS = (1, 3, 5, 20)  # 20 is larger than every generated list
 
 
 def oracle_measures(k: int, max_label: int) -> dict:
-    exponential = {level: 2 ** level - 1 for level in range(max_label + 1)}
+    exponential = {level: 2**level - 1 for level in range(max_label + 1)}
     return {
-        f"ndcg@{k}": nDCG @ k, "ndcg": nDCG, f"mrr@{k}": RR @ k, "map": AP, f"map@{k}": AP @ k,
-        f"recall@{k}": R @ k, "recall": R @ 1000, f"precision@{k}": P @ k,
+        f"ndcg@{k}": nDCG @ k,
+        "ndcg": nDCG,
+        f"mrr@{k}": RR @ k,
+        "map": AP,
+        f"map@{k}": AP @ k,
+        f"recall@{k}": R @ k,
+        "recall": R @ 1000,
+        f"precision@{k}": P @ k,
         ("exponential", f"ndcg@{k}"): nDCG(gains=exponential) @ k,
     }
 
@@ -31,10 +38,16 @@ def oracle(measures: dict, codes, scores, labels, extra_judged=()) -> dict:
     by_measure = {m: name for name, m in measures.items()}
     # nDCG with gains= goes in a call of its own: computed in one call with plain nDCG, ir-measures 0.4.3
     # gave it 0 on a query where it is 1 (binary labels, where both gains agree)
-    groups = [[m for m in measures.values() if "gains" not in m.params],
-              [m for m in measures.values() if "gains" in m.params]]
-    return {(by_measure[r.measure], int(r.query_id[1:])): r.value
-            for group in groups if group for r in ir_measures.iter_calc(group, qrels, run)}
+    groups = [
+        [m for m in measures.values() if "gains" not in m.params],
+        [m for m in measures.values() if "gains" in m.params],
+    ]
+    return {
+        (by_measure[r.measure], int(r.query_id[1:])): r.value
+        for group in groups
+        if group
+        for r in ir_measures.iter_calc(group, qrels, run)
+    }
 
 
 @st.composite
@@ -42,13 +55,13 @@ def tie_free_frames(draw):
     n_queries = draw(st.integers(1, 6))
     sizes = draw(st.lists(st.integers(1, 12), min_size=n_queries, max_size=n_queries))
     codes = np.repeat(np.arange(n_queries), sizes)
-    order = draw(st.permutations(range(len(codes))))           # all scores distinct: no ties
+    order = draw(st.permutations(range(len(codes))))  # all scores distinct: no ties
     scores = np.asarray(order, dtype=np.float64) / 7.0
     binary = draw(st.booleans())
     max_label = 1 if binary else 4
     labels = np.asarray(draw(st.lists(st.integers(0, max_label), min_size=len(codes), max_size=len(codes))))
     if n_queries > 1 and draw(st.booleans()):
-        labels[codes == 0] = 0                                   # a query with no relevant row
+        labels[codes == 0] = 0  # a query with no relevant row
     return codes, scores, labels, max_label
 
 
@@ -79,8 +92,10 @@ def test_judgments_beyond_the_ranking_equal_ir_measures(frame, k, data):
     n_queries = int(codes.max()) + 1
     extra = data.draw(st.lists(st.tuples(st.integers(0, n_queries - 1), st.integers(0, max_label)), max_size=8))
     expected = oracle(oracle_measures(k, max_label), codes, scores, labels, extra)
-    judged = (np.concatenate([codes, [q for q, _ in extra]]).astype(int),
-              np.concatenate([labels, [lab for _, lab in extra]]).astype(float))
+    judged = (
+        np.concatenate([codes, [q for q, _ in extra]]).astype(int),
+        np.concatenate([labels, [lab for _, lab in extra]]).astype(float),
+    )
     ours = _ours(codes, scores, labels, k, judged=judged, n_queries=n_queries)
     for (name, q), value in expected.items():
         assert ours[name][q] == pytest.approx(value, abs=1e-9), (name, q)
@@ -118,8 +133,9 @@ def test_constant_scores_reproduce_the_input_order_exactly():
 
 
 def test_queries_without_rows_or_relevant_rows_score_zero_and_negative_codes_are_left_out():
-    v = per_query(["ndcg@10", "map", "recall@10", "mrr@10"], [0, 0, -1, 2], [1.0, 2.0, 3.0, 1.0], [0, 0, 1, 1],
-                  n_queries=3)
+    v = per_query(
+        ["ndcg@10", "map", "recall@10", "mrr@10"], [0, 0, -1, 2], [1.0, 2.0, 3.0, 1.0], [0, 0, 1, 1], n_queries=3
+    )
     for name in v:
         assert v[name].tolist()[:2] == [0.0, 0.0]
         assert v[name][2] == 1.0
@@ -142,10 +158,12 @@ def test_metric_names_are_checked():
 def test_with_ties_and_missing_scores_values_are_those_of_the_documented_order(frame, k, data):
     """Ties by input position, NaN last: ir-measures on the order that rule gives (made tie-free by rank)."""
     codes, _, labels, max_label = frame
-    scores = np.asarray(data.draw(st.lists(st.sampled_from([0.0, 1.0, 2.0, np.nan]), min_size=len(codes),
-                                           max_size=len(codes))))
-    rule = sorted(range(len(codes)), key=lambda i: (codes[i], np.isnan(scores[i]),
-                                                   0.0 if np.isnan(scores[i]) else -scores[i], i))
+    scores = np.asarray(
+        data.draw(st.lists(st.sampled_from([0.0, 1.0, 2.0, np.nan]), min_size=len(codes), max_size=len(codes)))
+    )
+    rule = sorted(
+        range(len(codes)), key=lambda i: (codes[i], np.isnan(scores[i]), 0.0 if np.isnan(scores[i]) else -scores[i], i)
+    )
     tie_free = np.empty(len(codes))
     tie_free[rule] = -np.arange(len(codes), dtype=float)
     expected = oracle(oracle_measures(k, max_label), codes, tie_free, labels)

@@ -7,6 +7,7 @@ Needs ``voila`` and ``playwright`` (the ``test`` extra) and a Chromium, found by
 It is marked ``browser`` so it can be selected or deselected, and it is never skipped: a missing piece is
 a failure that names what to install.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,14 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "03_panel.ipynb"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(os.environ.get("RERANKPD_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 START_TIMEOUT = 60.0
 
@@ -48,8 +55,9 @@ def _require() -> str:
     if chromium is None:
         looked = candidates()
         where = looked[0] if len(looked) == 1 else f"{len(looked)} places (RERANKPD_CHROMIUM, PATH, Playwright's cache)"
-        missing.append(f"{INSTALL_HINT}; or run python -m tests.chromium, which installs it as root "
-                       f"(looked at {where})")
+        missing.append(
+            f"{INSTALL_HINT}; or run python -m tests.chromium, which installs it as root (looked at {where})"
+        )
     if missing:
         pytest.fail("the browser test needs: " + "; ".join(missing), pytrace=False)
     return chromium
@@ -83,9 +91,23 @@ def voila_url(tmp_path, jupyter_env):
     log_path = tmp_path / "voila.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "voila", NOTEBOOK.name, "--no-browser", f"--port={port}",
-             "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", "--show_tracebacks=True"],
-            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "voila",
+                NOTEBOOK.name,
+                "--no-browser",
+                f"--port={port}",
+                "--Voila.ip=127.0.0.1",
+                "--Voila.port_retries=0",
+                "--show_tracebacks=True",
+            ],
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:  # any HTTP answer means the server is up; GET / would start a kernel, so ask elsewhere
@@ -122,7 +144,7 @@ def test_panel_ranks_in_a_real_browser(voila_url):
                 query.wait_for(state="visible", timeout=90_000)
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "panel-failed-to-render.png"), full_page=True)
-                raise AssertionError(f"the panel never rendered; voila log:\n{log_path.read_text()[-3000:]}")
+                raise AssertionError(f"the panel never rendered; voila log:\n{log_path.read_text()[-3000:]}") from None
             try:
                 run = page.locator("button.rerankpd-run-button")
                 table = page.locator("table.rerankpd-table")
@@ -147,11 +169,13 @@ def test_panel_ranks_in_a_real_browser(voila_url):
                 assert values == sorted(values, reverse=True)
                 assert table.locator(".rerankpd-bar").count() == 10
                 panel = page.locator(".rerankpd-panel")
-                expect(panel).to_contain_text("0 = all rows")                  # what Top n 0 means
-                expect(status).to_contain_text("cosine similarities")          # e5 scores are not probabilities
+                expect(panel).to_contain_text("0 = all rows")  # what Top n 0 means
+                expect(status).to_contain_text("cosine similarities")  # e5 scores are not probabilities
                 expect(panel).to_contain_text("bars are relative")
-                labels = [label.replace("\xa0", " ")   # ipywidgets draws spaces in options as no-break spaces
-                          for label in page.locator(".rerankpd-reranker select option").all_inner_texts()]
+                labels = [
+                    label.replace("\xa0", " ")  # ipywidgets draws spaces in options as no-break spaces
+                    for label in page.locator(".rerankpd-reranker select option").all_inner_texts()
+                ]
                 assert any(label.startswith("tei (self-hosted: needs a server at") for label in labels), labels
                 page.screenshot(path=str(ARTIFACTS / "panel.png"), full_page=True)
                 page.locator(".rerankpd-panel").screenshot(path=str(ARTIFACTS / "panel-widget.png"))

@@ -3,6 +3,7 @@
 Scoring goes through the real pipeline: local rerankers, or the dmxapi reranker against the loopback
 server (a real HTTP server on 127.0.0.1), so cancel, errors, cache hits and tokens are the real ones.
 """
+
 from __future__ import annotations
 
 import threading
@@ -14,16 +15,19 @@ import pytest
 
 import rerankpd
 from rerankpd import errors
+from rerankpd.notebook.panel import ONE_QUERY, RerankPanel, reranker_choices
 from rerankpd.rerankers import Reranker
 from rerankpd.testing import LoopbackRerankServer
-from rerankpd.notebook.panel import ONE_QUERY, RerankPanel, reranker_choices
 from tests.conftest import API_KEY
 
-DOCS = pd.DataFrame({
-    "text": ["cats purr on the sofa", "dogs bark at night", "cats and dogs play", None, "stock prices fell"],
-    "topic": ["cats", "dogs", "pets", "none", "money"],
-    "n": [1, 2, 3, 4, 5],
-}, index=[10, 11, 12, 13, 14])
+DOCS = pd.DataFrame(
+    {
+        "text": ["cats purr on the sofa", "dogs bark at night", "cats and dogs play", None, "stock prices fell"],
+        "topic": ["cats", "dogs", "pets", "none", "money"],
+        "n": [1, 2, 3, 4, 5],
+    },
+    index=[10, 11, 12, 13, 14],
+)
 
 
 class Gate(Reranker):
@@ -55,9 +59,19 @@ def _wait_until(predicate, timeout=10.0):
 def test_controls_are_public_widgets_with_their_names():
     panel = DOCS.rerank.panel(query="cats", reranker="bm25")
     assert isinstance(panel, rerankpd.RerankPanel)
-    kinds = {"query": w.Text, "query_column": w.Dropdown, "column": w.Dropdown, "reranker": w.Dropdown,
-             "top_n": w.BoundedIntText, "run_button": w.Button, "cancel_button": w.Button,
-             "progress": w.IntProgress, "status": w.HTML, "results": w.HTML, "export_button": w.Button}
+    kinds = {
+        "query": w.Text,
+        "query_column": w.Dropdown,
+        "column": w.Dropdown,
+        "reranker": w.Dropdown,
+        "top_n": w.BoundedIntText,
+        "run_button": w.Button,
+        "cancel_button": w.Button,
+        "progress": w.IntProgress,
+        "status": w.HTML,
+        "results": w.HTML,
+        "export_button": w.Button,
+    }
     for name, kind in kinds.items():
         assert isinstance(getattr(panel, name), kind), name
     # only text columns are offered; "n" holds numbers
@@ -78,10 +92,17 @@ def test_run_is_a_view_over_rerank():
     out = panel.wait(60)
     expected = rerankpd.rerank(DOCS, "cats", reranker="bm25", cache=False, progress=False)
     pd.testing.assert_frame_equal(out, expected)
-    assert set(out.index[:2]) == {10, 12}             # the two texts about cats
+    assert set(out.index[:2]) == {10, 12}  # the two texts about cats
     status = panel.status.value
-    for part in ("<b>bm25</b>", "(bm25s-lucene)", "4 of 5 rows scored", "0 pairs from cache", "1 request ",
-                 "tokens: n/a", " s"):
+    for part in (
+        "<b>bm25</b>",
+        "(bm25s-lucene)",
+        "4 of 5 rows scored",
+        "0 pairs from cache",
+        "1 request ",
+        "tokens: n/a",
+        " s",
+    ):
         assert part in status, (part, status)
     assert panel.progress.value == panel.progress.max == 4
     assert "4 / 4 pairs" in panel.progress_text.value
@@ -91,20 +112,30 @@ def test_run_is_a_view_over_rerank():
 
 
 def test_controls_drive_the_call():
-    qa = pd.DataFrame({"question": ["cats", "cats", "cats", "dogs", "dogs"],
-                       "passage": ["cats purr", "fish swim", "cats sleep a lot", "dogs bark", "birds sing"]})
+    qa = pd.DataFrame(
+        {
+            "question": ["cats", "cats", "cats", "dogs", "dogs"],
+            "passage": ["cats purr", "fish swim", "cats sleep a lot", "dogs bark", "birds sing"],
+        }
+    )
     panel = qa.rerank.panel(reranker="bm25")
-    assert panel.column.value == "question"          # no "text" column: the first text column
+    assert panel.column.value == "question"  # no "text" column: the first text column
     panel.column.value = "passage"
     panel.query_column.value = "question"
-    assert panel.query.disabled                      # per-row queries: the query box is not used
+    assert panel.query.disabled  # per-row queries: the query box is not used
     panel.top_n.value = 1
-    assert panel.call_arguments() == {"query": None, "column": "passage", "query_column": "question",
-                                      "top_n": 1, "reranker": "bm25", "progress": False}
+    assert panel.call_arguments() == {
+        "query": None,
+        "column": "passage",
+        "query_column": "question",
+        "top_n": 1,
+        "reranker": "bm25",
+        "progress": False,
+    }
     panel.run_button.click()
     out = panel.wait(60)
     assert out["passage"].tolist() == ["cats purr", "dogs bark"]
-    assert panel.results.value.count('<svg class="rerankpd-hist"') == 2   # one histogram per question
+    assert panel.results.value.count('<svg class="rerankpd-hist"') == 2  # one histogram per question
     panel.query_column.value = ONE_QUERY
     assert not panel.query.disabled
     panel.top_n.value = 0
@@ -119,17 +150,17 @@ def test_run_button_is_disabled_while_running_and_notebook_is_not_blocked():
     assert panel.reranker.label == "gate (given)"
     started = time.monotonic()
     panel.run_button.click()
-    assert time.monotonic() - started < 5             # click returns while scoring waits at the gate
+    assert time.monotonic() - started < 5  # click returns while scoring waits at the gate
     assert gate.entered.wait(10)
     assert panel.running and panel.run_button.disabled and not panel.cancel_button.disabled
     assert "Running gate" in panel.status.value
-    panel.run_button.click()                          # a second click while running starts nothing
+    panel.run_button.click()  # a second click while running starts nothing
     with pytest.raises(TimeoutError):
         panel.wait(0.05)
     gate.open.set()
     out = panel.wait(30)
     assert out is not None and not panel.running and not panel.run_button.disabled
-    assert out["text"].iloc[0] == "cats purr on the sofa"   # the longest text scores highest here
+    assert out["text"].iloc[0] == "cats purr on the sofa"  # the longest text scores highest here
 
 
 def test_cancel_stops_between_requests_and_finished_scores_stay_cached(tmp_path):
@@ -137,8 +168,9 @@ def test_cancel_stops_between_requests_and_finished_scores_stay_cached(tmp_path)
     frame = pd.DataFrame({"text": texts})
     cache = tmp_path / "scores"
     with LoopbackRerankServer(api_key=API_KEY, latency=0.05) as server:
-        reranker = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=server.url, batch_size=2,
-                                         max_concurrency=1)
+        reranker = rerankpd.get_reranker(
+            "dmxapi", api_key=API_KEY, base_url=server.url, batch_size=2, max_concurrency=1
+        )
         panel = frame.rerank.panel(query="cats", reranker=reranker, cache=str(cache))
         panel.run_button.click()
         _wait_until(lambda: panel.progress.value >= 4)
@@ -151,12 +183,12 @@ def test_cancel_stops_between_requests_and_finished_scores_stay_cached(tmp_path)
         assert 4 <= sent_before < 40
         assert rerankpd.cache_info(cache)["scores"] == sent_before
         assert "Partial result" in panel.results.value
-        assert not panel.run_button.disabled                      # still usable
+        assert not panel.run_button.disabled  # still usable
         server.reset()
         panel.run_button.click()
         out = panel.wait(60)
         assert out is not None and out["rerank_score"].notna().all()
-        assert len(server.documents_received()) == 40 - sent_before   # only what was missing
+        assert len(server.documents_received()) == 40 - sent_before  # only what was missing
         assert f"{sent_before} pairs from cache" in panel.status.value
 
 
@@ -186,7 +218,7 @@ def test_bad_input_is_a_message_not_an_exception():
     assert "Type a query first" in panel.status.value and panel._thread is None
     panel.query.value = "cats"
     panel.column.value = "topic"
-    panel.query_column.value = "topic"                # same column for both: rerank's ValueError
+    panel.query_column.value = "topic"  # same column for both: rerank's ValueError
     panel.run_button.click()
     assert panel.wait(10) is None
     assert "ValueError" in panel.status.value and "query_column and column" in panel.status.value
@@ -194,7 +226,7 @@ def test_bad_input_is_a_message_not_an_exception():
 
 def test_export_writes_csv_and_parquet(tmp_path):
     panel = DOCS.rerank.panel(query="cats", reranker="bm25", cache=False)
-    panel.export_button.click()                       # nothing yet: a message, no file
+    panel.export_button.click()  # nothing yet: a message, no file
     assert "Export failed" in panel.status.value
     panel.run_button.click()
     out = panel.wait(60)
@@ -219,7 +251,7 @@ def test_reranker_labels_say_whether_a_key_is_set_never_the_key(monkeypatch):
     labels = dict((name, label) for label, name in reranker_choices())
     assert labels["dmxapi"] == "dmxapi (key set)"
     panel = DOCS.rerank.panel(query="cats")
-    assert panel.reranker.value == "dmxapi"           # the default follows the environment
+    assert panel.reranker.value == "dmxapi"  # the default follows the environment
     assert "sk-label-secret" not in repr(panel.reranker.options) + repr(panel)
 
 
@@ -261,7 +293,7 @@ def test_cancel_racing_the_end_of_a_run_never_leaves_the_panel_stuck():
         assert not panel.running and not panel.run_button.disabled and panel.cancel_button.disabled
         assert "Cancelling" not in panel.status.value
         assert panel.result is not None or isinstance(panel.error, errors.RunCancelled)
-        panel.cancel()                                   # after the run: nothing happens
+        panel.cancel()  # after the run: nothing happens
         assert "Cancelling" not in panel.status.value
 
 
@@ -284,7 +316,7 @@ def test_a_failed_run_does_not_look_like_a_finished_one():
         panel.run_button.click()
         assert panel.wait(30) is None
     assert panel.progress.bar_style == "danger"
-    assert panel.progress_text.value == "stopped: 0 of 5 rows scored"     # not "4 / 4 pairs"
+    assert panel.progress_text.value == "stopped: 0 of 5 rows scored"  # not "4 / 4 pairs"
     with LoopbackRerankServer(api_key=API_KEY, fault_rate=1.0, fault_kinds=("500",)) as server:
         failing = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=server.url, max_retries=0)
         panel = DOCS.rerank.panel(query="cats", reranker=failing, cache=False, errors="coerce")
@@ -315,8 +347,11 @@ def test_the_panel_lists_whatever_the_registry_has_labelled_by_availability(monk
         def score(self, query, documents):
             return [0.0] * len(documents)
 
-    monkeypatch.setattr(rerankers, "reranker_class",
-                        lambda name, real=rerankers.reranker_class: Elsewhere if name == "elsewhere" else real(name))
+    monkeypatch.setattr(
+        rerankers,
+        "reranker_class",
+        lambda name, real=rerankers.reranker_class: Elsewhere if name == "elsewhere" else real(name),
+    )
     monkeypatch.setitem(rerankers.REGISTRY, "elsewhere", "tests.notebook.test_panel:Elsewhere")
     labels = {name: label for label, name in reranker_choices()}
     assert labels["elsewhere"] == "elsewhere (needs the moon)"

@@ -1,4 +1,5 @@
 """bm25 weighs terms with the frame's collection (every distinct text), not each query's candidates alone."""
+
 from __future__ import annotations
 
 import bm25s
@@ -23,19 +24,27 @@ def full_index_scores(query: str, collection: list[str], method: str = "lucene")
 
 def two_query_frame() -> pd.DataFrame:
     # "wing" is in every candidate of the first query but rare in the collection; "flutter" is the reverse
-    return pd.DataFrame({
-        "question": ["wing flutter"] * 2 + ["heat transfer"] * 4,
-        "text": ["wing wing surface", "flutter flutter surface",
-                 "flutter of a panel", "flutter at high speed", "heat transfer in the flutter regime",
-                 "the heat of the boundary layer"],
-    })
+    return pd.DataFrame(
+        {
+            "question": ["wing flutter"] * 2 + ["heat transfer"] * 4,
+            "text": [
+                "wing wing surface",
+                "flutter flutter surface",
+                "flutter of a panel",
+                "flutter at high speed",
+                "heat transfer in the flutter regime",
+                "the heat of the boundary layer",
+            ],
+        }
+    )
 
 
 @pytest.mark.parametrize("method", ["lucene", "robertson", "atire", "bm25l", "bm25+"])
 def test_through_the_pipeline_scores_are_those_of_an_index_over_every_distinct_text(method):
     df = two_query_frame()
-    got = rerankpd.scores(df, query_column="question", reranker=BM25Reranker(method=method), cache=False,
-                          progress=False)
+    got = rerankpd.scores(
+        df, query_column="question", reranker=BM25Reranker(method=method), cache=False, progress=False
+    )
     collection = list(dict.fromkeys(df["text"]))
     for question, rows in df.groupby("question", sort=False):
         want = full_index_scores(question, collection, method)
@@ -45,8 +54,9 @@ def test_through_the_pipeline_scores_are_those_of_an_index_over_every_distinct_t
 def test_corpus_statistics_change_the_order_as_documented():
     df = two_query_frame()
     corpus = rerankpd.scores(df, query_column="question", reranker="bm25", cache=False, progress=False)
-    per_query = rerankpd.scores(df, query_column="question", reranker=BM25Reranker(statistics="query"),
-                                cache=False, progress=False)
+    per_query = rerankpd.scores(
+        df, query_column="question", reranker=BM25Reranker(statistics="query"), cache=False, progress=False
+    )
     # among the two candidates "wing" and "flutter" are equally rare: a tie; in the collection "flutter"
     # is common (4 of 6 texts) and "wing" rare (1 of 6), so the wing document comes first
     assert per_query[0] == pytest.approx(per_query[1])
@@ -60,8 +70,9 @@ def test_corpus_statistics_change_the_order_as_documented():
 def test_one_query_over_the_whole_frame_gives_the_same_scores_either_way():
     df = two_query_frame()
     a = rerankpd.scores(df, "flutter of the wing", reranker="bm25", cache=False, progress=False)
-    b = rerankpd.scores(df, "flutter of the wing", reranker=BM25Reranker(statistics="query"), cache=False,
-                        progress=False)
+    b = rerankpd.scores(
+        df, "flutter of the wing", reranker=BM25Reranker(statistics="query"), cache=False, progress=False
+    )
     assert a.tolist() == b.tolist()
 
 

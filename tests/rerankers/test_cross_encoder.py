@@ -3,6 +3,7 @@
 No test downloads anything: the model is built in a temporary directory (tests/rerankers/tiny_cross_encoder.py)
 and the Hugging Face hub is switched offline.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,6 @@ import pytest
 
 import rerankpd
 from rerankpd.errors import ConfigurationError, MissingDependencyError, RerankError
-
 from tests.rerankers.tiny_cross_encoder import build_tiny_cross_encoder
 
 torch = pytest.importorskip("torch")  # the `local` extra is part of `all`, which the test install has
@@ -59,14 +59,18 @@ def pairs(documents, query=QUERY):
 def test_scores_equal_sentence_transformers_predict(model_dir, score):
     reference = CrossEncoder(str(model_dir), local_files_only=True, device="cpu")
     documents = DOCS + [LONG]
-    expected = (reference.predict(pairs(documents)) if score == "probability"
-                else reference.predict(pairs(documents), activation_fn=torch.nn.Identity()))
+    expected = (
+        reference.predict(pairs(documents))
+        if score == "probability"
+        else reference.predict(pairs(documents), activation_fn=torch.nn.Identity())
+    )
     r = rerankpd.get_reranker("cross-encoder", model=str(model_dir), score=score, batch_size=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the long pair's truncation warning
         direct = r.score(QUERY, documents)
-        through_pipeline = rerankpd.scores(pd.DataFrame({"text": documents}), QUERY, reranker=r, cache=False,
-                                           progress=False)
+        through_pipeline = rerankpd.scores(
+            pd.DataFrame({"text": documents}), QUERY, reranker=r, cache=False, progress=False
+        )
     np.testing.assert_allclose(direct, expected, atol=1e-5, rtol=0)
     np.testing.assert_allclose(through_pipeline.to_numpy(), expected, atol=1e-5, rtol=0)
     if score == "probability":
@@ -77,12 +81,13 @@ def test_scores_equal_sentence_transformers_predict(model_dir, score):
 
 def test_length_sorting_does_not_change_the_order_of_results(model_dir):
     r = rerankpd.get_reranker("cross-encoder", model=str(model_dir), batch_size=2)
-    alone = [r.score(QUERY, [d])[0] for d in DOCS]          # each pair on its own: no sorting, no padding
-    together = r.score(QUERY, DOCS)                          # sorted by length, in forward batches of 2
+    alone = [r.score(QUERY, [d])[0] for d in DOCS]  # each pair on its own: no sorting, no padding
+    together = r.score(QUERY, DOCS)  # sorted by length, in forward batches of 2
     np.testing.assert_allclose(together, alone, atol=1e-5, rtol=0)
     permutation = [3, 0, 5, 1, 4, 2]
-    np.testing.assert_allclose(r.score(QUERY, [DOCS[i] for i in permutation]), [alone[i] for i in permutation],
-                               atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        r.score(QUERY, [DOCS[i] for i in permutation]), [alone[i] for i in permutation], atol=1e-5, rtol=0
+    )
     assert len(set(np.round(alone, 6))) == len(DOCS)  # the scores differ, so a mix-up would show
 
 
@@ -124,7 +129,7 @@ def test_client_chunking_scores_long_documents_by_their_best_chunk(model_dir):
 
 
 def test_max_length_is_lowered_to_the_models_limit(model_dir):
-    assert rerankpd.get_reranker("cross-encoder", model=str(model_dir)).max_length == 128   # default 512
+    assert rerankpd.get_reranker("cross-encoder", model=str(model_dir)).max_length == 128  # default 512
     assert rerankpd.get_reranker("cross-encoder", model=str(model_dir), max_length=64).max_length == 64
 
 
@@ -134,7 +139,7 @@ def test_dtype_and_max_length_change_the_cache_identity(model_dir):
         return rerankpd.get_reranker("cross-encoder", model=str(model_dir), **options).identity()
 
     base = identity()
-    assert base == identity(batch_size=7)             # batch size does not change scores
+    assert base == identity(batch_size=7)  # batch size does not change scores
     assert base["dtype"] == "float32" and base["score"] == "probability" and base["revision"].startswith("local-")
     assert identity(dtype="bfloat16") != base
     assert identity(max_length=64) != base
@@ -155,8 +160,9 @@ def test_scores_are_cached_and_a_new_identity_misses(model_dir):
     df = pd.DataFrame({"text": DOCS})
     first = df.rerank(QUERY, reranker=rerankpd.get_reranker("cross-encoder", model=str(model_dir)), progress=False)
     second = df.rerank(QUERY, reranker=rerankpd.get_reranker("cross-encoder", model=str(model_dir)), progress=False)
-    other = df.rerank(QUERY, reranker=rerankpd.get_reranker("cross-encoder", model=str(model_dir), max_length=64),
-                      progress=False)
+    other = df.rerank(
+        QUERY, reranker=rerankpd.get_reranker("cross-encoder", model=str(model_dir), max_length=64), progress=False
+    )
     assert first.attrs["rerank"]["sent"] == len(DOCS)
     assert second.attrs["rerank"]["from_cache"] == len(DOCS) and second.attrs["rerank"]["sent"] == 0
     assert other.attrs["rerank"]["from_cache"] == 0
@@ -177,9 +183,9 @@ def test_a_model_in_the_hugging_face_cache_is_found_offline_with_its_commit(mode
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     r = rerankpd.get_reranker("cross-encoder", model="tiny/reranker")
     assert r.identity()["model"] == "tiny/reranker" and r.identity()["revision"] == commit
-    np.testing.assert_allclose(r.score(QUERY, DOCS),
-                               rerankpd.get_reranker("cross-encoder", model=str(model_dir)).score(QUERY, DOCS),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        r.score(QUERY, DOCS), rerankpd.get_reranker("cross-encoder", model=str(model_dir)).score(QUERY, DOCS), atol=1e-6
+    )
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -194,7 +200,7 @@ def test_an_unknown_model_offline_says_which_where_and_the_command(tmp_path, mon
     assert str(tmp_path / "empty-hub") in message
     assert "hf download nobody/no-such-reranker" in message
     with pytest.raises(RerankError, match="hf download BAAI/bge-reranker-v2-m3 --revision v9"):
-        rerankpd.get_reranker("cross-encoder", revision="v9")   # the default model
+        rerankpd.get_reranker("cross-encoder", revision="v9")  # the default model
 
 
 def test_a_missing_directory_is_named(tmp_path):
@@ -205,8 +211,9 @@ def test_a_missing_directory_is_named(tmp_path):
         rerankpd.get_reranker("cross-encoder", model=str(tmp_path / "empty"))
 
 
-@pytest.mark.parametrize("option, value", [("score", "softmax"), ("dtype", "float64"), ("batch_size", 0),
-                                           ("max_length", 2.5)])
+@pytest.mark.parametrize(
+    "option, value", [("score", "softmax"), ("dtype", "float64"), ("batch_size", 0), ("max_length", 2.5)]
+)
 def test_bad_options_name_the_option(model_dir, option, value):
     with pytest.raises(ConfigurationError, match=option):
         rerankpd.get_reranker("cross-encoder", model=str(model_dir), **{option: value})
@@ -221,18 +228,23 @@ def test_without_the_extra_the_error_names_the_install(monkeypatch):
 def test_availability_follows_the_extra(monkeypatch):
     assert CrossEncoderReranker.availability() == rerankpd.rerankers.base.Availability(True, "local model")
     real = ce_module.importlib.util.find_spec
-    monkeypatch.setattr(ce_module.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "sentence_transformers" else real(name, *a))
+    monkeypatch.setattr(
+        ce_module.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "sentence_transformers" else real(name, *a),
+    )
     assert CrossEncoderReranker.availability() == rerankpd.rerankers.base.Availability(False, "needs rerankpd[local]")
 
 
 def test_import_rerankpd_imports_neither_torch_nor_sentence_transformers():
-    code = ("import sys, rerankpd\n"
-            "from rerankpd.rerankers import reranker_class\n"
-            "assert 'cross-encoder' in rerankpd.available_rerankers()\n"
-            "print(reranker_class('cross-encoder').availability())\n"
-            "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
+    code = (
+        "import sys, rerankpd\n"
+        "from rerankpd.rerankers import reranker_class\n"
+        "assert 'cross-encoder' in rerankpd.available_rerankers()\n"
+        "print(reranker_class('cross-encoder').availability())\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "local model" in proc.stdout
@@ -295,8 +307,14 @@ def test_out_of_memory_with_one_pair_raises_and_other_errors_are_not_retried():
 
 def test_the_reranker_survives_out_of_memory_with_the_same_scores(model_dir, monkeypatch):
     r = rerankpd.get_reranker("cross-encoder", model=str(model_dir), batch_size=8)
-    similar = ["wash hands often", "rest and drink tea", "see a doctor soon", "get a flu vaccine",
-               "eat warm soup now", "sleep well at night"]  # within 2x of each other: one batch before the cut
+    similar = [
+        "wash hands often",
+        "rest and drink tea",
+        "see a doctor soon",
+        "get a flu vaccine",
+        "eat warm soup now",
+        "sleep well at night",
+    ]  # within 2x of each other: one batch before the cut
     expected = r.score(QUERY, similar)
     real = r._predict
     sizes = []

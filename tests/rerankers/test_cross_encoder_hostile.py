@@ -1,4 +1,5 @@
 """A model directory whose weights are a malicious pickle: nothing runs, and the error says where and why."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The dmxapi reranker against a real HTTP server on 127.0.0.1 speaking DMXAPI's documented JSON."""
+
 from __future__ import annotations
 
 import threading
@@ -25,13 +26,13 @@ def test_request_shape_and_header_follow_the_seed(dmxapi, server):
     assert r.score(SEED_QUERY, SEED_DOCUMENTS) and len(server.requests) == 1
     req = server.requests[0]
     assert req.path == "/v1/rerank"
-    assert req.headers["Authorization"] == API_KEY            # the seed sends the bare key
+    assert req.headers["Authorization"] == API_KEY  # the seed sends the bare key
     assert req.headers["Content-Type"] == "application/json"
     assert req.body == {
         "model": "bge-reranker-v2-m3-free",
         "query": SEED_QUERY,
         "documents": SEED_DOCUMENTS,
-        "top_n": 3,                       # never fewer than the documents sent
+        "top_n": 3,  # never fewer than the documents sent
         "return_documents": False,
         "max_chunks_per_doc": 5,
         "overlap_tokens": 20,
@@ -49,15 +50,21 @@ def test_seed_response_parsed_by_index(seed_response):
     assert scores_from_results(results, 3) == [0.9700092673301697, 0.14572574198246002, 0.02796747349202633]
     r = rerankpd.get_reranker("dmxapi", api_key="k")
     batch = r.parse_response(seed_response, 3)
-    assert batch.usage == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-                           "claude_cache_creation_5_m_tokens": 0, "claude_cache_creation_1_h_tokens": 0}
+    assert batch.usage == {
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "total_tokens": 0,
+        "claude_cache_creation_5_m_tokens": 0,
+        "claude_cache_creation_1_h_tokens": 0,
+    }
 
 
 def test_one_liner_against_seed_server(seed_response):
     with seed_server(seed_response) as srv:
         df = pd.DataFrame({"text": SEED_DOCUMENTS[::-1]}, index=["c", "b", "a"])
-        out = df.rerank(SEED_QUERY, reranker=rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=srv.url),
-                        progress=False)
+        out = df.rerank(
+            SEED_QUERY, reranker=rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=srv.url), progress=False
+        )
     assert out.index.tolist() == ["a", "b", "c"]
     assert out["rerank_score"].tolist() == [0.9700092673301697, 0.14572574198246002, 0.02796747349202633]
     assert out["rerank_rank"].tolist() == [1, 2, 3]
@@ -129,20 +136,28 @@ def test_reranker_is_usable_from_many_threads(dmxapi, server):
     for t in threads:
         t.join(10)
     # each thread got the scores of its own query and documents, in its documents' order
-    assert results == {i: pytest.approx([overlap_score(f"doc{i} q", d) for d in (f"doc{i} words", "other", f"doc{i} q")])
-                       for i in range(8)}
+    assert results == {
+        i: pytest.approx([overlap_score(f"doc{i} q", d) for d in (f"doc{i} words", "other", f"doc{i} q")])
+        for i in range(8)
+    }
     assert sorted(req.body["query"] for req in server.requests) == sorted(f"doc{i} q" for i in range(8))
 
 
 def test_per_row_queries_over_http_one_query_per_request(dmxapi, server):
-    df = pd.DataFrame({"q": ["cold", "flu", "cold", "flu", "cold"],
-                       "text": ["a cold day", "flu shot", "cold hands", "a cold day", "cold hands"]})
+    df = pd.DataFrame(
+        {
+            "q": ["cold", "flu", "cold", "flu", "cold"],
+            "text": ["a cold day", "flu shot", "cold hands", "a cold day", "cold hands"],
+        }
+    )
     out = df.rerank(query_column="q", reranker=dmxapi(batch_size=10), progress=False, sort=False)
     bodies = [r.body for r in server.requests]
     assert sorted((b["query"], tuple(b["documents"])) for b in bodies) == [
-        ("cold", ("a cold day", "cold hands")), ("flu", ("flu shot", "a cold day"))]
+        ("cold", ("a cold day", "cold hands")),
+        ("flu", ("flu shot", "a cold day")),
+    ]
     assert out.loc[2, "rerank_score"] == out.loc[4, "rerank_score"]
-    assert out.loc[0, "rerank_score"] != out.loc[3, "rerank_score"]    # same text, different query
+    assert out.loc[0, "rerank_score"] != out.loc[3, "rerank_score"]  # same text, different query
     assert out.attrs["rerank"]["usage"]["total_tokens"] > 0
 
 

@@ -1,4 +1,5 @@
 """The offline rerankers rank DMXAPI's own example sensibly: the hand-washing advice first."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -15,16 +16,19 @@ def test_seed_example_ranked_sensibly(name):
     # the direct answer on top, the vaccine advice next, the disputed vitamin C last
     assert out.index.tolist() == [0, 2, 1]
     scores = out["rerank_score"].tolist()
-    assert scores[0] > scores[1] > scores[2]                   # no ties: the order is the scores'
+    assert scores[0] > scores[1] > scores[2]  # no ties: the order is the scores'
 
 
 @pytest.mark.parametrize(("name", "order"), [("e5", [1, 2, 0]), ("bm25", [1, 0, 2])])
 def test_english_and_mixed_languages(name, order):
-    docs = ["The stock market fell sharply today.", "Wash your hands often to avoid catching a cold.",
-            "Recipe: slow-cooked beef stew."]
+    docs = [
+        "The stock market fell sharply today.",
+        "Wash your hands often to avoid catching a cold.",
+        "Recipe: slow-cooked beef stew.",
+    ]
     out = pd.DataFrame({"text": docs}).rerank("how to prevent a cold", reranker=name, progress=False)
     assert out.index.tolist() == order
-    if name == "bm25":                     # only the cold advice shares a word; the others tie at 0, in row order
+    if name == "bm25":  # only the cold advice shares a word; the others tie at 0, in row order
         assert out["rerank_score"].tolist()[0] > 0 and out["rerank_score"].tolist()[1:] == [0.0, 0.0]
 
 
@@ -103,7 +107,7 @@ def test_e5_rerankers_in_two_threads_share_one_model_safely():
     import threading
 
     a, b = rerankpd.get_reranker("e5"), rerankpd.get_reranker("e5")
-    assert a._model is b._model and a._lock is b._lock      # one model, one lock, however many rerankers
+    assert a._model is b._model and a._lock is b._lock  # one model, one lock, however many rerankers
     docs = ["预防感冒应勤洗手", "今天天气很好", "wash your hands"] * 20
     want = a.score("如何预防感冒", docs)
     got = {}

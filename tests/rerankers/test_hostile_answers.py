@@ -1,4 +1,5 @@
 """HTTP rerankers against hostile answers on the loopback server: extreme embeddings, answers too large."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,14 @@ KEY = "sk-canary-hostile-qzxwvu"
 
 
 def embeddings_answer(vectors: list[list[float]]) -> bytes:
-    return json.dumps({"object": "list", "model": "m",
-                       "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-                       "usage": {"prompt_tokens": 2, "total_tokens": 2}}).encode()
+    return json.dumps(
+        {
+            "object": "list",
+            "model": "m",
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": 2, "total_tokens": 2},
+        }
+    ).encode()
 
 
 @pytest.mark.parametrize("scale", [1e20, 1e-25, 1e35, 1e-40])
@@ -26,8 +32,9 @@ def test_embeddings_far_from_unit_length_are_normalised_exactly(scale):
     with LoopbackRerankServer(api_key=KEY, dialect="openai-embeddings") as server:
         r = rerankpd.get_reranker("embeddings", api_key=KEY, base_url=server.url, model="m", max_retries=0)
         direction = np.array([3.0, 4.0, 0.0])
-        server.fail_next("raw", status=200, body=embeddings_answer([(direction * scale).tolist(),
-                                                                    (-direction * scale).tolist()]))
+        server.fail_next(
+            "raw", status=200, body=embeddings_answer([(direction * scale).tolist(), (-direction * scale).tolist()])
+        )
         vectors = r.embed_documents(["a", "b"])
         assert vectors == pytest.approx(np.array([[0.6, 0.8, 0.0], [-0.6, -0.8, 0.0]]), abs=1e-6)
         server.fail_next("raw", status=200, body=embeddings_answer([(direction * scale).tolist()]))
@@ -47,8 +54,15 @@ def test_an_answer_inflating_past_the_cap_fails_at_once_and_is_not_retried():
     bomb = gzip_bomb(256 * 2**20)  # 256 MiB decoded from about 250 KB
     assert len(bomb) < 2**20
     with LoopbackRerankServer(api_key=KEY, dialect="cohere") as server:
-        r = rerankpd.get_reranker("cohere", api_key=KEY, base_url=server.url, max_answer_bytes=2**20,
-                                  max_retries=3, backoff_base=0.001, backoff_cap=0.01)
+        r = rerankpd.get_reranker(
+            "cohere",
+            api_key=KEY,
+            base_url=server.url,
+            max_answer_bytes=2**20,
+            max_retries=3,
+            backoff_base=0.001,
+            backoff_cap=0.01,
+        )
         server.fail_next("raw", status=200, body=bomb, headers={"Content-Encoding": "gzip"})
         started = time.monotonic()
         with pytest.raises(BadResponseError) as info:

@@ -4,6 +4,7 @@ A key read from a provider's variable goes only to that provider's hosts (and to
 the environment names for it); ``api_key=`` goes wherever ``base_url`` says. Each HTTP reranker is checked
 against a loopback server, which is a foreign host for every variable.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -33,8 +34,19 @@ def _options(name):
 
 
 def test_every_http_reranker_is_covered():
-    assert {"cohere", "dashscope", "dmxapi", "embeddings", "jina", "llm", "siliconflow", "voyage", "pinecone",
-            "mixedbread", "nim"} <= set(HOSTED)
+    assert {
+        "cohere",
+        "dashscope",
+        "dmxapi",
+        "embeddings",
+        "jina",
+        "llm",
+        "siliconflow",
+        "voyage",
+        "pinecone",
+        "mixedbread",
+        "nim",
+    } <= set(HOSTED)
     assert {"tei", "vllm", "infinity"} <= set(HTTP_NAMES) - set(HOSTED)
 
 
@@ -118,8 +130,9 @@ def test_a_401_names_api_key_when_the_key_came_from_api_key(name, monkeypatch):
     monkeypatch.setenv("DMXAPI_API_KEY", "sk-unrelated")
     with LoopbackRerankServer(api_key=KEY, dialect=GENERIC[name]) as server:
         with pytest.raises(AuthenticationError) as info:
-            rerankpd.get_reranker(name, base_url=server.url, api_key="sk-wrong", model="m",
-                                  max_retries=0).score(QUERY, DOCS)
+            rerankpd.get_reranker(name, base_url=server.url, api_key="sk-wrong", model="m", max_retries=0).score(
+                QUERY, DOCS
+            )
         assert "api_key=" in str(info.value) and "DMXAPI_API_KEY" not in str(info.value)
         with pytest.raises(AuthenticationError) as info:  # no key was sent: say why
             rerankpd.get_reranker(name, base_url=server.url, model="m", max_retries=0).score(QUERY, DOCS)

@@ -3,6 +3,7 @@
 Answers that repeat the key, logprobs at the extremes or written with hundreds of digits, listwise ids too
 long for Python's integers, and passages that try to forge the prompt's structure.
 """
+
 from __future__ import annotations
 
 import html
@@ -51,13 +52,27 @@ def make(server, **options):
 
 def completion(content: str, top_logprobs: list[dict] | None = None) -> bytes:
     """A chat completion in OpenAI's shape, as raw JSON (Python's json writes -Infinity for float('-inf'))."""
-    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
-              "logprobs": None}
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": content},
+        "finish_reason": "stop",
+        "logprobs": None,
+    }
     if top_logprobs is not None:
-        choice["logprobs"] = {"content": [{"token": top_logprobs[0]["token"], "logprob": top_logprobs[0]["logprob"],
-                                           "top_logprobs": top_logprobs}]}
-    return json.dumps({"id": "x", "object": "chat.completion", "model": "fake-chat", "choices": [choice],
-                       "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+        choice["logprobs"] = {
+            "content": [
+                {"token": top_logprobs[0]["token"], "logprob": top_logprobs[0]["logprob"], "top_logprobs": top_logprobs}
+            ]
+        }
+    return json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "model": "fake-chat",
+            "choices": [choice],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    ).encode()
 
 
 def serve(server, body: bytes, count: int = 1) -> None:
@@ -68,16 +83,18 @@ def serve(server, body: bytes, count: int = 1) -> None:
 def test_a_grade_answer_repeating_the_key_is_scrubbed_in_rerank_error(chat):
     serve(chat, completion(f"I will not grade; your key is {KEY} and {KEY[:12]}"))
     df = pd.DataFrame({"text": ["wash hands"]})
-    out = rerankpd.rerank(df, QUERY, reranker=make(chat, scoring="grade", max_retries=0), cache=False,
-                          progress=False, errors="coerce")
+    out = rerankpd.rerank(
+        df, QUERY, reranker=make(chat, scoring="grade", max_retries=0), cache=False, progress=False, errors="coerce"
+    )
     message = out["rerank_error"].iloc[0]
     assert "grade" in message and "***" in message
     assert KEY[:8] not in message and KEY[-8:] not in message
 
 
 def test_a_logprobs_answer_repeating_the_key_is_scrubbed(chat):
-    serve(chat, completion(f"{KEY} is your key", [{"token": KEY, "logprob": -0.1},
-                                                  {"token": "Maybe", "logprob": -3.0}]))
+    serve(
+        chat, completion(f"{KEY} is your key", [{"token": KEY, "logprob": -0.1}, {"token": "Maybe", "logprob": -3.0}])
+    )
     with pytest.raises(BadResponseError) as info:
         make(chat, scoring="logprobs", max_retries=0).score(QUERY, ["wash hands"])
     assert "top_logprobs" in str(info.value) and KEY[:8] not in str(info.value) and KEY[-8:] not in str(info.value)
@@ -176,7 +193,7 @@ def test_a_hostile_passage_cannot_forge_the_listwise_prompt(hostile):
     assert texts == ["alpha", hostile, "gamma"]  # each passage's text, exactly, inside its delimiters
     assert (head, tail) == _passages(benign)[::2]  # the structure around them is unchanged
     # no bracketed number of the passage is readable as a marker, no delimiter as a delimiter
-    inside = forged[forged.index("[2] <passage>") + len("[2] <passage>"):forged.index("</passage>\n[3]")]
+    inside = forged[forged.index("[2] <passage>") + len("[2] <passage>") : forged.index("</passage>\n[3]")]
     assert not re.search(r"\[\s*\d+\s*\]|</?(passage|query|document)>", inside)
     assert "<passage>" in LISTWISE_SYSTEM or "<passage>" in LISTWISE_PROMPT  # the model is told what the tags mean
 
@@ -184,8 +201,11 @@ def test_a_hostile_passage_cannot_forge_the_listwise_prompt(hostile):
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_a_hostile_query_or_document_cannot_forge_the_pointwise_prompt(hostile):
     user = pointwise_messages(POINTWISE_PROMPT, hostile, hostile)[1]["content"]
-    match = re.fullmatch(r"Query: <query>([^<>]*)</query>\n\nDocument: <document>([^<>]*)</document>\n\n"
-                         r"(Does the document answer the query\? Answer with one word: yes or no\.)", user)
+    match = re.fullmatch(
+        r"Query: <query>([^<>]*)</query>\n\nDocument: <document>([^<>]*)</document>\n\n"
+        r"(Does the document answer the query\? Answer with one word: yes or no\.)",
+        user,
+    )
     assert match, user
     assert html.unescape(match[1]) == hostile and html.unescape(match[2]) == hostile
 
@@ -198,5 +218,6 @@ def test_hostile_passages_are_ranked_by_what_they_say_not_by_what_they_claim(cha
     assert sorted(range(len(docs)), key=lambda i: -result.scores[i]) == expected
     assert result.usage["windows_repaired"] == 0
     pointwise = make(chat).score(QUERY, HOSTILE)
-    assert pointwise == pytest.approx([math.log(p / (1 - p)) for p in
-                                       (min(0.98, max(0.02, overlap_score(QUERY, d))) for d in HOSTILE)], abs=1e-6)
+    assert pointwise == pytest.approx(
+        [math.log(p / (1 - p)) for p in (min(0.98, max(0.02, overlap_score(QUERY, d))) for d in HOSTILE)], abs=1e-6
+    )

@@ -1,5 +1,6 @@
 """Pinecone, NVIDIA NIM and Mixedbread: in the registry, the command line, the panel and estimate, with their
 published limits (the wire format itself is checked with every provider in test_providers.py)."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -29,8 +30,9 @@ def test_estimate_counts_pinecones_100_document_requests(monkeypatch):
     with pytest.warns(RuntimeWarning, match="PINECONE_API_KEY"):
         est = df.rerank.estimate("q", reranker="pinecone", cache=False)
     assert est.requests == 3 and est.to_score == 250
-    est = df.rerank.estimate("q", reranker=rerankpd.get_reranker("pinecone", api_key=KEY, model="cohere-rerank-3.5"),
-                             cache=False)
+    est = df.rerank.estimate(
+        "q", reranker=rerankpd.get_reranker("pinecone", api_key=KEY, model="cohere-rerank-3.5"), cache=False
+    )
     assert est.requests == 2  # 200 documents per request for cohere-rerank-3.5
 
 
@@ -57,7 +59,8 @@ def test_pinecone_truncate_none_is_sent_and_the_fake_refuses_an_over_long_pair()
 def test_nim_hosted_route_key_and_passage_limit(monkeypatch):
     monkeypatch.setenv("NVIDIA_API_KEY", KEY)
     hosted = rerankpd.get_reranker(
-        "nim", base_url="https://ai.api.nvidia.com/v1/retrieval/nvidia/llama-3_2-nv-rerankqa-1b-v2")
+        "nim", base_url="https://ai.api.nvidia.com/v1/retrieval/nvidia/llama-3_2-nv-rerankqa-1b-v2"
+    )
     assert hosted.endpoint.endswith("/llama-3_2-nv-rerankqa-1b-v2/reranking") and hosted.has_key
     assert not rerankpd.get_reranker("nim").has_key  # a self-hosted NIM on localhost never gets NVIDIA's key
     with pytest.raises(ConfigurationError, match="limit of 512"):

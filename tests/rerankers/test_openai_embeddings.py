@@ -1,4 +1,5 @@
 """The OpenAI-compatible embeddings reranker, against a real loopback server speaking the embeddings API."""
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,13 @@ def cosine(a: str, b: str) -> float:
 def test_model_is_required_and_options_are_checked():
     with pytest.raises(ConfigurationError, match="model="):
         rerankpd.get_reranker("embeddings", api_key=KEY)
-    for bad in (dict(prefixes="bge"), dict(dimensions=0), dict(encoding_format="int8"), dict(batch_size=5000),
-                dict(query_prefix=3)):
+    for bad in (
+        dict(prefixes="bge"),
+        dict(dimensions=0),
+        dict(encoding_format="int8"),
+        dict(batch_size=5000),
+        dict(query_prefix=3),
+    ):
         with pytest.raises(ConfigurationError):
             rerankpd.get_reranker("embeddings", api_key=KEY, model="m", **bad)
 
@@ -59,10 +65,15 @@ def test_key_comes_from_dmxapi_api_key_and_never_shows(monkeypatch):
 
 
 def test_payload_follows_the_openai_reference():
-    r = rerankpd.get_reranker("embeddings", api_key=KEY, model="m", prefixes="e5", dimensions=256,
-                              encoding_format="base64")
+    r = rerankpd.get_reranker(
+        "embeddings", api_key=KEY, model="m", prefixes="e5", dimensions=256, encoding_format="base64"
+    )
     assert r.build_embeddings_payload(["q"], "query") == {
-        "model": "m", "input": ["query: q"], "encoding_format": "base64", "dimensions": 256}
+        "model": "m",
+        "input": ["query: q"],
+        "encoding_format": "base64",
+        "dimensions": 256,
+    }
     assert r.build_embeddings_payload(["d"], "document")["input"] == ["passage: d"]
     plain = rerankpd.get_reranker("embeddings", api_key=KEY, model="m")
     assert plain.build_embeddings_payload(["d"], "document") == {"model": "m", "input": ["d"]}
@@ -76,7 +87,7 @@ def test_a_frame_is_reranked_with_each_distinct_text_embedded_once(server):
     for label, row in df.iterrows():
         assert out.loc[label, "rerank_score"] == pytest.approx(cosine(row.q, row.text), abs=1e-6)
     sent = server.documents_received()
-    assert sorted(sent) == sorted(["cold", "stock", *set(DOCS[:3])])      # 2 queries, 3 distinct texts, once each
+    assert sorted(sent) == sorted(["cold", "stock", *set(DOCS[:3])])  # 2 queries, 3 distinct texts, once each
     info = out.attrs["rerank"]
     assert info["embedding"]["texts_embedded"] == 3 and info["embedding"]["queries_embedded"] == 2
     assert info["usage"]["total_tokens"] == sum(len(t) for t in sent) and info["requests"] == 3
@@ -112,7 +123,7 @@ def test_an_answer_missing_an_index_is_retried(server):
     server.fail_next("missing_index")
     r = make(server, batch_size=10)
     assert r.score("cold", DOCS) == pytest.approx([cosine("cold", d) for d in DOCS], abs=1e-6)
-    assert len(server.requests) == 3   # the query, the incomplete answer, its retry
+    assert len(server.requests) == 3  # the query, the incomplete answer, its retry
 
 
 def test_an_answer_that_never_covers_the_inputs_is_a_bad_response(server):
@@ -138,20 +149,24 @@ def test_the_server_refusing_an_option_is_a_bad_request(server):
 def test_requests_run_concurrently_up_to_the_limit():
     with LoopbackRerankServer(api_key=KEY, dialect="openai-embeddings", latency=0.05) as server:
         df = pd.DataFrame({"text": [f"text number {i}" for i in range(80)]})
-        out = rerankpd.rerank(df, "text", reranker=make(server, batch_size=5, max_concurrency=4), cache=False,
-                              progress=False)
+        out = rerankpd.rerank(
+            df, "text", reranker=make(server, batch_size=5, max_concurrency=4), cache=False, progress=False
+        )
         assert out["rerank_score"].notna().all() and server.max_in_flight == 4
         assert len(server.requests) == 1 + math.ceil(80 / 5)
 
 
-@pytest.mark.parametrize("parse", [
-    {"data": [{"index": 0, "embedding": [1, 0]}, {"index": 0, "embedding": [1, 0]}]},
-    {"data": [{"index": 0, "embedding": [1, 0]}, {"index": 1, "embedding": [1, 0, 0]}]},
-    {"data": [{"index": 0, "embedding": "%%%"}, {"index": 1, "embedding": [1, 0]}]},
-    {"data": [{"index": 0, "embedding": [0, 0]}, {"index": 1, "embedding": [1, 0]}]},
-    {"data": [{"index": 2, "embedding": [1, 0]}]},
-    {"results": []},
-])
+@pytest.mark.parametrize(
+    "parse",
+    [
+        {"data": [{"index": 0, "embedding": [1, 0]}, {"index": 0, "embedding": [1, 0]}]},
+        {"data": [{"index": 0, "embedding": [1, 0]}, {"index": 1, "embedding": [1, 0, 0]}]},
+        {"data": [{"index": 0, "embedding": "%%%"}, {"index": 1, "embedding": [1, 0]}]},
+        {"data": [{"index": 0, "embedding": [0, 0]}, {"index": 1, "embedding": [1, 0]}]},
+        {"data": [{"index": 2, "embedding": [1, 0]}]},
+        {"results": []},
+    ],
+)
 def test_malformed_answers_are_rejected(parse):
     r = rerankpd.get_reranker("embeddings", api_key=KEY, model="m")
     with pytest.raises(BadResponseError):
@@ -160,6 +175,11 @@ def test_malformed_answers_are_rejected(parse):
 
 def test_answers_are_matched_by_index_not_position():
     r = rerankpd.get_reranker("embeddings", api_key=KEY, model="m", normalize=False)
-    got = r.parse_response({"data": [{"index": 1, "embedding": [0, 2]}, {"index": 0, "embedding": [3, 0]}],
-                            "usage": {"prompt_tokens": 4, "total_tokens": 4}}, 2)
+    got = r.parse_response(
+        {
+            "data": [{"index": 1, "embedding": [0, 2]}, {"index": 0, "embedding": [3, 0]}],
+            "usage": {"prompt_tokens": 4, "total_tokens": 4},
+        },
+        2,
+    )
     assert got.vectors.tolist() == [[3, 0], [0, 2]] and got.usage == {"prompt_tokens": 4, "total_tokens": 4}

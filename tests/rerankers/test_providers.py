@@ -5,6 +5,7 @@ score, so they must be matched by index); usage; the provider's error body turne
 provider's words; the key variable named before any request; the default per-request document limit,
 enforced by the loopback server as the service does.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,8 +22,8 @@ from rerankpd.errors import (
     RateLimitError,
     ServerError,
 )
-from rerankpd.testing import LoopbackRerankServer, overlap_score
 from rerankpd.run import plan
+from rerankpd.testing import LoopbackRerankServer, overlap_score
 
 KEY = "sk-provider-canary-7c21"
 QUERY = "how to prevent a cold"
@@ -33,17 +34,17 @@ DOCS = ["stock prices fell", "wash hands to prevent a cold", "cold weather ahead
 class Spec:
     name: str
     path: str
-    key_env: tuple[str, ...]          # () for self-hosted servers that need no key
-    body: dict                        # the exact body for QUERY and DOCS with default options
-    usage: dict                       # out.attrs["rerank"]["usage"] for one request of QUERY and DOCS
-    batch: int                        # default documents per request
-    enforced: bool = False            # the service rejects more than `batch` documents per request
+    key_env: tuple[str, ...]  # () for self-hosted servers that need no key
+    body: dict  # the exact body for QUERY and DOCS with default options
+    usage: dict  # out.attrs["rerank"]["usage"] for one request of QUERY and DOCS
+    batch: int  # default documents per request
+    enforced: bool = False  # the service rejects more than `batch` documents per request
     over_limit_error: type = BadRequestError
     error_words: str = "invalid thing here"
     extra: dict = field(default_factory=dict)
-    auth_header: str = "Authorization"   # Pinecone: Api-Key, with the bare key
+    auth_header: str = "Authorization"  # Pinecone: Api-Key, with the bare key
     auth_scheme: str = "Bearer "
-    names_a_model: bool = False          # a self-hosted server whose API requires the model's name
+    names_a_model: bool = False  # a self-hosted server whose API requires the model's name
 
     def auth(self, key: str) -> str:
         return self.auth_scheme + key
@@ -55,45 +56,129 @@ class Spec:
 
 TOKENS = len(QUERY) + sum(len(d) for d in DOCS)  # what the loopback server reports as token usage
 SPECS = [
-    Spec("siliconflow", "/v1/rerank", ("SILICONFLOW_API_KEY",),
-         {"model": "BAAI/bge-reranker-v2-m3", "query": QUERY, "documents": DOCS, "top_n": 4,
-          "return_documents": False},
-         {"input_tokens": TOKENS, "output_tokens": 0}, 64),
-    Spec("cohere", "/v2/rerank", ("CO_API_KEY", "COHERE_API_KEY"),
-         {"model": "rerank-v3.5", "query": QUERY, "documents": DOCS, "top_n": 4},
-         {"search_units": 1, "tokens.input_tokens": TOKENS, "tokens.output_tokens": 0}, 1000),
-    Spec("jina", "/v1/rerank", ("JINA_API_KEY",),
-         {"model": "jina-reranker-v2-base-multilingual", "query": QUERY, "documents": DOCS, "top_n": 4,
-          "return_documents": False},
-         {"total_tokens": TOKENS, "prompt_tokens": TOKENS}, 64),
-    Spec("voyage", "/v1/rerank", ("VOYAGE_API_KEY",),
-         {"query": QUERY, "documents": DOCS, "model": "rerank-2.5", "top_k": 4},
-         {"total_tokens": TOKENS}, 1000, enforced=True),
-    Spec("dashscope", "/api/v1/services/rerank/text-rerank/text-rerank", ("DASHSCOPE_API_KEY",),
-         {"model": "gte-rerank-v2", "input": {"query": QUERY, "documents": DOCS},
-          "parameters": {"top_n": 4, "return_documents": False}},
-         {"total_tokens": TOKENS}, 500, enforced=True),
-    Spec("tei", "/rerank", (),
-         {"query": QUERY, "texts": DOCS, "raw_scores": False, "return_text": False},
-         {}, 32, enforced=True),
-    Spec("infinity", "/rerank", (),
-         {"query": QUERY, "documents": DOCS, "return_documents": False, "raw_scores": False, "top_n": 4},
-         {"prompt_tokens": TOKENS, "total_tokens": TOKENS}, 2048, enforced=True),
-    Spec("vllm", "/v1/rerank", (),
-         {"query": QUERY, "documents": DOCS, "top_n": 4},
-         {"prompt_tokens": TOKENS, "total_tokens": TOKENS}, 64),
-    Spec("pinecone", "/rerank", ("PINECONE_API_KEY",),
-         {"model": "bge-reranker-v2-m3", "query": QUERY, "documents": [{"text": d} for d in DOCS],
-          "rank_fields": ["text"], "top_n": 4, "return_documents": False},
-         {"rerank_units": 1}, 100, enforced=True, auth_header="Api-Key", auth_scheme=""),
-    Spec("nim", "/v1/ranking", (),
-         {"model": "nvidia/llama-3.2-nv-rerankqa-1b-v2", "query": {"text": QUERY},
-          "passages": [{"text": d} for d in DOCS]},
-         {}, 64, names_a_model=True),
-    Spec("mixedbread", "/v1/reranking", ("MXBAI_API_KEY",),
-         {"model": "mixedbread-ai/mxbai-rerank-large-v2", "query": QUERY, "input": DOCS, "top_k": 4,
-          "return_input": False},
-         {"prompt_tokens": TOKENS, "total_tokens": TOKENS, "completion_tokens": 0}, 64),
+    Spec(
+        "siliconflow",
+        "/v1/rerank",
+        ("SILICONFLOW_API_KEY",),
+        {"model": "BAAI/bge-reranker-v2-m3", "query": QUERY, "documents": DOCS, "top_n": 4, "return_documents": False},
+        {"input_tokens": TOKENS, "output_tokens": 0},
+        64,
+    ),
+    Spec(
+        "cohere",
+        "/v2/rerank",
+        ("CO_API_KEY", "COHERE_API_KEY"),
+        {"model": "rerank-v3.5", "query": QUERY, "documents": DOCS, "top_n": 4},
+        {"search_units": 1, "tokens.input_tokens": TOKENS, "tokens.output_tokens": 0},
+        1000,
+    ),
+    Spec(
+        "jina",
+        "/v1/rerank",
+        ("JINA_API_KEY",),
+        {
+            "model": "jina-reranker-v2-base-multilingual",
+            "query": QUERY,
+            "documents": DOCS,
+            "top_n": 4,
+            "return_documents": False,
+        },
+        {"total_tokens": TOKENS, "prompt_tokens": TOKENS},
+        64,
+    ),
+    Spec(
+        "voyage",
+        "/v1/rerank",
+        ("VOYAGE_API_KEY",),
+        {"query": QUERY, "documents": DOCS, "model": "rerank-2.5", "top_k": 4},
+        {"total_tokens": TOKENS},
+        1000,
+        enforced=True,
+    ),
+    Spec(
+        "dashscope",
+        "/api/v1/services/rerank/text-rerank/text-rerank",
+        ("DASHSCOPE_API_KEY",),
+        {
+            "model": "gte-rerank-v2",
+            "input": {"query": QUERY, "documents": DOCS},
+            "parameters": {"top_n": 4, "return_documents": False},
+        },
+        {"total_tokens": TOKENS},
+        500,
+        enforced=True,
+    ),
+    Spec(
+        "tei",
+        "/rerank",
+        (),
+        {"query": QUERY, "texts": DOCS, "raw_scores": False, "return_text": False},
+        {},
+        32,
+        enforced=True,
+    ),
+    Spec(
+        "infinity",
+        "/rerank",
+        (),
+        {"query": QUERY, "documents": DOCS, "return_documents": False, "raw_scores": False, "top_n": 4},
+        {"prompt_tokens": TOKENS, "total_tokens": TOKENS},
+        2048,
+        enforced=True,
+    ),
+    Spec(
+        "vllm",
+        "/v1/rerank",
+        (),
+        {"query": QUERY, "documents": DOCS, "top_n": 4},
+        {"prompt_tokens": TOKENS, "total_tokens": TOKENS},
+        64,
+    ),
+    Spec(
+        "pinecone",
+        "/rerank",
+        ("PINECONE_API_KEY",),
+        {
+            "model": "bge-reranker-v2-m3",
+            "query": QUERY,
+            "documents": [{"text": d} for d in DOCS],
+            "rank_fields": ["text"],
+            "top_n": 4,
+            "return_documents": False,
+        },
+        {"rerank_units": 1},
+        100,
+        enforced=True,
+        auth_header="Api-Key",
+        auth_scheme="",
+    ),
+    Spec(
+        "nim",
+        "/v1/ranking",
+        (),
+        {
+            "model": "nvidia/llama-3.2-nv-rerankqa-1b-v2",
+            "query": {"text": QUERY},
+            "passages": [{"text": d} for d in DOCS],
+        },
+        {},
+        64,
+        names_a_model=True,
+    ),
+    Spec(
+        "mixedbread",
+        "/v1/reranking",
+        ("MXBAI_API_KEY",),
+        {
+            "model": "mixedbread-ai/mxbai-rerank-large-v2",
+            "query": QUERY,
+            "input": DOCS,
+            "top_k": 4,
+            "return_input": False,
+        },
+        {"prompt_tokens": TOKENS, "total_tokens": TOKENS, "completion_tokens": 0},
+        64,
+    ),
 ]
 BY_NAME = {s.name: s for s in SPECS}
 
@@ -218,8 +303,12 @@ def test_default_batch_limit(spec, server):
             assert f"limit of {spec.batch} documents" in str(exc)
             body = reranker.request_body(QUERY, docs)  # built by hand: the client would never send it
             headers = {spec.auth_header: spec.auth(KEY)} if spec.hosted else {}
-            answer = requests.post(server.url + spec.path.removeprefix(server.url.removeprefix(server.root)),
-                                   json=body, headers=headers, timeout=5)
+            answer = requests.post(
+                server.url + spec.path.removeprefix(server.url.removeprefix(server.root)),
+                json=body,
+                headers=headers,
+                timeout=5,
+            )
             assert answer.status_code in (400, 413, 422)
         else:
             with pytest.raises(spec.over_limit_error):
@@ -260,8 +349,7 @@ def test_key_never_shows_in_repr_or_identity(spec, server):
     reranker = make(spec, server, api_key=KEY, model=spec.name + "-model")
     assert KEY not in repr(reranker) and KEY not in str(reranker.identity())
     assert reranker.identity()["provider"] == spec.name
-    assert reranker.identity()["endpoint"] == server.url + spec.path.removeprefix(
-        server.url.removeprefix(server.root))
+    assert reranker.identity()["endpoint"] == server.url + spec.path.removeprefix(server.url.removeprefix(server.root))
 
 
 def test_cohere_falls_back_to_co_api_key(monkeypatch):
@@ -269,20 +357,30 @@ def test_cohere_falls_back_to_co_api_key(monkeypatch):
     assert rerankpd.get_reranker("cohere").has_key
 
 
-@pytest.mark.parametrize("name, options, sent", [
-    ("siliconflow", {"max_chunks_per_doc": 3, "overlap_tokens": 40}, {"max_chunks_per_doc": 3, "overlap_tokens": 40}),
-    ("siliconflow", {"model": "Qwen/Qwen3-Reranker-8B", "instruction": "rank by relevance"},
-     {"model": "Qwen/Qwen3-Reranker-8B", "instruction": "rank by relevance"}),
-    ("cohere", {"max_tokens_per_doc": 512}, {"max_tokens_per_doc": 512}),
-    ("voyage", {"truncation": False}, {"truncation": False}),
-    ("tei", {"raw_scores": True, "truncate": True}, {"raw_scores": True, "truncate": True}),
-    ("infinity", {"raw_scores": True, "model": "mxbai"}, {"raw_scores": True, "model": "mxbai"}),
-    ("vllm", {"truncate_prompt_tokens": 256, "model": "bge"}, {"truncate_prompt_tokens": 256, "model": "bge"}),
-])
+@pytest.mark.parametrize(
+    "name, options, sent",
+    [
+        (
+            "siliconflow",
+            {"max_chunks_per_doc": 3, "overlap_tokens": 40},
+            {"max_chunks_per_doc": 3, "overlap_tokens": 40},
+        ),
+        (
+            "siliconflow",
+            {"model": "Qwen/Qwen3-Reranker-8B", "instruction": "rank by relevance"},
+            {"model": "Qwen/Qwen3-Reranker-8B", "instruction": "rank by relevance"},
+        ),
+        ("cohere", {"max_tokens_per_doc": 512}, {"max_tokens_per_doc": 512}),
+        ("voyage", {"truncation": False}, {"truncation": False}),
+        ("tei", {"raw_scores": True, "truncate": True}, {"raw_scores": True, "truncate": True}),
+        ("infinity", {"raw_scores": True, "model": "mxbai"}, {"raw_scores": True, "model": "mxbai"}),
+        ("vllm", {"truncate_prompt_tokens": 256, "model": "bge"}, {"truncate_prompt_tokens": 256, "model": "bge"}),
+    ],
+)
 def test_provider_options_are_sent_and_change_the_cache_identity(name, options, sent):
     spec = BY_NAME[name]
     with LoopbackRerankServer(api_key=KEY if spec.hosted else None, dialect=name) as server:
-        named = {"model": spec.name + "-model"}   # self-hosted rerankers cache only when a model is named
+        named = {"model": spec.name + "-model"}  # self-hosted rerankers cache only when a model is named
         plain, tuned = make(spec, server, **named), make(spec, server, **{**named, **options})
         tuned.score(QUERY, DOCS)
         body = server.requests[0].body
@@ -291,17 +389,20 @@ def test_provider_options_are_sent_and_change_the_cache_identity(name, options, 
         assert plain.identity() != tuned.identity()
 
 
-@pytest.mark.parametrize("name, options, word", [
-    ("siliconflow", {"overlap_tokens": 81}, "overlap_tokens"),
-    ("siliconflow", {"max_chunks_per_doc": 0}, "max_chunks_per_doc"),
-    ("cohere", {"max_tokens_per_doc": 0}, "max_tokens_per_doc"),
-    ("voyage", {"truncation": "yes"}, "truncation"),
-    ("tei", {"raw_scores": 1}, "raw_scores"),
-    ("vllm", {"truncate_prompt_tokens": 0}, "truncate_prompt_tokens"),
-    ("jina", {"max_chunks_per_doc": 2, "overlap_tokens": 600}, "overlap_tokens"),
-    ("tei", {"chunk_tokens": 100}, "max_chunks_per_doc"),
-    ("dashscope", {"batch_size": 0}, "batch_size"),
-])
+@pytest.mark.parametrize(
+    "name, options, word",
+    [
+        ("siliconflow", {"overlap_tokens": 81}, "overlap_tokens"),
+        ("siliconflow", {"max_chunks_per_doc": 0}, "max_chunks_per_doc"),
+        ("cohere", {"max_tokens_per_doc": 0}, "max_tokens_per_doc"),
+        ("voyage", {"truncation": "yes"}, "truncation"),
+        ("tei", {"raw_scores": 1}, "raw_scores"),
+        ("vllm", {"truncate_prompt_tokens": 0}, "truncate_prompt_tokens"),
+        ("jina", {"max_chunks_per_doc": 2, "overlap_tokens": 600}, "overlap_tokens"),
+        ("tei", {"chunk_tokens": 100}, "max_chunks_per_doc"),
+        ("dashscope", {"batch_size": 0}, "batch_size"),
+    ],
+)
 def test_bad_option_names_itself(name, options, word):
     with pytest.raises(ConfigurationError, match=word):
         rerankpd.get_reranker(name, api_key=KEY, **options)

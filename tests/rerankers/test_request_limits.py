@@ -4,15 +4,16 @@ The loopback fakes refuse what the services refuse (DashScope: 500 documents and
 gte-rerank-v2, 120,000 for qwen3-rerank; Voyage: 1,000 documents and 600,000 tokens), counting tokens as the
 services do: query tokens x documents + the documents' tokens.
 """
+
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
 import rerankpd
+from rerankpd.core.tokens import REQUEST_TOKEN_HEADROOM, budget_spans, request_tokens
 from rerankpd.errors import BadRequestError, ConfigurationError
 from rerankpd.testing import LoopbackRerankServer
-from rerankpd.core.tokens import REQUEST_TOKEN_HEADROOM, budget_spans, request_tokens
 
 KEY = "sk-limits"
 QUERY = "how do ordinary paragraphs behave against a capped service"
@@ -23,8 +24,9 @@ def paragraphs(n, words=80):
 
 
 def make(name, server, **options):
-    return rerankpd.get_reranker(name, api_key=KEY, base_url=server.url, backoff_base=0.01, backoff_cap=0.02,
-                                 max_retries=0, **options)
+    return rerankpd.get_reranker(
+        name, api_key=KEY, base_url=server.url, backoff_base=0.01, backoff_cap=0.02, max_retries=0, **options
+    )
 
 
 @pytest.mark.parametrize("model, cap", [("gte-rerank-v2", 30_000), ("qwen3-rerank", 120_000)])
@@ -52,8 +54,9 @@ def test_a_direct_score_call_is_split_to_fit():
         result = make("dashscope", server).score_batch(QUERY, docs)
     assert len(result.scores) == 300 and result.requests == len(server.requests) > 1
     # usage is summed over the requests (the fake reports the characters of each request's texts)
-    assert result.usage["total_tokens"] == sum(len(r.body["input"]["query"]) + sum(map(len, r.body["input"]["documents"]))
-                                               for r in server.requests)
+    assert result.usage["total_tokens"] == sum(
+        len(r.body["input"]["query"]) + sum(map(len, r.body["input"]["documents"])) for r in server.requests
+    )
 
 
 def test_voyage_requests_fit_600k_tokens():
@@ -84,9 +87,20 @@ def test_budget_spans_keep_order_and_caps():
 def test_fakes_accept_documented_fields():
     with LoopbackRerankServer(api_key=KEY, dialect="cohere") as server:
         import requests
-        answer = requests.post(server.root + "/v2/rerank", json={
-            "model": "rerank-v3.5", "query": "q", "documents": ["a", "b"], "top_n": 2, "priority": 1,
-            "max_tokens_per_doc": 100}, headers={"Authorization": f"Bearer {KEY}"}, timeout=5)
+
+        answer = requests.post(
+            server.root + "/v2/rerank",
+            json={
+                "model": "rerank-v3.5",
+                "query": "q",
+                "documents": ["a", "b"],
+                "top_n": 2,
+                "priority": 1,
+                "max_tokens_per_doc": 100,
+            },
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=5,
+        )
         assert answer.status_code == 200, answer.text
     with LoopbackRerankServer(api_key=KEY, dialect="dashscope") as server:
         reranker = make("dashscope", server, model="qwen3-rerank", instruct="Retrieve passages that answer it")

@@ -4,6 +4,7 @@ rerankpd's request equals the SDK's field by field.
 ``pinecone`` and ``mixedbread`` are in the ``test`` extra. ``cohere`` (heavy) is used when installed; the
 others (``voyageai``, ``dashscope``, ``openai``) are compared by ``benchmarks/sdk_oracles.py``.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,14 @@ def test_pinecone_sdk_matches():
     pinecone = pytest.importorskip("pinecone", reason="in the test extra: pip install -e '.[test]'")
     with LoopbackRerankServer(api_key=KEY, dialect="pinecone") as server:
         client = pinecone.Pinecone(api_key=KEY, host=server.root)
-        answer = client.inference.rerank(model="bge-reranker-v2-m3", query=QUERY, documents=DOCS,
-                                         top_n=len(DOCS), return_documents=False, parameters={"truncate": "END"})
+        answer = client.inference.rerank(
+            model="bge-reranker-v2-m3",
+            query=QUERY,
+            documents=DOCS,
+            top_n=len(DOCS),
+            return_documents=False,
+            parameters={"truncate": "END"},
+        )
         sdk = server.requests[-1]
         scores, ours = _ours("pinecone", server, truncate="END")
     assert ours.body == sdk.body  # field by field
@@ -42,8 +49,9 @@ def test_mixedbread_sdk_matches():
     mixedbread = pytest.importorskip("mixedbread", reason="in the test extra: pip install -e '.[test]'")
     with LoopbackRerankServer(api_key=KEY, dialect="mixedbread") as server:
         client = mixedbread.Mixedbread(api_key=KEY, base_url=server.root, max_retries=0)
-        answer = client.rerank(model="mixedbread-ai/mxbai-rerank-large-v2", query=QUERY, input=DOCS,
-                               top_k=len(DOCS), return_input=False)
+        answer = client.rerank(
+            model="mixedbread-ai/mxbai-rerank-large-v2", query=QUERY, input=DOCS, top_k=len(DOCS), return_input=False
+        )
         sdk = server.requests[-1]
         scores, ours = _ours("mixedbread", server)
     assert ours.body == sdk.body
@@ -57,8 +65,9 @@ def test_cohere_sdk_matches_and_its_documented_fields_are_accepted():
     cohere = pytest.importorskip("cohere", reason="optional oracle (heavy): pip install cohere")
     with LoopbackRerankServer(api_key=KEY, dialect="cohere") as server:
         client = cohere.ClientV2(api_key=KEY, base_url=server.root)
-        answer = client.rerank(model="rerank-v3.5", query=QUERY, documents=DOCS, top_n=len(DOCS),
-                               max_tokens_per_doc=512)
+        answer = client.rerank(
+            model="rerank-v3.5", query=QUERY, documents=DOCS, top_n=len(DOCS), max_tokens_per_doc=512
+        )
         sdk = server.requests[-1]
         client.rerank(model="rerank-v3.5", query=QUERY, documents=DOCS, priority=5)  # accepted, as Cohere does
         scores, ours = _ours("cohere", server, max_tokens_per_doc=512)

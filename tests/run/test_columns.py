@@ -1,4 +1,5 @@
 """Reading text columns: the blank pattern, codes, missing/blank/non-text cells, lone surrogates."""
+
 from __future__ import annotations
 
 import re
@@ -44,8 +45,9 @@ def test_lone_surrogate_names_the_row():
     check_unicode("预防感冒", "query")
 
 
-_CELL = st.one_of(st.none(), st.text(alphabet=st.sampled_from(list(WHITESPACE[:6]) + ["\u3000", "a", "b", "预"]),
-                                     max_size=4))
+_CELL = st.one_of(
+    st.none(), st.text(alphabet=st.sampled_from(list(WHITESPACE[:6]) + ["\u3000", "a", "b", "预"]), max_size=4)
+)
 
 
 @settings(max_examples=200, deadline=None)

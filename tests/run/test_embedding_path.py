@@ -1,4 +1,5 @@
 """The embedding path (rerankpd.run.embedding_path) and the embedding cache (rerankpd.cache.embeddings)."""
+
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ import stat
 import threading
 import warnings
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -15,16 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rerankpd
-from dataclasses import replace
-from rerankpd.rerankers.base import describe
-from rerankpd.run.embedding_path import EmbeddingBatch, applies, embed_texts, rowwise_products, score_pairs
 from rerankpd.cache import STORE_DIR, EmbeddingCache
 from rerankpd.errors import BadResponseError
 from rerankpd.pairs import build_pairs
 from rerankpd.rerankers import Reranker
 from rerankpd.rerankers.base import describe
+from rerankpd.run.embedding_path import EmbeddingBatch, applies, embed_texts, rowwise_products, score_pairs
 from rerankpd.testing import bigram_embedding
-
 from tests.cache_faults import plant, read_only
 
 FILENAME = os.path.join(STORE_DIR, "cache.db")
@@ -76,9 +75,12 @@ cells = st.one_of(st.none(), st.just(""), st.lists(words, min_size=1, max_size=4
 
 # ------------------------------------------------------------------ vectorised == pair by pair
 @settings(max_examples=60, deadline=None)
-@given(rows=st.lists(st.tuples(st.one_of(st.none(), st.sampled_from(["cold", "stock", "预防感冒"])), cells),
-                     min_size=1, max_size=25),
-       batch_size=st.integers(1, 6))
+@given(
+    rows=st.lists(
+        st.tuples(st.one_of(st.none(), st.sampled_from(["cold", "stock", "预防感冒"])), cells), min_size=1, max_size=25
+    ),
+    batch_size=st.integers(1, 6),
+)
 def test_vectorised_scores_equal_pair_by_pair_scores(rows, batch_size):
     df = frame(rows)
     r = Bigrams(batch_size=batch_size)
@@ -112,7 +114,7 @@ def test_e5_vectorised_scores_equal_its_pair_by_pair_scores_and_ignore_batches()
     docs = ["预防感冒应勤洗手", "今天天气很好", "wash your hands often", "stock prices fell", "x"]
     alone = np.stack([r.embed_documents([d])[0] for d in docs])
     together = r.embed_documents(docs)
-    assert together.dtype == np.float32 and np.array_equal(alone, together)   # batch composition does not matter
+    assert together.dtype == np.float32 and np.array_equal(alone, together)  # batch composition does not matter
     assert np.linalg.norm(together, axis=1) == pytest.approx(1.0, abs=1e-3)
     df = pd.DataFrame({"q": ["如何预防感冒"] * 5 + ["stock market"] * 3, "text": docs + docs[:3]})
     out = rerankpd.scores(df, query_column="q", reranker=r, cache=False, progress=False)
@@ -140,8 +142,14 @@ def test_summary_counts_what_was_embedded():
     df = frame([("cold", "a b"), ("cold", "a b"), ("flu", "a b"), ("flu", "c d"), ("flu", None)])
     out = rerankpd.rerank(df, query_column="q", reranker=Bigrams(batch_size=1), cache=False, progress=False)
     info = out.attrs["rerank"]
-    assert info["embedding"] == {"texts_embedded": 2, "queries_embedded": 2, "texts_from_cache": 0,
-                                 "queries_from_cache": 0, "requests": 4, "usage": {}}
+    assert info["embedding"] == {
+        "texts_embedded": 2,
+        "queries_embedded": 2,
+        "texts_from_cache": 0,
+        "queries_from_cache": 0,
+        "requests": 4,
+        "usage": {},
+    }
     assert info["sent"] == 3 and info["unique_pairs"] == 3
 
 
@@ -164,8 +172,7 @@ def test_bad_embeddings_are_a_bad_response():
 def test_coerce_marks_only_the_rows_whose_texts_failed():
     df = frame([("cold", "fine text"), ("cold", "bad text"), ("cold", "another")])
     r = Bigrams(batch_size=1, fail_on="bad")
-    out = rerankpd.rerank(df, query_column="q", reranker=r, cache=False, progress=False, errors="coerce",
-                          sort=False)
+    out = rerankpd.rerank(df, query_column="q", reranker=r, cache=False, progress=False, errors="coerce", sort=False)
     assert out["rerank_score"].isna().tolist() == [False, True, False]
     assert "cannot embed" in out.loc[1, "rerank_error"] and out["rerank_error"].isna().sum() == 2
 
@@ -174,8 +181,7 @@ def test_embed_texts_with_concurrency_keeps_order_and_reports_progress():
     r = Bigrams()
     seen = []
     texts = [f"text {i}" for i in range(23)]
-    vectors, failed, error = embed_texts(r, texts, "document", batch_size=3, max_concurrency=4,
-                                         on_batch=seen.append)
+    vectors, failed, error = embed_texts(r, texts, "document", batch_size=3, max_concurrency=4, on_batch=seen.append)
     assert error is None and not failed and sum(seen) == 23
     assert np.array_equal(np.stack(vectors), bigram_embedding(texts, 16))
 
@@ -221,7 +227,7 @@ def test_cache_values_are_raw_float32_bytes_never_pickle(tmp_path):
     rerankpd.rerank(df, "cold", reranker=Bigrams(dim=16), cache=tmp_path, progress=False)
     values = _embedding_values(tmp_path)
     vectors = [v for k, v in values.items() if len(k) == 33]
-    assert len(vectors) == 3   # two texts and the query
+    assert len(vectors) == 3  # two texts and the query
     for value in vectors:
         assert isinstance(value, bytes) and len(value) == 16 * 4
         assert np.frombuffer(value, "<f4").shape == (16,)
@@ -248,12 +254,12 @@ def test_an_interrupted_run_resumes_from_the_embeddings_it_finished(tmp_path):
     r = Bigrams(batch_size=2, fail_on="bad")
     with pytest.raises(RuntimeError, match="cannot embed") as caught:
         rerankpd.rerank(df, "q", reranker=r, cache=tmp_path, progress=False)
-    assert caught.value.partial["rerank_score"].notna().sum() == 10   # every pair whose text was embedded
+    assert caught.value.partial["rerank_score"].notna().sum() == 10  # every pair whose text was embedded
     r2 = Bigrams(batch_size=2)
     out = rerankpd.rerank(df, "q", reranker=r2, cache=tmp_path, progress=False)
     assert r2.embedded == Counter({("document", "bad one"): 1})
     info = out.attrs["rerank"]
-    assert info["from_cache"] == 10   # the pairs scored before the failure reached the score cache
+    assert info["from_cache"] == 10  # the pairs scored before the failure reached the score cache
     assert info["embedding"]["texts_embedded"] == 1 and info["embedding"]["queries_from_cache"] == 1
 
 
@@ -261,10 +267,11 @@ def test_a_cache_that_cannot_be_opened_warns_once_and_the_run_goes_on(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     with pytest.warns(RuntimeWarning, match="could not be opened") as record:
-        out = rerankpd.rerank(pd.DataFrame({"text": ["a", "b"]}), "q", reranker=Bigrams(), cache=blocker,
-                              progress=False)
+        out = rerankpd.rerank(
+            pd.DataFrame({"text": ["a", "b"]}), "q", reranker=Bigrams(), cache=blocker, progress=False
+        )
     assert out["rerank_score"].notna().all()
-    assert len(record) == 1   # one directory, one warning (the score cache's); no second one for the embeddings
+    assert len(record) == 1  # one directory, one warning (the score cache's); no second one for the embeddings
     with pytest.warns(RuntimeWarning, match="embedding cache .* could not be opened") as record:
         assert EmbeddingCache.open(blocker, "{}") is None
     assert len(record) == 1
@@ -274,8 +281,9 @@ def test_a_corrupt_cache_file_warns_once_and_the_run_goes_on(tmp_path):
     (tmp_path / STORE_DIR).mkdir()
     (tmp_path / FILENAME).write_bytes(b"this is not a database" * 100)
     with pytest.warns(RuntimeWarning, match="could not be opened") as record:
-        out = rerankpd.rerank(pd.DataFrame({"text": ["a", "b"]}), "q", reranker=Bigrams(), cache=tmp_path,
-                              progress=False)
+        out = rerankpd.rerank(
+            pd.DataFrame({"text": ["a", "b"]}), "q", reranker=Bigrams(), cache=tmp_path, progress=False
+        )
     assert out["rerank_score"].notna().all()
     assert len(record) == 1  # one store for scores and embeddings: one warning
 
@@ -283,12 +291,12 @@ def test_a_corrupt_cache_file_warns_once_and_the_run_goes_on(tmp_path):
 def test_a_garbled_value_is_a_miss_and_is_embedded_again(tmp_path):
     cache = EmbeddingCache.open(tmp_path, '{"m": 1}')
     cache.store("document", ["a"], np.ones((1, 3), dtype=np.float32))
-    plant(tmp_path, cache.key("document", "a"), b"RPDE garbage!")   # 13 bytes: not 3 float32
+    plant(tmp_path, cache.key("document", "a"), b"RPDE garbage!")  # 13 bytes: not 3 float32
     assert cache.lookup("document", ["a"]) == {} and rerankpd.cache_info(tmp_path)["kinds"]["embeddings"] == 2
     plant(tmp_path, cache.key("document", "a"), np.array([1, np.nan, 2], "<f4").tobytes())
     assert cache.lookup("document", ["a"]) == {}
     cache.close()
-    assert cache.lookup("document", ["a"]) == {}   # a closed cache is an empty one
+    assert cache.lookup("document", ["a"]) == {}  # a closed cache is an empty one
 
 
 def test_keys_depend_on_identity_role_and_text(tmp_path):
@@ -327,16 +335,18 @@ def test_a_read_only_cache_directory_still_serves_cached_embeddings_and_warns_on
     with read_only(cache_dir):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = rerankpd.rerank(pd.DataFrame({"text": texts}), "a new query", reranker=r, cache=cache_dir,
-                                  progress=False)
+            out = rerankpd.rerank(
+                pd.DataFrame({"text": texts}), "a new query", reranker=r, cache=cache_dir, progress=False
+            )
         assert rerankpd.cache_info(cache_dir)["kinds"]["embeddings"] == 5 + 1 + 1  # texts, query, model size
     assert r.embedded == Counter({("query", "a new query"): 1, **{("document", t): 1 for t in texts[5:]}})
     info = out.attrs["rerank"]["embedding"]
     assert info["texts_from_cache"] == 5 and info["texts_embedded"] == 3
     messages = _embedding_warnings(caught)
     assert len(messages) == 1 and "could not be written" in messages[0] and "read-only" in messages[0], messages
-    fresh = rerankpd.rerank(pd.DataFrame({"text": texts}), "a new query", reranker=Bigrams(), cache=False,
-                            progress=False)
+    fresh = rerankpd.rerank(
+        pd.DataFrame({"text": texts}), "a new query", reranker=Bigrams(), cache=False, progress=False
+    )
     assert out["rerank_score"].tolist() == pytest.approx(fresh["rerank_score"].tolist(), abs=0)
 
 
@@ -351,8 +361,13 @@ def test_deleting_the_cache_directory_mid_run_warns_once_and_recreates_nothing(t
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = rerankpd.rerank(pd.DataFrame({"text": [f"text {i}" for i in range(12)]}), "q",
-                              reranker=DeletesTheCache(batch_size=2), cache=cache_dir, progress=False)
+        out = rerankpd.rerank(
+            pd.DataFrame({"text": [f"text {i}" for i in range(12)]}),
+            "q",
+            reranker=DeletesTheCache(batch_size=2),
+            cache=cache_dir,
+            progress=False,
+        )
     assert out["rerank_score"].notna().all()
     messages = _embedding_warnings(caught)
     assert len(messages) == 1 and "could not be written" in messages[0] and "removed" in messages[0], messages
@@ -373,7 +388,7 @@ def test_a_stored_value_that_is_not_a_blob_is_a_miss_and_is_overwritten(tmp_path
 def test_ctrl_c_while_embedding_keeps_every_batch_that_finished(tmp_path):
     class Interrupted(Bigrams):
         def _embed(self, texts, role):
-            if self.calls == 4:   # the query and three batches of documents are done
+            if self.calls == 4:  # the query and three batches of documents are done
                 self.calls += 1
                 raise KeyboardInterrupt
             return super()._embed(texts, role)
@@ -408,10 +423,18 @@ def test_ctrl_c_while_embedding_waits_for_the_batches_in_flight_and_keeps_them(t
     cache = EmbeddingCache.open(tmp_path, '{"m": 1}')
     texts = [f"text {i}" for i in range(10)]
     with pytest.raises(KeyboardInterrupt):
-        embed_texts(reranker, texts, "document", batch_size=1, max_concurrency=3, cache=cache, cancel=cancel,
-                    on_batch=interrupt_at_first)
+        embed_texts(
+            reranker,
+            texts,
+            "document",
+            batch_size=1,
+            max_concurrency=3,
+            cache=cache,
+            cancel=cancel,
+            on_batch=interrupt_at_first,
+        )
     cache.close()
-    assert cancel.is_set()                        # nothing new starts
+    assert cancel.is_set()  # nothing new starts
     assert len(seen) == 3 and reranker.calls == 3  # the two in flight were waited for and reported
     kept = EmbeddingCache.open(tmp_path, '{"m": 1}')
     assert len(kept.lookup("document", texts)) == 3  # and reached the cache
@@ -436,16 +459,16 @@ def test_clear_cache_removes_the_embeddings_too(tmp_path):
     r = Bigrams()
     out = rerankpd.rerank(df, "another query", reranker=r, cache=tmp_path, progress=False)
     assert out.attrs["rerank"]["embedding"]["texts_from_cache"] == 0
-    assert r.embedded == Counter({("query", "another query"): 1, ("document", "cold hands"): 1,
-                                  ("document", "stock prices"): 1})
+    assert r.embedded == Counter(
+        {("query", "another query"): 1, ("document", "cold hands"): 1, ("document", "stock prices"): 1}
+    )
 
 
 def test_one_answer_of_wrong_length_vectors_does_not_poison_the_cache(tmp_path):
     """A server that once answers a batch with vectors of another length fails that run, but the batch is
     never cached: later runs against the healthy server, with errors="coerce" too, score every row."""
     texts = [f"text {i} about colds" for i in range(6)]
-    rerankpd.rerank(pd.DataFrame({"text": texts[:2]}), "cold", reranker=Bigrams(dim=16), cache=tmp_path,
-                    progress=False)
+    rerankpd.rerank(pd.DataFrame({"text": texts[:2]}), "cold", reranker=Bigrams(dim=16), cache=tmp_path, progress=False)
 
     class ShortOnce(Bigrams):
         def _embed(self, texts, role):
@@ -455,12 +478,19 @@ def test_one_answer_of_wrong_length_vectors_does_not_poison_the_cache(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(BadResponseError, match="different sizes"):
-            rerankpd.rerank(pd.DataFrame({"text": texts}), "cold", reranker=ShortOnce(dim=16), cache=tmp_path,
-                            progress=False)
+            rerankpd.rerank(
+                pd.DataFrame({"text": texts}), "cold", reranker=ShortOnce(dim=16), cache=tmp_path, progress=False
+            )
     assert any("were not cached" in str(w.message) for w in caught)
     for errors in ("raise", "coerce"):
-        out = rerankpd.rerank(pd.DataFrame({"text": texts}), "cold", reranker=Bigrams(dim=16), cache=tmp_path,
-                              progress=False, errors=errors)
+        out = rerankpd.rerank(
+            pd.DataFrame({"text": texts}),
+            "cold",
+            reranker=Bigrams(dim=16),
+            cache=tmp_path,
+            progress=False,
+            errors=errors,
+        )
         assert out["rerank_score"].notna().all()
     cache = EmbeddingCache.open(tmp_path, describe(Bigrams(dim=16)).identity)
     plant(tmp_path, cache.key("document", texts[0]), np.ones(8, "<f4").tobytes())  # a vector of another length

@@ -1,4 +1,5 @@
 """df.rerank.estimate: what a run would send, computed without sending; then checked against a real run."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ import pandas as pd
 import pytest
 
 import rerankpd
-from rerankpd.core.tokens import text_tokens
 from rerankpd.cli.commands import main
+from rerankpd.core.tokens import text_tokens
 from rerankpd.errors import ConfigurationError
 from rerankpd.rerankers import reranker_class
 from rerankpd.testing import LoopbackRerankServer
@@ -19,10 +20,12 @@ LONG = " ".join(f"w{i}" for i in range(40)) + " prevent a cold"
 
 
 def frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "q": ["prevent a cold", "prevent a cold", "flu shot", "flu shot", "prevent a cold", None, "flu shot"],
-        "text": ["wash hands", "wash hands", "October is best", LONG, LONG, "orphan", None],
-    })
+    return pd.DataFrame(
+        {
+            "q": ["prevent a cold", "prevent a cold", "flu shot", "flu shot", "prevent a cold", None, "flu shot"],
+            "text": ["wash hands", "wash hands", "October is best", LONG, LONG, "orphan", None],
+        }
+    )
 
 
 @pytest.fixture
@@ -43,9 +46,10 @@ def sent_tokens(server) -> int:
     return total
 
 
-@pytest.mark.parametrize("options", [{}, {"batch_size": 2},
-                                     {"max_chunks_per_doc": 3, "chunk_tokens": 8, "overlap_tokens": 2,
-                                      "batch_size": 3}])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"batch_size": 2}, {"max_chunks_per_doc": 3, "chunk_tokens": 8, "overlap_tokens": 2, "batch_size": 3}],
+)
 def test_estimate_matches_what_the_run_then_sends(server, tmp_path, options):
     df = frame()
     cache = tmp_path / "cache"
@@ -55,7 +59,7 @@ def test_estimate_matches_what_the_run_then_sends(server, tmp_path, options):
     server.reset()
 
     est = df.rerank.estimate(query_column="q", reranker=reranker, cache=cache)
-    assert server.requests == []                                  # the estimate sent nothing
+    assert server.requests == []  # the estimate sent nothing
     out = df.rerank(query_column="q", reranker=reranker, cache=cache, progress=False)
     info = out.attrs["rerank"]
 
@@ -73,7 +77,7 @@ def test_estimate_matches_what_the_run_then_sends(server, tmp_path, options):
 def test_estimate_with_a_cold_cache_and_a_warm_one(server, tmp_path):
     df = frame()
     cold = df.rerank.estimate(query_column="q", reranker=tei(server), cache=tmp_path / "c")
-    assert cold.cached == 0 and cold.to_score == 4 and cold.requests == 2    # two queries, batch 32
+    assert cold.cached == 0 and cold.to_score == 4 and cold.requests == 2  # two queries, batch 32
     df.rerank(query_column="q", reranker=tei(server), cache=tmp_path / "c", progress=False)
     warm = df.rerank.estimate(query_column="q", reranker=tei(server), cache=tmp_path / "c")
     assert warm.cached == 4 and warm.to_score == 0 and warm.requests == 0 and warm.approx_tokens == 0
@@ -92,9 +96,9 @@ def test_estimate_validates_like_rerank(server):
 def test_estimate_counts_chinese_characters_and_words():
     df = pd.DataFrame({"text": ["预防感冒应勤洗手", "wash your hands"]})
     est = rerankpd.estimate(df, "如何预防感冒", reranker="bm25", cache=False)
-    assert est.approx_tokens == (6 + 8) + (6 + 4)      # CJK: a token a character; ASCII: ~4 characters
+    assert est.approx_tokens == (6 + 8) + (6 + 4)  # CJK: a token a character; ASCII: ~4 characters
     assert est.to_dict()["to_score"] == 2 and est.to_dict()["approx_tokens"] == 24
-    assert "to score on this machine" in str(est) and "tokens" not in str(est)   # bm25 bills nothing
+    assert "to score on this machine" in str(est) and "tokens" not in str(est)  # bm25 bills nothing
 
 
 def test_cli_dry_run_prints_the_estimate_and_sends_nothing(server, tmp_path, capsys, monkeypatch):
@@ -113,10 +117,10 @@ def test_cli_dry_run_prints_the_estimate_and_sends_nothing(server, tmp_path, cap
 @pytest.mark.parametrize("name, variable", [("voyage", "VOYAGE_API_KEY"), ("cohere", "COHERE_API_KEY")])
 def test_estimate_of_a_hosted_service_needs_no_key(name, variable):
     df = frame()
-    with pytest.warns(RuntimeWarning, match=variable):            # names what a real run will need
+    with pytest.warns(RuntimeWarning, match=variable):  # names what a real run will need
         est = rerankpd.estimate(df, query_column="q", reranker=name, cache=False)
     assert (est.reranker, est.pairs, est.to_score) == (name, 4, 4) and est.requests >= 2 and est.approx_tokens > 0
-    with pytest.warns(RuntimeWarning, match=variable):            # the accessor too
+    with pytest.warns(RuntimeWarning, match=variable):  # the accessor too
         assert df.rerank.estimate(query_column="q", reranker=name, cache=False).to_score == 4
     with pytest.raises(ConfigurationError, match="needs an API key"):
         rerankpd.rerank(df, query_column="q", reranker=name, cache=False, progress=False)  # a real run does
@@ -144,7 +148,7 @@ class Slow(rerankpd.Reranker):
     """A local reranker taking 20 ms a document (and 0.3 s on its first call, as a model loads)."""
 
     name = "slow"
-    computes_locally = True   # timing a sample costs nothing
+    computes_locally = True  # timing a sample costs nothing
 
     def __init__(self):
         self.calls = 0
@@ -161,12 +165,12 @@ def test_estimate_times_a_local_reranker_on_a_sample_and_says_so():
     df = pd.DataFrame({"text": [f"document {i}" for i in range(400)]})
     slow = Slow()
     est = rerankpd.estimate(df, "q", reranker=slow, cache=False)
-    assert slow.calls == 2                                   # a warm-up pair, then one timed call
+    assert slow.calls == 2  # a warm-up pair, then one timed call
     assert 400 * 0.02 * 0.8 <= est.seconds <= 400 * 0.02 * 2.5
     import re
 
     timed = int(re.match(r"measured here: (\d+) pairs in", est.timing).group(1))
-    assert 4 <= timed <= 16   # as many as fit in ~3 s after the slow warm-up
+    assert 4 <= timed <= 16  # as many as fit in ~3 s after the slow warm-up
     assert "400 to score on this machine, about " in str(est) and f"(measured here: {timed} pairs in" in str(est)
     assert est.to_dict()["seconds"] == est.seconds
 

@@ -1,4 +1,5 @@
 """rerank() end to end: arguments, missing text, dedupe, per-row queries, top_n, sort, errors, cache."""
+
 from __future__ import annotations
 
 import inspect
@@ -46,8 +47,10 @@ class Counting(Reranker):
 @pytest.fixture
 def frame():
     return pd.DataFrame(
-        {"text": ["red apple", None, "green apple pie", "  ", "red apple", "blue sky", float("nan")],
-         "other": list("abcdefg")},
+        {
+            "text": ["red apple", None, "green apple pie", "  ", "red apple", "blue sky", float("nan")],
+            "other": list("abcdefg"),
+        },
         index=[10, 11, 12, 13, 14, 15, 16],
     )
 
@@ -55,7 +58,7 @@ def frame():
 def test_adds_columns_and_keeps_input(frame):
     before = frame.copy()
     out = frame.rerank("red apple", reranker=Counting(), progress=False)
-    pd.testing.assert_frame_equal(frame, before)                 # input untouched
+    pd.testing.assert_frame_equal(frame, before)  # input untouched
     assert list(out.columns) == ["text", "other", "rerank_score", "rerank_rank"]
     assert out["rerank_score"].dtype == np.float64 and str(out["rerank_rank"].dtype) == "Int64"
     assert sorted(out.index) == sorted(frame.index)
@@ -70,7 +73,7 @@ def test_missing_and_blank_never_sent_and_sorted_last(frame):
     assert out.loc[[11, 13, 16], "rerank_score"].isna().all()
     assert out.loc[[11, 13, 16], "rerank_rank"].isna().all()
     assert out.index.tolist()[:4] == [10, 14, 12, 15]
-    assert out.loc[[10, 14], "rerank_rank"].tolist() == [1, 2]     # duplicates rank by position
+    assert out.loc[[10, 14], "rerank_rank"].tolist() == [1, 2]  # duplicates rank by position
     info = out.attrs["rerank"]
     assert (info["rows"], info["unique_pairs"], info["missing"], info["sent"]) == (7, 3, 3, 3)
 
@@ -91,20 +94,23 @@ def test_top_n(frame):
     out = frame.rerank("red apple", reranker=Counting(), top_n=2, progress=False)
     assert out.index.tolist() == [10, 14]
     out = frame.rerank("red apple", reranker=Counting(), top_n=100, sort=False, progress=False)
-    assert out.index.tolist() == [10, 12, 14, 15]          # unscored rows are never among the best
+    assert out.index.tolist() == [10, 12, 14, 15]  # unscored rows are never among the best
 
 
 def test_per_row_queries_rank_within_each_query():
-    df = pd.DataFrame({
-        "question": ["cats", "dogs", "cats", "dogs", "cats", None, "dogs"],
-        "passage": ["cats purr", "cats purr", "dogs bark", "dogs bark", "cats and dogs", "cats", None],
-    }, index=list("abcdefg"))
+    df = pd.DataFrame(
+        {
+            "question": ["cats", "dogs", "cats", "dogs", "cats", None, "dogs"],
+            "passage": ["cats purr", "cats purr", "dogs bark", "dogs bark", "cats and dogs", "cats", None],
+        },
+        index=list("abcdefg"),
+    )
     r = Counting()
     out = df.rerank(query_column="question", column="passage", reranker=r, progress=False)
     assert out.index.tolist() == ["a", "e", "c", "d", "b", "g", "f"]
     assert out["rerank_rank"].tolist()[:5] == [1, 2, 3, 1, 2]
     assert {q for q, _ in r.calls} == {"cats", "dogs"}
-    assert all(len({q}) == 1 for q, _ in r.calls)           # one query per request
+    assert all(len({q}) == 1 for q, _ in r.calls)  # one query per request
     top = df.rerank(query_column="question", column="passage", reranker=Counting(), top_n=1, progress=False)
     assert top.index.tolist() == ["a", "d"]
     assert top.attrs["rerank"]["query_column"] == "question"
@@ -142,17 +148,20 @@ def test_missing_column_keyerror_lists_columns(frame):
         frame.rerank(query_column="qq", reranker=Counting())
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({}, "neither"),
-    ({"query": "q", "query_column": "other"}, "both"),
-    ({"query": "   "}, "query is empty"),
-    ({"query": 5}, "query must be a string"),
-    ({"query": "q", "top_n": 0}, "top_n"),
-    ({"query": "q", "top_n": True}, "top_n"),
-    ({"query": "q", "errors": "ignore"}, "errors"),
-    ({"query": "q", "reranker": "nope"}, "unknown reranker 'nope'"),
-    ({"query": "q", "cache": 3}, "cache"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({}, "neither"),
+        ({"query": "q", "query_column": "other"}, "both"),
+        ({"query": "   "}, "query is empty"),
+        ({"query": 5}, "query must be a string"),
+        ({"query": "q", "top_n": 0}, "top_n"),
+        ({"query": "q", "top_n": True}, "top_n"),
+        ({"query": "q", "errors": "ignore"}, "errors"),
+        ({"query": "q", "reranker": "nope"}, "unknown reranker 'nope'"),
+        ({"query": "q", "cache": 3}, "cache"),
+    ],
+)
 def test_bad_arguments_valueerror(frame, kwargs, match):
     kwargs.setdefault("reranker", Counting())
     with pytest.raises(ValueError, match=match):
@@ -219,8 +228,15 @@ def test_cancel_stops_between_requests(tmp_path):
 
     df = pd.DataFrame({"text": [f"doc {i}" for i in range(10)]})
     with pytest.raises(errors.RunCancelled) as info:
-        rerankpd.rerank(df, "doc", reranker=Counting(batch_size=2), cache=tmp_path, progress=False,
-                        _cancel=cancel, _on_progress=on_progress)
+        rerankpd.rerank(
+            df,
+            "doc",
+            reranker=Counting(batch_size=2),
+            cache=tmp_path,
+            progress=False,
+            _cancel=cancel,
+            _on_progress=on_progress,
+        )
     assert seen[0] == (0, 10) and seen[-1] == (4, 10)
     assert info.value.partial["rerank_score"].notna().sum() == 4
 
@@ -228,9 +244,11 @@ def test_cancel_stops_between_requests(tmp_path):
 # ----------------------------------------------------------------------- cache over HTTP
 def test_interrupted_http_run_resumes_sending_only_the_rest(tmp_path, server):
     df = pd.DataFrame({"text": [f"passage about topic {i}" for i in range(40)]})
+
     def reranker():
-        return rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=server.url, batch_size=5,
-                                     max_concurrency=1, max_retries=0)
+        return rerankpd.get_reranker(
+            "dmxapi", api_key=API_KEY, base_url=server.url, batch_size=5, max_concurrency=1, max_retries=0
+        )
 
     # Run 1: the 4th request meets a 400; three batches (15 pairs) are finished and cached.
     server.fail_on_request(4, "status", status=400, message="rejected")
@@ -264,6 +282,7 @@ def test_cache_false_always_sends(tmp_path):
 
 def test_cache_key_depends_on_model_and_options(tmp_path, server):
     df = pd.DataFrame({"text": ["a b", "c d"]})
+
     def run(**kw):
         r = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=server.url, **kw)
         df.rerank("a", reranker=r, cache=tmp_path, progress=False)
@@ -306,7 +325,7 @@ def test_non_finite_score_is_a_failure_never_cached(tmp_path):
     df = pd.DataFrame({"text": ["good", "bad"]})
     out = df.rerank("q", reranker=NaNs(), cache=tmp_path, errors="coerce", progress=False)
     assert "score of nan for document 1" in out.loc[1, "rerank_error"]
-    assert out["rerank_score"].isna().all()              # the whole request failed, nothing half-kept
+    assert out["rerank_score"].isna().all()  # the whole request failed, nothing half-kept
     again = Counting()
     out = df.rerank("q", reranker=again, cache=tmp_path, progress=False)
     assert sorted(again.sent) == ["bad", "good"] and out["rerank_score"].notna().all()
@@ -337,8 +356,15 @@ def test_cancel_message_says_whether_scores_were_cached():
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(errors.RunCancelled, match="the cache was off"):
-        rerankpd.rerank(pd.DataFrame({"text": ["a", "b"]}), "q", reranker=Counting(batch_size=1), cache=False,
-                        progress=False, _cancel=cancel, _on_progress=lambda d, t: None)
+        rerankpd.rerank(
+            pd.DataFrame({"text": ["a", "b"]}),
+            "q",
+            reranker=Counting(batch_size=1),
+            cache=False,
+            progress=False,
+            _cancel=cancel,
+            _on_progress=lambda d, t: None,
+        )
 
 
 # ----------------------------------------------------------------------- output columns of an earlier run
@@ -350,7 +376,7 @@ def test_reranking_a_coerce_result_replaces_the_stale_errors():
         warnings.simplefilter("error")  # an earlier run's columns are replaced silently
         again = first.rerank("good", reranker=Counting(batch_size=1), progress=False)
         coerced = first.rerank("good", reranker=Counting(batch_size=1), errors="coerce", progress=False)
-    assert "rerank_error" not in again.columns                    # no stale error left behind
+    assert "rerank_error" not in again.columns  # no stale error left behind
     assert coerced["rerank_error"].isna().all() and coerced["rerank_score"].notna().all()
     assert list(again.columns) == ["text", "rerank_score", "rerank_rank"]
 
@@ -369,7 +395,7 @@ def test_a_users_own_column_of_an_output_name_is_replaced_with_a_warning(column)
     with pytest.warns(RuntimeWarning, match=f"already has '{column}', which rerankpd writes") as caught:
         line = inspect.currentframe().f_lineno + 1
         out = df.rerank("a", reranker=Counting(), progress=False)
-    assert caught[0].filename == __file__ and caught[0].lineno == line   # points at the caller's line
+    assert caught[0].filename == __file__ and caught[0].lineno == line  # points at the caller's line
     assert "mine" not in out.get(column, pd.Series(dtype=object)).tolist()
 
 
@@ -378,7 +404,7 @@ def test_attrs_count_attempts_and_failed_requests():
     class Retrying(Counting):
         def score_batch(self, query, documents):
             result = super().score_batch(query, documents)
-            return BatchResult(result.scores, {"tokens": 1}, attempts=3)   # two retries, then an answer
+            return BatchResult(result.scores, {"tokens": 1}, attempts=3)  # two retries, then an answer
 
     df = pd.DataFrame({"text": ["a", "b", "bad", "c"]})
     out = df.rerank("a", reranker=Retrying(batch_size=1, fail_on="bad"), errors="coerce", progress=False)
@@ -425,8 +451,9 @@ def test_an_exhausted_request_lets_those_in_flight_finish_and_says_how_to_resume
     with LoopbackRerankServer(api_key=API_KEY) as srv:
         srv.fail_next("500")  # the first answer: at once
         srv.fail_next("stall", count=3, stall_seconds=0.4)  # the three beside it: slow, but they succeed
-        r = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=srv.url, batch_size=1, max_concurrency=4,
-                                  max_retries=0)
+        r = rerankpd.get_reranker(
+            "dmxapi", api_key=API_KEY, base_url=srv.url, batch_size=1, max_concurrency=4, max_retries=0
+        )
         with pytest.raises(errors.ServerError) as info:
             rerankpd.rerank(df, "colds", reranker=r, cache=tmp_path / "cache", progress=False)
         assert len(srv.requests) == 4  # nothing new was sent after the failure
@@ -447,8 +474,9 @@ def test_the_resume_hint_without_a_cache_says_what_to_rerank():
     df = pd.DataFrame({"text": ["a cold", "b cold"]})
     with LoopbackRerankServer(api_key=API_KEY) as srv:
         srv.fail_next("500")
-        r = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=srv.url, batch_size=1, max_concurrency=1,
-                                  max_retries=0)
+        r = rerankpd.get_reranker(
+            "dmxapi", api_key=API_KEY, base_url=srv.url, batch_size=1, max_concurrency=1, max_retries=0
+        )
         with pytest.raises(errors.ServerError, match="2 of 2 rows were not scored") as info:
             rerankpd.rerank(df, "colds", reranker=r, cache=False, progress=False)
     assert "whose rerank_score is NaN in exc.partial" in str(info.value)

@@ -1,4 +1,5 @@
 """Planning a run: custom rerankers without identity() are never cached (and say so once), the hooks."""
+
 from __future__ import annotations
 
 import inspect
@@ -13,8 +14,8 @@ import pandas as pd
 import pytest
 
 import rerankpd
-from rerankpd.run.plan import plan_run
 from rerankpd.rerankers import Reranker, get_reranker
+from rerankpd.run.plan import plan_run
 
 DF = pd.DataFrame({"text": ["a", "bb", "ccc"]})
 
@@ -61,8 +62,14 @@ def test_two_classes_of_one_name_in_two_processes_do_not_share_scores(tmp_path):
     env = {**os.environ, "RERANKPD_CACHE_DIR": str(tmp_path / "shared")}
     results = []
     for factor in (1, -1):
-        done = subprocess.run([sys.executable, "-c", script.replace("FACTOR", str(factor))], env=env,
-                              capture_output=True, text=True, timeout=120, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", script.replace("FACTOR", str(factor))],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         results.append(json.loads(done.stdout.splitlines()[-1]))
     assert results == [[1.0, 2.0], [-1.0, -2.0]]
 
@@ -78,7 +85,7 @@ def test_not_cached_warning_is_said_once_per_class_and_points_at_the_callers_lin
         warnings.simplefilter("always")
         line = inspect.currentframe().f_lineno + 1
         DF.rerank("q", reranker=Uncached(), progress=False)
-        DF.rerank("q", reranker=Uncached(), progress=False)          # a second object of the same class
+        DF.rerank("q", reranker=Uncached(), progress=False)  # a second object of the same class
         rerankpd.scores(DF, "q", reranker=Uncached(), progress=False)
     said = [w for w in caught if "not cached" in str(w.message)]
     assert len(said) == 1, [str(w.message) for w in caught]
@@ -103,8 +110,15 @@ def test_cache_false_or_a_declared_identity_says_nothing():
 
 
 def test_plan_reads_the_reranker_once_and_cuts_requests():
-    run = plan_run(pd.DataFrame({"text": ["x y", "x y", None, "z"]}), "x", "text", None,
-                   get_reranker("bm25"), cache=False, errors="raise")
+    run = plan_run(
+        pd.DataFrame({"text": ["x y", "x y", None, "z"]}),
+        "x",
+        "text",
+        None,
+        get_reranker("bm25"),
+        cache=False,
+        errors="raise",
+    )
     assert run.spec.kind == "lexical" and run.cache is None
     assert run.pairs.n_pairs == 2 and run.batches == [[0, 1]] and run.to_score == 2
     [request] = list(run.requests_to_send())
@@ -133,8 +147,7 @@ class Lexical(Reranker):
 
 
 def test_lexical_rerankers_are_prepared_once_with_every_distinct_text_before_scoring():
-    df = pd.DataFrame({"q": ["q1", "q1", "q2", "q2", None],
-                       "text": ["red", "blue", "red", "  ", "green"]})
+    df = pd.DataFrame({"q": ["q1", "q1", "q2", "q2", None], "text": ["red", "blue", "red", "  ", "green"]})
     reranker = Lexical()
     rerankpd.rerank(df, query_column="q", reranker=reranker, progress=False)
     assert reranker.calls == [("prepare", ["red", "blue", "green"]), ("score", "q1"), ("score", "q2")]
@@ -163,8 +176,9 @@ def test_every_registered_class_can_be_described_without_an_object(name):
 
 def test_a_run_declares_every_field_it_carries():
     """Nothing attaches an attribute to a Run from outside: what the embedding path reports is a field."""
-    run = plan_run(pd.DataFrame({"text": ["a b", "c"]}), "a", "text", None, get_reranker("bm25"), cache=False,
-                   errors="raise")
+    run = plan_run(
+        pd.DataFrame({"text": ["a b", "c"]}), "a", "text", None, get_reranker("bm25"), cache=False, errors="raise"
+    )
     assert run.embedding is None
     with pytest.raises(AttributeError):
         run.undeclared = 1

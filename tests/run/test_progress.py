@@ -1,12 +1,13 @@
 """The progress bar and the panel's callback: counts, cache hits, failures."""
+
 from __future__ import annotations
 
 import pandas as pd
 
 import rerankpd
 from rerankpd import errors
-from rerankpd.run.progress import Progress
 from rerankpd.rerankers import Reranker
+from rerankpd.run.progress import Progress
 
 
 class Failing(Reranker):
@@ -33,8 +34,9 @@ def test_counts_pairs_and_failures_for_the_callback():
 
 def test_bar_shows_failed_pairs(capsys):
     df = pd.DataFrame({"text": ["a", "b", "c", "d"]})
-    out = rerankpd.rerank(df, "q", reranker=Failing(lambda d: d in ("b", "c")), cache=False, progress=True,
-                          errors="coerce")
+    out = rerankpd.rerank(
+        df, "q", reranker=Failing(lambda d: d in ("b", "c")), cache=False, progress=True, errors="coerce"
+    )
     assert out["rerank_error"].notna().sum() == 2
     err = capsys.readouterr().err
     assert "failed=2" in err and "rerank [failing]" in err and "rerank [failing] failed" not in err
@@ -50,8 +52,9 @@ def test_bar_says_failed_when_every_pair_failed(capsys):
 
 
 def test_bar_of_a_clean_run_shows_no_failures(capsys):
-    rerankpd.rerank(pd.DataFrame({"text": ["a", "b"]}), "q", reranker=Failing(lambda d: False), cache=False,
-                    progress=True)
+    rerankpd.rerank(
+        pd.DataFrame({"text": ["a", "b"]}), "q", reranker=Failing(lambda d: False), cache=False, progress=True
+    )
     err = capsys.readouterr().err
     assert "rerank [failing]" in err and "failed" not in err
 

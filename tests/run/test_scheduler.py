@@ -1,4 +1,5 @@
 """The scheduler alone, with fake rerankers and no network: in-flight limit, callbacks, errors, cancel, Ctrl-C."""
+
 from __future__ import annotations
 
 import threading
@@ -72,8 +73,13 @@ def test_one_in_flight_scores_in_the_calling_thread_and_reports_each_request_in_
 
 def test_keeps_up_to_n_in_flight_and_reports_in_the_calling_thread():
     reranker, threads = Slow(delay=0.05), []
-    outcome = run_requests(reranker, _requests(9), name="slow", max_in_flight=3,
-                           callbacks=[lambda f: threads.append(threading.get_ident())])
+    outcome = run_requests(
+        reranker,
+        _requests(9),
+        name="slow",
+        max_in_flight=3,
+        callbacks=[lambda f: threads.append(threading.get_ident())],
+    )
     assert reranker.most_active == 3
     assert sorted(reranker.queries) == sorted(f"q{i}" for i in range(9))
     assert set(threads) == {threading.get_ident()} and len(threads) == 9
@@ -103,16 +109,17 @@ def test_first_failure_stops_new_requests_and_is_returned(in_flight):
     reranker, seen = Slow(delay=0.02, fail_on={"q1"}), []
     outcome = run_requests(reranker, _requests(10), name="slow", max_in_flight=in_flight, callbacks=[seen.append])
     assert isinstance(outcome.error, errors.ServerError) and "q1 failed" in str(outcome.error)
-    assert len(reranker.queries) <= 1 + in_flight                # nothing new once it failed
-    assert len(seen) == len(reranker.queries)                   # in-flight requests still reported
+    assert len(reranker.queries) <= 1 + in_flight  # nothing new once it failed
+    assert len(seen) == len(reranker.queries)  # in-flight requests still reported
     failed = [f for f in seen if not f.ok]
-    assert len(failed) == 1 and failed[0].attempts == 3         # an error may say how many requests it took
+    assert len(failed) == 1 and failed[0].attempts == 3  # an error may say how many requests it took
 
 
 def test_without_stop_on_error_every_request_is_sent():
     reranker, seen = Slow(delay=0.0, fail_on={"q1", "q3"}, attempts=2), []
-    outcome = run_requests(reranker, _requests(5), name="slow", max_in_flight=2, callbacks=[seen.append],
-                           stop_on_error=False)
+    outcome = run_requests(
+        reranker, _requests(5), name="slow", max_in_flight=2, callbacks=[seen.append], stop_on_error=False
+    )
     assert outcome.error is None and outcome.finished == 5
     assert sorted(f.request.key for f in seen if not f.ok) == [1, 3]
     assert sum(f.attempts for f in seen) == 3 * 2 + 2 * 3
@@ -127,8 +134,9 @@ def test_cancel_stops_between_requests(in_flight):
         seen.append(finished)
         cancel.set()
 
-    outcome = run_requests(reranker, _requests(8), name="slow", max_in_flight=in_flight,
-                           callbacks=[cancel_after_first], cancel=cancel)
+    outcome = run_requests(
+        reranker, _requests(8), name="slow", max_in_flight=in_flight, callbacks=[cancel_after_first], cancel=cancel
+    )
     assert outcome.cancelled and outcome.error is None
     assert len(seen) == len(reranker.queries) <= in_flight
 
@@ -165,10 +173,11 @@ def test_ctrl_c_waits_for_requests_in_flight_and_reports_them():
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_requests(reranker, _requests(10), name="slow", max_in_flight=3, callbacks=[interrupt_at_first],
-                     cancel=cancel)
+        run_requests(
+            reranker, _requests(10), name="slow", max_in_flight=3, callbacks=[interrupt_at_first], cancel=cancel
+        )
     assert len(seen) == 3 and len(reranker.queries) == 3  # the two in flight were waited for and kept
-    assert cancel.is_set()                                 # and told to start no new attempt
+    assert cancel.is_set()  # and told to start no new attempt
     assert reranker._cancel_event is None
 
 
@@ -222,9 +231,15 @@ def test_on_scored_runs_in_the_requests_thread_before_any_later_request_is_sent(
             events.append(("stored", request.query))
 
     reported_in = set()
-    outcome = run_requests(Recording(), _requests(12), name="recording", max_in_flight=in_flight,
-                           stop_on_error=False, on_scored=on_scored,
-                           callbacks=[lambda finished: reported_in.add(threading.get_ident())])
+    outcome = run_requests(
+        Recording(),
+        _requests(12),
+        name="recording",
+        max_in_flight=in_flight,
+        stop_on_error=False,
+        on_scored=on_scored,
+        callbacks=[lambda finished: reported_in.add(threading.get_ident())],
+    )
     assert outcome.finished == 12 and outcome.error is None
     assert sorted(stored_in) == sorted(f"q{i}" for i in range(12) if i != 5)
     if in_flight > 1:
@@ -236,4 +251,4 @@ def test_on_scored_runs_in_the_requests_thread_before_any_later_request_is_sent(
         # the (n+1)-th request starts only once all but in_flight - 1 of the earlier ones are written (the
         # failed one, q5, counts as ended once it has started)
         failed_before = 1 if any(q == "q5" for kind, q in events[:at] if kind == "start") else 0
-        assert ended_before + failed_before >= n - (in_flight - 1), (n, events[:at + 1])
+        assert ended_before + failed_before >= n - (in_flight - 1), (n, events[: at + 1])

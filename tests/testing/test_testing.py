@@ -1,4 +1,5 @@
 """The loopback server's own contract: a dialect registered from outside is served without editing the server."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,8 +35,9 @@ def upper():
 def test_a_registered_dialect_is_served_by_name(upper):
     with LoopbackRerankServer(dialect="upper-test", api_key="k") as server:
         assert server.url == server.root + "/v1"
-        ok = requests.post(server.url + "/upper", json={"texts": ["a", "b"]},
-                           headers={"Authorization": "Bearer k"}, timeout=5)
+        ok = requests.post(
+            server.url + "/upper", json={"texts": ["a", "b"]}, headers={"Authorization": "Bearer k"}, timeout=5
+        )
         assert ok.json() == {"data": ["A", "B"]}
         bad = requests.post(server.url + "/upper", json={}, headers={"Authorization": "Bearer k"}, timeout=5)
         assert bad.status_code == 400 and bad.json()["error"]["message"] == "texts is required"

@@ -11,6 +11,7 @@ Examples
 >>> decode_json(b"[" * 100000 + b"]" * 100000)
 (None, False)
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,9 @@ def _score(value: Any) -> float | None:
     return number_ if math.isfinite(number_) else None
 
 
-def scores_from_results(items: Any, n_documents: int, *, index_field: str = "index",
-                        score_field: str = "relevance_score") -> list[float]:
+def scores_from_results(
+    items: Any, n_documents: int, *, index_field: str = "index", score_field: str = "relevance_score"
+) -> list[float]:
     """Scores in document order from a list of ``{index, score}`` results, matched by index, never position.
 
     Raises :class:`BadResponseError` unless the results cover exactly documents ``0..n_documents-1``, once
@@ -72,8 +74,9 @@ def scores_from_results(items: Any, n_documents: int, *, index_field: str = "ind
         if scores[index] is not None:
             raise BadResponseError(f"document {index} was scored twice")
         if score is None:
-            raise BadResponseError(f"document {index} has no finite numeric {score_field!r}: "
-                                   f"{str(item.get(score_field))[:40]!r}")
+            raise BadResponseError(
+                f"document {index} has no finite numeric {score_field!r}: {str(item.get(score_field))[:40]!r}"
+            )
         scores[index] = score
     missing = [i for i, s in enumerate(scores) if s is None]
     if missing:

@@ -10,6 +10,7 @@ Examples
 >>> JinaReranker(api_key="k", max_chunks_per_doc=3, chunk_tokens=200, overlap_tokens=20).chunking
 ChunkSpec(chunk_tokens=200, overlap_tokens=20, max_chunks=3)
 """
+
 from __future__ import annotations
 
 from ...core.chunking import chunk_spec
@@ -35,7 +36,13 @@ class ClientChunkedReranker(HTTPReranker):
         The :class:`~rerankpd.rerankers.http.client.HTTPReranker` options.
     """
 
-    def __init__(self, *, max_chunks_per_doc: int | None = None, chunk_tokens: int | None = None,
-                 overlap_tokens: int | None = None, **options) -> None:
+    def __init__(
+        self,
+        *,
+        max_chunks_per_doc: int | None = None,
+        chunk_tokens: int | None = None,
+        overlap_tokens: int | None = None,
+        **options,
+    ) -> None:
         self.chunking = chunk_spec(max_chunks_per_doc, chunk_tokens, overlap_tokens)
         super().__init__(**options)

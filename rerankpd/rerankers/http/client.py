@@ -20,6 +20,7 @@ of the same request. 400, 401, 403, 404, 413 and 422 are never retried. Every wa
 (:meth:`~rerankpd.rerankers.base.Reranker.bind_cancel`), and no attempt starts after that. The policy's
 functions, with examples, are in :mod:`rerankpd.rerankers.http.retry`.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,13 +28,16 @@ import logging
 import threading
 import time
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
 from ... import config
+from ...core.options import boolean, number, timeout_pair, whole
+from ...core.tokens import budget_spans, request_tokens, text_tokens
 from ...errors import (
     APIConnectionError,
     APIError,
@@ -47,8 +51,6 @@ from ...errors import (
     RunCancelled,
     ServerError,
 )
-from ...core.options import boolean, number, timeout_pair, whole
-from ...core.tokens import budget_spans, request_tokens, text_tokens
 from ...redact import scrub, shorten
 from ..base import BatchResult, Reranker, Scores
 from .answers import decode_json, scores_from_results, usage_counts
@@ -200,15 +202,16 @@ class HTTPReranker(EndpointAndKey, Reranker):
         self.model = model or self.default_model
         if self.model is not None and not isinstance(self.model, str):
             raise ConfigurationError(f"model must be a string, got {self.model!r}")
-        self.batch_size = whole("batch_size", self.default_batch_size if batch_size is None else batch_size,
-                                minimum=1)
+        self.batch_size = whole("batch_size", self.default_batch_size if batch_size is None else batch_size, minimum=1)
         self._init_request_limits(max_request_tokens)
         self.max_concurrency = whole(
-            "max_concurrency", self.default_max_concurrency if max_concurrency is None else max_concurrency,
-            minimum=1)
+            "max_concurrency", self.default_max_concurrency if max_concurrency is None else max_concurrency, minimum=1
+        )
         self.timeout = timeout_pair("timeout", self.default_timeout if timeout is None else timeout)
-        self.attempt_deadline = number("attempt_deadline", attempt_deadline, minimum=0, exclusive_minimum=True,
-                                       allow_none=True) or self.timeout[0] + 2 * self.timeout[1]
+        self.attempt_deadline = (
+            number("attempt_deadline", attempt_deadline, minimum=0, exclusive_minimum=True, allow_none=True)
+            or self.timeout[0] + 2 * self.timeout[1]
+        )
         self.max_retries = whole("max_retries", max_retries, minimum=0)
         self.max_retry_time = number("max_retry_time", max_retry_time, minimum=0, allow_none=True)
         self.auth_scheme = self.default_auth_scheme if auth_scheme is None else auth_scheme
@@ -231,7 +234,9 @@ class HTTPReranker(EndpointAndKey, Reranker):
         if self._api_key and parts.scheme == "http" and not _is_loopback(parts.hostname):
             warnings.warn(
                 f"{self.name}: the API key would travel unencrypted over plain http:// to {parts.hostname}; "
-                "use https://", stacklevel=3)
+                "use https://",
+                stacklevel=3,
+            )
 
     # ----------------------------------------------------------------- configuration
     def request_limits(self) -> tuple[int | None, int | None]:
@@ -244,11 +249,11 @@ class HTTPReranker(EndpointAndKey, Reranker):
         if max_documents is not None and self.batch_size > max_documents:
             raise ConfigurationError(
                 f"batch_size={self.batch_size} is above {self.name}'s limit of {max_documents} documents per "
-                f"request{f' for {self.model}' if self.model else ''}; use batch_size <= {max_documents}")
+                f"request{f' for {self.model}' if self.model else ''}; use batch_size <= {max_documents}"
+            )
         tokens = whole("max_request_tokens", max_request_tokens, minimum=0, allow_none=True)
         #: The cap on one request's tokens the plan keeps below (None: none).
         self.max_request_tokens = published_tokens if tokens is None else (tokens or None)
-
 
     def _init_rate_limits(self, rpm: float | None, tpm: float | None, adaptive: bool) -> None:
         published_rpm, published_tpm = PUBLISHED_LIMITS.get(self.name, (None, None))
@@ -260,8 +265,9 @@ class HTTPReranker(EndpointAndKey, Reranker):
             tpm = self.default_tokens_per_minute or published_tpm
         #: The request/token budget shared by all requests of this reranker: a bucket holding one minute's
         #: quota, spaced evenly while 429s are frequent (see :meth:`rerankpd.rerankers.http.ratelimit.RateLimiter.rate_limited`).
-        self.rate_limiter = RateLimiter(rpm or None, tpm or None, burst_seconds=60.0, clock=self._clock,
-                                        sleep=self._wait)
+        self.rate_limiter = RateLimiter(
+            rpm or None, tpm or None, burst_seconds=60.0, clock=self._clock, sleep=self._wait
+        )
         self.adaptive_concurrency = boolean("adaptive_concurrency", adaptive)
         self._new_gate()
 
@@ -272,7 +278,6 @@ class HTTPReranker(EndpointAndKey, Reranker):
     def _slot_wait(self) -> float:
         """The longest wait for a concurrency slot: every other request in flight running to its deadline."""
         return self.max_concurrency * (self.attempt_deadline + self.retry_after_cap)
-
 
     @property
     def endpoint(self) -> str:
@@ -315,8 +320,9 @@ class HTTPReranker(EndpointAndKey, Reranker):
         """Scores (matched by index) and usage from a successful answer."""
         if not isinstance(data, dict):
             raise BadResponseError(f"expected a JSON object, got {type(data).__name__}")
-        return BatchResult(scores_from_results(data.get(self.results_field), n_documents),
-                           usage_counts(data.get(self.usage_field)))
+        return BatchResult(
+            scores_from_results(data.get(self.results_field), n_documents), usage_counts(data.get(self.usage_field))
+        )
 
     def error_message(self, data: Any, text: str) -> str:
         """The provider's own words from an error answer (cut and scrubbed by the caller)."""
@@ -328,7 +334,7 @@ class HTTPReranker(EndpointAndKey, Reranker):
                 if data.get(field):
                     value = data[field]
                     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        return " ".join(text[:20 * ERROR_TEXT_LIMIT].split())
+        return " ".join(text[: 20 * ERROR_TEXT_LIMIT].split())
 
     def score_options(self) -> dict:
         """Options that change scores: sent in every request body and part of the cache identity."""
@@ -347,7 +353,9 @@ class HTTPReranker(EndpointAndKey, Reranker):
         assert self.batch_size is not None  # set by __init__ (the listwise llm reranker, which clears it, has its own)
         if len(documents) > self.batch_size or self.max_request_tokens:
             query_tokens = text_tokens(query)
-            costs = [query_tokens + text_tokens(d) for d in documents] if self.max_request_tokens else [0] * len(documents)
+            costs = (
+                [query_tokens + text_tokens(d) for d in documents] if self.max_request_tokens else [0] * len(documents)
+            )
             spans = budget_spans(costs, self.batch_size, self.max_request_tokens)
         results = [self._score_one(query, documents[a:b]) for a, b in spans]
         if len(results) == 1:
@@ -356,8 +364,12 @@ class HTTPReranker(EndpointAndKey, Reranker):
         for result in results:
             for name, value in result.usage.items():
                 usage[name] = usage.get(name, 0) + value
-        return BatchResult([s for r in results for s in r.scores], usage, attempts=sum(r.attempts for r in results),
-                           requests=len(results))
+        return BatchResult(
+            [s for r in results for s in r.scores],
+            usage,
+            attempts=sum(r.attempts for r in results),
+            requests=len(results),
+        )
 
     def _score_one(self, query: str, documents: list[str]) -> BatchResult:
         tokens = request_tokens(query, documents) if self.rate_limiter.tokens_per_minute else 0
@@ -399,8 +411,9 @@ class HTTPReranker(EndpointAndKey, Reranker):
         """
         with self._session_lock:
             if self._session is None:
-                self._session, self._verify = make_session(self._url + self.path, self.max_concurrency,
-                                                           self._basic_auth)
+                self._session, self._verify = make_session(
+                    self._url + self.path, self.max_concurrency, self._basic_auth
+                )
             return self._session
 
     def close(self) -> None:
@@ -434,13 +447,29 @@ class HTTPReranker(EndpointAndKey, Reranker):
                 try:
                     result = self._attempt(body, n_documents, n_tokens)
                 except _RetryableFailure as failure:
-                    wait = retry_delay(attempt, retry_after=failure.wait, quick=failure.quick,
-                                       base=self.backoff_base, cap=self.backoff_cap)
-                    if not may_retry(attempt=attempt, max_retries=self.max_retries, wait=wait,
-                                     elapsed=self._clock() - started, max_retry_time=self.max_retry_time):
+                    wait = retry_delay(
+                        attempt,
+                        retry_after=failure.wait,
+                        quick=failure.quick,
+                        base=self.backoff_base,
+                        cap=self.backoff_cap,
+                    )
+                    if not may_retry(
+                        attempt=attempt,
+                        max_retries=self.max_retries,
+                        wait=wait,
+                        elapsed=self._clock() - started,
+                        max_retry_time=self.max_retry_time,
+                    ):
                         raise failure.error from failure.__cause__
-                    logger.info("%s: %s; retry %d of %d in %.2fs", self.name, self._scrub(failure.error.message),
-                                attempt + 1, self.max_retries, wait)
+                    logger.info(
+                        "%s: %s; retry %d of %d in %.2fs",
+                        self.name,
+                        self._scrub(failure.error.message),
+                        attempt + 1,
+                        self.max_retries,
+                        wait,
+                    )
                     self._wait(wait)
                     continue
                 result.attempts = attempt + 1
@@ -455,14 +484,20 @@ class HTTPReranker(EndpointAndKey, Reranker):
         try:
             self.rate_limiter.acquire(n_tokens)
         except RateLimitWaitTooLong as exc:
-            budget = ", ".join(f"{name}={value:g}" for name, value in (
-                ("requests_per_minute", self.rate_limiter.requests_per_minute),
-                ("tokens_per_minute", self.rate_limiter.tokens_per_minute)) if value)
+            budget = ", ".join(
+                f"{name}={value:g}"
+                for name, value in (
+                    ("requests_per_minute", self.rate_limiter.requests_per_minute),
+                    ("tokens_per_minute", self.rate_limiter.tokens_per_minute),
+                )
+                if value
+            )
             raise RateLimitError(
                 f"{self.name}: the request budget ({budget}) would hold this request {exc.delay or 0:.0f}s, more "
                 f"than {exc.bound or 0:g}s; raise requests_per_minute/tokens_per_minute if your plan allows it "
                 "(0 switches the budget off), or send fewer tokens per request (a smaller batch_size)",
-                provider=self.name) from None
+                provider=self.name,
+            ) from None
 
     def _attempt(self, body: bytes, n_documents: int, n_tokens: int = 0) -> Any:  # what parse_response returns
         """One request: the budget, a concurrency slot, the exchange, then the answer or a typed error."""
@@ -500,38 +535,65 @@ class HTTPReranker(EndpointAndKey, Reranker):
         deadline = time.monotonic() + self.attempt_deadline
         connect, read = self.timeout
         try:
-            return post(self.session(), self._url + self.path, body, self._headers(),
-                        (connect, min(read, self.attempt_deadline)), deadline, self._verify, self.max_answer_bytes)
+            return post(
+                self.session(),
+                self._url + self.path,
+                body,
+                self._headers(),
+                (connect, min(read, self.attempt_deadline)),
+                deadline,
+                self._verify,
+                self.max_answer_bytes,
+            )
         except AnswerTooLarge as exc:  # not retried: the next answer would be as large, and as costly to read
             raise BadResponseError(
                 f"{self.name}: the answer from {self.endpoint} is larger than max_answer_bytes="
                 f"{self.max_answer_bytes} ({exc}); no real answer is this large: check base_url, or raise "
-                "max_answer_bytes if the service really sends this much", provider=self.name) from None
+                "max_answer_bytes if the service really sends this much",
+                provider=self.name,
+            ) from None
         except DeadlinePassed:
-            raise _RetryableFailure(APITimeoutError(
-                f"{self.name}: the answer from {self.endpoint} took longer than attempt_deadline="
-                f"{self.attempt_deadline:g}s", provider=self.name)) from None
+            raise _RetryableFailure(
+                APITimeoutError(
+                    f"{self.name}: the answer from {self.endpoint} took longer than attempt_deadline="
+                    f"{self.attempt_deadline:g}s",
+                    provider=self.name,
+                )
+            ) from None
         except (requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError) as exc:
-            raise _RetryableFailure(APITimeoutError(
-                f"{self.name}: could not connect to {self.endpoint} within {connect:g}s "
-                f"(timeout={self.timeout})", provider=self.name)) from exc
+            raise _RetryableFailure(
+                APITimeoutError(
+                    f"{self.name}: could not connect to {self.endpoint} within {connect:g}s (timeout={self.timeout})",
+                    provider=self.name,
+                )
+            ) from exc
         except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as exc:
-            raise _RetryableFailure(APITimeoutError(
-                f"{self.name}: no answer from {self.endpoint} within {read:g}s "
-                f"(timeout={self.timeout})", provider=self.name)) from exc
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as exc:
+            raise _RetryableFailure(
+                APITimeoutError(
+                    f"{self.name}: no answer from {self.endpoint} within {read:g}s (timeout={self.timeout})",
+                    provider=self.name,
+                )
+            ) from exc
+        except (
+            requests.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
             raise self._connection_failed(exc) from exc
         except requests.RequestException as exc:  # an invalid URL or header: retrying cannot help
-            raise ConfigurationError(f"{self.name}: cannot send to {self.endpoint}: {type(exc).__name__}: "
-                                     f"{self._scrub(str(exc))}") from None
+            raise ConfigurationError(
+                f"{self.name}: cannot send to {self.endpoint}: {type(exc).__name__}: {self._scrub(str(exc))}"
+            ) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:  # while reading the body
             raise self._connection_failed(exc) from exc
 
     def _connection_failed(self, exc: BaseException) -> _RetryableFailure:
-        return _RetryableFailure(APIConnectionError(
-            f"{self.name}: connection to {self.endpoint} failed: {type(exc).__name__}", provider=self.name),
-            quick=is_quick(None))
+        return _RetryableFailure(
+            APIConnectionError(
+                f"{self.name}: connection to {self.endpoint} failed: {type(exc).__name__}", provider=self.name
+            ),
+            quick=is_quick(None),
+        )
 
     def _parse(self, raw: bytes, status: int, n_documents: int) -> Any:
         """A 2xx answer as :meth:`parse_response` reads it (scores, or a dialect's own answer); any
@@ -547,9 +609,13 @@ class HTTPReranker(EndpointAndKey, Reranker):
             detail = exc.message if isinstance(exc, APIError) else str(exc)
         except Exception as exc:  # a dialect tripping over a hostile answer: still a bad answer
             detail = f"{type(exc).__name__} reading the answer"
-        raise _RetryableFailure(BadResponseError(
-            f"{self.name}: unusable answer from {self.endpoint}: {self._shorten(detail)}",
-            status_code=status, provider=self.name)) from None
+        raise _RetryableFailure(
+            BadResponseError(
+                f"{self.name}: unusable answer from {self.endpoint}: {self._shorten(detail)}",
+                status_code=status,
+                provider=self.name,
+            )
+        ) from None
 
     def _shorten(self, text: str) -> str:
         return shorten(text, self._secrets(), ERROR_TEXT_LIMIT)

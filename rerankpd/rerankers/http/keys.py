@@ -5,6 +5,7 @@ base URL (``base_url=``, the service's variables, its default) and the key: ``ap
 ``base_url`` says; a key read from a variable goes only to its provider's domains (and to the host of that
 provider's own base-URL variable), so a key is never sent to a host it does not belong to.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -140,8 +141,13 @@ class EndpointAndKey:
                 withheld.append(var)
             self.withheld_key_env = tuple(withheld)
             if key is None and withheld:
-                logger.info("%s: %s is set, but its key is sent only to %s; %s gets no key (pass api_key=...)",
-                            self.name, withheld[0], ", ".join(self.key_homes()[withheld[0]] or ()), host)
+                logger.info(
+                    "%s: %s is set, but its key is sent only to %s; %s gets no key (pass api_key=...)",
+                    self.name,
+                    withheld[0],
+                    ", ".join(self.key_homes()[withheld[0]] or ()),
+                    host,
+                )
         if key is not None and not isinstance(key, str):
             raise ConfigurationError(f"api_key must be a string, got {type(key).__name__}")
         if not key or not key.strip():
@@ -154,18 +160,25 @@ class EndpointAndKey:
                     raise ConfigurationError(
                         f"{self.name}: {var} is set, but its key is sent only to "
                         f"{', '.join(self.key_homes()[var] or ())}, and base_url points at {host}: pass "
-                        f"api_key=... for that host" + (f" (or set {self.base_url_env_names()[0]} to it, which "
-                        "sends the key there)" if self.base_url_env_names() else ""))
+                        f"api_key=... for that host"
+                        + (
+                            f" (or set {self.base_url_env_names()[0]} to it, which sends the key there)"
+                            if self.base_url_env_names()
+                            else ""
+                        )
+                    )
                 where = " or ".join(self.key_env) or "api_key="
                 raise ConfigurationError(
-                    f"{self.name} needs an API key: set {where} or pass api_key=... to the reranker")
+                    f"{self.name} needs an API key: set {where} or pass api_key=... to the reranker"
+                )
             return None
         key = key.strip()
         if not (key.isascii() and key.isprintable()):
             source = self.key_source or " or ".join(self.key_env)
             raise ConfigurationError(
                 f"{self.name}: the API key (from {source}) contains a line break, a control character or a "
-                "non-ASCII character (often a stray zero-width space from copy and paste); paste it again")
+                "non-ASCII character (often a stray zero-width space from copy and paste); paste it again"
+            )
         return config.Secret(key)
 
     def auth_hint(self, status: int) -> str:
@@ -177,8 +190,10 @@ class EndpointAndKey:
         host = urlsplit(self._url).hostname
         if self.withheld_key_env:
             var = self.withheld_key_env[0]
-            return (f" (no API key was sent: {var} is set, but its key goes only to "
-                    f"{', '.join(self.key_homes()[var] or ())}; pass api_key=... for {host})")
+            return (
+                f" (no API key was sent: {var} is set, but its key goes only to "
+                f"{', '.join(self.key_homes()[var] or ())}; pass api_key=... for {host})"
+            )
         where = " or ".join(self.key_env)
         return f" (no API key was sent: {'set ' + where + ' or ' if where else ''}pass api_key=...)"
 

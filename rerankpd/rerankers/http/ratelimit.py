@@ -41,11 +41,11 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import TracebackType
 
-from ...errors import RunCancelled
 from ...core.options import number, whole
+from ...errors import RunCancelled
 
 __all__ = [
     "PUBLISHED_LIMITS",
@@ -228,7 +228,9 @@ class RateLimiter:
                 raise RateLimitWaitTooLong(
                     f"rate limiter would wait {delay:.1f}s (> max_wait={bound:g}s); "
                     f"raise requests_per_minute/tokens_per_minute or max_wait, or lower concurrency",
-                    delay, bound)
+                    delay,
+                    bound,
+                )
             if rpm is not None:
                 self._next_request = max(self._next_request, start) + 60.0 / rpm
             if tpm is not None:
@@ -310,8 +312,11 @@ class RateLimiter:
                 self.throttled = True
                 self.burst_seconds = 0.0
                 if self._burst:
-                    logger.info("rate limiter: %d of the last %d answers were 429s; spacing requests evenly "
-                                "until they stop", sum(self._recent), len(self._recent))
+                    logger.info(
+                        "rate limiter: %d of the last %d answers were 429s; spacing requests evenly until they stop",
+                        sum(self._recent),
+                        len(self._recent),
+                    )
 
     def answered(self) -> None:
         """The service answered without a 429: after ``RATE_WINDOW`` such answers in a row, burst again.
@@ -523,8 +528,10 @@ class AdaptiveConcurrency:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise RateLimitWaitTooLong(
-                    f"no concurrency slot freed within {bound:g}s "
-                    f"(limit={self._limit}, in flight={self.in_flight})", None, bound)
+                    f"no concurrency slot freed within {bound:g}s (limit={self._limit}, in flight={self.in_flight})",
+                    None,
+                    bound,
+                )
             self._freed.acquire(timeout=POLL_SECONDS if left is None else min(POLL_SECONDS, left))
 
     def _wake(self) -> None:

@@ -29,16 +29,26 @@ True
 >>> may_retry(attempt=3, max_retries=5, elapsed=50.0, wait=20.0, max_retry_time=60.0)
 False
 """
+
 from __future__ import annotations
 
 import email.utils
 import math
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 
-__all__ = ["QUICK_FACTOR", "QUICK_STATUSES", "RETRY_STATUSES", "backoff_delay", "is_quick", "may_retry",
-           "parse_retry_after", "retry_delay", "should_retry"]
+__all__ = [
+    "QUICK_FACTOR",
+    "QUICK_STATUSES",
+    "RETRY_STATUSES",
+    "backoff_delay",
+    "is_quick",
+    "may_retry",
+    "parse_retry_after",
+    "retry_delay",
+    "should_retry",
+]
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 
@@ -94,8 +104,15 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: Callable[[], float
     return rng() * min(cap, base * (2 ** min(attempt, 64)))
 
 
-def retry_delay(attempt: int, *, retry_after: float | None, quick: bool, base: float, cap: float,
-                rng: Callable[[], float] = random.random) -> float:
+def retry_delay(
+    attempt: int,
+    *,
+    retry_after: float | None,
+    quick: bool,
+    base: float,
+    cap: float,
+    rng: Callable[[], float] = random.random,
+) -> float:
     """Seconds to wait before retrying a request whose attempt number ``attempt`` (0 = the first) failed.
 
     A positive ``retry_after`` (already capped by :func:`parse_retry_after`) is the server's word and is

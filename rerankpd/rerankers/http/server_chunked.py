@@ -10,6 +10,7 @@ Examples
 >>> r.request_body("q", ["a"])["max_chunks_per_doc"], r.score_options()
 (5, {'max_chunks_per_doc': 5, 'overlap_tokens': 20})
 """
+
 from __future__ import annotations
 
 from ...core.options import whole
@@ -31,8 +32,7 @@ class ServerChunkedReranker(HTTPReranker):
         The :class:`~rerankpd.rerankers.http.client.HTTPReranker` options.
     """
 
-    def __init__(self, *, max_chunks_per_doc: int | None = None, overlap_tokens: int | None = None,
-                 **options) -> None:
+    def __init__(self, *, max_chunks_per_doc: int | None = None, overlap_tokens: int | None = None, **options) -> None:
         self.max_chunks_per_doc = whole("max_chunks_per_doc", max_chunks_per_doc, minimum=1, allow_none=True)
         self.overlap_tokens = whole("overlap_tokens", overlap_tokens, minimum=0, maximum=80, allow_none=True)
         super().__init__(**options)

@@ -6,6 +6,7 @@ time, so a server trickling a byte every 0.1 s cannot hold an attempt past its d
 only bounds each read). Errors are ``requests``/``urllib3`` exceptions and :class:`DeadlinePassed`; the
 reranker turns them into :mod:`rerankpd.errors`.
 """
+
 from __future__ import annotations
 
 import time
@@ -46,8 +47,9 @@ class BasicAuth(requests.auth.AuthBase):
         return "BasicAuth('***')"
 
 
-def make_session(url: str, pool_size: int, basic_auth: tuple[config.Secret, config.Secret] | None = None
-                 ) -> tuple[requests.Session, bool | str]:
+def make_session(
+    url: str, pool_size: int, basic_auth: tuple[config.Secret, config.Secret] | None = None
+) -> tuple[requests.Session, bool | str]:
     """A session for ``url`` with the environment's proxies resolved once; (session, verify).
 
     ``verify`` is True or the CA bundle the environment names (``REQUESTS_CA_BUNDLE``), to pass per request.
@@ -65,8 +67,16 @@ def make_session(url: str, pool_size: int, basic_auth: tuple[config.Secret, conf
     return session, True if verify is None else verify  # None: requests' default, check certificates
 
 
-def post(session: requests.Session, url: str, body: bytes, headers: dict[str, str], timeout: tuple[float, float],
-         deadline: float, verify: bool | str = True, limit: int | None = None) -> tuple[int, Any, bytes]:
+def post(
+    session: requests.Session,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: tuple[float, float],
+    deadline: float,
+    verify: bool | str = True,
+    limit: int | None = None,
+) -> tuple[int, Any, bytes]:
     """POST ``body``; (status, headers, raw body), the body read by ``deadline`` (a ``time.monotonic()``) and
     decoded to at most ``limit`` bytes (:class:`AnswerTooLarge` beyond)."""
     response = session.post(url, data=body, headers=headers, timeout=timeout, stream=True, verify=verify)

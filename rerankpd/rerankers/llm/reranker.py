@@ -52,6 +52,7 @@ Examples
 ...     "q", ["a document"] * 100)[0]
 9
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,21 +60,45 @@ import os
 import re
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from ... import config
 from ...cache import STORE_ERRORS, CacheSettings, WindowCache
 from ...core.identity import identity_digest
-from ...errors import (APIConnectionError, BadRequestError, BadResponseError, ConfigurationError, RateLimitError,
-                      RerankError, RunCancelled, ServerError, warn_user)
-from .prompts import (GRADE_PROMPT, LISTWISE_PROMPT, LISTWISE_SYSTEM, POINTWISE_PROMPT, POINTWISE_SYSTEM,
-                       check_template, cut_document, grade_score, listwise_messages, parse_grade, parse_permutation,
-                       pointwise_messages, prompt_tokens, window_starts, yes_no_score)
 from ...core.options import boolean, number, one_of, whole
+from ...errors import (
+    APIConnectionError,
+    BadRequestError,
+    BadResponseError,
+    ConfigurationError,
+    RateLimitError,
+    RerankError,
+    RunCancelled,
+    ServerError,
+    warn_user,
+)
 from ...redact import shorten
 from ..base import Availability, BatchResult
 from ..http.client import HTTPReranker, openai_key_homes, usage_counts
+from .prompts import (
+    GRADE_PROMPT,
+    LISTWISE_PROMPT,
+    LISTWISE_SYSTEM,
+    POINTWISE_PROMPT,
+    POINTWISE_SYSTEM,
+    check_template,
+    cut_document,
+    grade_score,
+    listwise_messages,
+    parse_grade,
+    parse_permutation,
+    pointwise_messages,
+    prompt_tokens,
+    window_starts,
+    yes_no_score,
+)
 
 __all__ = ["LLMReranker"]
 
@@ -114,8 +139,12 @@ class _Tally:
         self.attempts += answer.attempts
 
     def result(self, scores: list[float]) -> BatchResult:
-        return BatchResult(scores, {k: int(v) for k, v in self.usage.items()}, max(self.attempts, 0),
-                           requests=int(self.usage["chat_requests"]))
+        return BatchResult(
+            scores,
+            {k: int(v) for k, v in self.usage.items()},
+            max(self.attempts, 0),
+            requests=int(self.usage["chat_requests"]),
+        )
 
 
 class LLMReranker(HTTPReranker):
@@ -177,20 +206,37 @@ class LLMReranker(HTTPReranker):
     default_max_concurrency = 4
     default_timeout = (10.0, 120.0)
 
-    def __init__(self, *, model: str | None = None, mode: str = "pointwise", prompt: str | None = None,
-                 system_prompt: str | None = None, grade_prompt: str | None = None, scoring: str = "auto",
-                 top_logprobs: int = 5, max_doc_tokens: int = 300, window: int = 20, step: int = 10,
-                 answer_tokens: int | None = None, token_limit_field: str = "auto",
-                 temperature: float | str | None = "auto", reasoning: bool | None = None,
-                 window_cache: Any = True, **options) -> None:
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        mode: str = "pointwise",
+        prompt: str | None = None,
+        system_prompt: str | None = None,
+        grade_prompt: str | None = None,
+        scoring: str = "auto",
+        top_logprobs: int = 5,
+        max_doc_tokens: int = 300,
+        window: int = 20,
+        step: int = 10,
+        answer_tokens: int | None = None,
+        token_limit_field: str = "auto",
+        temperature: float | str | None = "auto",
+        reasoning: bool | None = None,
+        window_cache: Any = True,
+        **options,
+    ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ConfigurationError(
                 "the llm reranker needs model=...: the name of a chat model the service at base_url serves "
                 "(for example model='gpt-4o-mini'); there is no default because every request costs money"
-                + ("" if model is None else f"; got {model!r}"))
+                + ("" if model is None else f"; got {model!r}")
+            )
         if "batch_size" in options:
-            raise ConfigurationError("batch_size: the llm reranker sends one document per request (pointwise) or "
-                                     "one window per request (listwise: window=); use max_concurrency for speed")
+            raise ConfigurationError(
+                "batch_size: the llm reranker sends one document per request (pointwise) or "
+                "one window per request (listwise: window=); use max_concurrency for speed"
+            )
         self.mode = one_of("mode", mode, MODES)
         self.scoring = one_of("scoring", scoring, SCORING)
         self.top_logprobs = whole("top_logprobs", top_logprobs, minimum=1, maximum=20)
@@ -198,9 +244,14 @@ class LLMReranker(HTTPReranker):
         self.window = whole("window", window, minimum=2)
         self.step = whole("step", step, minimum=1, maximum=self.window - 1)
         self.answer_tokens = whole("answer_tokens", answer_tokens, minimum=1, allow_none=True)
-        self.reasoning = (bool(REASONING_MODELS.match(model.strip().rsplit("/", 1)[-1])) if reasoning is None
-                          else boolean("reasoning", reasoning))
-        token_limit_field = one_of("token_limit_field", token_limit_field, ("auto", "max_tokens", "max_completion_tokens"))
+        self.reasoning = (
+            bool(REASONING_MODELS.match(model.strip().rsplit("/", 1)[-1]))
+            if reasoning is None
+            else boolean("reasoning", reasoning)
+        )
+        token_limit_field = one_of(
+            "token_limit_field", token_limit_field, ("auto", "max_tokens", "max_completion_tokens")
+        )
         if token_limit_field == "auto":
             token_limit_field = "max_completion_tokens" if self.reasoning else "max_tokens"
         self.token_limit_field = token_limit_field
@@ -210,17 +261,22 @@ class LLMReranker(HTTPReranker):
         self.temperature = number("temperature", temperature, minimum=0, maximum=2, allow_none=True)
         listwise = self.mode == "listwise"
         fields = {"query", "passages", "count"} if listwise else {"query", "document"}
-        self.prompt = check_template("prompt", LISTWISE_PROMPT if prompt is None and listwise
-                                     else POINTWISE_PROMPT if prompt is None else prompt, fields)
-        self.grade_prompt = check_template("grade_prompt", GRADE_PROMPT if grade_prompt is None else grade_prompt,
-                                           {"query", "document"})
+        self.prompt = check_template(
+            "prompt",
+            LISTWISE_PROMPT if prompt is None and listwise else POINTWISE_PROMPT if prompt is None else prompt,
+            fields,
+        )
+        self.grade_prompt = check_template(
+            "grade_prompt", GRADE_PROMPT if grade_prompt is None else grade_prompt, {"query", "document"}
+        )
         system = (LISTWISE_SYSTEM if listwise else POINTWISE_SYSTEM) if system_prompt is None else system_prompt
         if not isinstance(system, str):
             raise ConfigurationError(f"system_prompt must be a string, got {type(system).__name__}")
         self.system_prompt = system
         if not isinstance(window_cache, (bool, str, os.PathLike, CacheSettings)):
-            raise ConfigurationError(f"window_cache must be True, False, a directory path or rerankpd.CacheSettings, "
-                                     f"got {window_cache!r}")
+            raise ConfigurationError(
+                f"window_cache must be True, False, a directory path or rerankpd.CacheSettings, got {window_cache!r}"
+            )
         self._window_cache_arg = window_cache
         self._window_stores: dict[Any, WindowCache | None] = {}
         self._lock = threading.Lock()
@@ -252,8 +308,12 @@ class LLMReranker(HTTPReranker):
 
     def identity(self) -> dict:
         """Provider, endpoint, model and everything else that changes the scores: mode, prompts, cuts, windows."""
-        options = {"mode": self.mode, "prompt": self.prompt, "system_prompt": self.system_prompt,
-                   "max_doc_tokens": self.max_doc_tokens}
+        options = {
+            "mode": self.mode,
+            "prompt": self.prompt,
+            "system_prompt": self.system_prompt,
+            "max_doc_tokens": self.max_doc_tokens,
+        }
         if self.mode == "pointwise":
             options.update(scoring=self.scoring, grade_prompt=self.grade_prompt, top_logprobs=self.top_logprobs)
         else:
@@ -307,8 +367,11 @@ class LLMReranker(HTTPReranker):
             return BadResponseError(
                 f"{self.name}: the answer of {self.model!r} was cut at {limit} tokens (finish_reason: length) "
                 f"before it gave {wanted}: {self._quote(answer.content, 80)}; raise answer_tokens= (a reasoning model "
-                "spends tokens thinking first; reasoning=True gives it room)")
-        return BadResponseError(f"{self.name}: asked for {wanted}, the model answered {self._quote(answer.content, 80)}")
+                "spends tokens thinking first; reasoning=True gives it room)"
+            )
+        return BadResponseError(
+            f"{self.name}: asked for {wanted}, the model answered {self._quote(answer.content, 80)}"
+        )
 
     def parse_response(self, data: Any, n_documents: int) -> _ChatAnswer:
         """The first choice's text and its first token's alternatives; BadResponseError (retried) if absent."""
@@ -324,17 +387,24 @@ class LLMReranker(HTTPReranker):
         if content is not None and not isinstance(content, str):
             raise BadResponseError(f"the message content is {type(content).__name__}, not text")
         finish = choices[0].get("finish_reason")
-        return _ChatAnswer(scores=[], usage=usage_counts(data.get("usage")), content=content or "",
-                           alternatives=_first_token_alternatives(choices[0].get("logprobs")),
-                           finish_reason=finish if isinstance(finish, str) else None)
+        return _ChatAnswer(
+            scores=[],
+            usage=usage_counts(data.get("usage")),
+            content=content or "",
+            alternatives=_first_token_alternatives(choices[0].get("logprobs")),
+            finish_reason=finish if isinstance(finish, str) else None,
+        )
 
     # ----------------------------------------------------------------- the one job
     def score_batch(self, query: str, documents: list[str]) -> BatchResult:
         if not documents:
             return BatchResult([])
         tally = _Tally()
-        counters = (("windows", "windows_cached", "windows_repaired", "windows_failed") if self.mode == "listwise"
-                    else ("scored_by_logprobs", "scored_by_grade"))
+        counters = (
+            ("windows", "windows_cached", "windows_repaired", "windows_failed")
+            if self.mode == "listwise"
+            else ("scored_by_logprobs", "scored_by_grade")
+        )
         tally.usage.update(dict.fromkeys(counters + ("chat_requests", "documents_cut"), 0))
         cut = []
         for document in documents:
@@ -367,12 +437,16 @@ class LLMReranker(HTTPReranker):
                         tally.usage["scored_by_logprobs"] += 1
                         return score
                     if self.scoring == "logprobs":
-                        raise BadResponseError(f"{self.name}: the model answered {self._quote(answer.content, 60)} "
-                                               "and neither yes nor no is among its top_logprobs; use "
-                                               "scoring='auto'")
+                        raise BadResponseError(
+                            f"{self.name}: the model answered {self._quote(answer.content, 60)} "
+                            "and neither yes nor no is among its top_logprobs; use "
+                            "scoring='auto'"
+                        )
                 elif self.scoring == "logprobs":
-                    raise BadResponseError(f"{self.name}: {self.endpoint} returned no logprobs for model "
-                                           f"{self.model!r}; use scoring='auto' or 'grade'")
+                    raise BadResponseError(
+                        f"{self.name}: {self.endpoint} returned no logprobs for model "
+                        f"{self.model!r}; use scoring='auto' or 'grade'"
+                    )
                 else:
                     self._without_logprobs("returned no logprobs")
         body = self._grade_body(query, document)
@@ -393,8 +467,10 @@ class LLMReranker(HTTPReranker):
             if self._logprobs_missing:
                 return
             self._logprobs_missing = True
-        warn_user(f"{self.name}: {self.endpoint} {reason} for model {self.model!r}; scoring by asking for a "
-                  "0-10 grade instead (coarser; out.attrs['rerank']['usage']['scored_by_grade'] counts them)")
+        warn_user(
+            f"{self.name}: {self.endpoint} {reason} for model {self.model!r}; scoring by asking for a "
+            "0-10 grade instead (coarser; out.attrs['rerank']['usage']['scored_by_grade'] counts them)"
+        )
 
     # ----------------------------------------------------------------- listwise
     def _rank(self, query: str, documents: list[str], tally: _Tally) -> list[float]:
@@ -406,7 +482,7 @@ class LLMReranker(HTTPReranker):
             event = getattr(self, "_cancel_event", None)
             if event is not None and event.is_set():
                 raise RunCancelled(f"{self.name}: cancelled between listwise windows")
-            ids = order[start:start + self.window]
+            ids = order[start : start + self.window]
             tally.usage["windows"] += 1
             try:
                 permutation = self._rank_window(query, [documents[i] for i in ids], tally)
@@ -415,13 +491,15 @@ class LLMReranker(HTTPReranker):
                 last_failure = exc
                 logger.warning("%s: window at %d-%d kept its order: %s", self.name, start + 1, start + len(ids), exc)
                 continue
-            order[start:start + len(ids)] = [ids[j] for j in permutation]
+            order[start : start + len(ids)] = [ids[j] for j in permutation]
         failed = tally.usage["windows_failed"]
         if failed and failed == len(starts):
             raise last_failure  # type: ignore[misc]  # nothing was ranked: the query fails, not a silent no-op
         if failed:
-            warn_user(f"{self.name}: {failed} of {len(starts)} listwise windows failed after retries and kept "
-                      f"their order (last error: {last_failure}); out.attrs['rerank']['usage']['windows_failed']")
+            warn_user(
+                f"{self.name}: {failed} of {len(starts)} listwise windows failed after retries and kept "
+                f"their order (last error: {last_failure}); out.attrs['rerank']['usage']['windows_failed']"
+            )
         scores = [0.0] * n
         for position, index in enumerate(order):
             scores[index] = float(n - position)
@@ -440,8 +518,12 @@ class LLMReranker(HTTPReranker):
             raise self._cut_short(answer, body, "a whole ranking")
         if problems:
             tally.usage["windows_repaired"] += 1
-            logger.info("%s: repaired a ranking answer (%s): %s", self.name, self._shorten("; ".join(problems)),
-                        self._quote(answer.content, 120))
+            logger.info(
+                "%s: repaired a ranking answer (%s): %s",
+                self.name,
+                self._shorten("; ".join(problems)),
+                self._quote(answer.content, 120),
+            )
         elif windows is not None:  # a repaired answer is not cached: a rerun asks again
             windows.put(query, passages, permutation)
         return permutation
@@ -492,8 +574,10 @@ class LLMReranker(HTTPReranker):
             body = self._grade_body if self._logprobs_missing else self._yes_no_body
             return len(cut), sum(prompt_tokens(body(query, d)["messages"]) for d in cut)
         starts = window_starts(len(cut), self.window, self.step) if len(cut) > 1 else []
-        tokens = sum(prompt_tokens(listwise_messages(self.prompt, query, cut[s:s + self.window], self.system_prompt))
-                     for s in starts)
+        tokens = sum(
+            prompt_tokens(listwise_messages(self.prompt, query, cut[s : s + self.window], self.system_prompt))
+            for s in starts
+        )
         return len(starts), tokens
 
 
@@ -517,6 +601,7 @@ def _first_token_alternatives(logprobs: Any) -> list | None:
             try:
                 float(value)
             except OverflowError:  # a number of hundreds of digits: a broken answer (retried), not a logprob
-                raise BadResponseError(f"a logprob of {len(str(value))} digits is not a number a model "
-                                       "returns") from None
+                raise BadResponseError(
+                    f"a logprob of {len(str(value))} digits is not a number a model returns"
+                ) from None
     return alternatives

@@ -5,15 +5,15 @@ for: a total deadline per attempt, waits that wake on cancel, malformed answers 
 BadResponseError, options checked at construction, attempts counted, interrupts that cannot break the
 reranker.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
 
-import pandas as pd
-import requests
 import pytest
+import requests
 
 import rerankpd
 from rerankpd import errors
@@ -35,7 +35,8 @@ def test_429_with_retry_after_is_retried_and_honoured(dmxapi, server):
 def test_transient_faults_are_retried(dmxapi, server, kind):
     server.fail_next(kind, count=2)
     assert dmxapi(max_retries=3).score("cold", ["cold", "hot"]) == pytest.approx(
-        [server.score_fn("cold", "cold"), server.score_fn("cold", "hot")])
+        [server.score_fn("cold", "cold"), server.score_fn("cold", "hot")]
+    )
     assert len(server.requests) == 3
 
 
@@ -45,8 +46,15 @@ def test_stall_past_read_timeout_is_retried(dmxapi, server):
     assert len(server.requests) == 2
 
 
-@pytest.mark.parametrize("status,error", [(400, errors.BadRequestError), (404, errors.BadRequestError),
-                                          (422, errors.BadRequestError), (403, errors.AuthenticationError)])
+@pytest.mark.parametrize(
+    "status,error",
+    [
+        (400, errors.BadRequestError),
+        (404, errors.BadRequestError),
+        (422, errors.BadRequestError),
+        (403, errors.AuthenticationError),
+    ],
+)
 def test_client_errors_are_not_retried(dmxapi, server, status, error):
     server.fail_next("status", status=status, message="nope: bad thing")
     with pytest.raises(error) as info:
@@ -63,11 +71,15 @@ def test_401_says_quota_and_never_leaks_the_key(dmxapi, server, caplog):
         dmxapi(api_key=bad).score("q", ["a"])
     assert info.value.status_code == 401
     assert "quota" in str(info.value) and "api_key=" in str(info.value)  # where this key came from
-    assert "invalid api key" in str(info.value)            # the provider's own message
+    assert "invalid api key" in str(info.value)  # the provider's own message
     assert len(server.requests) == 1
-    echoed = requests.post(server.url + "/rerank", json={"model": "m", "query": "q", "documents": ["a"]},
-                           headers={"Authorization": f"Bearer {bad}"}, timeout=5)
-    assert echoed.status_code == 401 and bad in echoed.text      # the server does quote the key back
+    echoed = requests.post(
+        server.url + "/rerank",
+        json={"model": "m", "query": "q", "documents": ["a"]},
+        headers={"Authorization": f"Bearer {bad}"},
+        timeout=5,
+    )
+    assert echoed.status_code == 401 and bad in echoed.text  # the server does quote the key back
     text = str(info.value) + repr(info.value) + caplog.text + repr(dmxapi(api_key=bad))
     assert bad not in text
 
@@ -156,8 +168,7 @@ def test_each_reranker_caps_retry_after_at_its_own_retry_after_cap(dmxapi, serve
     assert fake_clock.slept == [12.5]
     assert r.rate_limiter._paused_until == pytest.approx(1000 + 12.5)  # the shared pause is capped too
     server.fail_next("429", retry_after="7200")
-    jina = rerankpd.get_reranker("jina", api_key=API_KEY, base_url=server.url, clock=fake_clock,
-                                 sleep=fake_clock.sleep)
+    jina = rerankpd.get_reranker("jina", api_key=API_KEY, base_url=server.url, clock=fake_clock, sleep=fake_clock.sleep)
     fake_clock.slept.clear()
     jina.score("q", ["a"])  # another service, its default cap
     assert fake_clock.slept == [60.0]
@@ -207,8 +218,13 @@ def test_connect_timeout_names_the_connect_timeout():
             c.setblocking(False)
             c.connect_ex(listener.getsockname())
             fillers.append(c)
-        r = rerankpd.get_reranker("dmxapi", api_key="k" * 10, max_retries=0, timeout=(0.3, 5.0),
-                                  base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
+        r = rerankpd.get_reranker(
+            "dmxapi",
+            api_key="k" * 10,
+            max_retries=0,
+            timeout=(0.3, 5.0),
+            base_url=f"http://127.0.0.1:{listener.getsockname()[1]}/v1",
+        )
         with pytest.raises(errors.APITimeoutError) as info:
             r.score("q", ["a"])
         assert "could not connect" in str(info.value) and "within 0.3s" in str(info.value)
@@ -315,12 +331,16 @@ BIG = b"1" + b"0" * 400  # a 401-digit integer: json gives an int that float() c
 NESTED = b"[" * 100_000 + b"]" * 100_000
 
 
-@pytest.mark.parametrize("status,body", [
-    (200, b'{"results": [{"index": 0, "relevance_score": ' + BIG + b'}]}'),
-    (200, NESTED),
-    (200, b'{"results": ' + NESTED + b'}'),
-    (500, NESTED),
-], ids=["huge-integer-score", "nested-200", "nested-results", "nested-500"])
+@pytest.mark.parametrize(
+    "status,body",
+    [
+        (200, b'{"results": [{"index": 0, "relevance_score": ' + BIG + b"}]}"),
+        (200, NESTED),
+        (200, b'{"results": ' + NESTED + b"}"),
+        (500, NESTED),
+    ],
+    ids=["huge-integer-score", "nested-200", "nested-results", "nested-500"],
+)
 def test_malformed_answers_are_retried_and_end_as_rerank_errors(dmxapi, server, status, body):
     server.fail_next("raw", status=status, body=body)
     assert dmxapi(max_retries=1).score("cold", ["cold"]) == pytest.approx([server.score_fn("cold", "cold")])
@@ -332,20 +352,36 @@ def test_malformed_answers_are_retried_and_end_as_rerank_errors(dmxapi, server, 
 
 @pytest.mark.parametrize("usage", [b"Infinity", b"-Infinity", b"NaN", BIG, b'{"deep": [[[1]]]}', b'"lots"'])
 def test_a_bad_usage_field_never_costs_the_scores(dmxapi, server, usage):
-    body = b'{"results": [{"index": 0, "relevance_score": 0.25}], "usage": {"prompt_tokens": 3, "total_tokens": ' \
-           + usage + b'}}'
+    body = (
+        b'{"results": [{"index": 0, "relevance_score": 0.25}], "usage": {"prompt_tokens": 3, "total_tokens": '
+        + usage
+        + b"}}"
+    )
     server.fail_next("raw", status=200, body=body)
     result = dmxapi(max_retries=0).score_batch("q", ["a"])
     assert result.scores == [0.25]
     assert result.usage.get("prompt_tokens") == 3 and len(server.requests) == 1
 
 
-@pytest.mark.parametrize("option,value", [
-    ("backoff_cap", -1), ("retry_after_cap", -1), ("backoff_base", "x"), ("timeout", [5, "x"]),
-    ("timeout", [5, None]), ("timeout", [5]), ("attempt_deadline", 0), ("max_retries", -1),
-    ("max_retries", 1.5), ("batch_size", True), ("adaptive_concurrency", "yes"), ("requests_per_minute", "60"),
-    ("auth_scheme", 1), ("clock", 5),
-])
+@pytest.mark.parametrize(
+    "option,value",
+    [
+        ("backoff_cap", -1),
+        ("retry_after_cap", -1),
+        ("backoff_base", "x"),
+        ("timeout", [5, "x"]),
+        ("timeout", [5, None]),
+        ("timeout", [5]),
+        ("attempt_deadline", 0),
+        ("max_retries", -1),
+        ("max_retries", 1.5),
+        ("batch_size", True),
+        ("adaptive_concurrency", "yes"),
+        ("requests_per_minute", "60"),
+        ("auth_scheme", 1),
+        ("clock", 5),
+    ],
+)
 def test_every_option_is_checked_at_construction_naming_it(dmxapi, option, value):
     with pytest.raises(errors.ConfigurationError, match=option.split("_")[0]):
         dmxapi(**{option: value})
@@ -380,8 +416,15 @@ def test_a_stray_429_within_the_budget_keeps_the_burst(dmxapi, server, fake_cloc
 def test_frequent_429s_within_the_budget_turn_the_burst_into_even_spacing(dmxapi, server, fake_clock):
     from rerankpd.rerankers.http.ratelimit import THROTTLE_AT
 
-    r = dmxapi(batch_size=1, max_concurrency=1, requests_per_minute=60, clock=fake_clock, sleep=fake_clock.sleep,
-               backoff_base=0.01, backoff_cap=0.01)
+    r = dmxapi(
+        batch_size=1,
+        max_concurrency=1,
+        requests_per_minute=60,
+        clock=fake_clock,
+        sleep=fake_clock.sleep,
+        backoff_base=0.01,
+        backoff_cap=0.01,
+    )
     server.fail_next("429", count=THROTTLE_AT, retry_after="0")
     r.score("q", ["first"])
     assert r.rate_limiter.throttled

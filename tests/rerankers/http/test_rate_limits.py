@@ -2,18 +2,18 @@
 
 Timing is checked on a fake clock given to the reranker (``clock=``, ``sleep=``), never on the wall clock.
 """
+
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
 import rerankpd
-from rerankpd.errors import ConfigurationError
 from rerankpd.core.tokens import request_tokens
-from rerankpd.rerankers.http.ratelimit import PUBLISHED_LIMITS, THROTTLE_AT
+from rerankpd.errors import ConfigurationError
 from rerankpd.rerankers.dmxapi import DMXAPIReranker
+from rerankpd.rerankers.http.ratelimit import PUBLISHED_LIMITS, THROTTLE_AT
 from rerankpd.testing import LoopbackRerankServer, overlap_score
-
 from tests.conftest import API_KEY
 
 
@@ -36,8 +36,11 @@ def test_budget_options_and_published_defaults(dmxapi, server):
         name = "siliconflow"
 
     published = SiliconFlowLike(api_key=API_KEY, base_url=server.url)
-    assert (published.rate_limiter.requests_per_minute,
-            published.rate_limiter.tokens_per_minute) == PUBLISHED_LIMITS["siliconflow"] == (2000, 500_000)
+    assert (
+        (published.rate_limiter.requests_per_minute, published.rate_limiter.tokens_per_minute)
+        == PUBLISHED_LIMITS["siliconflow"]
+        == (2000, 500_000)
+    )
     off = SiliconFlowLike(api_key=API_KEY, base_url=server.url, requests_per_minute=0, tokens_per_minute=0)
     assert not off.rate_limiter.enabled
     # the budget never changes scores, so it stays out of the cache identity
@@ -136,9 +139,16 @@ def test_server_rate_limit_429s_above_its_rate():
 def test_rate_limited_server_run_completes_with_a_matching_budget():
     """Against a server admitting 40 requests/s, a 2400/min budget gets everything through."""
     with LoopbackRerankServer(api_key=API_KEY, rate_limit=40.0) as srv:
-        r = rerankpd.get_reranker("dmxapi", api_key=API_KEY, base_url=srv.url, batch_size=2,
-                                  max_concurrency=8, requests_per_minute=2400, backoff_base=0.01,
-                                  backoff_cap=0.05)
+        r = rerankpd.get_reranker(
+            "dmxapi",
+            api_key=API_KEY,
+            base_url=srv.url,
+            batch_size=2,
+            max_concurrency=8,
+            requests_per_minute=2400,
+            backoff_base=0.01,
+            backoff_cap=0.05,
+        )
         df = _frame(60)
         out = rerankpd.rerank(df, "colds", reranker=r, cache=False, progress=False)
         assert out["rerank_score"].notna().all()

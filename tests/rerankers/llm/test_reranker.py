@@ -6,6 +6,7 @@ sent, their values, and the fake server's own checks of the reference's rules. T
 scores, request counts, the cache, the grade fallback, the repair of every malformed ranking, failed
 windows, ``estimate()`` against what was sent, and 30% injected faults giving the clean result.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,15 +19,30 @@ import requests
 
 import rerankpd
 from rerankpd.errors import AuthenticationError, BadRequestError, BadResponseError, ConfigurationError
-from rerankpd.rerankers.llm.prompts import (GRADE_PROMPT, LISTWISE_PROMPT, POINTWISE_PROMPT, cut_document, grade_score,
-                              parse_grade, parse_permutation, window_starts, yes_no_score)
+from rerankpd.rerankers.llm.prompts import (
+    GRADE_PROMPT,
+    LISTWISE_PROMPT,
+    POINTWISE_PROMPT,
+    cut_document,
+    grade_score,
+    parse_grade,
+    parse_permutation,
+    window_starts,
+    yes_no_score,
+)
 from rerankpd.rerankers.llm.reranker import LLMReranker
 from rerankpd.testing import LoopbackRerankServer, overlap_score
 
 KEY = "sk-llm-canary-5e0c"
 QUERY = "how to prevent a cold"
-TOPICS = ["wash hands to prevent a cold", "stock market prices fell", "a cold winter ahead",
-          "how to prevent the flu", "recipe for beef stew", "prevent a cold by sleeping well"]
+TOPICS = [
+    "wash hands to prevent a cold",
+    "stock market prices fell",
+    "a cold winter ahead",
+    "how to prevent the flu",
+    "recipe for beef stew",
+    "prevent a cold by sleeping well",
+]
 
 
 def corpus(n: int) -> list[str]:
@@ -62,8 +78,8 @@ def expected_listwise(query: str, documents: list[str], window: int = 20, step: 
         return order
     start = max(len(documents) - window, 0)
     while True:
-        part = order[start:start + window]
-        order[start:start + window] = sorted(part, key=lambda i: (-overlap_score(query, documents[i]), part.index(i)))
+        part = order[start : start + window]
+        order[start : start + window] = sorted(part, key=lambda i: (-overlap_score(query, documents[i]), part.index(i)))
         if start == 0:
             return order
         start = max(start - step, 0)
@@ -102,11 +118,11 @@ def test_options_are_checked_where_they_are_set():
 
 def test_the_dmxapi_key_goes_only_to_dmxapi(monkeypatch, chat):
     monkeypatch.setenv("DMXAPI_API_KEY", KEY)
-    assert LLMReranker(model="m").has_key                      # DMXAPI's own host: its key
-    elsewhere = LLMReranker(model="m", base_url=chat.url)      # another host: no key unless api_key= is given
+    assert LLMReranker(model="m").has_key  # DMXAPI's own host: its key
+    elsewhere = LLMReranker(model="m", base_url=chat.url)  # another host: no key unless api_key= is given
     assert not elsewhere.has_key
     assert KEY not in repr(LLMReranker(model="m")) and "***" in repr(LLMReranker(model="m"))
-    with LoopbackRerankServer(dialect="openai-chat") as open_server:   # a self-hosted server without a key
+    with LoopbackRerankServer(dialect="openai-chat") as open_server:  # a self-hosted server without a key
         r = make(open_server, api_key=None)
         r.score(QUERY, ["wash hands"])
         assert "Authorization" not in open_server.requests[0].headers
@@ -116,12 +132,14 @@ def test_declares_kind_and_planning_attributes():
     point = LLMReranker(model="m", api_key=KEY)
     lists = LLMReranker(model="m", api_key=KEY, mode="listwise")
     from rerankpd.rerankers.base import describe
-    p, l = describe(point), describe(lists)
+
+    p, listwise = describe(point), describe(lists)
     assert (p.kind, p.pairwise, p.batch_size, p.cacheable) == ("llm", True, 1, True)
-    assert (l.kind, l.pairwise, l.batch_size, l.cacheable) == ("llm", False, None, False)
-    assert p.identity != l.identity
-    assert describe(LLMReranker(model="m", api_key=KEY, prompt="{query} / {document}? yes or no")).identity \
-        != p.identity
+    assert (listwise.kind, listwise.pairwise, listwise.batch_size, listwise.cacheable) == ("llm", False, None, False)
+    assert p.identity != listwise.identity
+    assert (
+        describe(LLMReranker(model="m", api_key=KEY, prompt="{query} / {document}? yes or no")).identity != p.identity
+    )
 
 
 # ------------------------------------------------------------------------------------------ the request body
@@ -135,8 +153,12 @@ def test_pointwise_request_body_follows_the_chat_completions_reference(chat):
         "model": "fake-chat",
         "messages": [
             {"role": "system", "content": body["messages"][0]["content"]},
-            {"role": "user", "content": POINTWISE_PROMPT.format(
-                query=f"<query>{QUERY}</query>", document="<document>Wash your hands often.</document>")},
+            {
+                "role": "user",
+                "content": POINTWISE_PROMPT.format(
+                    query=f"<query>{QUERY}</query>", document="<document>Wash your hands often.</document>"
+                ),
+            },
         ],
         "max_tokens": 1,
         "temperature": 0,
@@ -153,9 +175,11 @@ def test_listwise_request_body_numbers_the_window_and_bounds_the_answer(chat):
     assert set(body) == {"model", "messages", "max_tokens", "temperature"}
     assert body["temperature"] == 0 and body["max_tokens"] == 5 * 3 + 20
     assert body["messages"][1]["content"] == LISTWISE_PROMPT.format(
-        count=3, query=f"<query>{QUERY}</query>",
+        count=3,
+        query=f"<query>{QUERY}</query>",
         passages="[1] <passage>alpha text</passage>\n[2] <passage>beta text</passage>\n"
-                 "[3] <passage>gamma text</passage>")
+        "[3] <passage>gamma text</passage>",
+    )
 
 
 def test_max_completion_tokens_replaces_max_tokens_when_asked(chat):
@@ -164,20 +188,24 @@ def test_max_completion_tokens_replaces_max_tokens_when_asked(chat):
     assert body["max_completion_tokens"] == 1 and "max_tokens" not in body
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"stream_options": {}}, "Unrecognized request argument supplied: stream_options"),
-    ({"top_logprobs": 21}, "between 0 and 20"),
-    ({"logprobs": False}, "logprobs must be set to true"),
-    ({"max_tokens": 0}, "max_tokens"),
-    ({"max_completion_tokens": 1}, "not both"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, "role"),
-    ({"model": ""}, "model"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"stream_options": {}}, "Unrecognized request argument supplied: stream_options"),
+        ({"top_logprobs": 21}, "between 0 and 20"),
+        ({"logprobs": False}, "logprobs must be set to true"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_completion_tokens": 1}, "not both"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "role"),
+        ({"model": ""}, "model"),
+    ],
+)
 def test_the_fake_server_holds_requests_to_the_reference(chat, change, words):
     body = make(chat).build_payload(QUERY, ["doc"])
     body.update(change)
-    response = requests.post(chat.url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"},
-                             timeout=5)
+    response = requests.post(
+        chat.url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=5
+    )
     assert response.status_code == 400
     assert words in response.json()["error"]["message"]
 
@@ -192,8 +220,12 @@ def test_a_refused_request_is_a_bad_request_error_with_the_providers_words(chat)
 
 # ------------------------------------------------------------------------------------------ pointwise
 def test_yes_no_score_folds_case_and_whitespace_and_adds_variants():
-    alts = [{"token": "Yes", "logprob": math.log(0.3)}, {"token": " yes ", "logprob": math.log(0.1)},
-            {"token": "NO", "logprob": math.log(0.2)}, {"token": "Maybe", "logprob": math.log(0.05)}]
+    alts = [
+        {"token": "Yes", "logprob": math.log(0.3)},
+        {"token": " yes ", "logprob": math.log(0.1)},
+        {"token": "NO", "logprob": math.log(0.2)},
+        {"token": "Maybe", "logprob": math.log(0.05)},
+    ]
     assert yes_no_score(alts) == pytest.approx(math.log(0.4 / 0.2))
     # "no" absent: taken as the lowest returned logprob minus one nat
     only_yes = [{"token": "yes", "logprob": -0.2}, {"token": "The", "logprob": -4.0}]
@@ -206,12 +238,15 @@ def test_yes_no_score_folds_case_and_whitespace_and_adds_variants():
 def test_alternatives_are_read_from_the_reference_shape_and_the_legacy_one():
     from rerankpd.rerankers.llm.reranker import _first_token_alternatives
 
-    chosen = {"token": "Yes", "logprob": -0.2, "top_logprobs": [{"token": "Yes", "logprob": -0.2},
-                                                                {"token": "No", "logprob": -1.8}]}
+    chosen = {
+        "token": "Yes",
+        "logprob": -0.2,
+        "top_logprobs": [{"token": "Yes", "logprob": -0.2}, {"token": "No", "logprob": -1.8}],
+    }
     assert _first_token_alternatives({"content": [chosen]}) == chosen["top_logprobs"]
     legacy = {"token": "no", "logprob": -0.1, "top_logprobs": {"no": -0.1, "yes": -2.5}}
     assert yes_no_score(_first_token_alternatives({"content": [legacy]})) == pytest.approx(-2.4)
-    bare = {"token": "yes", "logprob": -0.3}                  # top_logprobs=0: the chosen token alone
+    bare = {"token": "yes", "logprob": -0.3}  # top_logprobs=0: the chosen token alone
     assert _first_token_alternatives({"content": [bare]}) == [{"token": "yes", "logprob": -0.3}]
     assert _first_token_alternatives(None) is None and _first_token_alternatives({"content": None}) is None
     assert _first_token_alternatives({"content": []}) == []
@@ -255,7 +290,8 @@ def test_chinese_query_and_documents(chat):
 def test_long_documents_are_cut_and_counted(chat):
     long = " ".join(f"word{i}" for i in range(400))
     out = pd.DataFrame({"text": [long, "short text"]}).rerank(
-        QUERY, reranker=make(chat, max_doc_tokens=50), cache=False, progress=False)
+        QUERY, reranker=make(chat, max_doc_tokens=50), cache=False, progress=False
+    )
     assert out.attrs["rerank"]["usage"]["documents_cut"] == 1
     sent = [r.body["messages"][1]["content"] for r in chat.requests]
     assert any(cut_document(long, 50)[0] in s and "word50" not in s for s in sent)
@@ -269,11 +305,12 @@ def test_without_logprobs_the_grade_is_asked_and_reported(tmp_path):
     dialect = OpenAIChatDialect(FakeChatModel(logprobs=False))
     with LoopbackRerankServer(api_key=KEY, dialect=dialect) as server:
         with pytest.warns(RuntimeWarning, match="no logprobs.*0-10 grade"):
-            out = pd.DataFrame({"text": docs}).rerank(QUERY, reranker=make(server, max_concurrency=1),
-                                                      cache=False, progress=False)
+            out = pd.DataFrame({"text": docs}).rerank(
+                QUERY, reranker=make(server, max_concurrency=1), cache=False, progress=False
+            )
         usage = out.attrs["rerank"]["usage"]
         assert (usage["scored_by_logprobs"], usage["scored_by_grade"]) == (0, 8)
-        assert len(server.requests) == usage["chat_requests"] == 8 + 1   # the first pair asked twice
+        assert len(server.requests) == usage["chat_requests"] == 8 + 1  # the first pair asked twice
         assert GRADE_PROMPT.split("{document}")[1][:30] in server.requests[-1].body["messages"][1]["content"]
         assert "logprobs" not in server.requests[-1].body
         grades = [round(10 * min(0.98, max(0.02, overlap_score(QUERY, d)))) for d in docs]
@@ -305,8 +342,15 @@ def test_an_unclear_first_token_gets_a_grade_for_that_pair_only(chat):
 
 
 def test_grades_are_read_from_the_answer_text():
-    assert [parse_grade(t) for t in ("7", " 10 ", "Grade: 3/10", "<think>maybe 9</think>4", "n/a", "12", "-")] \
-        == [7.0, 10.0, 3.0, 4.0, None, None, None]
+    assert [parse_grade(t) for t in ("7", " 10 ", "Grade: 3/10", "<think>maybe 9</think>4", "n/a", "12", "-")] == [
+        7.0,
+        10.0,
+        3.0,
+        4.0,
+        None,
+        None,
+        None,
+    ]
     assert grade_score(0) < grade_score(5) == 0.0 < grade_score(10)
 
 
@@ -319,8 +363,7 @@ def test_window_plan_from_the_bottom_up():
 
 def test_listwise_sends_exactly_nine_requests_for_100_candidates(chat):
     docs = corpus(100)
-    out = pd.DataFrame({"text": docs}).rerank(QUERY, reranker=make(chat, mode="listwise"), cache=False,
-                                              progress=False)
+    out = pd.DataFrame({"text": docs}).rerank(QUERY, reranker=make(chat, mode="listwise"), cache=False, progress=False)
     assert len(chat.requests) == math.ceil((100 - 20) / 10) + 1 == 9
     want = expected_listwise(QUERY, docs)
     assert ranked_index(out) == want
@@ -335,9 +378,10 @@ def test_listwise_with_a_query_per_row_ranks_each_query_on_its_own(chat):
     queries = [QUERY, "beef stew recipe"]
     docs = corpus(25)
     df = pd.DataFrame({"q": [q for q in queries for _ in docs], "text": docs * 2})
-    out = df.rerank(query_column="q", reranker=make(chat, mode="listwise", max_concurrency=2), cache=False,
-                    progress=False)
-    assert len(chat.requests) == 2 * 2                     # two windows per query
+    out = df.rerank(
+        query_column="q", reranker=make(chat, mode="listwise", max_concurrency=2), cache=False, progress=False
+    )
+    assert len(chat.requests) == 2 * 2  # two windows per query
     for k, q in enumerate(queries):
         rows = out[out["q"] == q]
         assert [i - 25 * k for i in rows.index] == expected_listwise(q, docs)
@@ -347,16 +391,16 @@ def test_listwise_with_a_query_per_row_ranks_each_query_on_its_own(chat):
 @pytest.mark.parametrize("kind", ["unknown", "repeat", "missing", "garbage"])
 def test_every_malformed_ranking_is_repaired_and_counted(chat, kind):
     docs = ["stock prices", "wash hands to prevent a cold", "recipe", "prevent a cold"]
-    model_order = sorted(range(4), key=lambda i: (-overlap_score(QUERY, docs[i]), i))   # [1, 3, ...]
+    model_order = sorted(range(4), key=lambda i: (-overlap_score(QUERY, docs[i]), i))  # [1, 3, ...]
     chat.dialect.model.malform_next(kind)
     result = make(chat, mode="listwise").score_batch(QUERY, docs)
     assert result.usage["windows_repaired"] == 1
     final = sorted(range(4), key=lambda i: -result.scores[i])
-    if kind in ("unknown", "repeat"):       # the valid ids, in the model's order
+    if kind in ("unknown", "repeat"):  # the valid ids, in the model's order
         assert final == model_order
-    elif kind == "missing":                 # the model's best was left out: appended in its previous place
+    elif kind == "missing":  # the model's best was left out: appended in its previous place
         assert final == model_order[1:] + model_order[:1]
-    else:                                   # nothing usable: the window keeps its order
+    else:  # nothing usable: the window keeps its order
         assert final == [0, 1, 2, 3]
 
 
@@ -365,13 +409,13 @@ def test_parse_permutation_repairs_each_kind():
     assert parse_permutation("[3] > [7] > [1] > [2]", 3) == ([2, 0, 1], ["unknown id 7"])
     assert parse_permutation("[3] > [3] > [1] > [2]", 3) == ([2, 0, 1], ["repeated id 3"])
     assert parse_permutation("[3] > [1]", 4) == ([2, 0, 1, 3], ["missing 2 id(s)"])
-    assert parse_permutation("3 > 1 > 2", 3) == ([2, 0, 1], [])                     # no brackets: the numbers
+    assert parse_permutation("3 > 1 > 2", 3) == ([2, 0, 1], [])  # no brackets: the numbers
     assert parse_permutation("no idea", 2) == ([0, 1], ["no ids in the answer", "missing 2 id(s)"])
     assert parse_permutation("<think>[1] first?</think>[2] > [1]", 2) == ([1, 0], [])
 
 
 def test_a_window_that_fails_after_retries_keeps_its_order_and_is_reported(chat):
-    docs = corpus(30)                                       # two windows: 10-29, then 0-19
+    docs = corpus(30)  # two windows: 10-29, then 0-19
     chat.fail_on_request(2, "500")
     chat.fail_on_request(3, "503")
     r = make(chat, mode="listwise", max_retries=1)
@@ -379,13 +423,14 @@ def test_a_window_that_fails_after_retries_keeps_its_order_and_is_reported(chat)
         out = pd.DataFrame({"text": docs}).rerank(QUERY, reranker=r, cache=False, progress=False)
     assert out.attrs["rerank"]["usage"]["windows_failed"] == 1
     first = sorted(range(10, 30), key=lambda i: (-overlap_score(QUERY, docs[i]), i))
-    assert ranked_index(out) == list(range(10)) + first     # the top window kept the order it had
+    assert ranked_index(out) == list(range(10)) + first  # the top window kept the order it had
 
 
 def test_when_every_window_fails_the_query_fails(chat):
     chat.fail_next("500", count=10)
-    out = pd.DataFrame({"text": corpus(5)}).rerank(QUERY, reranker=make(chat, mode="listwise", max_retries=1),
-                                                   cache=False, progress=False, errors="coerce")
+    out = pd.DataFrame({"text": corpus(5)}).rerank(
+        QUERY, reranker=make(chat, mode="listwise", max_retries=1), cache=False, progress=False, errors="coerce"
+    )
     assert out["rerank_score"].isna().all() and out["rerank_error"].str.contains("500").all()
 
 
@@ -418,9 +463,8 @@ def test_windows_are_cached_on_their_content(chat, tmp_path):
     assert again.attrs["rerank"]["usage"]["chat_requests"] == again.attrs["rerank"]["requests"] == 0
     assert ranked_index(again) == ranked_index(first)
     chat.reset()
-    df.rerank("another query about colds", reranker=make(chat, mode="listwise", window_cache=tmp_path),
-              progress=False)
-    assert len(chat.requests) == 9                          # another query: other windows
+    df.rerank("another query about colds", reranker=make(chat, mode="listwise", window_cache=tmp_path), progress=False)
+    assert len(chat.requests) == 9  # another query: other windows
     chat.reset()
     make(chat, mode="listwise", window_cache=False).score(QUERY, docs)
     assert len(chat.requests) == 9
@@ -444,8 +488,9 @@ def test_cache_false_reads_and_writes_no_window_cache(chat, tmp_path):
     assert len(chat.requests) == 9 and out.attrs["rerank"]["usage"]["windows_cached"] == 0  # nothing read
     chat.reset()
     labelled = df.assign(q=QUERY, label=[1] + [0] * 99)
-    rerankpd.evaluate(labelled, query_column="q", label_column="label", rerankers={"llm": r}, cache=False,
-                      progress=False)
+    rerankpd.evaluate(
+        labelled, query_column="q", label_column="label", rerankers={"llm": r}, cache=False, progress=False
+    )
     assert len(chat.requests) == 9
     chat.reset()
     df.rerank(QUERY, reranker=r, cache=tmp_path / "mine", progress=False)  # window_cache=True: the run's cache=
@@ -505,7 +550,7 @@ def test_estimate_matches_the_requests_sent_and_the_tokens_counted(chat, mode):
     df = pd.DataFrame({"text": docs})
     r = make(chat, mode=mode)
     est = rerankpd.estimate(df, QUERY, reranker=r, cache=False)
-    assert chat.requests == []                              # nothing sent by the estimate
+    assert chat.requests == []  # nothing sent by the estimate
     out = df.rerank(QUERY, reranker=r, cache=False, progress=False)
     assert est.requests == len(chat.requests) == (102 if mode == "pointwise" else 10)
     counted = out.attrs["rerank"]["usage"]["prompt_tokens"]  # as the fake server counted them
@@ -520,10 +565,9 @@ def test_thirty_percent_faults_give_the_clean_result(mode):
     with LoopbackRerankServer(api_key=KEY, dialect="openai-chat") as clean:
         want = df.rerank(QUERY, reranker=make(clean, mode=mode), cache=False, progress=False)
     kinds = ("429", "500", "502", "503", "html", "truncated", "missing_index", "drop")
-    with LoopbackRerankServer(api_key=KEY, dialect="openai-chat", fault_rate=0.3, fault_kinds=kinds,
-                              seed=7) as flaky:
+    with LoopbackRerankServer(api_key=KEY, dialect="openai-chat", fault_rate=0.3, fault_kinds=kinds, seed=7) as flaky:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")                  # no window failed, nothing fell back
+            warnings.simplefilter("error")  # no window failed, nothing fell back
             got = df.rerank(QUERY, reranker=make(flaky, mode=mode, max_retries=12), cache=False, progress=False)
         assert flaky.faults_served >= 5
     assert ranked_index(got) == ranked_index(want)
@@ -565,8 +609,14 @@ def test_reasoning_models_run_without_temperature_and_with_room_to_think(model):
 
 def test_temperature_can_be_left_out_or_set():
     with _reasoning_server(thinking=0) as server:  # refuses temperature 0 like a reasoning model
-        reranker = rerankpd.get_reranker("llm", model="some-model", base_url=server.url, temperature=None,
-                                         scoring="grade", token_limit_field="max_completion_tokens")
+        reranker = rerankpd.get_reranker(
+            "llm",
+            model="some-model",
+            base_url=server.url,
+            temperature=None,
+            scoring="grade",
+            token_limit_field="max_completion_tokens",
+        )
         reranker.score("q", ["a"])
         assert "temperature" not in server.requests[-1].body
     body = rerankpd.get_reranker("llm", model="m", api_key="k", temperature=0.3).build_payload("q", ["a"])
@@ -578,8 +628,7 @@ def test_temperature_can_be_left_out_or_set():
 
 def test_an_answer_cut_by_its_budget_names_finish_reason_and_answer_tokens():
     with _reasoning_server(thinking=300) as server:
-        reranker = rerankpd.get_reranker("llm", model="o3-mini", base_url=server.url, answer_tokens=100,
-                                         max_retries=0)
+        reranker = rerankpd.get_reranker("llm", model="o3-mini", base_url=server.url, answer_tokens=100, max_retries=0)
         with pytest.raises(BadResponseError) as info:
             reranker.score("q", ["a"])
     assert "finish_reason: length" in str(info.value) and "answer_tokens=" in str(info.value)
@@ -598,10 +647,16 @@ def test_a_reasoning_model_the_name_does_not_reveal_is_told_by_reasoning_true():
 def test_listwise_reasoning_budget_and_cut_windows():
     docs = [f"doc {i} about colds" for i in range(5)]
     with _reasoning_server(thinking=300) as server:
-        ranked = rerankpd.get_reranker("llm", model="gpt-5", base_url=server.url, mode="listwise",
-                                       window_cache=False)
+        ranked = rerankpd.get_reranker("llm", model="gpt-5", base_url=server.url, mode="listwise", window_cache=False)
         assert len(ranked.score_batch("colds", docs).scores) == 5
-        cut = rerankpd.get_reranker("llm", model="gpt-5", base_url=server.url, mode="listwise", answer_tokens=50,
-                                    window_cache=False, max_retries=0)
+        cut = rerankpd.get_reranker(
+            "llm",
+            model="gpt-5",
+            base_url=server.url,
+            mode="listwise",
+            answer_tokens=50,
+            window_cache=False,
+            max_retries=0,
+        )
         with pytest.raises(BadResponseError, match="finish_reason: length"):
             cut.score_batch("colds", docs)
