@@ -3,7 +3,7 @@
 :class:`Cascade` is a cascade as one ranking of :func:`rerankpd.evaluate`. :func:`cascade_curve` runs the
 cascade of :mod:`rerankpd.run.cascade` once, for the largest candidate count, then ranks the frame for each
 count and scores every ranking with the very code :func:`rerankpd.evaluate` uses
-(:func:`rerankpd.evaluation.evaluate.judgments`): the curve an analyst reads to choose ``candidates``.
+(:func:`rerankpd.evaluation.judgments.judgments`): the curve an analyst reads to choose ``candidates``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import pandas as pd
 from ..core.options import whole
 from ..pairs import rank_within_groups
 from ..run.cascade import _groups, _score, candidate_mask, cascade_ranks
-from .evaluate import Evaluation, judgments
+from .evaluate import Evaluation
+from .judgments import judgments
 
 __all__ = ["Cascade", "CascadeCurve", "cascade_curve", "scores_from_ranks"]
 
@@ -79,7 +80,7 @@ class Cascade:
         return f"{_label(self.prefilter)}->{_label(self.reranker)}"
 
     def evaluation_scores(self, run: Any) -> np.ndarray:
-        """Every row's score in this cascade's ranking (see :class:`rerankpd.evaluation.evaluate.RankingRun`)."""
+        """Every row's score in this cascade's ranking (see :class:`rerankpd.evaluation.rankings.RankingRun`)."""
         pre = run.scores(self.prefilter)
         row_group, has_text = _groups(run.df, run.query, run.column, run.query_column)
         is_candidate = candidate_mask(pre, row_group, has_text, self.candidates)

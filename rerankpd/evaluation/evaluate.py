@@ -35,11 +35,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.options import boolean, one_of, whole
-from ..errors import ConfigurationError, warn_user
-from ..rerankers import Reranker, get_reranker
-from ..run import pipeline
-from .metrics import DEFAULT_METRICS, GAINS, Metric, parse_metric, per_query
+from ..core.options import one_of, whole
+from ..errors import ConfigurationError
+from .judgments import (  # noqa: F401  (re-exported: rerankpd.evaluation.evaluate.judgments is imported elsewhere)
+    MAX_EXPONENTIAL_LABEL,
+    Judged,
+    _check_gain,
+    _distinct_judgments,
+    _judgments,
+    _labels,
+    _query_codes,
+    judgments,
+)
+from .metrics import DEFAULT_METRICS
+from .rankings import (  # noqa: F401  (re-exported: the composite-ranking seam and its costs lived here)
+    RankingRun,
+    _composite,
+    _cost,
+    _default_reranker,
+    _only,
+    _scatter,
+    _score_column,
+    _tokens,
+    _total,
+)
 from .significance import TESTS, holm, paired_p_value
 
 __all__ = ["Evaluation", "RankingRun", "evaluate"]
@@ -257,73 +276,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# ---------------------------------------------------------------------------------------------- inputs
-def _labels(df: pd.DataFrame, label_column: Any) -> np.ndarray:
-    if label_column not in df.columns:
-        raise KeyError(
-            f"label_column {label_column!r} is not a column of the frame; its columns are {list(df.columns)!r}"
-        )
-    series = df[label_column]
-    try:
-        values = pd.to_numeric(series.astype("float64") if series.dtype == bool else series, errors="raise")
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"label_column {label_column!r} must hold numbers >= 0 or booleans; it holds {series.dtype}"
-        ) from None
-    labels = np.asarray(values, dtype=np.float64)
-    labels = np.where(np.isnan(labels), 0.0, labels)  # a missing label means not relevant
-    infinite = np.flatnonzero(np.isinf(labels))
-    if len(infinite):
-        raise ValueError(
-            f"label_column {label_column!r}: the row with index {df.index[infinite[0]]!r} has label "
-            f"{labels[infinite[0]]:g}; labels must be finite numbers >= 0 (relevant means > 0)"
-        )
-    bad = np.flatnonzero(labels < 0)
-    if len(bad):
-        raise ValueError(
-            f"label_column {label_column!r}: the row with index {df.index[bad[0]]!r} has label "
-            f"{labels[bad[0]]:g}; labels must be >= 0 (relevant means > 0): map 'not relevant' "
-            "grades to 0 first"
-        )
-    return labels
-
-
-#: The largest label ``gain="exponential"`` takes: 2^label - 1 overflows a float64 from 2^1024 on.
-MAX_EXPONENTIAL_LABEL = 1023.0
-
-
-def _check_gain(labels: np.ndarray, index: pd.Index, gain: str, where: str) -> None:
-    """Refuse a label whose gain is not a finite number (NaN nDCG otherwise), naming its row."""
-    if gain != "exponential" or not len(labels):
-        return
-    big = np.flatnonzero(labels > MAX_EXPONENTIAL_LABEL)
-    if len(big):
-        raise ValueError(
-            f"{where}: the row with index {index[big[0]]!r} has label {labels[big[0]]:g}, whose gain "
-            f"2^label - 1 under gain='exponential' is not a finite number; labels up to "
-            f"{MAX_EXPONENTIAL_LABEL:g} work (graded labels are usually 0-4), or use gain='linear'"
-        )
-
-
-def _query_codes(df: pd.DataFrame, query: str | None, query_column: Any) -> tuple[np.ndarray, list]:
-    if query is not None:
-        return np.zeros(len(df), dtype=np.int64), [query]
-    codes, uniques = pd.factorize(df[query_column], use_na_sentinel=True)
-    missing = int((codes < 0).sum())
-    if missing:
-        warn_user(f"evaluate: {missing} rows have no query in {query_column!r}; they are left out")
-    return codes.astype(np.int64), list(uniques)
-
-
-def _score_column(df: pd.DataFrame, name: Any) -> np.ndarray:
-    if name not in df.columns:
-        raise KeyError(f"score_columns: {name!r} is not a column of the frame; its columns are {list(df.columns)!r}")
-    try:
-        return np.asarray(pd.to_numeric(df[name], errors="raise"), dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"score_columns: column {name!r} must hold numbers (higher ranks first)") from None
-
-
 def _named_rerankers(rerankers: Any) -> dict[str, Any]:
     from ..rerankers.base import describe
 
@@ -349,196 +301,6 @@ def _needs_text(df: pd.DataFrame, ranking: Any) -> bool:
     if _composite(ranking) and isinstance(parts, dict):
         return any(_needs_text(df, part) for part in parts.values())
     return True
-
-
-def _composite(ranking: Any) -> bool:
-    """A composite ranking (see :class:`RankingRun`): it has ``evaluation_scores(run)``."""
-    return callable(getattr(ranking, "evaluation_scores", None))
-
-
-def _judgments(df, codes, labels, queries, qrels, column, id_column, gain) -> tuple[np.ndarray, np.ndarray]:
-    """The judged set per query: the frame's rows, plus qrels rows whose document the frame does not hold."""
-    if qrels is None:
-        return codes, labels
-    if not isinstance(qrels, pd.DataFrame) or qrels.shape[1] != 3:
-        raise TypeError(
-            "qrels must be a DataFrame of three columns: query, document (text, or id when id_column= is given), label"
-        )
-    q_labels = _labels(pd.DataFrame({"qrels label": qrels.iloc[:, 2]}, index=qrels.index), "qrels label")
-    _check_gain(q_labels, qrels.index, gain, "qrels")
-    qrels, q_labels = _distinct_judgments(qrels, q_labels)
-    q_query, q_doc = qrels.iloc[:, 0], qrels.iloc[:, 1]
-    key = df[id_column if id_column is not None else column]
-    index = pd.Index(queries)
-    q_codes = index.get_indexer(q_query)
-    held = pd.MultiIndex.from_arrays([codes, key.to_numpy()])
-    extra = (q_codes >= 0) & ~pd.MultiIndex.from_arrays([q_codes, q_doc.to_numpy()]).isin(held)
-    return np.concatenate([codes, q_codes[extra]]), np.concatenate([labels, q_labels[extra]])
-
-
-def _distinct_judgments(qrels: pd.DataFrame, labels: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    """``qrels`` with each (query, document) judged once: a repeated row with the same label counts once (as in
-    trec_eval); a document judged twice with different labels is refused, naming the rows."""
-    pairs = pd.DataFrame(
-        {"query": qrels.iloc[:, 0].to_numpy(), "doc": qrels.iloc[:, 1].to_numpy(), "label": labels}, index=qrels.index
-    )
-    repeated = pairs.duplicated(["query", "doc"], keep=False).to_numpy()
-    if not repeated.any():
-        return qrels, labels
-    clashes = pairs[repeated].groupby(["query", "doc"], sort=False, dropna=False)["label"].nunique()
-    clashes = clashes[clashes > 1]
-    if len(clashes):
-        query, doc = clashes.index[0]
-        rows = pairs.index[repeated & (pairs["query"] == query).to_numpy() & (pairs["doc"] == doc).to_numpy()]
-        raise ValueError(
-            f"qrels judge document {doc!r} of query {query!r} more than once with different labels "
-            f"(rows with index {', '.join(map(repr, rows.tolist()))}; {len(clashes)} such documents "
-            "in all); keep one judgment per query and document"
-        )
-    kept = ~pairs.duplicated(["query", "doc"], keep="first").to_numpy()
-    logger.info("evaluate: %d repeated qrels rows counted once", int((~kept).sum()))
-    return qrels[kept], labels[kept]
-
-
-def _tokens(usage: dict) -> int:
-    if "total_tokens" in usage:
-        return int(usage["total_tokens"])
-    return int(sum(v for k, v in usage.items() if "tokens" in k))
-
-
-# ---------------------------------------------------------------------------------------------- rankings
-class RankingRun:
-    """What a composite ranking sees of one :func:`evaluate` call: the frame, and its rows' scores, memoised.
-
-    A **composite ranking** (:class:`rerankpd.Cascade`; a fusion of rankings) is any object with one method::
-
-        def evaluation_scores(self, run: RankingRun) -> numpy.ndarray
-
-    returning one float64 score per row of ``run.df`` (higher ranks first; NaN ranks last, ties and NaNs in
-    row order, as every ranking of :func:`evaluate`). It gets what it combines from :meth:`scores`, never by
-    running a reranker itself, so each underlying run happens once per evaluation however many rankings
-    share it, and the pairs it sends are counted against the ranking that asked (the memo's hits included:
-    a ranking's ``pairs_sent`` is what it needs, whether or not another ranking paid for it first).
-    ``evaluate(rerankers={"label": composite})`` names it in the summary.
-
-    Attributes
-    ----------
-    df, query, column, query_column, cache, progress
-        As :func:`evaluate` was given them.
-    """
-
-    def __init__(
-        self, df: pd.DataFrame, query: str | None, column: Any, query_column: Any, cache: Any, progress: bool | None
-    ) -> None:
-        self.df, self.query, self.column, self.query_column = df, query, column, query_column
-        self.cache, self.progress = cache, progress
-        self._memo: dict[tuple, tuple[np.ndarray, dict, Any]] = {}
-        self._models: dict[str, Any] = {}  # reranker name -> the object made once for this evaluation
-        self._charged: list[dict] = []  # costs of the calls made for the ranking being computed
-
-    def scores(self, ranking: Any, rows: np.ndarray | None = None) -> np.ndarray:
-        """Every row's score under ``ranking``: a reranker (name or object), a column of scores of ``df``
-        (a string naming a column means the column), or another composite ranking.
-
-        ``rows`` (positions into ``df``) scores only those rows (the others are NaN): a reranker is then run
-        on ``df.iloc[rows]`` alone, as a cascade sends only its candidates. The result is read-only and
-        shared with other callers: copy it before writing to it.
-        """
-        key_rows = None if rows is None else np.asarray(rows, dtype=np.int64)
-        if isinstance(ranking, str) and ranking in self.df.columns:
-            values = _score_column(self.df, ranking)
-            return values if key_rows is None else _only(values, key_rows)
-        if _composite(ranking):
-            values = np.asarray(ranking.evaluation_scores(self), dtype=np.float64)
-            if values.shape != (len(self.df),):
-                raise ValueError(
-                    f"{type(ranking).__name__}.evaluation_scores returned {values.shape} scores for "
-                    f"a frame of {len(self.df)} rows"
-                )
-            return values if key_rows is None else _only(values, key_rows)
-        return self._rerank(ranking, key_rows)
-
-    def _rerank(self, reranker: Any, rows: np.ndarray | None) -> np.ndarray:
-        name = (reranker or "").lower() if reranker is None or isinstance(reranker, str) else None
-        key = (name if name is not None else id(reranker), None if rows is None else rows.tobytes())
-        if key not in self._memo:
-            model = reranker
-            if name is not None:
-                if name not in self._models:
-                    self._models[name] = get_reranker(name or _default_reranker())
-                model = self._models[name]
-            frame = self.df if rows is None else self.df.iloc[rows]
-            out = pipeline.rerank(
-                frame,
-                self.query,
-                self.column,
-                query_column=self.query_column,
-                reranker=model,
-                sort=False,
-                cache=self.cache,
-                progress=self.progress,
-            )
-            values = out[pipeline.SCORE].to_numpy(dtype=np.float64)
-            values = values if rows is None else _scatter(values, rows, len(self.df))
-            values.setflags(write=False)
-            self._memo[key] = (values, _cost(out.attrs["rerank"], model), reranker)
-        values, cost, _ = self._memo[key]
-        self._charged.append(cost)
-        return values
-
-    def _ranking(self, ranking: Any) -> tuple[np.ndarray, dict]:
-        """One ranking of the summary and what it cost (every call it made, memo hits included)."""
-        self._charged = []
-        values = self.scores(ranking) if not isinstance(ranking, str) else self._rerank(ranking, None)
-        return values, _total(self._charged)
-
-    def close(self) -> None:
-        """Close the rerankers made from names for this evaluation."""
-        for model in self._models.values():
-            if isinstance(model, Reranker):
-                model.close()
-        self._models.clear()
-
-
-def _default_reranker() -> str:
-    from ..config import default_reranker_name
-
-    return default_reranker_name()
-
-
-def _only(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return _scatter(values[rows], rows, len(values))
-
-
-def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
-    out = np.full(n, np.nan)
-    out[rows] = values
-    return out
-
-
-def _cost(info: dict, model: Any) -> dict:
-    """What one run sent: pairs to a model (a lexical reranker such as bm25 counts none: it computes word
-    statistics in this process, no model sees a pair), requests and tokens (None for a reranker that computes
-    on this machine: nothing goes to a service)."""
-    from ..rerankers.base import describe
-    from ..run.estimate import computes_locally
-
-    remote = not computes_locally(model)
-    lexical = describe(model).kind == "lexical"
-    return {
-        "sent": 0 if lexical else int(info["sent"]),
-        "requests": int(info["requests"]) if remote else None,
-        "tokens": _tokens(info["usage"]) if remote else None,
-    }
-
-
-def _total(costs: list[dict]) -> dict:
-    """The sum of several runs' costs; a figure no run counted (all None) stays None."""
-    out: dict = {}
-    for field in ("sent", "requests", "tokens"):
-        counted = [c[field] for c in costs if c[field] is not None]
-        out[field] = sum(counted) if counted or field == "sent" else None
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- public
@@ -648,90 +410,3 @@ def evaluate(
     values = {name: judged.values(scores) for name, scores in rankings.items()}
     logger.info("evaluated %d rankings on %d queries", len(values), len(judged.queries))
     return Evaluation(values, judged.names, judged.queries, judged.n_relevant, costs, baseline)
-
-
-class Judged:
-    """A frame's judgments, ready to score any ranking of its rows: the one place :func:`evaluate` and
-    :func:`rerankpd.cascade_curve` compute metrics (so their figures agree exactly). Made by :func:`judgments`.
-
-    ``values(scores)`` is the (queries x metrics) array of one ranking, given one score per row (higher
-    first, NaN last); ``names``, ``queries`` and ``n_relevant`` describe its rows and columns.
-    """
-
-    def __init__(
-        self,
-        parsed: list[Metric],
-        codes: np.ndarray,
-        queries: list,
-        labels: np.ndarray,
-        judged: tuple[np.ndarray, np.ndarray],
-        gain: str,
-        skip_empty: bool,
-        tie_ids: np.ndarray | None = None,
-    ) -> None:
-        self.parsed, self.names = parsed, list(dict.fromkeys(m.name for m in parsed))
-        self._codes, self._labels, self._judged, self._gain = codes, labels, judged, gain
-        self._tie_ids = tie_ids
-        judged_codes, judged_labels = judged
-        n_relevant = np.bincount(
-            judged_codes[judged_codes >= 0], weights=judged_labels[judged_codes >= 0] > 0, minlength=len(queries)
-        )
-        self._n_queries = len(queries)
-        self._keep = n_relevant > 0 if skip_empty else np.ones(len(queries), dtype=bool)
-        self.queries = [q for q, k in zip(queries, self._keep) if k]
-        self.n_relevant = n_relevant[self._keep]
-
-    def values(self, scores: np.ndarray) -> np.ndarray:
-        """One ranking's per-query values: a float64 array of (queries x metrics)."""
-        by_metric = per_query(
-            self.parsed,
-            self._codes,
-            scores,
-            self._labels,
-            n_queries=self._n_queries,
-            judged=self._judged,
-            gain=self._gain,
-            tie_ids=self._tie_ids,
-        )
-        table = np.column_stack([by_metric[m] for m in self.names]) if self.names else np.empty((self._n_queries, 0))
-        return table[self._keep]
-
-
-def judgments(
-    df: pd.DataFrame,
-    query: str | None = None,
-    column: Any = "text",
-    *,
-    query_column: Any = None,
-    label_column: Any,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    qrels: pd.DataFrame | None = None,
-    id_column: Any = None,
-    gain: str = "linear",
-    skip_empty: bool = False,
-    text_needed: bool = True,
-) -> Judged:
-    """Check :func:`evaluate`'s judgment arguments and read them once (see :class:`Judged`)."""
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"evaluate expects a pandas DataFrame, got {type(df).__name__}")
-    if (query is None) == (query_column is None):
-        raise ConfigurationError("give exactly one of query (one query for every row) and query_column")
-    text_needed = text_needed or (qrels is not None and id_column is None)
-    for name, value in (
-        ("column", column if text_needed else None),
-        ("query_column", query_column),
-        ("id_column", id_column),
-    ):
-        if value is not None and value not in df.columns:
-            raise KeyError(f"{name} {value!r} is not a column of the frame; its columns are {list(df.columns)!r}")
-    one_of("gain", gain, GAINS)
-    skip_empty = boolean("skip_empty", skip_empty)
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    parsed = [parse_metric(m) for m in metrics]
-    labels = _labels(df, label_column)
-    _check_gain(labels, df.index, gain, f"label_column {label_column!r}")
-    codes, queries = _query_codes(df, query, query_column)
-    judged = _judgments(df, codes, labels, queries, qrels, column, id_column, gain)
-    tie_ids = None if id_column is None else df[id_column].to_numpy(dtype=object)
-    return Judged(parsed, codes, queries, labels, judged, gain, skip_empty, tie_ids)

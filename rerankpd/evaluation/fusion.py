@@ -354,7 +354,7 @@ class Fusion:
 
     def evaluation_scores(self, run: Any) -> np.ndarray:
         """Each row's fused score in an evaluation (the composite-ranking hook of
-        :class:`rerankpd.evaluation.evaluate.RankingRun`: each part comes from ``run.scores``, so a reranker
+        :class:`rerankpd.evaluation.rankings.RankingRun`: each part comes from ``run.scores``, so a reranker
         runs once per evaluation however many fusions and cascades use it)."""
         groups, queries = query_groups(run.df, run.query, run.query_column)
         self._warn_in_sample(queries)

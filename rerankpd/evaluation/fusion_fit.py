@@ -16,8 +16,8 @@ import pandas as pd
 
 from ..core.options import number, one_of, whole
 from ..errors import ConfigurationError
-from .evaluate import _check_gain, _judgments, _labels
 from .fusion import MAX_GRID, METHODS, Fusion, _combine, _contributions
+from .judgments import _check_gain, _judgments, _labels
 from .metrics import GAINS, parse_metric, per_query
 from .rankings import RankingRuns
 
