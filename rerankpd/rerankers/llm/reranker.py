@@ -65,23 +65,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ... import config
-from ...cache import STORE_ERRORS, CacheSettings, WindowCache
-from ...core.identity import identity_digest
+from ...cache import CacheSettings, WindowCache
 from ...core.options import boolean, number, one_of, whole
-from ...errors import (
-    APIConnectionError,
-    BadRequestError,
-    BadResponseError,
-    ConfigurationError,
-    RateLimitError,
-    RerankError,
-    RunCancelled,
-    ServerError,
-    warn_user,
-)
+from ...errors import BadRequestError, BadResponseError, ConfigurationError, warn_user
 from ...redact import shorten
 from ..base import Availability, BatchResult
 from ..http.client import HTTPReranker, openai_key_homes, usage_counts
+from .listwise import ListwiseWindows
 from .prompts import (
     GRADE_PROMPT,
     LISTWISE_PROMPT,
@@ -93,7 +83,6 @@ from .prompts import (
     grade_score,
     listwise_messages,
     parse_grade,
-    parse_permutation,
     pointwise_messages,
     prompt_tokens,
     window_starts,
@@ -112,10 +101,6 @@ REASONING_MODELS = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
 #: The completion budget of a reasoning model's answer when ``answer_tokens`` is not given: its thinking
 #: counts against it.
 REASONING_ANSWER_TOKENS = 2048
-#: Errors that mean "this window could not be ranked now" (after the retries): the window keeps its order.
-_WINDOW_FAILURES = (RateLimitError, ServerError, BadResponseError, APIConnectionError)
-#: What the window cache may raise; it is best effort, like the score cache in a run.
-_CACHE_FAILURES = (*STORE_ERRORS, RerankError, ValueError)
 
 
 @dataclass
@@ -147,7 +132,7 @@ class _Tally:
         )
 
 
-class LLMReranker(HTTPReranker):
+class LLMReranker(ListwiseWindows, HTTPReranker):
     """A chat model as a reranker (see the module notes for the two modes).
 
     Parameters
@@ -472,85 +457,7 @@ class LLMReranker(HTTPReranker):
             "0-10 grade instead (coarser; out.attrs['rerank']['usage']['scored_by_grade'] counts them)"
         )
 
-    # ----------------------------------------------------------------- listwise
-    def _rank(self, query: str, documents: list[str], tally: _Tally) -> list[float]:
-        n = len(documents)
-        order = list(range(n))
-        starts = window_starts(n, self.window, self.step) if n > 1 else []
-        last_failure: Exception | None = None
-        for start in starts:
-            event = getattr(self, "_cancel_event", None)
-            if event is not None and event.is_set():
-                raise RunCancelled(f"{self.name}: cancelled between listwise windows")
-            ids = order[start : start + self.window]
-            tally.usage["windows"] += 1
-            try:
-                permutation = self._rank_window(query, [documents[i] for i in ids], tally)
-            except _WINDOW_FAILURES as exc:
-                tally.usage["windows_failed"] += 1
-                last_failure = exc
-                logger.warning("%s: window at %d-%d kept its order: %s", self.name, start + 1, start + len(ids), exc)
-                continue
-            order[start : start + len(ids)] = [ids[j] for j in permutation]
-        failed = tally.usage["windows_failed"]
-        if failed and failed == len(starts):
-            raise last_failure  # type: ignore[misc]  # nothing was ranked: the query fails, not a silent no-op
-        if failed:
-            warn_user(
-                f"{self.name}: {failed} of {len(starts)} listwise windows failed after retries and kept "
-                f"their order (last error: {last_failure}); out.attrs['rerank']['usage']['windows_failed']"
-            )
-        scores = [0.0] * n
-        for position, index in enumerate(order):
-            scores[index] = float(n - position)
-        return scores
-
-    def _rank_window(self, query: str, passages: list[str], tally: _Tally) -> list[int]:
-        windows = self._windows()
-        cached = windows.get(query, passages) if windows is not None else None
-        if cached is not None:
-            tally.usage["windows_cached"] += 1
-            return cached
-        body = self._ranking_body(query, passages)
-        answer = self._chat(body, tally)
-        permutation, problems = parse_permutation(answer.content, len(passages))
-        if problems and answer.finish_reason == "length":
-            raise self._cut_short(answer, body, "a whole ranking")
-        if problems:
-            tally.usage["windows_repaired"] += 1
-            logger.info(
-                "%s: repaired a ranking answer (%s): %s",
-                self.name,
-                self._shorten("; ".join(problems)),
-                self._quote(answer.content, 120),
-            )
-        elif windows is not None:  # a repaired answer is not cached: a rerun asks again
-            windows.put(query, passages, permutation)
-        return permutation
-
-    # ----------------------------------------------------------------- the window cache
-    def _window_setting(self) -> Any:
-        """Where window answers are cached: nowhere when the run's ``cache=`` or ``window_cache`` is False;
-        ``window_cache=True`` follows the run's ``cache=`` (the default directory outside a run)."""
-        run_cache = getattr(self, "_run_cache", True)
-        if self._window_cache_arg is False or run_cache is False or run_cache is None:
-            return False
-        return run_cache if self._window_cache_arg is True else self._window_cache_arg
-
-    def _windows(self) -> WindowCache | None:
-        setting = self._window_setting()
-        if setting is False:
-            return None
-        with self._lock:
-            if setting not in self._window_stores:
-                try:
-                    digest = identity_digest({**self.identity(), "cached": "listwise window"})
-                    self._window_stores[setting] = WindowCache.open(setting, digest, self.name)
-                except _CACHE_FAILURES as exc:
-                    self._window_stores[setting] = None
-                    warn_user(f"{self.name}: the window cache could not be opened ({exc}); ranking without it")
-            return self._window_stores[setting]
-
+    # ----------------------------------------------------------------- closing
     def close(self) -> None:
         """Close the connection pool and the window cache."""
         super().close()

@@ -243,7 +243,7 @@ def test_every_result_counts_its_attempts(dmxapi, server):
 
 
 def test_retry_after_is_read_once_per_429(dmxapi, server, monkeypatch):
-    import rerankpd.rerankers.http.client as http
+    import rerankpd.rerankers.http.exchange as http  # where the attempt reads Retry-After
 
     calls = []
 
