@@ -159,6 +159,38 @@ def test_entries_expire(tmp_path):
         assert _run(srv.url, ["alpha"], settings).attrs["rerank"]["sent"] == 0
 
 
+def test_a_query_found_in_many_blocks_is_compacted_into_one_that_keeps_the_latest_score_tag_and_expiry(tmp_path):
+    """A first run writes one block per request; the rerun that finds more than COMPACT_BLOCKS of them
+    rewrites them as one block, so later reruns read one entry per query."""
+    texts = [f"text {i}" for i in range(40)]
+    with LoopbackRerankServer(api_key=API_KEY) as srv:
+        first = _run(srv.url, texts, tmp_path)  # 20 requests of 2: 20 blocks
+        assert rerankpd.cache_info(tmp_path)["kinds"]["scores"] == 20
+        for _ in range(2):
+            srv.reset()
+            again = _run(srv.url, texts, tmp_path)
+            assert again.attrs["rerank"]["sent"] == 0 and srv.requests == []
+            assert again["rerank_score"].tolist() == first["rerank_score"].tolist()
+            assert rerankpd.cache_info(tmp_path)["kinds"]["scores"] == 1
+            assert rerankpd.cache_info(tmp_path)["scores"] == 40
+        assert rerankpd.clear_cache(tmp_path, reranker="dmxapi") == 1  # the compacted block kept its tag
+
+    # a pair re-scored in a later block keeps its latest score; the compacted block expires with the first
+    keys = ScoreCache.keys("d", ["q"], [f"t{i}" for i in range(40)], [0] * 40, range(40))
+    with ScoreCache(CacheSettings(tmp_path, expire=1.0)) as soon:
+        soon.set_many({keys[0]: 1.0, keys[1]: 1.0})
+    with ScoreCache(CacheSettings(tmp_path, expire=3600)) as later:
+        for i in range(1, 20):
+            later.set_many({keys[2 * i]: 2.0, keys[2 * i + 1]: 2.0, keys[0]: 3.0})
+    with ScoreCache(tmp_path) as cache:
+        found = cache.get_many(keys)
+        assert len(found) == 40 and found[keys[0]] == 3.0 and found[keys[1]] == 1.0
+    assert rerankpd.cache_info(tmp_path)["kinds"]["scores"] == 1
+    time.sleep(1.2)
+    with ScoreCache(tmp_path) as cache:
+        assert cache.get_many(keys) == {}
+
+
 def test_the_size_limit_evicts_the_least_recently_used_entries(tmp_path):
     """A 1 MiB limit and about 4 MiB of blocks written by 39 "runs": each run that wrote evicts down to the
     limit as it ends, and a query read by every run survives them all."""

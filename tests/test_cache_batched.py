@@ -101,13 +101,19 @@ def test_lookups_in_any_chunking_find_exactly_the_valid_cached_scores(
     np.testing.assert_array_equal(scores, want)
 
 
+@pytest.mark.parametrize("compact_blocks", [1, cache_module.COMPACT_BLOCKS])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_each_run_reads_back_exactly_the_latest_finite_score_stored_for_each_pair(tmp_path, data):
+def test_each_run_reads_back_exactly_the_latest_finite_score_stored_for_each_pair(
+    tmp_path, monkeypatch, compact_blocks, data
+):
     """Runs over random frames (shared texts, several queries, requests mixing queries, non-finite scores,
-    pairs re-scored by a later run): each lookup finds exactly the latest finite score stored per pair."""
+    pairs re-scored by a later run): each lookup finds exactly the latest finite score stored per pair,
+    also when every lookup compacts a query's blocks into one (``compact_blocks=1``)."""
     import math
     import uuid
+
+    monkeypatch.setattr(cache_module, "COMPACT_BLOCKS", compact_blocks)
 
     directory = tmp_path / uuid.uuid4().hex
     identity = '{"provider": "p"}'

@@ -7,7 +7,8 @@ block ``n`` is ``S`` + prefix + ``n`` (4 bytes, big-endian). A lookup reads a qu
 the first that is missing and matches the pairs with one binary search (a later block wins). A write
 appends a block in one transaction: from the position the run's lookup stopped at, it steps down past
 missing blocks (a clear by another process) and up past present ones (another writer), so the blocks
-stay contiguous; a block evicted or expired from the middle is a hole that the next write fills.
+stay contiguous; a block evicted or expired from the middle is a hole that the next write fills. A
+lookup that finds a query in many blocks rewrites them as one (see :func:`read_blocks`).
 
 So a finished request of 100 pairs costs one short insert. A block that is not whole (hash, score)
 records, and a score that is not finite, are misses.
@@ -28,11 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import diskcache
 import numpy as np
+import pandas as pd
 
 from ..pairs import Pairs, take_texts
 from .keys import HASH_BYTES, SCORES, pair_keys, query_prefix, text_hashes
@@ -46,6 +49,11 @@ logger = logging.getLogger(__name__)
 RECORD_BYTES = HASH_BYTES + 8
 #: Texts hashed at once while looking up a run (texts may be Arrow-backed).
 LOOKUP_CHUNK_TEXTS = 65_536
+#: A query found in more blocks than this is compacted into one by the lookup that reads it (a rerun then
+#: reads one block per query, not one per request of the first run).
+COMPACT_BLOCKS = 16
+#: ... unless its blocks hold more bytes than this (64 MiB: 2.8 million scores), which stay as they are.
+COMPACT_BYTES = 2**26
 #: Queries read in one transaction while looking up a run (other processes' writes wait meanwhile).
 LOOKUP_CHUNK_QUERIES = 256
 
@@ -57,14 +65,28 @@ def _block_key(prefix: bytes, n: int) -> bytes:
     return SCORES + prefix + n.to_bytes(4, "big")
 
 
-def read_blocks(cache: diskcache.Cache, prefix: bytes) -> list[bytes]:
+def read_blocks(cache: diskcache.Cache, prefix: bytes, compact: bool = False) -> list[bytes]:
     """The valid blocks of one query, oldest first: blocks 0, 1, ... up to the first missing one (a value
-    that is not a block is skipped)."""
-    blocks, n = [], 0
-    while (block := cache.get(_block_key(prefix, n), _MISSING)) is not _MISSING:
-        if block is not None and len(block) and len(block) % RECORD_BYTES == 0:
-            blocks.append(block)
+    that is not a block is skipped).
+
+    With ``compact`` (inside a write transaction), a query found in more than :data:`COMPACT_BLOCKS`
+    blocks (of at most :data:`COMPACT_BYTES` in all) is rewritten as one: their records in order (so a later record still wins), with the first block's
+    tag, expiring when the first of them would have.
+    """
+    blocks, entries, n = [], [], 0
+    while (entry := cache.get(_block_key(prefix, n), _MISSING, expire_time=True, tag=True))[0] is not _MISSING:
+        if entry[0] is not None and len(entry[0]) and len(entry[0]) % RECORD_BYTES == 0:
+            blocks.append(entry[0])
+            entries.append(entry)
         n += 1
+    if compact and len(blocks) > COMPACT_BLOCKS and sum(map(len, blocks)) <= COMPACT_BYTES:
+        times = [e[1] for e in entries if e[1] is not None]
+        splits = [len(block) // RECORD_BYTES * HASH_BYTES for block in blocks]
+        blocks = [b"".join(b[:at] for b, at in zip(blocks, splits)) + b"".join(b[at:] for b, at in zip(blocks, splits))]
+        expire = min(times) - time.time() if times else None
+        cache.set(_block_key(prefix, 0), blocks[0], expire=expire, tag=entries[0][2])
+        for m in range(1, n):
+            cache.delete(_block_key(prefix, m))
     return blocks
 
 
@@ -104,8 +126,19 @@ def block_rows(
     ]
 
 
+def folded(keys: np.ndarray) -> np.ndarray:
+    """A 64-bit digest of each 32-byte key (its four 8-byte words XORed): what :class:`Found` indexes."""
+    words = np.ascontiguousarray(keys).view(np.uint64).reshape(-1, 4)
+    return words[:, 0] ^ words[:, 1] ^ words[:, 2] ^ words[:, 3]
+
+
 class Found:
-    """The scores stored under some queries, sorted by key for :meth:`scores_of` (a later block wins)."""
+    """The scores stored under some queries, in a hash index for :meth:`scores_of` (a later block wins).
+
+    The index is on each key's 64-bit :func:`folded` digest, and a match is confirmed on the whole key:
+    should two keys ever share a digest, only the later one is kept and the other is a miss (re-scored),
+    never another pair's score.
+    """
 
     def __init__(self, blocks: list[tuple[bytes, bytes]]) -> None:
         prefixes, hashes, values = [], [], []
@@ -120,21 +153,17 @@ class Found:
             np.frombuffer(b"".join(hashes), np.uint8).reshape(total, HASH_BYTES),
         )
         scores = np.frombuffer(b"".join(values), dtype="<f8").astype(np.float64)
-        finite = np.isfinite(scores)
-        keys, scores = keys[finite], scores[finite]
-        order = np.argsort(keys, kind="stable")
-        keys, scores = keys[order], scores[order]
-        last = np.r_[keys[1:] != keys[:-1], True] if len(keys) else np.zeros(0, bool)
-        self.keys, self.scores = keys[last], scores[last]
+        digests = pd.Index(folded(keys))
+        keep = np.isfinite(scores) & ~digests.duplicated(keep="last")
+        self.keys, self.scores, self.index = keys[keep], scores[keep], digests[keep]
 
     def scores_of(self, keys: np.ndarray) -> np.ndarray:
         """The stored score of each of ``keys`` (an ``S32`` array), NaN where there is none."""
         out = np.full(len(keys), np.nan)
-        if len(self.keys) and len(keys):
-            pos = np.searchsorted(self.keys, keys)
-            pos[pos == len(self.keys)] = 0
-            match = self.keys[pos] == keys
-            out[match] = self.scores[pos[match]]
+        pos = self.index.get_indexer(folded(keys))
+        match = np.flatnonzero(pos >= 0)
+        match = match[self.keys[pos[match]] == keys[match]]
+        out[match] = self.scores[pos[match]]
         return out
 
 
@@ -144,9 +173,10 @@ def read_found(store: Store, prefixes: Sequence[bytes], counts: dict[bytes, int]
     blocks: list[tuple[bytes, bytes]] = []
     for start in range(0, len(prefixes), LOOKUP_CHUNK_QUERIES):
         chunk = prefixes[start : start + LOOKUP_CHUNK_QUERIES]
+        compact = store.records_use and store.failure is None
 
         def read_chunk(cache: Any, chunk: Sequence[bytes] = chunk) -> list[tuple[bytes, list[bytes]]]:
-            return [(p, read_blocks(cache, p)) for p in chunk]
+            return [(p, read_blocks(cache, p, compact)) for p in chunk]
 
         for prefix, query_blocks in store.read(read_chunk):
             counts[prefix] = len(query_blocks)

@@ -273,11 +273,16 @@ class Store:
             logger.info("cache write failed at %s: %s", self.directory, self.failure)
             return False
 
+    @property
+    def records_use(self) -> bool:
+        """Whether a read runs in a write transaction (to record which entries were used) and so may write."""
+        return not self.read_only and self.cache.eviction_policy != "none"
+
     def read(self, fn: Callable[[diskcache.Cache], Any]) -> Any:
         """``fn(cache)``, in one transaction when the store is writable (so the entries read count as
         recently used); a store that cannot take that transaction is read without it. Raises what the
         plain read raises."""
-        if not self.read_only and self.cache.eviction_policy != "none":
+        if self.records_use:
             try:
                 with self.cache.transact():
                     return fn(self.cache)
