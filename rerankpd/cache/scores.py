@@ -173,9 +173,9 @@ def read_found(store: Store, prefixes: Sequence[bytes], counts: dict[bytes, int]
     blocks: list[tuple[bytes, bytes]] = []
     for start in range(0, len(prefixes), LOOKUP_CHUNK_QUERIES):
         chunk = prefixes[start : start + LOOKUP_CHUNK_QUERIES]
-        compact = store.records_use and store.failure is None
 
         def read_chunk(cache: Any, chunk: Sequence[bytes] = chunk) -> list[tuple[bytes, list[bytes]]]:
+            compact = store.records_use and store.failure is None  # in a write transaction (see Store.read)
             return [(p, read_blocks(cache, p, compact)) for p in chunk]
 
         for prefix, query_blocks in store.read(read_chunk):
