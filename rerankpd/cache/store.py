@@ -231,6 +231,21 @@ class Store:
                 os.makedirs(self.path, mode=0o700, exist_ok=True)
                 with contextlib.suppress(FileExistsError):  # private from its first byte; SQLite keeps the mode
                     os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                return self._set_up()
+            except STORE_ERRORS as exc:
+                if not os.path.isfile(database) or not os.path.getsize(database):
+                    raise
+                logger.info("the cache at %s opens read-only: %s", self.directory, exc)
+        if not os.path.isfile(database):
+            raise FileNotFoundError(f"no cache at {self.directory}")
+        return _Cache(self.path, read_only=True)
+
+    def _set_up(self) -> diskcache.Cache:
+        """A writable :class:`_Cache`; a set-up that meets another connection's (diskcache creates its tag
+        index without waiting: "database is locked") is tried again, for up to :data:`BUSY_TIMEOUT`."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
                 return _Cache(
                     self.path,
                     tag_index=True,
@@ -240,13 +255,10 @@ class Store:
                     sqlite_mmap_size=0,
                     sqlite_cache_size=256,
                 )
-            except STORE_ERRORS as exc:
-                if not os.path.isfile(database) or not os.path.getsize(database):
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
-                logger.info("the cache at %s opens read-only: %s", self.directory, exc)
-        if not os.path.isfile(database):
-            raise FileNotFoundError(f"no cache at {self.directory}")
-        return _Cache(self.path, read_only=True)
+                time.sleep(0.01)
 
     def write(self, fn: Callable[[diskcache.Cache], Any]) -> bool:
         """Run ``fn(cache)`` in one transaction; False (and :attr:`failure` set) when it could not.
