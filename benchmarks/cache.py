@@ -173,7 +173,7 @@ def config_cache_lines(path: str) -> int:
     """Code lines of the cache settings in ``config.py`` (its ``cache_*`` functions and their constants)."""
     with open(path, encoding="utf-8") as fh:
         tree = ast.parse(fh.read())
-    names = ("cache_size_limit", "cache_expire", "DEFAULT_CACHE_SIZE_LIMIT", "_UNITS")
+    names = ("cache_size_limit", "cache_expire", "DEFAULT_CACHE_SIZE_LIMIT")
     count = 0
     for node in tree.body:
         name = getattr(node, "name", None) or getattr(getattr(node, "targets", [None])[0], "id", None)

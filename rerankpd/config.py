@@ -107,18 +107,6 @@ def cache_dir() -> str:
 #: The cache's default size limit: 1 GiB holds about 40 million scores or 250,000 embeddings of 1,024
 #: numbers, more than most projects ever score, and stays small beside the model weights in a user cache.
 DEFAULT_CACHE_SIZE_LIMIT = 2**30
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
 
 
 def cache_size_limit(value: int | float | str | None = None) -> int:
@@ -132,12 +120,11 @@ def cache_size_limit(value: int | float | str | None = None) -> int:
     if value is None:
         return DEFAULT_CACHE_SIZE_LIMIT
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
-        unit = match.group(2).lower() if match else None
-        if unit not in _UNITS:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgt]?)(i?)b)?\s*", value, re.IGNORECASE)
+        if match is None:
             raise ConfigurationError(f"{source}={value!r}: give a number of bytes, or one with a unit (500MB, 2GiB)")
-        assert match is not None  # its unit was found above
-        value = float(match.group(1)) * _UNITS[unit]
+        number, prefix, binary = match.groups()
+        value = float(number) * (1024 if binary else 1000) ** " kmgt".index((prefix or " ").lower())
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 2**20:
         raise ConfigurationError(f"{source}={value!r}: the cache's size limit must be at least 1 MiB (in bytes)")
     return int(value)

@@ -4,6 +4,7 @@ paths that cannot hold a cache."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -422,3 +423,28 @@ def test_many_connections_opening_one_new_cache_at_once_all_get_a_writable_cache
         assert [s.read_only for s in stores] == [False] * 6, f"trial {trial}"
         for s in stores:
             s.close()
+
+
+def _open_files_under(directory) -> list[str]:
+    """The files under ``directory`` this process holds open (from /proc/self/fd)."""
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return [link for link in links if link.startswith(str(directory))]
+
+
+def test_a_run_that_ends_leaves_no_cache_file_open(tmp_path):
+    """Four threads commit finished requests, each on its own SQLite connection; when the run ends every
+    one of them is closed, and so are a reread's and a read-only run's."""
+    cache_dir = tmp_path / "c"
+    with LoopbackRerankServer(api_key=API_KEY) as server:
+        out, _ = _run(_texts(40), server.url, cache_dir, batch_size=2, max_concurrency=4)
+        assert out.attrs["rerank"]["sent"] == 40
+        assert len(server.requests) == 20
+        assert _open_files_under(cache_dir) == []
+        assert _run(_texts(40), server.url, cache_dir)[0].attrs["rerank"]["sent"] == 0
+        assert _open_files_under(cache_dir) == []
+        with read_only(cache_dir):
+            assert _run(_texts(40), server.url, cache_dir)[0].attrs["rerank"]["sent"] == 0
+            assert _open_files_under(cache_dir) == []

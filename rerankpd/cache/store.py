@@ -49,9 +49,9 @@ from ..errors import CacheError, warn_user
 from .keys import KINDS
 
 __all__ = [
-    "CacheSettings",
     "STORE_ERRORS",
     "BytesDisk",
+    "CacheSettings",
     "Store",
     "StoreUser",
     "cache_info",
@@ -154,7 +154,11 @@ class _Cache(diskcache.Cache):
         self._connections_lock = threading.Lock()
         self._read_only, self._immutable = read_only, False
         if not read_only:
-            super().__init__(directory, timeout=BUSY_TIMEOUT, disk=BytesDisk, **settings)
+            try:
+                super().__init__(directory, timeout=BUSY_TIMEOUT, disk=BytesDisk, **settings)
+            except BaseException:  # a set-up that failed (read-only, locked) leaves no connection open
+                self.close()
+                raise
             return
         self._directory, self._timeout, self._txn_id = directory, BUSY_TIMEOUT, None  # not diskcache's: it writes
         self._local, self._disk = threading.local(), BytesDisk(directory)
