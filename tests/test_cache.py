@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 import rerankpd
-from rerankpd.cache import STORE_DIR, CacheSettings, ScoreCache, identity_digest
+from rerankpd.cache import STORE_DIR, CacheSettings, ScoreCache
+from rerankpd.core.identity import identity_digest
 from rerankpd.errors import ConfigurationError
 from rerankpd.testing import LoopbackRerankServer
 from tests.cache_faults import plant, score_record, tamper_score

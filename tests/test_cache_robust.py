@@ -448,3 +448,19 @@ def test_a_run_that_ends_leaves_no_cache_file_open(tmp_path):
         with read_only(cache_dir):
             assert _run(_texts(40), server.url, cache_dir)[0].attrs["rerank"]["sent"] == 0
             assert _open_files_under(cache_dir) == []
+
+
+def test_an_unreadable_window_cache_warns_once_and_is_a_miss(tmp_path):
+    from rerankpd.cache import WindowCache
+
+    windows = WindowCache.open(tmp_path, "digest")
+    windows.put("q", ["a", "b"], [1, 0])
+    assert windows.get("q", ["a", "b"]) == [1, 0]
+    windows._store.cache._sql("DROP TABLE Cache")  # the table goes away under an open cache
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert windows.get("q", ["a", "b"]) is None
+        assert windows.get("q", ["a", "b"]) is None
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "the LLM window cache at" in messages[0] and "reranking without it" in messages[0]
+    windows.close()

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 from .embeddings import EmbeddingCache
-from .keys import identity_digest, pair_keys, query_prefix, text_hashes
 from .scores import RunCache, ScoreCache
 from .store import STORE_DIR, STORE_ERRORS, CacheSettings, cache_info, clear_cache, settings_for
 from .windows import WindowCache
@@ -25,9 +24,5 @@ __all__ = [
     "WindowCache",
     "cache_info",
     "clear_cache",
-    "identity_digest",
-    "pair_keys",
-    "query_prefix",
     "settings_for",
-    "text_hashes",
 ]

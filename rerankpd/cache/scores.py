@@ -16,7 +16,7 @@ records, and a score that is not finite, are misses.
 Examples
 --------
 >>> import tempfile
->>> from rerankpd.cache import identity_digest
+>>> from rerankpd.core.identity import identity_digest
 >>> cache = ScoreCache(tempfile.mkdtemp())
 >>> key = cache.key(identity_digest({"provider": "demo"}), "q", "text")
 >>> cache.set_many({key: 0.5})
@@ -61,6 +61,12 @@ LOOKUP_CHUNK_QUERIES = 256
 _MISSING = object()
 
 
+def split_block(block: bytes) -> tuple[bytes, bytes]:
+    """A block's texts' hashes and its scores."""
+    at = len(block) // RECORD_BYTES * HASH_BYTES
+    return block[:at], block[at:]
+
+
 def _block_key(prefix: bytes, n: int) -> bytes:
     return SCORES + prefix + n.to_bytes(4, "big")
 
@@ -81,8 +87,8 @@ def read_blocks(cache: diskcache.Cache, prefix: bytes, compact: bool = False) ->
         n += 1
     if compact and len(blocks) > COMPACT_BLOCKS and sum(map(len, blocks)) <= COMPACT_BYTES:
         times = [e[1] for e in entries if e[1] is not None]
-        splits = [len(block) // RECORD_BYTES * HASH_BYTES for block in blocks]
-        blocks = [b"".join(b[:at] for b, at in zip(blocks, splits)) + b"".join(b[at:] for b, at in zip(blocks, splits))]
+        hashes, scores = zip(*map(split_block, blocks))
+        blocks = [b"".join(hashes) + b"".join(scores)]
         expire = min(times) - time.time() if times else None
         cache.set(_block_key(prefix, 0), blocks[0], expire=expire, tag=entries[0][2])
         for m in range(1, n):
@@ -109,21 +115,12 @@ def block_rows(
     Pair ``i`` belongs to query ``groups[i]``, whose prefix is ``prefix_of(groups[i])``.
     """
     values = np.asarray(values, dtype="<f8").reshape(-1)
-    keep = np.isfinite(values)
-    groups, hashes, values = groups[keep], hashes[keep], values[keep]
-    if not len(values):
-        return []
-    if (groups == groups[0]).all():  # the usual request: one query
-        return [(prefix_of(int(groups[0])), hashes.tobytes() + values.tobytes())]
-    order = np.argsort(groups, kind="stable")
+    order = np.flatnonzero(np.isfinite(values))
+    order = order[np.argsort(groups[order], kind="stable")]  # each query's pairs together, in order
     groups, hashes, values = groups[order], hashes[order], values[order]
-    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-    ends = np.r_[starts[1:], len(groups)]
-    hash_bytes, value_bytes = hashes.tobytes(), values.tobytes()
-    return [
-        (prefix_of(int(groups[a])), hash_bytes[a * HASH_BYTES : b * HASH_BYTES] + value_bytes[a * 8 : b * 8])
-        for a, b in zip(starts.tolist(), ends.tolist())
-    ]
+    cuts = np.flatnonzero(groups[1:] != groups[:-1]) + 1
+    parts = zip(np.split(groups, cuts), np.split(hashes, cuts), np.split(values, cuts))
+    return [(prefix_of(int(g[0])), h.tobytes() + v.tobytes()) for g, h, v in parts if len(g)]
 
 
 def folded(keys: np.ndarray) -> np.ndarray:
@@ -141,17 +138,9 @@ class Found:
     """
 
     def __init__(self, blocks: list[tuple[bytes, bytes]]) -> None:
-        prefixes, hashes, values = [], [], []
-        for prefix, block in blocks:  # a query's blocks in the order they were written
-            n = len(block) // RECORD_BYTES
-            prefixes.append(prefix * n)
-            hashes.append(block[: n * HASH_BYTES])
-            values.append(block[n * HASH_BYTES :])
-        total = sum(len(v) for v in values) // 8
-        keys = pair_keys(
-            np.frombuffer(b"".join(prefixes), np.uint8).reshape(total, 16),
-            np.frombuffer(b"".join(hashes), np.uint8).reshape(total, HASH_BYTES),
-        )
+        hashes, values = zip(*(split_block(block) for _, block in blocks)) if blocks else ((), ())
+        prefixes = np.frombuffer(b"".join(prefix * (len(v) // 8) for (prefix, _), v in zip(blocks, values)), np.uint8)
+        keys = pair_keys(prefixes.reshape(-1, 16), np.frombuffer(b"".join(hashes), np.uint8).reshape(-1, HASH_BYTES))
         scores = np.frombuffer(b"".join(values), dtype="<f8").astype(np.float64)
         digests = pd.Index(folded(keys))
         keep = np.isfinite(scores) & ~digests.duplicated(keep="last")

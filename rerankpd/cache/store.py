@@ -46,7 +46,7 @@ from diskcache.core import DBNAME, MODE_RAW, UNKNOWN
 
 from .. import config
 from ..errors import CacheError, warn_user
-from .keys import KINDS
+from .keys import KINDS, SCORES
 
 __all__ = [
     "STORE_ERRORS",
@@ -70,6 +70,10 @@ LEGACY_PATTERNS = ("journal-*.scores",)
 STORE_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 #: Seconds a statement waits for another process's lock.
 BUSY_TIMEOUT = 10.0
+#: diskcache's settings: a tag index (clear by reranker), LRU eviction when a run that wrote ends (not on
+#: each write), no memory map and a small page cache (a run reads each entry once).
+DISKCACHE_SETTINGS: dict[str, Any] = {"tag_index": True, "eviction_policy": "least-recently-used", "cull_limit": 0}
+DISKCACHE_SETTINGS.update(sqlite_mmap_size=0, sqlite_cache_size=256)  # SQLite's, through diskcache
 #: Why nothing is written when the cache was opened read-only.
 READ_ONLY = "it is read-only: a read-only directory or mount, or a full disk"
 
@@ -250,15 +254,7 @@ class Store:
         deadline = time.monotonic() + BUSY_TIMEOUT
         while True:
             try:
-                return _Cache(
-                    self.path,
-                    tag_index=True,
-                    eviction_policy="least-recently-used",
-                    cull_limit=0,
-                    size_limit=self.settings.size_limit,
-                    sqlite_mmap_size=0,
-                    sqlite_cache_size=256,
-                )
+                return _Cache(self.path, size_limit=self.settings.size_limit, **DISKCACHE_SETTINGS)
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
@@ -407,10 +403,10 @@ def _check_directory(directory: str, doing: str, error: type = CacheError) -> st
 def cache_info(directory: Any = None) -> dict:
     """Where the cache is, what it holds by kind, how many bytes it takes and its limit. Creates nothing.
 
-    ``entries`` counts diskcache entries; ``kinds`` splits them into ``scores`` (one per finished request
-    and query, plus one counter per query), ``embeddings`` and LLM ``windows``; ``scores`` is how many
-    scores those entries hold (a pair scored twice counts twice). A directory that does not
-    exist holds nothing. Raises :class:`rerankpd.errors.CacheError` when the path is a file or the cache
+    ``entries`` counts the entries that have not expired; ``kinds`` splits them into ``scores`` (blocks:
+    one per finished request and query, or one per query once a rerun has compacted them), ``embeddings``
+    and LLM ``windows``; ``scores`` is how many scores the blocks hold (a pair scored twice counts twice).
+    A directory that does not exist holds nothing. Raises :class:`rerankpd.errors.CacheError` when the path is a file or the cache
     cannot be read.
 
     Examples
@@ -421,39 +417,30 @@ def cache_info(directory: Any = None) -> dict:
     """
     settings = settings_for(CacheSettings(directory))
     directory = _check_directory(settings.directory, "read")
-    info = {
+    kinds, rows = dict.fromkeys(KINDS.values(), 0), []
+    if os.path.isfile(os.path.join(directory, STORE_DIR, DBNAME)):
+        try:
+            with contextlib.closing(Store(settings, read_only=True)) as store:
+                # one statement over diskcache's table: the live entries by their key's first byte, and the
+                # scores their blocks hold (a block's key is 21 bytes, its value 24 bytes per score)
+                rows = store.cache._sql(
+                    "SELECT CAST(substr(key, 1, 1) AS BLOB), count(*), sum(CASE WHEN length(key) = 21 THEN length(value) / 24 "
+                    "ELSE 0 END) FROM Cache WHERE raw = 1 AND (expire_time IS NULL OR expire_time > ?) GROUP BY 1",
+                    (time.time(),),
+                ).fetchall()
+        except STORE_ERRORS as exc:
+            raise CacheError(f"cannot read the cache at {directory}: {exc}") from exc
+    for prefix, count, _ in rows:
+        kinds[KINDS.get(bytes(prefix), "other")] = count
+    files = [os.path.join(d, f) for d, _, names in os.walk(directory) for f in names]
+    return {
         "directory": directory,
-        "entries": 0,
-        "kinds": {kind: 0 for kind in KINDS.values()},
-        "scores": 0,
-        "size_bytes": 0,
+        "entries": sum(count for _, count, _ in rows),
+        "kinds": {kind: kinds[kind] for kind in KINDS.values()},
+        "scores": sum(scores for prefix, _, scores in rows if bytes(prefix) == SCORES),
+        "size_bytes": sum(os.lstat(path).st_size for path in files),
         "size_limit": settings.size_limit,
     }
-    if not os.path.isdir(directory):
-        return info
-    info["size_bytes"] = sum(os.lstat(os.path.join(d, f)).st_size for d, _, files in os.walk(directory) for f in files)
-    if not os.path.isfile(os.path.join(directory, STORE_DIR, DBNAME)):
-        return info
-    try:
-        with contextlib.closing(Store(settings, read_only=True)) as store:
-            # one statement over diskcache's table: entries by the key's first byte, and the scores their
-            # blocks hold (a block's key is 21 bytes, its value 24 bytes per score)
-            rows = store.cache._sql(
-                "SELECT substr(key, 1, 1), count(*), sum(CASE WHEN length(key) = 21 THEN "
-                "length(value) / 24 ELSE 0 END) FROM Cache WHERE raw = 1 AND (expire_time IS "
-                "NULL OR expire_time > ?) GROUP BY 1",
-                (time.time(),),
-            ).fetchall()
-            info["entries"] = len(store.cache)
-    except STORE_ERRORS as exc:
-        raise CacheError(f"cannot read the cache at {directory}: {exc}") from exc
-    for prefix, count, scores in rows:
-        kind = KINDS.get(bytes(prefix) if isinstance(prefix, (bytes, memoryview)) else b"")
-        if kind is not None:
-            info["kinds"][kind] += count
-        if kind == "scores":
-            info["scores"] = scores
-    return info
 
 
 def clear_cache(directory: Any = None, *, reranker: Any = None) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .keys import WINDOWS, digest, encode
-from .store import STORE_ERRORS, Store, StoreUser, settings_for
+from .store import Store, StoreUser, settings_for
 
 __all__ = ["WindowCache"]
 
@@ -31,8 +31,11 @@ logger = logging.getLogger(__name__)
 
 
 class WindowCache(StoreUser):
-    """Window answers of one LLM reranker identity. Reads and writes never raise (a failure is logged and
-    is a miss); :meth:`open` raises what opening the store raises."""
+    """Window answers of one LLM reranker identity. Reads and writes never raise (a cache that cannot be read
+    warns once and is not used again; a failed write is logged); :meth:`open` raises what opening the store
+    raises."""
+
+    what, doing = "LLM window", "reranking"
 
     def __init__(self, store: Store, identity_digest: str, tag: str | None = None) -> None:
         super().__init__(store, tag)
@@ -50,14 +53,7 @@ class WindowCache(StoreUser):
 
     def get(self, query: str, passages: Sequence[str]) -> list[int] | None:
         """The cached permutation of this window, or None."""
-        store = self._store
-        if store is None:
-            return None
-        try:
-            value = store.read(lambda cache: cache.get(self.key(query, passages)))
-        except STORE_ERRORS as exc:
-            logger.warning("window cache read failed at %s: %s", self.directory, exc)
-            return None
+        value = self._read(lambda store: store.read(lambda cache: cache.get(self.key(query, passages))), None)
         k = len(passages)
         if value is None or len(value) != 4 * k:
             return None
