@@ -87,7 +87,7 @@ def run_with_full_disk(tmp_path, url: str, api_key: str, *, total: int, cached_f
 
 
 def _store_db(directory) -> str:
-    from rerankpd.cache import STORE_DIR
+    from rerankpd.cache.store import STORE_DIR
 
     return os.path.join(directory, STORE_DIR, "cache.db")
 

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 import rerankpd
-from rerankpd.cache import STORE_DIR, CacheSettings, ScoreCache
+from rerankpd.cache import CacheSettings, ScoreCache
+from rerankpd.cache.store import STORE_DIR
 from rerankpd.core.identity import identity_digest
 from rerankpd.errors import ConfigurationError
 from rerankpd.testing import LoopbackRerankServer

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rerankpd.cache.scores as cache_module
-from rerankpd.cache import RunCache, ScoreCache
+from rerankpd.cache import ScoreCache
+from rerankpd.cache.scores import RunCache
 from rerankpd.core.identity import identity_digest
 from rerankpd.pairs import build_pairs
 from tests.cache_faults import score_record, tamper_score

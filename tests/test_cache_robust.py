@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 import rerankpd
 import rerankpd.cache.scores as cache_module
-from rerankpd.cache import STORE_DIR, ScoreCache
-from rerankpd.cache.store import CacheSettings, Store
+from rerankpd.cache import ScoreCache
+from rerankpd.cache.store import STORE_DIR, CacheSettings, Store
 from rerankpd.errors import CacheError
 from rerankpd.rerankers.base import describe
 from rerankpd.rerankers.dmxapi import DMXAPIReranker
@@ -451,7 +451,7 @@ def test_a_run_that_ends_leaves_no_cache_file_open(tmp_path):
 
 
 def test_an_unreadable_window_cache_warns_once_and_is_a_miss(tmp_path):
-    from rerankpd.cache import WindowCache
+    from rerankpd.cache.windows import WindowCache
 
     windows = WindowCache.open(tmp_path, "digest")
     windows.put("q", ["a", "b"], [1, 0])

@@ -55,7 +55,7 @@ class EmbeddingCache(StoreUser):
     @classmethod
     def open(cls, cache: Any, identity: str | None, tag: str | None = None) -> EmbeddingCache | None:
         """The cache for ``identity`` under ``cache`` (True, a path, :class:`~rerankpd.cache.CacheSettings`,
-        or a run's :class:`~rerankpd.cache.RunCache`, whose open store it shares), else None.
+        or a run's :class:`~rerankpd.cache.scores.RunCache`, whose open store it shares), else None.
 
         None also when ``cache`` is False/None, when ``identity`` is None (nothing ties the vectors to a
         model), or when the cache can be neither written nor read (one warning; the run goes on without it).

@@ -39,7 +39,7 @@ import pandas as pd
 
 from ..pairs import Pairs, take_texts
 from .keys import HASH_BYTES, SCORES, pair_keys, query_prefix, text_hashes
-from .store import CacheSettings, Store, StoreUser, settings_for
+from .store import CacheSettings, Store, StoreUser
 
 __all__ = ["RunCache", "ScoreCache"]
 
@@ -188,9 +188,9 @@ class ScoreCache(StoreUser):
     """
 
     def __init__(self, directory: Any = None, *, read_only: bool = False, tag: str | None = None) -> None:
-        settings = settings_for(directory if isinstance(directory, CacheSettings) else CacheSettings(directory))
-        assert settings is not None  # a CacheSettings always names a directory
-        store = Store(settings, read_only=read_only)
+        store = Store(
+            directory if isinstance(directory, CacheSettings) else CacheSettings(directory), read_only=read_only
+        )
         super().__init__(store, tag)
         #: The open store (a ScoreCache is never closed by a failed read: it raises instead).
         self.store: Store = store

@@ -61,7 +61,7 @@ def pair_keys(
     """The local score cache's key of each pair under a reranker identity (canonical JSON text).
 
     The one place that knows how the score cache derives keys (:meth:`rerankpd.cache.ScoreCache.keys` over
-    the SHA-256 of the identity, as :class:`rerankpd.cache.RunCache` does), so the shared store and the
+    the SHA-256 of the identity, as :class:`rerankpd.cache.scores.RunCache` does), so the shared store and the
     worker's local cache always agree. Keys are ``str`` or ``bytes``, whatever the cache uses.
     """
     return ScoreCache.keys(identity_digest(identity), queries, texts, pair_group, pair_text)

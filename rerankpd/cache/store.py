@@ -173,7 +173,6 @@ class _Cache(diskcache.Cache):
             self._immutable = True
             self._sql("SELECT 1 FROM Settings").fetchall()
         self.statistics, self.eviction_policy = 0, "none"  # reads write nothing
-        ((self._page_size,),) = self._sql("PRAGMA page_size").fetchall()
 
     @property
     def _con(self) -> sqlite3.Connection:
@@ -277,11 +276,8 @@ class Store:
             self.wrote = True
             return True
         except STORE_ERRORS as exc:
-            self.failure = (
-                "it is locked by another process (timed out waiting)"
-                if isinstance(exc, diskcache.Timeout)
-                else str(exc) or type(exc).__name__
-            )
+            locked = isinstance(exc, diskcache.Timeout)
+            self.failure = "it is locked by another process (timed out waiting)" if locked else str(exc) or repr(exc)
             logger.info("cache write failed at %s: %s", self.directory, self.failure)
             return False
 
@@ -351,16 +347,14 @@ class StoreUser:
             return default
         try:
             return fn(store)
-        except STORE_ERRORS as exc:
+        except BaseException as exc:  # also Ctrl-C while reading a large cache: do not leave SQLite open
+            self.close()
+            if not isinstance(exc, STORE_ERRORS):
+                raise
             self._warn(
-                f"rerankpd: the {self.what} cache at {self.directory} could not be read ({exc}); "
-                f"{self.doing} without it"
+                f"rerankpd: the {self.what} cache at {self.directory} could not be read ({exc}); {self.doing} without it"
             )
-            self.close()
             return default
-        except BaseException:  # Ctrl-C while reading a large cache: do not leave SQLite open
-            self.close()
-            raise
 
     def report(self) -> None:
         """Warn once per kind and store, at the user's line, when new results are not being kept (call it
@@ -463,8 +457,7 @@ def clear_cache(directory: Any = None, *, reranker: Any = None) -> int:
             with contextlib.closing(Store(settings)) as store:
                 if store.read_only:
                     raise CacheError(
-                        f"cannot clear the cache at {directory}: {READ_ONLY} (check the "
-                        "directory's permissions, or whether its disk is full)"
+                        f"cannot clear the cache at {directory}: {READ_ONLY}; check its permissions and free space"
                     )
                 removed += store.cache.evict(tag, retry=True) if tag is not None else store.cache.clear(retry=True)
         if tag is None:

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cache import EmbeddingCache
+from ..cache.embeddings import EmbeddingCache
 from ..errors import BadResponseError, RunCancelled
 from ..pairs import Pairs, take_texts
 from ..rerankers.base import EmbeddingBatch, RerankerSpec, describe
@@ -262,7 +262,7 @@ def score_pairs(
     batch_size, max_concurrency
         Texts per embedding call (None: all at once) and calls in flight (default: the reranker's).
     cache
-        An open :class:`~rerankpd.cache.EmbeddingCache`, or None.
+        An open :class:`~rerankpd.cache.embeddings.EmbeddingCache`, or None.
     errors
         ``"raise"``: stop at the first failed call (``outcome.failure``); ``"coerce"``: record and go on.
     on_progress

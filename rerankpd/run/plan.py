@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..cache import RunCache
+from ..cache.scores import RunCache
 from ..core.chunking import ChunkPlan, plan_chunks
 from ..core.tokens import text_tokens
 from ..errors import WarnOnce

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rerankpd
-from rerankpd.cache import STORE_DIR, EmbeddingCache
+from rerankpd.cache.embeddings import EmbeddingCache
+from rerankpd.cache.store import STORE_DIR
 from rerankpd.errors import BadResponseError
 from rerankpd.pairs import build_pairs
 from rerankpd.rerankers import Reranker

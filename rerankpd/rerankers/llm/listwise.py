@@ -4,7 +4,7 @@
 (:func:`rerankpd.rerankers.llm.prompts.window_starts`): each window's answer is read as a permutation and
 repaired where malformed (:func:`rerankpd.rerankers.llm.prompts.parse_permutation`), a window that fails
 after the retries keeps its order, and each well-formed answer is kept in the window cache
-(:class:`rerankpd.cache.WindowCache`).
+(:class:`rerankpd.cache.windows.WindowCache`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ...cache import STORE_ERRORS, WindowCache
+from ...cache import STORE_ERRORS
+from ...cache.windows import WindowCache
 from ...core.identity import identity_digest
 from ...errors import (
     APIConnectionError,

@@ -65,7 +65,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ... import config
-from ...cache import CacheSettings, WindowCache
+from ...cache import CacheSettings
+from ...cache.windows import WindowCache
 from ...core.options import boolean, number, one_of, whole
 from ...errors import BadRequestError, BadResponseError, ConfigurationError, warn_user
 from ...redact import shorten

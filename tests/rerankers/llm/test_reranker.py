@@ -499,7 +499,7 @@ def test_cache_false_reads_and_writes_no_window_cache(chat, tmp_path):
 
 
 def test_window_answers_are_key_value_entries_of_the_cache(chat, tmp_path):
-    from rerankpd.cache import WindowCache
+    from rerankpd.cache.windows import WindowCache
 
     docs = corpus(30)
     r = make(chat, mode="listwise", window_cache=tmp_path)
