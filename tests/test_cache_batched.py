@@ -136,8 +136,7 @@ def test_each_run_reads_back_exactly_the_latest_finite_score_stored_for_each_pai
         size = data.draw(st.integers(1, 5))
         for start in range(0, len(ids), size):
             batch, batch_values = ids[start : start + size], values[start : start + size]
-            batch_texts = [pairs.texts[pairs.pair_text[i]] for i in batch] if data.draw(st.booleans()) else None
-            run.store(batch, np.array(batch_values), batch_texts)
+            run.store(batch, np.array(batch_values))
             for i, v in zip(batch, batch_values):
                 if math.isfinite(v):
                     latest[pairs.pair(i)] = v

@@ -45,7 +45,6 @@ class EmbeddingCache(StoreUser):
     """
 
     what, doing = "embedding", "embedding"
-    cannot_open = "rerankpd: the embedding cache at {directory} could not be opened ({exc}); embedding without it"
 
     def __init__(self, store: Store, identity: str, tag: str | None = None, *, owned: bool = True) -> None:
         super().__init__(store, tag, owned=owned)

@@ -156,9 +156,9 @@ class Found:
         return out
 
 
-def read_found(store: Store, prefixes: Sequence[bytes], counts: dict[bytes, int]) -> Found:
+def read_found(store: Store, prefixes: Sequence[bytes]) -> Found:
     """The scores of those queries, read a few hundred queries per transaction (other processes' writes
-    wait meanwhile); ``counts[prefix]`` is set to how many blocks each query holds."""
+    wait meanwhile)."""
     blocks: list[tuple[bytes, bytes]] = []
     for start in range(0, len(prefixes), LOOKUP_CHUNK_QUERIES):
         chunk = prefixes[start : start + LOOKUP_CHUNK_QUERIES]
@@ -167,9 +167,7 @@ def read_found(store: Store, prefixes: Sequence[bytes], counts: dict[bytes, int]
             compact = store.records_use and store.failure is None  # in a write transaction (see Store.read)
             return [(p, read_blocks(cache, p, compact)) for p in chunk]
 
-        for prefix, query_blocks in store.read(read_chunk):
-            counts[prefix] = len(query_blocks)
-            blocks += [(prefix, block) for block in query_blocks]
+        blocks += [(prefix, block) for prefix, query_blocks in store.read(read_chunk) for block in query_blocks]
     return Found(blocks)
 
 
@@ -228,7 +226,7 @@ class ScoreCache(StoreUser):
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, float]:
         """The cached scores of those of ``keys`` (32 bytes each) that are present and finite."""
         keys = [k for k in keys if len(k) == 32]
-        found = read_found(self.store, sorted({k[:16] for k in keys}), {})
+        found = read_found(self.store, sorted({k[:16] for k in keys}))
         scores = found.scores_of(np.frombuffer(b"".join(keys), dtype="S32"))
         return {k: float(v) for k, v in zip(keys, scores.tolist()) if v == v}
 
@@ -267,56 +265,46 @@ class RunCache(StoreUser):
         self._digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
         self._pairs: Pairs | None = None
         self._prefixes: list[bytes] = []  # each query's prefix, made once per run
-        self._hashes: np.ndarray | None = None  # every text's hash, when the lookup made them
+        self._hashes: np.ndarray | None = None  # every text's hash, made by the lookup
         self._next: dict[bytes, int] = {}  # query prefix -> where its next block probably goes
 
     def lookup(self, pairs: Pairs, scores: np.ndarray) -> int:
         """Fill ``scores[i]`` for every cached pair ``i`` of ``pairs``; returns how many were found.
 
-        Reads each query's blocks (a few hundred queries per transaction), hashes every distinct text once
-        (kept for :meth:`store`) when anything was found, and matches the pairs with one binary search.
+        Hashes every distinct text once (kept for :meth:`store`), reads each query's blocks (a few hundred
+        queries per transaction) and matches the pairs through one hash index.
         """
-        self._pairs, self._hashes, self._next = pairs, None, {}
+        self._pairs, self._next = pairs, {}
         self._prefixes = [query_prefix(self._digest, query) for query in pairs.queries]
-        return self._read(lambda store: self._lookup(store, pairs, scores), 0) if pairs.n_pairs else 0
-
-    def _lookup(self, store: Store, pairs: Pairs, scores: np.ndarray) -> int:
-        groups = np.asarray(pairs.pair_group, dtype=np.int64)
-        found = read_found(store, [self._prefixes[g] for g in np.unique(groups).tolist()], self._next)
-        if not len(found.keys):
-            return 0  # nothing stored: store() hashes each request's texts as it finishes
-        hashes = np.empty((len(pairs.texts), HASH_BYTES), dtype=np.uint8)
+        self._hashes = hashes = np.empty((len(pairs.texts), HASH_BYTES), dtype=np.uint8)
         for start in range(0, len(pairs.texts), LOOKUP_CHUNK_TEXTS):
             stop = min(start + LOOKUP_CHUNK_TEXTS, len(pairs.texts))
             hashes[start:stop] = text_hashes(take_texts(pairs.texts, np.arange(start, stop)))
-        self._hashes = hashes
+        groups = np.asarray(pairs.pair_group, dtype=np.int64)
+        prefixes = [self._prefixes[g] for g in np.unique(groups).tolist()]
+        found = self._read(lambda store: read_found(store, prefixes), None)
+        if found is None or not pairs.n_pairs:
+            return 0
         table = np.frombuffer(b"".join(self._prefixes), np.uint8).reshape(-1, 16)
         values = found.scores_of(pair_keys(table[groups], hashes[np.asarray(pairs.pair_text)]))
         hit = ~np.isnan(values)
         scores[hit] = values[hit]
         return int(hit.sum())
 
-    def store(
-        self, pair_ids: Sequence[int], values: Sequence[float] | np.ndarray, texts: Sequence[str] | None = None
-    ) -> None:
+    def store(self, pair_ids: Sequence[int], values: Sequence[float] | np.ndarray) -> None:
         """Commit the scores of one finished request (pairs numbered as in :meth:`lookup`) before returning.
 
         One block per query of the request. The scheduler calls this in the thread that ran the request,
         before the next request is sent, so a killed process loses at most its requests in flight.
-        ``texts`` are the request's documents when the caller has them (the pairs' texts, in order).
         Any thread may call it; it never warns (:meth:`report` does, in the user's thread).
         """
         store = self._store
         if store is None or store.failure is not None:
             return
-        pairs = self._pairs
-        assert pairs is not None  # lookup() came first: it numbers the pairs
-        ids = np.asarray(pair_ids, dtype=np.int64)
-        if self._hashes is not None:
-            hashes = self._hashes[pairs.pair_text[ids]]
-        else:
-            hashes = text_hashes(texts if texts is not None else take_texts(pairs.texts, pairs.pair_text[ids]))
-        rows = block_rows(self._prefixes.__getitem__, np.asarray(pairs.pair_group[ids], dtype=np.int64), hashes, values)
+        pairs, ids = self._pairs, np.asarray(pair_ids, dtype=np.int64)
+        assert pairs is not None and self._hashes is not None  # lookup() came first: it numbers and hashes
+        groups = np.asarray(pairs.pair_group[ids], dtype=np.int64)
+        rows = block_rows(self._prefixes.__getitem__, groups, self._hashes[pairs.pair_text[ids]], values)
 
         def write(cache: diskcache.Cache) -> None:
             for prefix, block in rows:

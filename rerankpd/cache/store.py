@@ -221,7 +221,6 @@ class Store:
         self.path = os.path.join(self.directory, STORE_DIR)
         self._database = os.path.join(self.path, DBNAME)
         self.wrote = False
-        self.warned: set[str] = set()  #: the kinds of cache that warned that writing stopped
         self.cache: diskcache.Cache = self._open(read_only)
         self.read_only = self.cache._read_only
         self.failure = READ_ONLY if self.read_only and not read_only else None  #: why writing stopped, if it did
@@ -230,20 +229,19 @@ class Store:
         self._lock = threading.Lock()  # this process's writers queue here, not in SQLite's busy handler
 
     def _open(self, read_only: bool) -> diskcache.Cache:
-        database = self._database
         _check_directory(self.directory, "open", NotADirectoryError)
         if not read_only:
             try:
                 os.makedirs(self.directory, mode=0o700, exist_ok=True)
                 os.makedirs(self.path, mode=0o700, exist_ok=True)
                 with contextlib.suppress(FileExistsError):  # private from its first byte; SQLite keeps the mode
-                    os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                    os.close(os.open(self._database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                 return self._set_up()
             except STORE_ERRORS as exc:
-                if not os.path.isfile(database) or not os.path.getsize(database):
+                if not os.path.isfile(self._database) or not os.path.getsize(self._database):
                     raise
                 logger.info("the cache at %s opens read-only: %s", self.directory, exc)
-        if not os.path.isfile(database):
+        if not os.path.isfile(self._database):
             raise FileNotFoundError(f"no cache at {self.directory}")
         return _Cache(self.path, read_only=True)
 
@@ -317,9 +315,8 @@ class StoreUser:
     False), the options of its new entries, reads that never fail a run, at most one warning, and closing.
     """
 
-    #: The kind in messages, what goes on without the cache, and the warning when it cannot be opened.
+    #: The kind in messages, and what goes on without the cache.
     what, doing = "score", "scoring"
-    cannot_open = "rerankpd: the score cache could not be opened ({exc}); scoring without it"
 
     def __init__(self, store: Store, tag: str | None = None, *, owned: bool = True) -> None:
         self._store: Store | None = store
@@ -335,7 +332,9 @@ class StoreUser:
         try:
             store = None if settings is None else Store(settings)
         except STORE_ERRORS as exc:
-            warn_user(cls.cannot_open.format(directory=settings.directory, exc=exc))
+            warn_user(
+                f"rerankpd: the {cls.what} cache at {settings.directory} could not be opened ({exc}); {cls.doing} without it"
+            )
             return None
         return None if store is None else cls(store, *args)
 
@@ -357,12 +356,11 @@ class StoreUser:
             return default
 
     def report(self) -> None:
-        """Warn once per kind and store, at the user's line, when new results are not being kept (call it
-        in the user's thread after a write)."""
+        """Warn once, at the user's line, when new results are not being kept (call it in the user's thread
+        after a write)."""
         store = self._store
-        if store is not None and not self._warned and store.failure is not None and self.what not in store.warned:
-            store.warned.add(self.what)
-            warn_user(
+        if store is not None and store.failure is not None:
+            self._warn(
                 f"rerankpd: the {self.what} cache at {self.directory} could not be written ({store.failure}); "
                 f"{self.doing} goes on and cached {self.what}s are still read, but new ones will not be kept"
             )

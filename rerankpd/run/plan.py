@@ -118,7 +118,7 @@ class Run:
         """Write a request's scores to the cache as soon as it succeeds, in the thread that ran it (the
         scheduler's ``on_scored``): before the next request is sent, without the calling thread waiting."""
         if self.cache is not None:
-            self.cache.store(request.key, result.scores, request.documents)
+            self.cache.store(request.key, result.scores)
 
     def report_cache(self, finished: Finished) -> None:
         """A scheduler callback (in the calling thread): warn once, at the user's line, when finished scores
