@@ -161,7 +161,7 @@ def cache_directory(cache: Any, name: str = "cache") -> str | None:
     >>> cache_directory(3, "window_cache")
     Traceback (most recent call last):
     ...
-    rerankpd.errors.ConfigurationError: window_cache must be True, False or a directory path, got 3
+    rerankpd.errors.ConfigurationError: window_cache must be True, False, a directory path or rerankpd.CacheSettings, got 3
     """
     if cache is False or cache is None:
         return None
@@ -169,4 +169,4 @@ def cache_directory(cache: Any, name: str = "cache") -> str | None:
         return os.path.expanduser(cache_dir())
     if isinstance(cache, (str, os.PathLike)):
         return os.path.expanduser(os.fspath(cache))
-    raise ConfigurationError(f"{name} must be True, False or a directory path, got {cache!r}")
+    raise ConfigurationError(f"{name} must be True, False, a directory path or rerankpd.CacheSettings, got {cache!r}")

@@ -37,12 +37,11 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .. import config
 from ..core.identity import identity_digest
 from ..errors import ConfigurationError, MissingDependencyError, warn_user
 from ..redact import mask_url, scrub, url_secrets
 from .scores import ScoreCache
-from .store import STORE_ERRORS
+from .store import STORE_ERRORS, CacheSettings, settings_for
 
 __all__ = ["SharedScoreStore", "check_url", "compact", "pair_keys", "seeded_local_cache"]
 
@@ -302,7 +301,7 @@ def seeded_local_cache(store: SharedScoreStore, keys: Sequence, cache: Any) -> I
     temporary = None
     if cache is False or cache is None:
         cache = temporary = tempfile.mkdtemp(prefix="rerankpd-partition-")
-    directory = config.cache_directory(cache)
+    directory = settings_for(cache)  # resolved once: the local cache read and written below
     try:
         try:
             shared = store.lookup(keys)
@@ -334,7 +333,7 @@ def seeded_local_cache(store: SharedScoreStore, keys: Sequence, cache: Any) -> I
             shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _share_new_scores(store: SharedScoreStore, directory: str | None, missing: list) -> None:
+def _share_new_scores(store: SharedScoreStore, directory: CacheSettings | None, missing: list) -> None:
     """Append the scores of ``missing`` keys that the local cache now holds to the shared store."""
     if not missing:
         return

@@ -113,18 +113,10 @@ def settings_for(cache: Any) -> CacheSettings | None:
     False/None. Environment variables are read here, at call time."""
     if cache is False or cache is None:
         return None
-    if cache is True:
-        cache = CacheSettings()
-    elif isinstance(cache, (str, os.PathLike)):
-        cache = CacheSettings(cache)
-    elif not isinstance(cache, CacheSettings):
-        raise ValueError(f"cache must be True, False, a directory path or rerankpd.CacheSettings, got {cache!r}")
-    directory = cache.directory if cache.directory is not None else config.cache_dir()
-    return CacheSettings(
-        os.path.expanduser(os.fspath(directory)),
-        config.cache_size_limit(cache.size_limit),
-        config.cache_expire(cache.expire),
-    )
+    if not isinstance(cache, CacheSettings):
+        cache = CacheSettings(config.cache_directory(cache))
+    directory = os.path.expanduser(os.fspath(cache.directory if cache.directory is not None else config.cache_dir()))
+    return CacheSettings(directory, config.cache_size_limit(cache.size_limit), config.cache_expire(cache.expire))
 
 
 class BytesDisk(diskcache.Disk):
@@ -155,7 +147,6 @@ class _Cache(diskcache.Cache):
 
     def __init__(self, directory: str, read_only: bool = False, **settings: Any) -> None:
         self._connections: list[sqlite3.Connection] = []  # every thread's, for close()
-        self._connections_lock = threading.Lock()
         self._read_only, self._immutable = read_only, False
         if not read_only:
             try:
@@ -178,15 +169,11 @@ class _Cache(diskcache.Cache):
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None or getattr(self._local, "pid", None) != os.getpid():  # a forked child connects anew
-            path = os.path.abspath(os.path.join(self._directory, DBNAME))
-            if self._read_only:
-                path = f"file:{quote(path)}?mode=ro" + ("&immutable=1" if self._immutable else "")
-            con = self._local.con = sqlite3.connect(
-                path, uri=self._read_only, timeout=self._timeout, isolation_level=None, check_same_thread=False
-            )
-            self._local.pid = os.getpid()
-            with self._connections_lock:
-                self._connections.append(con)
+            path = "file:" + quote(os.path.abspath(os.path.join(self._directory, DBNAME)))
+            path += ("?mode=ro" + "&immutable=1" * self._immutable) if self._read_only else ""
+            con = sqlite3.connect(path, uri=True, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+            self._local.con, self._local.pid = con, os.getpid()
+            self._connections.append(con)  # close() runs when the run's threads are done
             if not self._read_only:  # the pragmas of each connection (a read-only one sets none)
                 with contextlib.suppress(sqlite3.OperationalError):  # no Settings table yet: set-up sets them
                     for key, value in con.execute("SELECT key, value FROM Settings").fetchall():
@@ -195,8 +182,7 @@ class _Cache(diskcache.Cache):
         return con
 
     def close(self) -> None:
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
+        connections, self._connections = self._connections, []
         self._local = threading.local()
         for con in connections:
             con.close()
