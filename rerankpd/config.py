@@ -16,6 +16,7 @@ Environment variables
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 from typing import Any
@@ -140,12 +141,10 @@ def cache_expire(value: float | None = None) -> float | None:
     try:
         seconds = float(raw)
     except (TypeError, ValueError):
-        seconds = float("nan")
-    if isinstance(raw, bool) or not seconds > 0 or seconds == float("inf"):
-        raise ConfigurationError(
-            f"{source}={raw!r}: give the seconds after which a cache entry expires "
-            "(a number > 0), or leave it unset for never"
-        )
+        seconds = math.nan
+    if isinstance(raw, bool) or not 0 < seconds < math.inf:
+        message = "give the seconds after which a cache entry expires (a number > 0), or leave it unset for never"
+        raise ConfigurationError(f"{source}={raw!r}: {message}")
     return seconds
 
 

@@ -72,30 +72,22 @@ class EmbeddingCache(StoreUser):
 
     def lookup(self, role: str, texts: Sequence[str]) -> dict[int, np.ndarray]:
         """The cached vectors of ``texts`` as ``{position: vector}``; misses are absent."""
-        if not len(texts):
-            return {}
         keys = [self.key(role, t) for t in texts]
-        dim_value, values = self._read(
+        dim, values = self._read(
             lambda store: store.read(lambda cache: (cache.get(self._dim_key), [cache.get(k) for k in keys])), (None, [])
         )
-        if dim_value is None or len(dim_value) != 4:
-            return {}
-        size = 4 * int.from_bytes(dim_value, "little")
-        found: dict[int, np.ndarray] = {}
-        for i, value in enumerate(values):
-            if value is not None and len(value) == size and size:
-                vector = np.frombuffer(value, dtype="<f4").astype(np.float32)
-                if np.isfinite(vector).all():
-                    found[i] = vector
-        return found
+        size = 4 * int.from_bytes(dim, "little") if dim is not None and len(dim) == 4 else 0
+        vectors = {
+            i: np.frombuffer(v, dtype="<f4").astype(np.float32) for i, v in enumerate(values) if v and len(v) == size
+        }
+        return {i: vector for i, vector in vectors.items() if np.isfinite(vector).all()}
 
     def store(self, role: str, texts: Sequence[str], vectors: np.ndarray) -> None:
         """Commit the vectors of one finished batch (row ``i`` is the embedding of ``texts[i]``) in one
         transaction. A batch whose length differs from the model's (as the cache knows it) is not written."""
         store = self._store
         if store is None or not len(texts) or store.failure is not None:
-            self.report()
-            return
+            return self.report()
         matrix = np.ascontiguousarray(vectors, dtype="<f4")
         if matrix.ndim != 2 or matrix.shape[0] != len(texts) or not np.isfinite(matrix).all():
             return  # the embedding path fails such a batch itself; never write it

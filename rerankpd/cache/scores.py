@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import diskcache
@@ -107,12 +107,10 @@ def write_block(cache: diskcache.Cache, prefix: bytes, block: bytes, options: di
     return n
 
 
-def block_rows(
-    prefix_of: Callable[[int], bytes], groups: np.ndarray, hashes: np.ndarray, values: Any
-) -> list[tuple[bytes, bytes]]:
+def block_rows(prefixes: Sequence[bytes], groups: np.ndarray, hashes: np.ndarray, values: Any) -> list[tuple]:
     """One ``(prefix, block)`` per query of the pairs; non-finite scores are left out.
 
-    Pair ``i`` belongs to query ``groups[i]``, whose prefix is ``prefix_of(groups[i])``.
+    Pair ``i`` belongs to query ``groups[i]``, whose prefix is ``prefixes[groups[i]]``.
     """
     values = np.asarray(values, dtype="<f8").reshape(-1)
     order = np.flatnonzero(np.isfinite(values))
@@ -120,7 +118,7 @@ def block_rows(
     groups, hashes, values = groups[order], hashes[order], values[order]
     cuts = np.flatnonzero(groups[1:] != groups[:-1]) + 1
     parts = zip(np.split(groups, cuts), np.split(hashes, cuts), np.split(values, cuts))
-    return [(prefix_of(int(g[0])), h.tobytes() + v.tobytes()) for g, h, v in parts if len(g)]
+    return [(prefixes[int(g[0])], h.tobytes() + v.tobytes()) for g, h, v in parts if len(g)]
 
 
 def folded(keys: np.ndarray) -> np.ndarray:
@@ -186,9 +184,8 @@ class ScoreCache(StoreUser):
     """
 
     def __init__(self, directory: Any = None, *, read_only: bool = False, tag: str | None = None) -> None:
-        store = Store(
-            directory if isinstance(directory, CacheSettings) else CacheSettings(directory), read_only=read_only
-        )
+        settings = directory if isinstance(directory, CacheSettings) else CacheSettings(directory)
+        store = Store(settings, read_only=read_only)
         super().__init__(store, tag)
         #: The open store (a ScoreCache is never closed by a failed read: it raises instead).
         self.store: Store = store
@@ -200,25 +197,18 @@ class ScoreCache(StoreUser):
         return ScoreCache.keys(identity_digest, [query], [text], [0], [0])[0]
 
     @staticmethod
-    def keys(
-        identity_digest: str,
-        queries: Sequence[str],
-        texts: Sequence[str],
-        pair_group: Iterable[int],
-        pair_text: Iterable[int],
-    ) -> list[bytes]:
-        """:meth:`key` of many pairs at once (pair ``i`` is ``queries[pair_group[i]], texts[pair_text[i]]``).
+    def keys(digest: str, queries: Sequence[str], texts: Sequence[str], groups: Iterable, at: Iterable) -> list[bytes]:
+        """:meth:`key` under identity ``digest`` of many pairs at once (pair ``i`` is ``queries[groups[i]]``
+        and ``texts[at[i]]``).
 
         >>> ScoreCache.keys("d", ["q"], ["a", "b"], [0, 0], [1, 0]) == [
         ...     ScoreCache.key("d", "q", "b"), ScoreCache.key("d", "q", "a")]
         True
         """
-        groups, positions = np.fromiter(pair_group, np.int64), np.fromiter(pair_text, np.int64)
-        used_groups, group_at = np.unique(groups, return_inverse=True)
-        used_texts, text_at = np.unique(positions, return_inverse=True)
-        prefixes = np.frombuffer(
-            b"".join(query_prefix(identity_digest, queries[g]) for g in used_groups.tolist()), np.uint8
-        ).reshape(-1, 16)
+        used_groups, group_at = np.unique(np.fromiter(groups, np.int64), return_inverse=True)
+        used_texts, text_at = np.unique(np.fromiter(at, np.int64), return_inverse=True)
+        joined = b"".join(query_prefix(digest, queries[g]) for g in used_groups.tolist())
+        prefixes = np.frombuffer(joined, np.uint8).reshape(-1, 16)
         hashes = text_hashes(take_texts(texts, used_texts))
         joined = pair_keys(prefixes[group_at], hashes[text_at]).tobytes()
         return [joined[i : i + 32] for i in range(0, len(joined), 32)]
@@ -236,7 +226,7 @@ class ScoreCache(StoreUser):
             return
         keys = np.frombuffer(b"".join(scores), np.uint8).reshape(len(scores), 32)
         prefixes, groups = np.unique(keys[:, :16], axis=0, return_inverse=True)
-        rows = block_rows(lambda g: prefixes[g].tobytes(), groups.reshape(-1), keys[:, 16:], list(scores.values()))
+        rows = block_rows([p.tobytes() for p in prefixes], groups.reshape(-1), keys[:, 16:], list(scores.values()))
         if not self.store.write(lambda cache: [write_block(cache, p, block, self._options) for p, block in rows]):
             raise PermissionError(f"the cache at {self.directory} could not be written: {self.store.failure}")
 
@@ -304,7 +294,7 @@ class RunCache(StoreUser):
         pairs, ids = self._pairs, np.asarray(pair_ids, dtype=np.int64)
         assert pairs is not None and self._hashes is not None  # lookup() came first: it numbers and hashes
         groups = np.asarray(pairs.pair_group[ids], dtype=np.int64)
-        rows = block_rows(self._prefixes.__getitem__, groups, self._hashes[pairs.pair_text[ids]], values)
+        rows = block_rows(self._prefixes, groups, self._hashes[pairs.pair_text[ids]], values)
 
         def write(cache: diskcache.Cache) -> None:
             for prefix, block in rows:

@@ -410,13 +410,12 @@ def cache_info(directory: Any = None) -> dict:
             raise CacheError(f"cannot read the cache at {directory}: {exc}") from exc
     for prefix, count, _ in rows:
         kinds[KINDS.get(bytes(prefix), "other")] = count
-    files = [os.path.join(d, f) for d, _, names in os.walk(directory) for f in names]
     return {
         "directory": directory,
         "entries": sum(count for _, count, _ in rows),
         "kinds": {kind: kinds[kind] for kind in KINDS.values()},
         "scores": sum(scores for prefix, _, scores in rows if bytes(prefix) == SCORES),
-        "size_bytes": sum(os.lstat(path).st_size for path in files),
+        "size_bytes": sum(os.lstat(os.path.join(d, f)).st_size for d, _, names in os.walk(directory) for f in names),
         "size_limit": settings.size_limit,
     }
 
@@ -440,9 +439,7 @@ def clear_cache(directory: Any = None, *, reranker: Any = None) -> int:
         if os.path.isfile(os.path.join(directory, STORE_DIR, DBNAME)):
             with contextlib.closing(Store(settings)) as store:
                 if store.read_only:
-                    raise CacheError(
-                        f"cannot clear the cache at {directory}: {READ_ONLY}; check its permissions and free space"
-                    )
+                    raise CacheError(f"cannot clear the cache at {directory}: {READ_ONLY}")
                 removed += store.cache.evict(tag, retry=True) if tag is not None else store.cache.clear(retry=True)
         if tag is None:
             _remove_legacy(directory)

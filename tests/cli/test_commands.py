@@ -440,7 +440,7 @@ def test_a_warning_on_the_command_line_is_one_line_without_a_library_location(tm
     not_a_dir.write_text("x")
     assert main(["rank", src, "-q", "cats", "-r", "e5", "--cache-dir", str(not_a_dir)]) == 0
     err = capsys.readouterr().err
-    assert "score cache could not be opened" in err
+    assert f"the score cache at {not_a_dir} could not be opened" in err
     assert "Warning" not in err and "rerankpd/" not in err.replace(str(tmp_path), "")
 
 
