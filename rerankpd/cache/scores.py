@@ -113,6 +113,8 @@ def block_rows(prefixes: Sequence[bytes], groups: np.ndarray, hashes: np.ndarray
     Pair ``i`` belongs to query ``groups[i]``, whose prefix is ``prefixes[groups[i]]``.
     """
     values = np.asarray(values, dtype="<f8").reshape(-1)
+    if groups.min(initial=0) == groups.max(initial=0) and np.isfinite(values).all():  # the usual request
+        return [(prefixes[int(groups[0])], hashes.tobytes() + values.tobytes())] if len(values) else []
     order = np.flatnonzero(np.isfinite(values))
     order = order[np.argsort(groups[order], kind="stable")]  # each query's pairs together, in order
     groups, hashes, values = groups[order], hashes[order], values[order]
