@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import sys
 import threading
+import time
 import warnings
 
 import pandas as pd
@@ -464,3 +465,46 @@ def test_an_unreadable_window_cache_warns_once_and_is_a_miss(tmp_path):
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and "the LLM window cache at" in messages[0] and "reranking without it" in messages[0]
     windows.close()
+
+
+def test_writes_queued_behind_another_are_committed_together_before_each_returns(tmp_path):
+    """While one thread holds the store, the others queue; the next one to get it commits every queued write
+    in one transaction, and each write returns only once its entry is in the database (read back here
+    through a connection of its own)."""
+    store = Store(CacheSettings(str(tmp_path)))
+    holding, release = threading.Event(), threading.Event()
+
+    def slow(cache):
+        holding.set()
+        release.wait(10)
+        cache.set(b"Xslow", b"slow")
+
+    transactions = []
+    transact = store.cache.transact
+
+    def counted(*args, **kwargs):
+        transactions.append(1)
+        return transact(*args, **kwargs)
+
+    store.cache.transact = counted
+    seen, threads = {}, []
+
+    def write(i):
+        ok = store.write(lambda cache: cache.set(b"X%d" % i, b"%d" % i))
+        with contextlib.closing(sqlite3.connect(os.path.join(store.path, "cache.db"))) as con:
+            rows = con.execute("SELECT value FROM Cache WHERE key = ?", (b"X%d" % i,)).fetchall()
+        seen[i] = (ok, rows)
+
+    first = threading.Thread(target=store.write, args=(slow,))
+    first.start()
+    assert holding.wait(10)
+    for i in range(6):
+        threads.append(threading.Thread(target=write, args=(i,)))
+        threads[-1].start()
+    time.sleep(0.3)  # all six are queued behind the slow write
+    release.set()
+    for t in [first, *threads]:
+        t.join(30)
+    assert seen == {i: (True, [(b"%d" % i,)]) for i in range(6)}
+    assert len(transactions) == 2  # the slow write's, then one for the six queued behind it
+    store.close()

@@ -21,7 +21,6 @@ Examples
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,8 +30,6 @@ from .keys import EMBEDDINGS, digest, encode
 from .store import Store, StoreUser
 
 __all__ = ["EmbeddingCache"]
-
-logger = logging.getLogger(__name__)
 
 ROLES = ("query", "document")
 

@@ -28,7 +28,6 @@ Examples
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -42,8 +41,6 @@ from .keys import HASH_BYTES, SCORES, pair_keys, query_prefix, text_hashes
 from .store import CacheSettings, Store, StoreUser
 
 __all__ = ["RunCache", "ScoreCache"]
-
-logger = logging.getLogger(__name__)
 
 #: Bytes of one stored pair in a block: the text's hash and the score.
 RECORD_BYTES = HASH_BYTES + 8

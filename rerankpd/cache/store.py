@@ -213,6 +213,8 @@ class Store:
         stat = os.stat(self._database)
         self._file = stat.st_dev, stat.st_ino  # the database this store opened
         self._lock = threading.Lock()  # this process's writers queue here, not in SQLite's busy handler
+        self._queue: list[Callable[[diskcache.Cache], Any]] = []  # writes waiting for the lock
+        self._queue_lock = threading.Lock()
 
     def _open(self, read_only: bool) -> diskcache.Cache:
         _check_directory(self.directory, "open", NotADirectoryError)
@@ -251,14 +253,21 @@ class Store:
         """
         if self.failure is not None:
             return False
+        with self._queue_lock:
+            self._queue.append(fn)
         try:
-            stat = os.stat(self._database) if os.path.exists(self._database) else None
-            if stat is None or (stat.st_dev, stat.st_ino) != self._file:
-                raise FileNotFoundError("the cache directory was removed or replaced during the run")
-            with self._lock, self.cache.transact():
-                fn(self.cache)
-            self.wrote = True
-            return True
+            with self._lock:  # the writer that holds it commits every write queued so far, in one transaction
+                with self._queue_lock:
+                    queued, self._queue = self._queue, []
+                if queued:  # else an earlier writer committed this one
+                    stat = os.stat(self._database) if os.path.exists(self._database) else None
+                    if stat is None or (stat.st_dev, stat.st_ino) != self._file:
+                        raise FileNotFoundError("the cache directory was removed or replaced during the run")
+                    with self.cache.transact():
+                        for queued_fn in queued:
+                            queued_fn(self.cache)
+                    self.wrote = True
+            return self.failure is None
         except STORE_ERRORS as exc:
             locked = isinstance(exc, diskcache.Timeout)
             self.failure = "it is locked by another process (timed out waiting)" if locked else str(exc) or repr(exc)
@@ -371,10 +380,7 @@ class StoreUser:
 
 def _check_directory(directory: str, doing: str, error: type = CacheError) -> str:
     if os.path.exists(directory) and not os.path.isdir(directory):
-        raise error(
-            f"cannot {doing} the cache at {directory}: it is a file, not a directory; "
-            "pass a directory (cache=... or --cache-dir)"
-        )
+        raise error(f"cannot {doing} the cache at {directory}: it is a file, not a directory; pass a directory")
     return directory
 
 
