@@ -4,7 +4,7 @@ nothing.
 A finished request is written as one *block* per query it holds: the texts' 16-byte hashes followed by
 the scores as little-endian float64 (:mod:`rerankpd.cache.keys`). A query's blocks are numbered from 0:
 block ``n`` is ``S`` + prefix + ``n`` (4 bytes, big-endian). A lookup reads a query's blocks from 0 up to
-the first that is missing and matches the pairs with one binary search (a later block wins). A write
+the first that is missing and matches the pairs through one hash index (a later block wins). A write
 appends a block in one transaction: from the position the run's lookup stopped at, it steps down past
 missing blocks (a clear by another process) and up past present ones (another writer), so the blocks
 stay contiguous; a block evicted or expired from the middle is a hole that the next write fills. A
@@ -73,8 +73,8 @@ def read_blocks(cache: diskcache.Cache, prefix: bytes, compact: bool = False) ->
     that is not a block is skipped).
 
     With ``compact`` (inside a write transaction), a query found in more than :data:`COMPACT_BLOCKS`
-    blocks (of at most :data:`COMPACT_BYTES` in all) is rewritten as one: their records in order (so a later record still wins), with the first block's
-    tag, expiring when the first of them would have.
+    blocks (of at most :data:`COMPACT_BYTES` in all) is rewritten as one: their records in order (so a
+    later record still wins), with the first block's tag, expiring when the first of them would have.
     """
     blocks, entries, n = [], [], 0
     while (entry := cache.get(_block_key(prefix, n), _MISSING, expire_time=True, tag=True))[0] is not _MISSING:
