@@ -79,37 +79,11 @@ def prefilter_scores(
     progress: Any,
     errors: str,
     cancel: threading.Event | None = None,
-) -> tuple[np.ndarray, str]:
-    """Every row's prefilter score (NaN where it has none) and what the prefilter was; ``cancel`` stops a
-    prefilter reranker's run between its requests (:class:`rerankpd.errors.RunCancelled`)."""
-    scores, name, _ = _prefilter_run(
-        df,
-        query,
-        column,
-        query_column=query_column,
-        prefilter=prefilter,
-        cache=cache,
-        progress=progress,
-        errors=errors,
-        cancel=cancel,
-    )
-    return scores, name
-
-
-def _prefilter_run(
-    df: pd.DataFrame,
-    query: str | None,
-    column: Any,
-    *,
-    query_column: Any,
-    prefilter: Any,
-    cache: Any,
-    progress: Any,
-    errors: str,
-    cancel: threading.Event | None = None,
 ) -> tuple[np.ndarray, str, np.ndarray | None]:
-    """:func:`prefilter_scores`, plus each row's prefilter error (None where it has none; the array is None
-    when nothing could fail: a column, or ``errors="raise"``)."""
+    """Every row's prefilter score (NaN where it has none), what the prefilter was, and each row's prefilter
+    error (None where it has none; the array is None when nothing could fail: a column, or
+    ``errors="raise"``). ``cancel`` stops a prefilter reranker's run between its requests
+    (:class:`rerankpd.errors.RunCancelled`)."""
     if isinstance(prefilter, str) and prefilter in df.columns:
         values = df[prefilter]
         if not isinstance(values, pd.Series) or not (
@@ -204,7 +178,7 @@ def _score(
     """Prefilter, pick the candidates, score them. ``cancel`` (the pipeline's private hook) stops the run in the
     prefilter, between it and the main run, or in the main run; ``on_progress`` follows the main run."""
     candidates = whole("candidates", candidates, minimum=1)
-    pre, name, pre_errors = _prefilter_run(
+    pre, name, pre_errors = prefilter_scores(
         df,
         query,
         column,
@@ -397,7 +371,7 @@ def estimate_cascade(
         with reranker_for_estimate(prefilter) as model:
             cheap = describe(model).kind == "lexical"
     if cheap:
-        pre, name = prefilter_scores(
+        pre, name, _ = prefilter_scores(
             df,
             query,
             column,
