@@ -76,12 +76,12 @@ def read_blocks(cache: diskcache.Cache, prefix: bytes, compact: bool = False) ->
     blocks (of at most :data:`COMPACT_BYTES` in all) is rewritten as one: their records in order (so a
     later record still wins), with the first block's tag, expiring when the first of them would have.
     """
-    blocks, entries, n = [], [], 0
+    entries, n = [], 0  # (block, expire time, tag) of each valid block
     while (entry := cache.get(_block_key(prefix, n), _MISSING, expire_time=True, tag=True))[0] is not _MISSING:
         if entry[0] is not None and len(entry[0]) and len(entry[0]) % RECORD_BYTES == 0:
-            blocks.append(entry[0])
             entries.append(entry)
         n += 1
+    blocks = [block for block, _, _ in entries]
     if compact and len(blocks) > COMPACT_BLOCKS and sum(map(len, blocks)) <= COMPACT_BYTES:
         times = [e[1] for e in entries if e[1] is not None]
         hashes, scores = zip(*map(split_block, blocks))

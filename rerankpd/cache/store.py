@@ -390,8 +390,8 @@ def cache_info(directory: Any = None) -> dict:
     ``entries`` counts the entries that have not expired; ``kinds`` splits them into ``scores`` (blocks:
     one per finished request and query, or one per query once a rerun has compacted them), ``embeddings``
     and LLM ``windows``; ``scores`` is how many scores the blocks hold (a pair scored twice counts twice).
-    A directory that does not exist holds nothing. Raises :class:`rerankpd.errors.CacheError` when the path is a file or the cache
-    cannot be read.
+    A directory that does not exist holds nothing. Raises :class:`rerankpd.errors.CacheError` when the path
+    is a file or the cache cannot be read.
 
     Examples
     --------
